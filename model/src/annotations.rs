@@ -1,0 +1,32 @@
+//! Annotation and label keys: the control channel between users, the server and the operator.
+//!
+//! Users never write `status`; they set [`DESIRED_PHASE`] and the operator acts on it and
+//! clears it (the original platform's contract).
+
+/// Desired phase requested by a user: [`DESIRED_RUNNING`] or [`DESIRED_STOPPED`].
+pub const DESIRED_PHASE: &str = "ambient-code.io/desired-phase";
+/// Value of [`DESIRED_PHASE`] asking to start or continue the session.
+pub const DESIRED_RUNNING: &str = "Running";
+/// Value of [`DESIRED_PHASE`] asking to stop the session.
+pub const DESIRED_STOPPED: &str = "Stopped";
+/// RFC 3339 time of the last start request.
+pub const START_REQUESTED_AT: &str = "ambient-code.io/start-requested-at";
+/// RFC 3339 time of the last stop request.
+pub const STOP_REQUESTED_AT: &str = "ambient-code.io/stop-requested-at";
+/// Why a stop was requested (`user`, `inactivity`, `timeout`, `run-finished`).
+pub const STOP_REASON: &str = "ambient-code.io/stop-reason";
+/// Name of the Secret holding the runner's token (Kubernetes mode).
+pub const RUNNER_TOKEN_SECRET: &str = "ambient-code.io/runner-token-secret";
+/// Name of the runner's ServiceAccount (Kubernetes mode).
+pub const RUNNER_SA: &str = "ambient-code.io/runner-sa";
+/// Session this one was continued or cloned from.
+pub const PARENT_SESSION_ID: &str = "vteam.ambient-code/parent-session-id";
+/// Run the initial prompt even when resuming (scheduled-session reuse).
+pub const FORCE_EXECUTE_PROMPT: &str = "ambient-code.io/force-execute-prompt";
+
+/// Label marking a namespace as a project.
+pub const MANAGED_LABEL: &str = "ambient-code.io/managed";
+/// Label naming the scheduled session that created a session.
+pub const SCHEDULED_SESSION_NAME_LABEL: &str = "ambient-code.io/scheduled-session-name";
+/// Label naming the user who created an object.
+pub const CREATED_BY_LABEL: &str = "ambient-code.io/created-by";

@@ -1,0 +1,313 @@
+//! The events of a session's log: what viewers see and what is persisted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::Phase;
+
+/// One persisted event with its place in the session's log.
+///
+/// `seq` starts at 1 and grows by one per event of a session, with no gap: a viewer that has
+/// seen `seq = n` has seen every event up to `n`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    /// Position in the session's log (1-based, gap-free).
+    pub seq: u64,
+    /// When the event happened, in milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// What happened.
+    pub event: SessionEvent,
+}
+
+/// Something that happened in a session.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// A message from a person (the initial prompt or a follow-up).
+    UserMessage(UserMessage),
+    /// A complete block of text from the agent.
+    AgentMessage(AgentMessage),
+    /// A fragment of agent text still being written (partial messages).
+    AgentDelta(AgentDelta),
+    /// The agent's visible reasoning.
+    Thinking(Thinking),
+    /// The agent called a tool.
+    ToolUse(ToolUse),
+    /// The result of a tool call.
+    ToolResult(ToolResult),
+    /// A log line from the runner or the platform.
+    Log(LogLine),
+    /// The session's phase changed.
+    Phase(PhaseChange),
+    /// Something went wrong; the session may go on.
+    Error(ErrorEvent),
+    /// The agent's conversation started or resumed.
+    AgentStarted(AgentStarted),
+    /// One turn of the agent ended (a reply to one user message).
+    TurnResult(TurnResult),
+    /// The run ended: totals and the runner's exit code.
+    Result(RunResult),
+    /// Someone interrupted the current turn.
+    Interrupt(ControlEcho),
+    /// Someone asked the session to stop.
+    StopRequested(ControlEcho),
+    /// Work was pushed to a branch.
+    GitPush(GitPush),
+    /// A pull (merge) request was opened.
+    PullRequest(PullRequest),
+}
+
+impl SessionEvent {
+    /// The `type` tag of the event, as on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionEvent::UserMessage(_) => "user_message",
+            SessionEvent::AgentMessage(_) => "agent_message",
+            SessionEvent::AgentDelta(_) => "agent_delta",
+            SessionEvent::Thinking(_) => "thinking",
+            SessionEvent::ToolUse(_) => "tool_use",
+            SessionEvent::ToolResult(_) => "tool_result",
+            SessionEvent::Log(_) => "log",
+            SessionEvent::Phase(_) => "phase",
+            SessionEvent::Error(_) => "error",
+            SessionEvent::AgentStarted(_) => "agent_started",
+            SessionEvent::TurnResult(_) => "turn_result",
+            SessionEvent::Result(_) => "result",
+            SessionEvent::Interrupt(_) => "interrupt",
+            SessionEvent::StopRequested(_) => "stop_requested",
+            SessionEvent::GitPush(_) => "git_push",
+            SessionEvent::PullRequest(_) => "pull_request",
+        }
+    }
+}
+
+/// A message from a person to the agent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserMessage {
+    /// The text as typed.
+    pub text: String,
+    /// Who sent it (display name or user id).
+    pub sender: String,
+}
+
+/// A complete block of agent text (Markdown).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentMessage {
+    /// Id of the model reply this block belongs to; blocks of one reply share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The text.
+    pub text: String,
+    /// Set when the text comes from a sub-agent: the id of the tool call that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_tool_use_id: Option<String>,
+}
+
+/// A fragment of agent text; the complete [`AgentMessage`] follows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDelta {
+    /// Id of the model reply being written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The new text.
+    pub text: String,
+}
+
+/// The agent's reasoning.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Thinking {
+    /// Id of the model reply this block belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The reasoning text.
+    pub text: String,
+}
+
+/// A tool call by the agent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolUse {
+    /// Tool call id; the matching [`ToolResult`] carries it.
+    pub id: String,
+    /// Tool name (`Write`, `Bash`, `mcp__server__tool` ...).
+    pub name: String,
+    /// The tool's input as the model produced it.
+    pub input: serde_json::Value,
+    /// Set inside a sub-agent: the id of the tool call that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_tool_use_id: Option<String>,
+}
+
+/// The result of a tool call.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolResult {
+    /// Id of the [`ToolUse`] this answers.
+    pub tool_use_id: String,
+    /// The result as text (possibly truncated by the runner).
+    pub content: String,
+    /// The tool failed or was refused.
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+/// Severity of a log line.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Diagnostic detail.
+    Debug,
+    /// Progress worth showing.
+    Info,
+    /// Something unexpected that did not stop the session.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// A line of the runner's or the platform's log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// Severity.
+    pub level: LogLevel,
+    /// The line.
+    pub message: String,
+}
+
+/// The session's phase changed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseChange {
+    /// The new phase.
+    pub phase: Phase,
+    /// Machine-readable reason (a condition reason such as `RunnerExit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An error worth showing to the people watching.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorEvent {
+    /// Human-readable explanation.
+    pub message: String,
+    /// Machine-readable kind (`api_error`, `clone_failed`, `claude_missing` ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The agent's conversation started (or resumed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStarted {
+    /// Model in use.
+    pub model: String,
+    /// Claude Code's conversation id.
+    pub claude_session_id: String,
+    /// Working directory of the agent.
+    pub cwd: String,
+    /// Whether an earlier conversation was resumed.
+    #[serde(default)]
+    pub resumed: bool,
+}
+
+/// Token and cost figures of one turn or of a whole run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Input tokens, not counting the cache.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+    /// Cost in US dollars at list price.
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+/// One turn of the agent ended.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnResult {
+    /// The turn failed (API error, max turns, interrupted ...).
+    pub is_error: bool,
+    /// Claude Code's result subtype (`success`, `error_max_turns`, `error_during_execution`).
+    pub subtype: String,
+    /// Model calls in this turn.
+    pub num_turns: u32,
+    /// Wall time of the turn.
+    pub duration_ms: u64,
+    /// Tokens and cost of this turn.
+    pub usage: Usage,
+    /// The final text, or the error text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// The run ended; sent by the runner just before it exits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    /// Exit code the runner ends with: 0 success, 1 agent or run error, 2 configuration.
+    pub exit_code: i32,
+    /// Whether the run as a whole failed.
+    pub is_error: bool,
+    /// Model calls over the run.
+    pub num_turns: u32,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// Tokens and cost over the run.
+    pub usage: Usage,
+    /// The last result text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Who asked for an interrupt or a stop.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlEcho {
+    /// Display name or user id of the requester.
+    pub sender: String,
+}
+
+/// A branch was pushed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitPush {
+    /// Repository directory name under `repos/`.
+    pub repo: String,
+    /// Remote URL, without credentials.
+    pub remote: String,
+    /// Branch pushed.
+    pub branch: String,
+    /// Commit pushed.
+    pub commit: String,
+}
+
+/// A pull request (or GitLab merge request) was opened.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequest {
+    /// Repository directory name under `repos/`.
+    pub repo: String,
+    /// Web URL of the pull request.
+    pub url: String,
+    /// Its number (GitHub) or iid (GitLab).
+    pub number: u64,
+}

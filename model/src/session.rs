@@ -1,0 +1,427 @@
+//! The `AgenticSession` custom resource (`vteam.ambient-code/v1alpha1`): one agent run.
+//!
+//! Field names and defaults follow the original platform's CRD so that an existing manifest
+//! parses unchanged. Only the operator writes `status`; users steer a session through the
+//! [`annotations::DESIRED_PHASE`](crate::annotations::DESIRED_PHASE) annotation.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of an agentic session.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "vteam.ambient-code",
+    version = "v1alpha1",
+    kind = "AgenticSession",
+    plural = "agenticsessions",
+    singular = "agenticsession",
+    shortname = "as",
+    namespaced,
+    derive = "PartialEq",
+    status = "AgenticSessionStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.llmSettings.model"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AgenticSessionSpec {
+    /// Repositories cloned into the workspace as `repos/<name>`; the first is the working
+    /// directory. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<SessionRepo>,
+    /// The first prompt, run when the session starts for the first time (not on continue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_prompt: Option<String>,
+    /// Human-readable name shown in the UI. Default: derived from the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Who created the session; set by the server from the caller's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_context: Option<UserContext>,
+    /// Model settings. Default: the platform's default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_settings: Option<LlmSettings>,
+    /// Hard limit on the run's wall time in seconds (enforced here, unlike the original).
+    /// Default: 300 in the original's CRD; absent means the platform default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// Seconds without any event before the session is stopped with reason `inactivity`;
+    /// 0 disables. Default: the project's setting, else 24 h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub inactivity_timeout: Option<i64>,
+    /// Stop the session as soon as a run finishes (batch mode). Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_on_run_finished: Option<bool>,
+    /// Extra environment variables for the runner and the agent. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_variables: BTreeMap<String, String>,
+    /// Session-level MCP server overrides, merged over the project's. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<McpServers>,
+    /// Workflow repository cloned to `workflows/<name>`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_workflow: Option<ActiveWorkflow>,
+}
+
+/// A git repository of a session.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRepo {
+    /// Clone URL (https, ssh or file).
+    pub url: String,
+    /// Branch to check out. Default: `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_branch")]
+    pub branch: Option<String>,
+    /// Commit and push the agent's work to `ambient/<session>` and open a pull request.
+    /// Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_false")]
+    pub auto_push: Option<bool>,
+}
+
+impl SessionRepo {
+    /// The branch to check out, `main` when unset.
+    pub fn branch_or_default(&self) -> &str {
+        self.branch.as_deref().unwrap_or(DEFAULT_BRANCH)
+    }
+
+    /// Whether the agent's work is pushed and proposed as a pull request.
+    pub fn auto_push(&self) -> bool {
+        self.auto_push.unwrap_or(false)
+    }
+}
+
+/// Branch used when a repository names none.
+pub const DEFAULT_BRANCH: &str = "main";
+
+fn default_branch() -> Option<String> {
+    Some(DEFAULT_BRANCH.to_owned())
+}
+
+fn default_false() -> Option<bool> {
+    Some(false)
+}
+
+/// Identity of the session's creator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserContext {
+    /// Stable user id.
+    #[serde(default)]
+    pub user_id: String,
+    /// Name shown in the UI.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// Groups the user belongs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// Model settings of a session.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmSettings {
+    /// Model id passed to Claude Code. Default: the platform's default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Sampling temperature (kept for compatibility; Claude Code ignores it). Default: 0.7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Output token cap (kept for compatibility; Claude Code ignores it). Default: 4000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+}
+
+/// MCP server configuration: extra servers and names of default servers to disable.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct McpServers {
+    /// Servers by name; each value is a Claude Code MCP server config (stdio, http or sse).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_map")]
+    pub custom: BTreeMap<String, serde_json::Value>,
+    /// Names of inherited servers to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<String>,
+}
+
+/// A workflow repository the agent follows.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveWorkflow {
+    /// Clone URL of the workflow repository.
+    pub git_url: String,
+    /// Branch. Default: `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_branch")]
+    pub branch: Option<String>,
+    /// Sub-directory holding the workflow. Default: the repository root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Observed state of an agentic session; written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgenticSessionStatus {
+    /// Last spec generation the operator acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Lifecycle phase. Default: `Pending`.
+    #[serde(default)]
+    pub phase: Phase,
+    /// When the current run started (reset on continue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the session reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// State of each cloned repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reconciled_repos: Vec<ReconciledRepo>,
+    /// State of the active workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_workflow: Option<ReconciledWorkflow>,
+    /// Time of the last event seen from the session; drives the inactivity timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_time: Option<Time>,
+    /// Why the session stopped, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<StoppedReason>,
+    /// Claude Code conversation id, used to resume on continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_session_id: Option<String>,
+    /// How many times the runner was restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_restart_count: Option<i64>,
+    /// Totals of the last run (tokens, cost, turns, exit code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<RunSummary>,
+    /// Standard Kubernetes conditions (`Ready`, `RunnerStarted`, `Failed` ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Lifecycle phase of a session.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing started yet.
+    #[default]
+    Pending,
+    /// The runner is being started.
+    Creating,
+    /// The runner is connected and the agent works.
+    Running,
+    /// A stop was requested; the runner is being terminated.
+    Stopping,
+    /// Stopped on request, by inactivity or by timeout.
+    Stopped,
+    /// The runner finished successfully.
+    Completed,
+    /// The runner failed or could not start.
+    Failed,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Pending,
+        Phase::Creating,
+        Phase::Running,
+        Phase::Stopping,
+        Phase::Stopped,
+        Phase::Completed,
+        Phase::Failed,
+    ];
+
+    /// The phase's name as written in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Creating => "Creating",
+            Phase::Running => "Running",
+            Phase::Stopping => "Stopping",
+            Phase::Stopped => "Stopped",
+            Phase::Completed => "Completed",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    /// Parses a phase name as written in `status.phase`.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// No runner exists or will exist until someone starts the session again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Stopped | Phase::Completed | Phase::Failed)
+    }
+
+    /// A runner is starting, running or stopping.
+    pub fn is_active(self) -> bool {
+        matches!(self, Phase::Creating | Phase::Running | Phase::Stopping)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a session stopped.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoppedReason {
+    /// A user asked for it.
+    User,
+    /// No event for longer than the inactivity timeout.
+    Inactivity,
+    /// The run exceeded `spec.timeout`.
+    Timeout,
+    /// `spec.stopOnRunFinished` and the run finished.
+    RunFinished,
+}
+
+impl StoppedReason {
+    /// The reason as written in `status.stoppedReason` and the stop-reason annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoppedReason::User => "user",
+            StoppedReason::Inactivity => "inactivity",
+            StoppedReason::Timeout => "timeout",
+            StoppedReason::RunFinished => "run-finished",
+        }
+    }
+
+    /// Parses the annotation value.
+    pub fn parse(s: &str) -> Option<StoppedReason> {
+        [
+            Self::User,
+            Self::Inactivity,
+            Self::Timeout,
+            Self::RunFinished,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// State of one repository in the workspace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciledRepo {
+    /// Clone URL.
+    pub url: String,
+    /// Deprecated single branch; see `branches`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Local branches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<String>,
+    /// Checked-out branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_active_branch: Option<String>,
+    /// The remote's default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+    /// Directory name under `repos/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Clone state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RepoState>,
+    /// When the clone finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned_at: Option<Time>,
+}
+
+/// Clone state of a repository.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RepoState {
+    /// Being cloned.
+    Cloning,
+    /// Cloned and checked out.
+    Ready,
+    /// The clone failed.
+    Failed,
+}
+
+/// State of the active workflow.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciledWorkflow {
+    /// Clone URL.
+    pub git_url: String,
+    /// Branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Sub-directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Clone state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<WorkflowState>,
+    /// When it was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Time>,
+}
+
+/// Clone state of a workflow.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WorkflowState {
+    /// Being cloned.
+    Cloning,
+    /// In use.
+    Active,
+    /// The clone failed.
+    Failed,
+}
+
+/// Totals of a run, as reported by the runner's final result.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Exit code of the runner process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Model turns over the run.
+    #[serde(default)]
+    pub turns: u32,
+    /// Input tokens over the run (cache reads and writes included).
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output tokens over the run.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Cost in US dollars at list price, as computed by Claude Code.
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+impl AgenticSession {
+    /// The phase, `Pending` when no status was written yet.
+    pub fn phase(&self) -> Phase {
+        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+
+    /// The model the session asked for, if any.
+    pub fn model(&self) -> Option<&str> {
+        self.spec.llm_settings.as_ref()?.model.as_deref()
+    }
+
+    /// Value of an annotation.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+}

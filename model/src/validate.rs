@@ -1,0 +1,300 @@
+//! Input validation shared by the server (authoritative) and the UI (early feedback).
+//!
+//! Every check returns a [`Invalid`] naming the field and saying what is wrong in words a
+//! user can act on.
+
+use crate::protocol::MAX_MESSAGE_TEXT;
+
+/// A field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The field, as named in the request body (`initialPrompt`, `repos[0].url` ...).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A validation failure of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Longest display name accepted.
+pub const MAX_DISPLAY_NAME: usize = 200;
+
+/// A Kubernetes DNS-1123 label: what project (namespace) and session names must be.
+pub fn dns1123_label(field: &str, name: &str) -> Result<(), Invalid> {
+    let fail = |m: &str| Err(Invalid::new(field, m));
+    if name.is_empty() {
+        return fail("must not be empty");
+    }
+    if name.len() > 63 {
+        return fail("must be at most 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return fail("may contain only lowercase letters, digits and '-'");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return fail("must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// A prompt or follow-up message: not blank, at most [`MAX_MESSAGE_TEXT`] bytes.
+pub fn message_text(field: &str, text: &str) -> Result<(), Invalid> {
+    if text.trim().is_empty() {
+        return Err(Invalid::new(field, "must not be empty"));
+    }
+    if text.len() > MAX_MESSAGE_TEXT {
+        return Err(Invalid::new(
+            field,
+            format!("is {} bytes; the limit is {MAX_MESSAGE_TEXT}", text.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A display name: at most [`MAX_DISPLAY_NAME`] characters, no control characters.
+pub fn display_name(field: &str, name: &str) -> Result<(), Invalid> {
+    if name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {MAX_DISPLAY_NAME} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// A git remote: `https://host/path`, `ssh://[user@]host/path`, `user@host:path` or
+/// `file:///absolute/path`. Credentials inside the URL are refused: they would end up in logs
+/// and in the workspace's git config; tokens belong in the project's credentials.
+pub fn repo_url(field: &str, url: &str) -> Result<(), Invalid> {
+    let fail = |m: &str| Err(Invalid::new(field, m));
+    if url.is_empty() {
+        return fail("must not be empty");
+    }
+    if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return fail("must be a URL without spaces or control characters");
+    }
+    if let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    {
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return fail("must not contain credentials; set a git token in the project settings");
+        }
+        if authority.is_empty() || rest.len() <= authority.len() + 1 {
+            return fail("must name a host and a repository path");
+        }
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains(':')
+            && authority
+                .rsplit(':')
+                .next()
+                .is_some_and(|p| p.parse::<u16>().is_err())
+        {
+            return fail("has an invalid port");
+        }
+        if authority.is_empty() || rest.len() <= authority.len() + 1 {
+            return fail("must name a host and a repository path");
+        }
+        return Ok(());
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return fail("file URLs must hold an absolute path (file:///path/to/repo)");
+        }
+        return Ok(());
+    }
+    // scp-like syntax: user@host:path
+    if let Some((user_host, path)) = url.split_once(':')
+        && let Some((user, host)) = user_host.split_once('@')
+        && !user.is_empty()
+        && !host.is_empty()
+        && !path.is_empty()
+        && !host.contains('/')
+    {
+        return Ok(());
+    }
+    fail("must be an https, ssh (user@host:path or ssh://) or file:// URL")
+}
+
+/// A branch name git accepts (the rules of `git check-ref-format --branch`).
+pub fn branch_name(field: &str, name: &str) -> Result<(), Invalid> {
+    let fail = |m: &str| Err(Invalid::new(field, m));
+    if name.is_empty() {
+        return fail("must not be empty");
+    }
+    if name.len() > 255 {
+        return fail("must be at most 255 characters");
+    }
+    if name.starts_with('-') {
+        return fail("must not start with '-'");
+    }
+    if name == "@" || name.contains("@{") {
+        return fail("must not be '@' or contain '@{'");
+    }
+    if name.contains("..") || name.contains("//") {
+        return fail("must not contain '..' or '//'");
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.ends_with('.') {
+        return fail("must not start or end with '/' or end with '.'");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || " ~^:?*[\\".contains(c))
+    {
+        return fail("must not contain spaces, control characters or any of ~ ^ : ? * [ \\");
+    }
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return fail("no part may start with '.' or end with '.lock'");
+    }
+    Ok(())
+}
+
+/// Prefix of the variables the platform sets for the runner itself; users cannot override them.
+pub const RESERVED_ENV_PREFIX: &str = "AMBIENT_";
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, not reserved by the platform.
+pub fn env_var_name(field: &str, name: &str) -> Result<(), Invalid> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 256;
+    if !valid {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "'{name}' is not a valid variable name (letters, digits and '_', not starting with a digit)"
+            ),
+        ));
+    }
+    if name.starts_with(RESERVED_ENV_PREFIX) {
+        return Err(Invalid::new(
+            field,
+            format!("'{name}' is reserved by the platform"),
+        ));
+    }
+    Ok(())
+}
+
+/// A model id from the configured list.
+pub fn model(field: &str, model: &str, allowed: &[String]) -> Result<(), Invalid> {
+    if allowed.iter().any(|m| m == model) {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!("unknown model '{model}'; available: {}", allowed.join(", ")),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns1123_labels() {
+        for ok in ["a", "my-project", "p1", &"a".repeat(63)] {
+            assert!(dns1123_label("name", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "ä", &"a".repeat(64)] {
+            assert!(dns1123_label("name", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prompts() {
+        assert!(message_text("p", "do it").is_ok());
+        assert_eq!(
+            message_text("p", "  \n").unwrap_err().message,
+            "must not be empty"
+        );
+        assert!(message_text("p", &"x".repeat(MAX_MESSAGE_TEXT + 1)).is_err());
+    }
+
+    #[test]
+    fn repo_urls() {
+        for ok in [
+            "https://github.com/ambient-code/platform.git",
+            "https://gitlab.example.com:8443/group/sub/repo",
+            "git@github.com:org/repo.git",
+            "ssh://git@host:2222/org/repo.git",
+            "file:///tmp/repos/app.git",
+        ] {
+            assert!(repo_url("url", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "github.com/org/repo",
+            "https://user:token@github.com/org/repo",
+            "https://github.com",
+            "ftp://host/repo",
+            "file://relative/path",
+            "https://github.com/org/re po",
+            "ssh://host:notaport/x",
+        ] {
+            assert!(repo_url("url", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn branch_names() {
+        for ok in ["main", "feature/x", "ambient/session-1", "v1.2"] {
+            assert!(branch_name("b", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "-x", "a..b", "a b", "a~1", "x.lock", ".hidden", "a/", "a//b", "@", "a@{1}", "a:b",
+        ] {
+            assert!(branch_name("b", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(env_var_name("e", "DEBUG_LEVEL").is_ok());
+        assert!(env_var_name("e", "_x1").is_ok());
+        for bad in ["", "1A", "A-B", "A B", "AMBIENT_RUNNER_TOKEN"] {
+            assert!(env_var_name("e", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn models_come_from_the_list() {
+        let allowed = vec!["claude-sonnet-4-6".to_owned()];
+        assert!(model("m", "claude-sonnet-4-6", &allowed).is_ok());
+        assert!(
+            model("m", "gpt-5", &allowed)
+                .unwrap_err()
+                .message
+                .contains("claude-sonnet-4-6")
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! The session state machine: a pure function from what the session asks for and what is
+//! observed of its runner to a [`Plan`]. Drivers only apply plans.
+//!
+//! ```text
+//! Pending ─start─▶ Creating ─connected─▶ Running ─exit 0─▶ Completed
+//!    │                │  └──exit≠0 / lost──────┴─exit≠0──▶ Failed
+//!    │                └──────stop──▶ Stopping ◀──stop / timeout / inactivity
+//!    └─stop─▶ Stopped ◀──runner gone── Stopping
+//! Stopped | Completed | Failed ─desired Running─▶ Creating (resumes the conversation)
+//! ```
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED, STOP_REASON};
+use model::protocol::PhaseChange;
+use model::session::{AgenticSessionStatus, RunSummary, StoppedReason};
+use model::{AgenticSession, Phase};
+
+/// Exit code of a runner that failed its configuration or prerequisites (the original
+/// operator's convention).
+pub const EXIT_PREREQUISITE: i32 = 2;
+
+/// What is observed of the session's runner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Runner {
+    /// No runner exists and none is known to have existed for this run.
+    Absent,
+    /// A runner process exists; `connected` once it said hello to the server.
+    Alive {
+        /// Whether it is connected to the server now.
+        connected: bool,
+    },
+    /// The runner exited.
+    Exited(Exit),
+    /// A runner existed but is gone without an exit status (it died while the server was
+    /// down, or could not be started).
+    Lost {
+        /// Human-readable explanation.
+        reason: String,
+    },
+}
+
+/// How a runner ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exit {
+    /// Exit code, when it exited normally.
+    pub code: Option<i32>,
+    /// Signal that killed it, if any.
+    pub signal: Option<i32>,
+    /// Last lines of its standard error.
+    pub stderr_tail: Vec<String>,
+    /// Totals reported by the runner's final result event.
+    pub summary: Option<RunSummary>,
+}
+
+/// Settings that shape decisions.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The current time.
+    pub now: Timestamp,
+    /// Inactivity timeout when neither the session nor its project sets one (seconds; 0 off).
+    pub default_inactivity_timeout: i64,
+    /// The project's inactivity timeout, if it sets one.
+    pub project_inactivity_timeout: Option<i64>,
+}
+
+/// What a driver must do for a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start a runner; `resume` continues the earlier conversation.
+    Start {
+        /// Continue the previous Claude conversation instead of starting a new one.
+        resume: bool,
+    },
+    /// Stop the runner: terminate it and everything it started.
+    Stop {
+        /// Why.
+        reason: StoppedReason,
+    },
+}
+
+/// The outcome of planning one session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// The new status, when it changes.
+    pub status: Option<AgenticSessionStatus>,
+    /// Remove the desired-phase and stop-reason annotations: the request was taken.
+    pub clear_desired_phase: bool,
+    /// What the driver must do.
+    pub action: Option<Action>,
+    /// The phase change to record in the session's event log.
+    pub event: Option<PhaseChange>,
+    /// Plan again after this long even if nothing is observed to change (timeouts).
+    pub requeue_after: Option<Duration>,
+}
+
+/// Condition types written by the operator.
+pub mod condition {
+    /// The runner is running and connected.
+    pub const READY: &str = "Ready";
+    /// A runner process (or Job) was created for the current run.
+    pub const RUNNER_CREATED: &str = "RunnerCreated";
+    /// The runner connected to the server.
+    pub const RUNNER_STARTED: &str = "RunnerStarted";
+}
+
+/// Decides what should happen to `session` given what is observed of its runner.
+pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
+    let mut st = session.status.clone().unwrap_or_default();
+    let phase = st.phase;
+    let desired = session.annotation(DESIRED_PHASE);
+    let requested_reason = session
+        .annotation(STOP_REASON)
+        .and_then(StoppedReason::parse)
+        .unwrap_or(StoppedReason::User);
+    let generation = session.metadata.generation;
+    let mut b = Builder {
+        st: &mut st,
+        ctx,
+        generation,
+        plan: Plan::default(),
+    };
+
+    match phase {
+        Phase::Pending if desired == Some(DESIRED_STOPPED) => {
+            b.plan.clear_desired_phase = true;
+            b.stopped(requested_reason);
+        }
+        Phase::Pending => {
+            b.plan.clear_desired_phase = desired.is_some();
+            b.start(false);
+        }
+        Phase::Creating | Phase::Running if desired == Some(DESIRED_STOPPED) => {
+            b.plan.clear_desired_phase = true;
+            match runner {
+                Runner::Alive { .. } => b.stopping(requested_reason),
+                // The runner ended on its own before the stop was applied: the user's
+                // intent decides the phase.
+                Runner::Exited(exit) => {
+                    b.st.result = Some(RunSummary {
+                        exit_code: exit.code,
+                        ..exit.summary.clone().unwrap_or_default()
+                    });
+                    b.stopped(requested_reason);
+                }
+                Runner::Absent | Runner::Lost { .. } => b.stopped(requested_reason),
+            }
+        }
+        Phase::Creating | Phase::Running => match runner {
+            Runner::Exited(exit) => b.exited(exit),
+            Runner::Lost { reason } => b.failed("RunnerLost", reason.clone()),
+            Runner::Absent => b.failed(
+                "RunnerLost",
+                "the runner is gone and left no exit status".into(),
+            ),
+            Runner::Alive { connected } => {
+                b.plan.clear_desired_phase = desired.is_some();
+                if *connected && phase == Phase::Creating {
+                    b.running();
+                }
+                if let Some(reason) = b.expired(session) {
+                    b.stopping(reason);
+                }
+            }
+        },
+        Phase::Stopping => match runner {
+            Runner::Alive { .. } => {
+                // Re-issue the stop: after a server restart the driver has no timer left.
+                let reason = b.st.stopped_reason.unwrap_or(requested_reason);
+                b.plan.action = Some(Action::Stop { reason });
+                b.plan.requeue_after = Some(Duration::from_secs(1));
+            }
+            Runner::Exited(exit) => {
+                b.st.result = Some(RunSummary {
+                    exit_code: exit.code,
+                    ..exit.summary.clone().unwrap_or_default()
+                });
+                let reason = b.st.stopped_reason.unwrap_or(requested_reason);
+                b.stopped(reason);
+            }
+            Runner::Absent | Runner::Lost { .. } => {
+                let reason = b.st.stopped_reason.unwrap_or(requested_reason);
+                b.stopped(reason);
+            }
+        },
+        Phase::Stopped | Phase::Completed | Phase::Failed => {
+            if desired == Some(DESIRED_RUNNING) {
+                b.plan.clear_desired_phase = true;
+                b.st.completion_time = None;
+                b.st.stopped_reason = None;
+                b.st.result = None;
+                b.st.sdk_restart_count = Some(b.st.sdk_restart_count.unwrap_or(0) + 1);
+                b.start(true);
+            } else if desired.is_some() {
+                // Asking a finished session to stop: nothing to do.
+                b.plan.clear_desired_phase = true;
+            }
+        }
+    }
+
+    let mut plan = b.plan;
+    if session.status.as_ref() != Some(&st) {
+        plan.status = Some(st);
+    }
+    plan
+}
+
+/// Mutable state of one planning step.
+struct Builder<'a> {
+    st: &'a mut AgenticSessionStatus,
+    ctx: &'a Context,
+    generation: Option<i64>,
+    plan: Plan,
+}
+
+impl Builder<'_> {
+    fn now(&self) -> Time {
+        Time(self.ctx.now)
+    }
+
+    fn set_phase(&mut self, phase: Phase, reason: &str, message: Option<String>) {
+        if self.st.phase != phase {
+            self.st.phase = phase;
+            self.plan.event = Some(PhaseChange {
+                phase,
+                reason: Some(reason.to_owned()),
+                message,
+            });
+        }
+    }
+
+    fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
+        let status = if ok { "True" } else { "False" };
+        let now = self.now();
+        let generation = self.generation;
+        match self.st.conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) => {
+                if c.status != status {
+                    c.last_transition_time = now;
+                }
+                c.status = status.to_owned();
+                c.reason = reason.to_owned();
+                c.message = message.to_owned();
+                c.observed_generation = generation;
+            }
+            None => self.st.conditions.push(Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: now,
+                observed_generation: generation,
+            }),
+        }
+    }
+
+    fn start(&mut self, resume: bool) {
+        self.st.start_time = Some(self.now());
+        self.st.last_activity_time = None;
+        self.st.observed_generation = self.generation;
+        self.plan.action = Some(Action::Start { resume });
+        let (reason, message) = if resume {
+            ("Restarting", "continuing the previous conversation")
+        } else {
+            ("RunnerCreated", "starting the runner")
+        };
+        self.condition(condition::RUNNER_CREATED, true, reason, message);
+        self.condition(
+            condition::RUNNER_STARTED,
+            false,
+            "Starting",
+            "waiting for the runner to connect",
+        );
+        self.condition(
+            condition::READY,
+            false,
+            "Starting",
+            "the runner is starting",
+        );
+        self.set_phase(Phase::Creating, reason, Some(message.to_owned()));
+    }
+
+    fn running(&mut self) {
+        self.condition(
+            condition::RUNNER_STARTED,
+            true,
+            "RunnerConnected",
+            "the runner is connected",
+        );
+        self.condition(
+            condition::READY,
+            true,
+            "RunnerConnected",
+            "the agent is running",
+        );
+        self.set_phase(Phase::Running, "RunnerConnected", None);
+    }
+
+    fn stopping(&mut self, reason: StoppedReason) {
+        self.st.stopped_reason = Some(reason);
+        self.plan.action = Some(Action::Stop { reason });
+        self.plan.requeue_after = Some(Duration::from_secs(1));
+        let message = match reason {
+            StoppedReason::User => "stop requested".to_owned(),
+            StoppedReason::Inactivity => {
+                "no activity for longer than the inactivity timeout".to_owned()
+            }
+            StoppedReason::Timeout => "the run exceeded its timeout".to_owned(),
+            StoppedReason::RunFinished => "the run finished".to_owned(),
+        };
+        self.condition(
+            condition::READY,
+            false,
+            stop_condition_reason(reason),
+            &message,
+        );
+        self.set_phase(
+            Phase::Stopping,
+            stop_condition_reason(reason),
+            Some(message),
+        );
+    }
+
+    fn stopped(&mut self, reason: StoppedReason) {
+        self.st.stopped_reason = Some(reason);
+        self.st.completion_time = Some(self.now());
+        self.condition(
+            condition::READY,
+            false,
+            stop_condition_reason(reason),
+            "the session is stopped",
+        );
+        self.set_phase(Phase::Stopped, stop_condition_reason(reason), None);
+    }
+
+    fn exited(&mut self, exit: &Exit) {
+        self.st.result = Some(RunSummary {
+            exit_code: exit.code,
+            ..exit.summary.clone().unwrap_or_default()
+        });
+        match (exit.code, exit.signal) {
+            (Some(0), _) => {
+                self.st.completion_time = Some(self.now());
+                self.condition(condition::READY, false, "Completed", "the runner finished");
+                self.set_phase(Phase::Completed, "Completed", None);
+            }
+            (Some(EXIT_PREREQUISITE), _) => self.failed(
+                "PrerequisiteFailed",
+                with_tail("the runner's configuration or prerequisites failed", exit),
+            ),
+            (Some(code), _) => self.failed(
+                "RunnerExit",
+                with_tail(&format!("the runner exited with code {code}"), exit),
+            ),
+            (None, Some(sig)) => self.failed(
+                "RunnerExit",
+                with_tail(&format!("the runner was killed by signal {sig}"), exit),
+            ),
+            (None, None) => self.failed(
+                "RunnerExit",
+                with_tail("the runner ended without an exit code", exit),
+            ),
+        }
+    }
+
+    fn failed(&mut self, reason: &str, message: String) {
+        self.st.completion_time = Some(self.now());
+        self.condition(condition::READY, false, reason, &message);
+        self.set_phase(Phase::Failed, reason, Some(message));
+    }
+
+    /// The stop reason if the run is past its timeout or idle for too long; otherwise
+    /// schedules the next check.
+    fn expired(&mut self, session: &AgenticSession) -> Option<StoppedReason> {
+        let now = self.ctx.now.as_second();
+        let started = self
+            .st
+            .start_time
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(now);
+        let active = self
+            .st
+            .last_activity_time
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(started)
+            .max(started);
+        let mut next: Option<i64> = None;
+        if let Some(limit) = session.spec.timeout.filter(|t| *t > 0) {
+            let left = started + limit - now;
+            if left <= 0 {
+                return Some(StoppedReason::Timeout);
+            }
+            next = Some(left);
+        }
+        let inactivity = session
+            .spec
+            .inactivity_timeout
+            .or(self.ctx.project_inactivity_timeout)
+            .unwrap_or(self.ctx.default_inactivity_timeout);
+        if inactivity > 0 {
+            let left = active + inactivity - now;
+            if left <= 0 {
+                return Some(StoppedReason::Inactivity);
+            }
+            next = Some(next.map_or(left, |n| n.min(left)));
+        }
+        self.plan.requeue_after = next.map(|s| Duration::from_secs(s as u64));
+        None
+    }
+}
+
+fn stop_condition_reason(reason: StoppedReason) -> &'static str {
+    match reason {
+        StoppedReason::User => "UserStopped",
+        StoppedReason::Inactivity => "InactivityTimeout",
+        StoppedReason::Timeout => "Timeout",
+        StoppedReason::RunFinished => "RunFinished",
+    }
+}
+
+fn with_tail(message: &str, exit: &Exit) -> String {
+    if exit.stderr_tail.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}:\n{}", exit.stderr_tail.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,357 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use model::session::{AgenticSessionSpec, AgenticSessionStatus};
+
+use super::*;
+
+fn at(secs: i64) -> Context {
+    Context {
+        now: Timestamp::from_second(1_800_000_000 + secs).unwrap(),
+        default_inactivity_timeout: 86_400,
+        project_inactivity_timeout: None,
+    }
+}
+
+fn session(phase: Phase, annotations: &[(&str, &str)]) -> AgenticSession {
+    let mut s = AgenticSession::new("session-1", AgenticSessionSpec::default());
+    s.metadata.generation = Some(1);
+    if !annotations.is_empty() {
+        s.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+    }
+    s.status = Some(AgenticSessionStatus {
+        phase,
+        start_time: Some(Time(at(0).now)),
+        ..Default::default()
+    });
+    s
+}
+
+/// Applies a plan's status the way a driver would.
+fn apply(mut s: AgenticSession, plan: &Plan) -> AgenticSession {
+    if let Some(st) = &plan.status {
+        s.status = Some(st.clone());
+    }
+    if plan.clear_desired_phase
+        && let Some(a) = s.metadata.annotations.as_mut()
+    {
+        a.remove(DESIRED_PHASE);
+        a.remove(STOP_REASON);
+    }
+    s
+}
+
+fn phase_of(plan: &Plan) -> Phase {
+    plan.status.as_ref().expect("status changes").phase
+}
+
+fn condition<'a>(plan: &'a Plan, type_: &str) -> &'a Condition {
+    plan.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition set")
+}
+
+#[test]
+fn pending_starts_a_new_runner() {
+    let mut s = session(Phase::Pending, &[]);
+    s.status = None;
+    let plan = plan(&s, &Runner::Absent, &at(5));
+    assert_eq!(plan.action, Some(Action::Start { resume: false }));
+    assert_eq!(phase_of(&plan), Phase::Creating);
+    assert_eq!(plan.event.as_ref().unwrap().phase, Phase::Creating);
+    let st = plan.status.as_ref().unwrap();
+    assert_eq!(st.start_time, Some(Time(at(5).now)));
+    assert_eq!(st.observed_generation, Some(1));
+    assert_eq!(condition(&plan, condition::RUNNER_CREATED).status, "True");
+}
+
+#[test]
+fn pending_with_stop_requested_never_starts() {
+    let s = session(Phase::Pending, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    let plan = plan(&s, &Runner::Absent, &at(1));
+    assert_eq!(plan.action, None);
+    assert_eq!(phase_of(&plan), Phase::Stopped);
+    assert!(plan.clear_desired_phase);
+    assert_eq!(
+        plan.status.unwrap().stopped_reason,
+        Some(StoppedReason::User)
+    );
+}
+
+#[test]
+fn creating_becomes_running_when_the_runner_connects() {
+    let s = session(Phase::Creating, &[]);
+    assert_eq!(
+        plan(&s, &Runner::Alive { connected: false }, &at(1)).status,
+        None
+    );
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(1));
+    assert_eq!(phase_of(&p), Phase::Running);
+    assert_eq!(condition(&p, condition::READY).status, "True");
+    assert_eq!(p.action, None);
+}
+
+#[test]
+fn exit_codes_decide_completed_or_failed() {
+    let s = session(Phase::Running, &[]);
+    let exit = |code: Option<i32>, signal: Option<i32>| {
+        Runner::Exited(Exit {
+            code,
+            signal,
+            stderr_tail: vec!["boom".into()],
+            summary: None,
+        })
+    };
+
+    let ok = plan(&s, &exit(Some(0), None), &at(9));
+    assert_eq!(phase_of(&ok), Phase::Completed);
+    assert_eq!(
+        ok.status.as_ref().unwrap().completion_time,
+        Some(Time(at(9).now))
+    );
+    assert_eq!(ok.status.unwrap().result.unwrap().exit_code, Some(0));
+
+    let prereq = plan(&s, &exit(Some(2), None), &at(9));
+    assert_eq!(phase_of(&prereq), Phase::Failed);
+    assert_eq!(
+        condition(&prereq, condition::READY).reason,
+        "PrerequisiteFailed"
+    );
+
+    let crash = plan(&s, &exit(Some(1), None), &at(9));
+    let ready = condition(&crash, condition::READY);
+    assert_eq!(ready.reason, "RunnerExit");
+    assert!(
+        ready.message.contains("code 1") && ready.message.ends_with("boom"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        crash.event.as_ref().unwrap().message.as_deref(),
+        Some(ready.message.as_str())
+    );
+
+    let killed = plan(&s, &exit(None, Some(9)), &at(9));
+    assert!(
+        condition(&killed, condition::READY)
+            .message
+            .contains("signal 9")
+    );
+}
+
+#[test]
+fn a_lost_runner_fails_with_the_reason() {
+    let s = session(Phase::Running, &[]);
+    let p = plan(
+        &s,
+        &Runner::Lost {
+            reason: "the runner exited while the server was down".into(),
+        },
+        &at(3),
+    );
+    assert_eq!(phase_of(&p), Phase::Failed);
+    assert_eq!(condition(&p, condition::READY).reason, "RunnerLost");
+    assert!(
+        condition(&p, condition::READY)
+            .message
+            .contains("server was down")
+    );
+}
+
+#[test]
+fn stop_goes_through_stopping_to_stopped() {
+    let s = session(Phase::Running, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(2));
+    assert_eq!(
+        p.action,
+        Some(Action::Stop {
+            reason: StoppedReason::User
+        })
+    );
+    assert_eq!(phase_of(&p), Phase::Stopping);
+    assert!(p.clear_desired_phase);
+
+    let s = apply(s, &p);
+    // Still alive: the stop is re-issued (idempotent), phase unchanged.
+    let again = plan(&s, &Runner::Alive { connected: true }, &at(3));
+    assert_eq!(
+        again.action,
+        Some(Action::Stop {
+            reason: StoppedReason::User
+        })
+    );
+    assert_eq!(again.status, None);
+
+    let done = plan(
+        &s,
+        &Runner::Exited(Exit {
+            code: None,
+            signal: Some(15),
+            ..Default::default()
+        }),
+        &at(4),
+    );
+    assert_eq!(phase_of(&done), Phase::Stopped);
+    let st = done.status.unwrap();
+    assert_eq!(st.stopped_reason, Some(StoppedReason::User));
+    assert_eq!(st.completion_time, Some(Time(at(4).now)));
+}
+
+#[test]
+fn a_runner_that_ends_before_the_stop_is_applied_counts_as_stopped() {
+    let s = session(Phase::Running, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    let p = plan(
+        &s,
+        &Runner::Exited(Exit {
+            code: Some(0),
+            ..Default::default()
+        }),
+        &at(2),
+    );
+    assert_eq!(phase_of(&p), Phase::Stopped);
+}
+
+#[test]
+fn stop_reason_annotation_is_kept() {
+    let s = session(
+        Phase::Running,
+        &[
+            (DESIRED_PHASE, DESIRED_STOPPED),
+            (STOP_REASON, "inactivity"),
+        ],
+    );
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(2));
+    assert_eq!(
+        p.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Inactivity
+        })
+    );
+}
+
+#[test]
+fn timeout_and_inactivity_stop_a_running_session() {
+    let mut s = session(Phase::Running, &[]);
+    s.spec.timeout = Some(60);
+    s.spec.inactivity_timeout = Some(30);
+
+    let early = plan(&s, &Runner::Alive { connected: true }, &at(10));
+    assert_eq!(early.action, None);
+    assert_eq!(
+        early.requeue_after,
+        Some(Duration::from_secs(20)),
+        "next check at the inactivity deadline"
+    );
+
+    let idle = plan(&s, &Runner::Alive { connected: true }, &at(31));
+    assert_eq!(
+        idle.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Inactivity
+        })
+    );
+    assert_eq!(
+        condition(&idle, condition::READY).reason,
+        "InactivityTimeout"
+    );
+
+    // Activity pushes the inactivity deadline, not the timeout.
+    s.status.as_mut().unwrap().last_activity_time = Some(Time(at(50).now));
+    let busy = plan(&s, &Runner::Alive { connected: true }, &at(55));
+    assert_eq!(busy.requeue_after, Some(Duration::from_secs(5)));
+    let late = plan(&s, &Runner::Alive { connected: true }, &at(61));
+    assert_eq!(
+        late.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Timeout
+        })
+    );
+}
+
+#[test]
+fn inactivity_falls_back_to_project_then_default_and_zero_disables() {
+    let s = session(Phase::Running, &[]);
+    let mut ctx = at(100);
+    ctx.project_inactivity_timeout = Some(50);
+    assert_eq!(
+        plan(&s, &Runner::Alive { connected: true }, &ctx).action,
+        Some(Action::Stop {
+            reason: StoppedReason::Inactivity
+        })
+    );
+    ctx.project_inactivity_timeout = None;
+    ctx.default_inactivity_timeout = 99;
+    assert!(
+        plan(&s, &Runner::Alive { connected: true }, &ctx)
+            .action
+            .is_some()
+    );
+    ctx.default_inactivity_timeout = 0;
+    let off = plan(&s, &Runner::Alive { connected: true }, &ctx);
+    assert_eq!((off.action, off.requeue_after), (None, None));
+}
+
+#[test]
+fn continue_restarts_a_finished_session_and_resumes() {
+    for phase in [Phase::Completed, Phase::Failed, Phase::Stopped] {
+        let mut s = session(phase, &[(DESIRED_PHASE, DESIRED_RUNNING)]);
+        let st = s.status.as_mut().unwrap();
+        st.completion_time = Some(Time(at(5).now));
+        st.stopped_reason = Some(StoppedReason::User);
+        let p = plan(&s, &Runner::Absent, &at(100));
+        assert_eq!(p.action, Some(Action::Start { resume: true }), "{phase}");
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase, Phase::Creating);
+        assert_eq!(
+            (st.completion_time.clone(), st.stopped_reason),
+            (None, None)
+        );
+        assert_eq!(st.start_time, Some(Time(at(100).now)));
+        assert_eq!(st.sdk_restart_count, Some(1));
+        assert!(p.clear_desired_phase);
+    }
+}
+
+#[test]
+fn finished_sessions_stay_put_without_a_request() {
+    for phase in [Phase::Completed, Phase::Failed, Phase::Stopped] {
+        let s = session(phase, &[]);
+        assert_eq!(
+            plan(&s, &Runner::Absent, &at(1)),
+            Plan::default(),
+            "{phase}"
+        );
+    }
+}
+
+#[test]
+fn condition_transition_time_moves_only_when_status_flips() {
+    let s = session(Phase::Creating, &[]);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(1));
+    let s = apply(s, &p);
+    let first = condition(&p, condition::READY).last_transition_time.clone();
+    // Same status again later: no change at all.
+    let again = plan(&s, &Runner::Alive { connected: true }, &at(2));
+    assert_eq!(again.status, None);
+    let stop = plan(
+        &s,
+        &Runner::Exited(Exit {
+            code: Some(0),
+            ..Default::default()
+        }),
+        &at(3),
+    );
+    assert_ne!(
+        condition(&stop, condition::READY).last_transition_time,
+        first
+    );
+}

@@ -1,0 +1,171 @@
+//! Operating-system helpers of the local driver (Linux): process trees, liveness, log tails.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+/// Start time of a process in clock ticks since boot, or `None` if it does not exist.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: fields are counted
+    // after its closing parenthesis.
+    let after = &stat[stat.rfind(')')? + 2..];
+    // `after` starts at field 3; field 22 is index 19.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is alive and is the process that started at `ticks` (not a reused pid),
+/// and not a zombie waiting to be reaped.
+pub fn is_alive(pid: u32, ticks: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let state = stat[close + 2..].chars().next();
+    state != Some('Z') && start_ticks(pid) == Some(ticks)
+}
+
+/// Every descendant of `root` (children, their children ...), from a snapshot of `/proc`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = parent_of(pid) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        for &c in children.get(&p).map(Vec::as_slice).unwrap_or_default() {
+            if seen.insert(c) {
+                out.push(c);
+                stack.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Asks the runner to stop (SIGTERM to the runner only: it stops its agent itself).
+pub fn terminate(pid: u32) {
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+}
+
+/// Kills the runner, its process group and every descendant it still has, so that no agent
+/// process (`claude`, a Bash command, anything those started) survives.
+pub fn kill_tree(pid: u32) {
+    // Descendants first, while the tree still hangs together under the runner.
+    for _ in 0..3 {
+        let below = descendants(pid);
+        if below.is_empty() {
+            break;
+        }
+        for p in below {
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+    }
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// The last `lines` non-empty lines of a file, reading at most the last 64 KiB from `offset`.
+pub fn tail(path: &Path, offset: u64, lines: usize) -> Vec<String> {
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = offset.max(len.saturating_sub(WINDOW));
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let _ = file.take(WINDOW).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_reused_ticks_are_not() {
+        let me = std::process::id();
+        let ticks = start_ticks(me).expect("own stat");
+        assert!(is_alive(me, ticks));
+        assert!(!is_alive(me, ticks + 1));
+        assert!(!is_alive(u32::MAX - 1, ticks));
+    }
+
+    #[test]
+    fn tail_reads_last_lines_after_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, "old run\n").unwrap();
+        let offset = std::fs::metadata(&p).unwrap().len();
+        std::fs::write(&p, "old run\na\n\nb\nc\n").unwrap();
+        assert_eq!(tail(&p, offset, 2), ["b", "c"]);
+        assert_eq!(tail(&p, offset, 10), ["a", "b", "c"]);
+        assert!(tail(&dir.path().join("missing"), 0, 3).is_empty());
+    }
+
+    #[test]
+    fn kill_tree_leaves_no_descendant() {
+        // sh starts a grandchild in a new session (as a detaching tool would), then waits.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("setsid sleep 600 & sleep 600 & wait")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut below = Vec::new();
+        for _ in 0..100 {
+            below = descendants(pid);
+            if below.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(below.len() >= 2, "{below:?}");
+        let ticks: Vec<_> = below
+            .iter()
+            .map(|p| (*p, start_ticks(*p).unwrap_or(0)))
+            .collect();
+        kill_tree(pid);
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for (p, t) in ticks {
+            assert!(!is_alive(p, t), "descendant {p} survived");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The runner's environment: a pure function of the session and the run, shared by every
+//! driver (a local child process today, a Job's container later).
+
+use std::path::Path;
+
+use model::AgenticSession;
+use model::runner_env as env;
+use model::session::McpServers;
+use model::validate::RESERVED_ENV_PREFIX;
+
+/// Everything about one run of a session that is not in the session itself.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    /// Which start of the session this is.
+    pub generation: u64,
+    /// The runner's token (plain; only the runner ever sees it).
+    pub token: &'a str,
+    /// Continue the previous conversation.
+    pub resume: bool,
+    /// Highest user-message `seq` the runner must consider handled at start.
+    pub handled_through: u64,
+    /// The session's workspace directory.
+    pub workspace: &'a Path,
+    /// Base URL of the server's API (`http://host:port/api`).
+    pub backend_api_url: &'a str,
+    /// The `claude` executable, when not on the runner's PATH.
+    pub claude_bin: Option<&'a Path>,
+    /// Model when the session names none.
+    pub default_model: &'a str,
+    /// Model and git credentials (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN` ...).
+    pub credentials: &'a [(String, String)],
+    /// The project's MCP servers.
+    pub project_mcp_servers: Option<&'a McpServers>,
+}
+
+/// The environment variables of a runner, in the order they apply (later wins).
+pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| vars.push((k.to_owned(), v));
+    let name = session.metadata.name.clone().unwrap_or_default();
+    let project = session.metadata.namespace.clone().unwrap_or_default();
+    let spec = &session.spec;
+
+    set(env::SESSION_NAME, name.clone());
+    set(env::SESSION_NAMESPACE, project.clone());
+    set(env::PROJECT_NAME, project);
+    set(
+        env::SESSION_ID,
+        session.metadata.uid.clone().unwrap_or(name),
+    );
+    set(env::WORKSPACE_PATH, run.workspace.display().to_string());
+    set(env::ARTIFACTS_DIR, "artifacts".to_owned());
+    set(env::BACKEND_API_URL, run.backend_api_url.to_owned());
+    set(env::IS_RESUME, run.resume.to_string());
+    if !run.resume
+        && let Some(prompt) = &spec.initial_prompt
+    {
+        set(env::INITIAL_PROMPT, prompt.clone());
+    }
+    set(
+        env::LLM_MODEL,
+        session.model().unwrap_or(run.default_model).to_owned(),
+    );
+    if let Some(timeout) = spec.timeout {
+        set(env::TIMEOUT, timeout.to_string());
+    }
+    set(
+        env::REPOS_JSON,
+        serde_json::to_string(&spec.repos).unwrap_or_else(|_| "[]".into()),
+    );
+    if let Some(wf) = &spec.active_workflow {
+        set(env::ACTIVE_WORKFLOW_GIT_URL, wf.git_url.clone());
+        set(
+            env::ACTIVE_WORKFLOW_BRANCH,
+            wf.branch.clone().unwrap_or_else(|| "main".into()),
+        );
+        set(
+            env::ACTIVE_WORKFLOW_PATH,
+            wf.path.clone().unwrap_or_default(),
+        );
+    }
+    if let Some(user) = &spec.user_context {
+        set(env::USER_ID, user.user_id.clone());
+        let display = if user.display_name.is_empty() {
+            &user.user_id
+        } else {
+            &user.display_name
+        };
+        set(env::USER_NAME, display.clone());
+    }
+    if let Some(mcp) = &spec.mcp_servers {
+        set(
+            env::CUSTOM_MCP_SERVERS,
+            serde_json::to_string(mcp).unwrap_or_default(),
+        );
+    }
+    if let Some(mcp) = run.project_mcp_servers {
+        set(
+            env::PROJECT_MCP_SERVERS,
+            serde_json::to_string(mcp).unwrap_or_default(),
+        );
+    }
+    for (k, v) in run.credentials {
+        set(k, v.clone());
+    }
+    // The user's variables override the platform's defaults above, as in the original ...
+    for (k, v) in &spec.environment_variables {
+        if !k.starts_with(RESERVED_ENV_PREFIX) {
+            set(k, v.clone());
+        }
+    }
+    // ... but never the runner's own identity and wiring.
+    set(env::RUNNER_TOKEN, run.token.to_owned());
+    set(env::RUNNER_GENERATION, run.generation.to_string());
+    set(env::HANDLED_THROUGH, run.handled_through.to_string());
+    if let Some(bin) = run.claude_bin {
+        set(env::CLAUDE_BIN, bin.display().to_string());
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use model::AgenticSessionSpec;
+    use model::session::{LlmSettings, SessionRepo, UserContext};
+
+    use super::*;
+
+    fn get<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn spec(resume: bool) -> RunSpec<'static> {
+        RunSpec {
+            generation: 3,
+            token: "tok",
+            resume,
+            handled_through: 1,
+            workspace: Path::new("/data/ws/p/s"),
+            backend_api_url: "http://127.0.0.1:3000/api",
+            claude_bin: Some(Path::new("/opt/claude")),
+            default_model: "claude-sonnet-4-6",
+            credentials: &[],
+            project_mcp_servers: None,
+        }
+    }
+
+    fn session() -> AgenticSession {
+        let mut s = AgenticSession::new(
+            "session-1",
+            AgenticSessionSpec {
+                initial_prompt: Some("build it".into()),
+                repos: vec![SessionRepo {
+                    url: "file:///r.git".into(),
+                    branch: None,
+                    auto_push: Some(true),
+                }],
+                user_context: Some(UserContext {
+                    user_id: "ada".into(),
+                    ..Default::default()
+                }),
+                llm_settings: Some(LlmSettings {
+                    model: Some("claude-opus-4-1".into()),
+                    ..Default::default()
+                }),
+                environment_variables: BTreeMap::from([
+                    ("LLM_MODEL".to_owned(), "user-choice".to_owned()),
+                    ("AMBIENT_RUNNER_TOKEN".to_owned(), "stolen".to_owned()),
+                ]),
+                ..Default::default()
+            },
+        );
+        s.metadata.namespace = Some("proj".into());
+        s
+    }
+
+    #[test]
+    fn fresh_run_gets_the_prompt_and_identity() {
+        let vars = runner_env(&session(), &spec(false));
+        assert_eq!(get(&vars, env::INITIAL_PROMPT), Some("build it"));
+        assert_eq!(get(&vars, env::IS_RESUME), Some("false"));
+        assert_eq!(get(&vars, env::SESSION_NAMESPACE), Some("proj"));
+        assert_eq!(
+            get(&vars, env::REPOS_JSON),
+            Some(r#"[{"url":"file:///r.git","autoPush":true}]"#)
+        );
+        assert_eq!(get(&vars, env::USER_NAME), Some("ada"));
+        assert_eq!(get(&vars, env::RUNNER_GENERATION), Some("3"));
+        assert_eq!(get(&vars, env::CLAUDE_BIN), Some("/opt/claude"));
+    }
+
+    #[test]
+    fn resume_has_no_initial_prompt() {
+        let vars = runner_env(&session(), &spec(true));
+        assert_eq!(get(&vars, env::INITIAL_PROMPT), None);
+        assert_eq!(get(&vars, env::IS_RESUME), Some("true"));
+    }
+
+    #[test]
+    fn user_variables_override_defaults_but_not_the_runner_wiring() {
+        let vars = runner_env(&session(), &spec(false));
+        assert_eq!(get(&vars, env::LLM_MODEL), Some("user-choice"));
+        assert_eq!(get(&vars, env::RUNNER_TOKEN), Some("tok"));
+        assert!(!vars.iter().any(|(_, v)| v == "stolen"));
+    }
+}
