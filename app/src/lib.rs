@@ -1,1 +1,75 @@
+//! The web UI of the Ambient Code Platform (Leptos, server-rendered then hydrated).
+//!
+//! Layout:
+//! - [`pages`]: one module per page, with its server functions beside its components;
+//! - [`transcript`]: the pure model of a session's transcript (events → rows);
+//! - [`live`]: the browser's WebSocket to a session (hydrate only);
+//! - [`error`]: the error server functions return;
+//! - `backend` (ssr only): the port through which server functions reach the server.
 
+#[cfg(feature = "ssr")]
+pub mod backend;
+pub mod error;
+#[cfg(feature = "hydrate")]
+pub mod live;
+pub mod pages;
+pub mod transcript;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{Redirect, Route, Router, Routes};
+use leptos_router::path;
+
+/// Name of the compiled assets (`/pkg/<name>.js`, `.wasm`, `.css`).
+pub const OUTPUT_NAME: &str = "ambient";
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="data:,"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The application: header and routes.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href=format!("/pkg/{OUTPUT_NAME}.css")/>
+        <Title text="Ambient Code Platform"/>
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"Ambient Code"</a>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                    <Route path=path!("/") view=|| view! { <Redirect path="/projects/default"/> }/>
+                    <Route path=path!("/projects/:project") view=pages::project::ProjectPage/>
+                    <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// Entry point of the browser build.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -98,3 +98,66 @@ pub struct SessionList {
 pub fn auto_branch(session_name: &str) -> String {
     format!("ambient/{session_name}")
 }
+
+/// A project: a namespace for sessions, settings and credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// DNS-1123 label; the Kubernetes namespace in Kubernetes mode.
+    pub name: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Free text.
+    pub description: String,
+    /// RFC 3339 creation time.
+    pub creation_timestamp: String,
+    /// Number of sessions in the project.
+    #[serde(default)]
+    pub session_count: u64,
+}
+
+/// `POST /api/projects`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    /// DNS-1123 label.
+    #[serde(default)]
+    pub name: String,
+    /// Name shown in the UI. Default: the name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `PUT /api/projects/{project}`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProjectRequest {
+    /// New display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A page of projects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectList {
+    /// The projects of this page, by name.
+    pub items: Vec<Project>,
+    /// Projects matching the search, over all pages.
+    pub total_count: u64,
+    /// Offset of this page.
+    pub offset: u64,
+    /// Page size asked for.
+    pub limit: u64,
+    /// Whether more projects follow this page.
+    pub has_more: bool,
+}
+
+/// Name of the project every fresh installation starts with.
+pub const DEFAULT_PROJECT: &str = "default";

@@ -23,7 +23,7 @@ use crate::lifecycle::{self, Action, Context, Exit, Runner};
 use crate::runner_env::{RunSpec, runner_env};
 use crate::store::{Loaded, RunnerProcess, SessionKey, SessionStore, StoreError};
 
-pub use process::{descendants, kill_tree, start_ticks};
+pub use process::{descendants, kill_descendants, kill_tree, start_ticks};
 
 /// Configuration of the local driver.
 #[derive(Debug, Clone)]
@@ -51,6 +51,10 @@ pub struct LocalDriver {
 #[derive(Debug)]
 enum Msg {
     Notify(SessionKey),
+    Deleted {
+        key: SessionKey,
+        workspace: PathBuf,
+    },
     Exited {
         key: SessionKey,
         generation: u64,
@@ -79,6 +83,11 @@ impl LocalDriver {
     /// Asks the driver to look at a session again.
     pub fn notify(&self, key: SessionKey) {
         let _ = self.tx.send(Msg::Notify(key));
+    }
+
+    /// A session was deleted: kill whatever of it runs and remove its workspace.
+    pub fn delete(&self, key: SessionKey, workspace: PathBuf) {
+        let _ = self.tx.send(Msg::Deleted { key, workspace });
     }
 }
 
@@ -159,6 +168,21 @@ impl<S: SessionStore> DriverTask<S> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Notify(key) => self.enqueue(key),
+            Msg::Deleted { key, workspace } => {
+                if let Some(p) = self.procs.remove(&key)
+                    && p.exit.is_none()
+                {
+                    process::kill_tree(p.pid);
+                }
+                self.due.remove(&key);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = std::fs::remove_dir_all(&workspace)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(workspace = %workspace.display(), error = %e, "could not remove a deleted session's workspace");
+                    }
+                });
+            }
             Msg::Exited {
                 key,
                 generation,
@@ -306,6 +330,7 @@ impl<S: SessionStore> DriverTask<S> {
         resume: bool,
     ) -> Result<(), StoreError> {
         let ticket = self.store.begin_run(key, resume).await?;
+        let resume = ticket.resume;
         let run = RunSpec {
             generation: ticket.generation,
             token: &ticket.token,

@@ -75,6 +75,9 @@ pub struct RunTicket {
     pub token: String,
     /// Highest user-message `seq` handled before this run starts.
     pub handled_through: u64,
+    /// Whether the run continues an earlier conversation: a resume is asked for, but a
+    /// session whose agent never started has nothing to resume and runs fresh.
+    pub resume: bool,
     /// Model and git credentials for the runner's environment.
     pub credentials: Vec<(String, String)>,
     /// The project's MCP servers.

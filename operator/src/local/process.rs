@@ -76,6 +76,13 @@ pub fn terminate(pid: u32) {
 /// process (`claude`, a Bash command, anything those started) survives.
 pub fn kill_tree(pid: u32) {
     // Descendants first, while the tree still hangs together under the runner.
+    kill_descendants(pid);
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// Kills every descendant of `pid` (not `pid` itself).
+pub fn kill_descendants(pid: u32) {
     for _ in 0..3 {
         let below = descendants(pid);
         if below.is_empty() {
@@ -85,8 +92,6 @@ pub fn kill_tree(pid: u32) {
             let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
         }
     }
-    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
 /// The last `lines` non-empty lines of a file, reading at most the last 64 KiB from `offset`.

@@ -1,0 +1,5 @@
+//! The pages, one module each, with their server functions.
+
+pub mod project;
+pub mod session;
+mod widgets;

@@ -1,0 +1,334 @@
+//! The transcript a viewer shows: events folded into display entries. Pure, so it is the
+//! same on the server (first paint) and in the browser (live), and testable natively.
+
+use model::Phase;
+use model::protocol::{
+    ErrorEvent, GitPush, LogLine, PullRequest, RunResult, SessionEvent, StoredEvent, ToolResult,
+    TurnResult,
+};
+use serde::{Deserialize, Serialize};
+
+/// One row of the transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Sequence of the event that created the row (stable key).
+    pub seq: u64,
+    /// Time of that event (ms since the epoch).
+    pub ts: i64,
+    /// Bumped whenever the row changes after creation, so views re-render it.
+    pub version: u32,
+    /// What the row shows.
+    pub kind: EntryKind,
+}
+
+/// What a row shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A person's message.
+    User {
+        /// The text.
+        text: String,
+        /// Who sent it.
+        sender: String,
+    },
+    /// Agent text; `streaming` while deltas are still arriving.
+    Agent {
+        /// The text so far.
+        text: String,
+        /// Deltas are still arriving.
+        streaming: bool,
+        /// Model reply id, to match the final block to its deltas.
+        message_id: Option<String>,
+    },
+    /// The agent's reasoning.
+    Thinking {
+        /// The text.
+        text: String,
+    },
+    /// A tool call and, once known, its result.
+    Tool {
+        /// Tool call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Input as JSON.
+        input: serde_json::Value,
+        /// The result, when it arrived.
+        result: Option<ToolResult>,
+    },
+    /// A log line.
+    Log(LogLine),
+    /// An error.
+    Error(ErrorEvent),
+    /// A phase change.
+    Phase {
+        /// New phase.
+        phase: Phase,
+        /// Explanation.
+        message: Option<String>,
+    },
+    /// The end of one agent turn.
+    Turn(TurnResult),
+    /// The end of the run.
+    Result(RunResult),
+    /// An interrupt or stop request.
+    Control {
+        /// `interrupt` or `stop`.
+        what: String,
+        /// Who asked.
+        sender: String,
+    },
+    /// A pushed branch.
+    Push(GitPush),
+    /// An opened pull request.
+    PullRequest(PullRequest),
+}
+
+/// The transcript of a session as far as it is known.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// Rows, oldest first.
+    pub entries: Vec<Entry>,
+    /// Highest event sequence applied: the cursor to resume from.
+    pub last_seq: u64,
+    /// Latest phase seen in the log.
+    pub phase: Option<Phase>,
+}
+
+impl Transcript {
+    /// A transcript of these events.
+    pub fn from_events(events: impl IntoIterator<Item = StoredEvent>) -> Self {
+        let mut t = Transcript::default();
+        for e in events {
+            t.apply(e);
+        }
+        t
+    }
+
+    /// Applies the next event. Events at or before the cursor are ignored (a replay after a
+    /// reconnect may overlap); returns whether the transcript changed.
+    pub fn apply(&mut self, ev: StoredEvent) -> bool {
+        if ev.seq <= self.last_seq {
+            return false;
+        }
+        self.last_seq = ev.seq;
+        let StoredEvent { seq, ts, event } = ev;
+        let kind = match event {
+            SessionEvent::UserMessage(m) => EntryKind::User {
+                text: m.text,
+                sender: m.sender,
+            },
+            SessionEvent::AgentDelta(d) => {
+                if let Some(e) = self.streaming_agent(d.message_id.as_deref()) {
+                    if let EntryKind::Agent { text, .. } = &mut e.kind {
+                        text.push_str(&d.text);
+                    }
+                    e.version += 1;
+                    return true;
+                }
+                EntryKind::Agent {
+                    text: d.text,
+                    streaming: true,
+                    message_id: d.message_id,
+                }
+            }
+            SessionEvent::AgentMessage(m) => {
+                // The complete block replaces the deltas that announced it.
+                if let Some(e) = self.streaming_agent(m.message_id.as_deref()) {
+                    e.kind = EntryKind::Agent {
+                        text: m.text,
+                        streaming: false,
+                        message_id: m.message_id,
+                    };
+                    e.version += 1;
+                    return true;
+                }
+                EntryKind::Agent {
+                    text: m.text,
+                    streaming: false,
+                    message_id: m.message_id,
+                }
+            }
+            SessionEvent::Thinking(t) => EntryKind::Thinking { text: t.text },
+            SessionEvent::ToolUse(t) => EntryKind::Tool {
+                id: t.id,
+                name: t.name,
+                input: t.input,
+                result: None,
+            },
+            SessionEvent::ToolResult(r) => {
+                let target = self.entries.iter_mut().rev().find(
+                    |e| matches!(&e.kind, EntryKind::Tool { id, .. } if *id == r.tool_use_id),
+                );
+                if let Some(e) = target {
+                    if let EntryKind::Tool { result, .. } = &mut e.kind {
+                        *result = Some(r);
+                    }
+                    e.version += 1;
+                    return true;
+                }
+                // A result whose call is unknown still shows.
+                EntryKind::Tool {
+                    id: r.tool_use_id.clone(),
+                    name: "tool".into(),
+                    input: serde_json::Value::Null,
+                    result: Some(r),
+                }
+            }
+            SessionEvent::Log(l) => EntryKind::Log(l),
+            SessionEvent::Error(e) => EntryKind::Error(e),
+            SessionEvent::Phase(p) => {
+                self.phase = Some(p.phase);
+                self.finish_streaming();
+                EntryKind::Phase {
+                    phase: p.phase,
+                    message: p.message,
+                }
+            }
+            SessionEvent::AgentStarted(_) => return true,
+            SessionEvent::TurnResult(t) => {
+                self.finish_streaming();
+                EntryKind::Turn(t)
+            }
+            SessionEvent::Result(r) => EntryKind::Result(r),
+            SessionEvent::Interrupt(c) => EntryKind::Control {
+                what: "interrupt".into(),
+                sender: c.sender,
+            },
+            SessionEvent::StopRequested(c) => EntryKind::Control {
+                what: "stop".into(),
+                sender: c.sender,
+            },
+            SessionEvent::GitPush(p) => EntryKind::Push(p),
+            SessionEvent::PullRequest(p) => EntryKind::PullRequest(p),
+        };
+        self.entries.push(Entry {
+            seq,
+            ts,
+            version: 0,
+            kind,
+        });
+        true
+    }
+
+    fn streaming_agent(&mut self, message_id: Option<&str>) -> Option<&mut Entry> {
+        self.entries.iter_mut().rev().take(8).find(|e| {
+            matches!(&e.kind, EntryKind::Agent { streaming: true, message_id: id, .. } if id.as_deref() == message_id)
+        })
+    }
+
+    fn finish_streaming(&mut self) {
+        for e in self.entries.iter_mut().rev().take(8) {
+            if let EntryKind::Agent { streaming, .. } = &mut e.kind
+                && *streaming
+            {
+                *streaming = false;
+                e.version += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::protocol::{AgentDelta, AgentMessage, PhaseChange, ToolUse, UserMessage};
+
+    use super::*;
+
+    fn ev(seq: u64, event: SessionEvent) -> StoredEvent {
+        StoredEvent {
+            seq,
+            ts: seq as i64,
+            event,
+        }
+    }
+
+    #[test]
+    fn tool_results_attach_to_their_call_and_replays_are_ignored() {
+        let mut t = Transcript::default();
+        t.apply(ev(
+            1,
+            SessionEvent::UserMessage(UserMessage {
+                text: "hi".into(),
+                sender: "ada".into(),
+            }),
+        ));
+        t.apply(ev(
+            2,
+            SessionEvent::ToolUse(ToolUse {
+                id: "t1".into(),
+                name: "Write".into(),
+                input: serde_json::json!({}),
+                parent_tool_use_id: None,
+            }),
+        ));
+        assert!(t.apply(ev(
+            3,
+            SessionEvent::ToolResult(ToolResult {
+                tool_use_id: "t1".into(),
+                content: "ok".into(),
+                is_error: false
+            })
+        )));
+        assert_eq!(t.entries.len(), 2);
+        assert!(
+            matches!(&t.entries[1].kind, EntryKind::Tool { result: Some(r), .. } if r.content == "ok")
+        );
+        assert_eq!(t.entries[1].version, 1);
+        // The same events again (a reconnect replay) change nothing.
+        let before = t.clone();
+        assert!(!t.apply(ev(
+            2,
+            SessionEvent::Log(LogLine {
+                level: model::protocol::LogLevel::Info,
+                message: "dup".into()
+            })
+        )));
+        assert_eq!(t, before);
+        assert_eq!(t.last_seq, 3);
+    }
+
+    #[test]
+    fn deltas_stream_into_one_row_replaced_by_the_final_text() {
+        let mut t = Transcript::default();
+        let delta = |s, text: &str| {
+            ev(
+                s,
+                SessionEvent::AgentDelta(AgentDelta {
+                    message_id: Some("m".into()),
+                    text: text.into(),
+                }),
+            )
+        };
+        t.apply(delta(1, "Hel"));
+        t.apply(delta(2, "lo"));
+        assert!(
+            matches!(&t.entries[0].kind, EntryKind::Agent { text, streaming: true, .. } if text == "Hello")
+        );
+        t.apply(ev(
+            3,
+            SessionEvent::AgentMessage(AgentMessage {
+                message_id: Some("m".into()),
+                text: "Hello!".into(),
+                parent_tool_use_id: None,
+            }),
+        ));
+        assert_eq!(t.entries.len(), 1);
+        assert!(
+            matches!(&t.entries[0].kind, EntryKind::Agent { text, streaming: false, .. } if text == "Hello!")
+        );
+    }
+
+    #[test]
+    fn phase_is_tracked() {
+        let t = Transcript::from_events([ev(
+            1,
+            SessionEvent::Phase(PhaseChange {
+                phase: Phase::Completed,
+                reason: None,
+                message: None,
+            }),
+        )]);
+        assert_eq!(t.phase, Some(Phase::Completed));
+    }
+}

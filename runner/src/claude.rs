@@ -1,0 +1,253 @@
+//! The `claude` process: one long-lived CLI per run, in streaming-input mode.
+//!
+//! Input is one JSON object per line (user messages, control requests and responses); the
+//! CLI dies on a malformed line, so every line is produced by `serde_json`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+/// Lines of the CLI's standard error kept for error reports.
+const STDERR_TAIL: usize = 50;
+
+/// How to start the CLI.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The executable.
+    pub bin: PathBuf,
+    /// Working directory of the agent.
+    pub cwd: PathBuf,
+    /// Model, if not the CLI's default.
+    pub model: Option<String>,
+    /// Conversation to resume.
+    pub resume: Option<String>,
+    /// Stream partial text.
+    pub partial_messages: bool,
+    /// Appended to Claude Code's system prompt.
+    pub append_system_prompt: String,
+    /// Further directories the agent may use.
+    pub add_dirs: Vec<PathBuf>,
+    /// `--mcp-config` JSON, if any MCP server is configured.
+    pub mcp_config: Option<String>,
+    /// Environment, replacing the runner's entirely.
+    pub env: Vec<(String, String)>,
+}
+
+impl Spec {
+    /// The command-line arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--input-format",
+            "stream-json",
+            // The workspace is the agent's own: nothing to ask a human about.
+            "--permission-mode",
+            "bypassPermissions",
+            // Project settings (CLAUDE.md, commands, agents of the repos) apply; the
+            // machine's user settings do not.
+            "--setting-sources=project",
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.partial_messages {
+            args.push("--include-partial-messages".into());
+        }
+        if let Some(model) = &self.model {
+            args.push(format!("--model={model}"));
+        }
+        if let Some(id) = &self.resume {
+            args.push(format!("--resume={id}"));
+        }
+        if !self.append_system_prompt.is_empty() {
+            args.push("--append-system-prompt".into());
+            args.push(self.append_system_prompt.clone());
+        }
+        for d in &self.add_dirs {
+            args.push(format!("--add-dir={}", d.display()));
+        }
+        if let Some(mcp) = &self.mcp_config {
+            args.push("--mcp-config".into());
+            args.push(mcp.clone());
+        }
+        args
+    }
+}
+
+/// A running CLI.
+pub struct Claude {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pid: u32,
+    next_request: u64,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Claude {
+    /// Starts the CLI in its own process group; returns it and its output lines.
+    pub fn spawn(spec: &Spec) -> std::io::Result<(Claude, Lines<BufReader<ChildStdout>>)> {
+        let mut cmd = tokio::process::Command::new(&spec.bin);
+        cmd.args(spec.args())
+            .current_dir(&spec.cwd)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let pid = child.id().unwrap_or_default();
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let stderr = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        if let Some(err) = child.stderr.take() {
+            let tail = stderr.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(target: "claude", "{line}");
+                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            });
+        }
+        Ok((
+            Claude {
+                child,
+                stdin,
+                pid,
+                next_request: 0,
+                stderr,
+            },
+            BufReader::new(stdout).lines(),
+        ))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn write(&mut self, v: &Value) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("claude's input is closed"))?;
+        let mut line = serde_json::to_vec(v)?;
+        line.push(b'\n');
+        stdin.write_all(&line).await?;
+        stdin.flush().await
+    }
+
+    /// Gives the agent a user message.
+    pub async fn send_user(&mut self, text: &str) -> std::io::Result<()> {
+        self.write(&json!({"type": "user", "message": {"role": "user", "content": text}, "parent_tool_use_id": null}))
+            .await
+    }
+
+    /// Asks the CLI to stop its current turn (it kills a running tool, Bash included).
+    pub async fn interrupt(&mut self) -> std::io::Result<()> {
+        self.next_request += 1;
+        let id = format!("runner_{}", self.next_request);
+        self.write(&json!({"type": "control_request", "request_id": id, "request": {"subtype": "interrupt"}})).await
+    }
+
+    /// Answers a control request of the CLI.
+    pub async fn answer(
+        &mut self,
+        request_id: &str,
+        outcome: Result<Value, String>,
+    ) -> std::io::Result<()> {
+        let response = match outcome {
+            Ok(body) => json!({"subtype": "success", "request_id": request_id, "response": body}),
+            Err(error) => json!({"subtype": "error", "request_id": request_id, "error": error}),
+        };
+        self.write(&json!({"type": "control_response", "response": response}))
+            .await
+    }
+
+    /// Closes the CLI's input: it finishes what it is doing and exits.
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the CLI to exit; `None` if it was killed by a signal.
+    pub async fn wait(&mut self) -> Option<i32> {
+        self.child.wait().await.ok().and_then(|s| s.code())
+    }
+
+    /// Kills the CLI and everything it started.
+    pub fn kill(&self) {
+        operator::local::kill_tree(self.pid);
+    }
+
+    /// The last lines the CLI wrote to its standard error.
+    pub fn stderr_tail(&self, lines: usize) -> Vec<String> {
+        let t = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter()
+            .skip(t.len().saturating_sub(lines))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The answer to a control request the CLI sends the host.
+pub fn answer_for(subtype: &str, request: &Value) -> Result<Value, String> {
+    match subtype {
+        // Only reached if a permission rule asks: the workspace is the agent's own.
+        "can_use_tool" => {
+            Ok(json!({"behavior": "allow", "updatedInput": request["input"].clone()}))
+        }
+        "hook_callback" => Ok(json!({"continue": true})),
+        "mcp_message" => Err("no in-process MCP server is registered".into()),
+        other => Err(format!("unsupported control request: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_use_equals_for_values_that_may_start_with_a_dash() {
+        let spec = Spec {
+            bin: "claude".into(),
+            cwd: "/w".into(),
+            model: Some("claude-sonnet-4-6".into()),
+            resume: Some("-odd-id".into()),
+            partial_messages: true,
+            append_system_prompt: "ctx".into(),
+            add_dirs: vec!["/w/repos/b".into()],
+            mcp_config: None,
+            env: vec![],
+        };
+        let args = spec.args();
+        assert!(args.contains(&"--resume=-odd-id".to_owned()));
+        assert!(args.contains(&"--model=claude-sonnet-4-6".to_owned()));
+        assert!(args.contains(&"--include-partial-messages".to_owned()));
+        assert!(args.contains(&"--add-dir=/w/repos/b".to_owned()));
+        let i = args.iter().position(|a| a == "--input-format").unwrap();
+        assert_eq!(args[i + 1], "stream-json");
+    }
+
+    #[test]
+    fn control_requests_are_always_answered() {
+        let allow = answer_for("can_use_tool", &json!({"input": {"command": "ls"}})).unwrap();
+        assert_eq!(allow["behavior"], "allow");
+        assert_eq!(allow["updatedInput"]["command"], "ls");
+        assert!(answer_for("bogus", &json!({})).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! Who is calling. Local mode has one user, the person who started the server (it listens on
+//! loopback only). Runner tokens authenticate runners on the runner endpoint and nowhere else:
+//! presented anywhere else they are refused, so an agent cannot steer other sessions with
+//! its own token.
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+use crate::services::{Caller, Services};
+
+/// Why a caller was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// A runner token was presented on a user endpoint.
+    RunnerToken,
+    /// Malformed credentials.
+    Invalid(String),
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::Invalid("the Authorization header is not text".into()))?;
+    match value.strip_prefix("Bearer ").map(str::trim) {
+        Some(token) if !token.is_empty() => Ok(Some(token)),
+        _ => Err(AuthError::Invalid(
+            "the Authorization header must be 'Bearer <token>'".into(),
+        )),
+    }
+}
+
+/// Identifies the caller of a user endpoint.
+pub async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    if let Some(token) = bearer(headers)? {
+        match services.store.is_runner_token(token).await {
+            Ok(true) => return Err(AuthError::RunnerToken),
+            Ok(false) => {}
+            Err(e) => {
+                return Err(AuthError::Invalid(format!(
+                    "could not check the token: {e}"
+                )));
+            }
+        }
+    }
+    Ok(services.settings.local_user.clone())
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Services: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let services = Services::from_ref(state);
+        caller(&services, &parts.headers)
+            .await
+            .map_err(|e| match e {
+                AuthError::RunnerToken => {
+                    ApiError::Forbidden("runner tokens are not accepted on this endpoint".into())
+                }
+                AuthError::Invalid(why) => ApiError::Unauthorized(why),
+            })
+    }
+}

@@ -1,0 +1,259 @@
+//! The server's configuration: flags and environment, validated once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Models offered when `AMBIENT_MODELS` is not set.
+pub const DEFAULT_MODELS: &str = "claude-sonnet-4-6,claude-opus-4-6,claude-haiku-4-5";
+
+/// Command line and environment of the server.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "server",
+    about = "Ambient Code Platform server (local mode)",
+    version
+)]
+pub struct Config {
+    /// Directory for the database and session workspaces.
+    /// Default: $XDG_DATA_HOME/ambient-code, else ~/.local/share/ambient-code.
+    #[arg(long, env = "AMBIENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on. Default: the address the UI was built for (127.0.0.1:3000).
+    #[arg(long, env = "AMBIENT_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// The runner executable. Default: `runner` next to this executable.
+    #[arg(long, env = "AMBIENT_RUNNER_BIN")]
+    pub runner_bin: Option<PathBuf>,
+    /// The `claude` executable runners use. Default: `claude` on the runner's PATH.
+    #[arg(long, env = "AMBIENT_CLAUDE_BIN")]
+    pub claude_bin: Option<PathBuf>,
+    /// Model of sessions that name none.
+    #[arg(
+        long,
+        env = "AMBIENT_DEFAULT_MODEL",
+        default_value = "claude-sonnet-4-6"
+    )]
+    pub default_model: String,
+    /// Models sessions may choose, comma-separated.
+    #[arg(long, env = "AMBIENT_MODELS", value_delimiter = ',', default_value = DEFAULT_MODELS)]
+    pub models: Vec<String>,
+    /// Seconds a stopping runner gets before it and its processes are killed.
+    #[arg(long, env = "AMBIENT_STOP_GRACE_SECS", default_value_t = 10)]
+    pub stop_grace_secs: u64,
+    /// Inactivity timeout of sessions whose project sets none (seconds; 0 disables).
+    #[arg(
+        long,
+        env = "AMBIENT_INACTIVITY_TIMEOUT_SECS",
+        default_value_t = 86_400
+    )]
+    pub inactivity_timeout_secs: i64,
+    /// Name of the local user, shown as the sender of messages. Default: $USER.
+    #[arg(long, env = "AMBIENT_USER")]
+    pub user: Option<String>,
+    /// Anthropic API key for every project that sets none.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+    /// Anthropic-compatible endpoint for every project that sets none.
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// Bearer token for an Anthropic-compatible endpoint.
+    #[arg(long, env = "ANTHROPIC_AUTH_TOKEN", hide_env_values = true)]
+    pub anthropic_auth_token: Option<String>,
+    /// GitHub token for pushes and pull requests of every project that sets none.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// GitLab token for pushes and merge requests of every project that sets none.
+    #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
+    pub gitlab_token: Option<String>,
+}
+
+/// The configuration, checked and resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Runner executable.
+    pub runner_bin: PathBuf,
+    /// `claude` executable, if given.
+    pub claude_bin: Option<PathBuf>,
+    /// Default model.
+    pub default_model: String,
+    /// Models offered.
+    pub models: Vec<String>,
+    /// Stop grace period.
+    pub stop_grace: Duration,
+    /// Default inactivity timeout.
+    pub inactivity_timeout_secs: i64,
+    /// Local user name.
+    pub user: String,
+    /// Credentials given to projects without their own.
+    pub credentials: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Checks the configuration; the error is one line for the user.
+    pub fn resolve(
+        &self,
+        home: Option<PathBuf>,
+        xdg_data_home: Option<PathBuf>,
+        user: Option<String>,
+    ) -> Result<Resolved, String> {
+        let data_dir = match (
+            &self.data_dir,
+            xdg_data_home.filter(|p| p.is_absolute()),
+            home,
+        ) {
+            (Some(d), _, _) => d.clone(),
+            (None, Some(xdg), _) => xdg.join("ambient-code"),
+            (None, None, Some(home)) => home.join(".local/share/ambient-code"),
+            (None, None, None) => {
+                return Err("cannot tell where to keep data: set AMBIENT_DATA_DIR or HOME".into());
+            }
+        };
+        let runner_bin = match &self.runner_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot locate the runner: {e}; set AMBIENT_RUNNER_BIN"))?
+                .with_file_name("runner"),
+        };
+        if !runner_bin.is_file() {
+            return Err(format!(
+                "runner executable not found at {}: build it with `cargo build --release -p runner` or set AMBIENT_RUNNER_BIN",
+                runner_bin.display()
+            ));
+        }
+        if let Some(claude) = &self.claude_bin
+            && !claude.is_file()
+        {
+            return Err(format!(
+                "claude executable not found at {} (AMBIENT_CLAUDE_BIN); run `make setup`",
+                claude.display()
+            ));
+        }
+        let models: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if !models.contains(&self.default_model) {
+            return Err(format!(
+                "the default model '{}' is not among AMBIENT_MODELS ({})",
+                self.default_model,
+                models.join(", ")
+            ));
+        }
+        if self.inactivity_timeout_secs < 0 {
+            return Err("AMBIENT_INACTIVITY_TIMEOUT_SECS must be zero or more".into());
+        }
+        let set = |v: &Option<String>| {
+            v.as_ref()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        use model::runner_env as env;
+        let credentials = [
+            (env::ANTHROPIC_API_KEY, set(&self.anthropic_api_key)),
+            (env::ANTHROPIC_BASE_URL, set(&self.anthropic_base_url)),
+            (env::ANTHROPIC_AUTH_TOKEN, set(&self.anthropic_auth_token)),
+            (env::GITHUB_TOKEN, set(&self.github_token)),
+            (env::GITLAB_TOKEN, set(&self.gitlab_token)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect();
+        Ok(Resolved {
+            data_dir,
+            runner_bin,
+            claude_bin: self.claude_bin.clone(),
+            default_model: self.default_model.clone(),
+            models,
+            stop_grace: Duration::from_secs(self.stop_grace_secs),
+            inactivity_timeout_secs: self.inactivity_timeout_secs,
+            user: self
+                .user
+                .clone()
+                .or(user)
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "local user".into()),
+            credentials,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("server").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn data_dir_defaults_follow_xdg_then_home() {
+        let runner = std::env::current_exe().unwrap();
+        let base = ["--runner-bin", runner.to_str().unwrap()];
+        let c = parse(&base);
+        let r = c
+            .resolve(Some("/home/a".into()), Some("/xdg".into()), None)
+            .unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/xdg/ambient-code"));
+        let r = c
+            .resolve(Some("/home/a".into()), Some("relative".into()), None)
+            .unwrap();
+        assert_eq!(
+            r.data_dir,
+            PathBuf::from("/home/a/.local/share/ambient-code")
+        );
+        assert!(
+            c.resolve(None, None, None)
+                .unwrap_err()
+                .contains("AMBIENT_DATA_DIR")
+        );
+        assert_eq!(r.user, "local user");
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_line() {
+        let err = parse(&["--runner-bin", "/nonexistent/runner"])
+            .resolve(Some("/h".into()), None, None)
+            .unwrap_err();
+        assert!(
+            err.contains("runner executable not found at /nonexistent/runner"),
+            "{err}"
+        );
+        let runner = std::env::current_exe().unwrap();
+        let err = parse(&[
+            "--runner-bin",
+            runner.to_str().unwrap(),
+            "--default-model",
+            "gpt",
+        ])
+        .resolve(Some("/h".into()), None, None)
+        .unwrap_err();
+        assert!(err.contains("'gpt' is not among"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn empty_credentials_count_as_unset() {
+        let runner = std::env::current_exe().unwrap();
+        let c = parse(&[
+            "--runner-bin",
+            runner.to_str().unwrap(),
+            "--anthropic-api-key",
+            " ",
+            "--anthropic-base-url",
+            "http://x",
+        ]);
+        let r = c.resolve(Some("/h".into()), None, None).unwrap();
+        assert!(!r.credentials.iter().any(|(k, _)| k == "ANTHROPIC_API_KEY"));
+        assert!(
+            r.credentials
+                .contains(&("ANTHROPIC_BASE_URL".to_owned(), "http://x".to_owned()))
+        );
+    }
+}

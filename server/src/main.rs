@@ -1,0 +1,75 @@
+//! `server`: runs the platform in local mode.
+
+use clap::Parser;
+use server::config::Config;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+    let env = |k: &str| std::env::var_os(k).map(Into::into);
+    let resolved = match config.resolve(
+        env("HOME"),
+        env("XDG_DATA_HOME"),
+        std::env::var("USER").ok(),
+    ) {
+        Ok(r) => r,
+        Err(line) => {
+            eprintln!("error: {line}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut leptos = match leptos::config::get_configuration(None) {
+        Ok(conf) => conf.leptos_options,
+        Err(e) => {
+            eprintln!("error: Leptos configuration: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Some(addr) = config.addr {
+        leptos.site_addr = addr;
+    }
+    let listener = match tokio::net::TcpListener::bind(leptos.site_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", leptos.site_addr);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("Ambient Code Platform (local mode) on http://{addr}");
+    println!("data: {}", resolved.data_dir.display());
+    if !resolved
+        .credentials
+        .iter()
+        .any(|(k, _)| k.starts_with("ANTHROPIC_"))
+    {
+        println!(
+            "note: no ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL is set; sessions will fail until a project has credentials"
+        );
+    }
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    match server::run(resolved, leptos, listener, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Projects and their credentials.
+
+use model::api::{Project, ProjectList};
+use model::project_settings::ProjectSettingsSpec;
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, now_ms};
+
+fn rfc3339(ms: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn row_to_project(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
+    Ok(Project {
+        name: row.get(0)?,
+        display_name: row.get(1)?,
+        description: row.get(2)?,
+        creation_timestamp: rfc3339(row.get(3)?),
+        session_count: row.get::<_, i64>(4)? as u64,
+    })
+}
+
+const SELECT: &str = "SELECT p.name, p.display_name, p.description, p.created_at,
+        (SELECT COUNT(*) FROM sessions s WHERE s.project = p.name) FROM projects p";
+
+impl Store {
+    /// Creates a project; [`StoreError::Conflict`] if the name is taken.
+    pub async fn create_project(
+        &self,
+        name: &str,
+        display_name: &str,
+        description: &str,
+    ) -> Result<Project, StoreError> {
+        let (name, display, desc) = (
+            name.to_owned(),
+            display_name.to_owned(),
+            description.to_owned(),
+        );
+        self.db()
+            .write(move |tx, _| {
+                let created = now_ms();
+                let n = tx.execute(
+                    "INSERT INTO projects (name, display_name, description, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![name, display, desc, created],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Conflict(format!("project '{name}' already exists")));
+                }
+                Ok(Project {
+                    name,
+                    display_name: display,
+                    description: desc,
+                    creation_timestamp: rfc3339(created),
+                    session_count: 0,
+                })
+            })
+            .await
+    }
+
+    /// Creates the project unless it exists.
+    pub async fn ensure_project(&self, name: &str, display_name: &str) -> Result<(), StoreError> {
+        match self.create_project(name, display_name, "").await {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A project by name.
+    pub async fn get_project(&self, name: &str) -> Result<Project, StoreError> {
+        let name = name.to_owned();
+        self.db()
+            .read(move |c| {
+                c.query_row(
+                    &format!("{SELECT} WHERE p.name = ?1"),
+                    [&name],
+                    row_to_project,
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("project '{name}'")))
+            })
+            .await
+    }
+
+    /// A page of projects by name, optionally filtered by a search over name and display name.
+    pub async fn list_projects(
+        &self,
+        search: Option<String>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<ProjectList, StoreError> {
+        self.db()
+            .read(move |c| {
+                let pattern = like_pattern(search.as_deref());
+                let total: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM projects WHERE ?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR display_name LIKE ?1 ESCAPE '\\'",
+                    [&pattern],
+                    |r| r.get(0),
+                )?;
+                let mut stmt = c.prepare(&format!(
+                    "{SELECT} WHERE ?1 IS NULL OR p.name LIKE ?1 ESCAPE '\\' OR p.display_name LIKE ?1 ESCAPE '\\'
+                     ORDER BY p.name LIMIT ?2 OFFSET ?3"
+                ))?;
+                let items = stmt
+                    .query_map(params![pattern, limit as i64, offset as i64], row_to_project)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let total = total as u64;
+                Ok(ProjectList { has_more: offset + (items.len() as u64) < total, items, total_count: total, offset, limit })
+            })
+            .await
+    }
+
+    /// Updates a project's display name and description.
+    pub async fn update_project(
+        &self,
+        name: &str,
+        display_name: Option<String>,
+        description: Option<String>,
+    ) -> Result<Project, StoreError> {
+        let n = name.to_owned();
+        self.db()
+            .write(move |tx, _| {
+                let changed = tx.execute(
+                    "UPDATE projects SET display_name = COALESCE(?2, display_name), description = COALESCE(?3, description)
+                     WHERE name = ?1",
+                    params![n, display_name, description],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!("project '{n}'")));
+                }
+                Ok(())
+            })
+            .await?;
+        self.get_project(name).await
+    }
+
+    /// Deletes a project with its sessions, events and credentials. Returns the names of the
+    /// sessions that were deleted, so their runners and workspaces can be cleaned up.
+    pub async fn delete_project(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let name = name.to_owned();
+        self.db()
+            .write(move |tx, _| {
+                let mut stmt = tx.prepare("SELECT id, name FROM sessions WHERE project = ?1")?;
+                let sessions = stmt
+                    .query_map([&name], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (id, _) in &sessions {
+                    tx.execute("DELETE FROM events WHERE session_id = ?1", [id])?;
+                }
+                if tx.execute("DELETE FROM projects WHERE name = ?1", [&name])? == 0 {
+                    return Err(StoreError::NotFound(format!("project '{name}'")));
+                }
+                Ok(sessions.into_iter().map(|(_, n)| n).collect())
+            })
+            .await
+    }
+
+    /// The project's settings (inactivity default, MCP servers ...).
+    pub async fn project_settings(&self, name: &str) -> Result<ProjectSettingsSpec, StoreError> {
+        let name = name.to_owned();
+        self.db()
+            .read(move |c| {
+                let json: String = c
+                    .query_row(
+                        "SELECT settings FROM projects WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("project '{name}'")))?;
+                Ok(serde_json::from_str(&json)?)
+            })
+            .await
+    }
+
+    /// The project's credentials, in key order.
+    pub async fn secrets(&self, project: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let project = project.to_owned();
+        self.db()
+            .read(move |c| {
+                let mut stmt =
+                    c.prepare("SELECT key, value FROM secrets WHERE project = ?1 ORDER BY key")?;
+                let rows = stmt
+                    .query_map([&project], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+}
+
+/// A LIKE pattern matching `search` anywhere, with LIKE's wildcards escaped.
+pub(crate) fn like_pattern(search: Option<&str>) -> Option<String> {
+    let s = search.map(str::trim).filter(|s| !s.is_empty())?;
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Some(format!("%{escaped}%"))
+}

@@ -1,0 +1,84 @@
+//! Versioned schema migrations (`PRAGMA user_version`), applied at start-up.
+
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+
+use super::StoreError;
+
+/// The migrations, oldest first. Never edit a released one: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: projects, sessions, their event logs, per-project secrets.
+    r#"
+    CREATE TABLE projects (
+        name          TEXT PRIMARY KEY,
+        display_name  TEXT NOT NULL DEFAULT '',
+        description   TEXT NOT NULL DEFAULT '',
+        created_at    INTEGER NOT NULL,
+        settings      TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE sessions (
+        id                 INTEGER PRIMARY KEY,
+        project            TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        name               TEXT NOT NULL,
+        created_at         INTEGER NOT NULL,
+        resource_version   INTEGER NOT NULL DEFAULT 1,
+        display_name       TEXT NOT NULL DEFAULT '',
+        initial_prompt     TEXT NOT NULL DEFAULT '',
+        phase              TEXT NOT NULL DEFAULT 'Pending',
+        object             TEXT NOT NULL,
+        last_activity      INTEGER,
+        run_generation     INTEGER NOT NULL DEFAULT 0,
+        runner_token_hash  BLOB,
+        runner_pid         INTEGER,
+        runner_start_ticks INTEGER,
+        runner_acked       INTEGER NOT NULL DEFAULT 0,
+        run_summary        TEXT,
+        handled_through    INTEGER NOT NULL DEFAULT 0,
+        last_seq           INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (project, name)
+    );
+    CREATE INDEX sessions_newest ON sessions (project, created_at DESC, id DESC);
+    CREATE INDEX sessions_phase ON sessions (phase);
+    CREATE INDEX sessions_token ON sessions (runner_token_hash);
+    CREATE TABLE events (
+        session_id INTEGER NOT NULL,
+        seq        INTEGER NOT NULL,
+        ts         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE secrets (
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        key     TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        PRIMARY KEY (project, key)
+    );
+    "#,
+];
+
+/// Brings the database to the newest schema.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+    migrations
+        .to_latest(conn)
+        .map_err(|e| StoreError::Io(format!("migrating the database: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid_and_idempotent() {
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+        assert!(migrations.validate().is_ok());
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+}

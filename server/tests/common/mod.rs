@@ -1,0 +1,280 @@
+//! A real server on a loopback port for tests, with its own data directory, the real runner
+//! binary and the real `claude` CLI pointed at a mock Anthropic API.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use model::protocol::{Frame, ServerToBrowser, SessionEvent, StoredEvent};
+use server::config::Resolved;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The workspace's target directory for the current profile (where `runner` is built).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned()
+}
+
+/// The runner binary; tests fail with a clear message if it was not built.
+pub fn runner_bin() -> PathBuf {
+    let p = bin_dir().join("runner");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first with `cargo build -p runner` (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// The pinned claude CLI.
+pub fn claude_bin() -> PathBuf {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/claude-code/node_modules/.bin/claude");
+    assert!(p.exists(), "{} is missing: run `make setup`", p.display());
+    p
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+/// Options of a test server.
+pub struct Options {
+    pub credentials: Vec<(String, String)>,
+    pub data_dir: PathBuf,
+    pub addr: Option<SocketAddr>,
+    pub stop_grace: Duration,
+}
+
+impl Options {
+    pub fn new(data_dir: &Path) -> Self {
+        Options {
+            credentials: Vec::new(),
+            data_dir: data_dir.to_owned(),
+            addr: None,
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Model credentials pointing at a mock.
+    pub fn with_mock(mut self, url: &str) -> Self {
+        self.credentials = vec![
+            ("ANTHROPIC_BASE_URL".into(), url.into()),
+            ("ANTHROPIC_API_KEY".into(), "sk-test".into()),
+        ];
+        self
+    }
+}
+
+impl TestServer {
+    pub async fn start(opts: Options) -> TestServer {
+        let listener =
+            TcpListener::bind(opts.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+                .await
+                .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Resolved {
+            data_dir: opts.data_dir.clone(),
+            runner_bin: runner_bin(),
+            claude_bin: Some(claude_bin()),
+            default_model: "claude-sonnet-4-6".into(),
+            models: vec!["claude-sonnet-4-6".into(), "claude-opus-4-6".into()],
+            stop_grace: opts.stop_grace,
+            inactivity_timeout_secs: 86_400,
+            user: "tester".into(),
+            credentials: opts.credentials,
+        };
+        let leptos = leptos::config::LeptosOptions::builder()
+            .output_name("ambient")
+            .build();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(server::run(config, leptos, listener, async move {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::new();
+        // Wait until it answers.
+        for _ in 0..200 {
+            if http
+                .get(format!("http://{addr}/health"))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        TestServer {
+            addr,
+            data_dir: opts.data_dir,
+            shutdown: Some(tx),
+            task: Some(task),
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the server (runners keep running) and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    /// Creates a session in the default project; returns its name.
+    pub async fn create_session(&self, prompt: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/projects/default/agentic-sessions"))
+            .json(&serde_json::json!({ "initialPrompt": prompt }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            201,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+        resp.json::<serde_json::Value>().await.unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn session(&self, name: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(&format!("/api/projects/default/agentic-sessions/{name}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn phase(&self, name: &str) -> String {
+        self.session(name).await["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_owned()
+    }
+
+    /// Polls until the session reaches `phase`, failing after `timeout`.
+    pub async fn wait_phase(&self, name: &str, phases: &[&str], timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let p = self.phase(name).await;
+            if phases.contains(&p.as_str()) {
+                return p;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "session {name} stayed {p}, wanted {phases:?}; {}",
+                self.session(name).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn workspace(&self, name: &str) -> PathBuf {
+        self.data_dir.join("workspaces/default").join(name)
+    }
+
+    pub async fn viewer(&self, name: &str, after: u64) -> Viewer {
+        let url = format!(
+            "ws://{}/api/projects/default/agentic-sessions/{name}/ws?after={after}",
+            self.addr
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("viewer connects");
+        Viewer { ws }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A viewer WebSocket.
+pub struct Viewer {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Viewer {
+    /// The next message from the server, or `None` when the socket closes.
+    pub async fn next(&mut self, timeout: Duration) -> Option<ServerToBrowser> {
+        loop {
+            let msg = tokio::time::timeout(timeout, self.ws.next())
+                .await
+                .expect("a message in time")?
+                .ok()?;
+            match msg {
+                Message::Text(t) => return Some(ServerToBrowser::decode(&t).expect("valid frame")),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Collects events until `stop` says so.
+    pub async fn events_until(
+        &mut self,
+        timeout: Duration,
+        mut stop: impl FnMut(&StoredEvent) -> bool,
+    ) -> Vec<StoredEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(ServerToBrowser::Event(e)) => {
+                    let done = stop(&e);
+                    out.push(e);
+                    if done {
+                        return out;
+                    }
+                }
+                Some(_) => {}
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn send(&mut self, msg: &model::protocol::BrowserToServer) {
+        self.ws
+            .send(Message::Text(msg.encode().into()))
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether an event is a phase change to one of `phases`.
+pub fn is_phase(e: &StoredEvent, phases: &[&str]) -> bool {
+    matches!(&e.event, SessionEvent::Phase(p) if phases.contains(&p.phase.as_str()))
+}

@@ -1,0 +1,139 @@
+//! Whole sessions in local mode: server, local driver, runner, the real `claude` CLI and a
+//! mock Anthropic API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, TestServer, is_phase};
+use model::protocol::{ServerToBrowser, SessionEvent};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_writes_a_file_and_completes() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Options::new(dir.path()).with_mock(&mock.url())).await;
+
+    let name = server.create_session("Please create hello.txt").await;
+    let mut viewer = server.viewer(&name, 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(60), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind()).collect();
+    let last = events.last().expect("events");
+    assert!(
+        is_phase(last, &["Completed"]),
+        "ended with {:?}; events: {kinds:?}",
+        last.event
+    );
+    // Sequence numbers are gap-free from 1.
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "{kinds:?}");
+    }
+    assert!(
+        matches!(&events[0].event, SessionEvent::UserMessage(m) if m.text == "Please create hello.txt" && m.sender == "tester")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::ToolUse(t) if t.name == "Write")),
+        "{kinds:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::ToolResult(r) if !r.is_error)),
+        "{kinds:?}"
+    );
+    assert!(events.iter().any(
+        |e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("create hello.txt"))
+    ));
+    assert!(events.iter().any(
+        |e| matches!(&e.event, SessionEvent::Result(r) if r.exit_code == 0 && r.num_turns >= 2)
+    ));
+
+    let file = server.workspace(&name).join("artifacts/hello.txt");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "Hello from the mock Anthropic API!\n"
+    );
+
+    let session = server.session(&name).await;
+    assert_eq!(session["status"]["phase"], "Completed");
+    assert_eq!(session["status"]["result"]["exitCode"], 0);
+    assert!(session["status"]["sdkSessionId"].is_string());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_credentials_fails_fast_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Options::new(dir.path())).await;
+    let name = server.create_session("create hello.txt").await;
+    let mut viewer = server.viewer(&name, 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(20), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    let last = events.last().unwrap();
+    assert!(is_phase(last, &["Failed"]), "{last:?}");
+    let error = events
+        .iter()
+        .find_map(|e| match &e.event {
+            SessionEvent::Error(err) => Some(err.clone()),
+            _ => None,
+        })
+        .expect("an error event");
+    assert_eq!(error.code.as_deref(), Some("no_credentials"));
+    assert!(
+        error.message.contains("ANTHROPIC_API_KEY"),
+        "{}",
+        error.message
+    );
+    let session = server.session(&name).await;
+    let ready = session["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "PrerequisiteFailed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_viewer_gets_the_whole_log_then_live() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Options::new(dir.path()).with_mock(&mock.url())).await;
+    let name = server.create_session("hello there").await;
+    server
+        .wait_phase(&name, &["Completed", "Failed"], Duration::from_secs(60))
+        .await;
+
+    let mut viewer = server.viewer(&name, 0).await;
+    let mut seqs = Vec::new();
+    loop {
+        match viewer.next(Duration::from_secs(5)).await {
+            Some(ServerToBrowser::Event(e)) => seqs.push(e.seq),
+            Some(ServerToBrowser::Live(l)) => {
+                assert_eq!(l.seq, *seqs.last().unwrap());
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // From a cursor: exactly the rest.
+    let mut late = server.viewer(&name, 3).await;
+    match late.next(Duration::from_secs(5)).await {
+        Some(ServerToBrowser::Event(e)) => assert_eq!(e.seq, 4),
+        other => panic!("unexpected {other:?}"),
+    }
+    server.stop().await;
+}
