@@ -12,7 +12,7 @@
 //!
 //! Keyword rules (used when no scripted reply is queued), on the last `role:"user"` message:
 //! tool results with no new prompt → `Done: <tool> finished.` (or another `echo loop` call
-//! when the prompt was `loop`); otherwise, on its last typed text: `create <file>` → Write,
+//! when the prompt was `loop`, or a slow stream when the prompt said `slowly`); otherwise, on its last typed text: `create <file>` → Write,
 //! `run: <cmd>` → Bash, `slow [N]` → slow stream, `think` → thinking block, `fail <status>`
 //! → HTTP error, `loop` → Bash `echo loop`, `recall` → earlier prompts, else
 //! `You said: <text>`.

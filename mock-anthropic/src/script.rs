@@ -16,6 +16,8 @@ pub const CREATED_CONTENT: &str = "Hello from the mock Anthropic API!\n";
 pub const SLOW_CHUNKS: u32 = 40;
 /// Pause between the deltas of a `slow` prompt, in milliseconds.
 pub const SLOW_DELAY_MS: u64 = 250;
+/// Deltas of the closing text when the instruction asked to work `slowly`.
+pub const SLOWLY_CHUNKS: u32 = 12;
 /// The answer to the CLI's `max_tokens: 1` model probe.
 pub const PROBE_TEXT: &str = "Hi";
 
@@ -42,13 +44,21 @@ pub fn keyword_reply(body: &Value) -> Reply {
     }
 }
 
-/// The answer once a tool has run: a closing text, unless the conversation is a `loop`.
+/// The answer once a tool has run: a closing text (streamed slowly when the instruction
+/// said `slowly`, so a viewer can watch a running session), unless the conversation is a
+/// `loop`.
 fn tool_result_reply(body: &Value) -> Reply {
     let original = conversation::instructions(body)
         .last()
         .map(|text| text.trim());
     if original == Some("loop") {
         return loop_reply();
+    }
+    if original.is_some_and(|text| text.split_whitespace().any(|w| w == "slowly")) {
+        return Reply::Slow {
+            chunks: SLOWLY_CHUNKS,
+            delay_ms: SLOW_DELAY_MS,
+        };
     }
     let tool = conversation::latest_tool_use(body).unwrap_or("the tool");
     Reply::text(format!("Done: {tool} finished."))
@@ -210,6 +220,22 @@ mod tests {
             ]},
         ]);
         assert_eq!(ask(messages), Reply::text("Done: Bash finished."));
+    }
+
+    #[test]
+    fn slowly_streams_the_closing_text_after_the_tool() {
+        let messages = json!([
+            user("create hello.txt slowly"),
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Write", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
+        ]);
+        assert_eq!(
+            ask(messages),
+            Reply::Slow {
+                chunks: SLOWLY_CHUNKS,
+                delay_ms: SLOW_DELAY_MS
+            }
+        );
     }
 
     #[test]

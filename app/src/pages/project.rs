@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
-use model::api::{CreateSessionRequest, CreateSessionResponse, SessionList};
+use model::api::{CreateSessionResponse, SessionList};
 
 use super::widgets::PhaseBadge;
 use crate::error::AppError;
@@ -23,7 +23,7 @@ pub async fn create_session(
     prompt: String,
 ) -> Result<CreateSessionResponse, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
-    let req = CreateSessionRequest {
+    let req = model::api::CreateSessionRequest {
         initial_prompt: prompt,
         ..Default::default()
     };

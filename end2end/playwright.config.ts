@@ -1,0 +1,78 @@
+import { defineConfig } from '@playwright/test';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+// One fresh data directory per run, shared with the test files through the environment
+// (workers inherit it from the main process, which evaluates this file first).
+process.env.E2E_DATA_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-e2e-'));
+const dataDir = process.env.E2E_DATA_DIR;
+const root = path.resolve(__dirname, '..');
+const claude = path.join(root, 'tools/claude-code/node_modules/.bin/claude');
+
+export const MOCK_PORT = 3199;
+export const PORT = 3101;
+export const NO_CREDENTIALS_PORT = 3102;
+
+// The release build made by `make test`: the server, the runner beside it, the mock.
+const server = (port: number, extraEnv: Record<string, string>) => ({
+  command: `${root}/target/release/server`,
+  cwd: root,
+  url: `http://127.0.0.1:${port}/health`,
+  timeout: 30_000,
+  reuseExistingServer: false,
+  stdout: 'pipe' as const,
+  stderr: 'pipe' as const,
+  env: {
+    AMBIENT_ADDR: `127.0.0.1:${port}`,
+    AMBIENT_DATA_DIR: path.join(dataDir, String(port)),
+    AMBIENT_CLAUDE_BIN: claude,
+    AMBIENT_USER: 'e2e tester',
+    // Nothing of the developer's own credentials leaks into the tests.
+    ANTHROPIC_API_KEY: '',
+    ANTHROPIC_BASE_URL: '',
+    ANTHROPIC_AUTH_TOKEN: '',
+    RUST_LOG: 'info',
+    ...extraEnv,
+  },
+});
+
+export default defineConfig({
+  testDir: './tests',
+  timeout: 90_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${PORT}`,
+    trace: 'retain-on-failure',
+    launchOptions: {
+      executablePath: '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
+  },
+  webServer: [
+    {
+      command: `${root}/target/release/mock-anthropic --addr 127.0.0.1:${MOCK_PORT}`,
+      url: `http://127.0.0.1:${MOCK_PORT}/`,
+      timeout: 30_000,
+      reuseExistingServer: false,
+    },
+    server(PORT, {
+      ANTHROPIC_BASE_URL: `http://127.0.0.1:${MOCK_PORT}`,
+      ANTHROPIC_API_KEY: 'sk-e2e',
+    }),
+    server(NO_CREDENTIALS_PORT, {}),
+  ],
+});
