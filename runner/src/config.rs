@@ -209,6 +209,10 @@ mod tests {
     use super::*;
 
     fn raw(extra: &[&str]) -> Result<Config, String> {
+        raw_in("/w", extra)
+    }
+
+    fn raw_in(workspace: &str, extra: &[&str]) -> Result<Config, String> {
         let base = [
             "runner",
             "--session-name",
@@ -216,7 +220,7 @@ mod tests {
             "--project",
             "p",
             "--workspace",
-            "/w",
+            workspace,
             "--backend-api-url",
             "http://127.0.0.1:3000/api",
             "--token",
@@ -265,7 +269,7 @@ mod tests {
                 .contains("IS_RESUME")
         );
         assert!(
-            raw(&["--workspace", "rel"])
+            raw_in("rel", &[])
                 .unwrap_err()
                 .contains("absolute")
         );

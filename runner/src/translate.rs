@@ -181,24 +181,22 @@ impl Translator {
             usage,
             text: text.clone(),
         }))];
-        if is_error {
-            if !interrupted {
-                let (code, message) = match (subtype.as_str(), terminal) {
-                    ("error_max_turns", _) | (_, "max_turns") => (
-                        "max_turns",
-                        text.unwrap_or_else(|| "the maximum number of turns was reached".into()),
-                    ),
-                    (_, "api_error") => ("api_error", api_error_message(v, text)),
-                    _ => (
-                        "agent_error",
-                        text.unwrap_or_else(|| format!("the turn failed ({subtype})")),
-                    ),
-                };
-                out.push(Output::Event(SessionEvent::Error(ErrorEvent {
-                    message,
-                    code: Some(code.into()),
-                })));
-            }
+        if is_error && !interrupted {
+            let (code, message) = match (subtype.as_str(), terminal) {
+                ("error_max_turns", _) | (_, "max_turns") => (
+                    "max_turns",
+                    text.unwrap_or_else(|| "the maximum number of turns was reached".into()),
+                ),
+                (_, "api_error") => ("api_error", api_error_message(v, text)),
+                _ => (
+                    "agent_error",
+                    text.unwrap_or_else(|| format!("the turn failed ({subtype})")),
+                ),
+            };
+            out.push(Output::Event(SessionEvent::Error(ErrorEvent {
+                message,
+                code: Some(code.into()),
+            })));
         }
         out.push(Output::TurnEnded { is_error });
         out
