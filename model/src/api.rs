@@ -11,6 +11,7 @@ use crate::session::{ActiveWorkflow, AgenticSession, LlmSettings, McpServers, Se
 
 /// Body of every error answer: `{"error": "<kind>", "message": "<explanation>"}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Machine-readable kind: `invalid`, `not_found`, `conflict`, `too_large`,
     /// `unsupported_media_type`, `unauthorized`, `forbidden`, `internal`.
@@ -21,6 +22,7 @@ pub struct ApiError {
 
 /// `POST /api/projects/{project}/agentic-sessions`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// What the agent should do. Required, at most [`crate::protocol::MAX_MESSAGE_TEXT`] bytes.
@@ -66,6 +68,7 @@ pub struct CreateSessionRequest {
 
 /// Answer to a session creation (`201 Created`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateSessionResponse {
     /// Always "Agentic session created successfully".
@@ -80,9 +83,11 @@ pub struct CreateSessionResponse {
 
 /// A page of sessions, newest first.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionList {
     /// The sessions of this page.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::session_array_schema))]
     pub items: Vec<AgenticSession>,
     /// Sessions matching the search, over all pages.
     pub total_count: u64,
@@ -101,6 +106,7 @@ pub fn auto_branch(session_name: &str) -> String {
 
 /// A project: a namespace for sessions, settings and credentials.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Project {
     /// DNS-1123 label; the Kubernetes namespace in Kubernetes mode.
@@ -118,6 +124,7 @@ pub struct Project {
 
 /// `POST /api/projects`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProjectRequest {
     /// DNS-1123 label.
@@ -133,6 +140,7 @@ pub struct CreateProjectRequest {
 
 /// `PUT /api/projects/{project}`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProjectRequest {
     /// New display name.
@@ -145,6 +153,7 @@ pub struct UpdateProjectRequest {
 
 /// A page of projects.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectList {
     /// The projects of this page, by name.
@@ -161,3 +170,167 @@ pub struct ProjectList {
 
 /// Name of the project every fresh installation starts with.
 pub const DEFAULT_PROJECT: &str = "default";
+
+/// `PUT /api/projects/{project}/agentic-sessions/{session}`: fields to change; absent fields
+/// stay. Refused with 409 while the session runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateSessionRequest {
+    /// New initial prompt (used by the next fresh start).
+    #[serde(default)]
+    pub initial_prompt: Option<String>,
+    /// New display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// New model settings.
+    #[serde(default)]
+    pub llm_settings: Option<LlmSettings>,
+    /// New timeout in seconds (0 removes it).
+    #[serde(default)]
+    pub timeout: Option<i64>,
+    /// New inactivity timeout in seconds (0 disables).
+    #[serde(default)]
+    pub inactivity_timeout: Option<i64>,
+}
+
+/// `PUT .../agentic-sessions/{session}/displayname`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisplayNameRequest {
+    /// The new display name.
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// `POST .../agentic-sessions/{session}/clone`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloneSessionRequest {
+    /// Project of the copy. Default: the same project.
+    #[serde(default)]
+    pub target_project: Option<String>,
+    /// Name of the copy (a DNS-1123 label). Default: `session-<uuid>`.
+    #[serde(default)]
+    pub new_session_name: Option<String>,
+}
+
+/// `POST .../agentic-sessions/{session}/messages`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// The message for the agent.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// Answer to a message: its place in the session's log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAccepted {
+    /// Sequence number of the message's event.
+    pub seq: u64,
+}
+
+/// A credential of a project, as shown after it is set: never in plain text.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MaskedSecret {
+    /// Variable name (`ANTHROPIC_API_KEY` ...).
+    pub key: String,
+    /// A masked form, e.g. `sk-a…9f2c` (URLs are not secret and are shown whole).
+    pub masked: String,
+}
+
+/// `GET /api/projects/{project}/runner-secrets`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerSecrets {
+    /// The credentials set, by key.
+    pub items: Vec<MaskedSecret>,
+    /// Keys a project may set.
+    pub allowed_keys: Vec<String>,
+}
+
+/// `PUT /api/projects/{project}/runner-secrets`: a value sets a key, `null` or `""` removes
+/// it; keys not mentioned stay.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateRunnerSecrets {
+    /// Values by key.
+    pub data: BTreeMap<String, Option<String>>,
+}
+
+/// Keys a project's runner secrets may have.
+pub const RUNNER_SECRET_KEYS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_AUTH_TOKEN",
+    "GITHUB_TOKEN",
+    "GITLAB_TOKEN",
+];
+
+/// Masks a credential for display: URLs whole, tokens as their first 4 and last 4
+/// characters (or only `••••` when short).
+pub fn mask_secret(key: &str, value: &str) -> String {
+    if key.ends_with("_URL") {
+        return value.to_owned();
+    }
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < 12 {
+        return "••••".to_owned();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// `GET`/`PUT /api/projects/{project}/settings`: the project's session defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectSettingsBody {
+    /// Inactivity timeout of sessions that set none, in seconds (0 disables). Default: 24 h.
+    #[serde(default)]
+    pub inactivity_timeout_seconds: Option<i64>,
+    /// MCP servers of every session of the project.
+    #[serde(default)]
+    pub mcp_servers: Option<McpServers>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            mask_secret("ANTHROPIC_API_KEY", "sk-ant-api03-abcdefgh1234"),
+            "sk-a…1234"
+        );
+        assert_eq!(mask_secret("GITHUB_TOKEN", "short"), "••••");
+        assert_eq!(
+            mask_secret("ANTHROPIC_BASE_URL", "http://proxy:8080"),
+            "http://proxy:8080"
+        );
+    }
+}
+
+/// A reference to the `AgenticSession` schema (the CRD's, added to the document by the server).
+#[cfg(feature = "openapi")]
+pub fn session_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::Ref::from_schema_name("AgenticSession").into()
+}
+
+/// An array of `AgenticSession`.
+#[cfg(feature = "openapi")]
+pub fn session_array_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(session_schema())
+}

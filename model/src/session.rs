@@ -71,6 +71,7 @@ pub struct AgenticSessionSpec {
 /// A git repository of a session.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionRepo {
     /// Clone URL (https, ssh or file).
     pub url: String,
@@ -111,6 +112,7 @@ fn default_false() -> Option<bool> {
 /// Identity of the session's creator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserContext {
     /// Stable user id.
     #[serde(default)]
@@ -126,6 +128,7 @@ pub struct UserContext {
 /// Model settings of a session.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LlmSettings {
     /// Model id passed to Claude Code. Default: the platform's default model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,10 +144,12 @@ pub struct LlmSettings {
 /// MCP server configuration: extra servers and names of default servers to disable.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct McpServers {
     /// Servers by name; each value is a Claude Code MCP server config (stdio, http or sse).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::schema::free_form_map")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Object>))]
     pub custom: BTreeMap<String, serde_json::Value>,
     /// Names of inherited servers to leave out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -154,6 +159,7 @@ pub struct McpServers {
 /// A workflow repository the agent follows.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActiveWorkflow {
     /// Clone URL of the workflow repository.
     pub git_url: String,

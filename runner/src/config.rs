@@ -268,10 +268,6 @@ mod tests {
                 .unwrap_err()
                 .contains("IS_RESUME")
         );
-        assert!(
-            raw_in("rel", &[])
-                .unwrap_err()
-                .contains("absolute")
-        );
+        assert!(raw_in("rel", &[]).unwrap_err().contains("absolute"));
     }
 }

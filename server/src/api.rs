@@ -1,54 +1,88 @@
-//! The REST API, on the original platform's paths under `/api`.
+//! The REST API, on the original platform's paths under `/api`, described by the OpenAPI
+//! document served at `/api/openapi.json` (generated from the handlers' annotations, so a
+//! route cannot exist without its description).
 //!
-//! Layout: [`extract`] (JSON and query extractors that answer bad input with our error
-//! body), [`projects`], [`sessions`].
+//! Layout: [`extract`] (extractors answering bad input with our error body), [`docs`]
+//! (the document), [`projects`], [`settings`], [`sessions`], [`control`].
 
+mod control;
+pub mod docs;
 pub mod extract;
 mod projects;
 mod sessions;
+mod settings;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::any;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::hub::{runner::runner_ws, viewer::viewer_ws};
+use crate::error::ApiError;
+use crate::hub::{runner, viewer};
 use crate::state::AppState;
 
 /// Largest request body accepted by the API.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// The API routes.
-pub fn routes() -> Router<AppState> {
-    let session = "/api/projects/{project}/agentic-sessions/{session}";
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/version", get(version))
-        .route("/api/projects", get(projects::list).post(projects::create))
+/// The API's routes and their OpenAPI document.
+pub fn routes() -> (Router<AppState>, serde_json::Value) {
+    let (router, openapi) = OpenApiRouter::with_openapi(docs::base())
+        .routes(routes!(health))
+        .routes(routes!(version))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(settings::get_secrets, settings::put_secrets))
+        .routes(routes!(settings::get_settings, settings::put_settings))
+        .routes(routes!(sessions::list, sessions::create))
+        .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(sessions::display_name))
+        .routes(routes!(sessions::clone))
+        .routes(routes!(control::start))
+        .routes(routes!(control::stop))
+        .routes(routes!(control::interrupt))
+        .routes(routes!(control::send_message))
+        .routes(routes!(control::export))
+        .routes(routes!(viewer::viewer_ws))
+        .routes(routes!(runner::runner_ws))
+        .split_for_parts();
+    let document = docs::finish(openapi);
+    let served = document.clone();
+    let router = router
         .route(
-            "/api/projects/{project}",
-            get(projects::get)
-                .put(projects::update)
-                .delete(projects::delete),
+            "/api/openapi.json",
+            axum::routing::get(move || async move { axum::Json(served) }),
         )
-        .route(
-            "/api/projects/{project}/agentic-sessions",
-            get(sessions::list).post(sessions::create),
-        )
-        .route(session, get(sessions::get).delete(sessions::delete))
-        .route(&format!("{session}/start"), post(sessions::start))
-        .route(&format!("{session}/stop"), post(sessions::stop))
-        .route(&format!("{session}/interrupt"), post(sessions::interrupt))
-        .route(&format!("{session}/messages"), post(sessions::send_message))
-        .route(&format!("{session}/export"), get(sessions::export))
-        .route(&format!("{session}/ws"), get(viewer_ws))
-        .route(&format!("{session}/runner/ws"), get(runner_ws))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route("/api/{*rest}", any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    (router, document)
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, description = "The server is up", body = String)))]
 async fn health() -> &'static str {
     "ok"
 }
 
+/// The server's version.
+#[utoipa::path(get, path = "/api/version", tag = "meta", responses((status = 200, description = "Build version", body = Object)))]
 async fn version() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no API route {}", uri.path()))
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = model::api::ApiError {
+        error: "method_not_allowed".into(),
+        message: format!("{method} is not allowed on {}", uri.path()),
+    };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }

@@ -45,18 +45,18 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let backend: BackendRef = Arc::new(state.services.clone());
     let options = state.leptos_options.clone();
-    api::routes()
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(backend.clone()),
-            move || app::shell(options.clone()),
-        )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
-        ))
-        .layer(tower_http::compression::CompressionLayer::new())
-        .with_state(state)
+    let (api, _) = api::routes();
+    api.leptos_routes_with_context(
+        &state,
+        routes,
+        move || provide_context(backend.clone()),
+        move || app::shell(options.clone()),
+    )
+    .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+        app::shell,
+    ))
+    .layer(tower_http::compression::CompressionLayer::new())
+    .with_state(state)
 }
 
 /// Serves until `shutdown` resolves. Runners keep running across a restart; the next server

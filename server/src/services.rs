@@ -1,12 +1,14 @@
 //! The platform's operations, shared by the REST API, the UI's server functions and the
 //! WebSocket endpoints: one place validates, authorises and acts.
 //!
-//! Layout: [`projects`], [`sessions`] (create, read, list), [`control`] (messages,
-//! interrupt, stop, continue, delivery to runners).
+//! Layout: [`projects`], [`settings`] (credentials, defaults), [`sessions`] (create, read,
+//! list, update, clone), [`control`] (messages, interrupt, stop, continue, delivery to
+//! runners).
 
 mod control;
 mod projects;
 mod sessions;
+mod settings;
 
 use std::sync::Arc;
 

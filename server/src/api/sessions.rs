@@ -1,29 +1,26 @@
-//! `/api/projects/{project}/agentic-sessions/...`
+//! `/api/projects/{project}/agentic-sessions[/{session}]`
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use model::AgenticSession;
-use model::api::{CreateSessionRequest, CreateSessionResponse, SessionList};
-use serde::{Deserialize, Serialize};
+use model::api::{
+    ApiError as ErrorBody, CloneSessionRequest, CreateSessionRequest, CreateSessionResponse,
+    DisplayNameRequest, SessionList, UpdateSessionRequest,
+};
 
 use super::extract::{ApiJson, ApiQuery};
+use super::projects::ListQuery;
 use crate::error::ApiError;
 use crate::services::{Caller, Services};
 
-/// Query of the session list.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    search: Option<String>,
-    offset: Option<u64>,
-    limit: Option<u64>,
-}
-
+/// Lists a project's sessions, newest first; `search` looks in name, display name and prompt.
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions", tag = "sessions",
+    params(("project" = String, Path), ListQuery),
+    responses((status = 200, body = SessionList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(s): State<Services>,
-    _caller: Caller,
+    _c: Caller,
     Path(project): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
@@ -33,6 +30,11 @@ pub async fn list(
     ))
 }
 
+/// Creates a session (`session-<uuid>`) and starts it.
+#[utoipa::path(post, path = "/api/projects/{project}/agentic-sessions", tag = "sessions",
+    params(("project" = String, Path)), request_body = CreateSessionRequest,
+    responses((status = 201, body = CreateSessionResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn create(
     State(s): State<Services>,
     caller: Caller,
@@ -45,89 +47,77 @@ pub async fn create(
     ))
 }
 
+/// A session.
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 200, body = inline(Object), description = "An AgenticSession (see components.schemas.AgenticSession)"),
+        (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(s): State<Services>,
-    _caller: Caller,
+    _c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Json<AgenticSession>, ApiError> {
     Ok(Json(s.get_session(&project, &name).await?))
 }
 
+/// Changes a session's prompt, display name, model or timeouts; 409 while it runs.
+#[utoipa::path(put, path = "/api/projects/{project}/agentic-sessions/{session}", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)), request_body = UpdateSessionRequest,
+    responses((status = 200, body = inline(Object), description = "The updated AgenticSession"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update(
+    State(s): State<Services>,
+    _c: Caller,
+    Path((project, name)): Path<(String, String)>,
+    ApiJson(req): ApiJson<UpdateSessionRequest>,
+) -> Result<Json<AgenticSession>, ApiError> {
+    Ok(Json(s.update_session(&project, &name, req).await?))
+}
+
+/// Deletes a session: its runner and every process it started are killed, its workspace
+/// removed.
+#[utoipa::path(delete, path = "/api/projects/{project}/agentic-sessions/{session}", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(s): State<Services>,
-    _caller: Caller,
+    _c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     s.delete_session(&project, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn start(
+/// Renames a session.
+#[utoipa::path(put, path = "/api/projects/{project}/agentic-sessions/{session}/displayname", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)), request_body = DisplayNameRequest,
+    responses((status = 200, body = inline(Object), description = "The updated AgenticSession"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn display_name(
     State(s): State<Services>,
-    caller: Caller,
+    _c: Caller,
     Path((project, name)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<AgenticSession>), ApiError> {
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(s.start(&project, &name, &caller).await?),
+    ApiJson(req): ApiJson<DisplayNameRequest>,
+) -> Result<Json<AgenticSession>, ApiError> {
+    Ok(Json(
+        s.set_display_name(&project, &name, req.display_name)
+            .await?,
     ))
 }
 
-pub async fn stop(
+/// Copies a session's spec into a new session, in this project or another.
+#[utoipa::path(post, path = "/api/projects/{project}/agentic-sessions/{session}/clone", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)), request_body = CloneSessionRequest,
+    responses((status = 201, body = CreateSessionResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn clone(
     State(s): State<Services>,
     caller: Caller,
     Path((project, name)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<AgenticSession>), ApiError> {
+    ApiJson(req): ApiJson<CloneSessionRequest>,
+) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
     Ok((
-        StatusCode::ACCEPTED,
-        Json(s.stop(&project, &name, &caller).await?),
+        StatusCode::CREATED,
+        Json(s.clone_session(&project, &name, req, &caller).await?),
     ))
-}
-
-pub async fn interrupt(
-    State(s): State<Services>,
-    caller: Caller,
-    Path((project, name)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    s.interrupt(&project, &name, &caller).await?;
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// Body of `POST .../messages`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MessageBody {
-    text: String,
-}
-
-/// Answer to `POST .../messages`.
-#[derive(Debug, Serialize)]
-pub struct MessageAccepted {
-    seq: u64,
-}
-
-pub async fn send_message(
-    State(s): State<Services>,
-    caller: Caller,
-    Path((project, name)): Path<(String, String)>,
-    ApiJson(body): ApiJson<MessageBody>,
-) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let seq = s.send_message(&project, &name, body.text, &caller).await?;
-    Ok((StatusCode::ACCEPTED, Json(MessageAccepted { seq })))
-}
-
-pub async fn export(
-    State(s): State<Services>,
-    _caller: Caller,
-    Path((project, name)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let session = s.get_session(&project, &name).await?;
-    let events = s.events(&project, &name).await?;
-    Ok(Json(serde_json::json!({
-        "sessionId": name,
-        "projectName": project,
-        "exportDate": k8s_openapi::jiff::Timestamp::now().to_string(),
-        "session": session,
-        "events": events,
-    })))
 }

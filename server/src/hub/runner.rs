@@ -33,7 +33,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most events appended in one batch.
 const MAX_BATCH: usize = 256;
 
-/// Upgrades to the runner WebSocket.
+/// Upgrades to the runner WebSocket (see `model::protocol`); `Authorization: Bearer <runner token>`.
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/runner/ws", tag = "realtime",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 101, description = "Switching to the runner protocol (RunnerToServer / ServerToRunner frames)")))]
 pub async fn runner_ws(
     State(services): State<Services>,
     Path((project, name)): Path<(String, String)>,

@@ -29,14 +29,18 @@ const REPLAY_PAGE: usize = 512;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Query of the viewer endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewerQuery {
     /// Last sequence the viewer has (0 or absent for none).
     #[serde(default)]
     pub after: u64,
 }
 
-/// Upgrades to the viewer WebSocket.
+/// Upgrades to the viewer WebSocket (see `model::protocol`).
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/ws", tag = "realtime",
+    params(("project" = String, Path), ("session" = String, Path), ViewerQuery),
+    responses((status = 101, description = "Switching to the viewer protocol (ServerToBrowser / BrowserToServer frames)")))]
 pub async fn viewer_ws(
     State(services): State<Services>,
     Path((project, name)): Path<(String, String)>,

@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use model::annotations::PARENT_SESSION_ID;
-use model::api::{CreateSessionRequest, CreateSessionResponse, SessionList, auto_branch};
+use model::api::{
+    CloneSessionRequest, CreateSessionRequest, CreateSessionResponse, SessionList,
+    UpdateSessionRequest, auto_branch,
+};
 use model::session::{AgenticSessionSpec, LlmSettings, UserContext};
 use model::validate::{self, Invalid};
 use model::{AgenticSession, protocol};
 
 use super::{Caller, Services};
 use crate::error::ApiError;
+use crate::store::StoreError;
 
 /// Largest page of a list.
 pub const MAX_PAGE: u64 = 100;
@@ -26,9 +30,24 @@ impl Services {
         req: CreateSessionRequest,
         caller: &Caller,
     ) -> Result<CreateSessionResponse, ApiError> {
+        self.create_named_session(
+            project,
+            format!("session-{}", uuid::Uuid::new_v4()),
+            req,
+            caller,
+        )
+        .await
+    }
+
+    async fn create_named_session(
+        &self,
+        project: &str,
+        name: String,
+        req: CreateSessionRequest,
+        caller: &Caller,
+    ) -> Result<CreateSessionResponse, ApiError> {
         validate::dns1123_label("project", project)?;
         self.validate_create(&req)?;
-        let name = format!("session-{}", uuid::Uuid::new_v4());
         let uid = uuid::Uuid::new_v4().to_string();
         let model = req
             .llm_settings
@@ -133,6 +152,122 @@ impl Services {
         Ok(())
     }
 
+    /// Changes a session's prompt, name, model or timeouts; refused while it runs.
+    pub async fn update_session(
+        &self,
+        project: &str,
+        name: &str,
+        req: UpdateSessionRequest,
+    ) -> Result<AgenticSession, ApiError> {
+        if let Some(p) = &req.initial_prompt {
+            validate::message_text("initialPrompt", p)?;
+        }
+        if let Some(d) = &req.display_name {
+            validate_display_name(d)?;
+        }
+        if let Some(model) = req.llm_settings.as_ref().and_then(|l| l.model.as_deref()) {
+            validate::model("llmSettings.model", model, &self.settings.models)?;
+        }
+        for (field, value) in [
+            ("timeout", req.timeout),
+            ("inactivityTimeout", req.inactivity_timeout),
+        ] {
+            if value.is_some_and(|v| v < 0) {
+                return Err(Invalid::new(field, "must be zero or more seconds").into());
+            }
+        }
+        let row = self
+            .store
+            .update_session(project, name, move |s| {
+                if s.phase().is_active() {
+                    return Err(StoreError::Conflict(format!(
+                        "the session is {}: stop it before changing it",
+                        s.phase()
+                    )));
+                }
+                let spec = &mut s.spec;
+                if let Some(p) = req.initial_prompt {
+                    spec.initial_prompt = Some(p);
+                }
+                if let Some(d) = req.display_name {
+                    spec.display_name = Some(d.trim().to_owned());
+                }
+                if let Some(llm) = req.llm_settings {
+                    let current = spec.llm_settings.get_or_insert_with(Default::default);
+                    current.model = llm.model.or(current.model.take());
+                    current.temperature = llm.temperature.or(current.temperature);
+                    current.max_tokens = llm.max_tokens.or(current.max_tokens);
+                }
+                if let Some(t) = req.timeout {
+                    spec.timeout = (t > 0).then_some(t);
+                }
+                if let Some(t) = req.inactivity_timeout {
+                    spec.inactivity_timeout = Some(t);
+                }
+                Ok(None)
+            })
+            .await?;
+        Ok(row.session)
+    }
+
+    /// Renames a session (allowed in any phase).
+    pub async fn set_display_name(
+        &self,
+        project: &str,
+        name: &str,
+        display_name: String,
+    ) -> Result<AgenticSession, ApiError> {
+        validate_display_name(&display_name)?;
+        let row = self
+            .store
+            .update_session(project, name, move |s| {
+                s.spec.display_name = Some(display_name.trim().to_owned());
+                Ok(None)
+            })
+            .await?;
+        Ok(row.session)
+    }
+
+    /// Copies a session's spec into a new session (in this or another project), which starts
+    /// like any new session.
+    pub async fn clone_session(
+        &self,
+        project: &str,
+        name: &str,
+        req: CloneSessionRequest,
+        caller: &Caller,
+    ) -> Result<CreateSessionResponse, ApiError> {
+        let source = self.store.get_session(project, name).await?;
+        let target = req.target_project.unwrap_or_else(|| project.to_owned());
+        validate::dns1123_label("targetProject", &target)?;
+        self.store.get_project(&target).await?;
+        let new_name = match req.new_session_name {
+            Some(n) => {
+                validate::dns1123_label("newSessionName", &n)?;
+                n
+            }
+            None => format!("session-{}", uuid::Uuid::new_v4()),
+        };
+        let spec = source.spec;
+        let display = spec.display_name.clone().map(|d| format!("{d} (copy)"));
+        let req = CreateSessionRequest {
+            initial_prompt: spec.initial_prompt.unwrap_or_default(),
+            display_name: display,
+            llm_settings: spec.llm_settings,
+            timeout: spec.timeout,
+            inactivity_timeout: spec.inactivity_timeout,
+            stop_on_run_finished: spec.stop_on_run_finished,
+            repos: spec.repos,
+            active_workflow: spec.active_workflow,
+            environment_variables: spec.environment_variables,
+            mcp_servers: spec.mcp_servers,
+            parent_session_id: Some(name.to_owned()),
+            ..Default::default()
+        };
+        self.create_named_session(&target, new_name, req, caller)
+            .await
+    }
+
     /// A session.
     pub async fn get_session(&self, project: &str, name: &str) -> Result<AgenticSession, ApiError> {
         Ok(self.store.get_session(project, name).await?)
@@ -176,6 +311,13 @@ impl Services {
         }
         Ok(out)
     }
+}
+
+fn validate_display_name(d: &str) -> Result<(), Invalid> {
+    if d.trim().is_empty() {
+        return Err(Invalid::new("displayName", "must not be empty"));
+    }
+    validate::display_name("displayName", d)
 }
 
 /// A display name from the first line of a prompt, shortened at a word boundary.

@@ -177,6 +177,63 @@ impl Store {
             .await
     }
 
+    /// Replaces the project's settings.
+    pub async fn set_project_settings(
+        &self,
+        name: &str,
+        settings: ProjectSettingsSpec,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        let json = serde_json::to_string(&settings)?;
+        self.db()
+            .write(move |tx, _| {
+                if tx.execute(
+                    "UPDATE projects SET settings = ?2 WHERE name = ?1",
+                    params![name, json],
+                )? == 0
+                {
+                    return Err(StoreError::NotFound(format!("project '{name}'")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) credentials of a project, atomically.
+    pub async fn update_secrets(
+        &self,
+        project: &str,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<(), StoreError> {
+        let project = project.to_owned();
+        self.db()
+            .write(move |tx, _| {
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
+                    [&project],
+                    |r| r.get(0),
+                )?;
+                if !exists {
+                    return Err(StoreError::NotFound(format!("project '{project}'")));
+                }
+                for (key, value) in changes {
+                    match value {
+                        Some(v) => tx.execute(
+                            "INSERT INTO secrets (project, key, value) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (project, key) DO UPDATE SET value = excluded.value",
+                            params![project, key, v],
+                        )?,
+                        None => tx.execute(
+                            "DELETE FROM secrets WHERE project = ?1 AND key = ?2",
+                            params![project, key],
+                        )?,
+                    };
+                }
+                Ok(())
+            })
+            .await
+    }
+
     /// The project's credentials, in key order.
     pub async fn secrets(&self, project: &str) -> Result<Vec<(String, String)>, StoreError> {
         let project = project.to_owned();

@@ -278,3 +278,76 @@ impl Viewer {
 pub fn is_phase(e: &StoredEvent, phases: &[&str]) -> bool {
     matches!(&e.event, SessionEvent::Phase(p) if phases.contains(&p.phase.as_str()))
 }
+
+/// A JSON request helper: method, path, optional body; returns (status, JSON body).
+pub async fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = server.http.request(method, server.url(path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    (status, json)
+}
+
+/// Asserts an error answer: its status, its kind, and a message mentioning `needle`.
+pub fn assert_error(got: &(u16, serde_json::Value), status: u16, kind: &str, needle: &str) {
+    let (s, body) = got;
+    assert_eq!(*s, status, "{body}");
+    assert_eq!(body["error"], kind, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "message {message:?} should mention {needle:?}"
+    );
+}
+
+/// Processes whose working directory is inside `dir` (the agent, its shells, its commands),
+/// as (pid, command line).
+pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if cwd.starts_with(dir) && !zombie {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// Events of a session from the export endpoint.
+pub async fn exported_events(server: &TestServer, name: &str) -> Vec<StoredEvent> {
+    let (_, body) = call(
+        server,
+        "GET",
+        &format!("/api/projects/default/agentic-sessions/{name}/export"),
+        None,
+    )
+    .await;
+    serde_json::from_value(body["events"].clone()).expect("events")
+}
