@@ -279,15 +279,48 @@ pub fn is_phase(e: &StoredEvent, phases: &[&str]) -> bool {
     matches!(&e.event, SessionEvent::Phase(p) if phases.contains(&p.phase.as_str()))
 }
 
+/// Something that answers the API: the in-process server, or a server process.
+pub trait Api {
+    /// The HTTP client.
+    fn client(&self) -> &reqwest::Client;
+    /// `http://host:port` + path.
+    fn at(&self, path: &str) -> String;
+}
+
+impl Api for TestServer {
+    fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+    fn at(&self, path: &str) -> String {
+        self.url(path)
+    }
+}
+
+/// A server reached over HTTP only.
+pub struct TestServerView<'a> {
+    pub http: &'a reqwest::Client,
+    pub addr: String,
+    pub data_dir: &'a Path,
+}
+
+impl Api for TestServerView<'_> {
+    fn client(&self) -> &reqwest::Client {
+        self.http
+    }
+    fn at(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
 /// A JSON request helper: method, path, optional body; returns (status, JSON body).
 pub async fn call(
-    server: &TestServer,
+    server: &impl Api,
     method: &str,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = server.http.request(method, server.url(path));
+    let mut req = server.client().request(method, server.at(path));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -341,7 +374,7 @@ pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
 }
 
 /// Events of a session from the export endpoint.
-pub async fn exported_events(server: &TestServer, name: &str) -> Vec<StoredEvent> {
+pub async fn exported_events(server: &impl Api, name: &str) -> Vec<StoredEvent> {
     let (_, body) = call(
         server,
         "GET",

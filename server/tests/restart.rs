@@ -1,0 +1,279 @@
+//! A server process killed (SIGKILL) while a session runs loses nothing: its runner keeps
+//! working, reconnects to the restarted server and re-sends what was not acknowledged.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{bin_dir, call, claude_bin, exported_events, processes_in, runner_bin};
+use model::protocol::SessionEvent;
+use serde_json::json;
+
+/// A `server` process (the real binary).
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path, port: u16, mock_url: &str) -> ServerProcess {
+        let bin = bin_dir().join("server");
+        assert!(
+            bin.is_file(),
+            "{} is missing: build it with `cargo build -p server`",
+            bin.display()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(bin)
+            .env("AMBIENT_DATA_DIR", data_dir)
+            .env("AMBIENT_ADDR", format!("127.0.0.1:{port}"))
+            .env("AMBIENT_RUNNER_BIN", runner_bin())
+            .env("AMBIENT_CLAUDE_BIN", claude_bin())
+            .env("AMBIENT_USER", "tester")
+            .env("ANTHROPIC_BASE_URL", mock_url)
+            .env("ANTHROPIC_API_KEY", "sk-test")
+            .env("LEPTOS_OUTPUT_NAME", "ambient")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        ServerProcess { child, port }
+    }
+
+    async fn wait_ready(&self, http: &reqwest::Client) {
+        for _ in 0..300 {
+            if http
+                .get(format!("http://127.0.0.1:{}/health", self.port))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server did not start");
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no graceful anything
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client for a server process, shaped like the in-process test server.
+struct Client {
+    http: reqwest::Client,
+    port: u16,
+    data_dir: PathBuf,
+}
+
+impl Client {
+    fn as_test_server(&self) -> common::TestServerView<'_> {
+        common::TestServerView {
+            http: &self.http,
+            addr: format!("127.0.0.1:{}", self.port),
+            data_dir: &self.data_dir,
+        }
+    }
+}
+
+async fn phase(c: &Client, name: &str) -> (String, serde_json::Value) {
+    let v: serde_json::Value = c
+        .http
+        .get(format!(
+            "http://127.0.0.1:{}/api/projects/default/agentic-sessions/{name}",
+            c.port
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_owned(),
+        v,
+    )
+}
+
+async fn wait_for(c: &Client, name: &str, phases: &[&str], timeout: Duration) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (p, v) = phase(c, name).await;
+        if phases.contains(&p.as_str()) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stayed {p}, wanted {phases:?}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create(c: &Client, prompt: &str) -> String {
+    let resp = c
+        .http
+        .post(format!(
+            "http://127.0.0.1:{}/api/projects/default/agentic-sessions",
+            c.port
+        ))
+        .json(&json!({ "initialPrompt": prompt }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json::<serde_json::Value>().await.unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn deltas(c: &Client, name: &str) -> usize {
+    let events = exported_events(&c.as_test_server(), name).await;
+    events
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::AgentDelta(_)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_a_killed_server_with_all_its_events() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let c = Client {
+        http: reqwest::Client::new(),
+        port,
+        data_dir: dir.path().to_owned(),
+    };
+    let first = ServerProcess::start(dir.path(), port, &mock.url());
+    first.wait_ready(&c.http).await;
+
+    let name = create(&c, "slow 30").await;
+    wait_for(&c, &name, &["Running"], Duration::from_secs(30)).await;
+    while deltas(&c, &name).await < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+    // The agent keeps streaming into the runner's outbox meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !processes_in(&dir.path().join("workspaces/default").join(&name)).is_empty(),
+        "the runner survives"
+    );
+
+    let second = ServerProcess::start(dir.path(), port, &mock.url());
+    second.wait_ready(&c.http).await;
+    let done = wait_for(&c, &name, &["Completed", "Failed"], Duration::from_secs(60)).await;
+    assert_eq!(done["status"]["phase"], "Completed", "{done}");
+
+    let events = exported_events(&c.as_test_server(), &name).await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    // Every one of the 30 chunks arrived exactly once, in order.
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::AgentDelta(d) => Some(d.text.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: String = (1..=30).map(|i| format!("chunk {i} ")).collect();
+    assert_eq!(streamed.trim_end(), expected.trim_end());
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::Result(r) if r.exit_code == 0))
+    );
+    second.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_died_while_the_server_was_down_fails_with_that_reason() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let c = Client {
+        http: reqwest::Client::new(),
+        port,
+        data_dir: dir.path().to_owned(),
+    };
+    let first = ServerProcess::start(dir.path(), port, &mock.url());
+    first.wait_ready(&c.http).await;
+    let name = create(&c, "slow 200").await;
+    wait_for(&c, &name, &["Running"], Duration::from_secs(30)).await;
+    first.kill();
+
+    // The runner dies too (as if the machine had trouble), without a word.
+    let workspace = dir.path().join("workspaces/default").join(&name);
+    let runner = processes_in(&workspace)
+        .into_iter()
+        .find(|(_, cmd)| {
+            cmd.split(' ')
+                .next()
+                .is_some_and(|exe| exe.ends_with("/runner"))
+        })
+        .expect("the runner process");
+    operator::local::kill_tree(runner.0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let second = ServerProcess::start(dir.path(), port, &mock.url());
+    second.wait_ready(&c.http).await;
+    let failed = wait_for(&c, &name, &["Failed", "Completed"], Duration::from_secs(30)).await;
+    assert_eq!(failed["status"]["phase"], "Failed");
+    let ready = failed["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "RunnerLost");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("while the server was not running"),
+        "{message}"
+    );
+    let (_, body) = call(
+        &c.as_test_server(),
+        "GET",
+        &format!("/api/projects/default/agentic-sessions/{name}/export"),
+        None,
+    )
+    .await;
+    let last = body["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"]["type"], "phase");
+    assert_eq!(last["event"]["phase"], "Failed");
+    second.kill();
+}
