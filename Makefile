@@ -87,5 +87,10 @@ e2e: setup setup-browser
 
 test: lint unit e2e
 
+# Benchmarks (figures go to BENCHMARKS.md); release builds.
+bench: setup
+	cargo build --release -p runner -p mock-anthropic
+	cargo bench -p server --bench control_plane
+
 crds:
 	cargo run -q -p operator --bin crdgen

@@ -55,6 +55,32 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project, key)
     );
     "#,
+    // 2: substring search over sessions through a trigram index, kept in step by triggers
+    //    that fire only when a searchable column really changes (status writes do not).
+    r#"
+    CREATE VIRTUAL TABLE sessions_search USING fts5(
+        name, display_name, initial_prompt,
+        content = 'sessions', content_rowid = 'id', tokenize = 'trigram'
+    );
+    CREATE TRIGGER sessions_search_insert AFTER INSERT ON sessions BEGIN
+        INSERT INTO sessions_search (rowid, name, display_name, initial_prompt)
+        VALUES (new.id, new.name, new.display_name, new.initial_prompt);
+    END;
+    CREATE TRIGGER sessions_search_delete AFTER DELETE ON sessions BEGIN
+        INSERT INTO sessions_search (sessions_search, rowid, name, display_name, initial_prompt)
+        VALUES ('delete', old.id, old.name, old.display_name, old.initial_prompt);
+    END;
+    CREATE TRIGGER sessions_search_update AFTER UPDATE OF name, display_name, initial_prompt ON sessions
+    WHEN old.name IS NOT new.name OR old.display_name IS NOT new.display_name
+        OR old.initial_prompt IS NOT new.initial_prompt
+    BEGIN
+        INSERT INTO sessions_search (sessions_search, rowid, name, display_name, initial_prompt)
+        VALUES ('delete', old.id, old.name, old.display_name, old.initial_prompt);
+        INSERT INTO sessions_search (rowid, name, display_name, initial_prompt)
+        VALUES (new.id, new.name, new.display_name, new.initial_prompt);
+    END;
+    INSERT INTO sessions_search (sessions_search) VALUES ('rebuild');
+    "#,
 ];
 
 /// Brings the database to the newest schema.

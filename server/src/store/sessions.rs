@@ -218,17 +218,29 @@ impl Store {
         let project = project.to_owned();
         self.db()
             .read(move |c| {
-                let pattern = like_pattern(search.as_deref());
-                let filter = "project = ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\'
-                    OR display_name LIKE ?2 ESCAPE '\\' OR initial_prompt LIKE ?2 ESCAPE '\\')";
+                let search = search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+                // Three characters or more: the trigram index. Fewer: a scan (rare, and
+                // the index cannot answer it).
+                let (filter, term) = match search {
+                    None => ("project = ?1 AND ?2 IS NULL", None),
+                    Some(s) if s.chars().count() >= 3 => (
+                        "project = ?1 AND id IN (SELECT rowid FROM sessions_search WHERE sessions_search MATCH ?2)",
+                        Some(format!("\"{}\"", s.replace('"', "\"\""))),
+                    ),
+                    Some(s) => (
+                        "project = ?1 AND (name LIKE ?2 ESCAPE '\\' OR display_name LIKE ?2 ESCAPE '\\'
+                            OR initial_prompt LIKE ?2 ESCAPE '\\')",
+                        like_pattern(Some(&s)),
+                    ),
+                };
                 let total: i64 = c
                     .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {filter}"))?
-                    .query_row(params![project, pattern], |r| r.get(0))?;
+                    .query_row(params![project, term], |r| r.get(0))?;
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM sessions WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
                 ))?;
                 let items = stmt
-                    .query_map(params![project, pattern, limit as i64, offset as i64], row_to_session)?
+                    .query_map(params![project, term, limit as i64, offset as i64], row_to_session)?
                     .map(|r| r.map_err(StoreError::from).and_then(decode).map(|row| row.session))
                     .collect::<Result<Vec<_>, _>>()?;
                 let total = total as u64;
