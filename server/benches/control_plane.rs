@@ -62,6 +62,7 @@ fn config(
         models: vec!["claude-sonnet-4-6".into()],
         stop_grace: Duration::from_secs(5),
         inactivity_timeout_secs: 86_400,
+        local_driver: true,
         user: "bench".into(),
         credentials,
     }

@@ -50,6 +50,10 @@ pub struct Config {
         default_value_t = 86_400
     )]
     pub inactivity_timeout_secs: i64,
+    /// Run sessions with the in-process local driver (child processes). Turn off when an
+    /// external operator runs them, or for load tests with simulated runners.
+    #[arg(long, env = "AMBIENT_LOCAL_DRIVER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_driver: bool,
     /// Name of the local user, shown as the sender of messages. Default: $USER.
     #[arg(long, env = "AMBIENT_USER")]
     pub user: Option<String>,
@@ -87,6 +91,8 @@ pub struct Resolved {
     pub stop_grace: Duration,
     /// Default inactivity timeout.
     pub inactivity_timeout_secs: i64,
+    /// Whether the local driver runs sessions.
+    pub local_driver: bool,
     /// Local user name.
     pub user: String,
     /// Credentials given to projects without their own.
@@ -173,6 +179,7 @@ impl Config {
             models,
             stop_grace: Duration::from_secs(self.stop_grace_secs),
             inactivity_timeout_secs: self.inactivity_timeout_secs,
+            local_driver: self.local_driver,
             user: self
                 .user
                 .clone()

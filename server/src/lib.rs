@@ -8,6 +8,7 @@
 //! - [`services`]: the operations, shared by REST, server functions and WebSockets;
 //! - [`api`]: REST routes; [`backend`]: the UI's server functions' port;
 //! - [`driver_store`]: the local driver's view of the store;
+//! - [`sim`]: simulated runners and viewers (hub tests, the load generator);
 //! - [`auth`], [`error`], [`state`].
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod driver_store;
 pub mod error;
 pub mod hub;
 pub mod services;
+pub mod sim;
 pub mod state;
 pub mod store;
 
@@ -109,10 +111,17 @@ pub async fn run(
         services,
     };
 
-    let mut driver_shutdown = shutdown_rx.clone();
-    let driver_handle = tokio::spawn(driver_task.run(async move {
-        let _ = driver_shutdown.changed().await;
-    }));
+    // Without the local driver (an external operator runs sessions), the driver's queue has
+    // no reader: notifications are dropped.
+    let driver_handle = if config.local_driver {
+        let mut driver_shutdown = shutdown_rx.clone();
+        Some(tokio::spawn(driver_task.run(async move {
+            let _ = driver_shutdown.changed().await;
+        })))
+    } else {
+        drop(driver_task);
+        None
+    };
     let app = router(state);
     let mut serve_shutdown = shutdown_rx;
     let signal = async move {
@@ -125,6 +134,8 @@ pub async fn run(
             let _ = serve_shutdown.changed().await;
         })
         .await?;
-    let _ = driver_handle.await;
+    if let Some(handle) = driver_handle {
+        let _ = handle.await;
+    }
     Ok(())
 }

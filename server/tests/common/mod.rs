@@ -56,6 +56,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub addr: Option<SocketAddr>,
     pub stop_grace: Duration,
+    /// Run sessions with the local driver (off: fake runners drive them).
+    pub local_driver: bool,
 }
 
 impl Options {
@@ -65,6 +67,7 @@ impl Options {
             data_dir: data_dir.to_owned(),
             addr: None,
             stop_grace: Duration::from_secs(5),
+            local_driver: true,
         }
     }
 
@@ -93,6 +96,7 @@ impl TestServer {
             models: vec!["claude-sonnet-4-6".into(), "claude-opus-4-6".into()],
             stop_grace: opts.stop_grace,
             inactivity_timeout_secs: 86_400,
+            local_driver: opts.local_driver,
             user: "tester".into(),
             credentials: opts.credentials,
         };
