@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -243,7 +243,10 @@ impl LinkTask {
             .parse()
             .map_err(|_| "the runner token is not valid in a header".to_owned())?;
         request.headers_mut().insert("authorization", auth);
-        let connect = tokio_tungstenite::connect_async(request);
+        // No Nagle delay for small event frames; a small read buffer, because tungstenite
+        // zero-fills it up to its size on every read.
+        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         match tokio::time::timeout(Duration::from_secs(10), connect).await {
             Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(e)) => Err(e.to_string()),

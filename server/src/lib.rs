@@ -129,6 +129,14 @@ pub async fn run(
         let _ = shutdown_tx.send(true);
     };
     tokio::spawn(signal);
+    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed
+    // acknowledgements hold live events back by tens of milliseconds.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = serve_shutdown.changed().await;

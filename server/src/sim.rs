@@ -14,6 +14,7 @@ use model::{AgenticSession, Phase};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::store::{Store, StoreError};
@@ -120,7 +121,10 @@ pub async fn open(url: &str, bearer: Option<&str>) -> Result<Socket, Closed> {
             .map_err(|_| Closed::Dropped("bad token".into()))?;
         req.headers_mut().insert("authorization", value);
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    // No Nagle delay; a small read buffer (tungstenite zero-fills it up to its size on
+    // every read).
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
         .await
         .map_err(|e| Closed::Dropped(e.to_string()))?;
     Ok(ws)

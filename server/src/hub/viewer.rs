@@ -11,12 +11,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures::SinkExt;
 use model::protocol::{
     BrowserToServer, DecodeError, Frame as _, HEARTBEAT_INTERVAL_SECS, HEARTBEAT_TIMEOUT_SECS,
     Live, MAX_BROWSER_FRAME, Refusal, ServerToBrowser, close,
 };
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::auth::{self, AuthError};
@@ -27,6 +28,8 @@ use crate::store::StoreError;
 const REPLAY_PAGE: usize = 512;
 /// A viewer that cannot take a frame for this long is disconnected (it can resume).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most live frames written before one flush.
+const MAX_BATCH: usize = 64;
 
 /// Query of the viewer endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -132,15 +135,43 @@ impl Viewer {
         loop {
             tokio::select! {
                 frame = live.recv() => match frame {
-                    Ok(frame) if frame.seq <= self.cursor => {}
-                    Ok(frame) if frame.seq == self.cursor + 1 => {
-                        if let Err(end) = self.send(frame.text).await {
+                    Ok(first) => {
+                        // Take what else is ready and write it all with one flush.
+                        let mut ready = vec![first];
+                        let mut behind = false;
+                        while ready.len() < MAX_BATCH {
+                            match live.try_recv() {
+                                Ok(f) => ready.push(f),
+                                Err(TryRecvError::Empty) => break,
+                                Err(TryRecvError::Lagged(_)) => {
+                                    behind = true;
+                                    break;
+                                }
+                                Err(TryRecvError::Closed) => break,
+                            }
+                        }
+                        let mut texts = Vec::with_capacity(ready.len());
+                        for f in ready {
+                            if f.seq <= self.cursor {
+                                continue;
+                            }
+                            if f.seq != self.cursor + 1 {
+                                // A gap: the store has what is missing.
+                                behind = true;
+                                break;
+                            }
+                            self.cursor = f.seq;
+                            texts.push(f.text);
+                        }
+                        if let Err(end) = self.write_frames(texts).await {
                             return end;
                         }
-                        self.cursor = frame.seq;
+                        if behind && let Err(end) = self.catch_up(row.id).await {
+                            return end;
+                        }
                     }
-                    // A gap or an overrun ring: the store has everything.
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                    // The ring overran this viewer: the store has everything.
+                    Err(RecvError::Lagged(_)) => {
                         if let Err(end) = self.catch_up(row.id).await {
                             return end;
                         }
@@ -185,14 +216,37 @@ impl Viewer {
                 .await
                 .map_err(internal)?;
             let full = page.len() == REPLAY_PAGE;
-            for row in page {
-                let frame = row.frame();
-                self.send(frame.text).await?;
-                self.cursor = frame.seq;
+            if let Some(last) = page.last() {
+                self.cursor = last.seq;
             }
+            self.write_frames(page.iter().map(|row| row.frame().text).collect())
+                .await?;
             if !full {
                 return Ok(());
             }
+        }
+    }
+
+    /// Writes frames and flushes once; a viewer that cannot take them in time is dropped
+    /// (it resumes from its cursor).
+    async fn write_frames(&mut self, texts: Vec<Utf8Bytes>) -> Result<(), End> {
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let socket = &mut self.socket;
+        let write = async move {
+            for t in texts {
+                socket.feed(Message::Text(t)).await?;
+            }
+            socket.flush().await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Close(
+                close::TOO_SLOW,
+                "the viewer did not read its frames; reconnect".into(),
+            )),
         }
     }
 

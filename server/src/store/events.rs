@@ -45,18 +45,16 @@ pub(crate) fn append_in_tx(
     ts: i64,
     event: &SessionEvent,
 ) -> Result<u64, StoreError> {
-    let last: i64 = tx.query_row(
-        "SELECT last_seq FROM sessions WHERE id = ?1",
-        [session_id],
-        |r| r.get(0),
-    )?;
+    let last: i64 = tx
+        .prepare_cached("SELECT last_seq FROM session_log WHERE session_id = ?1")?
+        .query_row([session_id], |r| r.get(0))?;
     let seq = last as u64 + 1;
     let body = encode_event(event);
     insert(tx, session_id, seq, ts, event.kind(), &body)?;
-    tx.execute(
-        "UPDATE sessions SET last_seq = ?2, last_activity = ?3 WHERE id = ?1",
-        params![session_id, seq as i64, ts],
-    )?;
+    tx.prepare_cached(
+        "UPDATE session_log SET last_seq = ?2, last_activity = ?3 WHERE session_id = ?1",
+    )?
+    .execute(params![session_id, seq as i64, ts])?;
     let frame = Frame::new(seq, encode_event_frame(seq, ts, &body));
     let fanout = fanout.clone();
     hooks.push(move || fanout.publish(session_id, [frame]));
@@ -114,11 +112,11 @@ impl Store {
         self.db()
             .write(move |tx, hooks| {
                 let (current, acked, mut last): (i64, i64, i64) = tx
-                    .query_row(
-                        "SELECT run_generation, runner_acked, last_seq FROM sessions WHERE id = ?1",
-                        [session_id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+                    .prepare_cached(
+                        "SELECT s.run_generation, l.runner_acked, l.last_seq
+                         FROM sessions s JOIN session_log l ON l.session_id = s.id WHERE s.id = ?1",
+                    )?
+                    .query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound("session".into()))?;
                 if current as u64 != generation {
@@ -143,10 +141,11 @@ impl Store {
                     remember(tx, session_id, &event)?;
                 }
                 let new = frames.len();
-                tx.execute(
-                    "UPDATE sessions SET last_seq = ?2, runner_acked = ?3, last_activity = COALESCE(?4, last_activity) WHERE id = ?1",
-                    params![session_id, last, acked as i64, activity],
-                )?;
+                tx.prepare_cached(
+                    "UPDATE session_log SET last_seq = ?2, runner_acked = ?3, last_activity = COALESCE(?4, last_activity)
+                     WHERE session_id = ?1",
+                )?
+                .execute(params![session_id, last, acked as i64, activity])?;
                 let fanout = fanout.clone();
                 hooks.push(move || {
                     fanout.publish(session_id, frames);
@@ -208,7 +207,7 @@ impl Store {
         self.db()
             .read(move |c| {
                 let acked: i64 = c.query_row(
-                    "SELECT runner_acked FROM sessions WHERE id = ?1",
+                    "SELECT runner_acked FROM session_log WHERE session_id = ?1",
                     [session_id],
                     |r| r.get(0),
                 )?;
@@ -227,7 +226,8 @@ impl Store {
         self.db()
             .write(move |tx, _| {
                 tx.execute(
-                    "UPDATE sessions SET handled_through = MAX(handled_through, ?3) WHERE id = ?1 AND run_generation = ?2",
+                    "UPDATE session_log SET handled_through = MAX(handled_through, ?3)
+                     WHERE session_id = ?1 AND (SELECT run_generation FROM sessions WHERE id = ?1) = ?2",
                     params![session_id, generation as i64, handled as i64],
                 )?;
                 Ok(())

@@ -81,6 +81,39 @@ const MIGRATIONS: &[&str] = &[
     END;
     INSERT INTO sessions_search (sessions_search) VALUES ('rebuild');
     "#,
+    // 3: less write amplification under load. Events move to an append-only rowid table (new
+    //    rows land on the last page instead of one page per session) with a small index for
+    //    per-session reads, and the counters bumped by every event leave the wide session rows
+    //    for a narrow table. Before this, 5 MB/s of events made 129 MB/s of WAL.
+    r#"
+    CREATE TABLE events_v3 (
+        id         INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL,
+        seq        INTEGER NOT NULL,
+        ts         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        body       TEXT NOT NULL
+    );
+    INSERT INTO events_v3 (session_id, seq, ts, kind, body)
+        SELECT session_id, seq, ts, kind, body FROM events ORDER BY session_id, seq;
+    DROP TABLE events;
+    ALTER TABLE events_v3 RENAME TO events;
+    CREATE UNIQUE INDEX events_by_session ON events (session_id, seq);
+    CREATE INDEX events_user_messages ON events (session_id, seq) WHERE kind = 'user_message';
+    CREATE TABLE session_log (
+        session_id      INTEGER PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+        last_seq        INTEGER NOT NULL DEFAULT 0,
+        runner_acked    INTEGER NOT NULL DEFAULT 0,
+        handled_through INTEGER NOT NULL DEFAULT 0,
+        last_activity   INTEGER
+    );
+    INSERT INTO session_log (session_id, last_seq, runner_acked, handled_through, last_activity)
+        SELECT id, last_seq, runner_acked, handled_through, last_activity FROM sessions;
+    ALTER TABLE sessions DROP COLUMN last_seq;
+    ALTER TABLE sessions DROP COLUMN runner_acked;
+    ALTER TABLE sessions DROP COLUMN handled_through;
+    ALTER TABLE sessions DROP COLUMN last_activity;
+    "#,
 ];
 
 /// Brings the database to the newest schema.

@@ -42,8 +42,10 @@ pub struct SessionRow {
 }
 
 const COLUMNS: &str =
-    "id, object, resource_version, last_activity, run_generation, runner_token_hash,
-    runner_pid, runner_start_ticks, run_summary, handled_through, last_seq";
+    "id, object, resource_version, l.last_activity, run_generation, runner_token_hash,
+    runner_pid, runner_start_ticks, run_summary, l.handled_through, l.last_seq";
+/// Sessions with their log counters.
+const FROM: &str = "sessions JOIN session_log l ON l.session_id = sessions.id";
 
 /// A row as read, before its object is decoded.
 struct RawRow {
@@ -110,7 +112,7 @@ pub(crate) fn select_row(
     name: &str,
 ) -> Result<Option<SessionRow>, StoreError> {
     c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sessions WHERE project = ?1 AND name = ?2"
+        "SELECT {COLUMNS} FROM {FROM} WHERE project = ?1 AND name = ?2"
     ))?
     .query_row([project, name], row_to_session)
     .optional()?
@@ -178,6 +180,7 @@ impl Store {
                     return Err(StoreError::Conflict(format!("session '{n}' already exists in project '{p}'")));
                 }
                 let id = tx.last_insert_rowid();
+                tx.execute("INSERT INTO session_log (session_id) VALUES (?1)", [id])?;
                 write_object(tx, id, &session)?;
                 if let Some(prompt) = session.spec.initial_prompt.clone().filter(|t| !t.trim().is_empty()) {
                     let event = SessionEvent::UserMessage(UserMessage { text: prompt, sender });
@@ -234,10 +237,10 @@ impl Store {
                     ),
                 };
                 let total: i64 = c
-                    .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {filter}"))?
+                    .prepare_cached(&format!("SELECT COUNT(*) FROM {FROM} WHERE {filter}"))?
                     .query_row(params![project, term], |r| r.get(0))?;
                 let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM sessions WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+                    "SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
                 ))?;
                 let items = stmt
                     .query_map(params![project, term, limit as i64, offset as i64], row_to_session)?
@@ -401,10 +404,14 @@ impl Store {
                 let generation = row.run_generation + 1;
                 tx.execute(
                     "UPDATE sessions SET run_generation = ?2, runner_token_hash = ?3, runner_pid = NULL,
-                         runner_start_ticks = NULL, runner_acked = 0, run_summary = NULL,
-                         handled_through = MAX(handled_through, ?4)
+                         runner_start_ticks = NULL, run_summary = NULL
                      WHERE id = ?1",
-                    params![row.id, generation as i64, hash, handled as i64],
+                    params![row.id, generation as i64, hash],
+                )?;
+                tx.execute(
+                    "UPDATE session_log SET runner_acked = 0, handled_through = MAX(handled_through, ?2)
+                     WHERE session_id = ?1",
+                    params![row.id, handled as i64],
                 )?;
                 Ok((generation, token, handled, resume))
             })
