@@ -20,7 +20,7 @@ CARGO_LEPTOS_VERSION := 0.3.10
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup setup-rust setup-npm setup-browser build run test lint unit e2e crds bench
+.PHONY: help setup setup-rust setup-npm setup-browser build run test lint unit e2e crds bench loadtest
 
 help:
 	@echo "make run    build and start the platform in local mode (http://127.0.0.1:3000)"
@@ -91,6 +91,13 @@ test: lint unit e2e
 bench: setup
 	cargo build --release -p runner -p mock-anthropic
 	cargo bench -p server --bench control_plane
+
+# The hub's load test (BENCHMARKS.md, "Event hub").
+loadtest: setup
+	cargo leptos build --release
+	cargo build --release -p server --bin loadgen
+	for args in "--sessions 1 --rate 5000" "--sessions 100 --rate 17000" "--sessions 1000 --rate 17000"; do \
+		./target/release/loadgen $$args --viewers 3 --seconds 10; done
 
 crds:
 	cargo run -q -p operator --bin crdgen

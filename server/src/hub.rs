@@ -20,7 +20,7 @@ use model::protocol::ServerToRunner;
 use tokio::sync::{broadcast, mpsc};
 
 /// Frames kept per session for live viewers before a slow one must catch up from the store.
-pub const FANOUT_CAPACITY: usize = 256;
+pub const FANOUT_CAPACITY: usize = 64;
 
 /// An encoded viewer frame of one event; cloning shares the bytes.
 #[derive(Debug, Clone)]

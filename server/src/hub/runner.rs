@@ -45,8 +45,8 @@ pub async fn runner_ws(
 ) -> Response {
     let token = bearer(&headers).map(|t| t.map(str::to_owned));
     ws.max_message_size(MAX_RUNNER_FRAME + 1024)
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
             let mut conn = RunnerConn {

@@ -53,8 +53,8 @@ pub async fn viewer_ws(
 ) -> Response {
     let caller = auth::caller(&services, &headers).await;
     ws.max_message_size(MAX_BROWSER_FRAME + 1024)
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             let mut viewer = Viewer {
                 socket,
