@@ -275,6 +275,8 @@ pub const RUNNER_SECRET_KEYS: &[&str] = &[
     "ANTHROPIC_AUTH_TOKEN",
     "GITHUB_TOKEN",
     "GITLAB_TOKEN",
+    "GITHUB_API_URL",
+    "GITLAB_API_URL",
 ];
 
 /// Masks a credential for display: URLs whole, tokens as their first 4 and last 4

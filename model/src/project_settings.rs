@@ -85,6 +85,7 @@ pub struct ProjectRepository {
 
 /// A git hosting provider.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum GitProvider {
     /// github.com or GitHub Enterprise.

@@ -66,6 +66,14 @@ pub const ANTHROPIC_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
 pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
 /// Token for pushes and merge requests on GitLab.
 pub const GITLAB_TOKEN: &str = "GITLAB_TOKEN";
+/// GitHub's REST API base (default `https://api.github.com`, or `https://<host>/api/v3`).
+pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+/// GitLab's REST API base (default `https://<host>/api/v4`).
+pub const GITLAB_API_URL: &str = "GITLAB_API_URL";
+/// Most model turns per message (`--max-turns`); unset for no limit.
+pub const MAX_TURNS: &str = "MAX_TURNS";
+/// The session's display name (pull request titles).
+pub const DISPLAY_NAME: &str = "AMBIENT_DISPLAY_NAME";
 
 /// Folder inside the workspace that belongs to the platform, not the agent.
 pub const STATE_DIR: &str = ".ambient";

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
+
+pub use crate::project_settings::GitProvider;
 use serde::{Deserialize, Serialize};
 
 /// Desired state of an agentic session.
@@ -84,6 +86,10 @@ pub struct SessionRepo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_false")]
     pub auto_push: Option<bool>,
+    /// Hosting of the repository, for pull requests. Default: GitLab when the host's name
+    /// contains `gitlab`, else GitHub (github.com or GitHub Enterprise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<GitProvider>,
 }
 
 impl SessionRepo {

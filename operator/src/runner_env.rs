@@ -61,6 +61,9 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
         env::LLM_MODEL,
         session.model().unwrap_or(run.default_model).to_owned(),
     );
+    if let Some(name) = &spec.display_name {
+        set(env::DISPLAY_NAME, name.clone());
+    }
     if let Some(timeout) = spec.timeout {
         set(env::TIMEOUT, timeout.to_string());
     }
@@ -159,6 +162,7 @@ mod tests {
                     url: "file:///r.git".into(),
                     branch: None,
                     auto_push: Some(true),
+                    provider: None,
                 }],
                 user_context: Some(UserContext {
                     user_id: "ada".into(),

@@ -34,6 +34,8 @@ pub struct Spec {
     pub add_dirs: Vec<PathBuf>,
     /// `--mcp-config` JSON, if any MCP server is configured.
     pub mcp_config: Option<String>,
+    /// `--max-turns`, if limited.
+    pub max_turns: Option<u32>,
     /// Environment, replacing the runner's entirely.
     pub env: Vec<(String, String)>,
 }
@@ -75,6 +77,9 @@ impl Spec {
         if let Some(mcp) = &self.mcp_config {
             args.push("--mcp-config".into());
             args.push(mcp.clone());
+        }
+        if let Some(n) = self.max_turns {
+            args.push(format!("--max-turns={n}"));
         }
         args
     }
@@ -231,7 +236,8 @@ mod tests {
             partial_messages: true,
             append_system_prompt: "ctx".into(),
             add_dirs: vec!["/w/repos/b".into()],
-            mcp_config: None,
+            mcp_config: Some(r#"{"mcpServers":{}}"#.into()),
+            max_turns: Some(3),
             env: vec![],
         };
         let args = spec.args();
@@ -239,6 +245,9 @@ mod tests {
         assert!(args.contains(&"--model=claude-sonnet-4-6".to_owned()));
         assert!(args.contains(&"--include-partial-messages".to_owned()));
         assert!(args.contains(&"--add-dir=/w/repos/b".to_owned()));
+        assert!(args.contains(&"--max-turns=3".to_owned()));
+        let i = args.iter().position(|a| a == "--mcp-config").unwrap();
+        assert_eq!(args[i + 1], r#"{"mcpServers":{}}"#);
         let i = args.iter().position(|a| a == "--input-format").unwrap();
         assert_eq!(args[i + 1], "stream-json");
     }

@@ -68,6 +68,39 @@ pub struct RawConfig {
     /// Bearer token for the endpoint.
     #[arg(long, env = "ANTHROPIC_AUTH_TOKEN", hide_env_values = true)]
     pub anthropic_auth_token: Option<String>,
+    /// Token for GitHub pushes and pull requests.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// Token for GitLab pushes and merge requests.
+    #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
+    pub gitlab_token: Option<String>,
+    /// GitHub's API base.
+    #[arg(long, env = "GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
+    /// GitLab's API base.
+    #[arg(long, env = "GITLAB_API_URL")]
+    pub gitlab_api_url: Option<String>,
+    /// Workflow repository.
+    #[arg(long, env = "ACTIVE_WORKFLOW_GIT_URL")]
+    pub workflow_url: Option<String>,
+    /// Workflow branch.
+    #[arg(long, env = "ACTIVE_WORKFLOW_BRANCH")]
+    pub workflow_branch: Option<String>,
+    /// Workflow sub-directory.
+    #[arg(long, env = "ACTIVE_WORKFLOW_PATH")]
+    pub workflow_path: Option<String>,
+    /// Most model turns per message.
+    #[arg(long, env = "MAX_TURNS")]
+    pub max_turns: Option<String>,
+    /// The session's display name.
+    #[arg(long, env = "AMBIENT_DISPLAY_NAME")]
+    pub display_name: Option<String>,
+    /// The session's MCP servers (JSON).
+    #[arg(long, env = "CUSTOM_MCP_SERVERS")]
+    pub custom_mcp_servers: Option<String>,
+    /// The project's MCP servers (JSON).
+    #[arg(long, env = "PROJECT_MCP_SERVERS")]
+    pub project_mcp_servers: Option<String>,
 }
 
 /// Model credentials for the CLI.
@@ -112,6 +145,20 @@ pub struct Config {
     pub partial_messages: bool,
     /// Model credentials; `None` when there are none.
     pub credentials: Option<Credentials>,
+    /// GitHub token.
+    pub github_token: Option<String>,
+    /// GitLab token.
+    pub gitlab_token: Option<String>,
+    /// Forge API bases.
+    pub apis: crate::forge::ApiUrls,
+    /// The active workflow.
+    pub workflow: Option<model::session::ActiveWorkflow>,
+    /// Most model turns per message.
+    pub max_turns: Option<u32>,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// `--mcp-config` JSON (`{"mcpServers": {...}}`), when any server is configured.
+    pub mcp_config: Option<String>,
 }
 
 fn boolean(name: &str, value: &str) -> Result<bool, String> {
@@ -183,7 +230,36 @@ impl RawConfig {
                 Some(Credentials { env })
             }
         };
+        let max_turns = match set(self.max_turns.clone()) {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("MAX_TURNS must be a positive number, not '{v}'"))?,
+            ),
+        };
+        let workflow =
+            set(self.workflow_url.clone()).map(|git_url| model::session::ActiveWorkflow {
+                git_url,
+                branch: set(self.workflow_branch.clone()),
+                path: set(self.workflow_path.clone()),
+            });
+        let mcp_config = mcp_config(
+            set(self.project_mcp_servers.clone()),
+            set(self.custom_mcp_servers.clone()),
+        )?;
         Ok(Config {
+            github_token: set(self.github_token.clone()),
+            gitlab_token: set(self.gitlab_token.clone()),
+            apis: crate::forge::ApiUrls {
+                github: set(self.github_api_url.clone()),
+                gitlab: set(self.gitlab_api_url.clone()),
+            },
+            workflow,
+            max_turns,
+            display_name: set(self.display_name.clone()),
+            mcp_config,
             artifacts: self.workspace.join(&self.artifacts_dir),
             session_name: self.session_name,
             project: self.project,
@@ -202,6 +278,31 @@ impl RawConfig {
             credentials,
         })
     }
+}
+
+/// Merges the project's MCP servers with the session's (which win), leaving out the
+/// disabled ones, into Claude Code's `--mcp-config` JSON; `None` when nothing remains.
+fn mcp_config(project: Option<String>, session: Option<String>) -> Result<Option<String>, String> {
+    let parse = |name: &str, v: Option<String>| -> Result<model::session::McpServers, String> {
+        match v {
+            None => Ok(Default::default()),
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{name} is not an MCP server configuration: {e}")),
+        }
+    };
+    let project = parse("PROJECT_MCP_SERVERS", project)?;
+    let session = parse("CUSTOM_MCP_SERVERS", session)?;
+    let mut servers = project.custom;
+    servers.extend(session.custom);
+    for name in project.disabled.iter().chain(&session.disabled) {
+        servers.remove(name);
+    }
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        serde_json::json!({ "mcpServers": servers }).to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -257,7 +358,28 @@ mod tests {
     }
 
     #[test]
+    fn mcp_servers_merge_session_over_project_and_drop_disabled() {
+        let project = r#"{"custom":{"jira":{"command":"a"},"docs":{"type":"http","url":"http://d"}},"disabled":[]}"#;
+        let session = r#"{"custom":{"jira":{"command":"b"}},"disabled":["docs"]}"#;
+        let merged = mcp_config(Some(project.into()), Some(session.into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(merged, r#"{"mcpServers":{"jira":{"command":"b"}}}"#);
+        assert_eq!(mcp_config(None, None).unwrap(), None);
+        assert!(
+            mcp_config(Some("{".into()), None)
+                .unwrap_err()
+                .starts_with("PROJECT_MCP_SERVERS")
+        );
+    }
+
+    #[test]
     fn bad_values_are_one_line() {
+        assert!(
+            raw(&["--max-turns", "0"])
+                .unwrap_err()
+                .contains("MAX_TURNS")
+        );
         assert!(
             raw(&["--repos-json", "{"])
                 .unwrap_err()

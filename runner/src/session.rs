@@ -1,5 +1,5 @@
 //! One run of a session: prepare the workspace, drive the agent through the user's messages,
-//! report the result, exit with a code the operator understands.
+//! deliver the work, report the result, exit with a code the operator understands.
 //!
 //! The agent is idle when every message it was given has its turn result. The runner then
 //! tells the server, which either sends more work or says finish.
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::claude::{self, Claude, Spec};
 use crate::config::Config;
+use crate::deliver::{self, Summary};
 use crate::link::{Down, Link, LinkConfig};
 use crate::translate::{Output, Translator};
 use crate::workspace::Workspace;
@@ -31,6 +32,10 @@ pub mod exit {
 const FINAL_FLUSH: Duration = Duration::from_secs(120);
 /// How long the CLI gets to exit after its input is closed, or after an interrupt on stop.
 const CLI_GRACE: Duration = Duration::from_secs(5);
+/// Time for delivering the work after a normal end, and after a stop (the operator kills the
+/// runner a little later).
+const DELIVERY_BUDGET: Duration = Duration::from_secs(300);
+const STOP_DELIVERY_BUDGET: Duration = Duration::from_secs(7);
 
 /// A failure that ends the run, with the code to exit with.
 struct Failure {
@@ -49,6 +54,15 @@ impl Failure {
     }
 }
 
+/// How the agent's part ended.
+struct Ended {
+    code: i32,
+    /// Stopped on request: deliver quickly.
+    stopped: bool,
+    /// The server refused this runner: another one owns the workspace now; touch nothing.
+    refused: bool,
+}
+
 /// Runs the session; returns the process exit code.
 pub async fn run(config: Config) -> i32 {
     let started = Instant::now();
@@ -60,16 +74,52 @@ pub async fn run(config: Config) -> i32 {
         give_up_after: Duration::from_secs(15 * 60),
     });
     let mut translator = Translator::new(config.resume);
-    let outcome = drive(&config, &link, &mut down, &mut translator).await;
-    let code = match outcome {
-        Ok(code) => code,
-        Err(f) => {
-            link.emit(SessionEvent::Error(ErrorEvent {
-                message: f.message.clone(),
-                code: Some(f.kind.into()),
-            }));
-            tracing::error!(kind = f.kind, "{}", f.message);
-            f.code
+    let mut summary = Summary::default();
+    let logger = link.clone();
+    let code = match Workspace::prepare(&config, |m| log(&logger, LogLevel::Info, m)).await {
+        Err(e) => fail(&link, Failure::new(exit::PREREQUISITE, e.kind, e.message)),
+        Ok(ws) => {
+            let ended = match drive(
+                &config,
+                &ws,
+                &link,
+                &mut down,
+                &mut translator,
+                &mut summary,
+            )
+            .await
+            {
+                Ok(ended) => ended,
+                Err(f) => Ended {
+                    code: fail(&link, f),
+                    stopped: false,
+                    refused: false,
+                },
+            };
+            if !ended.refused {
+                summary.turns = translator.totals.num_turns;
+                summary.cost_usd = translator.totals.usage.cost_usd;
+                summary.result = translator.totals.last_text.clone();
+                let budget = if ended.stopped {
+                    STOP_DELIVERY_BUDGET
+                } else {
+                    DELIVERY_BUDGET
+                };
+                if tokio::time::timeout(budget, deliver::deliver(&config, &ws, &link, &summary))
+                    .await
+                    .is_err()
+                {
+                    fail(
+                        &link,
+                        Failure::new(
+                            ended.code,
+                            "delivery_timeout",
+                            "delivering the work took too long; it was left in the workspace",
+                        ),
+                    );
+                }
+            }
+            ended.code
         }
     };
     let totals = translator.totals;
@@ -85,7 +135,18 @@ pub async fn run(config: Config) -> i32 {
         tracing::error!("the server did not take the last events; they are lost with this runner");
     }
     record_exit(&config.workspace, config.generation, code);
+    report_usage();
     code
+}
+
+/// Reports a failure as an event; returns its exit code.
+fn fail(link: &Link, f: Failure) -> i32 {
+    tracing::error!(kind = f.kind, "{}", f.message);
+    link.emit(SessionEvent::Error(ErrorEvent {
+        message: f.message,
+        code: Some(f.kind.into()),
+    }));
+    f.code
 }
 
 fn record_exit(workspace: &std::path::Path, generation: u64, code: i32) {
@@ -99,6 +160,20 @@ fn record_exit(workspace: &std::path::Path, generation: u64, code: i32) {
     }
 }
 
+/// Logs the runner's own peak memory and CPU time (its children excluded).
+fn report_usage() {
+    use nix::sys::resource::{UsageWho, getrusage};
+    if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
+        let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
+        tracing::info!(
+            max_rss_kib = u.max_rss(),
+            user_ms = ms(u.user_time()) as u64,
+            system_ms = ms(u.system_time()) as u64,
+            "runner resource usage"
+        );
+    }
+}
+
 fn log(link: &Link, level: LogLevel, message: impl Into<String>) {
     link.emit(SessionEvent::Log(LogLine {
         level,
@@ -108,12 +183,12 @@ fn log(link: &Link, level: LogLevel, message: impl Into<String>) {
 
 async fn drive(
     config: &Config,
+    ws: &Workspace,
     link: &Link,
     down: &mut mpsc::UnboundedReceiver<Down>,
     tr: &mut Translator,
-) -> Result<i32, Failure> {
-    let ws =
-        Workspace::prepare(config).map_err(|e| Failure::new(exit::PREREQUISITE, "workspace", e))?;
+    summary: &mut Summary,
+) -> Result<Ended, Failure> {
     let Some(credentials) = &config.credentials else {
         return Err(Failure::new(
             exit::PREREQUISITE,
@@ -142,8 +217,9 @@ async fn drive(
         partial_messages: config.partial_messages,
         append_system_prompt: ws.system_prompt(config),
         add_dirs: ws.add_dirs.clone(),
-        mcp_config: None,
-        env: claude_env(&ws, &credentials.env),
+        mcp_config: config.mcp_config.clone(),
+        max_turns: config.max_turns,
+        env: claude_env(ws, &credentials.env),
     };
     let (mut claude, mut lines) = Claude::spawn(&spec).map_err(|e| {
         Failure::new(
@@ -158,15 +234,22 @@ async fn drive(
     let mut pending_turns = 0u32;
     if let Some(prompt) = config.initial_prompt.as_deref().filter(|_| !config.resume) {
         send(&mut claude, prompt).await?;
+        summary.last_request = Some(prompt.to_owned());
         pending_turns = 1;
     } else {
         link.idle(true);
     }
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Failure::new(exit::FAILED, "signals", e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| Failure::new(exit::FAILED, "signals", e.to_string()))?;
+    let signal_failure = |e: std::io::Error| Failure::new(exit::FAILED, "signals", e.to_string());
+    let mut term = signal(SignalKind::terminate()).map_err(signal_failure)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(signal_failure)?;
     let mut finishing = false;
+    let stopped = |code| {
+        Ok(Ended {
+            code,
+            stopped: true,
+            refused: false,
+        })
+    };
 
     loop {
         tokio::select! {
@@ -175,8 +258,10 @@ async fn drive(
                     for out in tr.line(&line) {
                         match out {
                             Output::Event(event) => {
-                                if let SessionEvent::AgentStarted(a) = &event {
-                                    ws.save_claude_session_id(&a.claude_session_id);
+                                if let SessionEvent::AgentStarted(a) = &event
+                                    && let Err(why) = ws.save_claude_session_id(&a.claude_session_id)
+                                {
+                                    link.emit(SessionEvent::Error(ErrorEvent { message: why, code: Some("workspace".into()) }));
                                 }
                                 link.emit(event);
                             }
@@ -213,6 +298,7 @@ async fn drive(
                     }
                     tracing::debug!(seq, sender, "message for the agent");
                     send(&mut claude, &text).await?;
+                    summary.last_request = Some(text);
                     handled = seq;
                     link.handled(seq);
                     link.idle(false);
@@ -230,28 +316,34 @@ async fn drive(
                 Some(Down::Finish) => {}
                 Some(Down::Stop) | None => {
                     stop(&mut claude, pending_turns > 0).await;
-                    return Ok(exit::OK);
+                    return stopped(exit::OK);
                 }
                 Some(Down::Fatal(why)) => {
                     claude.kill();
-                    return Err(Failure::new(exit::FAILED, "server_refused", why));
+                    fail(link, Failure::new(exit::FAILED, "server_refused", why));
+                    return Ok(Ended { code: exit::FAILED, stopped: false, refused: true });
                 }
             },
             _ = term.recv() => {
                 log(link, LogLevel::Info, "stopping: the runner was asked to terminate");
                 stop(&mut claude, pending_turns > 0).await;
-                return Ok(exit::OK);
+                return stopped(exit::OK);
             }
             _ = int.recv() => {
                 stop(&mut claude, pending_turns > 0).await;
-                return Ok(exit::OK);
+                return stopped(exit::OK);
             }
         }
     }
-    Ok(if tr.totals.last_error {
+    let code = if tr.totals.last_error {
         exit::FAILED
     } else {
         exit::OK
+    };
+    Ok(Ended {
+        code,
+        stopped: false,
+        refused: false,
     })
 }
 
@@ -283,8 +375,8 @@ async fn stop(claude: &mut Claude, busy: bool) {
     operator::local::kill_descendants(std::process::id());
 }
 
-/// The CLI's environment: the runner's, without the platform's secrets, plus what the CLI
-/// needs to run headless in the workspace.
+/// The CLI's environment: the runner's, without the platform's secrets (runner token, model
+/// and git credentials), plus what the CLI needs to run headless in the workspace.
 fn claude_env(ws: &Workspace, credentials: &[(String, String)]) -> Vec<(String, String)> {
     let blocked = |k: &str| {
         k.starts_with(model::validate::RESERVED_ENV_PREFIX)

@@ -1,14 +1,34 @@
-//! The session's workspace: `artifacts/` (the agent's output), `repos/<name>/` (clones),
-//! `.claude/` (the CLI's own state) and `.ambient/` (the platform's).
+//! The session's workspace: `repos/<name>/` (clones), `workflows/<name>/` (the active
+//! workflow), `artifacts/` (the agent's output), `.claude/` (the CLI's own state) and
+//! `.ambient/` (the platform's).
 
 use std::path::{Path, PathBuf};
 
 use model::runner_env::STATE_DIR;
+use model::session::GitProvider;
 
 use crate::config::Config;
+use crate::git::{self, Credential};
 
 /// File in the state folder holding Claude's conversation id, for continuing it.
 const CLAUDE_SESSION_FILE: &str = "claude-session-id";
+
+/// A cloned repository.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// Directory name under `repos/`.
+    pub name: String,
+    /// Remote URL (as given).
+    pub url: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The branch cloned (the pull request's base).
+    pub base: String,
+    /// The branch the agent works on (`ambient/<session>`) when its work is pushed.
+    pub work_branch: Option<String>,
+    /// Hosting, if given.
+    pub provider: Option<GitProvider>,
+}
 
 /// A prepared workspace.
 #[derive(Debug, Clone)]
@@ -21,25 +41,237 @@ pub struct Workspace {
     pub add_dirs: Vec<PathBuf>,
     /// The artifacts folder.
     pub artifacts: PathBuf,
+    /// The repositories, the main one first.
+    pub repos: Vec<Repo>,
+}
+
+/// Why the workspace could not be prepared.
+#[derive(Debug, Clone)]
+pub struct PrepareError {
+    /// Machine-readable kind (`workspace`, `clone_failed`).
+    pub kind: &'static str,
+    /// What went wrong, naming the repository.
+    pub message: String,
+}
+
+/// The credential for a remote of `provider`, if the run has its token.
+pub fn credential_for(config: &Config, provider: GitProvider) -> Option<Credential> {
+    let token = match provider {
+        GitProvider::Github => config.github_token.clone(),
+        GitProvider::Gitlab => config.gitlab_token.clone(),
+    };
+    token.map(|t| Credential::new(provider, t))
+}
+
+/// The provider of a remote: given, or guessed from its host.
+pub fn provider_of(url: &str, given: Option<GitProvider>) -> GitProvider {
+    given.unwrap_or(if url.to_ascii_lowercase().contains("gitlab") {
+        GitProvider::Gitlab
+    } else {
+        GitProvider::Github
+    })
+}
+
+/// A directory name for a remote: its last path segment without `.git`.
+fn repo_name(url: &str, taken: &[String]) -> String {
+    let last = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo");
+    let base: String = last
+        .trim_end_matches(".git")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let base = if base.is_empty() || base.starts_with('.') {
+        "repo".to_owned()
+    } else {
+        base
+    };
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+fn io_error(what: &Path, e: &std::io::Error) -> PrepareError {
+    PrepareError {
+        kind: "workspace",
+        message: format!("cannot create {}: {}", what.display(), describe(e)),
+    }
 }
 
 impl Workspace {
-    /// Creates the folders; the error says which one failed and why.
-    pub fn prepare(config: &Config) -> Result<Workspace, String> {
+    /// Creates the folders and clones the repositories (kept from an earlier run when they
+    /// are there already, so a continued session finds its work). Reports progress through
+    /// `log`.
+    pub async fn prepare(config: &Config, log: impl Fn(String)) -> Result<Workspace, PrepareError> {
         let root = config.workspace.clone();
         for dir in [
             root.join(STATE_DIR),
             config.artifacts.clone(),
             root.join(".claude"),
+            root.join("repos"),
         ] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {}", dir.display(), describe(&e)))?;
+            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
+        }
+        let mut repos: Vec<Repo> = Vec::new();
+        for spec in &config.repos {
+            let taken: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
+            let name = repo_name(&spec.url, &taken);
+            let dir = root.join("repos").join(&name);
+            let provider = provider_of(&spec.url, spec.provider);
+            let credential = credential_for(config, provider);
+            let fail = |e: git::GitError| PrepareError {
+                kind: "clone_failed",
+                message: format!(
+                    "could not clone {} into repos/{name}: {}",
+                    git::redact_url(&spec.url),
+                    e.message
+                ),
+            };
+            if !dir.join(".git").exists() {
+                let mut args = vec!["clone", "--quiet"];
+                if let Some(branch) = &spec.branch {
+                    args.extend(["--branch", branch.as_str()]);
+                }
+                let target = dir.display().to_string();
+                args.extend([spec.url.as_str(), target.as_str()]);
+                git::git(&root, &args, credential.as_ref())
+                    .await
+                    .map_err(fail)?;
+                log(format!(
+                    "cloned {} into repos/{name}",
+                    git::redact_url(&spec.url)
+                ));
+            }
+            let author = config.user_name.clone();
+            git::git(&dir, &["config", "user.name", &author], None)
+                .await
+                .map_err(fail)?;
+            git::git(
+                &dir,
+                &["config", "user.email", "ambient-code@users.noreply.local"],
+                None,
+            )
+            .await
+            .map_err(fail)?;
+            let base = match &spec.branch {
+                Some(b) => b.clone(),
+                None => {
+                    let head = git::git(
+                        &dir,
+                        &[
+                            "symbolic-ref",
+                            "--quiet",
+                            "--short",
+                            "refs/remotes/origin/HEAD",
+                        ],
+                        None,
+                    )
+                    .await;
+                    head.ok()
+                        .and_then(|h| h.trim().strip_prefix("origin/").map(str::to_owned))
+                        .unwrap_or_else(|| "main".into())
+                }
+            };
+            let work_branch = spec
+                .auto_push()
+                .then(|| model::api::auto_branch(&config.session_name));
+            if let Some(branch) = &work_branch {
+                // Kept across runs: a continued session goes on where its work stands.
+                let exists = git::git(
+                    &dir,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("refs/heads/{branch}"),
+                    ],
+                    None,
+                )
+                .await
+                .is_ok();
+                let args: Vec<&str> = if exists {
+                    vec!["checkout", "--quiet", branch]
+                } else {
+                    vec!["checkout", "--quiet", "-b", branch]
+                };
+                git::git(&dir, &args, None).await.map_err(fail)?;
+            }
+            repos.push(Repo {
+                name,
+                url: spec.url.clone(),
+                dir,
+                base,
+                work_branch,
+                provider: spec.provider,
+            });
+        }
+        let mut cwd = repos
+            .first()
+            .map(|r| r.dir.clone())
+            .unwrap_or_else(|| config.artifacts.clone());
+        let mut add_dirs: Vec<PathBuf> = repos.iter().skip(1).map(|r| r.dir.clone()).collect();
+        if let Some(wf) = &config.workflow {
+            let dir = root.join("workflows").join(repo_name(&wf.git_url, &[]));
+            if !dir.join(".git").exists() {
+                std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(&root, &e))?;
+                let credential = credential_for(config, provider_of(&wf.git_url, None));
+                let target = dir.display().to_string();
+                let branch = wf.branch.clone().unwrap_or_else(|| "main".into());
+                git::git(
+                    &root,
+                    &[
+                        "clone",
+                        "--quiet",
+                        "--branch",
+                        &branch,
+                        &wf.git_url,
+                        &target,
+                    ],
+                    credential.as_ref(),
+                )
+                .await
+                .map_err(|e| PrepareError {
+                    kind: "clone_failed",
+                    message: format!(
+                        "could not clone the workflow {}: {}",
+                        git::redact_url(&wf.git_url),
+                        e.message
+                    ),
+                })?;
+                log(format!(
+                    "cloned the workflow {}",
+                    git::redact_url(&wf.git_url)
+                ));
+            }
+            // The workflow directs the work: it is where the agent starts.
+            add_dirs.insert(0, cwd.clone());
+            cwd = match wf.path.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) if is_within(&dir, &dir.join(p)) => dir.join(p),
+                _ => dir,
+            };
+        }
+        if cwd != config.artifacts {
+            add_dirs.push(config.artifacts.clone());
         }
         Ok(Workspace {
-            cwd: config.artifacts.clone(),
-            add_dirs: Vec::new(),
-            artifacts: config.artifacts.clone(),
             root,
+            cwd,
+            add_dirs,
+            artifacts: config.artifacts.clone(),
+            repos,
         })
     }
 
@@ -56,25 +288,49 @@ impl Workspace {
     }
 
     /// Saves the conversation id for a later continue.
-    pub fn save_claude_session_id(&self, id: &str) {
+    pub fn save_claude_session_id(&self, id: &str) -> Result<(), String> {
         let path = self.root.join(STATE_DIR).join(CLAUDE_SESSION_FILE);
-        if let Err(e) = std::fs::write(&path, id) {
-            tracing::warn!(path = %path.display(), error = %e, "could not save the conversation id");
-        }
+        std::fs::write(&path, id).map_err(|e| {
+            format!(
+                "could not save the conversation id in {}: {}",
+                path.display(),
+                describe(&e)
+            )
+        })
     }
 
     /// What the agent is told about its environment, appended to Claude Code's prompt.
     pub fn system_prompt(&self, config: &Config) -> String {
-        format!(
+        let mut p = format!(
             "You are working in an Ambient Code Platform session ({session}, project {project}).\n\
-             Your working directory is {cwd}. Put files meant for the user (reports, generated output) \
-             in {artifacts}. The workspace is yours alone; nobody is watching the terminal, so do not \
-             wait for interactive input.",
+             Your working directory is {cwd}. Put files meant for the user (reports, generated output) in \
+             {artifacts}. The workspace is yours alone and nobody watches the terminal: never wait for \
+             interactive input.",
             session = config.session_name,
             project = config.project,
             cwd = self.cwd.display(),
             artifacts = self.artifacts.display(),
-        )
+        );
+        if !self.repos.is_empty() {
+            p.push_str("\n\nRepositories:");
+            for r in &self.repos {
+                p.push_str(&format!(
+                    "\n- {} ({}), checked out from branch {}",
+                    r.dir.display(),
+                    git::redact_url(&r.url),
+                    r.base
+                ));
+                match &r.work_branch {
+                    Some(b) => p.push_str(&format!(
+                        "; you are on branch {b}. When the session ends, the platform commits what you leave, \
+                         pushes {b} and opens a pull request into {}: do not push yourself, and never push to {}.",
+                        r.base, r.base
+                    )),
+                    None => p.push_str("; changes here are not pushed."),
+                }
+            }
+        }
+        p
     }
 }
 
@@ -87,9 +343,42 @@ pub fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// Whether `path` is inside `root` (after resolving `..`).
+/// Whether `path` is inside `root` (no `..` escapes).
 pub fn is_within(root: &Path, path: &Path) -> bool {
     path.components()
         .all(|c| !matches!(c, std::path::Component::ParentDir))
         && path.starts_with(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_names_are_unique_and_safe() {
+        assert_eq!(repo_name("https://github.com/o/app.git", &[]), "app");
+        assert_eq!(repo_name("git@github.com:o/lib", &[]), "lib");
+        assert_eq!(
+            repo_name("https://x/y/app.git", &["app".into(), "app-2".into()]),
+            "app-3"
+        );
+        assert_eq!(repo_name("https://x/.git", &[]), "repo");
+        assert_eq!(repo_name("file:///srv/a b.git", &[]), "a-b");
+    }
+
+    #[test]
+    fn providers_are_guessed_from_the_host() {
+        assert_eq!(
+            provider_of("https://gitlab.example.com/g/p", None),
+            GitProvider::Gitlab
+        );
+        assert_eq!(
+            provider_of("https://github.com/o/r", None),
+            GitProvider::Github
+        );
+        assert_eq!(
+            provider_of("https://github.com/o/r", Some(GitProvider::Gitlab)),
+            GitProvider::Gitlab
+        );
+    }
 }

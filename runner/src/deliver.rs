@@ -1,0 +1,221 @@
+//! Delivering the agent's work: for each repository whose work is pushed, commit what the
+//! agent left, push the working branch, open a pull request. Each step is reported as an
+//! event; a failure is an error event and never changes the run's result.
+
+use model::protocol::{ErrorEvent, GitPush, LogLevel, LogLine, PullRequest, SessionEvent};
+
+use crate::config::Config;
+use crate::forge;
+use crate::git::{self, Credential};
+use crate::link::Link;
+use crate::workspace::{Repo, Workspace, credential_for, provider_of};
+
+/// What the pull request says about the run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// The last thing the user asked in this run.
+    pub last_request: Option<String>,
+    /// The agent's last result text.
+    pub result: Option<String>,
+    /// Model calls in this run.
+    pub turns: u32,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+fn error(link: &Link, code: &str, message: String) {
+    tracing::warn!(code, "{message}");
+    link.emit(SessionEvent::Error(ErrorEvent {
+        message,
+        code: Some(code.into()),
+    }));
+}
+
+fn log(link: &Link, message: String) {
+    link.emit(SessionEvent::Log(LogLine {
+        level: LogLevel::Info,
+        message,
+    }));
+}
+
+/// Delivers every repository whose work is pushed.
+pub async fn deliver(config: &Config, ws: &Workspace, link: &Link, summary: &Summary) {
+    for repo in &ws.repos {
+        if let Some(branch) = &repo.work_branch {
+            deliver_repo(config, repo, branch, link, summary).await;
+        }
+    }
+}
+
+async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, summary: &Summary) {
+    let provider = provider_of(&repo.url, repo.provider);
+    let credential = credential_for(config, provider);
+    let title = title(config, summary);
+    // 1. Commit what the agent left uncommitted.
+    match git::git(&repo.dir, &["status", "--porcelain"], None).await {
+        Ok(status) if !status.trim().is_empty() => {
+            let message = format!(
+                "{title}\n\nCommitted by the Ambient Code Platform at the end of session {}.",
+                config.session_name
+            );
+            let committed = async {
+                git::git(&repo.dir, &["add", "--all"], None).await?;
+                git::git(&repo.dir, &["commit", "--quiet", "-m", &message], None).await
+            };
+            if let Err(e) = committed.await {
+                return error(
+                    link,
+                    "commit_failed",
+                    format!("could not commit the work in {}: {}", repo.name, e.message),
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return error(
+                link,
+                "commit_failed",
+                format!("could not read the state of {}: {}", repo.name, e.message),
+            );
+        }
+    }
+    // 2. Anything to deliver at all?
+    let ahead = git::git(
+        &repo.dir,
+        &[
+            "rev-list",
+            "--count",
+            &format!("origin/{}..HEAD", repo.base),
+        ],
+        None,
+    )
+    .await;
+    if ahead.as_deref().is_ok_and(|n| n.trim() == "0") {
+        return log(link, format!("{}: no changes to push", repo.name));
+    }
+    // 3. Push the working branch.
+    let refspec = format!("HEAD:refs/heads/{branch}");
+    if let Err(e) = git::git(
+        &repo.dir,
+        &["push", "--quiet", "--force-with-lease", "origin", &refspec],
+        credential.as_ref(),
+    )
+    .await
+    {
+        return error(
+            link,
+            "push_rejected",
+            format!("pushing {} to {branch} failed: {}", repo.name, e.message),
+        );
+    }
+    let commit = git::git(&repo.dir, &["rev-parse", "HEAD"], None)
+        .await
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    link.emit(SessionEvent::GitPush(GitPush {
+        repo: repo.name.clone(),
+        remote: git::redact_url(&repo.url),
+        branch: branch.to_owned(),
+        commit,
+    }));
+    // 4. Open the pull request.
+    open_pr(config, repo, branch, credential, link, &title, summary).await;
+}
+
+async fn open_pr(
+    config: &Config,
+    repo: &Repo,
+    branch: &str,
+    credential: Option<Credential>,
+    link: &Link,
+    title: &str,
+    summary: &Summary,
+) {
+    let Some(forge) = forge::locate(&repo.url, repo.provider, &config.apis) else {
+        return log(
+            link,
+            format!(
+                "{}: pushed {branch}; no pull request, as no GitHub or GitLab API is known for this remote",
+                repo.name
+            ),
+        );
+    };
+    let Some(credential) = credential else {
+        let var = match forge.provider {
+            model::session::GitProvider::Github => "GITHUB_TOKEN",
+            model::session::GitProvider::Gitlab => "GITLAB_TOKEN",
+        };
+        return error(
+            link,
+            "pr_failed",
+            format!(
+                "cannot open a pull request for {}: no {var} is set in the project's settings",
+                repo.name
+            ),
+        );
+    };
+    let body = body(config, summary, branch);
+    match forge::open_pull_request(&forge, &credential.token, branch, &repo.base, title, &body)
+        .await
+    {
+        Ok(pr) => link.emit(SessionEvent::PullRequest(PullRequest {
+            repo: repo.name.clone(),
+            url: pr.url,
+            number: pr.number,
+        })),
+        Err(why) => error(
+            link,
+            "pr_failed",
+            format!("opening a pull request for {} failed: {why}", repo.name),
+        ),
+    }
+}
+
+fn title(config: &Config, summary: &Summary) -> String {
+    let text = config
+        .display_name
+        .clone()
+        .or_else(|| config.initial_prompt.clone())
+        .or_else(|| summary.last_request.clone())
+        .unwrap_or_else(|| config.session_name.clone());
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("Agent changes")
+        .to_owned();
+    let short: String = line.chars().take(72).collect();
+    if short.len() < line.len() {
+        format!("{}…", short.trim_end())
+    } else {
+        short
+    }
+}
+
+fn body(config: &Config, summary: &Summary, branch: &str) -> String {
+    let mut b = format!(
+        "Opened by the Ambient Code Platform for session `{}` (branch `{branch}`).\n",
+        config.session_name
+    );
+    if let Some(task) = config
+        .initial_prompt
+        .as_ref()
+        .or(summary.last_request.as_ref())
+    {
+        b.push_str(&format!(
+            "\n### Task\n\n{}\n",
+            crate::translate::truncate(task.clone(), 2000)
+        ));
+    }
+    if let Some(result) = &summary.result {
+        b.push_str(&format!(
+            "\n### Result\n\n{}\n",
+            crate::translate::truncate(result.clone(), 4000)
+        ));
+    }
+    b.push_str(&format!(
+        "\n---\n{} model turns, ${:.4} at list price.\n",
+        summary.turns, summary.cost_usd
+    ));
+    b
+}

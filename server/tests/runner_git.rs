@@ -1,0 +1,390 @@
+//! The runner's workspace and delivery with real git: clones, working branches, commits,
+//! pushes to bare repositories on disk, pull requests on a mock of the GitHub and GitLab APIs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::forge::{ForgeMock, bare_path, bare_repo, branches, git};
+use common::{Options, TestServer, call, exported_events, processes_in};
+use model::protocol::{SessionEvent, StoredEvent};
+use serde_json::json;
+
+const TOKEN: &str = "ghp_never_shown_0123456789";
+
+struct Fixture {
+    server: TestServer,
+    _mock: mock_anthropic::MockHandle,
+    forge: ForgeMock,
+    repos: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Options::new(data.path()).with_mock(&mock.url())).await;
+    let forge = ForgeMock::start().await;
+    let (st, body) = call(
+        &server,
+        "PUT",
+        "/api/projects/default/runner-secrets",
+        Some(json!({"data": {"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN, "GITHUB_API_URL": forge.url, "GITLAB_API_URL": forge.url}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    Fixture {
+        server,
+        _mock: mock,
+        forge,
+        repos: tempfile::tempdir().unwrap(),
+        _data: data,
+    }
+}
+
+async fn run(f: &Fixture, body: serde_json::Value, phases: &[&str]) -> (String, Vec<StoredEvent>) {
+    let (st, created) = call(
+        &f.server,
+        "POST",
+        "/api/projects/default/agentic-sessions",
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let name = created["name"].as_str().unwrap().to_owned();
+    f.server
+        .wait_phase(&name, phases, Duration::from_secs(90))
+        .await;
+    let events = exported_events(&f.server, &name).await;
+    (name, events)
+}
+
+fn errors(events: &[StoredEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::Error(err) => {
+                Some((err.code.clone().unwrap_or_default(), err.message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_no_token(f: &Fixture, name: &str, events: &[StoredEvent]) {
+    let exported = serde_json::to_string(events).unwrap();
+    assert!(
+        !exported.contains(TOKEN),
+        "the token leaked into the events"
+    );
+    let ws = f.server.workspace(name);
+    let log = std::fs::read_to_string(ws.join(".ambient/runner.log")).unwrap_or_default();
+    assert!(
+        !log.contains(TOKEN),
+        "the token leaked into the runner's log"
+    );
+    for repo in std::fs::read_dir(ws.join("repos")).unwrap().flatten() {
+        let config = std::fs::read_to_string(repo.path().join(".git/config")).unwrap();
+        assert!(
+            !config.contains(TOKEN),
+            "the token was written into {}",
+            repo.path().display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_repos_one_pushed_with_a_pull_request() {
+    let f = fixture().await;
+    let app = bare_repo(f.repos.path(), "acme", "app", None);
+    let lib = bare_repo(f.repos.path(), "acme", "lib", None);
+    let (name, events) = run(
+        &f,
+        json!({
+            "initialPrompt": "Please create notes.md",
+            "displayName": "Write the notes",
+            "repos": [
+                {"url": app, "autoPush": true, "provider": "github"},
+                {"url": lib}
+            ]
+        }),
+        &["Completed", "Failed"],
+    )
+    .await;
+    assert_eq!(
+        f.server.phase(&name).await,
+        "Completed",
+        "{:?}",
+        errors(&events)
+    );
+    let branch = format!("ambient/{name}");
+
+    // The agent worked in the main repository, on the working branch.
+    let ws = f.server.workspace(&name);
+    assert!(ws.join("repos/app/notes.md").is_file());
+    assert!(
+        ws.join("repos/lib/README.md").is_file(),
+        "the second repository is cloned too"
+    );
+    // Its work was committed and pushed to the working branch only.
+    assert_eq!(branches(&app), vec![branch.clone(), "main".to_owned()]);
+    let files = git(&bare_path(&app), &["ls-tree", "--name-only", &branch]);
+    assert!(files.lines().any(|l| l == "notes.md"), "{files}");
+    assert_eq!(
+        branches(&lib),
+        vec!["main".to_owned()],
+        "a repository without autoPush is not pushed"
+    );
+
+    let push = events.iter().find_map(|e| match &e.event {
+        SessionEvent::GitPush(p) => Some(p.clone()),
+        _ => None,
+    });
+    let push = push.expect("a push event");
+    assert_eq!(
+        (push.repo.as_str(), push.branch.as_str()),
+        ("app", branch.as_str())
+    );
+    assert_eq!(
+        push.commit,
+        git(&bare_path(&app), &["rev-parse", &branch]).trim()
+    );
+    let pr = events.iter().find_map(|e| match &e.event {
+        SessionEvent::PullRequest(p) => Some(p.clone()),
+        _ => None,
+    });
+    let pr = pr.expect("a pull request event");
+    assert_eq!(
+        (pr.number, pr.url.as_str()),
+        (42, "https://github.example/acme/app/pull/42")
+    );
+    // The pull request asked for: head = working branch, base = main, a title and a body.
+    let calls = f.forge.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/repos/acme/app/pulls");
+    assert_eq!(calls[0].headers["authorization"], format!("Bearer {TOKEN}"));
+    assert_eq!(
+        (
+            calls[0].body["head"].as_str(),
+            calls[0].body["base"].as_str()
+        ),
+        (Some(branch.as_str()), Some("main"))
+    );
+    assert_eq!(calls[0].body["title"], "Write the notes");
+    assert!(
+        calls[0].body["body"]
+            .as_str()
+            .unwrap()
+            .contains("Please create notes.md")
+    );
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    assert_no_token(&f, &name, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_gets_a_merge_request() {
+    let f = fixture().await;
+    let repo = bare_repo(f.repos.path(), "group", "service", None);
+    let (name, events) = run(
+        &f,
+        json!({"initialPrompt": "create CHANGELOG.md", "repos": [{"url": repo, "branch": "main", "autoPush": true, "provider": "gitlab"}]}),
+        &["Completed", "Failed"],
+    )
+    .await;
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let calls = f.forge.calls();
+    assert_eq!(calls[0].path, "/projects/group/service/merge_requests");
+    assert_eq!(calls[0].headers["private-token"], TOKEN);
+    assert_eq!(calls[0].body["source_branch"], format!("ambient/{name}"));
+    assert_eq!(calls[0].body["target_branch"], "main");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::PullRequest(p) if p.number == 7))
+    );
+    assert_no_token(&f, &name, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_push_or_a_failed_pull_request_is_an_error_and_the_result_stands() {
+    let f = fixture().await;
+    // A server-side hook refuses every push.
+    let refused = bare_repo(f.repos.path(), "acme", "locked", None);
+    let hook = bare_path(&refused).join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (name, events) = run(
+        &f,
+        json!({"initialPrompt": "create a.txt", "repos": [{"url": refused, "autoPush": true, "provider": "github"}]}),
+        &["Completed", "Failed"],
+    )
+    .await;
+    assert_eq!(
+        f.server.phase(&name).await,
+        "Completed",
+        "the run's result stands"
+    );
+    let errs = errors(&events);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "push_rejected");
+    assert!(errs[0].1.contains("pushes are frozen"), "{}", errs[0].1);
+    assert!(
+        f.forge.calls().is_empty(),
+        "no pull request for an unpushed branch"
+    );
+
+    // The forge fails: the push happened, the pull request is an error.
+    f.forge.fail_with(500);
+    let open = bare_repo(f.repos.path(), "acme", "open", None);
+    let (name, events) = run(
+        &f,
+        json!({"initialPrompt": "create b.txt", "repos": [{"url": open, "autoPush": true, "provider": "github"}]}),
+        &["Completed", "Failed"],
+    )
+    .await;
+    assert_eq!(f.server.phase(&name).await, "Completed");
+    assert!(branches(&open).contains(&format!("ambient/{name}")));
+    let errs = errors(&events);
+    assert_eq!(
+        errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["pr_failed"]
+    );
+    assert!(
+        errs[0].1.contains("500") && errs[0].1.contains("bad day"),
+        "{}",
+        errs[0].1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_session_keeps_its_branch_and_delivers_again() {
+    let f = fixture().await;
+    let app = bare_repo(f.repos.path(), "acme", "cont", None);
+    let (name, _) = run(
+        &f,
+        json!({"initialPrompt": "create one.txt", "repos": [{"url": app, "autoPush": true, "provider": "github"}]}),
+        &["Completed"],
+    )
+    .await;
+    let (st, _) = call(
+        &f.server,
+        "POST",
+        &format!("/api/projects/default/agentic-sessions/{name}/messages"),
+        Some(json!({"text": "create two.txt"})),
+    )
+    .await;
+    assert_eq!(st, 202);
+    f.server
+        .wait_phase(&name, &["Running", "Creating"], Duration::from_secs(30))
+        .await;
+    f.server
+        .wait_phase(&name, &["Completed"], Duration::from_secs(90))
+        .await;
+    let files = git(
+        &bare_path(&app),
+        &["ls-tree", "--name-only", &format!("ambient/{name}")],
+    );
+    assert!(
+        files.contains("one.txt") && files.contains("two.txt"),
+        "{files}"
+    );
+    assert_eq!(
+        f.forge.calls().len(),
+        2,
+        "each run opens (or finds) its pull request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupting_a_long_bash_command_leaves_no_child() {
+    let f = fixture().await;
+    let (st, created) = call(
+        &f.server,
+        "POST",
+        "/api/projects/default/agentic-sessions",
+        Some(json!({"initialPrompt": "run: echo started; sleep 600"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let name = created["name"].as_str().unwrap().to_owned();
+    let ws = f.server.workspace(&name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !processes_in(&ws)
+        .iter()
+        .any(|(_, c)| c.contains("sleep 600"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, _) = call(
+        &f.server,
+        "POST",
+        &format!("/api/projects/default/agentic-sessions/{name}/interrupt"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 202);
+    // The turn ends, the command is gone, the session goes on to complete.
+    f.server
+        .wait_phase(&name, &["Completed"], Duration::from_secs(30))
+        .await;
+    assert!(
+        !processes_in(&ws).iter().any(|(_, c)| c.contains("sleep")),
+        "{:?}",
+        processes_in(&ws)
+    );
+    let events = exported_events(&f.server, &name).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::ToolResult(r) if r.is_error))
+    );
+    assert!(events.iter().any(
+        |e| matches!(&e.event, SessionEvent::TurnResult(t) if t.subtype == "error_during_execution")
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_during_a_turn_is_the_next_turn_of_the_same_conversation() {
+    let f = fixture().await;
+    let (st, created) = call(
+        &f.server,
+        "POST",
+        "/api/projects/default/agentic-sessions",
+        Some(json!({"initialPrompt": "slow 12"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let name = created["name"].as_str().unwrap().to_owned();
+    f.server
+        .wait_phase(&name, &["Running"], Duration::from_secs(30))
+        .await;
+    let (st, _) = call(
+        &f.server,
+        "POST",
+        &format!("/api/projects/default/agentic-sessions/{name}/messages"),
+        Some(json!({"text": "recall"})),
+    )
+    .await;
+    assert_eq!(st, 202);
+    f.server
+        .wait_phase(&name, &["Completed"], Duration::from_secs(60))
+        .await;
+    let events = exported_events(&f.server, &name).await;
+    let turns = events
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::TurnResult(_)))
+        .count();
+    assert_eq!(turns, 2, "two turns in one run");
+    assert!(events.iter().any(
+        |e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text == "I remember: slow 12")
+    ));
+    let session = f.server.session(&name).await;
+    assert!(
+        session["status"].get("sdkRestartCount").is_none(),
+        "no restart was needed"
+    );
+}
