@@ -92,6 +92,7 @@ pub struct Claude {
     pid: u32,
     next_request: u64,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    stderr_done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Claude {
@@ -115,9 +116,10 @@ impl Claude {
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let stderr = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let mut stderr_done = None;
         if let Some(err) = child.stderr.take() {
             let tail = stderr.clone();
-            tokio::spawn(async move {
+            stderr_done = Some(tokio::spawn(async move {
                 let mut lines = BufReader::new(err).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     tracing::info!(target: "claude", "{line}");
@@ -127,7 +129,7 @@ impl Claude {
                     }
                     t.push_back(line);
                 }
-            });
+            }));
         }
         Ok((
             Claude {
@@ -136,6 +138,7 @@ impl Claude {
                 pid,
                 next_request: 0,
                 stderr,
+                stderr_done,
             },
             BufReader::new(stdout).lines(),
         ))
@@ -197,6 +200,28 @@ impl Claude {
     /// Kills the CLI and everything it started.
     pub fn kill(&self) {
         operator::local::kill_tree(self.pid);
+    }
+
+    /// How the CLI ended, for a report: waits for it to exit (briefly) and for the last of its
+    /// standard error, then says its exit code and last lines.
+    pub async fn exit_report(&mut self) -> String {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(5), self.wait())
+            .await
+            .ok()
+            .flatten();
+        if let Some(done) = self.stderr_done.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), done).await;
+        }
+        let how = status.map_or_else(
+            || "was killed".to_owned(),
+            |c| format!("exited with code {c}"),
+        );
+        let tail = self.stderr_tail(20).join("\n");
+        if tail.is_empty() {
+            format!("claude {how} unexpectedly")
+        } else {
+            format!("claude {how} unexpectedly:\n{tail}")
+        }
     }
 
     /// The last lines the CLI wrote to its standard error.

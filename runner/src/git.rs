@@ -105,6 +105,8 @@ pub async fn git(
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Said anywhere in git's output (often before its final complaint).
+    let disk_full = stderr.contains("No space left on device");
     let mut lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -115,7 +117,7 @@ pub async fn git(
     if let Some(c) = credential {
         message = message.replace(&c.token, "<redacted>");
     }
-    if message.contains("No space left on device") {
+    if disk_full {
         message = format!("the disk is full ({message})");
     }
     if message.is_empty() {

@@ -282,13 +282,11 @@ async fn drive(
                     }
                 }
                 Ok(None) | Err(_) => {
-                    let status = tokio::time::timeout(CLI_GRACE, claude.wait()).await.ok().flatten();
                     if finishing {
+                        let _ = tokio::time::timeout(CLI_GRACE, claude.wait()).await;
                         break;
                     }
-                    let tail = claude.stderr_tail(20).join("\n");
-                    let how = status.map_or_else(|| "was killed".to_owned(), |c| format!("exited with code {c}"));
-                    return Err(Failure::new(exit::FAILED, "claude_crashed", format!("claude {how} unexpectedly:\n{tail}")));
+                    return Err(Failure::new(exit::FAILED, "claude_crashed", claude.exit_report().await));
                 }
             },
             cmd = down.recv() => match cmd {
@@ -347,14 +345,17 @@ async fn drive(
     })
 }
 
+/// Gives the agent a message. A write that fails means the CLI is gone: its exit and last
+/// words are the reason, not the broken pipe.
 async fn send(claude: &mut Claude, text: &str) -> Result<(), Failure> {
-    claude.send_user(text).await.map_err(|e| {
-        Failure::new(
+    match claude.send_user(text).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(Failure::new(
             exit::FAILED,
             "claude_crashed",
-            format!("could not give claude the message: {e}"),
-        )
-    })
+            claude.exit_report().await,
+        )),
+    }
 }
 
 /// Stops the agent: interrupts the running turn so the conversation is saved, closes its

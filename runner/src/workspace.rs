@@ -132,13 +132,20 @@ impl Workspace {
             let dir = root.join("repos").join(&name);
             let provider = provider_of(&spec.url, spec.provider);
             let credential = credential_for(config, provider);
-            let fail = |e: git::GitError| PrepareError {
-                kind: "clone_failed",
-                message: format!(
-                    "could not clone {} into repos/{name}: {}",
-                    git::redact_url(&spec.url),
+            let fail = |e: git::GitError| {
+                // Git does not always say why a write failed; a full disk it rarely names.
+                let reason = if disk_full(&root) && !e.message.starts_with("the disk is full") {
+                    format!("the disk is full ({})", e.message)
+                } else {
                     e.message
-                ),
+                };
+                PrepareError {
+                    kind: "clone_failed",
+                    message: format!(
+                        "could not clone {} into repos/{name}: {reason}",
+                        git::redact_url(&spec.url)
+                    ),
+                }
             };
             if !dir.join(".git").exists() {
                 let mut args = vec!["clone", "--quiet"];
@@ -332,6 +339,13 @@ impl Workspace {
         }
         p
     }
+}
+
+/// Whether the filesystem holding `path` has (next to) no room left.
+pub fn disk_full(path: &Path) -> bool {
+    const NEARLY_NOTHING: u64 = 512 * 1024;
+    nix::sys::statvfs::statvfs(path)
+        .is_ok_and(|s| (s.blocks_available() as u64) * s.fragment_size() < NEARLY_NOTHING)
 }
 
 /// A readable reason for an I/O failure, naming a full disk plainly.

@@ -60,6 +60,8 @@ pub struct Options {
     pub stop_grace: Duration,
     /// Run sessions with the local driver (off: fake runners drive them).
     pub local_driver: bool,
+    /// The `claude` executable runners use.
+    pub claude_bin: Option<PathBuf>,
 }
 
 impl Options {
@@ -70,6 +72,7 @@ impl Options {
             addr: None,
             stop_grace: Duration::from_secs(5),
             local_driver: true,
+            claude_bin: Some(claude_bin()),
         }
     }
 
@@ -93,7 +96,7 @@ impl TestServer {
         let config = Resolved {
             data_dir: opts.data_dir.clone(),
             runner_bin: runner_bin(),
-            claude_bin: Some(claude_bin()),
+            claude_bin: opts.claude_bin,
             default_model: "claude-sonnet-4-6".into(),
             models: vec!["claude-sonnet-4-6".into(), "claude-opus-4-6".into()],
             stop_grace: opts.stop_grace,
