@@ -91,6 +91,7 @@ test: lint unit e2e
 bench: setup
 	cargo build --release -p runner -p mock-anthropic
 	cargo bench -p server --bench control_plane
+	cargo bench -p server --bench runner
 
 # The hub's load test (BENCHMARKS.md, "Event hub").
 loadtest: setup

@@ -4,12 +4,18 @@
 use clap::Parser;
 use runner::config::RawConfig;
 
-#[tokio::main]
+// One thread: the runner moves one stream of events between two pipes and a socket; a
+// multi-threaded runtime (and a malloc arena per thread) only costs memory here.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    // A plain level (RUST_LOG=debug|info|warn|error) rather than filter directives: the
+    // directive parser's regular expressions cost more memory than the runner's own work.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();

@@ -165,7 +165,20 @@ fn report_usage() {
     use nix::sys::resource::{UsageWho, getrusage};
     if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
         let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
+        // The kernel's high-water mark of this process's resident set.
+        let hwm_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
         tracing::info!(
+            vm_hwm_kib = hwm_kib,
             max_rss_kib = u.max_rss(),
             user_ms = ms(u.user_time()) as u64,
             system_ms = ms(u.system_time()) as u64,
