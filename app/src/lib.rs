@@ -3,16 +3,24 @@
 //! Layout:
 //! - [`pages`]: one module per page, with its server functions beside its components;
 //! - [`transcript`]: the pure model of a session's transcript (events → rows);
+//! - [`markdown`], [`highlight`], [`diff`], [`time`]: pure helpers of the transcript's views;
 //! - [`live`]: the browser's WebSocket to a session (hydrate only);
 //! - [`error`]: the error server functions return;
 //! - `backend` (ssr only): the port through which server functions reach the server.
 
+// Deeply nested view types (tables of rows of widgets) exceed the default query depth in release.
+#![recursion_limit = "256"]
+
 #[cfg(feature = "ssr")]
 pub mod backend;
+pub mod diff;
 pub mod error;
+pub mod highlight;
 #[cfg(feature = "hydrate")]
 pub mod live;
+pub mod markdown;
 pub mod pages;
+pub mod time;
 pub mod transcript;
 
 use leptos::prelude::*;
@@ -48,6 +56,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    pages::widgets::provide_now();
     // Effects run only in the browser: this marks the page interactive (tests wait on it).
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -56,13 +65,18 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href=format!("/pkg/{OUTPUT_NAME}.css")/>
         <Title text="Ambient Code Platform"/>
         <Router>
+            <a class="skip" href="#main">"Skip to content"</a>
             <header class="topbar">
-                <a class="brand" href="/">"Ambient Code"</a>
+                <a class="brand" href="/projects">"Ambient Code"</a>
+                <nav><a href="/projects">"Projects"</a></nav>
             </header>
-            <main>
+            <main id="main">
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    <Route path=path!("/") view=|| view! { <Redirect path="/projects/default"/> }/>
+                    <Route path=path!("/") view=|| view! { <Redirect path="/projects"/> }/>
+                    <Route path=path!("/projects") view=pages::projects::ProjectsPage/>
                     <Route path=path!("/projects/:project") view=pages::project::ProjectPage/>
+                    <Route path=path!("/projects/:project/new") view=pages::new_session::NewSessionPage/>
+                    <Route path=path!("/projects/:project/settings") view=pages::settings::SettingsPage/>
                     <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
                 </Routes>
             </main>

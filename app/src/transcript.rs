@@ -93,6 +93,12 @@ pub struct Transcript {
     pub last_seq: u64,
     /// Latest phase seen in the log.
     pub phase: Option<Phase>,
+    /// When the current (or last) run started, from its `Creating` phase event.
+    pub run_started_ms: Option<i64>,
+    /// When the last run ended, from its terminal phase event.
+    pub run_ended_ms: Option<i64>,
+    /// User messages still waiting for their turn's result (each gets exactly one).
+    pub outstanding_turns: u32,
 }
 
 impl Transcript {
@@ -114,10 +120,10 @@ impl Transcript {
         self.last_seq = ev.seq;
         let StoredEvent { seq, ts, event } = ev;
         let kind = match event {
-            SessionEvent::UserMessage(m) => EntryKind::User {
-                text: m.text,
-                sender: m.sender,
-            },
+                        SessionEvent::UserMessage(m) => {
+                self.outstanding_turns += 1;
+                EntryKind::User { text: m.text, sender: m.sender }
+            }
             SessionEvent::AgentDelta(d) => {
                 if let Some(e) = self.streaming_agent(d.message_id.as_deref()) {
                     if let EntryKind::Agent { text, .. } = &mut e.kind {
@@ -179,6 +185,19 @@ impl Transcript {
             SessionEvent::Error(e) => EntryKind::Error(e),
             SessionEvent::Phase(p) => {
                 self.phase = Some(p.phase);
+                match p.phase {
+                    Phase::Creating => {
+                        self.run_started_ms = Some(ts);
+                        self.run_ended_ms = None;
+                    }
+                    // A stopped or failed run owes nothing more: its turns ended with it.
+                    Phase::Stopped | Phase::Failed => {
+                        self.run_ended_ms = Some(ts);
+                        self.outstanding_turns = 0;
+                    }
+                    Phase::Completed => self.run_ended_ms = Some(ts),
+                    _ => {}
+                }
                 self.finish_streaming();
                 EntryKind::Phase {
                     phase: p.phase,
@@ -187,6 +206,7 @@ impl Transcript {
             }
             SessionEvent::AgentStarted(_) => return true,
             SessionEvent::TurnResult(t) => {
+                self.outstanding_turns = self.outstanding_turns.saturating_sub(1);
                 self.finish_streaming();
                 EntryKind::Turn(t)
             }
@@ -209,6 +229,11 @@ impl Transcript {
             kind,
         });
         true
+    }
+
+    /// Whether the agent is in the middle of a turn.
+    pub fn agent_busy(&self) -> bool {
+        self.outstanding_turns > 0
     }
 
     fn streaming_agent(&mut self, message_id: Option<&str>) -> Option<&mut Entry> {
@@ -317,6 +342,36 @@ mod tests {
         assert!(
             matches!(&t.entries[0].kind, EntryKind::Agent { text, streaming: false, .. } if text == "Hello!")
         );
+    }
+
+    #[test]
+    fn busy_while_a_message_waits_for_its_turn() {
+        let user = |s| ev(s, SessionEvent::UserMessage(UserMessage { text: "x".into(), sender: "a".into() }));
+        let turn = |s| {
+            ev(s, SessionEvent::TurnResult(model::protocol::TurnResult {
+                is_error: false,
+                subtype: "success".into(),
+                num_turns: 1,
+                duration_ms: 1,
+                usage: Default::default(),
+                text: None,
+            }))
+        };
+        let phase = |s, p| ev(s, SessionEvent::Phase(PhaseChange { phase: p, reason: None, message: None }));
+        let mut t = Transcript::default();
+        t.apply(user(1));
+        t.apply(phase(2, Phase::Creating));
+        assert!(t.agent_busy());
+        assert_eq!(t.run_started_ms, Some(2));
+        t.apply(user(3));
+        t.apply(turn(4));
+        assert!(t.agent_busy(), "the second message's turn runs");
+        t.apply(turn(5));
+        assert!(!t.agent_busy());
+        t.apply(user(6));
+        t.apply(phase(7, Phase::Stopped));
+        assert!(!t.agent_busy(), "a stop ends the turn");
+        assert_eq!(t.run_ended_ms, Some(7));
     }
 
     #[test]

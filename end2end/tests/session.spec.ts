@@ -5,7 +5,8 @@ import { NO_CREDENTIALS_PORT, PORT } from '../playwright.config';
 
 test('a session writes a file, streams live, and completes', async ({ page, consoleErrors }) => {
   await page.goto('/');
-  await expect(page).toHaveURL(/\/projects\/default$/);
+  await expect(page).toHaveURL(/\/projects$/);
+  await page.goto('/projects/default/new');
   await hydrated(page);
 
   await page.getByLabel('What should the agent do?').fill('Please create hello.txt slowly');
@@ -32,7 +33,7 @@ test('a session writes a file, streams live, and completes', async ({ page, cons
 });
 
 test('a session without credentials fails fast with a clear error', async ({ page, consoleErrors }) => {
-  await page.goto(`http://127.0.0.1:${NO_CREDENTIALS_PORT}/projects/default`);
+  await page.goto(`http://127.0.0.1:${NO_CREDENTIALS_PORT}/projects/default/new`);
   await hydrated(page);
   await page.getByLabel('What should the agent do?').fill('create hello.txt');
   await page.getByRole('button', { name: 'Start session' }).click();

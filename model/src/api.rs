@@ -336,3 +336,89 @@ pub fn session_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schem
 pub fn session_array_schema() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::Array::new(session_schema())
 }
+
+/// A session as the UI shows it: what a page needs, without the Kubernetes object around it
+/// (its types and time parsing would weigh on the browser's download). Times are
+/// milliseconds since the Unix epoch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    /// Session name.
+    pub name: String,
+    /// Project.
+    pub project: String,
+    /// Display name.
+    pub display_name: String,
+    /// Phase.
+    pub phase: crate::Phase,
+    /// Model.
+    pub model: String,
+    /// The initial prompt.
+    pub initial_prompt: String,
+    /// Repositories.
+    pub repos: Vec<SessionRepo>,
+    /// Creation time.
+    pub created_ms: i64,
+    /// Start of the current (or last) run.
+    pub start_ms: Option<i64>,
+    /// End of the last run.
+    pub completion_ms: Option<i64>,
+    /// Why it stopped.
+    pub stopped_reason: Option<crate::session::StoppedReason>,
+    /// The `Ready` condition's explanation (why it failed, what it waits for).
+    pub message: Option<String>,
+    /// Totals of the last run.
+    pub result: Option<crate::session::RunSummary>,
+    /// How many times it was continued.
+    pub restarts: i64,
+}
+
+impl SessionSummary {
+    /// The summary of a session.
+    pub fn of(s: &AgenticSession) -> SessionSummary {
+        let status = s.status.clone().unwrap_or_default();
+        let ms = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| t.0.as_millisecond());
+        let name = s.metadata.name.clone().unwrap_or_default();
+        SessionSummary {
+            display_name: s.spec.display_name.clone().unwrap_or_else(|| name.clone()),
+            project: s.metadata.namespace.clone().unwrap_or_default(),
+            phase: status.phase,
+            model: s.model().unwrap_or_default().to_owned(),
+            initial_prompt: s.spec.initial_prompt.clone().unwrap_or_default(),
+            repos: s.spec.repos.clone(),
+            created_ms: ms(&s.metadata.creation_timestamp).unwrap_or_default(),
+            start_ms: ms(&status.start_time),
+            completion_ms: ms(&status.completion_time),
+            stopped_reason: status.stopped_reason,
+            message: status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+            result: status.result,
+            restarts: status.sdk_restart_count.unwrap_or(0),
+            name,
+        }
+    }
+}
+
+/// A page of session summaries, newest first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummaries {
+    /// This page.
+    pub items: Vec<SessionSummary>,
+    /// Matches over all pages.
+    pub total_count: u64,
+    /// Offset of this page.
+    pub offset: u64,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+impl From<&SessionList> for SessionSummaries {
+    fn from(list: &SessionList) -> Self {
+        SessionSummaries {
+            items: list.items.iter().map(SessionSummary::of).collect(),
+            total_count: list.total_count,
+            offset: list.offset,
+            has_more: list.has_more,
+        }
+    }
+}

@@ -1,113 +1,179 @@
-//! `/projects/:project`: start a session, see the project's sessions.
+//! `/projects/:project`: the project's sessions, live.
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
-use model::api::{CreateSessionResponse, SessionList};
+use model::api::{SessionSummaries, SessionSummary};
+use serde::{Deserialize, Serialize};
 
-use super::widgets::PhaseBadge;
+use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, use_now};
 use crate::error::AppError;
+use crate::time;
 
-/// A page of the project's sessions, newest first.
-#[server(prefix = "/rpc")]
-pub async fn list_sessions(project: String, offset: u64) -> Result<SessionList, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend
-        .list_sessions(&headers, &project, None, offset, 50)
-        .await
+/// Sessions per page.
+pub const PAGE: u64 = 20;
+
+/// What can be done to a session from a list or its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionAction {
+    /// Stop it.
+    Stop,
+    /// Continue a finished session.
+    Continue,
+    /// Delete it.
+    Delete,
+    /// Copy it into a new session.
+    Clone,
 }
 
-/// Starts a session with a prompt.
-#[server(prefix = "/rpc")]
-pub async fn create_session(
-    project: String,
-    prompt: String,
-) -> Result<CreateSessionResponse, AppError> {
+/// A page of the project's sessions.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn list_sessions(project: String, search: Option<String>, offset: u64) -> Result<SessionSummaries, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
-    let req = model::api::CreateSessionRequest {
-        initial_prompt: prompt,
-        ..Default::default()
-    };
-    backend.create_session(&headers, &project, req).await
+    backend.list_sessions(&headers, &project, search, offset, PAGE).await
+}
+
+/// Acts on a session; returns a clone's name.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn act_on_session(project: String, name: String, action: SessionAction) -> Result<Option<String>, AppError> {
+    let (backend, headers) = crate::backend::backend().await?;
+    backend.act(&headers, &project, &name, action).await
 }
 
 /// The project page.
 #[component]
 pub fn ProjectPage() -> impl IntoView {
     let params = use_params_map();
-    let project = move || params.read().get("project").unwrap_or_default();
-    let create = ServerAction::<CreateSession>::new();
+    let project = Memo::new(move |_| params.read().get("project").unwrap_or_default());
+    let search = RwSignal::new(String::new());
+    let offset = RwSignal::new(0u64);
+    let refresh = RwSignal::new(0u32);
     let sessions = Resource::new(
-        move || (project(), create.version().get()),
-        |(p, _)| list_sessions(p, 0),
+        move || (project.get(), search.get(), offset.get(), refresh.get()),
+        |(p, s, o, _)| list_sessions(p, (!s.trim().is_empty()).then_some(s), o),
     );
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(created)) = create.value().get() {
-            navigate(
-                &format!("/projects/{}/sessions/{}", project(), created.name),
-                Default::default(),
-            );
+    // Phases change on their own: refresh often while something runs, rarely otherwise.
+    let any_active = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    {
+        let ticks = RwSignal::new(0u32);
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                let t = ticks.get_untracked() + 1;
+                ticks.set(t);
+                if any_active.get_untracked() || t % 8 == 0 {
+                    refresh.update(|r| *r += 1);
+                }
+            },
+            std::time::Duration::from_millis(1250),
+        ) {
+            on_cleanup(move || handle.clear());
         }
+    }
+    let act = Action::new(move |(name, action): &(String, SessionAction)| {
+        act_on_session(project.get_untracked(), name.clone(), *action)
     });
+    let navigate = use_navigate();
+    Effect::new(move |_| match act.value().get() {
+        Some(Ok(Some(clone))) => navigate(&format!("/projects/{}/sessions/{clone}", project.get_untracked()), Default::default()),
+        Some(Ok(None)) => refresh.update(|r| *r += 1),
+        _ => {}
+    });
+    let act_error = Signal::derive(move || act.value().get().and_then(Result::err).map(|e| e.message));
 
     view! {
-        <section class="panel new-session">
-            <h1>"New session"</h1>
-            <ActionForm action=create>
-                <input type="hidden" name="project" prop:value=project/>
-                <label for="prompt">"What should the agent do?"</label>
-                <textarea id="prompt" name="prompt" rows="5" required
-                    placeholder="Describe the task, e.g. “Add a health endpoint with a test”"></textarea>
-                <div class="actions">
-                    <button type="submit" class="primary" disabled=move || create.pending().get()>
-                        {move || if create.pending().get() { "Starting…" } else { "Start session" }}
-                    </button>
-                </div>
-            </ActionForm>
-            {move || create.value().get().and_then(Result::err).map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
+        <section class="page-head">
+            <a class="muted" href="/projects">"← Projects"</a>
+            <h1>{move || project.get()}</h1>
+            <nav class="page-actions">
+                <a class="btn primary" href=move || format!("/projects/{}/new", project.get())>"New session"</a>
+                <a class="btn" href=move || format!("/projects/{}/settings", project.get())>"Settings"</a>
+            </nav>
         </section>
         <section class="panel">
-            <h2>"Sessions"</h2>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            <div class="toolbar">
+                <input type="search" class="search" placeholder="Search sessions (name, prompt)" aria-label="Search sessions"
+                    prop:value=search on:input=move |ev| { offset.set(0); search.set(event_target_value(&ev)); }/>
+            </div>
+            <ErrorBanner error=act_error/>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match sessions.await {
-                        Ok(list) => view! { <SessionTable list project=project()/> }.into_any(),
                         Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                        Ok(page) => {
+                            any_active.set(page.items.iter().any(|s| !s.phase.is_terminal()));
+                            view! { <SessionTable page act offset/> }.into_any()
+                        }
                     }
                 })}
-            </Suspense>
+            </Transition>
         </section>
     }
 }
 
 #[component]
-fn SessionTable(list: SessionList, project: String) -> impl IntoView {
-    if list.items.is_empty() {
-        return view! { <p class="muted">"No sessions yet."</p> }.into_any();
+fn SessionTable(
+    page: SessionSummaries,
+    act: Action<(String, SessionAction), Result<Option<String>, AppError>>,
+    offset: RwSignal<u64>,
+) -> impl IntoView {
+    if page.items.is_empty() {
+        return view! { <p class="muted empty-list">"No sessions yet. Start one with “New session”."</p> }.into_any();
     }
-    let rows = list
-        .items
-        .into_iter()
-        .map(|s| {
-            let name = s.metadata.name.clone().unwrap_or_default();
-            let href = format!("/projects/{project}/sessions/{name}");
-            let title = s.spec.display_name.clone().unwrap_or_else(|| name.clone());
-            let model = s.model().unwrap_or_default().to_owned();
-            let phase = s.phase();
-            view! {
-                <tr>
-                    <td><a href=href>{title}</a></td>
-                    <td><PhaseBadge phase=Signal::stored(phase)/></td>
-                    <td class="muted">{model}</td>
-                </tr>
-            }
-        })
-        .collect_view();
+    let (total, at, more) = (page.total_count, page.offset, page.has_more);
+    let rows = page.items.into_iter().map(|s| view! { <SessionRow s act/> }).collect_view();
     view! {
-        <table class="sessions">
-            <thead><tr><th>"Session"</th><th>"Phase"</th><th>"Model"</th></tr></thead>
+        <table class="list sessions">
+            <thead>
+                <tr><th>"Session"</th><th>"Phase"</th><th>"Model"</th><th>"Created"</th><th>"Duration"</th><th></th></tr>
+            </thead>
             <tbody>{rows}</tbody>
         </table>
+        <div class="pager">
+            <span class="muted">{format!("{}–{} of {total}", at + 1, (at + PAGE).min(total))}</span>
+            <button class="btn" disabled=at == 0 on:click=move |_| offset.update(|o| *o = o.saturating_sub(PAGE))>"Previous"</button>
+            <button class="btn" disabled=!more on:click=move |_| offset.update(|o| *o += PAGE)>"Next"</button>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn SessionRow(s: SessionSummary, act: Action<(String, SessionAction), Result<Option<String>, AppError>>) -> impl IntoView {
+    let now = use_now();
+    let href = format!("/projects/{}/sessions/{}", s.project, s.name);
+    let (created, start, end) = (s.created_ms, s.start_ms, s.completion_ms);
+    let active = !s.phase.is_terminal();
+    let name = s.name.clone();
+    let run = move |a: SessionAction| {
+        let name = name.clone();
+        move |_| {
+            act.dispatch((name.clone(), a));
+        }
+    };
+    let question = format!("Delete “{}” and its workspace?", s.display_name);
+    let del = {
+        let name = s.name.clone();
+        move |_: ()| {
+            act.dispatch((name.clone(), SessionAction::Delete));
+        }
+    };
+    view! {
+        <tr data-session=s.name.clone()>
+            <td><a href=href>{s.display_name.clone()}</a></td>
+            <td><PhaseBadge phase=Signal::stored(s.phase)/></td>
+            <td class="muted">{s.model.clone()}</td>
+            <td class="muted">{move || now.get().map(|n| time::ago(n, created)).unwrap_or_default()}</td>
+            <td class="muted">
+                {move || start.map(|st| time::duration(end.or(now.get()).unwrap_or(st) - st)).unwrap_or_default()}
+            </td>
+            <td class="actions">
+                {active.then(|| view! { <button class="btn" on:click=run(SessionAction::Stop)>"Stop"</button> })}
+                {(!active).then(|| view! { <button class="btn" on:click=run(SessionAction::Continue)>"Continue"</button> })}
+                <button class="btn" on:click=run(SessionAction::Clone)>"Clone"</button>
+                <ConfirmButton label="Delete" class="danger-outline" question on_confirm=Callback::new(del)/>
+            </td>
+        </tr>
     }
     .into_any()
 }

@@ -1,103 +1,48 @@
-//! `/projects/:project/sessions/:session`: the live transcript of one session.
+//! `/projects/:project/sessions/:session`: the live session.
 //!
-//! The first paint is rendered on the server with the transcript so far; once hydrated,
-//! the page connects to the session's WebSocket from the last event it has and applies
-//! what follows.
+//! The first paint is rendered on the server with the transcript so far; once hydrated, the
+//! page follows the session's WebSocket from the last event it has, shows when it is
+//! reconnecting, and sends follow-ups, interrupts and stops over it.
+
+mod entries;
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
-use model::AgenticSession;
+use leptos::server_fn::codec::Json;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use model::Phase;
+use model::api::SessionSummary;
 use model::protocol::StoredEvent;
 use serde::{Deserialize, Serialize};
 
-use super::widgets::PhaseBadge;
+use super::project::{SessionAction, act_on_session};
+use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, use_now};
 use crate::error::AppError;
-use crate::transcript::{Entry, EntryKind, Transcript};
+use crate::time;
+use crate::transcript::Transcript;
 
 /// A session and its events so far.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionView {
     /// The session.
-    pub session: AgenticSession,
+    pub session: SessionSummary,
     /// Its event log.
     pub events: Vec<StoredEvent>,
 }
 
 /// Loads a session and its event log.
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", input = Json)]
 pub async fn load_session(project: String, session: String) -> Result<SessionView, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
-    let s = backend.get_session(&headers, &project, &session).await?;
+    let s = backend.session(&headers, &project, &session).await?;
     let events = backend.events(&headers, &project, &session).await?;
     Ok(SessionView { session: s, events })
 }
 
-/// The session page.
-#[component]
-pub fn SessionPage() -> impl IntoView {
-    let params = use_params_map();
-    let key = move || {
-        let p = params.read();
-        (
-            p.get("project").unwrap_or_default(),
-            p.get("session").unwrap_or_default(),
-        )
-    };
-    let data = Resource::new(key, |(p, s)| load_session(p, s));
-    view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(view) => {
-                        let (project, session) = key();
-                        view! { <SessionBody view project session/> }.into_any()
-                    }
-                    Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
-}
-
-#[component]
-fn SessionBody(view: SessionView, project: String, session: String) -> impl IntoView {
-    let initial_phase = view.session.phase();
-    let transcript = RwSignal::new(Transcript::from_events(view.events));
-    let phase = Signal::derive(move || transcript.with(|t| t.phase).unwrap_or(initial_phase));
-    let title = view
-        .session
-        .spec
-        .display_name
-        .clone()
-        .unwrap_or_else(|| session.clone());
-    let model = view.session.model().unwrap_or_default().to_owned();
-
-    #[cfg(feature = "hydrate")]
-    let conn = crate::live::connect(project.clone(), session.clone(), transcript);
-    #[cfg(feature = "hydrate")]
-    let status = conn.status;
-    #[cfg(not(feature = "hydrate"))]
-    let status = RwSignal::new(ConnState::Connecting);
-    let _ = &project;
-
-    view! {
-        <section class="session-header">
-            <a class="muted" href=format!("/projects/{project}")>{format!("← {project}")}</a>
-            <h1>{title}</h1>
-            <div class="meta">
-                <PhaseBadge phase/>
-                <span class="muted">{model}</span>
-                <span class=move || format!("conn conn-{}", status.get().as_str()) data-conn=move || status.get().as_str()>
-                    {move || status.get().label()}
-                </span>
-            </div>
-        </section>
-        <section class="transcript" aria-live="polite">
-            <For each=move || transcript.with(|t| t.entries.clone()) key=|e| (e.seq, e.version) let:entry>
-                <EntryView entry/>
-            </For>
-        </section>
-    }
+/// Renames a session.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn rename_session(project: String, session: String, display_name: String) -> Result<(), AppError> {
+    let (backend, headers) = crate::backend::backend().await?;
+    backend.rename(&headers, &project, &session, display_name).await
 }
 
 /// State of the live connection.
@@ -135,113 +80,210 @@ impl ConnState {
     }
 }
 
+/// The session page.
 #[component]
-fn EntryView(entry: Entry) -> impl IntoView {
-    let seq = entry.seq;
-    match entry.kind {
-        EntryKind::User { text, sender } => view! {
-            <article class="entry user" data-seq=seq>
-                <header>{sender}</header>
-                <div class="text">{text}</div>
-            </article>
-        }
-        .into_any(),
-        EntryKind::Agent { text, streaming, .. } => view! {
-            <article class="entry agent" class:streaming=streaming data-seq=seq>
-                <div class="text">{text}</div>
-            </article>
-        }
-        .into_any(),
-        EntryKind::Thinking { text } => view! {
-            <details class="entry thinking" data-seq=seq>
-                <summary>"Thinking"</summary>
-                <div class="text">{text}</div>
-            </details>
-        }
-        .into_any(),
-        EntryKind::Tool { name, input, result, .. } => {
-            let summary = tool_summary(&name, &input);
-            let (result_text, is_error) = match &result {
-                Some(r) => (Some(r.content.clone()), r.is_error),
-                None => (None, false),
-            };
-            let label = name.clone();
-            view! {
-                <article class="entry tool" class:tool-error=is_error data-seq=seq data-tool=name>
-                    <header><span class="tool-name">{label}</span>" "<code>{summary}</code></header>
-                    {match result_text {
-                        Some(text) => view! { <pre class="tool-result">{text}</pre> }.into_any(),
-                        None => view! { <p class="muted running">"running…"</p> }.into_any(),
-                    }}
-                </article>
-            }
-            .into_any()
-        }
-        EntryKind::Log(l) => view! { <p class="entry log" data-seq=seq>{l.message}</p> }.into_any(),
-        EntryKind::Error(e) => view! {
-            <p class="entry error" role="alert" data-seq=seq>{e.message}</p>
-        }
-        .into_any(),
-        EntryKind::Phase { phase, message } => view! {
-            <p class="entry phase" data-seq=seq>
-                "Phase " <strong>{phase.as_str()}</strong>
-                {message.map(|m| view! { <span class="phase-message">{format!(": {m}")}</span> })}
-            </p>
-        }
-        .into_any(),
-        EntryKind::Turn(t) => view! {
-            <p class="entry turn muted" data-seq=seq>
-                {format!("Turn finished: {} model calls, {} in / {} out tokens, ${:.4}",
-                    t.num_turns, t.usage.input_tokens, t.usage.output_tokens, t.usage.cost_usd)}
-            </p>
-        }
-        .into_any(),
-        EntryKind::Result(r) => view! {
-            <article class="entry result" class:result-error=r.is_error data-seq=seq>
-                <header>{if r.is_error { "Run failed" } else { "Run finished" }}</header>
-                <dl>
-                    <dt>"Turns"</dt><dd>{r.num_turns}</dd>
-                    <dt>"Tokens"</dt><dd>{format!("{} in / {} out", r.usage.input_tokens, r.usage.output_tokens)}</dd>
-                    <dt>"Cost"</dt><dd>{format!("${:.4}", r.usage.cost_usd)}</dd>
-                    <dt>"Duration"</dt><dd>{format!("{:.1} s", r.duration_ms as f64 / 1000.0)}</dd>
-                    <dt>"Exit code"</dt><dd>{r.exit_code}</dd>
-                </dl>
-            </article>
-        }
-        .into_any(),
-        EntryKind::Control { what, sender } => view! {
-            <p class="entry control muted" data-seq=seq>{format!("{sender} asked to {what}")}</p>
-        }
-        .into_any(),
-        EntryKind::Push(p) => view! {
-            <p class="entry git" data-seq=seq>{format!("Pushed {} to {} ({})", p.repo, p.branch, p.commit)}</p>
-        }
-        .into_any(),
-        EntryKind::PullRequest(p) => view! {
-            <p class="entry git" data-seq=seq>
-                {format!("Pull request #{} for {}: ", p.number, p.repo)}
-                <a href=p.url.clone() target="_blank" rel="noopener">{p.url.clone()}</a>
-            </p>
-        }
-        .into_any(),
+pub fn SessionPage() -> impl IntoView {
+    let params = use_params_map();
+    let key = move || {
+        let p = params.read();
+        (p.get("project").unwrap_or_default(), p.get("session").unwrap_or_default())
+    };
+    let data = Resource::new(key, |(p, s)| load_session(p, s));
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(view) => view! { <SessionBody view/> }.into_any(),
+                    Err(e) => view! {
+                        <section class="page-head"><a class="muted" href="/projects">"← Projects"</a></section>
+                        <p class="error banner" role="alert">{e.message}</p>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 
-/// One line describing a tool call's input.
-fn tool_summary(name: &str, input: &serde_json::Value) -> String {
-    let field = |k: &str| input.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    match name {
-        "Write" | "Edit" | "MultiEdit" | "Read" => field("file_path"),
-        "Bash" => field("command"),
-        "Glob" | "Grep" => field("pattern"),
-        _ => None,
+#[component]
+fn SessionBody(view: SessionView) -> impl IntoView {
+    let summary = view.session;
+    let (project, name) = (summary.project.clone(), summary.name.clone());
+    let transcript = RwSignal::new(Transcript::from_events(view.events));
+    let initial_phase = summary.phase;
+    let phase = Signal::derive(move || transcript.with(|t| t.phase).unwrap_or(initial_phase));
+    // The current run's times: from the log when it has them (a continue starts a new run).
+    let (start0, end0) = (summary.start_ms, summary.completion_ms);
+    let started = Signal::derive(move || transcript.with(|t| t.run_started_ms).or(start0));
+    let ended = Signal::derive(move || {
+        if phase.get().is_terminal() { transcript.with(|t| t.run_ended_ms).or(end0) } else { None }
+    });
+    let busy = Signal::derive(move || transcript.with(Transcript::agent_busy) && !phase.get().is_terminal());
+
+    #[cfg(feature = "hydrate")]
+    let live = crate::live::connect(project.clone(), name.clone(), transcript);
+    #[cfg(feature = "hydrate")]
+    let (status, refusal) = (live.status, live.refusal);
+    #[cfg(not(feature = "hydrate"))]
+    let (status, refusal) = (RwSignal::new(ConnState::Connecting), RwSignal::new(None::<String>));
+    let send = Callback::new(move |msg: model::protocol::BrowserToServer| {
+        #[cfg(feature = "hydrate")]
+        live.send(msg);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = msg;
+    });
+
+    let act = {
+        let (project, name) = (project.clone(), name.clone());
+        Action::new(move |a: &SessionAction| act_on_session(project.clone(), name.clone(), *a))
+    };
+    let navigate = use_navigate();
+    {
+        let project = project.clone();
+        Effect::new(move |_| match (act.input().get_untracked(), act.value().get()) {
+            (_, Some(Ok(Some(clone)))) => navigate(&format!("/projects/{project}/sessions/{clone}"), Default::default()),
+            (Some(SessionAction::Delete), Some(Ok(None))) => navigate(&format!("/projects/{project}"), Default::default()),
+            _ => {}
+        });
     }
-    .unwrap_or_else(|| {
-        let s = input.to_string();
-        if s.len() > 120 {
-            format!("{}…", &s[..s.floor_char_boundary(120)])
-        } else {
-            s
+    let act_error = Signal::derive(move || {
+        act.value().get().and_then(Result::err).map(|e| e.message).or_else(|| refusal.get())
+    });
+    let failure = summary.message.clone();
+    let export = format!("/api/projects/{project}/agentic-sessions/{name}/export");
+    let title = RwSignal::new(summary.display_name.clone());
+
+    view! {
+        <section class="session-header">
+            <a class="muted" href=format!("/projects/{project}")>{format!("← {project}")}</a>
+            <DisplayName title project=project.clone() name=name.clone()/>
+            <div class="meta">
+                <PhaseBadge phase/>
+                <span class="muted" title="Model">{summary.model.clone()}</span>
+                <RunTimes started ended/>
+                <span class=move || format!("conn conn-{}", status.get().as_str()) data-conn=move || status.get().as_str() role="status">
+                    {move || status.get().label()}
+                </span>
+            </div>
+            <div class="session-actions">
+                <Show when=move || !phase.get().is_terminal()>
+                    <button class="btn" on:click=move |_| send.run(model::protocol::BrowserToServer::Stop)>"Stop"</button>
+                </Show>
+                <Show when=move || phase.get().is_terminal()>
+                    <button class="btn" on:click=move |_| { act.dispatch(SessionAction::Continue); }>"Continue"</button>
+                </Show>
+                <button class="btn" on:click=move |_| { act.dispatch(SessionAction::Clone); }>"Clone"</button>
+                <a class="btn" href=export.clone() download=format!("{name}.json")>"Export"</a>
+                <ConfirmButton label="Delete" class="danger-outline" question="Delete this session and its workspace?".to_owned()
+                    on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
+            </div>
+            {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
+            <ErrorBanner error=act_error/>
+        </section>
+        <section class="transcript" aria-live="polite" aria-label="Transcript">
+            <For each=move || transcript.with(|t| t.entries.clone()) key=|e| (e.seq, e.version) let:entry>
+                <entries::EntryView entry/>
+            </For>
+            <Show when=move || busy.get()>
+                <p class="working muted" role="status">"The agent is working…"</p>
+            </Show>
+        </section>
+        <Composer busy phase send/>
+    }
+}
+
+/// The session's name, editable in place.
+#[component]
+fn DisplayName(title: RwSignal<String>, project: String, name: String) -> impl IntoView {
+    let editing = RwSignal::new(false);
+    let draft = RwSignal::new(String::new());
+    let rename = Action::new(move |t: &String| rename_session(project.clone(), name.clone(), t.clone()));
+    let error = Signal::derive(move || rename.value().get().and_then(Result::err).map(|e| e.message));
+    let save = move || {
+        let t = draft.get_untracked().trim().to_owned();
+        if !t.is_empty() && t != title.get_untracked() {
+            title.set(t.clone());
+            rename.dispatch(t);
         }
-    })
+        editing.set(false);
+    };
+    view! {
+        <Show
+            when=move || editing.get()
+            fallback=move || view! {
+                <h1 class="title">
+                    <span>{move || title.get()}</span>
+                    <button class="btn icon" aria-label="Rename session" title="Rename"
+                        on:click=move |_| { draft.set(title.get_untracked()); editing.set(true); }>"✎"</button>
+                </h1>
+            }
+        >
+            <input class="title-input" type="text" aria-label="Session name" autofocus
+                prop:value=draft on:input=move |ev| draft.set(event_target_value(&ev))
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+                    "Enter" => { ev.prevent_default(); save(); }
+                    "Escape" => editing.set(false),
+                    _ => {}
+                }
+                on:blur=move |_| save()/>
+        </Show>
+        <ErrorBanner error/>
+    }
+}
+
+/// Start time and running duration of the current run.
+#[component]
+fn RunTimes(started: Signal<Option<i64>>, ended: Signal<Option<i64>>) -> impl IntoView {
+    let now = use_now();
+    move || {
+        let (Some(now), Some(start)) = (now.get(), started.get()) else { return String::new() };
+        let end = ended.get().unwrap_or(now);
+        format!("started {} · {}", time::ago(now, start), time::duration(end - start))
+    }
+}
+
+/// The message box: Enter sends, Shift+Enter is a new line; interrupt while a turn runs.
+#[component]
+fn Composer(busy: Signal<bool>, phase: Signal<Phase>, send: Callback<model::protocol::BrowserToServer>) -> impl IntoView {
+    use model::protocol::{BrowserToServer, SendMessage};
+    let text = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let submit = move || {
+        let t = text.get_untracked();
+        match model::validate::message_text("Message", &t) {
+            Ok(()) => {
+                send.run(BrowserToServer::SendMessage(SendMessage { text: t }));
+                text.set(String::new());
+                error.set(None);
+            }
+            Err(e) if t.trim().is_empty() => {
+                let _ = e;
+            }
+            Err(e) => error.set(Some(e.message)),
+        }
+    };
+    view! {
+        <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+            <label for="composer" class="sr-only">"Message to the agent"</label>
+            <textarea id="composer" rows="3"
+                placeholder=move || if phase.get().is_terminal() {
+                    "Send a message to continue the session (Enter to send, Shift+Enter for a new line)"
+                } else {
+                    "Message the agent (Enter to send, Shift+Enter for a new line)"
+                }
+                prop:value=text on:input=move |ev| text.set(event_target_value(&ev))
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        submit();
+                    }
+                }></textarea>
+            <div class="composer-actions">
+                <Show when=move || busy.get()>
+                    <button type="button" class="btn" on:click=move |_| send.run(BrowserToServer::Interrupt)>"Interrupt"</button>
+                </Show>
+                <button type="submit" class="btn primary">"Send"</button>
+            </div>
+            <ErrorBanner error/>
+        </form>
+    }
 }

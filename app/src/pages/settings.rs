@@ -1,0 +1,161 @@
+//! `/projects/:project/settings`: model and git credentials (never shown again in plain text
+//! once set) and the project's session defaults.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use leptos_router::hooks::use_params_map;
+use model::api::{ProjectSettingsBody, RunnerSecrets};
+
+use super::widgets::{ErrorBanner, FieldError};
+use crate::error::AppError;
+
+/// The project's credentials (masked) and defaults.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn load_settings(project: String) -> Result<(RunnerSecrets, ProjectSettingsBody), AppError> {
+    let (backend, headers) = crate::backend::backend().await?;
+    backend.settings(&headers, &project).await
+}
+
+/// Sets (`Some`) or removes (`None`) one credential.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn save_secret(project: String, key: String, value: Option<String>) -> Result<RunnerSecrets, AppError> {
+    let (backend, headers) = crate::backend::backend().await?;
+    let data = std::collections::BTreeMap::from([(key, value)]);
+    backend.save_secrets(&headers, &project, model::api::UpdateRunnerSecrets { data }).await
+}
+
+/// Replaces the session defaults.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn save_settings(project: String, body: ProjectSettingsBody) -> Result<ProjectSettingsBody, AppError> {
+    let (backend, headers) = crate::backend::backend().await?;
+    backend.save_settings(&headers, &project, body).await
+}
+
+/// What a credential is for.
+fn describe(key: &str) -> &'static str {
+    match key {
+        "ANTHROPIC_API_KEY" => "Anthropic API key",
+        "ANTHROPIC_BASE_URL" => "Anthropic-compatible endpoint (URL)",
+        "ANTHROPIC_AUTH_TOKEN" => "Bearer token for that endpoint",
+        "GITHUB_TOKEN" => "GitHub token (push, pull requests)",
+        "GITLAB_TOKEN" => "GitLab token (push, merge requests)",
+        "GITHUB_API_URL" => "GitHub API URL (GitHub Enterprise)",
+        "GITLAB_API_URL" => "GitLab API URL (self-hosted)",
+        _ => "",
+    }
+}
+
+/// The settings page.
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let params = use_params_map();
+    let project = Memo::new(move |_| params.read().get("project").unwrap_or_default());
+    let data = Resource::new(move || project.get(), load_settings);
+    view! {
+        <section class="page-head">
+            <a class="muted" href=move || format!("/projects/{}", project.get())>{move || format!("← {}", project.get())}</a>
+            <h1>"Project settings"</h1>
+        </section>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <p class="error banner" role="alert">{e.message}</p> }.into_any(),
+                    Ok((secrets, settings)) => view! {
+                        <Secrets project=project.get_untracked() secrets/>
+                        <Defaults project=project.get_untracked() settings/>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
+    let current = RwSignal::new(secrets.items);
+    let save = Action::new(move |(key, value): &(String, Option<String>)| save_secret(project.clone(), key.clone(), value.clone()));
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = save.value().get() {
+            current.set(s.items);
+        }
+    });
+    let error = Signal::derive(move || save.value().get().and_then(Result::err).map(|e| e.message));
+    view! {
+        <section class="panel">
+            <h2>"Credentials"</h2>
+            <p class="hint">"Given to this project's sessions only, through their environment. Once saved, a token is shown masked."</p>
+            <ErrorBanner error/>
+            <div class="secrets">
+                {secrets.allowed_keys.into_iter().map(|key| {
+                    let draft = RwSignal::new(String::new());
+                    let k = key.clone();
+                    let masked = Signal::derive(move || current.with(|c| c.iter().find(|s| s.key == k).map(|s| s.masked.clone())));
+                    let is_url = key.ends_with("_URL");
+                    let (k1, k2) = (key.clone(), key.clone());
+                    let id = format!("secret-{}", key.to_lowercase());
+                    view! {
+                        <div class="secret-row" data-key=key.clone()>
+                            <label for=id.clone()>{describe(&key)} <code class="muted">{key.clone()}</code></label>
+                            <span class="masked">{move || masked.get().unwrap_or_else(|| "not set".into())}</span>
+                            <input id=id type=if is_url { "url" } else { "password" } autocomplete="off"
+                                placeholder=if is_url { "https://…" } else { "new value" }
+                                prop:value=draft on:input=move |ev| draft.set(event_target_value(&ev))/>
+                            <button type="button" class="btn" on:click=move |_| {
+                                let v = draft.get_untracked();
+                                if !v.trim().is_empty() {
+                                    save.dispatch((k1.clone(), Some(v)));
+                                    draft.set(String::new());
+                                }
+                            }>"Save"</button>
+                            <Show when=move || masked.get().is_some()>
+                                <button type="button" class="btn" on:click={
+                                    let k2 = k2.clone();
+                                    move |_| { save.dispatch((k2.clone(), None)); }
+                                }>"Remove"</button>
+                            </Show>
+                        </div>
+                    }
+                }).collect_view()}
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
+    let hours = RwSignal::new(settings.inactivity_timeout_seconds.map(|s| format!("{}", s as f64 / 3600.0)).unwrap_or_default());
+    let mcp = settings.mcp_servers.clone();
+    let save = Action::new(move |body: &ProjectSettingsBody| save_settings(project.clone(), body.clone()));
+    let input_error = Signal::derive(move || {
+        let h = hours.get();
+        (!h.trim().is_empty() && h.trim().parse::<f64>().map_or(true, |v| v < 0.0 || !v.is_finite()))
+            .then(|| "must be a number of hours, zero or more".to_owned())
+    });
+    let error = Signal::derive(move || save.value().get().and_then(Result::err).map(|e| e.message));
+    let saved = Signal::derive(move || matches!(save.value().get(), Some(Ok(_))));
+    view! {
+        <section class="panel">
+            <h2>"Session defaults"</h2>
+            <form on:submit=move |ev| {
+                ev.prevent_default();
+                if input_error.get_untracked().is_some() {
+                    return;
+                }
+                let secs = hours.get_untracked().trim().parse::<f64>().ok().map(|h| (h * 3600.0).round() as i64);
+                save.dispatch(ProjectSettingsBody { inactivity_timeout_seconds: secs, mcp_servers: mcp.clone() });
+            }>
+                <div class="field">
+                    <label for="inactivity-hours">"Stop sessions idle for (hours; empty: 24, 0: never)"</label>
+                    <input id="inactivity-hours" type="text" inputmode="decimal" prop:value=hours
+                        on:input=move |ev| hours.set(event_target_value(&ev))/>
+                    <FieldError error=input_error/>
+                </div>
+                <div class="actions">
+                    <button type="submit" class="btn primary">"Save defaults"</button>
+                    <Show when=move || saved.get()><span class="ok" role="status">"Saved"</span></Show>
+                </div>
+                <ErrorBanner error/>
+            </form>
+        </section>
+    }
+}
