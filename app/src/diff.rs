@@ -16,17 +16,33 @@ const MAX_CELLS: usize = 250_000;
 
 /// The lines of `new` against `old`.
 pub fn lines<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
-    let a: Vec<&str> = if old.is_empty() { Vec::new() } else { old.lines().collect() };
-    let b: Vec<&str> = if new.is_empty() { Vec::new() } else { new.lines().collect() };
+    let a: Vec<&str> = if old.is_empty() {
+        Vec::new()
+    } else {
+        old.lines().collect()
+    };
+    let b: Vec<&str> = if new.is_empty() {
+        Vec::new()
+    } else {
+        new.lines().collect()
+    };
     if (a.len() + 1) * (b.len() + 1) > MAX_CELLS {
-        return a.iter().map(|l| Line::Removed(l)).chain(b.iter().map(|l| Line::Added(l))).collect();
+        return a
+            .iter()
+            .map(|l| Line::Removed(l))
+            .chain(b.iter().map(|l| Line::Added(l)))
+            .collect();
     }
     // lcs[i][j]: length of the common subsequence of a[i..] and b[j..].
     let w = b.len() + 1;
     let mut lcs = vec![0u32; (a.len() + 1) * w];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i * w + j] = if a[i] == b[j] { lcs[(i + 1) * w + j + 1] + 1 } else { lcs[(i + 1) * w + j].max(lcs[i * w + j + 1]) };
+            lcs[i * w + j] = if a[i] == b[j] {
+                lcs[(i + 1) * w + j + 1] + 1
+            } else {
+                lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, Vec::with_capacity(a.len() + b.len()));
@@ -53,7 +69,16 @@ mod tests {
     #[test]
     fn diffs_lines() {
         let d = lines("a\nb\nc", "a\nB\nc\nd");
-        assert_eq!(d, vec![Line::Same("a"), Line::Added("B"), Line::Removed("b"), Line::Same("c"), Line::Added("d")]);
+        assert_eq!(
+            d,
+            vec![
+                Line::Same("a"),
+                Line::Added("B"),
+                Line::Removed("b"),
+                Line::Same("c"),
+                Line::Added("d")
+            ]
+        );
         assert_eq!(lines("", "x\ny"), vec![Line::Added("x"), Line::Added("y")]);
         assert_eq!(lines("x", ""), vec![Line::Removed("x")]);
     }

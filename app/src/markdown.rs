@@ -51,7 +51,9 @@ pub enum Inline {
 
 fn fence(line: &str) -> Option<(&str, &str)> {
     let t = line.trim_start();
-    ["```", "~~~"].into_iter().find_map(|f| t.strip_prefix(f).map(|rest| (f, rest.trim())))
+    ["```", "~~~"]
+        .into_iter()
+        .find_map(|f| t.strip_prefix(f).map(|rest| (f, rest.trim())))
 }
 
 fn list_item(line: &str) -> Option<(bool, &str)> {
@@ -73,7 +75,10 @@ fn list_item(line: &str) -> Option<(bool, &str)> {
 
 fn is_rule(line: &str) -> bool {
     let t: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-    t.len() >= 3 && (t.chars().all(|c| c == '-') || t.chars().all(|c| c == '*') || t.chars().all(|c| c == '_'))
+    t.len() >= 3
+        && (t.chars().all(|c| c == '-')
+            || t.chars().all(|c| c == '*')
+            || t.chars().all(|c| c == '_'))
 }
 
 fn cells(line: &str) -> Vec<&str> {
@@ -83,7 +88,9 @@ fn cells(line: &str) -> Vec<&str> {
 
 fn is_table_separator(line: &str) -> bool {
     let c = cells(line);
-    !c.is_empty() && c.iter().all(|cell| !cell.is_empty() && cell.chars().all(|ch| matches!(ch, '-' | ':')))
+    !c.is_empty()
+        && c.iter()
+            .all(|cell| !cell.is_empty() && cell.chars().all(|ch| matches!(ch, '-' | ':')))
 }
 
 /// Parses a document.
@@ -109,7 +116,10 @@ pub fn parse(text: &str) -> Vec<Block> {
                 code.push(lines[i]);
                 i += 1;
             }
-            blocks.push(Block::Code { lang: lang.to_owned(), text: code.join("\n") });
+            blocks.push(Block::Code {
+                lang: lang.to_owned(),
+                text: code.join("\n"),
+            });
             i += 1;
             continue;
         }
@@ -133,7 +143,10 @@ pub fn parse(text: &str) -> Vec<Block> {
             }
             blocks.push(Block::Quote(inline(&quote.join(" "))));
             continue;
-        } else if trimmed.starts_with('|') && i + 1 < lines.len() && is_table_separator(lines[i + 1]) {
+        } else if trimmed.starts_with('|')
+            && i + 1 < lines.len()
+            && is_table_separator(lines[i + 1])
+        {
             flush(&mut paragraph, &mut blocks);
             let header = cells(trimmed).into_iter().map(inline).collect();
             let mut rows = Vec::new();
@@ -163,7 +176,10 @@ pub fn parse(text: &str) -> Vec<Block> {
                 }
                 i += 1;
             }
-            blocks.push(Block::List { ordered, items: items.iter().map(|t| inline(t)).collect() });
+            blocks.push(Block::List {
+                ordered,
+                items: items.iter().map(|t| inline(t)).collect(),
+            });
             continue;
         } else {
             paragraph.push(trimmed);
@@ -195,9 +211,11 @@ pub fn inline(text: &str) -> Vec<Inline> {
             continue;
         }
         // **strong** or __strong__
-        let strong = ["**", "__"]
-            .into_iter()
-            .find_map(|m| rest.starts_with(m).then(|| rest[2..].find(m).filter(|e| *e > 0)).flatten());
+        let strong = ["**", "__"].into_iter().find_map(|m| {
+            rest.starts_with(m)
+                .then(|| rest[2..].find(m).filter(|e| *e > 0))
+                .flatten()
+        });
         if let Some(end) = strong {
             push_plain(&mut plain, &mut out);
             out.push(Inline::Strong(inline(&rest[2..2 + end])));
@@ -221,7 +239,10 @@ pub fn inline(text: &str) -> Vec<Inline> {
         {
             let label = &rest[1..close];
             let target = rest[close + 2..close + end].trim();
-            if target.starts_with("https://") || target.starts_with("http://") || target.starts_with("mailto:") {
+            if target.starts_with("https://")
+                || target.starts_with("http://")
+                || target.starts_with("mailto:")
+            {
                 push_plain(&mut plain, &mut out);
                 out.push(Inline::Link(inline(label), target.to_owned()));
                 rest = &rest[close + end + 1..];
@@ -245,36 +266,112 @@ mod tests {
 
     #[test]
     fn blocks() {
-        let doc = parse("# Title\n\nSome *nice* text\ncontinued.\n\n```rust\nfn main() {}\n```\n- a\n- b\n  more\n\n1. one\n2. two\n\n> quoted\n\n---\n| a | b |\n|---|:-:|\n| 1 | 2 |");
+        let doc = parse(
+            "# Title\n\nSome *nice* text\ncontinued.\n\n```rust\nfn main() {}\n```\n- a\n- b\n  more\n\n1. one\n2. two\n\n> quoted\n\n---\n| a | b |\n|---|:-:|\n| 1 | 2 |",
+        );
         assert_eq!(doc[0], Block::Heading(1, vec![t("Title")]));
-        assert_eq!(doc[1], Block::Paragraph(vec![t("Some "), Inline::Emphasis(vec![t("nice")]), t(" text continued.")]));
-        assert_eq!(doc[2], Block::Code { lang: "rust".into(), text: "fn main() {}".into() });
-        assert_eq!(doc[3], Block::List { ordered: false, items: vec![vec![t("a")], vec![t("b more")]] });
-        assert_eq!(doc[4], Block::List { ordered: true, items: vec![vec![t("one")], vec![t("two")]] });
+        assert_eq!(
+            doc[1],
+            Block::Paragraph(vec![
+                t("Some "),
+                Inline::Emphasis(vec![t("nice")]),
+                t(" text continued.")
+            ])
+        );
+        assert_eq!(
+            doc[2],
+            Block::Code {
+                lang: "rust".into(),
+                text: "fn main() {}".into()
+            }
+        );
+        assert_eq!(
+            doc[3],
+            Block::List {
+                ordered: false,
+                items: vec![vec![t("a")], vec![t("b more")]]
+            }
+        );
+        assert_eq!(
+            doc[4],
+            Block::List {
+                ordered: true,
+                items: vec![vec![t("one")], vec![t("two")]]
+            }
+        );
         assert_eq!(doc[5], Block::Quote(vec![t("quoted")]));
         assert_eq!(doc[6], Block::Rule);
-        assert_eq!(doc[7], Block::Table(vec![vec![t("a")], vec![t("b")]], vec![vec![vec![t("1")], vec![t("2")]]]));
+        assert_eq!(
+            doc[7],
+            Block::Table(
+                vec![vec![t("a")], vec![t("b")]],
+                vec![vec![vec![t("1")], vec![t("2")]]]
+            )
+        );
     }
 
     #[test]
     fn inlines() {
-        assert_eq!(inline("run `cargo test` **now**"), vec![t("run "), Inline::Code("cargo test".into()), t(" "), Inline::Strong(vec![t("now")])]);
-        assert_eq!(inline("see [docs](https://x.io/a)"), vec![t("see "), Inline::Link(vec![t("docs")], "https://x.io/a".into())]);
+        assert_eq!(
+            inline("run `cargo test` **now**"),
+            vec![
+                t("run "),
+                Inline::Code("cargo test".into()),
+                t(" "),
+                Inline::Strong(vec![t("now")])
+            ]
+        );
+        assert_eq!(
+            inline("see [docs](https://x.io/a)"),
+            vec![
+                t("see "),
+                Inline::Link(vec![t("docs")], "https://x.io/a".into())
+            ]
+        );
         // Scripts are not links; snake_case is not emphasis; unclosed markers are text.
-        assert_eq!(inline("[x](javascript:alert(1))"), vec![t("[x](javascript:alert(1))")]);
+        assert_eq!(
+            inline("[x](javascript:alert(1))"),
+            vec![t("[x](javascript:alert(1))")]
+        );
         assert_eq!(inline("my_var_name"), vec![t("my_var_name")]);
         assert_eq!(inline("2 * 3 and `x"), vec![t("2 * 3 and `x")]);
-        assert_eq!(inline("**a****b**"), vec![Inline::Strong(vec![t("a")]), Inline::Strong(vec![t("b")])]);
+        assert_eq!(
+            inline("**a****b**"),
+            vec![Inline::Strong(vec![t("a")]), Inline::Strong(vec![t("b")])]
+        );
     }
 
     #[test]
     fn an_unclosed_fence_takes_the_rest() {
-        assert_eq!(parse("```\nlet x = 1;"), vec![Block::Code { lang: String::new(), text: "let x = 1;".into() }]);
+        assert_eq!(
+            parse("```\nlet x = 1;"),
+            vec![Block::Code {
+                lang: String::new(),
+                text: "let x = 1;".into()
+            }]
+        );
     }
 
     #[test]
     fn arbitrary_text_never_panics() {
-        for s in ["", "*", "**", "`", "[", "[]()", "# ", "#", "|", "|\n|-|", "1.", "> ", "_a_b_", "é*ü*", "**é", "[é](https://é)"] {
+        for s in [
+            "",
+            "*",
+            "**",
+            "`",
+            "[",
+            "[]()",
+            "# ",
+            "#",
+            "|",
+            "|\n|-|",
+            "1.",
+            "> ",
+            "_a_b_",
+            "é*ü*",
+            "**é",
+            "[é](https://é)",
+        ] {
             let _ = parse(s);
         }
     }

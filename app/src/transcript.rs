@@ -120,9 +120,12 @@ impl Transcript {
         self.last_seq = ev.seq;
         let StoredEvent { seq, ts, event } = ev;
         let kind = match event {
-                        SessionEvent::UserMessage(m) => {
+            SessionEvent::UserMessage(m) => {
                 self.outstanding_turns += 1;
-                EntryKind::User { text: m.text, sender: m.sender }
+                EntryKind::User {
+                    text: m.text,
+                    sender: m.sender,
+                }
             }
             SessionEvent::AgentDelta(d) => {
                 if let Some(e) = self.streaming_agent(d.message_id.as_deref()) {
@@ -346,18 +349,38 @@ mod tests {
 
     #[test]
     fn busy_while_a_message_waits_for_its_turn() {
-        let user = |s| ev(s, SessionEvent::UserMessage(UserMessage { text: "x".into(), sender: "a".into() }));
-        let turn = |s| {
-            ev(s, SessionEvent::TurnResult(model::protocol::TurnResult {
-                is_error: false,
-                subtype: "success".into(),
-                num_turns: 1,
-                duration_ms: 1,
-                usage: Default::default(),
-                text: None,
-            }))
+        let user = |s| {
+            ev(
+                s,
+                SessionEvent::UserMessage(UserMessage {
+                    text: "x".into(),
+                    sender: "a".into(),
+                }),
+            )
         };
-        let phase = |s, p| ev(s, SessionEvent::Phase(PhaseChange { phase: p, reason: None, message: None }));
+        let turn = |s| {
+            ev(
+                s,
+                SessionEvent::TurnResult(model::protocol::TurnResult {
+                    is_error: false,
+                    subtype: "success".into(),
+                    num_turns: 1,
+                    duration_ms: 1,
+                    usage: Default::default(),
+                    text: None,
+                }),
+            )
+        };
+        let phase = |s, p| {
+            ev(
+                s,
+                SessionEvent::Phase(PhaseChange {
+                    phase: p,
+                    reason: None,
+                    message: None,
+                }),
+            )
+        };
         let mut t = Transcript::default();
         t.apply(user(1));
         t.apply(phase(2, Phase::Creating));

@@ -377,7 +377,9 @@ impl SessionSummary {
     /// The summary of a session.
     pub fn of(s: &AgenticSession) -> SessionSummary {
         let status = s.status.clone().unwrap_or_default();
-        let ms = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| t.0.as_millisecond());
+        let ms = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+            t.as_ref().map(|t| t.0.as_millisecond())
+        };
         let name = s.metadata.name.clone().unwrap_or_default();
         SessionSummary {
             display_name: s.spec.display_name.clone().unwrap_or_else(|| name.clone()),
@@ -390,7 +392,12 @@ impl SessionSummary {
             start_ms: ms(&status.start_time),
             completion_ms: ms(&status.completion_time),
             stopped_reason: status.stopped_reason,
-            message: status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+            message: status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.message.clone())
+                .filter(|m| !m.is_empty()),
             result: status.result,
             restarts: status.sdk_restart_count.unwrap_or(0),
             name,

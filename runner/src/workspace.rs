@@ -345,7 +345,7 @@ impl Workspace {
 pub fn disk_full(path: &Path) -> bool {
     const NEARLY_NOTHING: u64 = 512 * 1024;
     nix::sys::statvfs::statvfs(path)
-        .is_ok_and(|s| (s.blocks_available() as u64) * s.fragment_size() < NEARLY_NOTHING)
+        .is_ok_and(|s| s.blocks_available() * s.fragment_size() < NEARLY_NOTHING)
 }
 
 /// A readable reason for an I/O failure, naming a full disk plainly.

@@ -16,7 +16,10 @@ use crate::error::AppError;
 
 /// Starts a session.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn create_session(project: String, req: CreateSessionRequest) -> Result<CreateSessionResponse, AppError> {
+pub async fn create_session(
+    project: String,
+    req: CreateSessionRequest,
+) -> Result<CreateSessionResponse, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
     backend.create_session(&headers, &project, req).await
 }
@@ -51,7 +54,8 @@ fn err<T>(r: Result<T, validate::Invalid>) -> Option<String> {
 
 fn seconds_error(text: &str) -> Option<String> {
     let t = text.trim();
-    (!t.is_empty() && t.parse::<i64>().map_or(true, |n| n < 0)).then(|| "must be a whole number of seconds, zero or more".into())
+    (!t.is_empty() && t.parse::<i64>().map_or(true, |n| n < 0))
+        .then(|| "must be a whole number of seconds, zero or more".into())
 }
 
 /// The new-session page.
@@ -75,23 +79,45 @@ pub fn NewSessionPage() -> impl IntoView {
         i
     };
 
-    let prompt_error = Signal::derive(move || (submitted.get() || !prompt.get().is_empty()).then(|| err(validate::message_text("Prompt", &prompt.get()))).flatten());
+    let prompt_error = Signal::derive(move || {
+        (submitted.get() || !prompt.get().is_empty())
+            .then(|| err(validate::message_text("Prompt", &prompt.get())))
+            .flatten()
+    });
     let timeout_error = Signal::derive(move || seconds_error(&timeout.get()));
     let inactivity_error = Signal::derive(move || seconds_error(&inactivity.get()));
     let has_errors = move || {
         err(validate::message_text("Prompt", &prompt.get_untracked())).is_some()
             || timeout_error.get_untracked().is_some()
             || inactivity_error.get_untracked().is_some()
-            || repos.get_untracked().iter().any(|r| repo_errors(r).0.is_some() || repo_errors(r).1.is_some())
+            || repos
+                .get_untracked()
+                .iter()
+                .any(|r| repo_errors(r).0.is_some() || repo_errors(r).1.is_some())
             || envs.get_untracked().iter().any(|e| env_error(e).is_some())
     };
 
-    let create = Action::new(move |req: &CreateSessionRequest| create_session(project.get_untracked(), req.clone()));
-    let server_error = Signal::derive(move || create.value().get().and_then(Result::err).map(|e| e.message));
+    let create = Action::new(move |req: &CreateSessionRequest| {
+        create_session(project.get_untracked(), req.clone())
+    });
+    let server_error = Signal::derive(move || {
+        create
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+    });
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(created)) = create.value().get() {
-            navigate(&format!("/projects/{}/sessions/{}", project.get_untracked(), created.name), Default::default());
+            navigate(
+                &format!(
+                    "/projects/{}/sessions/{}",
+                    project.get_untracked(),
+                    created.name
+                ),
+                Default::default(),
+            );
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -103,13 +129,19 @@ pub fn NewSessionPage() -> impl IntoView {
         let secs = |s: String| s.trim().parse::<i64>().ok();
         let req = CreateSessionRequest {
             initial_prompt: prompt.get_untracked(),
-            llm_settings: Some(model.get_untracked()).filter(|m| !m.is_empty()).map(|m| LlmSettings { model: Some(m), ..Default::default() }),
+            llm_settings: Some(model.get_untracked())
+                .filter(|m| !m.is_empty())
+                .map(|m| LlmSettings {
+                    model: Some(m),
+                    ..Default::default()
+                }),
             repos: repos
                 .get_untracked()
                 .iter()
                 .map(|r| SessionRepo {
                     url: r.url.get_untracked().trim().to_owned(),
-                    branch: Some(r.branch.get_untracked().trim().to_owned()).filter(|b| !b.is_empty()),
+                    branch: Some(r.branch.get_untracked().trim().to_owned())
+                        .filter(|b| !b.is_empty()),
                     auto_push: Some(r.auto_push.get_untracked()),
                     provider: None,
                 })
@@ -117,7 +149,12 @@ pub fn NewSessionPage() -> impl IntoView {
             environment_variables: envs
                 .get_untracked()
                 .iter()
-                .map(|e| (e.name.get_untracked().trim().to_owned(), e.value.get_untracked()))
+                .map(|e| {
+                    (
+                        e.name.get_untracked().trim().to_owned(),
+                        e.value.get_untracked(),
+                    )
+                })
                 .collect::<BTreeMap<_, _>>(),
             timeout: secs(timeout.get_untracked()),
             inactivity_timeout: secs(inactivity.get_untracked()),
@@ -211,7 +248,9 @@ fn repo_errors(r: &RepoRow) -> (Option<String>, Option<String>) {
     let url = r.url.get();
     let branch = r.branch.get();
     let url_error = err(validate::repo_url("URL", url.trim()));
-    let branch_error = (!branch.trim().is_empty()).then(|| err(validate::branch_name("Branch", branch.trim()))).flatten();
+    let branch_error = (!branch.trim().is_empty())
+        .then(|| err(validate::branch_name("Branch", branch.trim())))
+        .flatten();
     (url_error, branch_error)
 }
 
@@ -221,7 +260,11 @@ fn env_error(e: &EnvRow) -> Option<String> {
 
 #[component]
 fn RepoFields(row: RepoRow, on_remove: Callback<()>) -> impl IntoView {
-    let url_error = Signal::derive(move || (!row.url.get().is_empty()).then(|| repo_errors(&row).0).flatten());
+    let url_error = Signal::derive(move || {
+        (!row.url.get().is_empty())
+            .then(|| repo_errors(&row).0)
+            .flatten()
+    });
     let branch_error = Signal::derive(move || repo_errors(&row).1);
     let n = row.id;
     view! {
@@ -251,7 +294,11 @@ fn RepoFields(row: RepoRow, on_remove: Callback<()>) -> impl IntoView {
 
 #[component]
 fn EnvFields(row: EnvRow, on_remove: Callback<()>) -> impl IntoView {
-    let name_error = Signal::derive(move || (!row.name.get().is_empty()).then(|| env_error(&row)).flatten());
+    let name_error = Signal::derive(move || {
+        (!row.name.get().is_empty())
+            .then(|| env_error(&row))
+            .flatten()
+    });
     let n = row.id;
     view! {
         <div class="env-row" data-row=n>

@@ -28,14 +28,24 @@ pub enum SessionAction {
 
 /// A page of the project's sessions.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn list_sessions(project: String, search: Option<String>, offset: u64) -> Result<SessionSummaries, AppError> {
+pub async fn list_sessions(
+    project: String,
+    search: Option<String>,
+    offset: u64,
+) -> Result<SessionSummaries, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
-    backend.list_sessions(&headers, &project, search, offset, PAGE).await
+    backend
+        .list_sessions(&headers, &project, search, offset, PAGE)
+        .await
 }
 
 /// Acts on a session; returns a clone's name.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn act_on_session(project: String, name: String, action: SessionAction) -> Result<Option<String>, AppError> {
+pub async fn act_on_session(
+    project: String,
+    name: String,
+    action: SessionAction,
+) -> Result<Option<String>, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
     backend.act(&headers, &project, &name, action).await
 }
@@ -61,7 +71,7 @@ pub fn ProjectPage() -> impl IntoView {
             move || {
                 let t = ticks.get_untracked() + 1;
                 ticks.set(t);
-                if any_active.get_untracked() || t % 8 == 0 {
+                if any_active.get_untracked() || t.is_multiple_of(8) {
                     refresh.update(|r| *r += 1);
                 }
             },
@@ -75,11 +85,15 @@ pub fn ProjectPage() -> impl IntoView {
     });
     let navigate = use_navigate();
     Effect::new(move |_| match act.value().get() {
-        Some(Ok(Some(clone))) => navigate(&format!("/projects/{}/sessions/{clone}", project.get_untracked()), Default::default()),
+        Some(Ok(Some(clone))) => navigate(
+            &format!("/projects/{}/sessions/{clone}", project.get_untracked()),
+            Default::default(),
+        ),
         Some(Ok(None)) => refresh.update(|r| *r += 1),
         _ => {}
     });
-    let act_error = Signal::derive(move || act.value().get().and_then(Result::err).map(|e| e.message));
+    let act_error =
+        Signal::derive(move || act.value().get().and_then(Result::err).map(|e| e.message));
 
     view! {
         <section class="page-head">
@@ -121,7 +135,11 @@ fn SessionTable(
         return view! { <p class="muted empty-list">"No sessions yet. Start one with “New session”."</p> }.into_any();
     }
     let (total, at, more) = (page.total_count, page.offset, page.has_more);
-    let rows = page.items.into_iter().map(|s| view! { <SessionRow s act/> }).collect_view();
+    let rows = page
+        .items
+        .into_iter()
+        .map(|s| view! { <SessionRow s act/> })
+        .collect_view();
     view! {
         <table class="list sessions">
             <thead>
@@ -139,7 +157,10 @@ fn SessionTable(
 }
 
 #[component]
-fn SessionRow(s: SessionSummary, act: Action<(String, SessionAction), Result<Option<String>, AppError>>) -> impl IntoView {
+fn SessionRow(
+    s: SessionSummary,
+    act: Action<(String, SessionAction), Result<Option<String>, AppError>>,
+) -> impl IntoView {
     let now = use_now();
     let href = format!("/projects/{}/sessions/{}", s.project, s.name);
     let (created, start, end) = (s.created_ms, s.start_ms, s.completion_ms);

@@ -45,7 +45,13 @@ pub fn ProjectsPage() -> impl IntoView {
             changed.update(|c| *c += 1);
         }
     });
-    let delete_error = Signal::derive(move || delete.value().get().and_then(Result::err).map(|e| e.message));
+    let delete_error = Signal::derive(move || {
+        delete
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+    });
     let now = use_now();
 
     view! {
@@ -118,10 +124,18 @@ fn CreateProject() -> impl IntoView {
     let touched = RwSignal::new(false);
     let name_error = Signal::derive(move || {
         let n = name.get();
-        (touched.get() || !n.is_empty()).then(|| validate::dns1123_label("Name", &n).err().map(|e| e.message)).flatten()
+        (touched.get() || !n.is_empty())
+            .then(|| validate::dns1123_label("Name", &n).err().map(|e| e.message))
+            .flatten()
     });
     let create = Action::new(|req: &CreateProjectRequest| create_project(req.clone()));
-    let server_error = Signal::derive(move || create.value().get().and_then(Result::err).map(|e| e.message));
+    let server_error = Signal::derive(move || {
+        create
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+    });
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(p)) = create.value().get() {
@@ -131,11 +145,17 @@ fn CreateProject() -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         touched.set(true);
-        if name_error.get_untracked().is_some() || validate::dns1123_label("name", &name.get_untracked()).is_err() {
+        if name_error.get_untracked().is_some()
+            || validate::dns1123_label("name", &name.get_untracked()).is_err()
+        {
             return;
         }
         let display_name = Some(display.get_untracked()).filter(|d| !d.trim().is_empty());
-        create.dispatch(CreateProjectRequest { name: name.get_untracked(), display_name, description: None });
+        create.dispatch(CreateProjectRequest {
+            name: name.get_untracked(),
+            display_name,
+            description: None,
+        });
     };
     view! {
         <section class="panel">

@@ -40,9 +40,15 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
 
 /// Renames a session.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn rename_session(project: String, session: String, display_name: String) -> Result<(), AppError> {
+pub async fn rename_session(
+    project: String,
+    session: String,
+    display_name: String,
+) -> Result<(), AppError> {
     let (backend, headers) = crate::backend::backend().await?;
-    backend.rename(&headers, &project, &session, display_name).await
+    backend
+        .rename(&headers, &project, &session, display_name)
+        .await
 }
 
 /// State of the live connection.
@@ -86,7 +92,10 @@ pub fn SessionPage() -> impl IntoView {
     let params = use_params_map();
     let key = move || {
         let p = params.read();
-        (p.get("project").unwrap_or_default(), p.get("session").unwrap_or_default())
+        (
+            p.get("project").unwrap_or_default(),
+            p.get("session").unwrap_or_default(),
+        )
     };
     let data = Resource::new(key, |(p, s)| load_session(p, s));
     view! {
@@ -115,16 +124,25 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let (start0, end0) = (summary.start_ms, summary.completion_ms);
     let started = Signal::derive(move || transcript.with(|t| t.run_started_ms).or(start0));
     let ended = Signal::derive(move || {
-        if phase.get().is_terminal() { transcript.with(|t| t.run_ended_ms).or(end0) } else { None }
+        if phase.get().is_terminal() {
+            transcript.with(|t| t.run_ended_ms).or(end0)
+        } else {
+            None
+        }
     });
-    let busy = Signal::derive(move || transcript.with(Transcript::agent_busy) && !phase.get().is_terminal());
+    let busy = Signal::derive(move || {
+        transcript.with(Transcript::agent_busy) && !phase.get().is_terminal()
+    });
 
     #[cfg(feature = "hydrate")]
     let live = crate::live::connect(project.clone(), name.clone(), transcript);
     #[cfg(feature = "hydrate")]
     let (status, refusal) = (live.status, live.refusal);
     #[cfg(not(feature = "hydrate"))]
-    let (status, refusal) = (RwSignal::new(ConnState::Connecting), RwSignal::new(None::<String>));
+    let (status, refusal) = (
+        RwSignal::new(ConnState::Connecting),
+        RwSignal::new(None::<String>),
+    );
     let send = Callback::new(move |msg: model::protocol::BrowserToServer| {
         #[cfg(feature = "hydrate")]
         live.send(msg);
@@ -139,14 +157,25 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let navigate = use_navigate();
     {
         let project = project.clone();
-        Effect::new(move |_| match (act.input().get_untracked(), act.value().get()) {
-            (_, Some(Ok(Some(clone)))) => navigate(&format!("/projects/{project}/sessions/{clone}"), Default::default()),
-            (Some(SessionAction::Delete), Some(Ok(None))) => navigate(&format!("/projects/{project}"), Default::default()),
-            _ => {}
-        });
+        Effect::new(
+            move |_| match (act.input().get_untracked(), act.value().get()) {
+                (_, Some(Ok(Some(clone)))) => navigate(
+                    &format!("/projects/{project}/sessions/{clone}"),
+                    Default::default(),
+                ),
+                (Some(SessionAction::Delete), Some(Ok(None))) => {
+                    navigate(&format!("/projects/{project}"), Default::default())
+                }
+                _ => {}
+            },
+        );
     }
     let act_error = Signal::derive(move || {
-        act.value().get().and_then(Result::err).map(|e| e.message).or_else(|| refusal.get())
+        act.value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+            .or_else(|| refusal.get())
     });
     let failure = summary.message.clone();
     let export = format!("/api/projects/{project}/agentic-sessions/{name}/export");
@@ -196,8 +225,15 @@ fn SessionBody(view: SessionView) -> impl IntoView {
 fn DisplayName(title: RwSignal<String>, project: String, name: String) -> impl IntoView {
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(String::new());
-    let rename = Action::new(move |t: &String| rename_session(project.clone(), name.clone(), t.clone()));
-    let error = Signal::derive(move || rename.value().get().and_then(Result::err).map(|e| e.message));
+    let rename =
+        Action::new(move |t: &String| rename_session(project.clone(), name.clone(), t.clone()));
+    let error = Signal::derive(move || {
+        rename
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+    });
     let save = move || {
         let t = draft.get_untracked().trim().to_owned();
         if !t.is_empty() && t != title.get_untracked() {
@@ -235,15 +271,25 @@ fn DisplayName(title: RwSignal<String>, project: String, name: String) -> impl I
 fn RunTimes(started: Signal<Option<i64>>, ended: Signal<Option<i64>>) -> impl IntoView {
     let now = use_now();
     move || {
-        let (Some(now), Some(start)) = (now.get(), started.get()) else { return String::new() };
+        let (Some(now), Some(start)) = (now.get(), started.get()) else {
+            return String::new();
+        };
         let end = ended.get().unwrap_or(now);
-        format!("started {} · {}", time::ago(now, start), time::duration(end - start))
+        format!(
+            "started {} · {}",
+            time::ago(now, start),
+            time::duration(end - start)
+        )
     }
 }
 
 /// The message box: Enter sends, Shift+Enter is a new line; interrupt while a turn runs.
 #[component]
-fn Composer(busy: Signal<bool>, phase: Signal<Phase>, send: Callback<model::protocol::BrowserToServer>) -> impl IntoView {
+fn Composer(
+    busy: Signal<bool>,
+    phase: Signal<Phase>,
+    send: Callback<model::protocol::BrowserToServer>,
+) -> impl IntoView {
     use model::protocol::{BrowserToServer, SendMessage};
     let text = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);

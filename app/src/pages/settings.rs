@@ -11,22 +11,33 @@ use crate::error::AppError;
 
 /// The project's credentials (masked) and defaults.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn load_settings(project: String) -> Result<(RunnerSecrets, ProjectSettingsBody), AppError> {
+pub async fn load_settings(
+    project: String,
+) -> Result<(RunnerSecrets, ProjectSettingsBody), AppError> {
     let (backend, headers) = crate::backend::backend().await?;
     backend.settings(&headers, &project).await
 }
 
 /// Sets (`Some`) or removes (`None`) one credential.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn save_secret(project: String, key: String, value: Option<String>) -> Result<RunnerSecrets, AppError> {
+pub async fn save_secret(
+    project: String,
+    key: String,
+    value: Option<String>,
+) -> Result<RunnerSecrets, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
     let data = std::collections::BTreeMap::from([(key, value)]);
-    backend.save_secrets(&headers, &project, model::api::UpdateRunnerSecrets { data }).await
+    backend
+        .save_secrets(&headers, &project, model::api::UpdateRunnerSecrets { data })
+        .await
 }
 
 /// Replaces the session defaults.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn save_settings(project: String, body: ProjectSettingsBody) -> Result<ProjectSettingsBody, AppError> {
+pub async fn save_settings(
+    project: String,
+    body: ProjectSettingsBody,
+) -> Result<ProjectSettingsBody, AppError> {
     let (backend, headers) = crate::backend::backend().await?;
     backend.save_settings(&headers, &project, body).await
 }
@@ -73,7 +84,9 @@ pub fn SettingsPage() -> impl IntoView {
 #[component]
 fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
     let current = RwSignal::new(secrets.items);
-    let save = Action::new(move |(key, value): &(String, Option<String>)| save_secret(project.clone(), key.clone(), value.clone()));
+    let save = Action::new(move |(key, value): &(String, Option<String>)| {
+        save_secret(project.clone(), key.clone(), value.clone())
+    });
     Effect::new(move |_| {
         if let Some(Ok(s)) = save.value().get() {
             current.set(s.items);
@@ -123,13 +136,22 @@ fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
 
 #[component]
 fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
-    let hours = RwSignal::new(settings.inactivity_timeout_seconds.map(|s| format!("{}", s as f64 / 3600.0)).unwrap_or_default());
+    let hours = RwSignal::new(
+        settings
+            .inactivity_timeout_seconds
+            .map(|s| format!("{}", s as f64 / 3600.0))
+            .unwrap_or_default(),
+    );
     let mcp = settings.mcp_servers.clone();
-    let save = Action::new(move |body: &ProjectSettingsBody| save_settings(project.clone(), body.clone()));
+    let save =
+        Action::new(move |body: &ProjectSettingsBody| save_settings(project.clone(), body.clone()));
     let input_error = Signal::derive(move || {
         let h = hours.get();
-        (!h.trim().is_empty() && h.trim().parse::<f64>().map_or(true, |v| v < 0.0 || !v.is_finite()))
-            .then(|| "must be a number of hours, zero or more".to_owned())
+        (!h.trim().is_empty()
+            && h.trim()
+                .parse::<f64>()
+                .map_or(true, |v| v < 0.0 || !v.is_finite()))
+        .then(|| "must be a number of hours, zero or more".to_owned())
     });
     let error = Signal::derive(move || save.value().get().and_then(Result::err).map(|e| e.message));
     let saved = Signal::derive(move || matches!(save.value().get(), Some(Ok(_))));

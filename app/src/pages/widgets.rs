@@ -43,7 +43,9 @@ pub fn provide_now() {
 
 /// The ticking clock.
 pub fn use_now() -> RwSignal<Option<i64>> {
-    use_context::<Now>().map(|n| n.0).unwrap_or_else(|| RwSignal::new(None))
+    use_context::<Now>()
+        .map(|n| n.0)
+        .unwrap_or_else(|| RwSignal::new(None))
 }
 
 /// A button that asks again before acting.
@@ -81,11 +83,19 @@ pub fn ConfirmButton(
 /// An error message under a form field (nothing when there is no error).
 #[component]
 pub fn FieldError(#[prop(into)] error: Signal<Option<String>>) -> impl IntoView {
-    move || error.get().map(|e| view! { <p class="field-error" role="alert">{e}</p> })
+    move || {
+        error
+            .get()
+            .map(|e| view! { <p class="field-error" role="alert">{e}</p> })
+    }
 }
 
 /// The message of a failed server call, shown to the user.
 #[component]
 pub fn ErrorBanner(#[prop(into)] error: Signal<Option<String>>) -> impl IntoView {
-    move || error.get().map(|e| view! { <p class="error banner" role="alert">{e}</p> })
+    move || {
+        error
+            .get()
+            .map(|e| view! { <p class="error banner" role="alert">{e}</p> })
+    }
 }

@@ -143,7 +143,10 @@ fn inlines(items: Vec<Inline>) -> AnyView {
             Inline::Code(c) => view! { <code>{c}</code> }.into_any(),
             Inline::Strong(c) => view! { <strong>{inlines(c)}</strong> }.into_any(),
             Inline::Emphasis(c) => view! { <em>{inlines(c)}</em> }.into_any(),
-            Inline::Link(c, href) => view! { <a href=href target="_blank" rel="noopener noreferrer">{inlines(c)}</a> }.into_any(),
+            Inline::Link(c, href) => {
+                view! { <a href=href target="_blank" rel="noopener noreferrer">{inlines(c)}</a> }
+                    .into_any()
+            }
         })
         .collect_view()
         .into_any()
@@ -152,7 +155,10 @@ fn inlines(items: Vec<Inline>) -> AnyView {
 /// A code block with syntax highlighting.
 #[component]
 fn CodeBlock(lang: String, text: String) -> impl IntoView {
-    let tokens: Vec<(&'static str, String)> = highlight(&lang, &text).into_iter().map(|(k, s)| (k.class(), s.to_owned())).collect();
+    let tokens: Vec<(&'static str, String)> = highlight(&lang, &text)
+        .into_iter()
+        .map(|(k, s)| (k.class(), s.to_owned()))
+        .collect();
     view! {
         <pre class="code" data-lang=lang.clone()>
             <code>{tokens.into_iter().map(|(class, s)| view! { <span class=class>{s}</span> }).collect_view()}</code>
@@ -166,14 +172,21 @@ fn field<'a>(input: &'a Value, key: &str) -> &'a str {
 
 /// A tool call with its input and, once known, its result.
 #[component]
-fn ToolCard(seq: u64, name: String, input: Value, result: Option<model::protocol::ToolResult>) -> impl IntoView {
+fn ToolCard(
+    seq: u64,
+    name: String,
+    input: Value,
+    result: Option<model::protocol::ToolResult>,
+) -> impl IntoView {
     let (status, is_error) = match &result {
         None => ("running", false),
         Some(r) if r.is_error => ("failed", true),
         Some(_) => ("done", false),
     };
     let header = match name.as_str() {
-        "Write" | "Edit" | "MultiEdit" | "Read" | "NotebookEdit" => field(&input, "file_path").to_owned(),
+        "Write" | "Edit" | "MultiEdit" | "Read" | "NotebookEdit" => {
+            field(&input, "file_path").to_owned()
+        }
         "Bash" => String::new(),
         "Glob" | "Grep" => field(&input, "pattern").to_owned(),
         "WebFetch" => field(&input, "url").to_owned(),
@@ -205,7 +218,9 @@ fn ToolCard(seq: u64, name: String, input: Value, result: Option<model::protocol
     };
     // Edits show their change; their tool output says little. Others show their output.
     let shows_output = !matches!(name.as_str(), "Write" | "Edit" | "MultiEdit") || is_error;
-    let output = result.filter(|_| shows_output).map(|r| view! { <Output text=r.content/> });
+    let output = result
+        .filter(|_| shows_output)
+        .map(|r| view! { <Output text=r.content/> });
     view! {
         <article class="entry tool" class:tool-error=is_error data-seq=seq data-tool=name.clone() data-status=status>
             <header>
@@ -226,7 +241,11 @@ fn Output(text: String) -> impl IntoView {
     if lines <= PREVIEW_LINES {
         return view! { <pre class="tool-result">{text}</pre> }.into_any();
     }
-    let preview: String = text.lines().take(PREVIEW_LINES).collect::<Vec<_>>().join("\n");
+    let preview: String = text
+        .lines()
+        .take(PREVIEW_LINES)
+        .collect::<Vec<_>>()
+        .join("\n");
     view! {
         <details class="tool-result-more">
             <summary>
