@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`pages`]: one module per page, with its server functions beside its components;
 //! - [`transcript`]: the pure model of a session's transcript (events → rows);
-//! - [`markdown`], [`highlight`], [`diff`], [`time`]: pure helpers of the transcript's views;
+//! - [`markdown`], [`highlight`], [`diff`], [`time`]: pure helpers of the transcript's views,
+//!   and [`html`], which turns the rich ones into escaped markup;
 //! - [`live`]: the browser's WebSocket to a session (hydrate only);
 //! - [`error`]: the error server functions return;
 //! - `backend` (ssr only): the port through which server functions reach the server.
@@ -16,6 +17,7 @@ pub mod backend;
 pub mod diff;
 pub mod error;
 pub mod highlight;
+pub mod html;
 #[cfg(feature = "hydrate")]
 pub mod live;
 pub mod markdown;

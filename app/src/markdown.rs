@@ -1,5 +1,5 @@
-//! The Markdown agents write, parsed into a small tree (rendered as views, never as raw
-//! HTML, so nothing in a message can inject markup): headings, paragraphs, fenced code,
+//! The Markdown agents write, parsed into a small tree (rendered by [`crate::html`], which
+//! escapes all text, so nothing in a message can inject markup): headings, paragraphs, fenced code,
 //! lists, quotes, rules, pipe tables; inline code, strong, emphasis and http(s) links.
 //!
 //! Hand-written rather than a CommonMark crate: it covers what agents emit at a fraction of

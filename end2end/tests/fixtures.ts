@@ -30,3 +30,38 @@ export async function hydrated(page: Page) {
 }
 
 export { expect };
+
+/** A REST call to a server of the run; fails the test on an unexpected status. */
+export async function api(
+  port: number,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  path: string,
+  body?: unknown,
+): Promise<any> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+/** A fresh project with a unique name. */
+export async function newProject(port: number, prefix: string): Promise<string> {
+  const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  await api(port, 'POST', '/api/projects', { name });
+  return name;
+}
+
+/** Starts a session through the REST API; returns its name. */
+export async function newSession(port: number, project: string, body: Record<string, unknown>): Promise<string> {
+  const created = await api(port, 'POST', `/api/projects/${project}/agentic-sessions`, body);
+  return created.name;
+}
+
+/** The `data-seq` of every transcript entry, in page order. */
+export async function seqs(page: Page): Promise<number[]> {
+  return page.locator('.transcript [data-seq]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
+}

@@ -25,7 +25,10 @@ test('a session writes a file, streams live, and completes', async ({ page, cons
   await expect(phase).toHaveAttribute('data-phase', 'Completed', { timeout: 60_000 });
   await expect(page.locator('.entry.agent').last()).toContainText('chunk 12');
   await expect(page.locator('.entry.result')).toContainText('Run finished');
-  await expect(page.locator('.entry.tool[data-tool="Write"] .tool-result')).toBeVisible();
+  // The Write card shows the file as an all-added diff, and that the tool is done.
+  const write = page.locator('.entry.tool[data-tool="Write"]');
+  await expect(write).toHaveAttribute('data-status', 'done');
+  await expect(write.locator('.diff-line.added')).toHaveText(['+Hello from the mock Anthropic API!']);
 
   const file = path.join(workspace(PORT, 'default', session), 'artifacts', 'hello.txt');
   expect(fs.readFileSync(file, 'utf8')).toBe('Hello from the mock Anthropic API!\n');
