@@ -65,3 +65,14 @@ export async function newSession(port: number, project: string, body: Record<str
 export async function seqs(page: Page): Promise<number[]> {
   return page.locator('.transcript [data-seq]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
 }
+
+/**
+ * Removes the browser's own network line for refusals a test provoked on purpose (a server
+ * function refusing answers with the REST status, e.g. 409, which Chromium logs); any other
+ * console error still fails the test.
+ */
+export function dropRefusals(errors: string[], status: number) {
+  const line = `Failed to load resource: the server responded with a status of ${status}`;
+  const kept = errors.filter((e) => !e.startsWith(line));
+  errors.splice(0, errors.length, ...kept);
+}

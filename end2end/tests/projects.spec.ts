@@ -1,4 +1,4 @@
-import { test, expect, hydrated, api } from './fixtures';
+import { test, expect, hydrated, api, dropRefusals } from './fixtures';
 import { PORT } from '../playwright.config';
 
 test('projects: create with inline validation, search, delete with confirmation', async ({ page, consoleErrors }) => {
@@ -27,6 +27,7 @@ test('projects: create with inline validation, search, delete with confirmation'
   await field.fill(name);
   await page.getByRole('button', { name: 'Create project' }).click();
   await expect(page.locator('.banner[role=alert]')).toContainText('already exists');
+  dropRefusals(consoleErrors, 409);
 
   // Search narrows the list.
   const search = page.getByLabel('Search projects');

@@ -18,14 +18,29 @@ use crate::auth::{self, AuthError};
 use crate::error::ApiError;
 use crate::services::{Caller, Services};
 
+/// The error for the page, with the REST API's status on the server function's response
+/// (a refusal is a 4xx, as over REST, not a blanket 500).
 fn app_error(e: ApiError) -> AppError {
+    respond_with(e.status());
     e.body().into()
+}
+
+fn respond_with(status: axum::http::StatusCode) {
+    if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        options.set_status(status);
+    }
 }
 
 async fn caller(s: &Services, headers: &HeaderMap) -> Result<Caller, AppError> {
     auth::caller(s, headers).await.map_err(|e| match e {
-        AuthError::RunnerToken => AppError::new("forbidden", "runner tokens are not accepted here"),
-        AuthError::Invalid(why) => AppError::new("unauthorized", why),
+        AuthError::RunnerToken => {
+            respond_with(axum::http::StatusCode::FORBIDDEN);
+            AppError::new("forbidden", "runner tokens are not accepted here")
+        }
+        AuthError::Invalid(why) => {
+            respond_with(axum::http::StatusCode::UNAUTHORIZED);
+            AppError::new("unauthorized", why)
+        }
     })
 }
 
