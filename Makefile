@@ -64,7 +64,7 @@ setup-browser:
 	fi
 
 build: setup
-	cargo leptos build --release
+	cargo leptos build --release --split
 	cargo build --release -p runner
 
 run: build
@@ -81,7 +81,7 @@ unit: setup
 	cargo test --workspace
 
 e2e: setup setup-browser
-	cargo leptos build --release
+	cargo leptos build --release --split
 	cargo build --release -p runner -p mock-anthropic
 	cd end2end && npx playwright test
 
@@ -93,9 +93,15 @@ bench: setup
 	cargo bench -p server --bench control_plane
 	cargo bench -p server --bench runner
 
+# The session page in Chromium: bytes transferred and time to first entry (BENCHMARKS.md, "Web UI").
+bench-ui: setup setup-browser
+	cargo leptos build --release --split
+	cargo build --release -p runner -p mock-anthropic
+	cd end2end && npx playwright test --config bench.config.ts
+
 # The hub's load test (BENCHMARKS.md, "Event hub").
 loadtest: setup
-	cargo leptos build --release
+	cargo leptos build --release --split
 	cargo build --release -p server --bin loadgen
 	for args in "--sessions 1 --rate 5000" "--sessions 100 --rate 17000" "--sessions 1000 --rate 17000"; do \
 		./target/release/loadgen $$args --viewers 3 --seconds 10; done

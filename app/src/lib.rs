@@ -28,7 +28,7 @@ pub mod transcript;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Redirect, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{Lazy, LazyRoute, lazy_route, path};
 
 /// Name of the compiled assets (`/pkg/<name>.js`, `.wasm`, `.css`).
 pub const OUTPUT_NAME: &str = "ambient";
@@ -75,16 +75,43 @@ pub fn App() -> impl IntoView {
             <main id="main">
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/") view=|| view! { <Redirect path="/projects"/> }/>
-                    <Route path=path!("/projects") view=pages::projects::ProjectsPage/>
-                    <Route path=path!("/projects/:project") view=pages::project::ProjectPage/>
-                    <Route path=path!("/projects/:project/new") view=pages::new_session::NewSessionPage/>
-                    <Route path=path!("/projects/:project/settings") view=pages::settings::SettingsPage/>
-                    <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
+                    <Route path=path!("/projects") view={Lazy::<ProjectsRoute>::new()}/>
+                    <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()}/>
+                    <Route path=path!("/projects/:project/new") view={Lazy::<NewSessionRoute>::new()}/>
+                    <Route path=path!("/projects/:project/settings") view={Lazy::<SettingsRoute>::new()}/>
+                    <Route path=path!("/projects/:project/sessions/:session") view={Lazy::<SessionRoute>::new()}/>
                 </Routes>
             </main>
         </Router>
     }
 }
+
+/// Declares a route whose page is loaded on demand: with `cargo leptos build --split` each
+/// page's code is its own WASM module, fetched when the page is first shown (the session
+/// page does not carry the forms of the others). Without `--split` it is plain code.
+macro_rules! lazy_page {
+    ($route:ident, $page:path) => {
+        #[doc = concat!("The route of [`", stringify!($page), "`], loaded on demand.")]
+        pub struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                $page().into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(ProjectsRoute, pages::projects::ProjectsPage);
+lazy_page!(ProjectRoute, pages::project::ProjectPage);
+lazy_page!(NewSessionRoute, pages::new_session::NewSessionPage);
+lazy_page!(SettingsRoute, pages::settings::SettingsPage);
+lazy_page!(SessionRoute, pages::session::SessionPage);
 
 /// Entry point of the browser build.
 #[cfg(feature = "hydrate")]

@@ -11,7 +11,7 @@ test('session page: follow-ups and their answers, Markdown, thinking, tool cards
   await expect(phaseOf(page)).toHaveAttribute('data-phase', 'Completed', { timeout: 60_000 });
 
   // Thinking is there, collapsed until asked for.
-  const thinking = page.locator('details.entry.thinking');
+  const thinking = page.locator('.entry.thinking details');
   await expect(thinking).toHaveCount(1);
   await expect(thinking).not.toHaveAttribute('open', /.*/);
   await expect(thinking.locator('.text')).toBeHidden();
