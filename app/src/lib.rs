@@ -118,5 +118,6 @@ lazy_page!(SessionRoute, pages::session::SessionPage);
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // Async hydration: a lazy route loads its module before its part of the page hydrates.
+    leptos::mount::hydrate_lazy(App);
 }
