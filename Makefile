@@ -20,7 +20,7 @@ CARGO_LEPTOS_VERSION := 0.3.10
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup setup-rust setup-npm setup-browser build run test lint unit e2e crds bench loadtest
+.PHONY: help setup setup-rust setup-npm setup-browser build run test lint unit e2e crds bench bench-ui loadtest
 
 help:
 	@echo "make run    build and start the platform in local mode (http://127.0.0.1:3000)"
