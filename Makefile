@@ -26,6 +26,7 @@ help:
 	@echo "make run    build and start the platform in local mode (http://127.0.0.1:3000)"
 	@echo "make test   lint and run every test, including the browser tests"
 	@echo "make setup  install the build tools only"
+	@echo "make bench, make bench-ui, make loadtest: benchmarks (figures in BENCHMARKS.md)"
 
 setup: setup-rust setup-npm
 
