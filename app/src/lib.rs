@@ -59,11 +59,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     pages::widgets::provide_now();
-    // Effects run only in the browser: this marks the page interactive (tests wait on it).
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
     view! {
-        <div id="app-state" hidden data-hydrated=move || hydrated.get().to_string()></div>
+        <div id="app-state" hidden data-hydrated="false"></div>
         <Stylesheet id="leptos" href=format!("/pkg/{OUTPUT_NAME}.css")/>
         <Title text="Ambient Code Platform"/>
         <Router>
@@ -119,5 +116,14 @@ lazy_page!(SessionRoute, pages::session::SessionPage);
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     // Async hydration: a lazy route loads its module before its part of the page hydrates.
-    leptos::mount::hydrate_lazy(App);
+    // Once the whole page (route included) is hydrated, `#app-state` says so: tests wait on it.
+    wasm_bindgen_futures::spawn_local(async {
+        let Some(body) = leptos::prelude::document().body() else {
+            return;
+        };
+        leptos::mount::hydrate_from_async(body, App).await.forget();
+        if let Some(state) = leptos::prelude::document().get_element_by_id("app-state") {
+            let _ = state.set_attribute("data-hydrated", "true");
+        }
+    });
 }

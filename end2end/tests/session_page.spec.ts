@@ -10,6 +10,11 @@ test('session page: follow-ups and their answers, Markdown, thinking, tool cards
   await hydrated(page);
   await expect(phaseOf(page)).toHaveAttribute('data-phase', 'Completed', { timeout: 60_000 });
 
+  // The header: model, when the run started and how long it took.
+  const meta = page.locator('.session-header .meta');
+  await expect(meta).toContainText(/claude-/);
+  await expect(meta).toContainText(/started .+ · \d/);
+
   // Thinking is there, collapsed until asked for.
   const thinking = page.locator('.entry.thinking details');
   await expect(thinking).toHaveCount(1);
