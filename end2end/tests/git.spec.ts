@@ -1,0 +1,85 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { test, expect, hydrated, api, newProject } from './fixtures';
+import { PORT } from '../playwright.config';
+
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', ['-c', 'user.name=e2e', '-c', 'user.email=e2e@example.com', ...args], { cwd, encoding: 'utf8' });
+
+/** A bare repository `<dir>/acme/app.git` whose `main` has a README. */
+function bareRepo(dir: string): string {
+  const bare = path.join(dir, 'acme', 'app.git');
+  fs.mkdirSync(bare, { recursive: true });
+  git(bare, 'init', '--bare', '--initial-branch=main');
+  const work = path.join(dir, 'seed');
+  fs.mkdirSync(work);
+  git(work, 'init', '--initial-branch=main');
+  fs.writeFileSync(path.join(work, 'README.md'), '# app\n');
+  git(work, 'add', '.');
+  git(work, 'commit', '-m', 'seed');
+  git(work, 'push', bare, 'main');
+  return bare;
+}
+
+/** A stand-in for GitHub's pull-request endpoint, recording what it is asked. */
+async function forge(): Promise<{ url: string; calls: { path: string; auth: string; body: any }[]; close: () => void }> {
+  const calls: { path: string; auth: string; body: any }[] = [];
+  const server = http.createServer((req, res) => {
+    let data = '';
+    req.on('data', (c) => (data += c));
+    req.on('end', () => {
+      calls.push({ path: req.url ?? '', auth: String(req.headers.authorization ?? ''), body: data ? JSON.parse(data) : null });
+      if (req.method === 'POST' && req.url === '/repos/acme/app/pulls') {
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ number: 7, html_url: 'https://github.example/acme/app/pull/7' }));
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls, close: () => server.close() };
+}
+
+test('git delivery: the push and the pull request appear in the transcript', async ({ page, consoleErrors }) => {
+  const dir = fs.mkdtempSync(path.join(process.env.E2E_DATA_DIR!, 'git-'));
+  const bare = bareRepo(dir);
+  const gh = await forge();
+  try {
+    const project = await newProject(PORT, 'git');
+    await api(PORT, 'PUT', `/api/projects/${project}/runner-secrets`, {
+      data: { GITHUB_TOKEN: 'ghp_e2etoken', GITHUB_API_URL: gh.url },
+    });
+
+    await page.goto(`/projects/${project}/new`);
+    await hydrated(page);
+    await page.getByLabel('What should the agent do?').fill('create notes.md');
+    await page.getByRole('button', { name: 'Add repository' }).click();
+    const row = page.locator('.repo-row');
+    await row.getByLabel('URL').fill(`file://${bare}`);
+    await row.getByLabel('push').check();
+    await page.getByRole('button', { name: 'Start session' }).click();
+    await expect(page).toHaveURL(/sessions\/session-/);
+    const session = page.url().split('/').pop()!;
+
+    await expect(page.locator('.session-header [data-phase]')).toHaveAttribute('data-phase', 'Completed', { timeout: 60_000 });
+    const push = page.locator('.entry.git').first();
+    await expect(push).toContainText(`Pushed app to branch ambient/${session}`);
+    const pr = page.locator('.entry.git.pr');
+    await expect(pr).toContainText('Pull request #7 for app');
+    await expect(pr.locator('a')).toHaveAttribute('href', 'https://github.example/acme/app/pull/7');
+
+    // The branch really is in the remote, and the forge was asked once, with the token.
+    expect(git(bare, 'branch', '--list').split('\n').map((b) => b.trim())).toContain(`ambient/${session}`);
+    expect(git(bare, 'ls-tree', '--name-only', `ambient/${session}`)).toContain('notes.md');
+    expect(gh.calls).toHaveLength(1);
+    expect(gh.calls[0].auth).toBe('Bearer ghp_e2etoken');
+    expect(gh.calls[0].body.head).toBe(`ambient/${session}`);
+  } finally {
+    gh.close();
+  }
+  expect(consoleErrors).toEqual([]);
+});
