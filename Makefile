@@ -66,6 +66,7 @@ setup-browser:
 
 build: setup
 	cargo leptos build --release --split
+	./target/release/server --precompress-assets > /dev/null
 	cargo build --release -p runner
 
 run: build
@@ -83,6 +84,7 @@ unit: setup
 
 e2e: setup setup-browser
 	cargo leptos build --release --split
+	./target/release/server --precompress-assets > /dev/null
 	cargo build --release -p runner -p mock-anthropic
 	cd end2end && npx playwright test
 
@@ -97,12 +99,14 @@ bench: setup
 # The session page in Chromium: bytes transferred and time to first entry (BENCHMARKS.md, "Web UI").
 bench-ui: setup setup-browser
 	cargo leptos build --release --split
+	./target/release/server --precompress-assets > /dev/null
 	cargo build --release -p runner -p mock-anthropic
 	cd end2end && npx playwright test --config bench.config.ts
 
 # The hub's load test (BENCHMARKS.md, "Event hub").
 loadtest: setup
 	cargo leptos build --release --split
+	./target/release/server --precompress-assets > /dev/null
 	cargo build --release -p server --bin loadgen
 	for args in "--sessions 1 --rate 5000" "--sessions 100 --rate 17000" "--sessions 1000 --rate 17000"; do \
 		./target/release/loadgen $$args --viewers 3 --seconds 10; done

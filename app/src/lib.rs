@@ -26,8 +26,7 @@ pub mod time;
 pub mod transcript;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::components::{Redirect, Route, Router, Routes};
+use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{Lazy, LazyRoute, lazy_route, path};
 
 /// Name of the compiled assets (`/pkg/<name>.js`, `.wasm`, `.css`).
@@ -45,7 +44,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
-                <MetaTags/>
+                <title>"Ambient Code Platform"</title>
+                <link rel="stylesheet" id="leptos" href=format!("/pkg/{OUTPUT_NAME}.css")/>
             </head>
             <body>
                 <App/>
@@ -57,12 +57,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// The application: header and routes.
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
     pages::widgets::provide_now();
     view! {
         <div id="app-state" hidden data-hydrated="false"></div>
-        <Stylesheet id="leptos" href=format!("/pkg/{OUTPUT_NAME}.css")/>
-        <Title text="Ambient Code Platform"/>
         <Router>
             <a class="skip" href="#main">"Skip to content"</a>
             <header class="topbar">
@@ -71,12 +68,11 @@ pub fn App() -> impl IntoView {
             </header>
             <main id="main">
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    <Route path=path!("/") view=|| view! { <Redirect path="/projects"/> }/>
                     <Route path=path!("/projects") view={Lazy::<ProjectsRoute>::new()}/>
                     <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()}/>
                     <Route path=path!("/projects/:project/new") view={Lazy::<NewSessionRoute>::new()}/>
                     <Route path=path!("/projects/:project/settings") view={Lazy::<SettingsRoute>::new()}/>
-                    <Route path=path!("/projects/:project/sessions/:session") view={Lazy::<SessionRoute>::new()}/>
+                    <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
                 </Routes>
             </main>
         </Router>
@@ -108,7 +104,6 @@ lazy_page!(ProjectsRoute, pages::projects::ProjectsPage);
 lazy_page!(ProjectRoute, pages::project::ProjectPage);
 lazy_page!(NewSessionRoute, pages::new_session::NewSessionPage);
 lazy_page!(SettingsRoute, pages::settings::SettingsPage);
-lazy_page!(SessionRoute, pages::session::SessionPage);
 
 /// Entry point of the browser build.
 #[cfg(feature = "hydrate")]

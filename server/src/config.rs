@@ -54,6 +54,10 @@ pub struct Config {
     /// external operator runs them, or for load tests with simulated runners.
     #[arg(long, env = "AMBIENT_LOCAL_DRIVER", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_driver: bool,
+    /// Write Zopfli-compressed `.gz` files next to the UI's assets (served instead of
+    /// compressing each response), then exit. Run after each release build.
+    #[arg(long)]
+    pub precompress_assets: bool,
     /// Name of the local user, shown as the sender of messages. Default: $USER.
     #[arg(long, env = "AMBIENT_USER")]
     pub user: Option<String>,

@@ -12,6 +12,7 @@
 //! - [`auth`], [`error`], [`state`].
 
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod backend;
 pub mod config;
@@ -54,11 +55,26 @@ pub fn router(state: AppState) -> Router {
         move || provide_context(backend.clone()),
         move || app::shell(options.clone()),
     )
+    // The UI's assets, precompressed when `--precompress-assets` has run (see `assets`).
+    .nest_service(
+        &format!("/{}", state.leptos_options.site_pkg_dir),
+        tower_http::services::ServeDir::new(pkg_dir(&state.leptos_options)).precompressed_gzip(),
+    )
+    // The home page is the projects list (a redirect, not a client-side route).
+    .route(
+        "/",
+        axum::routing::get(|| async { axum::response::Redirect::to("/projects") }),
+    )
     .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
         app::shell,
     ))
     .layer(tower_http::compression::CompressionLayer::new())
     .with_state(state)
+}
+
+/// Where the UI's assets (JS, WASM, CSS) are.
+pub fn pkg_dir(options: &LeptosOptions) -> std::path::PathBuf {
+    std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir)
 }
 
 /// Serves until `shutdown` resolves. Runners keep running across a restart; the next server
@@ -70,6 +86,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let stale = assets::remove_stale(&pkg_dir(&leptos_options));
+    if stale > 0 {
+        tracing::info!(
+            stale,
+            "removed precompressed assets older than their source"
+        );
+    }
     let store = Store::open(&config.data_dir, Fanout::default())
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     store.ensure_project(DEFAULT_PROJECT, "Default").await?;

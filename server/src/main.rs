@@ -32,6 +32,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if config.precompress_assets {
+        let dir = server::pkg_dir(&leptos);
+        return match server::assets::precompress(&dir) {
+            Ok(done) => {
+                for c in done {
+                    println!("{}: {} -> {} bytes", c.path.display(), c.size, c.gz_size);
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: precompressing {}: {e}", dir.display());
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     if let Some(addr) = config.addr {
         leptos.site_addr = addr;
     }

@@ -62,6 +62,8 @@ pub struct Options {
     pub local_driver: bool,
     /// The `claude` executable runners use.
     pub claude_bin: Option<PathBuf>,
+    /// Where the UI's assets are (`<site_root>/pkg`). Default: Leptos' default.
+    pub site_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -73,6 +75,7 @@ impl Options {
             stop_grace: Duration::from_secs(5),
             local_driver: true,
             claude_bin: Some(claude_bin()),
+            site_root: None,
         }
     }
 
@@ -105,9 +108,12 @@ impl TestServer {
             user: "tester".into(),
             credentials: opts.credentials,
         };
-        let leptos = leptos::config::LeptosOptions::builder()
+        let mut leptos = leptos::config::LeptosOptions::builder()
             .output_name("ambient")
             .build();
+        if let Some(root) = &opts.site_root {
+            leptos.site_root = root.to_string_lossy().into_owned().into();
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(server::run(config, leptos, listener, async move {
             let _ = rx.await;
