@@ -109,7 +109,10 @@ lazy_page!(SettingsRoute, pages::settings::SettingsPage);
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
+    // A panic's message in the console (the default hook prints nowhere in a browser).
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&info.to_string().into());
+    }));
     // Async hydration: a lazy route loads its module before its part of the page hydrates.
     // Once the whole page (route included) is hydrated, `#app-state` says so: tests wait on it.
     wasm_bindgen_futures::spawn_local(async {

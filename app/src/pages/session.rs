@@ -6,6 +6,7 @@
 
 mod entries;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -102,11 +103,11 @@ pub fn SessionPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(view) => view! { <SessionBody view/> }.into_any(),
-                    Err(e) => view! {
+                    Ok(view) => Either::Left(view! { <SessionBody view/> }),
+                    Err(e) => Either::Right(view! {
                         <section class="page-head"><a class="muted" href="/projects">"← Projects"</a></section>
                         <p class="error banner" role="alert">{e.message}</p>
-                    }.into_any(),
+                    }),
                 }
             })}
         </Suspense>
