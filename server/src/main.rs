@@ -13,6 +13,28 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::parse();
+    if config.precompress_assets {
+        // Needs only the site's location, not a data directory or a runner.
+        let dir = match leptos::config::get_configuration(None) {
+            Ok(conf) => server::pkg_dir(&conf.leptos_options),
+            Err(e) => {
+                eprintln!("error: Leptos configuration: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        return match server::assets::precompress(&dir) {
+            Ok(done) => {
+                for c in done {
+                    println!("{}: {} -> {} bytes", c.path.display(), c.size, c.gz_size);
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: precompressing {}: {e}", dir.display());
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let env = |k: &str| std::env::var_os(k).map(Into::into);
     let resolved = match config.resolve(
         env("HOME"),
@@ -32,21 +54,6 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if config.precompress_assets {
-        let dir = server::pkg_dir(&leptos);
-        return match server::assets::precompress(&dir) {
-            Ok(done) => {
-                for c in done {
-                    println!("{}: {} -> {} bytes", c.path.display(), c.size, c.gz_size);
-                }
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: precompressing {}: {e}", dir.display());
-                std::process::ExitCode::from(1)
-            }
-        };
-    }
     if let Some(addr) = config.addr {
         leptos.site_addr = addr;
     }

@@ -77,3 +77,26 @@ async fn precompressed_assets_are_served_as_they_are() {
     assert!(res.headers().get("content-encoding").is_none());
     assert_eq!(res.bytes().await.unwrap().to_vec(), wasm);
 }
+
+#[test]
+fn precompress_assets_needs_no_runner_or_data_directory() {
+    // What `make` runs right after building the site, before the runner exists.
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("target/site/pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("ambient.css"), "body { color: red } ".repeat(100)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("--precompress-assets")
+        .current_dir(dir.path())
+        .env("AMBIENT_RUNNER_BIN", dir.path().join("no-such-runner"))
+        .env("AMBIENT_DATA_DIR", dir.path().join("no/such/dir"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gz = std::fs::read(pkg.join("ambient.css.gz")).unwrap();
+    assert_eq!(gunzip(&gz), "body { color: red } ".repeat(100).into_bytes());
+}
