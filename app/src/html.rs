@@ -106,12 +106,6 @@ fn inlines(out: &mut String, items: Vec<Inline>) {
 }
 
 /// A code block with its tokens highlighted.
-pub fn code(lang: &str, text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    code_into(&mut out, lang, text);
-    out
-}
-
 fn code_into(out: &mut String, lang: &str, text: &str) {
     out.push_str("<pre class=\"code\" data-lang=\"");
     escape_into(out, lang);
@@ -205,8 +199,10 @@ mod tests {
 
     #[test]
     fn code_escapes_its_language_attribute() {
+        let html = markdown("```\"><x\ny\n```");
         assert!(
-            code("\"><x", "y").starts_with("<pre class=\"code\" data-lang=\"&quot;&gt;&lt;x\">")
+            html.starts_with("<pre class=\"code\" data-lang=\"&quot;&gt;&lt;x\">"),
+            "{html}"
         );
     }
 }

@@ -6,10 +6,9 @@ use model::protocol::{
     ErrorEvent, GitPush, LogLine, PullRequest, RunResult, SessionEvent, StoredEvent, ToolResult,
     TurnResult,
 };
-use serde::{Deserialize, Serialize};
 
 /// One row of the transcript.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// Sequence of the event that created the row (stable key).
     pub seq: u64,
@@ -22,7 +21,7 @@ pub struct Entry {
 }
 
 /// What a row shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EntryKind {
     /// A person's message.
     User {
@@ -85,7 +84,7 @@ pub enum EntryKind {
 }
 
 /// The transcript of a session as far as it is known.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transcript {
     /// Rows, oldest first.
     pub entries: Vec<Entry>,

@@ -33,7 +33,7 @@ test('session page with ~1,000 events: bytes and time to first entry', async () 
     })
     .toBe('Completed');
   const exported = await (await fetch(`${base}/api/projects/default/agentic-sessions/${name}/export`)).json();
-  const events = (exported.events ?? exported).length;
+  const events = exported.events.length;
 
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',

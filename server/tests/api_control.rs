@@ -4,18 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, TestServer, assert_error, call, exported_events, processes_in};
+use common::{assert_error, call, exported_events, processes_in, with_mock};
 use model::protocol::SessionEvent;
 use serde_json::json;
 
 const SESSIONS: &str = "/api/projects/default/agentic-sessions";
-
-async fn with_mock() -> (TestServer, mock_anthropic::MockHandle, tempfile::TempDir) {
-    let mock = mock_anthropic::start(Default::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(Options::new(dir.path()).with_mock(&mock.url())).await;
-    (server, mock, dir)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_to_a_finished_session_continues_its_conversation() {

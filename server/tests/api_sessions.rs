@@ -4,17 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, TestServer, assert_error, call};
+use common::{Options, TestServer, assert_error, call, with_mock};
 use serde_json::json;
 
 const SESSIONS: &str = "/api/projects/default/agentic-sessions";
-
-async fn with_mock() -> (TestServer, mock_anthropic::MockHandle, tempfile::TempDir) {
-    let mock = mock_anthropic::start(Default::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(Options::new(dir.path()).with_mock(&mock.url())).await;
-    (server, mock, dir)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_get_list_search_page() {

@@ -89,6 +89,14 @@ impl Options {
     }
 }
 
+/// A server in a fresh directory whose sessions use a fresh mock model.
+pub async fn with_mock() -> (TestServer, mock_anthropic::MockHandle, tempfile::TempDir) {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Options::new(dir.path()).with_mock(&mock.url())).await;
+    (server, mock, dir)
+}
+
 impl TestServer {
     pub async fn start(opts: Options) -> TestServer {
         let listener =
