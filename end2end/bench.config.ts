@@ -5,7 +5,10 @@ import * as path from 'node:path';
 
 // `make bench-ui`: the session page's load, measured in Chromium against a release build.
 // Own ports and data directory, so it never meets the test run's servers.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-bench-'));
+// Removed by teardown.ts after the run. Workers evaluate this file again: they reuse the
+// main process's directory (inherited through the environment) instead of making another.
+process.env.AMBIENT_E2E_OWNED_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-bench-'));
+const dataDir = process.env.AMBIENT_E2E_OWNED_DIR;
 const root = path.resolve(__dirname, '..');
 export const BENCH_MOCK_PORT = 3299;
 export const BENCH_PORT = 3201;
@@ -13,6 +16,7 @@ export const BENCH_PORT = 3201;
 export default defineConfig({
   testDir: './bench',
   testMatch: /.*\.bench\.ts/,
+  globalTeardown: './teardown.ts',
   timeout: 600_000,
   workers: 1,
   reporter: [['list']],

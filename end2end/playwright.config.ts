@@ -5,7 +5,11 @@ import * as path from 'node:path';
 
 // One fresh data directory per run, shared with the test files through the environment
 // (workers inherit it from the main process, which evaluates this file first).
-process.env.E2E_DATA_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-e2e-'));
+// Created here (and removed by teardown.ts) unless the caller gives one to keep.
+if (!process.env.E2E_DATA_DIR) {
+  process.env.E2E_DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-e2e-'));
+  process.env.AMBIENT_E2E_OWNED_DIR = process.env.E2E_DATA_DIR;
+}
 const dataDir = process.env.E2E_DATA_DIR;
 const root = path.resolve(__dirname, '..');
 const claude = path.join(root, 'tools/claude-code/node_modules/.bin/claude');
@@ -39,6 +43,7 @@ const server = (port: number, extraEnv: Record<string, string>) => ({
 
 export default defineConfig({
   testDir: './tests',
+  globalTeardown: './teardown.ts',
   timeout: 90_000,
   expect: { timeout: 15_000 },
   fullyParallel: false,
