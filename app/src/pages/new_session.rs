@@ -11,7 +11,7 @@ use model::session::{LlmSettings, SessionRepo};
 use model::validate;
 
 use super::Models;
-use super::widgets::{ErrorBanner, FieldError};
+use super::widgets::{ErrorBanner, FieldError, action_error};
 use crate::error::AppError;
 
 /// Starts a session.
@@ -100,13 +100,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let create = Action::new(move |req: &CreateSessionRequest| {
         create_session(project.get_untracked(), req.clone())
     });
-    let server_error = Signal::derive(move || {
-        create
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.message)
-    });
+    let server_error = action_error(create);
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(created)) = create.value().get() {

@@ -6,7 +6,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use model::api::{SessionSummaries, SessionSummary};
 use serde::{Deserialize, Serialize};
 
-use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, use_now};
+use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, action_error, use_now};
 use crate::error::AppError;
 use crate::time;
 
@@ -92,8 +92,7 @@ pub fn ProjectPage() -> impl IntoView {
         Some(Ok(None)) => refresh.update(|r| *r += 1),
         _ => {}
     });
-    let act_error =
-        Signal::derive(move || act.value().get().and_then(Result::err).map(|e| e.message));
+    let act_error = action_error(act);
 
     view! {
         <section class="page-head">

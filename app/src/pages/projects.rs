@@ -6,7 +6,7 @@ use leptos_router::hooks::use_navigate;
 use model::api::{CreateProjectRequest, Project, ProjectList};
 use model::validate;
 
-use super::widgets::{ConfirmButton, ErrorBanner, FieldError, use_now};
+use super::widgets::{ConfirmButton, ErrorBanner, FieldError, action_error, use_now};
 use crate::error::AppError;
 
 /// A page of projects.
@@ -45,13 +45,7 @@ pub fn ProjectsPage() -> impl IntoView {
             changed.update(|c| *c += 1);
         }
     });
-    let delete_error = Signal::derive(move || {
-        delete
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.message)
-    });
+    let delete_error = action_error(delete);
     let now = use_now();
 
     view! {
@@ -129,13 +123,7 @@ fn CreateProject() -> impl IntoView {
             .flatten()
     });
     let create = Action::new(|req: &CreateProjectRequest| create_project(req.clone()));
-    let server_error = Signal::derive(move || {
-        create
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.message)
-    });
+    let server_error = action_error(create);
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(p)) = create.value().get() {

@@ -16,7 +16,7 @@ use model::protocol::StoredEvent;
 use serde::{Deserialize, Serialize};
 
 use super::project::{SessionAction, act_on_session};
-use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, use_now};
+use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, action_error, use_now};
 use crate::error::AppError;
 use crate::time;
 use crate::transcript::Transcript;
@@ -171,13 +171,8 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             },
         );
     }
-    let act_error = Signal::derive(move || {
-        act.value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.message)
-            .or_else(|| refusal.get())
-    });
+    let act_failed = action_error(act);
+    let act_error = Signal::derive(move || act_failed.get().or_else(|| refusal.get()));
     let failure = summary.message.clone();
     let export = format!("/api/projects/{project}/agentic-sessions/{name}/export");
     let title = RwSignal::new(summary.display_name.clone());
@@ -228,13 +223,7 @@ fn DisplayName(title: RwSignal<String>, project: String, name: String) -> impl I
     let draft = RwSignal::new(String::new());
     let rename =
         Action::new(move |t: &String| rename_session(project.clone(), name.clone(), t.clone()));
-    let error = Signal::derive(move || {
-        rename
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.message)
-    });
+    let error = action_error(rename);
     let save = move || {
         let t = draft.get_untracked().trim().to_owned();
         if !t.is_empty() && t != title.get_untracked() {

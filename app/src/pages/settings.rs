@@ -6,7 +6,7 @@ use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_params_map;
 use model::api::{ProjectSettingsBody, RunnerSecrets};
 
-use super::widgets::{ErrorBanner, FieldError};
+use super::widgets::{ErrorBanner, FieldError, action_error};
 use crate::error::AppError;
 
 /// The project's credentials (masked) and defaults.
@@ -92,7 +92,7 @@ fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
             current.set(s.items);
         }
     });
-    let error = Signal::derive(move || save.value().get().and_then(Result::err).map(|e| e.message));
+    let error = action_error(save);
     view! {
         <section class="panel">
             <h2>"Credentials"</h2>
@@ -153,7 +153,7 @@ fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
                 .map_or(true, |v| v < 0.0 || !v.is_finite()))
         .then(|| "must be a number of hours, zero or more".to_owned())
     });
-    let error = Signal::derive(move || save.value().get().and_then(Result::err).map(|e| e.message));
+    let error = action_error(save);
     let saved = Signal::derive(move || matches!(save.value().get(), Some(Ok(_))));
     view! {
         <section class="panel">

@@ -80,6 +80,23 @@ pub fn ConfirmButton(
     }
 }
 
+/// The message of an action's last failure, if its last run failed (for [`ErrorBanner`]).
+pub fn action_error<I, O>(
+    action: Action<I, Result<O, crate::error::AppError>>,
+) -> Signal<Option<String>>
+where
+    I: Send + Sync + 'static,
+    O: Send + Sync + Clone + 'static,
+{
+    Signal::derive(move || {
+        action
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+    })
+}
+
 /// An error message under a form field (nothing when there is no error).
 #[component]
 pub fn FieldError(#[prop(into)] error: Signal<Option<String>>) -> impl IntoView {

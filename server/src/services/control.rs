@@ -185,6 +185,20 @@ impl Services {
         Ok(row.session)
     }
 
+    /// Sends user messages (with their sequence numbers) to the session's runner.
+    fn send_messages(&self, session_id: i64, messages: Vec<(u64, model::protocol::UserMessage)>) {
+        for (seq, m) in messages {
+            self.runners.send(
+                session_id,
+                ServerToRunner::UserMessage(RunnerUserMessage {
+                    seq,
+                    text: m.text,
+                    sender: m.sender,
+                }),
+            );
+        }
+    }
+
     /// A runner said hello: sends it the user messages it has not handled.
     pub async fn deliver_pending(
         &self,
@@ -196,20 +210,11 @@ impl Services {
         self.store
             .set_handled_through(session_id, generation, handled_through)
             .await?;
-        for (seq, m) in self
+        let pending = self
             .store
             .pending_messages(session_id, handled_through)
-            .await?
-        {
-            self.runners.send(
-                session_id,
-                ServerToRunner::UserMessage(RunnerUserMessage {
-                    seq,
-                    text: m.text,
-                    sender: m.sender,
-                }),
-            );
-        }
+            .await?;
+        self.send_messages(session_id, pending);
         Ok(())
     }
 
@@ -232,16 +237,7 @@ impl Services {
         if pending.is_empty() {
             self.runners.finish(session_id, conn);
         } else {
-            for (seq, m) in pending {
-                self.runners.send(
-                    session_id,
-                    ServerToRunner::UserMessage(RunnerUserMessage {
-                        seq,
-                        text: m.text,
-                        sender: m.sender,
-                    }),
-                );
-            }
+            self.send_messages(session_id, pending);
         }
         Ok(())
     }
