@@ -2,12 +2,16 @@ import { defineConfig } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { removeEarlierRuns } from './tmpdirs';
 
 // `make bench-ui`: the session page's load, measured in Chromium against a release build.
 // Own ports and data directory, so it never meets the test run's servers.
 // Removed by teardown.ts after the run. Workers evaluate this file again: they reuse the
 // main process's directory (inherited through the environment) instead of making another.
-process.env.AMBIENT_E2E_OWNED_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-bench-'));
+if (!process.env.AMBIENT_E2E_OWNED_DIR) {
+  removeEarlierRuns('ambient-bench-');
+  process.env.AMBIENT_E2E_OWNED_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-bench-'));
+}
 const dataDir = process.env.AMBIENT_E2E_OWNED_DIR;
 const root = path.resolve(__dirname, '..');
 export const BENCH_MOCK_PORT = 3299;

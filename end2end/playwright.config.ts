@@ -2,14 +2,19 @@ import { defineConfig } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { removeEarlierRuns } from './tmpdirs';
 
 // One fresh data directory per run, shared with the test files through the environment
 // (workers inherit it from the main process, which evaluates this file first).
-// Created here (and removed by teardown.ts) unless the caller gives one to keep.
+// Created here unless the caller gives one to keep. teardown.ts removes it at the end, but
+// the servers are stopped only after that and may write a last file, so what is left of
+// earlier runs goes here too (runs never overlap: their ports are fixed).
 if (!process.env.E2E_DATA_DIR) {
+  removeEarlierRuns('ambient-e2e-');
   process.env.E2E_DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'ambient-e2e-'));
   process.env.AMBIENT_E2E_OWNED_DIR = process.env.E2E_DATA_DIR;
 }
+
 const dataDir = process.env.E2E_DATA_DIR;
 const root = path.resolve(__dirname, '..');
 const claude = path.join(root, 'tools/claude-code/node_modules/.bin/claude');
