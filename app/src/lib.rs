@@ -5,23 +5,23 @@
 //! - [`transcript`]: the pure model of a session's transcript (events → rows);
 //! - [`markdown`], [`highlight`], [`diff`], [`time`]: pure helpers of the transcript's views,
 //!   and [`html`], which turns the rich ones into escaped markup;
-//! - [`live`]: the browser's WebSocket to a session (hydrate only);
+//! - [`live`]: the browser's live connection to a session (its socket in the hydrate build);
 //! - [`error`]: the error server functions return;
-//! - `backend` (ssr only): the port through which server functions reach the server.
+//! - `ssr` (server build only): what server functions share: the platform's services of the
+//!   request, the caller, refusals with their status.
 
 // Deeply nested view types (tables of rows of widgets) exceed the default query depth in release.
 #![recursion_limit = "256"]
 
-#[cfg(feature = "ssr")]
-pub mod backend;
 pub mod diff;
 pub mod error;
 pub mod highlight;
 pub mod html;
-#[cfg(feature = "hydrate")]
 pub mod live;
 pub mod markdown;
 pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
 pub mod time;
 pub mod transcript;
 

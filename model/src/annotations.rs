@@ -15,6 +15,14 @@ pub const START_REQUESTED_AT: &str = "ambient-code.io/start-requested-at";
 pub const STOP_REQUESTED_AT: &str = "ambient-code.io/stop-requested-at";
 /// Why a stop was requested (`user`, `inactivity`, `timeout`, `run-finished`).
 pub const STOP_REASON: &str = "ambient-code.io/stop-reason";
+/// The annotations of a request ([`DESIRED_PHASE`] and what goes with it), removed together
+/// once the operator has taken the request.
+pub const REQUEST_ANNOTATIONS: [&str; 4] = [
+    DESIRED_PHASE,
+    STOP_REASON,
+    START_REQUESTED_AT,
+    STOP_REQUESTED_AT,
+];
 /// Name of the Secret holding the runner's token (Kubernetes mode).
 pub const RUNNER_TOKEN_SECRET: &str = "ambient-code.io/runner-token-secret";
 /// Name of the runner's ServiceAccount (Kubernetes mode).

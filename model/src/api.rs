@@ -269,15 +269,7 @@ pub struct UpdateRunnerSecrets {
 }
 
 /// Keys a project's runner secrets may have.
-pub const RUNNER_SECRET_KEYS: &[&str] = &[
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_AUTH_TOKEN",
-    "GITHUB_TOKEN",
-    "GITLAB_TOKEN",
-    "GITHUB_API_URL",
-    "GITLAB_API_URL",
-];
+pub const RUNNER_SECRET_KEYS: &[&str] = &crate::runner_env::Credentials::KEYS;
 
 /// Masks a credential for display: URLs whole, tokens as their first 4 and last 4
 /// characters (or only `••••` when short).

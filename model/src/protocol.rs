@@ -61,10 +61,22 @@ pub mod close {
     pub const GONE: u16 = 4410;
     /// A frame exceeded the size limit.
     pub const TOO_LARGE: u16 = 4413;
+    /// The viewer's cursor (`after`) is past the end of the log (the log was replaced, e.g.
+    /// the session was deleted and created again): start over from the beginning.
+    pub const CURSOR_AHEAD: u16 = 4416;
     /// The viewer could not keep up for too long.
     pub const TOO_SLOW: u16 = 4429;
     /// Unexpected server-side failure; reconnect.
     pub const INTERNAL: u16 = 4500;
+
+    /// Whether a runner closed with `code` should connect again (the server restarts, a
+    /// transient failure) rather than give up (refused, replaced, deleted, a protocol error).
+    pub fn runner_may_retry(code: u16) -> bool {
+        !matches!(
+            code,
+            UNAUTHORIZED | FORBIDDEN | NOT_FOUND | SUPERSEDED | GONE | BAD_FRAME
+        )
+    }
 }
 
 /// Why a frame could not be decoded.

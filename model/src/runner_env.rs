@@ -7,6 +7,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Exit codes of the runner (the original operator's convention), read by every driver.
+pub mod exit {
+    /// The run succeeded, or was stopped on request.
+    pub const OK: i32 = 0;
+    /// The agent or the run failed.
+    pub const FAILED: i32 = 1;
+    /// Configuration or prerequisites are missing (bad environment, no credentials, a clone
+    /// that failed).
+    pub const PREREQUISITE: i32 = 2;
+}
+
+/// Every runner token starts with this, so user endpoints can refuse one without a lookup.
+pub const RUNNER_TOKEN_PREFIX: &str = "art_";
+
 /// Session name.
 pub const SESSION_NAME: &str = "AGENTIC_SESSION_NAME";
 /// Project (namespace) of the session.
@@ -91,4 +105,145 @@ pub struct ExitRecord {
     pub generation: u64,
     /// Its exit code.
     pub exit_code: i32,
+}
+
+/// The credentials a runner receives: model access and git tokens, each optional. A
+/// project's own (its runner secrets) override the server's defaults.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// [`ANTHROPIC_API_KEY`].
+    pub anthropic_api_key: Option<String>,
+    /// [`ANTHROPIC_BASE_URL`].
+    pub anthropic_base_url: Option<String>,
+    /// [`ANTHROPIC_AUTH_TOKEN`].
+    pub anthropic_auth_token: Option<String>,
+    /// [`GITHUB_TOKEN`].
+    pub github_token: Option<String>,
+    /// [`GITLAB_TOKEN`].
+    pub gitlab_token: Option<String>,
+    /// [`GITHUB_API_URL`].
+    pub github_api_url: Option<String>,
+    /// [`GITLAB_API_URL`].
+    pub gitlab_api_url: Option<String>,
+}
+
+/// Values are never printed.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.pairs().map(|(k, _)| k)).finish()
+    }
+}
+
+impl Credentials {
+    /// The variable names, in the order [`Credentials::pairs`] yields them.
+    pub const KEYS: [&'static str; 7] = [
+        ANTHROPIC_API_KEY,
+        ANTHROPIC_BASE_URL,
+        ANTHROPIC_AUTH_TOKEN,
+        GITHUB_TOKEN,
+        GITLAB_TOKEN,
+        GITHUB_API_URL,
+        GITLAB_API_URL,
+    ];
+    /// The variables that give model access; a project that sets one replaces all three.
+    pub const MODEL_KEYS: [&'static str; 3] =
+        [ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_AUTH_TOKEN];
+
+    fn slots(&self) -> [&Option<String>; 7] {
+        [
+            &self.anthropic_api_key,
+            &self.anthropic_base_url,
+            &self.anthropic_auth_token,
+            &self.github_token,
+            &self.gitlab_token,
+            &self.github_api_url,
+            &self.gitlab_api_url,
+        ]
+    }
+
+    /// The value of one variable, `None` for an unset or unknown one.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let i = Self::KEYS.iter().position(|k| *k == key)?;
+        self.slots()[i].as_deref()
+    }
+
+    /// Sets (or with `None` clears) one variable; `Err` names an unknown key.
+    pub fn set(&mut self, key: &str, value: Option<String>) -> Result<(), String> {
+        let slot = match key {
+            ANTHROPIC_API_KEY => &mut self.anthropic_api_key,
+            ANTHROPIC_BASE_URL => &mut self.anthropic_base_url,
+            ANTHROPIC_AUTH_TOKEN => &mut self.anthropic_auth_token,
+            GITHUB_TOKEN => &mut self.github_token,
+            GITLAB_TOKEN => &mut self.gitlab_token,
+            GITHUB_API_URL => &mut self.github_api_url,
+            GITLAB_API_URL => &mut self.gitlab_api_url,
+            other => return Err(other.to_owned()),
+        };
+        *slot = value;
+        Ok(())
+    }
+
+    /// The set variables as `(name, value)`, in [`Credentials::KEYS`] order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        Self::KEYS
+            .into_iter()
+            .zip(self.slots())
+            .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+    }
+
+    /// Whether any model credential is set.
+    pub fn has_model(&self) -> bool {
+        Self::MODEL_KEYS.iter().any(|k| self.get(k).is_some())
+    }
+
+    /// These credentials over `defaults`: each variable set here wins, and a model credential
+    /// set here replaces the defaults' model credentials as a whole (a project with its own
+    /// endpoint must not send the server's key there).
+    pub fn over(&self, defaults: &Credentials) -> Credentials {
+        let mut out = defaults.clone();
+        if self.has_model() {
+            for k in Self::MODEL_KEYS {
+                let _ = out.set(k, None);
+            }
+        }
+        for (k, v) in self.pairs() {
+            let _ = out.set(k, Some(v.to_owned()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_credentials_replace_the_servers_model_credentials_as_a_whole() {
+        let defaults = Credentials {
+            anthropic_base_url: Some("http://mock".into()),
+            anthropic_api_key: Some("srv".into()),
+            github_token: Some("gh".into()),
+            ..Default::default()
+        };
+        let project = Credentials {
+            anthropic_api_key: Some("proj".into()),
+            ..Default::default()
+        };
+        let merged = project.over(&defaults);
+        assert_eq!(
+            merged.pairs().collect::<Vec<_>>(),
+            [(ANTHROPIC_API_KEY, "proj"), (GITHUB_TOKEN, "gh")]
+        );
+        assert_eq!(Credentials::default().over(&defaults), defaults);
+    }
+
+    #[test]
+    fn keys_and_debug_output() {
+        let mut c = Credentials::default();
+        assert_eq!(c.set("PATH", Some("/x".into())), Err("PATH".into()));
+        c.set(GITLAB_TOKEN, Some("secret".into())).unwrap();
+        assert_eq!(c.get(GITLAB_TOKEN), Some("secret"));
+        assert!(!c.has_model());
+        assert_eq!(format!("{c:?}"), r#"["GITLAB_TOKEN"]"#);
+    }
 }

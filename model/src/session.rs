@@ -93,11 +93,6 @@ pub struct SessionRepo {
 }
 
 impl SessionRepo {
-    /// The branch to check out, `main` when unset.
-    pub fn branch_or_default(&self) -> &str {
-        self.branch.as_deref().unwrap_or(DEFAULT_BRANCH)
-    }
-
     /// Whether the agent's work is pushed and proposed as a pull request.
     pub fn auto_push(&self) -> bool {
         self.auto_push.unwrap_or(false)
@@ -417,6 +412,39 @@ pub struct RunSummary {
     pub cost_usd: f64,
 }
 
+/// Identifies a session: its project (namespace) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    /// Project (namespace) name.
+    pub project: String,
+    /// Session name.
+    pub name: String,
+}
+
+impl SessionKey {
+    /// A key from its parts.
+    pub fn new(project: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            project: project.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of a session resource.
+    pub fn of(session: &AgenticSession) -> Self {
+        Self::new(
+            session.metadata.namespace.clone().unwrap_or_default(),
+            session.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+impl std::fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.project, self.name)
+    }
+}
+
 impl AgenticSession {
     /// The phase, `Pending` when no status was written yet.
     pub fn phase(&self) -> Phase {
@@ -426,6 +454,14 @@ impl AgenticSession {
     /// The model the session asked for, if any.
     pub fn model(&self) -> Option<&str> {
         self.spec.llm_settings.as_ref()?.model.as_deref()
+    }
+
+    /// Whether an agent conversation exists that a new run can resume (the runner reported
+    /// Claude's session id).
+    pub fn has_conversation(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.sdk_session_id.is_some())
     }
 
     /// Value of an annotation.

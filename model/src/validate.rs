@@ -216,9 +216,125 @@ pub fn model(field: &str, model: &str, allowed: &[String]) -> Result<(), Invalid
     }
 }
 
+/// A duration in seconds (`timeout`, `inactivityTimeout`): zero or more.
+pub fn seconds(field: &str, value: Option<i64>) -> Result<(), Invalid> {
+    if value.is_some_and(|v| v < 0) {
+        return Err(Invalid::new(field, "must be zero or more seconds"));
+    }
+    Ok(())
+}
+
+/// Most repositories a session may clone.
+pub const MAX_REPOS: usize = 20;
+/// Longest value of a session's environment variable.
+pub const MAX_ENV_VALUE: usize = 32 * 1024;
+
+/// A whole session-creation request: the rules the server enforces and the form checks as the
+/// user types. `models` are the models a session may choose.
+pub fn create_session(
+    req: &crate::api::CreateSessionRequest,
+    models: &[String],
+) -> Result<(), Invalid> {
+    message_text("initialPrompt", &req.initial_prompt)?;
+    if let Some(d) = &req.display_name {
+        display_name("displayName", d)?;
+    }
+    if let Some(m) = req.llm_settings.as_ref().and_then(|l| l.model.as_deref()) {
+        model("llmSettings.model", m, models)?;
+    }
+    seconds("timeout", req.timeout)?;
+    seconds("inactivityTimeout", req.inactivity_timeout)?;
+    if req.repos.len() > MAX_REPOS {
+        return Err(Invalid::new(
+            "repos",
+            format!("at most {MAX_REPOS} repositories"),
+        ));
+    }
+    for (i, repo) in req.repos.iter().enumerate() {
+        repo_url(&format!("repos[{i}].url"), &repo.url)?;
+        if let Some(branch) = &repo.branch {
+            branch_name(&format!("repos[{i}].branch"), branch)?;
+        }
+    }
+    if let Some(wf) = &req.active_workflow {
+        repo_url("activeWorkflow.gitUrl", &wf.git_url)?;
+        if let Some(branch) = &wf.branch {
+            branch_name("activeWorkflow.branch", branch)?;
+        }
+    }
+    for (k, v) in &req.environment_variables {
+        env_var(k, v)?;
+    }
+    Ok(())
+}
+
+/// One of a session's environment variables: a valid, unreserved name and a bounded value.
+pub fn env_var(name: &str, value: &str) -> Result<(), Invalid> {
+    let field = format!("environmentVariables.{name}");
+    env_var_name(&field, name)?;
+    if value.len() > MAX_ENV_VALUE {
+        return Err(Invalid::new(field, "value is longer than 32 KiB"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_requests_are_checked_field_by_field() {
+        use crate::api::CreateSessionRequest;
+        use crate::session::SessionRepo;
+        let models = vec!["claude-sonnet-4-6".to_owned()];
+        let ok = CreateSessionRequest {
+            initial_prompt: "do it".into(),
+            timeout: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(create_session(&ok, &models), Ok(()));
+        let field = |req: CreateSessionRequest| create_session(&req, &models).unwrap_err().field;
+        assert_eq!(
+            field(CreateSessionRequest {
+                timeout: Some(-1),
+                ..ok.clone()
+            }),
+            "timeout"
+        );
+        assert_eq!(
+            field(CreateSessionRequest {
+                inactivity_timeout: Some(-5),
+                ..ok.clone()
+            }),
+            "inactivityTimeout"
+        );
+        assert_eq!(
+            field(CreateSessionRequest {
+                repos: vec![SessionRepo {
+                    url: "nope".into(),
+                    branch: None,
+                    auto_push: None,
+                    provider: None,
+                }],
+                ..ok.clone()
+            }),
+            "repos[0].url"
+        );
+        assert_eq!(
+            field(CreateSessionRequest {
+                environment_variables: [("AMBIENT_X".to_owned(), "1".to_owned())].into(),
+                ..ok.clone()
+            }),
+            "environmentVariables.AMBIENT_X"
+        );
+        assert_eq!(
+            field(CreateSessionRequest {
+                initial_prompt: " ".into(),
+                ..ok
+            }),
+            "initialPrompt"
+        );
+    }
 
     #[test]
     fn dns1123_labels() {

@@ -17,7 +17,7 @@ fn original_agentic_session_manifest_parses() {
     );
     assert_eq!(s.spec.repos.len(), 2);
     assert!(s.spec.repos[0].auto_push());
-    assert_eq!(s.spec.repos[1].branch_or_default(), "main");
+    assert_eq!(s.spec.repos[1].branch, None);
     assert!(!s.spec.repos[1].auto_push());
     let user = s.spec.user_context.as_ref().unwrap();
     assert_eq!((user.user_id.as_str(), user.groups.len()), ("ada", 2));

@@ -1,18 +1,24 @@
-//! Session lifecycle for the Ambient Code Platform.
+//! Session lifecycle for the Ambient Code Platform: what should happen to a session, decided
+//! once, and the drivers that make it happen.
 //!
 //! Layout:
-//! - [`lifecycle`]: the pure state machine — from a session and what is observed of its
-//!   runner to a plan (status, phase event, action);
-//! - [`runner_env`]: the runner's environment, a pure function of the session and the run;
-//! - [`store`]: what drivers need from the session store;
-//! - [`local`]: the local driver, applying plans with child processes;
+//! - [`lifecycle`]: the pure state machine, shared by every driver: from a session and what
+//!   is observed of its runner ([`lifecycle::Runner`]: waiting, unstartable, alive, exited
+//!   with a code and a reason, lost) to a plan (status, phase event, action);
+//! - [`runner_env`]: the runner's environment, a pure function of the session and the run,
+//!   shared by every driver;
+//! - [`local`]: the local driver, applying plans with child processes (its port to the
+//!   server's records is [`local::SessionStore`]);
 //! - [`crd`]: CustomResourceDefinitions generated from `model` (see the `crdgen` binary).
+//!
+//! A Kubernetes controller plugs in beside [`local`]: it observes Jobs and Pods as a
+//! [`lifecycle::Runner`], calls [`lifecycle::plan`], and builds its Jobs' environment with
+//! [`runner_env::runner_env`].
 
 pub mod crd;
 pub mod lifecycle;
 pub mod local;
 pub mod runner_env;
-pub mod store;
 
-pub use local::{LocalConfig, LocalDriver};
-pub use store::{SessionKey, SessionStore};
+pub use local::{LocalConfig, LocalDriver, SessionStore};
+pub use model::session::SessionKey;

@@ -15,19 +15,35 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED, STOP_REASON};
 use model::protocol::PhaseChange;
+
 use model::session::{AgenticSessionStatus, RunSummary, StoppedReason};
 use model::{AgenticSession, Phase};
 
-/// Exit code of a runner that failed its configuration or prerequisites (the original
-/// operator's convention).
-pub const EXIT_PREREQUISITE: i32 = 2;
+use model::runner_env::exit as exit_code;
 
-/// What is observed of the session's runner.
+/// What is observed of the session's runner: a driver maps what it sees (a process, a Job and
+/// its Pod) to one of these.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Runner {
     /// No runner exists and none is known to have existed for this run.
     Absent,
-    /// A runner process exists; `connected` once it said hello to the server.
+    /// The runner was created but does not run yet, for a reason that may pass (a pod waiting
+    /// to be scheduled, its image being pulled).
+    Waiting {
+        /// Short machine-readable reason (`Unschedulable`, `ContainerCreating` ...).
+        reason: String,
+        /// What the platform or the cluster says about it.
+        message: String,
+    },
+    /// The runner cannot start and will not without a change (an image that cannot be
+    /// pulled, a configuration that cannot be satisfied, an executable that cannot run).
+    Unstartable {
+        /// Short machine-readable reason (`ImagePullBackOff`, `CreateContainerConfigError` ...).
+        reason: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A runner runs; `connected` once it said hello to the server.
     Alive {
         /// Whether it is connected to the server now.
         connected: bool,
@@ -49,6 +65,9 @@ pub struct Exit {
     pub code: Option<i32>,
     /// Signal that killed it, if any.
     pub signal: Option<i32>,
+    /// Why it ended, when the driver knows more than the code (`OOMKilled`, `Evicted`,
+    /// `DeadlineExceeded`).
+    pub reason: Option<String>,
     /// Last lines of its standard error.
     pub stderr_tail: Vec<String>,
     /// Totals reported by the runner's final result event.
@@ -64,6 +83,9 @@ pub struct Context {
     pub default_inactivity_timeout: i64,
     /// The project's inactivity timeout, if it sets one.
     pub project_inactivity_timeout: Option<i64>,
+    /// Whether the session's log holds user messages no agent has handled yet (sent while its
+    /// last runner was finishing): a session that completes with such messages goes on.
+    pub unhandled_messages: bool,
 }
 
 /// What a driver must do for a session.
@@ -71,7 +93,8 @@ pub struct Context {
 pub enum Action {
     /// Start a runner; `resume` continues the earlier conversation.
     Start {
-        /// Continue the previous Claude conversation instead of starting a new one.
+        /// Continue the previous Claude conversation instead of starting a new one (only when
+        /// there is one: a session whose agent never started runs fresh).
         resume: bool,
     },
     /// Stop the runner: terminate it and everything it started.
@@ -120,6 +143,7 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
         st: &mut st,
         ctx,
         generation,
+        has_conversation: session.has_conversation(),
         plan: Plan::default(),
     };
 
@@ -135,64 +159,48 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
         Phase::Creating | Phase::Running if desired == Some(DESIRED_STOPPED) => {
             b.plan.clear_desired_phase = true;
             match runner {
-                Runner::Alive { .. } => b.stopping(requested_reason),
+                Runner::Alive { .. } | Runner::Waiting { .. } => b.stopping(requested_reason),
                 // The runner ended on its own before the stop was applied: the user's
                 // intent decides the phase.
                 Runner::Exited(exit) => {
-                    b.st.result = Some(RunSummary {
-                        exit_code: exit.code,
-                        ..exit.summary.clone().unwrap_or_default()
-                    });
+                    b.record_result(exit);
                     b.stopped(requested_reason);
                 }
-                Runner::Absent | Runner::Lost { .. } => b.stopped(requested_reason),
+                Runner::Absent | Runner::Lost { .. } | Runner::Unstartable { .. } => {
+                    b.stopped(requested_reason)
+                }
             }
         }
-        Phase::Creating | Phase::Running => match runner {
-            Runner::Exited(exit) => b.exited(exit),
-            Runner::Lost { reason } => b.failed("RunnerLost", reason.clone()),
-            Runner::Absent => b.failed(
-                "RunnerLost",
-                "the runner is gone and left no exit status".into(),
-            ),
-            Runner::Alive { connected } => {
+        Phase::Creating | Phase::Running => {
+            if matches!(runner, Runner::Alive { .. } | Runner::Waiting { .. }) {
                 b.plan.clear_desired_phase = desired.is_some();
-                if *connected && phase == Phase::Creating {
-                    b.running();
+            }
+            b.active(session, runner, phase);
+        }
+        Phase::Stopping => {
+            let reason = b.st.stopped_reason.unwrap_or(requested_reason);
+            match runner {
+                Runner::Alive { .. } | Runner::Waiting { .. } => {
+                    // Re-issue the stop: after a restart the driver has no timer left.
+                    b.plan.action = Some(Action::Stop { reason });
+                    b.plan.requeue_after = Some(Duration::from_secs(1));
                 }
-                if let Some(reason) = b.expired(session) {
-                    b.stopping(reason);
+                Runner::Exited(exit) => {
+                    b.record_result(exit);
+                    b.stopped(reason);
+                }
+                Runner::Absent | Runner::Lost { .. } | Runner::Unstartable { .. } => {
+                    b.stopped(reason)
                 }
             }
-        },
-        Phase::Stopping => match runner {
-            Runner::Alive { .. } => {
-                // Re-issue the stop: after a server restart the driver has no timer left.
-                let reason = b.st.stopped_reason.unwrap_or(requested_reason);
-                b.plan.action = Some(Action::Stop { reason });
-                b.plan.requeue_after = Some(Duration::from_secs(1));
-            }
-            Runner::Exited(exit) => {
-                b.st.result = Some(RunSummary {
-                    exit_code: exit.code,
-                    ..exit.summary.clone().unwrap_or_default()
-                });
-                let reason = b.st.stopped_reason.unwrap_or(requested_reason);
-                b.stopped(reason);
-            }
-            Runner::Absent | Runner::Lost { .. } => {
-                let reason = b.st.stopped_reason.unwrap_or(requested_reason);
-                b.stopped(reason);
-            }
-        },
+        }
         Phase::Stopped | Phase::Completed | Phase::Failed => {
-            if desired == Some(DESIRED_RUNNING) {
-                b.plan.clear_desired_phase = true;
-                b.st.completion_time = None;
-                b.st.stopped_reason = None;
-                b.st.result = None;
-                b.st.sdk_restart_count = Some(b.st.sdk_restart_count.unwrap_or(0) + 1);
-                b.start(true);
+            // A run that completed while a user message waited for it goes on at once.
+            let continues =
+                phase == Phase::Completed && desired.is_none() && ctx.unhandled_messages;
+            if desired == Some(DESIRED_RUNNING) || continues {
+                b.plan.clear_desired_phase = desired.is_some();
+                b.restart();
             } else if desired.is_some() {
                 // Asking a finished session to stop: nothing to do.
                 b.plan.clear_desired_phase = true;
@@ -212,6 +220,7 @@ struct Builder<'a> {
     st: &'a mut AgenticSessionStatus,
     ctx: &'a Context,
     generation: Option<i64>,
+    has_conversation: bool,
     plan: Plan,
 }
 
@@ -256,12 +265,53 @@ impl Builder<'_> {
         }
     }
 
-    fn start(&mut self, resume: bool) {
+    /// A runner exists (or should) for the current run: follow what it does.
+    fn active(&mut self, session: &AgenticSession, runner: &Runner, phase: Phase) {
+        match runner {
+            Runner::Exited(exit) => self.exited(exit),
+            Runner::Lost { reason } => self.failed("RunnerLost", reason.clone()),
+            Runner::Absent => self.failed(
+                "RunnerLost",
+                "the runner is gone and left no exit status".into(),
+            ),
+            Runner::Unstartable { reason, message } => self.failed(reason, message.clone()),
+            Runner::Waiting { reason, message } => {
+                self.condition(condition::READY, false, reason, message);
+                self.expire(session);
+            }
+            Runner::Alive { connected } => {
+                if *connected && phase == Phase::Creating {
+                    self.running();
+                }
+                self.expire(session);
+            }
+        }
+    }
+
+    /// Stops the run if it is past its timeout or idle for too long.
+    fn expire(&mut self, session: &AgenticSession) {
+        if let Some(reason) = self.expired(session) {
+            self.stopping(reason);
+        }
+    }
+
+    /// Starts a finished session again, continuing its conversation when it has one.
+    fn restart(&mut self) {
+        self.st.completion_time = None;
+        self.st.stopped_reason = None;
+        self.st.result = None;
+        self.st.sdk_restart_count = Some(self.st.sdk_restart_count.unwrap_or(0) + 1);
+        self.start(true);
+    }
+
+    fn start(&mut self, restart: bool) {
         self.st.start_time = Some(self.now());
         self.st.last_activity_time = None;
         self.st.observed_generation = self.generation;
-        self.plan.action = Some(Action::Start { resume });
-        let (reason, message) = if resume {
+        self.plan.action = Some(Action::Start {
+            resume: restart && self.has_conversation,
+        });
+        let (reason, message) = if restart {
             ("Restarting", "continuing the previous conversation")
         } else {
             ("RunnerCreated", "starting the runner")
@@ -335,30 +385,50 @@ impl Builder<'_> {
         self.set_phase(Phase::Stopped, stop_condition_reason(reason), None);
     }
 
-    fn exited(&mut self, exit: &Exit) {
+    /// Keeps the run's totals and exit code.
+    fn record_result(&mut self, exit: &Exit) {
         self.st.result = Some(RunSummary {
             exit_code: exit.code,
             ..exit.summary.clone().unwrap_or_default()
         });
-        match (exit.code, exit.signal) {
-            (Some(0), _) => {
+    }
+
+    fn exited(&mut self, exit: &Exit) {
+        self.record_result(exit);
+        match (exit.code, exit.signal, exit.reason.as_deref()) {
+            (Some(exit_code::OK), _, _) => {
                 self.st.completion_time = Some(self.now());
                 self.condition(condition::READY, false, "Completed", "the runner finished");
                 self.set_phase(Phase::Completed, "Completed", None);
+                if self.ctx.unhandled_messages {
+                    // Plan again at once: the run goes on with what is waiting.
+                    self.plan.requeue_after = Some(Duration::ZERO);
+                }
             }
-            (Some(EXIT_PREREQUISITE), _) => self.failed(
+            (Some(exit_code::PREREQUISITE), _, _) => self.failed(
                 "PrerequisiteFailed",
                 with_tail("the runner's configuration or prerequisites failed", exit),
             ),
-            (Some(code), _) => self.failed(
+            (code, signal, Some(reason)) => {
+                let how = match (code, signal) {
+                    (Some(c), _) => format!(" (exit code {c})"),
+                    (None, Some(s)) => format!(" (signal {s})"),
+                    (None, None) => String::new(),
+                };
+                self.failed(
+                    reason,
+                    with_tail(&format!("the runner ended: {reason}{how}"), exit),
+                )
+            }
+            (Some(code), _, None) => self.failed(
                 "RunnerExit",
                 with_tail(&format!("the runner exited with code {code}"), exit),
             ),
-            (None, Some(sig)) => self.failed(
+            (None, Some(sig), None) => self.failed(
                 "RunnerExit",
                 with_tail(&format!("the runner was killed by signal {sig}"), exit),
             ),
-            (None, None) => self.failed(
+            (None, None, None) => self.failed(
                 "RunnerExit",
                 with_tail("the runner ended without an exit code", exit),
             ),

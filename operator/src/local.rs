@@ -8,6 +8,7 @@
 //! reconnect by themselves.
 
 mod process;
+mod store;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::process::ExitStatusExt;
@@ -15,21 +16,42 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use model::runner_env::{EXIT_RECORD_FILE, ExitRecord, RUNNER_LOG_FILE, STATE_DIR};
+use model::runner_env::{Credentials, EXIT_RECORD_FILE, ExitRecord, RUNNER_LOG_FILE, STATE_DIR};
+use model::session::SessionKey;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::lifecycle::{self, Action, Context, Exit, Runner};
 use crate::runner_env::{RunSpec, runner_env};
-use crate::store::{Loaded, RunnerProcess, SessionKey, SessionStore, StoreError};
 
 pub use process::{descendants, kill_descendants, kill_tree, start_ticks};
+pub use store::{Loaded, RunTicket, SessionStore, StoreError};
+
+/// File in the workspace's state folder naming the runner process of the current run, so a
+/// restarted server can adopt it.
+const RUNNER_RECORD_FILE: &str = "runner.json";
+
+/// The runner process of a run, as recorded when it was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunnerRecord {
+    /// The run it belongs to.
+    generation: u64,
+    /// Process id.
+    pid: u32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22), so that a reused
+    /// pid is not mistaken for the runner.
+    start_ticks: u64,
+}
 
 /// Configuration of the local driver.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     /// The `runner` executable.
     pub runner_bin: PathBuf,
+    /// Where workspaces live: `<workspaces>/<project>/<session>/`.
+    pub workspaces: PathBuf,
     /// Base URL of the server's API given to runners (`http://127.0.0.1:3000/api`).
     pub backend_api_url: String,
     /// The `claude` executable given to runners, when not on their PATH.
@@ -51,10 +73,7 @@ pub struct LocalDriver {
 #[derive(Debug)]
 enum Msg {
     Notify(SessionKey),
-    Deleted {
-        key: SessionKey,
-        workspace: PathBuf,
-    },
+    Deleted(SessionKey),
     Exited {
         key: SessionKey,
         generation: u64,
@@ -62,22 +81,37 @@ enum Msg {
     },
 }
 
-impl LocalDriver {
-    /// Creates the driver; run the returned task to make it work.
-    pub fn new<S: SessionStore>(store: S, config: LocalConfig) -> (LocalDriver, DriverTask<S>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let driver = LocalDriver { tx: tx.clone() };
-        let task = DriverTask {
+/// A driver whose handle exists but whose task has no store yet (the store may need the
+/// handle: the server's services hold it).
+pub struct Unstarted {
+    config: LocalConfig,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+}
+
+impl Unstarted {
+    /// The driver's task over `store`; run it to make the driver work. Until it runs, what
+    /// the handle is told waits.
+    pub fn with_store<S: SessionStore>(self, store: S) -> DriverTask<S> {
+        DriverTask {
             store,
-            config,
-            tx,
-            rx,
+            config: self.config,
+            tx: self.tx,
+            rx: self.rx,
             procs: HashMap::new(),
             queue: VecDeque::new(),
             queued: HashSet::new(),
             due: HashMap::new(),
-        };
-        (driver, task)
+        }
+    }
+}
+
+impl LocalDriver {
+    /// Creates the driver's handle, and the task to give a store and run.
+    pub fn new(config: LocalConfig) -> (LocalDriver, Unstarted) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = LocalDriver { tx: tx.clone() };
+        (driver, Unstarted { config, tx, rx })
     }
 
     /// Asks the driver to look at a session again.
@@ -86,8 +120,15 @@ impl LocalDriver {
     }
 
     /// A session was deleted: kill whatever of it runs and remove its workspace.
-    pub fn delete(&self, key: SessionKey, workspace: PathBuf) {
-        let _ = self.tx.send(Msg::Deleted { key, workspace });
+    pub fn delete(&self, key: SessionKey) {
+        let _ = self.tx.send(Msg::Deleted(key));
+    }
+}
+
+impl LocalConfig {
+    /// The workspace directory of a session.
+    pub fn workspace(&self, key: &SessionKey) -> PathBuf {
+        self.workspaces.join(&key.project).join(&key.name)
     }
 }
 
@@ -99,10 +140,19 @@ struct Proc {
     /// Where this run's output starts in the log file.
     log_offset: u64,
     exit: Option<Exit>,
+    /// Why it could not be started, when it could not.
+    unstartable: Option<String>,
     /// When SIGTERM was sent.
     stopping_since: Option<Instant>,
     /// The session's workspace (holds the log and exit record).
     workspace: PathBuf,
+}
+
+impl Proc {
+    /// Whether the process may still run.
+    fn is_running(&self) -> bool {
+        self.exit.is_none() && self.unstartable.is_none()
+    }
 }
 
 /// The driver's event loop; see [`DriverTask::run`].
@@ -168,9 +218,10 @@ impl<S: SessionStore> DriverTask<S> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Notify(key) => self.enqueue(key),
-            Msg::Deleted { key, workspace } => {
+            Msg::Deleted(key) => {
+                let workspace = self.config.workspace(&key);
                 if let Some(p) = self.procs.remove(&key)
-                    && p.exit.is_none()
+                    && p.is_running()
                 {
                     process::kill_tree(p.pid);
                 }
@@ -233,7 +284,7 @@ impl<S: SessionStore> DriverTask<S> {
         let Some(loaded) = self.store.load(key).await? else {
             // Deleted: nothing of it may keep running.
             if let Some(p) = self.procs.remove(key)
-                && p.exit.is_none()
+                && p.is_running()
             {
                 process::kill_tree(p.pid);
             }
@@ -245,10 +296,11 @@ impl<S: SessionStore> DriverTask<S> {
             now: Timestamp::now(),
             default_inactivity_timeout: self.config.default_inactivity_timeout,
             project_inactivity_timeout: loaded.project_inactivity_timeout,
+            unhandled_messages: loaded.unhandled_messages,
         };
         let plan = lifecycle::plan(&loaded.session, &runner, &ctx);
         if plan.status.is_some() || plan.clear_desired_phase || plan.event.is_some() {
-            self.store.save(key, loaded.resource_version, &plan).await?;
+            self.store.save(&loaded, &plan).await?;
         }
         match &plan.action {
             Some(Action::Start { resume }) => self.start(key, &loaded, *resume).await?,
@@ -260,10 +312,14 @@ impl<S: SessionStore> DriverTask<S> {
             .as_ref()
             .map(|s| s.phase)
             .unwrap_or_else(|| loaded.session.phase());
-        if phase.is_terminal() && self.procs.get(key).is_some_and(|p| p.exit.is_some()) {
+        if phase.is_terminal() && self.procs.get(key).is_some_and(|p| !p.is_running()) {
             self.procs.remove(key);
         }
-        if let Some(after) = plan.requeue_after {
+        if plan.event.is_some() {
+            // What the plan read may have changed while it was saved (a message sent as the
+            // run completed): look again now that the new phase is visible to everyone.
+            self.enqueue(key.clone());
+        } else if let Some(after) = plan.requeue_after {
             self.requeue_after(key, after);
         }
         Ok(())
@@ -273,23 +329,30 @@ impl<S: SessionStore> DriverTask<S> {
     fn observe(&mut self, key: &SessionKey, loaded: &Loaded) -> Runner {
         if let Some(p) = self.procs.get(key) {
             if p.generation == loaded.generation {
-                return match &p.exit {
-                    Some(exit) => Runner::Exited(Exit {
+                return match (&p.exit, &p.unstartable) {
+                    (_, Some(why)) => Runner::Unstartable {
+                        reason: "RunnerNotStarted".into(),
+                        message: why.clone(),
+                    },
+                    (Some(exit), None) => Runner::Exited(Exit {
                         summary: loaded.summary.clone(),
                         ..exit.clone()
                     }),
-                    None => Runner::Alive {
+                    (None, None) => Runner::Alive {
                         connected: loaded.connected,
                     },
                 };
             }
             // A runner of an older generation: it must not linger.
-            if p.exit.is_none() {
+            if p.is_running() {
                 process::kill_tree(p.pid);
             }
             self.procs.remove(key);
         }
-        let Some(rp) = loaded.runner else {
+        let workspace = self.config.workspace(key);
+        let record =
+            read_json::<RunnerRecord>(&workspace).filter(|r| r.generation == loaded.generation);
+        let Some(rp) = record else {
             return if loaded.generation > 0 && loaded.session.phase().is_active() {
                 Runner::Lost {
                     reason: "the server stopped while starting the runner".into(),
@@ -303,12 +366,12 @@ impl<S: SessionStore> DriverTask<S> {
         }
         if process::is_alive(rp.pid, rp.start_ticks) {
             tracing::info!(session = %key, pid = rp.pid, "adopting a runner started by an earlier server");
-            self.adopt(key, loaded, rp);
+            self.adopt(key, rp);
             return Runner::Alive {
                 connected: loaded.connected,
             };
         }
-        match read_exit_record(&loaded.workspace) {
+        match read_json::<ExitRecord>(&workspace) {
             Some(rec) if rec.generation == loaded.generation => Runner::Exited(Exit {
                 code: Some(rec.exit_code),
                 summary: loaded.summary.clone(),
@@ -329,14 +392,14 @@ impl<S: SessionStore> DriverTask<S> {
         loaded: &Loaded,
         resume: bool,
     ) -> Result<(), StoreError> {
-        let ticket = self.store.begin_run(key, resume).await?;
-        let resume = ticket.resume;
+        let ticket = self.store.begin_run(loaded, resume).await?;
+        let workspace = self.config.workspace(key);
         let run = RunSpec {
             generation: ticket.generation,
             token: &ticket.token,
             resume,
             handled_through: ticket.handled_through,
-            workspace: &loaded.workspace,
+            workspace: &workspace,
             backend_api_url: &self.config.backend_api_url,
             claude_bin: self.config.claude_bin.as_deref(),
             default_model: &self.config.default_model,
@@ -344,86 +407,81 @@ impl<S: SessionStore> DriverTask<S> {
             project_mcp_servers: ticket.project_mcp_servers.as_ref(),
         };
         let vars = runner_env(&loaded.session, &run);
-        match spawn(&self.config.runner_bin, &loaded.workspace, &vars) {
-            Ok((mut child, log_offset)) => {
-                let pid = child.id().unwrap_or_default();
-                let start_ticks = process::start_ticks(pid).unwrap_or_default();
-                tracing::info!(session = %key, pid, generation = ticket.generation, resume, "runner started");
-                self.procs.insert(
-                    key.clone(),
-                    Proc {
-                        generation: ticket.generation,
-                        pid,
-                        log_offset,
-                        exit: None,
-                        stopping_since: None,
-                        workspace: loaded.workspace.clone(),
-                    },
-                );
-                let tx = self.tx.clone();
-                let (k, generation) = (key.clone(), ticket.generation);
-                tokio::spawn(async move {
-                    let exit = match child.wait().await {
-                        Ok(status) => Exit {
-                            code: status.code(),
-                            signal: status.signal(),
-                            ..Exit::default()
-                        },
-                        Err(e) => Exit {
-                            stderr_tail: vec![format!("waiting for the runner failed: {e}")],
-                            ..Exit::default()
-                        },
-                    };
-                    let _ = tx.send(Msg::Exited {
-                        key: k,
-                        generation,
-                        exit,
-                    });
-                });
-                self.store
-                    .record_runner(key, ticket.generation, RunnerProcess { pid, start_ticks })
-                    .await?;
+        let mut proc = Proc {
+            generation: ticket.generation,
+            pid: 0,
+            log_offset: 0,
+            exit: None,
+            unstartable: None,
+            stopping_since: None,
+            workspace: workspace.clone(),
+        };
+        match spawn(&self.config.runner_bin, &workspace, &vars) {
+            Ok((child, log_offset)) => {
+                proc.pid = child.id().unwrap_or_default();
+                proc.log_offset = log_offset;
+                let record = RunnerRecord {
+                    generation: ticket.generation,
+                    pid: proc.pid,
+                    start_ticks: process::start_ticks(proc.pid).unwrap_or_default(),
+                };
+                if let Err(e) = write_json(&workspace, RUNNER_RECORD_FILE, &record) {
+                    tracing::warn!(session = %key, error = %e, "could not record the runner's pid; a restarted server will not adopt it");
+                }
+                tracing::info!(session = %key, pid = proc.pid, generation = ticket.generation, resume, "runner started");
+                self.wait_for(key.clone(), ticket.generation, child);
             }
             Err(e) => {
                 tracing::error!(session = %key, error = %e, "could not start the runner");
-                self.procs.insert(
-                    key.clone(),
-                    Proc {
-                        generation: ticket.generation,
-                        pid: 0,
-                        log_offset: 0,
-                        exit: Some(Exit {
-                            stderr_tail: vec![format!(
-                                "could not start {}: {e}",
-                                self.config.runner_bin.display()
-                            )],
-                            ..Exit::default()
-                        }),
-                        stopping_since: None,
-                        workspace: loaded.workspace.clone(),
-                    },
-                );
+                proc.unstartable = Some(format!(
+                    "could not start {}: {e}",
+                    self.config.runner_bin.display()
+                ));
                 self.enqueue(key.clone());
             }
         }
+        self.procs.insert(key.clone(), proc);
         Ok(())
+    }
+
+    /// Reports the exit of a runner started by this driver.
+    fn wait_for(&self, key: SessionKey, generation: u64, mut child: tokio::process::Child) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => Exit {
+                    code: status.code(),
+                    signal: status.signal(),
+                    ..Exit::default()
+                },
+                Err(e) => Exit {
+                    stderr_tail: vec![format!("waiting for the runner failed: {e}")],
+                    ..Exit::default()
+                },
+            };
+            let _ = tx.send(Msg::Exited {
+                key,
+                generation,
+                exit,
+            });
+        });
     }
 
     /// Watches a runner that is not our child: its exit status is unknowable, so the runner's
     /// exit record decides; without one it counts as lost.
-    fn adopt(&mut self, key: &SessionKey, loaded: &Loaded, rp: RunnerProcess) {
-        let generation = loaded.generation;
-        let workspace = loaded.workspace.clone();
+    fn adopt(&mut self, key: &SessionKey, rp: RunnerRecord) {
+        let workspace = self.config.workspace(key);
         let log_offset = std::fs::metadata(workspace.join(STATE_DIR).join(RUNNER_LOG_FILE))
             .map(|m| m.len())
             .unwrap_or(0);
         self.procs.insert(
             key.clone(),
             Proc {
-                generation,
+                generation: rp.generation,
                 pid: rp.pid,
                 log_offset,
                 exit: None,
+                unstartable: None,
                 stopping_since: None,
                 workspace: workspace.clone(),
             },
@@ -434,7 +492,9 @@ impl<S: SessionStore> DriverTask<S> {
             while process::is_alive(rp.pid, rp.start_ticks) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            let exit = match read_exit_record(&workspace).filter(|r| r.generation == generation) {
+            let exit = match read_json::<ExitRecord>(&workspace)
+                .filter(|r| r.generation == rp.generation)
+            {
                 Some(rec) => Exit {
                     code: Some(rec.exit_code),
                     ..Exit::default()
@@ -449,7 +509,7 @@ impl<S: SessionStore> DriverTask<S> {
             };
             let _ = tx.send(Msg::Exited {
                 key,
-                generation,
+                generation: rp.generation,
                 exit,
             });
         });
@@ -457,7 +517,7 @@ impl<S: SessionStore> DriverTask<S> {
 
     fn stop(&mut self, key: &SessionKey) {
         let grace = self.config.stop_grace;
-        let Some(p) = self.procs.get_mut(key).filter(|p| p.exit.is_none()) else {
+        let Some(p) = self.procs.get_mut(key).filter(|p| p.is_running()) else {
             return;
         };
         match p.stopping_since {
@@ -486,6 +546,7 @@ fn spawn(
     let state = workspace.join(STATE_DIR);
     std::fs::create_dir_all(&state)?;
     let _ = std::fs::remove_file(state.join(EXIT_RECORD_FILE));
+    let _ = std::fs::remove_file(state.join(RUNNER_RECORD_FILE));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -515,17 +576,31 @@ fn spawn(
 }
 
 /// Variables of the server's environment a runner must not inherit.
-const INHERIT_BLOCKLIST: &[&str] = &[
-    model::runner_env::ANTHROPIC_API_KEY,
-    model::runner_env::ANTHROPIC_AUTH_TOKEN,
-    model::runner_env::ANTHROPIC_BASE_URL,
-    model::runner_env::GITHUB_TOKEN,
-    model::runner_env::GITLAB_TOKEN,
-];
+const INHERIT_BLOCKLIST: [&str; 7] = Credentials::KEYS;
 
-fn read_exit_record(workspace: &Path) -> Option<ExitRecord> {
-    let text = std::fs::read_to_string(workspace.join(STATE_DIR).join(EXIT_RECORD_FILE)).ok()?;
+/// A JSON file of the workspace's state folder; `None` when absent or unreadable.
+fn read_json<T: serde::de::DeserializeOwned + StateFile>(workspace: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(workspace.join(STATE_DIR).join(T::NAME)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+fn write_json<T: Serialize>(workspace: &Path, name: &str, value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    std::fs::write(workspace.join(STATE_DIR).join(name), text)
+}
+
+/// A file of the workspace's state folder.
+trait StateFile {
+    /// Its name.
+    const NAME: &'static str;
+}
+
+impl StateFile for RunnerRecord {
+    const NAME: &'static str = RUNNER_RECORD_FILE;
+}
+
+impl StateFile for ExitRecord {
+    const NAME: &'static str = EXIT_RECORD_FILE;
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -1,10 +1,10 @@
 //! The runner's environment: a pure function of the session and the run, shared by every
-//! driver (a local child process today, a Job's container later).
+//! driver (a local child process's environment, a Job container's `env`).
 
 use std::path::Path;
 
 use model::AgenticSession;
-use model::runner_env as env;
+use model::runner_env::{self as env, Credentials};
 use model::session::McpServers;
 use model::validate::RESERVED_ENV_PREFIX;
 
@@ -27,8 +27,8 @@ pub struct RunSpec<'a> {
     pub claude_bin: Option<&'a Path>,
     /// Model when the session names none.
     pub default_model: &'a str,
-    /// Model and git credentials (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN` ...).
-    pub credentials: &'a [(String, String)],
+    /// Model and git credentials.
+    pub credentials: &'a Credentials,
     /// The project's MCP servers.
     pub project_mcp_servers: Option<&'a McpServers>,
 }
@@ -103,8 +103,8 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
             serde_json::to_string(mcp).unwrap_or_default(),
         );
     }
-    for (k, v) in run.credentials {
-        set(k, v.clone());
+    for (k, v) in run.credentials.pairs() {
+        set(k, v.to_owned());
     }
     // The user's variables override the platform's defaults above, as in the original ...
     for (k, v) in &spec.environment_variables {
@@ -148,7 +148,7 @@ mod tests {
             backend_api_url: "http://127.0.0.1:3000/api",
             claude_bin: Some(Path::new("/opt/claude")),
             default_model: "claude-sonnet-4-6",
-            credentials: &[],
+            credentials: Box::leak(Box::default()),
             project_mcp_servers: None,
         }
     }

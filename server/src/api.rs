@@ -18,12 +18,12 @@ use axum::routing::any;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
-use crate::hub::{runner, viewer};
+use platform::ApiError;
+
+use crate::ws::{runner, viewer};
 use crate::state::AppState;
 
-/// Largest request body accepted by the API.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub use platform::error::MAX_BODY;
 
 /// The API's routes and their OpenAPI document.
 pub fn routes() -> (Router<AppState>, serde_json::Value) {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use model::runner_env::{self as env, Credentials};
 
 /// Models offered when `AMBIENT_MODELS` is not set.
 pub const DEFAULT_MODELS: &str = "claude-sonnet-4-6,claude-opus-4-6,claude-haiku-4-5";
@@ -62,19 +63,19 @@ pub struct Config {
     #[arg(long, env = "AMBIENT_USER")]
     pub user: Option<String>,
     /// Anthropic API key for every project that sets none.
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    #[arg(long, env = env::ANTHROPIC_API_KEY, hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
     /// Anthropic-compatible endpoint for every project that sets none.
-    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    #[arg(long, env = env::ANTHROPIC_BASE_URL)]
     pub anthropic_base_url: Option<String>,
     /// Bearer token for an Anthropic-compatible endpoint.
-    #[arg(long, env = "ANTHROPIC_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::ANTHROPIC_AUTH_TOKEN, hide_env_values = true)]
     pub anthropic_auth_token: Option<String>,
     /// GitHub token for pushes and pull requests of every project that sets none.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::GITHUB_TOKEN, hide_env_values = true)]
     pub github_token: Option<String>,
     /// GitLab token for pushes and merge requests of every project that sets none.
-    #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::GITLAB_TOKEN, hide_env_values = true)]
     pub gitlab_token: Option<String>,
 }
 
@@ -100,7 +101,7 @@ pub struct Resolved {
     /// Local user name.
     pub user: String,
     /// Credentials given to projects without their own.
-    pub credentials: Vec<(String, String)>,
+    pub credentials: Credentials,
 }
 
 impl Config {
@@ -164,17 +165,14 @@ impl Config {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
         };
-        use model::runner_env as env;
-        let credentials = [
-            (env::ANTHROPIC_API_KEY, set(&self.anthropic_api_key)),
-            (env::ANTHROPIC_BASE_URL, set(&self.anthropic_base_url)),
-            (env::ANTHROPIC_AUTH_TOKEN, set(&self.anthropic_auth_token)),
-            (env::GITHUB_TOKEN, set(&self.github_token)),
-            (env::GITLAB_TOKEN, set(&self.gitlab_token)),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-        .collect();
+        let credentials = Credentials {
+            anthropic_api_key: set(&self.anthropic_api_key),
+            anthropic_base_url: set(&self.anthropic_base_url),
+            anthropic_auth_token: set(&self.anthropic_auth_token),
+            github_token: set(&self.github_token),
+            gitlab_token: set(&self.gitlab_token),
+            ..Credentials::default()
+        };
         Ok(Resolved {
             data_dir,
             runner_bin,
@@ -261,10 +259,7 @@ mod tests {
             "http://x",
         ]);
         let r = c.resolve(Some("/h".into()), None, None).unwrap();
-        assert!(!r.credentials.iter().any(|(k, _)| k == "ANTHROPIC_API_KEY"));
-        assert!(
-            r.credentials
-                .contains(&("ANTHROPIC_BASE_URL".to_owned(), "http://x".to_owned()))
-        );
+        assert_eq!(r.credentials.anthropic_api_key, None);
+        assert_eq!(r.credentials.anthropic_base_url.as_deref(), Some("http://x"));
     }
 }

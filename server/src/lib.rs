@@ -1,58 +1,48 @@
-//! The Ambient Code Platform server (local mode): the UI, the REST API, the WebSocket hub,
-//! the embedded store, and the local operator running sessions as child processes.
+//! The Ambient Code Platform server: the platform (see the `platform` crate) over HTTP — the
+//! UI, the REST API, the two WebSocket endpoints — and, in local mode, the local driver
+//! running sessions as child processes.
 //!
 //! Layout:
 //! - [`config`]: flags and environment, validated once;
-//! - [`store`]: SQLite — projects, sessions, event logs, credentials;
-//! - [`hub`]: live fan-out to viewers, connected runners, the two WebSocket endpoints;
-//! - [`services`]: the operations, shared by REST, server functions and WebSockets;
-//! - [`api`]: REST routes; [`backend`]: the UI's server functions' port;
-//! - [`driver_store`]: the local driver's view of the store;
-//! - [`sim`]: simulated runners and viewers (hub tests, the load generator);
-//! - [`auth`], [`error`], [`state`].
+//! - [`api`]: REST routes and their OpenAPI document;
+//! - [`ws`]: the viewer and runner WebSocket endpoints and their shared [`ws::Connection`];
+//! - [`assets`]: the UI's precompressed assets; [`state`]: the axum state;
+//! - `sim` (feature `test-util`): simulated runners and viewers for tests and the load
+//!   generator.
 
 pub mod api;
 pub mod assets;
-pub mod auth;
-pub mod backend;
 pub mod config;
-pub mod driver_store;
-pub mod error;
-pub mod hub;
-pub mod services;
+#[cfg(feature = "test-util")]
 pub mod sim;
 pub mod state;
-pub mod store;
-
-use std::sync::Arc;
+pub mod ws;
 
 use anyhow::Context as _;
-use app::backend::BackendRef;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use model::api::DEFAULT_PROJECT;
-use operator::{LocalConfig, LocalDriver};
+use operator::LocalConfig;
+use platform::records::{NewProject, RecordsError};
+use platform::services::Settings;
+use platform::{Caller, Services};
 use tokio::net::TcpListener;
 
 use crate::config::Resolved;
-use crate::driver_store::DriverStore;
-use crate::hub::{Fanout, Runners};
-use crate::services::{Caller, Services, Settings};
 use crate::state::AppState;
-use crate::store::Store;
 
 /// The whole HTTP surface: API, WebSockets, UI pages, server functions, static assets.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
-    let backend: BackendRef = Arc::new(state.services.clone());
+    let services = state.services.clone();
     let options = state.leptos_options.clone();
     let (api, _) = api::routes();
     api.leptos_routes_with_context(
         &state,
         routes,
-        move || provide_context(backend.clone()),
+        move || provide_context(services.clone()),
         move || app::shell(options.clone()),
     )
     // The UI's assets, precompressed when `--precompress-assets` has run (see `assets`).
@@ -93,10 +83,7 @@ pub async fn run(
             "removed precompressed assets older than their source"
         );
     }
-    let store = Store::open(&config.data_dir, Fanout::default())
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    store.ensure_project(DEFAULT_PROJECT, "Default").await?;
-    let settings = Arc::new(Settings {
+    let settings = Settings {
         default_model: config.default_model.clone(),
         models: config.models.clone(),
         default_credentials: config.credentials.clone(),
@@ -104,48 +91,32 @@ pub async fn run(
             user_id: config.user.clone(),
             display_name: config.user.clone(),
         },
-    });
-    let runners = Runners::default();
-    let (driver, driver_task) = LocalDriver::new(
-        DriverStore {
-            store: store.clone(),
-            runners: runners.clone(),
-            settings: settings.clone(),
-        },
-        LocalConfig {
-            runner_bin: config.runner_bin.clone(),
-            backend_api_url: format!("http://{addr}/api"),
-            claude_bin: config.claude_bin.clone(),
-            default_model: config.default_model.clone(),
-            default_inactivity_timeout: config.inactivity_timeout_secs,
-            stop_grace: config.stop_grace,
-        },
-    );
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let services = Services {
-        store,
-        runners,
-        driver,
-        settings,
-        shutdown: shutdown_rx.clone(),
     };
-    let state = AppState {
+    // Without the local driver (an external operator runs sessions) nothing is told.
+    let driver = config.local_driver.then(|| LocalConfig {
+        runner_bin: config.runner_bin.clone(),
+        workspaces: config.data_dir.join("workspaces"),
+        backend_api_url: format!("http://{addr}/api"),
+        claude_bin: config.claude_bin.clone(),
+        default_model: config.default_model.clone(),
+        default_inactivity_timeout: config.inactivity_timeout_secs,
+        stop_grace: config.stop_grace,
+    });
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (services, driver_task) =
+        platform::local::open(&config.data_dir, settings, driver, shutdown_rx.clone())
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    ensure_default_project(&services).await?;
+    let driver_handle = driver_task.map(|task| {
+        let mut driver_shutdown = shutdown_rx.clone();
+        tokio::spawn(task.run(async move {
+            let _ = driver_shutdown.changed().await;
+        }))
+    });
+    let app = router(AppState {
         leptos_options,
         services,
-    };
-
-    // Without the local driver (an external operator runs sessions), the driver's queue has
-    // no reader: notifications are dropped.
-    let driver_handle = if config.local_driver {
-        let mut driver_shutdown = shutdown_rx.clone();
-        Some(tokio::spawn(driver_task.run(async move {
-            let _ = driver_shutdown.changed().await;
-        })))
-    } else {
-        drop(driver_task);
-        None
-    };
-    let app = router(state);
+    });
     let mut serve_shutdown = shutdown_rx;
     let signal = async move {
         shutdown.await;
@@ -169,4 +140,21 @@ pub async fn run(
         let _ = handle.await;
     }
     Ok(())
+}
+
+/// The project every installation starts with.
+async fn ensure_default_project(services: &Services) -> anyhow::Result<()> {
+    let project = NewProject {
+        name: DEFAULT_PROJECT.to_owned(),
+        display_name: "Default".to_owned(),
+        description: String::new(),
+    };
+    match services
+        .records
+        .create_project(&Caller::system(), project)
+        .await
+    {
+        Ok(_) | Err(RecordsError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -3,7 +3,7 @@
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
-use crate::services::Services;
+use platform::Services;
 
 /// Axum state: the Leptos options and the platform's operations.
 #[derive(Clone, FromRef)]

@@ -20,15 +20,21 @@ pub async fn create_session(
     project: String,
     req: CreateSessionRequest,
 ) -> Result<CreateSessionResponse, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.create_session(&headers, &project, req).await
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .create_session(&caller, &project, req)
+        .await
+        .map_err(crate::ssr::refusal)
 }
 
 /// The models a session may use.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn list_models() -> Result<Models, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.models(&headers).await
+    let (services, _caller) = crate::ssr::context().await?;
+    Ok(Models {
+        models: services.settings.models.clone(),
+        default: services.settings.default_model.clone(),
+    })
 }
 
 /// A repository row of the form.

@@ -33,10 +33,12 @@ pub async fn list_sessions(
     search: Option<String>,
     offset: u64,
 ) -> Result<SessionSummaries, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend
-        .list_sessions(&headers, &project, search, offset, PAGE)
+    let (services, caller) = crate::ssr::context().await?;
+    let list = services
+        .list_sessions(&caller, &project, search, Some(offset), Some(PAGE))
         .await
+        .map_err(crate::ssr::refusal)?;
+    Ok(SessionSummaries::from(&list))
 }
 
 /// Acts on a session; returns a clone's name.
@@ -46,8 +48,38 @@ pub async fn act_on_session(
     name: String,
     action: SessionAction,
 ) -> Result<Option<String>, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.act(&headers, &project, &name, action).await
+    let (services, caller) = crate::ssr::context().await?;
+    let key = model::session::SessionKey::new(project, name);
+    ssr::act(&services, &caller, &key, action)
+        .await
+        .map_err(crate::ssr::refusal)
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use model::api::CloneSessionRequest;
+    use model::session::SessionKey;
+    use platform::{ApiError, Caller, Services};
+
+    use super::SessionAction;
+
+    /// Does `action`; a clone's name is returned.
+    pub async fn act(
+        s: &Services,
+        caller: &Caller,
+        key: &SessionKey,
+        action: SessionAction,
+    ) -> Result<Option<String>, ApiError> {
+        match action {
+            SessionAction::Stop => s.stop(caller, key).await.map(|_| None),
+            SessionAction::Continue => s.start(caller, key).await.map(|_| None),
+            SessionAction::Delete => s.delete_session(caller, key).await.map(|_| None),
+            SessionAction::Clone => s
+                .clone_session(caller, key, CloneSessionRequest::default())
+                .await
+                .map(|c| Some(c.name)),
+        }
+    }
 }
 
 /// The project page.

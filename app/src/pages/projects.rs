@@ -9,25 +9,37 @@ use model::validate;
 use super::widgets::{ConfirmButton, ErrorBanner, FieldError, action_error, use_now};
 use crate::error::AppError;
 
+/// Projects per page.
+pub const PAGE: u64 = 50;
+
 /// A page of projects.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn list_projects(search: Option<String>, offset: u64) -> Result<ProjectList, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.list_projects(&headers, search, offset).await
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .list_projects(&caller, search, Some(offset), Some(PAGE))
+        .await
+        .map_err(crate::ssr::refusal)
 }
 
 /// Creates a project.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn create_project(req: CreateProjectRequest) -> Result<Project, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.create_project(&headers, req).await
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .create_project(&caller, req)
+        .await
+        .map_err(crate::ssr::refusal)
 }
 
 /// Deletes a project with its sessions.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn delete_project(name: String) -> Result<(), AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.delete_project(&headers, &name).await
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .delete_project(&caller, &name)
+        .await
+        .map_err(crate::ssr::refusal)
 }
 
 /// The projects page.

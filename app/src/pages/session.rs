@@ -33,10 +33,14 @@ pub struct SessionView {
 /// Loads a session and its event log.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn load_session(project: String, session: String) -> Result<SessionView, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    let s = backend.session(&headers, &project, &session).await?;
-    let events = backend.events(&headers, &project, &session).await?;
-    Ok(SessionView { session: s, events })
+    let (services, caller) = crate::ssr::context().await?;
+    let key = model::session::SessionKey::new(project, session);
+    let s = services.get_session(&caller, &key).await;
+    let events = services.events(&caller, &key).await;
+    Ok(SessionView {
+        session: SessionSummary::of(&s.map_err(crate::ssr::refusal)?),
+        events: events.map_err(crate::ssr::refusal)?,
+    })
 }
 
 /// Renames a session.
@@ -46,45 +50,13 @@ pub async fn rename_session(
     session: String,
     display_name: String,
 ) -> Result<(), AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend
-        .rename(&headers, &project, &session, display_name)
+    let (services, caller) = crate::ssr::context().await?;
+    let key = model::session::SessionKey::new(project, session);
+    services
+        .set_display_name(&caller, &key, display_name)
         .await
-}
-
-/// State of the live connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnState {
-    /// Opening the connection, replaying what was missed.
-    Connecting,
-    /// Caught up; new events appear as they happen.
-    Live,
-    /// The connection dropped; retrying.
-    Reconnecting,
-    /// The session no longer exists.
-    Gone,
-}
-
-impl ConnState {
-    /// Stable name (CSS class, test hook).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnState::Connecting => "connecting",
-            ConnState::Live => "live",
-            ConnState::Reconnecting => "reconnecting",
-            ConnState::Gone => "gone",
-        }
-    }
-
-    /// Text shown to the user.
-    pub fn label(self) -> &'static str {
-        match self {
-            ConnState::Connecting => "connecting…",
-            ConnState::Live => "live",
-            ConnState::Reconnecting => "reconnecting…",
-            ConnState::Gone => "session deleted",
-        }
-    }
+        .map(|_| ())
+        .map_err(crate::ssr::refusal)
 }
 
 /// The session page.
@@ -141,7 +113,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let (status, refusal) = (live.status, live.refusal);
     #[cfg(not(feature = "hydrate"))]
     let (status, refusal) = (
-        RwSignal::new(ConnState::Connecting),
+        RwSignal::new(crate::live::ConnState::Connecting),
         RwSignal::new(None::<String>),
     );
     let send = Callback::new(move |msg: model::protocol::BrowserToServer| {

@@ -14,8 +14,13 @@ use crate::error::AppError;
 pub async fn load_settings(
     project: String,
 ) -> Result<(RunnerSecrets, ProjectSettingsBody), AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.settings(&headers, &project).await
+    let (services, caller) = crate::ssr::context().await?;
+    let secrets = services.runner_secrets(&caller, &project).await;
+    let settings = services.project_settings(&caller, &project).await;
+    Ok((
+        secrets.map_err(crate::ssr::refusal)?,
+        settings.map_err(crate::ssr::refusal)?,
+    ))
 }
 
 /// Sets (`Some`) or removes (`None`) one credential.
@@ -25,11 +30,12 @@ pub async fn save_secret(
     key: String,
     value: Option<String>,
 ) -> Result<RunnerSecrets, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
+    let (services, caller) = crate::ssr::context().await?;
     let data = std::collections::BTreeMap::from([(key, value)]);
-    backend
-        .save_secrets(&headers, &project, model::api::UpdateRunnerSecrets { data })
+    services
+        .update_runner_secrets(&caller, &project, model::api::UpdateRunnerSecrets { data })
         .await
+        .map_err(crate::ssr::refusal)
 }
 
 /// Replaces the session defaults.
@@ -38,8 +44,11 @@ pub async fn save_settings(
     project: String,
     body: ProjectSettingsBody,
 ) -> Result<ProjectSettingsBody, AppError> {
-    let (backend, headers) = crate::backend::backend().await?;
-    backend.save_settings(&headers, &project, body).await
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .update_project_settings(&caller, &project, body)
+        .await
+        .map_err(crate::ssr::refusal)
 }
 
 /// What a credential is for.

@@ -10,6 +10,7 @@ fn at(secs: i64) -> Context {
         now: Timestamp::from_second(1_800_000_000 + secs).unwrap(),
         default_inactivity_timeout: 86_400,
         project_inactivity_timeout: None,
+        unhandled_messages: false,
     }
 }
 
@@ -109,6 +110,7 @@ fn exit_codes_decide_completed_or_failed() {
             signal,
             stderr_tail: vec!["boom".into()],
             summary: None,
+            reason: None,
         })
     };
 
@@ -307,6 +309,7 @@ fn continue_restarts_a_finished_session_and_resumes() {
         let st = s.status.as_mut().unwrap();
         st.completion_time = Some(Time(at(5).now));
         st.stopped_reason = Some(StoppedReason::User);
+        st.sdk_session_id = Some("conversation-1".into());
         let p = plan(&s, &Runner::Absent, &at(100));
         assert_eq!(p.action, Some(Action::Start { resume: true }), "{phase}");
         let st = p.status.as_ref().unwrap();
@@ -354,4 +357,102 @@ fn condition_transition_time_moves_only_when_status_flips() {
         condition(&stop, condition::READY).last_transition_time,
         first
     );
+}
+
+#[test]
+fn continue_without_a_conversation_runs_fresh() {
+    let s = session(Phase::Failed, &[(DESIRED_PHASE, DESIRED_RUNNING)]);
+    assert!(!s.has_conversation());
+    let p = plan(&s, &Runner::Absent, &at(10));
+    assert_eq!(p.action, Some(Action::Start { resume: false }));
+    assert_eq!(phase_of(&p), Phase::Creating);
+}
+
+#[test]
+fn a_run_that_completes_with_unhandled_messages_goes_on() {
+    let mut waiting = at(9);
+    waiting.unhandled_messages = true;
+    let mut s = session(Phase::Running, &[]);
+    s.status.as_mut().unwrap().sdk_session_id = Some("c".into());
+    let exit0 = Runner::Exited(Exit {
+        code: Some(0),
+        ..Default::default()
+    });
+    // First the run completes, and asks to be planned again at once ...
+    let done = plan(&s, &exit0, &waiting);
+    assert_eq!(phase_of(&done), Phase::Completed);
+    assert_eq!(done.requeue_after, Some(Duration::ZERO));
+    // ... then it goes on with what waits, resuming the conversation.
+    let s = apply(s, &done);
+    let next = plan(&s, &Runner::Absent, &waiting);
+    assert_eq!(next.action, Some(Action::Start { resume: true }));
+    assert_eq!(phase_of(&next), Phase::Creating);
+    assert!(!next.clear_desired_phase);
+    // Without waiting messages a completed session stays put; a failed one always does.
+    assert_eq!(plan(&s, &Runner::Absent, &at(9)), Plan::default());
+    let failed = session(Phase::Failed, &[]);
+    assert_eq!(plan(&failed, &Runner::Absent, &waiting), Plan::default());
+}
+
+#[test]
+fn a_waiting_runner_keeps_the_session_creating_and_says_why() {
+    let s = session(Phase::Creating, &[]);
+    let waiting = Runner::Waiting {
+        reason: "Unschedulable".into(),
+        message: "0/3 nodes are available: insufficient memory".into(),
+    };
+    let p = plan(&s, &waiting, &at(5));
+    let ready = condition(&p, condition::READY);
+    assert_eq!(ready.reason, "Unschedulable");
+    assert!(ready.message.contains("insufficient memory"));
+    assert_eq!(phase_of(&p), Phase::Creating);
+    assert_eq!(p.event, None);
+    // A stop of a waiting runner goes through Stopping (the runner must be removed).
+    let stop = session(Phase::Creating, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    assert_eq!(phase_of(&plan(&stop, &waiting, &at(6))), Phase::Stopping);
+}
+
+#[test]
+fn an_unstartable_runner_fails_with_its_reason() {
+    let s = session(Phase::Creating, &[]);
+    let p = plan(
+        &s,
+        &Runner::Unstartable {
+            reason: "ImagePullBackOff".into(),
+            message: "cannot pull image runner:latest".into(),
+        },
+        &at(5),
+    );
+    assert_eq!(phase_of(&p), Phase::Failed);
+    let ready = condition(&p, condition::READY);
+    assert_eq!(
+        (ready.reason.as_str(), ready.message.as_str()),
+        ("ImagePullBackOff", "cannot pull image runner:latest")
+    );
+}
+
+#[test]
+fn an_exit_reason_names_the_failure() {
+    let s = session(Phase::Running, &[]);
+    let oom = Runner::Exited(Exit {
+        code: Some(137),
+        reason: Some("OOMKilled".into()),
+        stderr_tail: vec!["allocating".into()],
+        ..Default::default()
+    });
+    let p = plan(&s, &oom, &at(5));
+    let ready = condition(&p, condition::READY);
+    assert_eq!(ready.reason, "OOMKilled");
+    assert!(
+        ready.message.contains("OOMKilled (exit code 137)") && ready.message.ends_with("allocating"),
+        "{}",
+        ready.message
+    );
+    // A clean exit stays Completed whatever the reason says.
+    let done = Runner::Exited(Exit {
+        code: Some(0),
+        reason: Some("Completed".into()),
+        ..Default::default()
+    });
+    assert_eq!(phase_of(&plan(&s, &done, &at(5))), Phase::Completed);
 }

@@ -7,8 +7,8 @@ use model::AgenticSession;
 use model::api::{ApiError as ErrorBody, MessageAccepted, SendMessageRequest};
 
 use super::extract::ApiJson;
-use crate::error::ApiError;
-use crate::services::{Caller, Services};
+use model::session::SessionKey;
+use platform::{ApiError, Caller, Services};
 
 /// Starts a finished session again; the agent continues its conversation.
 #[utoipa::path(post, path = "/api/projects/{project}/agentic-sessions/{session}/start", tag = "control",
@@ -22,7 +22,7 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<AgenticSession>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(s.start(&project, &name, &caller).await?),
+        Json(s.start(&caller, &SessionKey::new(project, name)).await?),
     ))
 }
 
@@ -38,7 +38,7 @@ pub async fn stop(
 ) -> Result<(StatusCode, Json<AgenticSession>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(s.stop(&project, &name, &caller).await?),
+        Json(s.stop(&caller, &SessionKey::new(project, name)).await?),
     ))
 }
 
@@ -51,7 +51,7 @@ pub async fn interrupt(
     caller: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.interrupt(&project, &name, &caller).await?;
+    s.interrupt(&caller, &SessionKey::new(project, name)).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -65,7 +65,7 @@ pub async fn send_message(
     Path((project, name)): Path<(String, String)>,
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let seq = s.send_message(&project, &name, req.text, &caller).await?;
+    let seq = s.send_message(&caller, &SessionKey::new(project, name), req.text).await?;
     Ok((StatusCode::ACCEPTED, Json(MessageAccepted { seq })))
 }
 
@@ -76,11 +76,12 @@ pub async fn send_message(
         (status = 404, body = ErrorBody)))]
 pub async fn export(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = s.get_session(&project, &name).await?;
-    let events = s.events(&project, &name).await?;
+    let key = SessionKey::new(&project, &name);
+    let session = s.get_session(&c, &key).await?;
+    let events = s.events(&c, &key).await?;
     Ok(Json(serde_json::json!({
         "sessionId": name,
         "projectName": project,

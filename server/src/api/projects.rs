@@ -9,8 +9,7 @@ use model::api::{
 use serde::Deserialize;
 
 use super::extract::{ApiJson, ApiQuery};
-use crate::error::ApiError;
-use crate::services::{Caller, Services};
+use platform::{ApiError, Caller, Services};
 
 /// Paging and search of a list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -30,10 +29,10 @@ pub struct ListQuery {
     responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ProjectList>, ApiError> {
-    Ok(Json(s.list_projects(q.search, q.offset, q.limit).await?))
+    Ok(Json(s.list_projects(&c, q.search, q.offset, q.limit).await?))
 }
 
 /// Creates a project; its name must be a DNS-1123 label.
@@ -42,10 +41,10 @@ pub async fn list(
         (status = 415, body = ErrorBody)))]
 pub async fn create(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     ApiJson(req): ApiJson<CreateProjectRequest>,
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.create_project(req).await?)))
+    Ok((StatusCode::CREATED, Json(s.create_project(&c, req).await?)))
 }
 
 /// A project.
@@ -53,10 +52,10 @@ pub async fn create(
     responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path(project): Path<String>,
 ) -> Result<Json<Project>, ApiError> {
-    Ok(Json(s.get_project(&project).await?))
+    Ok(Json(s.get_project(&c, &project).await?))
 }
 
 /// Changes a project's display name or description.
@@ -65,11 +64,11 @@ pub async fn get(
     responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path(project): Path<String>,
     ApiJson(req): ApiJson<UpdateProjectRequest>,
 ) -> Result<Json<Project>, ApiError> {
-    Ok(Json(s.update_project(&project, req).await?))
+    Ok(Json(s.update_project(&c, &project, req).await?))
 }
 
 /// Deletes a project: its sessions are stopped and removed with their workspaces.
@@ -77,9 +76,9 @@ pub async fn update(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path(project): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.delete_project(&project).await?;
+    s.delete_project(&c, &project).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,8 +11,8 @@ use model::api::{
 
 use super::extract::{ApiJson, ApiQuery};
 use super::projects::ListQuery;
-use crate::error::ApiError;
-use crate::services::{Caller, Services};
+use model::session::SessionKey;
+use platform::{ApiError, Caller, Services};
 
 /// Lists a project's sessions, newest first; `search` looks in name, display name and prompt.
 #[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions", tag = "sessions",
@@ -20,12 +20,12 @@ use crate::services::{Caller, Services};
     responses((status = 200, body = SessionList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path(project): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
     Ok(Json(
-        s.list_sessions(&project, q.search, q.offset, q.limit)
+        s.list_sessions(&c, &project, q.search, q.offset, q.limit)
             .await?,
     ))
 }
@@ -43,7 +43,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(s.create_session(&project, req, &caller).await?),
+        Json(s.create_session(&caller, &project, req).await?),
     ))
 }
 
@@ -54,10 +54,10 @@ pub async fn create(
         (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Json<AgenticSession>, ApiError> {
-    Ok(Json(s.get_session(&project, &name).await?))
+    Ok(Json(s.get_session(&c, &SessionKey::new(project, name)).await?))
 }
 
 /// Changes a session's prompt, display name, model or timeouts; 409 while it runs.
@@ -67,11 +67,11 @@ pub async fn get(
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path((project, name)): Path<(String, String)>,
     ApiJson(req): ApiJson<UpdateSessionRequest>,
 ) -> Result<Json<AgenticSession>, ApiError> {
-    Ok(Json(s.update_session(&project, &name, req).await?))
+    Ok(Json(s.update_session(&c, &SessionKey::new(project, name), req).await?))
 }
 
 /// Deletes a session: its runner and every process it started are killed, its workspace
@@ -81,10 +81,10 @@ pub async fn update(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.delete_session(&project, &name).await?;
+    s.delete_session(&c, &SessionKey::new(project, name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,12 +95,12 @@ pub async fn delete(
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn display_name(
     State(s): State<Services>,
-    _c: Caller,
+    c: Caller,
     Path((project, name)): Path<(String, String)>,
     ApiJson(req): ApiJson<DisplayNameRequest>,
 ) -> Result<Json<AgenticSession>, ApiError> {
     Ok(Json(
-        s.set_display_name(&project, &name, req.display_name)
+        s.set_display_name(&c, &SessionKey::new(project, name), req.display_name)
             .await?,
     ))
 }
@@ -118,6 +118,6 @@ pub async fn clone(
 ) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(s.clone_session(&project, &name, req, &caller).await?),
+        Json(s.clone_session(&caller, &SessionKey::new(project, name), req).await?),
     ))
 }

@@ -1,11 +1,16 @@
 //! Errors answered to clients: a status code and `{"error": kind, "message": text}`.
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use model::validate::Invalid;
 
-use crate::store::StoreError;
+use crate::db::StoreError;
+use crate::records::RecordsError;
+
+/// Largest request body accepted by the API.
+pub const MAX_BODY: usize = 1024 * 1024;
 
 /// An error for a client, with a message safe to show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,8 +98,47 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<RecordsError> for ApiError {
+    fn from(e: RecordsError) -> Self {
+        match e {
+            RecordsError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            RecordsError::Conflict(why) => ApiError::Conflict(why),
+            RecordsError::Backend(why) => {
+                tracing::error!(error = %why, "records failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
         ApiError::Invalid(e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "the body must be JSON (Content-Type: application/json)".into(),
+            ),
+            JsonRejection::BytesRejection(b)
+                if b.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                ApiError::TooLarge(format!("the body is larger than {MAX_BODY} bytes"))
+            }
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::Invalid(format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => ApiError::Invalid(e.body_text()),
+            other => ApiError::Invalid(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::Invalid(r.body_text())
     }
 }

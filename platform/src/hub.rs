@@ -1,42 +1,42 @@
-//! The event hub: live fan-out of persisted events to viewers, and the registry of connected
-//! runners through which user messages and controls go down.
+//! The event hub: live fan-out of committed events to viewers, and the registry of
+//! connected runners through which user messages and controls go down.
 //!
-//! Layout: [`Fanout`] (here), [`Runners`] (here), [`viewer`] and [`runner`] (the two
-//! WebSocket endpoints).
+//! Layout: [`Fanout`] (subscribes to the event log's commits), [`Runners`]. The WebSocket
+//! endpoints that use them are the server's.
 //!
-//! Events reach viewers only from the store's post-commit hooks, in sequence order. Each
-//! session has a bounded broadcast ring; a viewer that falls behind it catches up from the
-//! store by itself, so a slow viewer never slows the runner or other viewers and never
-//! misses an event.
-
-pub mod runner;
-pub mod viewer;
+//! Events reach viewers only from the log's commit listener, in sequence order. Each session
+//! has a bounded broadcast ring; a viewer that falls behind it catches up from the log by
+//! itself, so a slow viewer never slows the runner or other viewers and never misses an
+//! event.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use model::protocol::ServerToRunner;
+use model::protocol::{ServerToRunner, encode_event_frame};
 use tokio::sync::{broadcast, mpsc};
 
-/// Frames kept per session for live viewers before a slow one must catch up from the store.
+use crate::log::{CommitListener, EventRow, LogId};
+
+/// Frames kept per session for live viewers before a slow one must catch up from the log.
 pub const FANOUT_CAPACITY: usize = 64;
 
-/// An encoded viewer frame of one event; cloning shares the bytes.
+/// A viewer frame carrying one event, encoded once for every viewer; cloning shares the
+/// bytes.
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub struct EventFrame {
     /// The event's sequence number.
     pub seq: u64,
     /// The encoded `ServerToBrowser::Event`.
     pub text: Utf8Bytes,
 }
 
-impl Frame {
-    /// A frame from its encoded text.
-    pub fn new(seq: u64, text: String) -> Frame {
-        Frame {
-            seq,
-            text: Utf8Bytes::from(text),
+impl EventFrame {
+    /// The frame of a committed event.
+    pub fn of(row: &EventRow) -> EventFrame {
+        EventFrame {
+            seq: row.seq,
+            text: Utf8Bytes::from(encode_event_frame(row.seq, row.ts, &row.body)),
         }
     }
 }
@@ -44,51 +44,40 @@ impl Frame {
 /// Per-session broadcast of committed events to live viewers.
 #[derive(Clone, Default)]
 pub struct Fanout {
-    channels: Arc<Mutex<HashMap<i64, broadcast::Sender<Frame>>>>,
+    channels: Arc<Mutex<HashMap<LogId, broadcast::Sender<EventFrame>>>>,
 }
 
 impl Fanout {
     /// Subscribes to a session's future events.
-    pub fn subscribe(&self, session_id: i64) -> broadcast::Receiver<Frame> {
+    pub fn subscribe(&self, log: LogId) -> broadcast::Receiver<EventFrame> {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(session_id)
+        map.entry(log)
             .or_insert_with(|| broadcast::channel(FANOUT_CAPACITY).0)
             .subscribe()
     }
+}
 
-    /// Sends committed frames to the session's viewers, if any.
-    pub fn publish(&self, session_id: i64, frames: impl IntoIterator<Item = Frame>) {
+impl CommitListener for Fanout {
+    /// Sends committed events to the session's viewers, if any.
+    fn committed(&self, log: LogId, events: Vec<EventRow>) {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = map.get(&session_id) {
+        if let Some(tx) = map.get(&log) {
             if tx.receiver_count() == 0 {
-                map.remove(&session_id);
+                map.remove(&log);
                 return;
             }
-            for frame in frames {
-                let _ = tx.send(frame);
+            for row in &events {
+                let _ = tx.send(EventFrame::of(row));
             }
         }
     }
 
     /// Ends a deleted session's broadcast: its viewers see the channel close.
-    pub fn close(&self, session_id: i64) {
+    fn deleted(&self, log: LogId) {
         self.channels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&session_id);
-    }
-
-    /// Sessions with a live channel (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    /// Whether no session has a live channel.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+            .remove(&log);
     }
 }
 
@@ -102,16 +91,16 @@ struct Slot {
     finishing: bool,
 }
 
-/// Connected runners, by session id.
+/// Connected runners, by session (log).
 #[derive(Clone, Default)]
 pub struct Runners {
-    slots: Arc<Mutex<HashMap<i64, Slot>>>,
-    locks: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+    slots: Arc<Mutex<HashMap<LogId, Slot>>>,
+    locks: Arc<Mutex<HashMap<LogId, Arc<tokio::sync::Mutex<()>>>>>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Runners {
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Slot>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<LogId, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -119,7 +108,7 @@ impl Runners {
     /// same session. Returns the connection's id.
     pub fn register(
         &self,
-        session_id: i64,
+        session: LogId,
         generation: u64,
         tx: mpsc::UnboundedSender<ServerToRunner>,
         superseded: Arc<tokio::sync::Notify>,
@@ -129,7 +118,7 @@ impl Runners {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
         let old = self.slots().insert(
-            session_id,
+            session,
             Slot {
                 conn,
                 superseded,
@@ -145,36 +134,36 @@ impl Runners {
     }
 
     /// Removes a connection if it is still the registered one.
-    pub fn unregister(&self, session_id: i64, conn: u64) {
+    pub fn unregister(&self, session: LogId, conn: u64) {
         let mut slots = self.slots();
-        if slots.get(&session_id).is_some_and(|s| s.conn == conn) {
-            slots.remove(&session_id);
+        if slots.get(&session).is_some_and(|s| s.conn == conn) {
+            slots.remove(&session);
             drop(slots);
             self.locks
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&session_id);
+                .remove(&session);
         }
     }
 
     /// Whether the runner of `generation` is connected.
-    pub fn is_connected(&self, session_id: i64, generation: u64) -> bool {
+    pub fn is_connected(&self, session: LogId, generation: u64) -> bool {
         self.slots()
-            .get(&session_id)
+            .get(&session)
             .is_some_and(|s| s.generation == generation)
     }
 
     /// Sends to the session's runner if it is connected and still takes work.
-    pub fn send(&self, session_id: i64, msg: ServerToRunner) -> bool {
-        match self.slots().get(&session_id) {
+    pub fn send(&self, session: LogId, msg: ServerToRunner) -> bool {
+        match self.slots().get(&session) {
             Some(slot) if !slot.finishing => slot.tx.send(msg).is_ok(),
             _ => false,
         }
     }
 
     /// Tells the runner to finish: it gets no more work.
-    pub fn finish(&self, session_id: i64, conn: u64) {
-        if let Some(slot) = self.slots().get_mut(&session_id).filter(|s| s.conn == conn) {
+    pub fn finish(&self, session: LogId, conn: u64) {
+        if let Some(slot) = self.slots().get_mut(&session).filter(|s| s.conn == conn) {
             slot.finishing = true;
             let _ = slot.tx.send(ServerToRunner::Finish);
         }
@@ -182,24 +171,14 @@ impl Runners {
 
     /// Serialises the control decisions of one session (delivering a message versus telling
     /// an idle runner to finish), which each span a store write.
-    pub async fn lock(&self, session_id: i64) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, session: LogId) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(session_id)
+            .entry(session)
             .or_default()
             .clone();
         lock.lock_owned().await
-    }
-
-    /// Number of connected runners.
-    pub fn len(&self) -> usize {
-        self.slots().len()
-    }
-
-    /// Whether no runner is connected.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

@@ -1,10 +1,12 @@
-//! Projects and their credentials.
+//! Projects, their settings and their credentials.
 
 use model::api::{Project, ProjectList};
 use model::project_settings::ProjectSettingsSpec;
+use model::runner_env::Credentials;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, now_ms};
+use super::super::{NewProject, Page, Removed};
+use crate::db::{Db, StoreError, now_ms};
 
 fn rfc3339(ms: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_millisecond(ms)
@@ -25,53 +27,38 @@ fn row_to_project(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
 const SELECT: &str = "SELECT p.name, p.display_name, p.description, p.created_at,
         (SELECT COUNT(*) FROM sessions s WHERE s.project = p.name) FROM projects p";
 
-impl Store {
-    /// Creates a project; [`StoreError::Conflict`] if the name is taken.
-    pub async fn create_project(
-        &self,
-        name: &str,
-        display_name: &str,
-        description: &str,
-    ) -> Result<Project, StoreError> {
-        let (name, display, desc) = (
-            name.to_owned(),
-            display_name.to_owned(),
-            description.to_owned(),
-        );
-        self.db()
-            .write(move |tx, _| {
-                let created = now_ms();
-                let n = tx.execute(
-                    "INSERT INTO projects (name, display_name, description, created_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (name) DO NOTHING",
-                    params![name, display, desc, created],
-                )?;
-                if n == 0 {
-                    return Err(StoreError::Conflict(format!("project '{name}' already exists")));
-                }
-                Ok(Project {
-                    name,
-                    display_name: display,
-                    description: desc,
-                    creation_timestamp: rfc3339(created),
-                    session_count: 0,
-                })
-            })
-            .await
-    }
-
-    /// Creates the project unless it exists.
-    pub async fn ensure_project(&self, name: &str, display_name: &str) -> Result<(), StoreError> {
-        match self.create_project(name, display_name, "").await {
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
+/// Creates a project; [`StoreError::Conflict`] if the name is taken.
+pub(super) async fn create(db: &Db, project: NewProject) -> Result<Project, StoreError> {
+    db.write(move |tx, _| {
+        let NewProject {
+            name,
+            display_name,
+            description,
+        } = project;
+        let created = now_ms();
+        let n = tx.execute(
+            "INSERT INTO projects (name, display_name, description, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, display_name, description, created],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("project '{name}' already exists")));
         }
-    }
+        Ok(Project {
+            name,
+            display_name,
+            description,
+            creation_timestamp: rfc3339(created),
+            session_count: 0,
+        })
+    })
+    .await
+}
 
-    /// A project by name.
-    pub async fn get_project(&self, name: &str) -> Result<Project, StoreError> {
+/// A project by name.
+pub(super) async fn get(db: &Db, name: &str) -> Result<Project, StoreError> {
         let name = name.to_owned();
-        self.db()
+        db
             .read(move |c| {
                 c.query_row(
                     &format!("{SELECT} WHERE p.name = ?1"),
@@ -84,14 +71,10 @@ impl Store {
             .await
     }
 
-    /// A page of projects by name, optionally filtered by a search over name and display name.
-    pub async fn list_projects(
-        &self,
-        search: Option<String>,
-        offset: u64,
-        limit: u64,
-    ) -> Result<ProjectList, StoreError> {
-        self.db()
+/// A page of projects by name, optionally filtered by a search over name and display name.
+pub(super) async fn list(db: &Db, page: Page) -> Result<ProjectList, StoreError> {
+        let Page { search, offset, limit } = page;
+        db
             .read(move |c| {
                 let pattern = like_pattern(search.as_deref());
                 let total: i64 = c.query_row(
@@ -112,15 +95,15 @@ impl Store {
             .await
     }
 
-    /// Updates a project's display name and description.
-    pub async fn update_project(
-        &self,
+/// Updates a project's display name and description.
+pub(super) async fn update(
+        db: &Db,
         name: &str,
         display_name: Option<String>,
         description: Option<String>,
     ) -> Result<Project, StoreError> {
         let n = name.to_owned();
-        self.db()
+        db
             .write(move |tx, _| {
                 let changed = tx.execute(
                     "UPDATE projects SET display_name = COALESCE(?2, display_name), description = COALESCE(?3, description)
@@ -133,36 +116,34 @@ impl Store {
                 Ok(())
             })
             .await?;
-        self.get_project(name).await
+        get(db, name).await
     }
 
-    /// Deletes a project with its sessions, events and credentials. Returns the names of the
-    /// sessions that were deleted, so their runners and workspaces can be cleaned up.
-    pub async fn delete_project(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        let name = name.to_owned();
-        self.db()
-            .write(move |tx, _| {
-                let mut stmt = tx.prepare("SELECT id, name FROM sessions WHERE project = ?1")?;
-                let sessions = stmt
-                    .query_map([&name], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (id, _) in &sessions {
-                    tx.execute("DELETE FROM events WHERE session_id = ?1", [id])?;
-                }
-                if tx.execute("DELETE FROM projects WHERE name = ?1", [&name])? == 0 {
-                    return Err(StoreError::NotFound(format!("project '{name}'")));
-                }
-                Ok(sessions.into_iter().map(|(_, n)| n).collect())
-            })
-            .await
-    }
+/// Deletes a project with its sessions and credentials; returns the sessions.
+pub(super) async fn delete(db: &Db, name: &str) -> Result<Vec<Removed>, StoreError> {
+    let name = name.to_owned();
+    db.write(move |tx, _| {
+        let removed = tx
+            .prepare("SELECT name, uid FROM sessions WHERE project = ?1")?
+            .query_map([&name], |r| {
+                Ok(Removed {
+                    name: r.get(0)?,
+                    uid: r.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if tx.execute("DELETE FROM projects WHERE name = ?1", [&name])? == 0 {
+            return Err(StoreError::NotFound(format!("project '{name}'")));
+        }
+        Ok(removed)
+    })
+    .await
+}
 
-    /// The project's settings (inactivity default, MCP servers ...).
-    pub async fn project_settings(&self, name: &str) -> Result<ProjectSettingsSpec, StoreError> {
+/// The project's settings (inactivity default, MCP servers ...).
+pub(super) async fn settings(db: &Db, name: &str) -> Result<ProjectSettingsSpec, StoreError> {
         let name = name.to_owned();
-        self.db()
+        db
             .read(move |c| {
                 let json: String = c
                     .query_row(
@@ -177,15 +158,15 @@ impl Store {
             .await
     }
 
-    /// Replaces the project's settings.
-    pub async fn set_project_settings(
-        &self,
+/// Replaces the project's settings.
+pub(super) async fn set_settings(
+        db: &Db,
         name: &str,
         settings: ProjectSettingsSpec,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
         let json = serde_json::to_string(&settings)?;
-        self.db()
+        db
             .write(move |tx, _| {
                 if tx.execute(
                     "UPDATE projects SET settings = ?2 WHERE name = ?1",
@@ -199,14 +180,14 @@ impl Store {
             .await
     }
 
-    /// Sets (`Some`) or removes (`None`) credentials of a project, atomically.
-    pub async fn update_secrets(
-        &self,
+/// Sets (`Some`) or removes (`None`) credentials of a project, atomically.
+pub(super) async fn update_credentials(
+        db: &Db,
         project: &str,
         changes: Vec<(String, Option<String>)>,
     ) -> Result<(), StoreError> {
         let project = project.to_owned();
-        self.db()
+        db
             .write(move |tx, _| {
                 let exists: bool = tx.query_row(
                     "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
@@ -234,20 +215,28 @@ impl Store {
             .await
     }
 
-    /// The project's credentials, in key order.
-    pub async fn secrets(&self, project: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let project = project.to_owned();
-        self.db()
-            .read(move |c| {
-                let mut stmt =
-                    c.prepare("SELECT key, value FROM secrets WHERE project = ?1 ORDER BY key")?;
-                let rows = stmt
-                    .query_map([&project], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
-            })
-            .await
-    }
+/// The project's credentials.
+pub(super) async fn credentials(db: &Db, project: &str) -> Result<Credentials, StoreError> {
+    let project = project.to_owned();
+    db.read(move |c| {
+        let exists: bool = c.query_row(
+            "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
+            [&project],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::NotFound(format!("project '{project}'")));
+        }
+        let mut out = Credentials::default();
+        let mut stmt = c.prepare("SELECT key, value FROM secrets WHERE project = ?1")?;
+        for row in stmt.query_map([&project], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+            let (key, value) = row?;
+            out.set(&key, Some(value))
+                .map_err(|k| StoreError::Corrupt(format!("unknown credential {k}")))?;
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// A LIKE pattern matching `search` anywhere, with LIKE's wildcards escaped.

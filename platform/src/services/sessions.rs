@@ -1,4 +1,4 @@
-//! Creating, reading, listing and deleting sessions.
+//! Creating, reading, listing, changing and deleting sessions.
 
 use std::collections::BTreeMap;
 
@@ -9,46 +9,105 @@ use model::api::{
     CloneSessionRequest, CreateSessionRequest, CreateSessionResponse, SessionList,
     UpdateSessionRequest, auto_branch,
 };
+use model::protocol::{SessionEvent, UserMessage};
 use model::session::{AgenticSessionSpec, LlmSettings, UserContext};
 use model::validate::{self, Invalid};
 use model::{AgenticSession, protocol};
+use model::session::SessionKey;
 
-use super::{Caller, Services};
+use super::{Services, uid_of, with_activity};
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::store::StoreError;
+use crate::records::{Page, update_session};
 
 /// Largest page of a list.
 pub const MAX_PAGE: u64 = 100;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: u64 = 20;
+/// Events read from the log at a time when the whole log is wanted.
+const LOG_PAGE: usize = 1000;
+
+/// A page of a list from its query parameters.
+pub(super) fn page(
+    search: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+) -> Result<Page, Invalid> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Invalid::new(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(Page {
+        search,
+        offset: offset.unwrap_or(0),
+        limit,
+    })
+}
 
 impl Services {
-    /// Validates and stores a new session, then hands it to the driver.
+    /// Validates and stores a new session (its prompt the first event of its log), then
+    /// hands it to the driver.
     pub async fn create_session(
         &self,
+        caller: &Caller,
         project: &str,
         req: CreateSessionRequest,
-        caller: &Caller,
     ) -> Result<CreateSessionResponse, ApiError> {
         self.create_named_session(
+            caller,
             project,
             format!("session-{}", uuid::Uuid::new_v4()),
             req,
-            caller,
         )
         .await
     }
 
     async fn create_named_session(
         &self,
+        caller: &Caller,
         project: &str,
         name: String,
         req: CreateSessionRequest,
-        caller: &Caller,
     ) -> Result<CreateSessionResponse, ApiError> {
         validate::dns1123_label("project", project)?;
-        self.validate_create(&req)?;
-        let uid = uuid::Uuid::new_v4().to_string();
+        validate::create_session(&req, &self.settings.models)?;
+        let session = self.new_session(caller, project, name, req);
+        let created = self.records.create_session(caller, session).await?.session;
+        let uid = uid_of(&created).to_owned();
+        let log = self.log.open(&uid).await?;
+        if let Some(prompt) = created
+            .spec
+            .initial_prompt
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+        {
+            let event = SessionEvent::UserMessage(UserMessage {
+                text: prompt,
+                sender: caller.display_name.clone(),
+            });
+            self.log.append(log, event).await?;
+        }
+        let name = created.metadata.name.clone().unwrap_or_default();
+        self.notify(&SessionKey::new(project, &name));
+        Ok(CreateSessionResponse {
+            message: "Agentic session created successfully".to_owned(),
+            auto_branch: auto_branch(&name),
+            name,
+            uid,
+        })
+    }
+
+    /// The resource of a new session from a (validated) request.
+    fn new_session(
+        &self,
+        caller: &Caller,
+        project: &str,
+        name: String,
+        req: CreateSessionRequest,
+    ) -> AgenticSession {
         let model = req
             .llm_settings
             .as_ref()
@@ -64,11 +123,11 @@ impl Services {
         if let Some(parent) = &req.parent_session_id {
             annotations.insert(PARENT_SESSION_ID.to_owned(), parent.clone());
         }
-        let session = AgenticSession {
+        AgenticSession {
             metadata: ObjectMeta {
-                name: Some(name.clone()),
+                name: Some(name),
                 namespace: Some(project.to_owned()),
-                uid: Some(uid.clone()),
+                uid: Some(uuid::Uuid::new_v4().to_string()),
                 generation: Some(1),
                 creation_timestamp: Some(Time(Timestamp::now())),
                 labels: non_empty(req.labels.clone()),
@@ -96,67 +155,14 @@ impl Services {
                 active_workflow: req.active_workflow,
             },
             status: None,
-        };
-        self.store
-            .create_session(session, caller.display_name.clone())
-            .await?;
-        self.notify(project, &name);
-        Ok(CreateSessionResponse {
-            message: "Agentic session created successfully".to_owned(),
-            auto_branch: auto_branch(&name),
-            name,
-            uid,
-        })
-    }
-
-    fn validate_create(&self, req: &CreateSessionRequest) -> Result<(), Invalid> {
-        validate::message_text("initialPrompt", &req.initial_prompt)?;
-        if let Some(d) = &req.display_name {
-            validate::display_name("displayName", d)?;
         }
-        if let Some(model) = req.llm_settings.as_ref().and_then(|l| l.model.as_deref()) {
-            validate::model("llmSettings.model", model, &self.settings.models)?;
-        }
-        for (field, value) in [
-            ("timeout", req.timeout),
-            ("inactivityTimeout", req.inactivity_timeout),
-        ] {
-            if value.is_some_and(|v| v < 0) {
-                return Err(Invalid::new(field, "must be zero or more seconds"));
-            }
-        }
-        if req.repos.len() > 20 {
-            return Err(Invalid::new("repos", "at most 20 repositories"));
-        }
-        for (i, repo) in req.repos.iter().enumerate() {
-            validate::repo_url(&format!("repos[{i}].url"), &repo.url)?;
-            if let Some(branch) = &repo.branch {
-                validate::branch_name(&format!("repos[{i}].branch"), branch)?;
-            }
-        }
-        if let Some(wf) = &req.active_workflow {
-            validate::repo_url("activeWorkflow.gitUrl", &wf.git_url)?;
-            if let Some(branch) = &wf.branch {
-                validate::branch_name("activeWorkflow.branch", branch)?;
-            }
-        }
-        for (k, v) in &req.environment_variables {
-            validate::env_var_name(&format!("environmentVariables.{k}"), k)?;
-            if v.len() > 32 * 1024 {
-                return Err(Invalid::new(
-                    format!("environmentVariables.{k}"),
-                    "value is longer than 32 KiB",
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Changes a session's prompt, name, model or timeouts; refused while it runs.
     pub async fn update_session(
         &self,
-        project: &str,
-        name: &str,
+        caller: &Caller,
+        key: &SessionKey,
         req: UpdateSessionRequest,
     ) -> Result<AgenticSession, ApiError> {
         if let Some(p) = &req.initial_prompt {
@@ -168,79 +174,68 @@ impl Services {
         if let Some(model) = req.llm_settings.as_ref().and_then(|l| l.model.as_deref()) {
             validate::model("llmSettings.model", model, &self.settings.models)?;
         }
-        for (field, value) in [
-            ("timeout", req.timeout),
-            ("inactivityTimeout", req.inactivity_timeout),
-        ] {
-            if value.is_some_and(|v| v < 0) {
-                return Err(Invalid::new(field, "must be zero or more seconds").into());
+        validate::seconds("timeout", req.timeout)?;
+        validate::seconds("inactivityTimeout", req.inactivity_timeout)?;
+        let record = update_session(&*self.records, caller, key, |s| {
+            if s.phase().is_active() {
+                return Err(ApiError::Conflict(format!(
+                    "the session is {}: stop it before changing it",
+                    s.phase()
+                )));
             }
-        }
-        let row = self
-            .store
-            .update_session(project, name, move |s| {
-                if s.phase().is_active() {
-                    return Err(StoreError::Conflict(format!(
-                        "the session is {}: stop it before changing it",
-                        s.phase()
-                    )));
-                }
-                let spec = &mut s.spec;
-                if let Some(p) = req.initial_prompt {
-                    spec.initial_prompt = Some(p);
-                }
-                if let Some(d) = req.display_name {
-                    spec.display_name = Some(d.trim().to_owned());
-                }
-                if let Some(llm) = req.llm_settings {
-                    let current = spec.llm_settings.get_or_insert_with(Default::default);
-                    current.model = llm.model.or(current.model.take());
-                    current.temperature = llm.temperature.or(current.temperature);
-                    current.max_tokens = llm.max_tokens.or(current.max_tokens);
-                }
-                if let Some(t) = req.timeout {
-                    spec.timeout = (t > 0).then_some(t);
-                }
-                if let Some(t) = req.inactivity_timeout {
-                    spec.inactivity_timeout = Some(t);
-                }
-                Ok(None)
-            })
-            .await?;
-        Ok(row.session)
+            let spec = &mut s.spec;
+            if let Some(p) = &req.initial_prompt {
+                spec.initial_prompt = Some(p.clone());
+            }
+            if let Some(d) = &req.display_name {
+                spec.display_name = Some(d.trim().to_owned());
+            }
+            if let Some(llm) = &req.llm_settings {
+                let current = spec.llm_settings.get_or_insert_with(Default::default);
+                current.model = llm.model.clone().or(current.model.take());
+                current.temperature = llm.temperature.or(current.temperature);
+                current.max_tokens = llm.max_tokens.or(current.max_tokens);
+            }
+            if let Some(t) = req.timeout {
+                spec.timeout = (t > 0).then_some(t);
+            }
+            if let Some(t) = req.inactivity_timeout {
+                spec.inactivity_timeout = Some(t);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(record.session)
     }
 
     /// Renames a session (allowed in any phase).
     pub async fn set_display_name(
         &self,
-        project: &str,
-        name: &str,
+        caller: &Caller,
+        key: &SessionKey,
         display_name: String,
     ) -> Result<AgenticSession, ApiError> {
         validate_display_name(&display_name)?;
-        let row = self
-            .store
-            .update_session(project, name, move |s| {
-                s.spec.display_name = Some(display_name.trim().to_owned());
-                Ok(None)
-            })
-            .await?;
-        Ok(row.session)
+        let record = update_session(&*self.records, caller, key, |s| {
+            s.spec.display_name = Some(display_name.trim().to_owned());
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+        Ok(record.session)
     }
 
     /// Copies a session's spec into a new session (in this or another project), which starts
     /// like any new session.
     pub async fn clone_session(
         &self,
-        project: &str,
-        name: &str,
-        req: CloneSessionRequest,
         caller: &Caller,
+        key: &SessionKey,
+        req: CloneSessionRequest,
     ) -> Result<CreateSessionResponse, ApiError> {
-        let source = self.store.get_session(project, name).await?;
-        let target = req.target_project.unwrap_or_else(|| project.to_owned());
+        let source = self.records.get_session(caller, key).await?.session;
+        let target = req.target_project.unwrap_or_else(|| key.project.clone());
         validate::dns1123_label("targetProject", &target)?;
-        self.store.get_project(&target).await?;
+        self.records.get_project(caller, &target).await?;
         let new_name = match req.new_session_name {
             Some(n) => {
                 validate::dns1123_label("newSessionName", &n)?;
@@ -261,48 +256,57 @@ impl Services {
             active_workflow: spec.active_workflow,
             environment_variables: spec.environment_variables,
             mcp_servers: spec.mcp_servers,
-            parent_session_id: Some(name.to_owned()),
+            parent_session_id: Some(key.name.clone()),
             ..Default::default()
         };
-        self.create_named_session(&target, new_name, req, caller)
+        self.create_named_session(caller, &target, new_name, req)
             .await
     }
 
-    /// A session.
-    pub async fn get_session(&self, project: &str, name: &str) -> Result<AgenticSession, ApiError> {
-        Ok(self.store.get_session(project, name).await?)
+    /// A session, its last activity included.
+    pub async fn get_session(
+        &self,
+        caller: &Caller,
+        key: &SessionKey,
+    ) -> Result<AgenticSession, ApiError> {
+        let mut session = self.records.get_session(caller, key).await?.session;
+        let activity = self.log.last_activity(vec![uid_of(&session).to_owned()]).await?;
+        with_activity(&mut session, activity.values().next().copied());
+        Ok(session)
     }
 
     /// A page of a project's sessions, newest first.
     pub async fn list_sessions(
         &self,
+        caller: &Caller,
         project: &str,
         search: Option<String>,
         offset: Option<u64>,
         limit: Option<u64>,
     ) -> Result<SessionList, ApiError> {
-        self.store.get_project(project).await?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE);
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(Invalid::new("limit", format!("must be between 1 and {MAX_PAGE}")).into());
+        self.records.get_project(caller, project).await?;
+        let page = page(search, offset, limit)?;
+        let mut list = self.records.list_sessions(caller, project, &page).await?;
+        let uids = list.items.iter().map(|s| uid_of(s).to_owned()).collect();
+        let activity = self.log.last_activity(uids).await?;
+        for s in &mut list.items {
+            let at = activity.get(uid_of(s)).copied();
+            with_activity(s, at);
         }
-        Ok(self
-            .store
-            .list_sessions(project, search, offset.unwrap_or(0), limit)
-            .await?)
+        Ok(list)
     }
 
     /// The session's whole event log.
     pub async fn events(
         &self,
-        project: &str,
-        name: &str,
+        caller: &Caller,
+        key: &SessionKey,
     ) -> Result<Vec<protocol::StoredEvent>, ApiError> {
-        let row = self.store.session_row(project, name).await?;
-        let mut out = Vec::with_capacity(row.last_seq as usize);
+        let live = self.live_session(caller, key).await?;
+        let mut out = Vec::with_capacity(live.counters.last_seq as usize);
         let mut after = 0;
         loop {
-            let page = self.store.events_after(row.id, after, 1000).await?;
+            let page = self.log.events_after(live.log, after, LOG_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for e in &page {
@@ -310,6 +314,20 @@ impl Services {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes a session: its runner and every process it started are ended, its log and
+    /// workspace removed.
+    pub async fn delete_session(&self, caller: &Caller, key: &SessionKey) -> Result<(), ApiError> {
+        let removed = self.records.delete_session(caller, key).await?;
+        self.forget(key.clone(), &removed.uid).await
+    }
+
+    /// Removes what a deleted session leaves: its log (its viewers are told), and whatever
+    /// the driver keeps of it.
+    pub(super) async fn forget(&self, key: SessionKey, uid: &str) -> Result<(), ApiError> {
+        self.driver.deleted(key);
+        Ok(self.log.delete(uid).await?)
     }
 }
 

@@ -6,10 +6,11 @@
 use model::api::{
     ProjectSettingsBody, RUNNER_SECRET_KEYS, RunnerSecrets, UpdateRunnerSecrets, mask_secret,
 };
-use model::project_settings::ProjectSettingsSpec;
-use model::validate::Invalid;
+use model::runner_env::Credentials;
+use model::validate::{self, Invalid};
 
 use super::Services;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Longest credential value accepted.
@@ -17,18 +18,22 @@ const MAX_SECRET: usize = 8 * 1024;
 
 impl Services {
     /// The project's credentials, masked.
-    pub async fn runner_secrets(&self, project: &str) -> Result<RunnerSecrets, ApiError> {
-        self.store.get_project(project).await?;
-        let items = self
-            .store
-            .secrets(project)
+    pub async fn runner_secrets(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<RunnerSecrets, ApiError> {
+        let mut items: Vec<_> = self
+            .records
+            .credentials(caller, project)
             .await?
-            .into_iter()
+            .pairs()
             .map(|(key, value)| model::api::MaskedSecret {
-                masked: mask_secret(&key, &value),
-                key,
+                masked: mask_secret(key, value),
+                key: key.to_owned(),
             })
             .collect();
+        items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(RunnerSecrets {
             items,
             allowed_keys: RUNNER_SECRET_KEYS.iter().map(|k| (*k).to_owned()).collect(),
@@ -38,6 +43,7 @@ impl Services {
     /// Sets or removes credentials of the project; returns them masked.
     pub async fn update_runner_secrets(
         &self,
+        caller: &Caller,
         project: &str,
         req: UpdateRunnerSecrets,
     ) -> Result<RunnerSecrets, ApiError> {
@@ -70,13 +76,30 @@ impl Services {
             }
             changes.push((key, value));
         }
-        self.store.update_secrets(project, changes).await?;
-        self.runner_secrets(project).await
+        self.records
+            .update_credentials(caller, project, &changes)
+            .await?;
+        self.runner_secrets(caller, project).await
+    }
+
+    /// What a run of a session in `project` gets: the project's credentials over the
+    /// server's.
+    pub async fn run_credentials(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<Credentials, ApiError> {
+        let own = self.records.credentials(caller, project).await?;
+        Ok(own.over(&self.settings.default_credentials))
     }
 
     /// The project's session defaults.
-    pub async fn project_settings(&self, project: &str) -> Result<ProjectSettingsBody, ApiError> {
-        let s = self.store.project_settings(project).await?;
+    pub async fn project_settings(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<ProjectSettingsBody, ApiError> {
+        let s = self.records.project_settings(caller, project).await?;
         Ok(ProjectSettingsBody {
             inactivity_timeout_seconds: s.inactivity_timeout_seconds,
             mcp_servers: s.mcp_servers,
@@ -86,18 +109,17 @@ impl Services {
     /// Replaces the project's session defaults.
     pub async fn update_project_settings(
         &self,
+        caller: &Caller,
         project: &str,
         body: ProjectSettingsBody,
     ) -> Result<ProjectSettingsBody, ApiError> {
-        if body.inactivity_timeout_seconds.is_some_and(|t| t < 0) {
-            return Err(
-                Invalid::new("inactivityTimeoutSeconds", "must be zero or more seconds").into(),
-            );
-        }
-        let mut spec: ProjectSettingsSpec = self.store.project_settings(project).await?;
+        validate::seconds("inactivityTimeoutSeconds", body.inactivity_timeout_seconds)?;
+        let mut spec = self.records.project_settings(caller, project).await?;
         spec.inactivity_timeout_seconds = body.inactivity_timeout_seconds;
         spec.mcp_servers = body.mcp_servers;
-        self.store.set_project_settings(project, spec).await?;
-        self.project_settings(project).await
+        self.records
+            .set_project_settings(caller, project, spec)
+            .await?;
+        self.project_settings(caller, project).await
     }
 }

@@ -1,10 +1,12 @@
-//! SQLite plumbing: one writer thread with group commit, a small pool of readers.
+//! The server's own SQLite database (`ambient.db`): one writer thread with group commit, a
+//! small pool of readers. It holds the event logs in both modes, and the records in local
+//! mode.
 //!
 //! Every write is a closure run on the writer thread inside a transaction shared with the
 //! other writes queued at the same moment, each in its own savepoint so one failure does not
 //! undo the others. Writes may register hooks that run on the writer thread right after the
-//! commit, in commit order: the event hub broadcasts from there, which makes "persisted
-//! before broadcast, in sequence order" hold by construction.
+//! commit, in commit order: the event log tells its listener (the hub) from there, which
+//! makes "persisted before broadcast, in sequence order" hold by construction.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,53 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::oneshot;
 
-use super::{StoreError, schema};
+use crate::schema;
+
+/// Failures of the database.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No such project or session (the text names it).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// It exists already, or it changed concurrently.
+    #[error("{0}")]
+    Conflict(String),
+    /// A SQLite failure.
+    #[error("database error: {0}")]
+    Sqlite(String),
+    /// A filesystem or thread failure.
+    #[error("{0}")]
+    Io(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Name of the database file in the data directory.
+pub const DB_FILE: &str = "ambient.db";
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -58,6 +106,12 @@ pub struct Db {
 }
 
 impl Db {
+    /// Opens the database in `data_dir` (created, readable by its owner only).
+    pub fn open_in(data_dir: &Path) -> Result<Db, StoreError> {
+        create_private_dir(data_dir)?;
+        Db::open(&data_dir.join(DB_FILE))
+    }
+
     /// Opens (creating if needed) the database at `path`, migrates it and starts the writer.
     /// The file is readable by its owner only: it holds credentials.
     pub fn open(path: &Path) -> Result<Db, StoreError> {
@@ -233,6 +287,13 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>, wal: PathBuf) {
             tracing::warn!(error = %e, "WAL restart checkpoint failed");
         }
     }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))
 }
 
 fn create_private(path: &Path) -> Result<(), StoreError> {

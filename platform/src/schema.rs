@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
-use super::StoreError;
+use crate::db::StoreError;
 
 /// The migrations, oldest first. Never edit a released one: append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -113,6 +113,35 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions DROP COLUMN runner_acked;
     ALTER TABLE sessions DROP COLUMN handled_through;
     ALTER TABLE sessions DROP COLUMN last_activity;
+    "#,
+    // 4: event logs apart from session records, keyed by the session's uid: in Kubernetes mode
+    //    sessions are custom resources and only the logs live here, and a session created
+    //    again under an old name must get a new log. The log keeps what the server alone
+    //    knows of a run (its generation, acknowledged runner events, handled messages, last
+    //    activity, totals); the local driver keeps its processes in the workspace.
+    r#"
+    CREATE TABLE logs (
+        id              INTEGER PRIMARY KEY,
+        uid             TEXT NOT NULL UNIQUE,
+        generation      INTEGER NOT NULL DEFAULT 0,
+        last_seq        INTEGER NOT NULL DEFAULT 0,
+        runner_acked    INTEGER NOT NULL DEFAULT 0,
+        handled_through INTEGER NOT NULL DEFAULT 0,
+        last_activity   INTEGER,
+        run_summary     TEXT
+    );
+    INSERT INTO logs (id, uid, generation, last_seq, runner_acked, handled_through, last_activity, run_summary)
+        SELECT s.id, COALESCE(json_extract(s.object, '$.metadata.uid'), 'migrated-' || s.id),
+               s.run_generation, l.last_seq, l.runner_acked, l.handled_through, l.last_activity,
+               s.run_summary
+        FROM sessions s JOIN session_log l ON l.session_id = s.id;
+    DROP TABLE session_log;
+    ALTER TABLE events RENAME COLUMN session_id TO log_id;
+    ALTER TABLE sessions ADD COLUMN uid TEXT;
+    UPDATE sessions SET uid = (SELECT uid FROM logs WHERE logs.id = sessions.id);
+    ALTER TABLE sessions DROP COLUMN runner_pid;
+    ALTER TABLE sessions DROP COLUMN runner_start_ticks;
+    ALTER TABLE sessions DROP COLUMN run_summary;
     "#,
 ];
 

@@ -6,9 +6,29 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use model::runner_env::RUNNER_TOKEN_PREFIX;
 
 use crate::error::ApiError;
-use crate::services::{Caller, Services};
+use crate::services::Services;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Stable user id.
+    pub user_id: String,
+    /// Name shown to others (in transcripts, as the sender of messages).
+    pub display_name: String,
+}
+
+impl Caller {
+    /// The platform itself, acting for no user (the driver applying the lifecycle).
+    pub fn system() -> Caller {
+        Caller {
+            user_id: "system:ambient-code".into(),
+            display_name: "Ambient Code".into(),
+        }
+    }
+}
 
 /// Why a caller was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,19 +56,23 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 }
 
 /// Identifies the caller of a user endpoint.
-pub async fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, AuthError> {
-    if let Some(token) = bearer(headers)? {
-        match services.store.is_runner_token(token).await {
-            Ok(true) => return Err(AuthError::RunnerToken),
-            Ok(false) => {}
-            Err(e) => {
-                return Err(AuthError::Invalid(format!(
-                    "could not check the token: {e}"
-                )));
-            }
-        }
+pub fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    if bearer(headers)?.is_some_and(|t| t.starts_with(RUNNER_TOKEN_PREFIX)) {
+        return Err(AuthError::RunnerToken);
     }
     Ok(services.settings.local_user.clone())
+}
+
+impl AuthError {
+    /// The error answered to the client.
+    pub fn into_api(self) -> ApiError {
+        match self {
+            AuthError::RunnerToken => {
+                ApiError::Forbidden("runner tokens are not accepted on this endpoint".into())
+            }
+            AuthError::Invalid(why) => ApiError::Unauthorized(why),
+        }
+    }
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -59,14 +83,6 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let services = Services::from_ref(state);
-        caller(&services, &parts.headers)
-            .await
-            .map_err(|e| match e {
-                AuthError::RunnerToken => {
-                    ApiError::Forbidden("runner tokens are not accepted on this endpoint".into())
-                }
-                AuthError::Invalid(why) => ApiError::Unauthorized(why),
-            })
+        caller(&Services::from_ref(state), &parts.headers).map_err(AuthError::into_api)
     }
 }

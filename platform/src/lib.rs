@@ -1,0 +1,30 @@
+//! The core of the Ambient Code Platform: the operations every client reaches (REST, the
+//! UI's server functions, WebSockets) and what they stand on. The server serves it over
+//! HTTP; the UI's server functions call it directly.
+//!
+//! Layout:
+//! - [`services`]: the operations, which validate, authorise and act; [`services::Driver`]
+//!   is how they tell whatever runs sessions;
+//! - [`records`]: the seam to where sessions, projects, settings and credentials live
+//!   ([`records::Records`]), with the SQLite implementation of local mode;
+//! - [`log`]: the sessions' event logs and their counters, in the server's own database in
+//!   both modes; told commits go to a [`log::CommitListener`];
+//! - [`hub`]: the live side: fan-out of committed events to viewers (the log's listener),
+//!   connected runners;
+//! - [`auth`]: who is calling; [`error`]: errors as clients see them;
+//! - [`db`], [`schema`]: the SQLite database under the records and the logs;
+//! - [`local`]: local mode's wiring of the local driver.
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod hub;
+pub mod local;
+pub mod log;
+pub mod records;
+mod schema;
+pub mod services;
+
+pub use auth::Caller;
+pub use error::ApiError;
+pub use services::Services;

@@ -1,0 +1,405 @@
+//! Session event logs: every event of a session with its sequence number, persisted before
+//! anyone sees it, and the counters the server keeps per log (the current run's generation,
+//! the runner events it acknowledged, the user messages the agent handled, the last
+//! activity, the run's totals). Logs live in the server's own database in both modes, keyed
+//! by the session's uid, so a session created again under an old name starts a new log.
+//!
+//! The log knows nothing of viewers: after each commit it hands what was committed to its
+//! [`CommitListener`] (the hub), on the writer thread, in commit order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use model::protocol::{RunnerEvent, SessionEvent, StoredEvent, UserMessage, encode_event};
+use model::session::RunSummary;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::db::{Db, StoreError, now_ms};
+
+/// A log, as numbered in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogId(i64);
+
+/// An event as committed: its JSON is sent to viewers without being encoded again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// Sequence number.
+    pub seq: u64,
+    /// Time in ms since the epoch.
+    pub ts: i64,
+    /// The event's JSON.
+    pub body: String,
+}
+
+impl EventRow {
+    /// Decodes the event.
+    pub fn decode(&self) -> Result<StoredEvent, StoreError> {
+        Ok(StoredEvent {
+            seq: self.seq,
+            ts: self.ts,
+            event: serde_json::from_str(&self.body)?,
+        })
+    }
+}
+
+/// Told of every commit of every log, in commit order.
+pub trait CommitListener: Send + Sync + 'static {
+    /// Events were committed to `log` (in sequence order).
+    fn committed(&self, log: LogId, events: Vec<EventRow>);
+    /// `log` was deleted.
+    fn deleted(&self, log: LogId);
+}
+
+/// What the server knows of a log and of the session's current run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    /// Highest sequence number.
+    pub last_seq: u64,
+    /// The run whose runner may append.
+    pub generation: u64,
+    /// Highest runner sequence persisted for that run.
+    pub runner_acked: u64,
+    /// Highest user-message sequence an agent has been given.
+    pub handled_through: u64,
+    /// Time of the last event (ms since the epoch).
+    pub last_activity: Option<i64>,
+    /// Totals of the run's final result, once it reported one.
+    pub summary: Option<RunSummary>,
+    /// Whether user messages wait after `handled_through`.
+    pub unhandled_messages: bool,
+}
+
+/// What happened to a batch of runner events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Highest runner sequence now persisted for the run.
+    pub acked_rseq: u64,
+    /// How many events were new (the rest were re-sends).
+    pub new: usize,
+    /// The agent's conversation id, when one of the new events reported it.
+    pub conversation: Option<String>,
+}
+
+/// The event logs; cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    db: Db,
+    listener: Arc<dyn CommitListener>,
+}
+
+/// The id of the log of `uid`, created if it does not exist.
+fn open_in(tx: &Transaction<'_>, uid: &str) -> Result<LogId, StoreError> {
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO logs (uid) VALUES (?1) ON CONFLICT (uid) DO UPDATE SET uid = uid RETURNING id",
+        )?
+        .query_row([uid], |r| r.get(0))?;
+    Ok(LogId(id))
+}
+
+fn insert(
+    tx: &Transaction<'_>,
+    log: LogId,
+    seq: u64,
+    ts: i64,
+    kind: &str,
+    body: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT INTO events (log_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![log.0, seq as i64, ts, kind, body])?;
+    Ok(())
+}
+
+fn unhandled(c: &Connection, log: LogId, after: u64) -> Result<bool, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE log_id = ?1 AND seq > ?2 AND kind = 'user_message')",
+    )?
+    .query_row(params![log.0, after as i64], |r| r.get(0))?)
+}
+
+impl EventLog {
+    /// The logs in `db`; every commit is told to `listener`.
+    pub fn new(db: Db, listener: Arc<dyn CommitListener>) -> Self {
+        EventLog { db, listener }
+    }
+
+    /// The log of the session with `uid`, created when it has none yet.
+    pub async fn open(&self, uid: &str) -> Result<LogId, StoreError> {
+        let uid = uid.to_owned();
+        self.db.write(move |tx, _| open_in(tx, &uid)).await
+    }
+
+    /// The log of `uid`, if it has one.
+    pub async fn find(&self, uid: &str) -> Result<Option<LogId>, StoreError> {
+        let uid = uid.to_owned();
+        self.db
+            .read(move |c| {
+                Ok(c.prepare_cached("SELECT id FROM logs WHERE uid = ?1")?
+                    .query_row([&uid], |r| r.get(0))
+                    .optional()?
+                    .map(LogId))
+            })
+            .await
+    }
+
+    /// Deletes the log of `uid` with its events; its viewers are told.
+    pub async fn delete(&self, uid: &str) -> Result<(), StoreError> {
+        let uid = uid.to_owned();
+        let listener = self.listener.clone();
+        self.db
+            .write(move |tx, hooks| {
+                let id: Option<i64> = tx
+                    .query_row("DELETE FROM logs WHERE uid = ?1 RETURNING id", [&uid], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = id {
+                    tx.execute("DELETE FROM events WHERE log_id = ?1", [id])?;
+                    hooks.push(move || listener.deleted(LogId(id)));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Appends an event produced by the platform (not a runner). Returns its `seq`.
+    pub async fn append(&self, log: LogId, event: SessionEvent) -> Result<u64, StoreError> {
+        let listener = self.listener.clone();
+        self.db
+            .write(move |tx, hooks| {
+                let last: i64 = tx
+                    .prepare_cached("SELECT last_seq FROM logs WHERE id = ?1")?
+                    .query_row([log.0], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound("the session's event log".into()))?;
+                let seq = last as u64 + 1;
+                let ts = now_ms();
+                let body = encode_event(&event);
+                insert(tx, log, seq, ts, event.kind(), &body)?;
+                tx.prepare_cached("UPDATE logs SET last_seq = ?2, last_activity = ?3 WHERE id = ?1")?
+                    .execute(params![log.0, seq as i64, ts])?;
+                hooks.push(move || listener.committed(log, vec![EventRow { seq, ts, body }]));
+                Ok(seq)
+            })
+            .await
+    }
+
+    /// Appends a runner's events of `generation`, dropping those already persisted (a
+    /// re-send after reconnecting). `on_commit` runs after the commit, after the listener,
+    /// with the highest persisted `rseq`: the runner's acknowledgement.
+    pub async fn append_runner_events(
+        &self,
+        log: LogId,
+        generation: u64,
+        events: Vec<RunnerEvent>,
+        on_commit: impl FnOnce(u64) + Send + 'static,
+    ) -> Result<Appended, StoreError> {
+        let listener = self.listener.clone();
+        self.db
+            .write(move |tx, hooks| {
+                let (current, acked, mut last): (i64, i64, i64) = tx
+                    .prepare_cached("SELECT generation, runner_acked, last_seq FROM logs WHERE id = ?1")?
+                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound("session".into()))?;
+                if current as u64 != generation {
+                    return Err(StoreError::Conflict(format!(
+                        "runner generation {generation} is not the session's current generation {current}"
+                    )));
+                }
+                let mut acked = acked as u64;
+                let mut rows = Vec::new();
+                let mut activity = None;
+                let mut summary = None;
+                let mut conversation = None;
+                for RunnerEvent { rseq, ts, event } in events {
+                    if rseq <= acked {
+                        continue;
+                    }
+                    acked = rseq;
+                    last += 1;
+                    let seq = last as u64;
+                    let body = encode_event(&event);
+                    insert(tx, log, seq, ts, event.kind(), &body)?;
+                    rows.push(EventRow { seq, ts, body });
+                    activity = Some(ts);
+                    match event {
+                        SessionEvent::Result(r) => summary = Some(RunSummary {
+                            exit_code: Some(r.exit_code),
+                            turns: r.num_turns,
+                            input_tokens: r.usage.input_tokens
+                                + r.usage.cache_read_input_tokens
+                                + r.usage.cache_creation_input_tokens,
+                            output_tokens: r.usage.output_tokens,
+                            cost_usd: r.usage.cost_usd,
+                        }),
+                        SessionEvent::AgentStarted(a) => conversation = Some(a.claude_session_id),
+                        _ => {}
+                    }
+                }
+                let new = rows.len();
+                tx.prepare_cached(
+                    "UPDATE logs SET last_seq = ?2, runner_acked = ?3, last_activity = COALESCE(?4, last_activity),
+                         run_summary = COALESCE(?5, run_summary)
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    log.0,
+                    last,
+                    acked as i64,
+                    activity,
+                    summary.as_ref().map(serde_json::to_string).transpose()?
+                ])?;
+                hooks.push(move || {
+                    if !rows.is_empty() {
+                        listener.committed(log, rows);
+                    }
+                    on_commit(acked);
+                });
+                Ok(Appended { acked_rseq: acked, new, conversation })
+            })
+            .await
+    }
+
+    /// Events after `after`, oldest first, at most `limit`.
+    pub async fn events_after(
+        &self,
+        log: LogId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, ts, body FROM events WHERE log_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )?;
+                let rows = stmt
+                    .query_map(params![log.0, after as i64, limit as i64], |r| {
+                        Ok(EventRow { seq: r.get::<_, i64>(0)? as u64, ts: r.get(1)?, body: r.get(2)? })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    /// User messages after `after` (those no agent has handled yet), oldest first.
+    pub async fn pending_messages(
+        &self,
+        log: LogId,
+        after: u64,
+    ) -> Result<Vec<(u64, UserMessage)>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, body FROM events WHERE log_id = ?1 AND seq > ?2 AND kind = 'user_message' ORDER BY seq",
+                )?;
+                let rows = stmt
+                    .query_map(params![log.0, after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(seq, body)| match serde_json::from_str(&body)? {
+                        SessionEvent::UserMessage(m) => Ok((seq, m)),
+                        _ => Err(StoreError::Corrupt(format!("event {seq} is not a user message"))),
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    /// The log's counters.
+    pub async fn counters(&self, log: LogId) -> Result<Counters, StoreError> {
+        self.db
+            .read(move |c| {
+                let (last_seq, generation, runner_acked, handled_through, last_activity, summary): (
+                    i64,
+                    i64,
+                    i64,
+                    i64,
+                    Option<i64>,
+                    Option<String>,
+                ) = c
+                    .prepare_cached(
+                        "SELECT last_seq, generation, runner_acked, handled_through, last_activity, run_summary
+                         FROM logs WHERE id = ?1",
+                    )?
+                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound("the session's event log".into()))?;
+                Ok(Counters {
+                    last_seq: last_seq as u64,
+                    generation: generation as u64,
+                    runner_acked: runner_acked as u64,
+                    handled_through: handled_through as u64,
+                    last_activity,
+                    summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+                    unhandled_messages: unhandled(c, log, handled_through as u64)?,
+                })
+            })
+            .await
+    }
+
+    /// The last activity of each of `uids` that has a log (ms since the epoch).
+    pub async fn last_activity(&self, uids: Vec<String>) -> Result<HashMap<String, i64>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT last_activity FROM logs WHERE uid = ?1 AND last_activity IS NOT NULL",
+                )?;
+                let mut out = HashMap::with_capacity(uids.len());
+                for uid in uids {
+                    if let Some(ts) = stmt.query_row([&uid], |r| r.get(0)).optional()? {
+                        out.insert(uid, ts);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Starts run `generation`: its runner's events are accepted from now on, acknowledged
+    /// from zero. A fresh run gets the initial prompt from its environment, so the prompt's
+    /// event (the first user message) counts as handled; a resumed one goes on from where the
+    /// agent got. Returns the highest user message the new runner must consider handled.
+    pub async fn begin_run(&self, log: LogId, generation: u64, resume: bool) -> Result<u64, StoreError> {
+        self.db
+            .write(move |tx, _| {
+                let handled: i64 = if resume {
+                    tx.query_row("SELECT handled_through FROM logs WHERE id = ?1", [log.0], |r| r.get(0))?
+                } else {
+                    tx.query_row(
+                        "SELECT COALESCE(MIN(seq), 0) FROM events WHERE log_id = ?1 AND kind = 'user_message'",
+                        [log.0],
+                        |r| r.get(0),
+                    )?
+                };
+                let n = tx.execute(
+                    "UPDATE logs SET generation = ?2, runner_acked = 0, run_summary = NULL,
+                         handled_through = MAX(handled_through, ?3)
+                     WHERE id = ?1",
+                    params![log.0, generation as i64, handled],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound("the session's event log".into()));
+                }
+                Ok(handled as u64)
+            })
+            .await
+    }
+
+    /// Records how far the agent of run `generation` got through the user messages.
+    pub async fn set_handled_through(
+        &self,
+        log: LogId,
+        generation: u64,
+        handled: u64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx, _| {
+                tx.execute(
+                    "UPDATE logs SET handled_through = MAX(handled_through, ?3) WHERE id = ?1 AND generation = ?2",
+                    params![log.0, generation as i64, handled as i64],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}

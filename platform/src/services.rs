@@ -1,0 +1,129 @@
+//! The platform's operations, shared by the REST API, the UI's server functions and the
+//! WebSocket endpoints: one place validates, authorises and acts.
+//!
+//! Layout: [`projects`], [`settings`] (credentials, defaults), [`sessions`] (create, read,
+//! list, update, clone, delete), [`control`] (messages, interrupt, stop, continue, delivery
+//! to runners).
+
+mod control;
+mod projects;
+mod sessions;
+mod settings;
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use model::AgenticSession;
+use model::runner_env::Credentials;
+use model::session::SessionKey;
+
+pub use control::CONTINUE_PROMPT;
+pub use sessions::{DEFAULT_PAGE, MAX_PAGE};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::hub::{Fanout, Runners};
+use crate::log::{Counters, EventLog, LogId};
+use crate::records::{Records, SessionRecord};
+
+/// Settings of the operations.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Model of sessions that name none.
+    pub default_model: String,
+    /// Models a session may choose.
+    pub models: Vec<String>,
+    /// Credentials given to every project's runners unless the project sets its own
+    /// (from the server's environment: `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL` ...).
+    pub default_credentials: Credentials,
+    /// The user of a local installation (every request acts as this user).
+    pub local_user: Caller,
+}
+
+/// What runs sessions: told when a session changes or goes away. The local driver runs them
+/// as child processes; in Kubernetes mode the operator watches the resources itself and
+/// needs no telling.
+pub trait Driver: Send + Sync + 'static {
+    /// A session changed: look at it again.
+    fn notify(&self, key: SessionKey);
+    /// A session was deleted: end whatever of it still runs and remove what it left.
+    fn deleted(&self, key: SessionKey);
+}
+
+/// A driver that is told nothing (sessions are run elsewhere, or not at all).
+pub struct NoDriver;
+
+impl Driver for NoDriver {
+    fn notify(&self, _: SessionKey) {}
+    fn deleted(&self, _: SessionKey) {}
+}
+
+/// Handle to the operations; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// Sessions, projects, settings, credentials.
+    pub records: Arc<dyn Records>,
+    /// The sessions' event logs.
+    pub log: EventLog,
+    /// Live viewers of the logs.
+    pub fanout: Fanout,
+    /// Connected runners.
+    pub runners: Runners,
+    /// What runs sessions.
+    pub driver: Arc<dyn Driver>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Changes once when the server shuts down: long-lived connections close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A session with its log and what the log says of it.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// The session (its last activity taken from the log) and its run.
+    pub record: SessionRecord,
+    /// Its event log.
+    pub log: LogId,
+    /// The log's counters.
+    pub counters: Counters,
+}
+
+/// The uid of a stored session (records always set one).
+pub fn uid_of(session: &AgenticSession) -> &str {
+    session.metadata.uid.as_deref().unwrap_or_default()
+}
+
+/// Puts the log's last activity into the session's status, where clients look for it.
+pub fn with_activity(session: &mut AgenticSession, last_activity_ms: Option<i64>) {
+    if let Some(ts) = last_activity_ms.and_then(|ms| Timestamp::from_millisecond(ms).ok()) {
+        session
+            .status
+            .get_or_insert_with(Default::default)
+            .last_activity_time = Some(Time(ts));
+    }
+}
+
+impl Services {
+    /// Asks the driver to look at a session.
+    pub fn notify(&self, key: &SessionKey) {
+        self.driver.notify(key.clone());
+    }
+
+    /// A session with its log (opened if it has none yet) and the log's counters.
+    pub async fn live_session(
+        &self,
+        caller: &Caller,
+        key: &SessionKey,
+    ) -> Result<LiveSession, ApiError> {
+        let mut record = self.records.get_session(caller, key).await?;
+        let log = self.log.open(uid_of(&record.session)).await?;
+        let counters = self.log.counters(log).await?;
+        with_activity(&mut record.session, counters.last_activity);
+        Ok(LiveSession {
+            record,
+            log,
+            counters,
+        })
+    }
+}
