@@ -14,8 +14,7 @@ pub async fn context() -> Result<(Services, Caller), AppError> {
     let headers: HeaderMap = leptos_axum::extract()
         .await
         .map_err(|e| AppError::new("internal", e.to_string()))?;
-    let caller = platform::auth::caller(&services, &headers)
-        .map_err(|e| refusal(e.into_api()))?;
+    let caller = platform::auth::caller(&services, &headers).map_err(|e| refusal(e.into_api()))?;
     Ok((services, caller))
 }
 

@@ -69,6 +69,8 @@ pub const RUNNER_GENERATION: &str = "AMBIENT_RUNNER_GENERATION";
 pub const HANDLED_THROUGH: &str = "AMBIENT_HANDLED_THROUGH";
 /// Path of the `claude` executable.
 pub const CLAUDE_BIN: &str = "AMBIENT_CLAUDE_BIN";
+/// `false` to have the agent's text only as whole messages, not streamed as it is written.
+pub const PARTIAL_MESSAGES: &str = "AMBIENT_PARTIAL_MESSAGES";
 
 /// Anthropic API key.
 pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
@@ -130,7 +132,9 @@ pub struct Credentials {
 /// Values are never printed.
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.pairs().map(|(k, _)| k)).finish()
+        f.debug_list()
+            .entries(self.pairs().map(|(k, _)| k))
+            .finish()
     }
 }
 

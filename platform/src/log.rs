@@ -105,8 +105,10 @@ fn insert(
     kind: &str,
     body: &str,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT INTO events (log_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![log.0, seq as i64, ts, kind, body])?;
+    tx.prepare_cached(
+        "INSERT INTO events (log_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![log.0, seq as i64, ts, kind, body])?;
     Ok(())
 }
 
@@ -149,7 +151,11 @@ impl EventLog {
         self.db
             .write(move |tx, hooks| {
                 let id: Option<i64> = tx
-                    .query_row("DELETE FROM logs WHERE uid = ?1 RETURNING id", [&uid], |r| r.get(0))
+                    .query_row(
+                        "DELETE FROM logs WHERE uid = ?1 RETURNING id",
+                        [&uid],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 if let Some(id) = id {
                     tx.execute("DELETE FROM events WHERE log_id = ?1", [id])?;
@@ -174,8 +180,10 @@ impl EventLog {
                 let ts = now_ms();
                 let body = encode_event(&event);
                 insert(tx, log, seq, ts, event.kind(), &body)?;
-                tx.prepare_cached("UPDATE logs SET last_seq = ?2, last_activity = ?3 WHERE id = ?1")?
-                    .execute(params![log.0, seq as i64, ts])?;
+                tx.prepare_cached(
+                    "UPDATE logs SET last_seq = ?2, last_activity = ?3 WHERE id = ?1",
+                )?
+                .execute(params![log.0, seq as i64, ts])?;
                 hooks.push(move || listener.committed(log, vec![EventRow { seq, ts, body }]));
                 Ok(seq)
             })
@@ -338,7 +346,10 @@ impl EventLog {
     }
 
     /// The last activity of each of `uids` that has a log (ms since the epoch).
-    pub async fn last_activity(&self, uids: Vec<String>) -> Result<HashMap<String, i64>, StoreError> {
+    pub async fn last_activity(
+        &self,
+        uids: Vec<String>,
+    ) -> Result<HashMap<String, i64>, StoreError> {
         self.db
             .read(move |c| {
                 let mut stmt = c.prepare_cached(
@@ -359,7 +370,12 @@ impl EventLog {
     /// from zero. A fresh run gets the initial prompt from its environment, so the prompt's
     /// event (the first user message) counts as handled; a resumed one goes on from where the
     /// agent got. Returns the highest user message the new runner must consider handled.
-    pub async fn begin_run(&self, log: LogId, generation: u64, resume: bool) -> Result<u64, StoreError> {
+    pub async fn begin_run(
+        &self,
+        log: LogId,
+        generation: u64,
+        resume: bool,
+    ) -> Result<u64, StoreError> {
         self.db
             .write(move |tx, _| {
                 let handled: i64 = if resume {

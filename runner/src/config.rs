@@ -1,10 +1,39 @@
-//! The runner's configuration, from its environment (see `model::runner_env`), validated
-//! once into typed values.
+//! The runner's configuration, from its environment (the contract in `model::runner_env`),
+//! parsed into typed values and checked once.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use clap::Parser;
-use model::session::SessionRepo;
+use model::runner_env::{self as env, Credentials};
+use model::session::{McpServers, SessionRepo};
+
+use crate::error::Error;
+
+/// A boolean the way environments write them: `true`/`false`, `1`/`0`, `yes`/`no` (any
+/// case; empty is false).
+fn boolean(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(format!("must be true or false, not '{other}'")),
+    }
+}
+
+/// An http(s) URL, kept as written.
+fn http_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let url = url::Url::parse(value).map_err(|e| format!("'{value}' is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(value.to_owned()),
+        other => Err(format!("must be an http or https URL, not {other}")),
+    }
+}
+
+/// A JSON value of type `T`.
+fn json<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
+    serde_json::from_str(value).map_err(|e| e.to_string())
+}
 
 /// Environment of a runner.
 #[derive(Debug, Clone, Parser)]
@@ -15,100 +44,98 @@ use model::session::SessionRepo;
 )]
 pub struct RawConfig {
     /// Session name.
-    #[arg(long, env = "AGENTIC_SESSION_NAME")]
+    #[arg(long, env = env::SESSION_NAME, value_name = env::SESSION_NAME)]
     pub session_name: String,
     /// Project (namespace).
-    #[arg(long, env = "AGENTIC_SESSION_NAMESPACE")]
+    #[arg(long, env = env::SESSION_NAMESPACE, value_name = env::SESSION_NAMESPACE)]
     pub project: String,
     /// Workspace directory (absolute).
-    #[arg(long, env = "WORKSPACE_PATH")]
+    #[arg(long, env = env::WORKSPACE_PATH, value_name = env::WORKSPACE_PATH)]
     pub workspace: PathBuf,
     /// Artifacts folder, relative to the workspace.
-    #[arg(long, env = "ARTIFACTS_DIR", default_value = "artifacts")]
+    #[arg(long, env = env::ARTIFACTS_DIR, value_name = env::ARTIFACTS_DIR, default_value = "artifacts")]
     pub artifacts_dir: String,
     /// Base URL of the server's API (`http://host:port/api`).
-    #[arg(long, env = "BACKEND_API_URL")]
-    pub backend_api_url: String,
+    #[arg(long, env = env::BACKEND_API_URL, value_name = env::BACKEND_API_URL)]
+    pub backend_api_url: url::Url,
     /// The runner token.
-    #[arg(long, env = "AMBIENT_RUNNER_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::RUNNER_TOKEN, value_name = env::RUNNER_TOKEN, hide_env_values = true)]
     pub token: String,
     /// Runner generation.
-    #[arg(long, env = "AMBIENT_RUNNER_GENERATION")]
+    #[arg(long, env = env::RUNNER_GENERATION, value_name = env::RUNNER_GENERATION)]
     pub generation: u64,
     /// Highest user-message sequence already handled.
-    #[arg(long, env = "AMBIENT_HANDLED_THROUGH", default_value_t = 0)]
+    #[arg(long, env = env::HANDLED_THROUGH, value_name = env::HANDLED_THROUGH, default_value_t = 0)]
     pub handled_through: u64,
     /// First prompt (fresh sessions only).
-    #[arg(long, env = "INITIAL_PROMPT")]
+    #[arg(long, env = env::INITIAL_PROMPT, value_name = env::INITIAL_PROMPT)]
     pub initial_prompt: Option<String>,
     /// Continue the previous conversation.
-    #[arg(long, env = "IS_RESUME", default_value = "false")]
-    pub is_resume: String,
+    #[arg(long, env = env::IS_RESUME, value_name = env::IS_RESUME, default_value = "false", value_parser = boolean, action = clap::ArgAction::Set)]
+    pub is_resume: bool,
     /// Model.
-    #[arg(long, env = "LLM_MODEL")]
+    #[arg(long, env = env::LLM_MODEL, value_name = env::LLM_MODEL)]
     pub model: Option<String>,
     /// Repositories, as JSON.
-    #[arg(long, env = "REPOS_JSON", default_value = "[]")]
-    pub repos_json: String,
+    #[arg(long, env = env::REPOS_JSON, value_name = env::REPOS_JSON, default_value = "[]", value_parser = json::<Repos>)]
+    pub repos_json: Repos,
     /// Name of the user the session belongs to.
-    #[arg(long, env = "USER_NAME")]
+    #[arg(long, env = env::USER_NAME, value_name = env::USER_NAME)]
     pub user_name: Option<String>,
     /// The `claude` executable.
-    #[arg(long, env = "AMBIENT_CLAUDE_BIN", default_value = "claude")]
+    #[arg(long, env = env::CLAUDE_BIN, value_name = env::CLAUDE_BIN, default_value = "claude")]
     pub claude_bin: PathBuf,
     /// Stream partial text as it is generated.
-    #[arg(long, env = "AMBIENT_PARTIAL_MESSAGES", default_value = "true")]
-    pub partial_messages: String,
+    #[arg(long, env = env::PARTIAL_MESSAGES, value_name = env::PARTIAL_MESSAGES, default_value = "true", value_parser = boolean, action = clap::ArgAction::Set)]
+    pub partial_messages: bool,
     /// Anthropic API key.
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    #[arg(long, env = env::ANTHROPIC_API_KEY, value_name = env::ANTHROPIC_API_KEY, hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
     /// Anthropic-compatible endpoint.
-    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    #[arg(long, env = env::ANTHROPIC_BASE_URL, value_name = env::ANTHROPIC_BASE_URL, value_parser = http_url)]
     pub anthropic_base_url: Option<String>,
     /// Bearer token for the endpoint.
-    #[arg(long, env = "ANTHROPIC_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::ANTHROPIC_AUTH_TOKEN, value_name = env::ANTHROPIC_AUTH_TOKEN, hide_env_values = true)]
     pub anthropic_auth_token: Option<String>,
     /// Token for GitHub pushes and pull requests.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::GITHUB_TOKEN, value_name = env::GITHUB_TOKEN, hide_env_values = true)]
     pub github_token: Option<String>,
     /// Token for GitLab pushes and merge requests.
-    #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::GITLAB_TOKEN, value_name = env::GITLAB_TOKEN, hide_env_values = true)]
     pub gitlab_token: Option<String>,
     /// GitHub's API base.
-    #[arg(long, env = "GITHUB_API_URL")]
+    #[arg(long, env = env::GITHUB_API_URL, value_name = env::GITHUB_API_URL, value_parser = http_url)]
     pub github_api_url: Option<String>,
     /// GitLab's API base.
-    #[arg(long, env = "GITLAB_API_URL")]
+    #[arg(long, env = env::GITLAB_API_URL, value_name = env::GITLAB_API_URL, value_parser = http_url)]
     pub gitlab_api_url: Option<String>,
     /// Workflow repository.
-    #[arg(long, env = "ACTIVE_WORKFLOW_GIT_URL")]
+    #[arg(long, env = env::ACTIVE_WORKFLOW_GIT_URL, value_name = env::ACTIVE_WORKFLOW_GIT_URL)]
     pub workflow_url: Option<String>,
     /// Workflow branch.
-    #[arg(long, env = "ACTIVE_WORKFLOW_BRANCH")]
+    #[arg(long, env = env::ACTIVE_WORKFLOW_BRANCH, value_name = env::ACTIVE_WORKFLOW_BRANCH)]
     pub workflow_branch: Option<String>,
     /// Workflow sub-directory.
-    #[arg(long, env = "ACTIVE_WORKFLOW_PATH")]
+    #[arg(long, env = env::ACTIVE_WORKFLOW_PATH, value_name = env::ACTIVE_WORKFLOW_PATH)]
     pub workflow_path: Option<String>,
     /// Most model turns per message.
-    #[arg(long, env = "MAX_TURNS")]
-    pub max_turns: Option<String>,
+    #[arg(long, env = env::MAX_TURNS, value_name = env::MAX_TURNS)]
+    pub max_turns: Option<NonZeroU32>,
     /// The session's display name.
-    #[arg(long, env = "AMBIENT_DISPLAY_NAME")]
+    #[arg(long, env = env::DISPLAY_NAME, value_name = env::DISPLAY_NAME)]
     pub display_name: Option<String>,
     /// The session's MCP servers (JSON).
-    #[arg(long, env = "CUSTOM_MCP_SERVERS")]
-    pub custom_mcp_servers: Option<String>,
+    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = json::<McpServers>)]
+    pub custom_mcp_servers: Option<McpServers>,
     /// The project's MCP servers (JSON).
-    #[arg(long, env = "PROJECT_MCP_SERVERS")]
-    pub project_mcp_servers: Option<String>,
+    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = json::<McpServers>)]
+    pub project_mcp_servers: Option<McpServers>,
 }
 
-/// Model credentials for the CLI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// Variables to set for `claude`.
-    pub env: Vec<(String, String)>,
-}
+/// The repositories of `REPOS_JSON`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Repos(pub Vec<SessionRepo>);
 
 /// The runner's configuration, checked.
 #[derive(Debug, Clone)]
@@ -143,123 +170,90 @@ pub struct Config {
     pub claude_bin: PathBuf,
     /// Stream partial text.
     pub partial_messages: bool,
-    /// Model credentials; `None` when there are none.
-    pub credentials: Option<Credentials>,
-    /// GitHub token.
-    pub github_token: Option<String>,
-    /// GitLab token.
-    pub gitlab_token: Option<String>,
+    /// Model and git credentials.
+    pub credentials: Credentials,
     /// Forge API bases.
     pub apis: crate::forge::ApiUrls,
     /// The active workflow.
     pub workflow: Option<model::session::ActiveWorkflow>,
     /// Most model turns per message.
-    pub max_turns: Option<u32>,
+    pub max_turns: Option<NonZeroU32>,
     /// Display name.
     pub display_name: Option<String>,
     /// `--mcp-config` JSON (`{"mcpServers": {...}}`), when any server is configured.
     pub mcp_config: Option<String>,
 }
 
-fn boolean(name: &str, value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" | "" => Ok(false),
-        other => Err(format!("{name} must be true or false, not '{other}'")),
+impl Config {
+    /// Parses and checks the process's arguments and environment.
+    pub fn from_env() -> Result<Config, Error> {
+        RawConfig::try_parse()
+            .map_err(|e| Error::Config(first_line(&e.to_string())))?
+            .validate()
+    }
+
+    /// The variables `claude` needs for model access: the model credentials, and a
+    /// placeholder key for an endpoint that needs none (the CLI wants one to start).
+    /// `None` when no model credential is set.
+    pub fn model_env(&self) -> Option<Vec<(String, String)>> {
+        let c = &self.credentials;
+        if !c.has_model() {
+            return None;
+        }
+        let mut vars: Vec<(String, String)> = Credentials::MODEL_KEYS
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), c.get(k)?.to_owned())))
+            .collect();
+        if c.anthropic_api_key.is_none() && c.anthropic_auth_token.is_none() {
+            vars.push((env::ANTHROPIC_API_KEY.to_owned(), "not-needed".to_owned()));
+        }
+        Some(vars)
     }
 }
 
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A trimmed value; blank counts as unset.
+fn set(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
 impl RawConfig {
-    /// Checks and resolves the configuration; the error is one line.
-    pub fn validate(self) -> Result<Config, String> {
+    /// Checks and resolves the configuration.
+    pub fn validate(self) -> Result<Config, Error> {
         if !self.workspace.is_absolute() {
-            return Err(format!(
-                "WORKSPACE_PATH must be absolute, not '{}'",
+            return Err(Error::Config(format!(
+                "{} must be absolute, not '{}'",
+                env::WORKSPACE_PATH,
                 self.workspace.display()
-            ));
+            )));
         }
-        let base = url::Url::parse(&self.backend_api_url).map_err(|e| {
-            format!(
-                "BACKEND_API_URL '{}' is not a URL: {e}",
-                self.backend_api_url
-            )
-        })?;
-        let scheme = match base.scheme() {
-            "http" => "ws",
-            "https" => "wss",
-            other => {
-                return Err(format!(
-                    "BACKEND_API_URL must be http or https, not {other}"
-                ));
-            }
-        };
-        let host = base.host_str().ok_or("BACKEND_API_URL has no host")?;
-        let port = base.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let ws_url = format!(
-            "{scheme}://{host}{port}{}/projects/{}/agentic-sessions/{}/runner/ws",
-            base.path().trim_end_matches('/'),
-            self.project,
-            self.session_name
-        );
-        let repos: Vec<SessionRepo> = serde_json::from_str(&self.repos_json)
-            .map_err(|e| format!("REPOS_JSON is not a list of repositories: {e}"))?;
-        let set = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        let (key, base_url, bearer) = (
-            set(self.anthropic_api_key),
-            set(self.anthropic_base_url),
-            set(self.anthropic_auth_token),
-        );
-        let credentials = match (&key, &base_url, &bearer) {
-            (None, None, None) => None,
-            _ => {
-                let mut env = Vec::new();
-                if let Some(u) = &base_url {
-                    env.push(("ANTHROPIC_BASE_URL".to_owned(), u.clone()));
-                }
-                if let Some(t) = &bearer {
-                    env.push(("ANTHROPIC_AUTH_TOKEN".to_owned(), t.clone()));
-                }
-                match (&key, &bearer) {
-                    (Some(k), _) => env.push(("ANTHROPIC_API_KEY".to_owned(), k.clone())),
-                    // An endpoint that needs no key: the CLI still wants one to start.
-                    (None, None) => {
-                        env.push(("ANTHROPIC_API_KEY".to_owned(), "not-needed".to_owned()))
-                    }
-                    (None, Some(_)) => {}
-                }
-                Some(Credentials { env })
-            }
-        };
-        let max_turns = match set(self.max_turns.clone()) {
-            None => None,
-            Some(v) => Some(
-                v.parse::<u32>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or(format!("MAX_TURNS must be a positive number, not '{v}'"))?,
-            ),
-        };
-        let workflow =
-            set(self.workflow_url.clone()).map(|git_url| model::session::ActiveWorkflow {
-                git_url,
-                branch: set(self.workflow_branch.clone()),
-                path: set(self.workflow_path.clone()),
-            });
-        let mcp_config = mcp_config(
-            set(self.project_mcp_servers.clone()),
-            set(self.custom_mcp_servers.clone()),
-        )?;
+        let ws_url = runner_endpoint(&self.backend_api_url, &self.project, &self.session_name)?;
+        let workflow = set(self.workflow_url).map(|git_url| model::session::ActiveWorkflow {
+            git_url,
+            branch: set(self.workflow_branch),
+            path: set(self.workflow_path),
+        });
         Ok(Config {
-            github_token: set(self.github_token.clone()),
-            gitlab_token: set(self.gitlab_token.clone()),
+            credentials: Credentials {
+                anthropic_api_key: set(self.anthropic_api_key),
+                anthropic_base_url: set(self.anthropic_base_url),
+                anthropic_auth_token: set(self.anthropic_auth_token),
+                github_token: set(self.github_token),
+                gitlab_token: set(self.gitlab_token),
+                github_api_url: self.github_api_url.clone(),
+                gitlab_api_url: self.gitlab_api_url.clone(),
+            },
             apis: crate::forge::ApiUrls {
-                github: set(self.github_api_url.clone()),
-                gitlab: set(self.gitlab_api_url.clone()),
+                github: self.github_api_url,
+                gitlab: self.gitlab_api_url,
             },
             workflow,
-            max_turns,
-            display_name: set(self.display_name.clone()),
-            mcp_config,
+            max_turns: self.max_turns,
+            display_name: set(self.display_name),
+            mcp_config: mcp_config(self.project_mcp_servers, self.custom_mcp_servers),
             artifacts: self.workspace.join(&self.artifacts_dir),
             session_name: self.session_name,
             project: self.project,
@@ -269,40 +263,48 @@ impl RawConfig {
             generation: self.generation,
             handled_through: self.handled_through,
             initial_prompt: set(self.initial_prompt),
-            resume: boolean("IS_RESUME", &self.is_resume)?,
+            resume: self.is_resume,
             model: set(self.model),
-            repos,
+            repos: self.repos_json.0,
             user_name: set(self.user_name).unwrap_or_else(|| "user".into()),
             claude_bin: self.claude_bin,
-            partial_messages: boolean("AMBIENT_PARTIAL_MESSAGES", &self.partial_messages)?,
-            credentials,
+            partial_messages: self.partial_messages,
         })
     }
 }
 
-/// Merges the project's MCP servers with the session's (which win), leaving out the
-/// disabled ones, into Claude Code's `--mcp-config` JSON; `None` when nothing remains.
-fn mcp_config(project: Option<String>, session: Option<String>) -> Result<Option<String>, String> {
-    let parse = |name: &str, v: Option<String>| -> Result<model::session::McpServers, String> {
-        match v {
-            None => Ok(Default::default()),
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("{name} is not an MCP server configuration: {e}")),
+/// The runner endpoint's WebSocket URL under the API's base URL.
+fn runner_endpoint(base: &url::Url, project: &str, session: &str) -> Result<String, Error> {
+    let scheme = match base.scheme() {
+        "http" => "ws",
+        "https" => "wss",
+        other => {
+            return Err(Error::Config(format!(
+                "{} must be http or https, not {other}",
+                env::BACKEND_API_URL
+            )));
         }
     };
-    let project = parse("PROJECT_MCP_SERVERS", project)?;
-    let session = parse("CUSTOM_MCP_SERVERS", session)?;
+    let host = base
+        .host_str()
+        .ok_or_else(|| Error::Config(format!("{} has no host", env::BACKEND_API_URL)))?;
+    let port = base.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!(
+        "{scheme}://{host}{port}{}/projects/{project}/agentic-sessions/{session}/runner/ws",
+        base.path().trim_end_matches('/'),
+    ))
+}
+
+/// Merges the project's MCP servers with the session's (which win), leaving out the
+/// disabled ones, into Claude Code's `--mcp-config` JSON; `None` when nothing remains.
+fn mcp_config(project: Option<McpServers>, session: Option<McpServers>) -> Option<String> {
+    let (project, session) = (project.unwrap_or_default(), session.unwrap_or_default());
     let mut servers = project.custom;
     servers.extend(session.custom);
     for name in project.disabled.iter().chain(&session.disabled) {
         servers.remove(name);
     }
-    if servers.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        serde_json::json!({ "mcpServers": servers }).to_string(),
-    ))
+    (!servers.is_empty()).then(|| serde_json::json!({ "mcpServers": servers }).to_string())
 }
 
 #[cfg(test)]
@@ -330,8 +332,9 @@ mod tests {
             "2",
         ];
         RawConfig::try_parse_from(base.iter().chain(extra))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| first_line(&e.to_string()))?
             .validate()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -342,6 +345,7 @@ mod tests {
             "ws://127.0.0.1:3000/api/projects/p/agentic-sessions/s1/runner/ws"
         );
         assert_eq!(c.artifacts, PathBuf::from("/w/artifacts"));
+        assert!((!c.resume) && c.partial_messages && c.model_env().is_none());
     }
 
     #[test]
@@ -353,43 +357,54 @@ mod tests {
             "",
         ])
         .unwrap();
-        let env = c.credentials.unwrap().env;
+        let env = c.model_env().unwrap();
         assert!(env.contains(&("ANTHROPIC_API_KEY".into(), "not-needed".into())));
+        assert!(env.contains(&("ANTHROPIC_BASE_URL".into(), "http://127.0.0.1:9/".into())));
     }
 
     #[test]
     fn mcp_servers_merge_session_over_project_and_drop_disabled() {
         let project = r#"{"custom":{"jira":{"command":"a"},"docs":{"type":"http","url":"http://d"}},"disabled":[]}"#;
         let session = r#"{"custom":{"jira":{"command":"b"}},"disabled":["docs"]}"#;
-        let merged = mcp_config(Some(project.into()), Some(session.into()))
-            .unwrap()
-            .unwrap();
-        assert_eq!(merged, r#"{"mcpServers":{"jira":{"command":"b"}}}"#);
-        assert_eq!(mcp_config(None, None).unwrap(), None);
+        let c = raw(&[
+            "--project-mcp-servers",
+            project,
+            "--custom-mcp-servers",
+            session,
+        ])
+        .unwrap();
+        assert_eq!(
+            c.mcp_config.as_deref(),
+            Some(r#"{"mcpServers":{"jira":{"command":"b"}}}"#)
+        );
+        assert_eq!(mcp_config(None, None), None);
         assert!(
-            mcp_config(Some("{".into()), None)
+            raw(&["--project-mcp-servers", "{"])
                 .unwrap_err()
-                .starts_with("PROJECT_MCP_SERVERS")
+                .contains("PROJECT_MCP_SERVERS")
         );
     }
 
     #[test]
-    fn bad_values_are_one_line() {
-        assert!(
-            raw(&["--max-turns", "0"])
-                .unwrap_err()
-                .contains("MAX_TURNS")
+    fn bad_values_are_one_line_naming_the_variable() {
+        for (args, variable) in [
+            (&["--max-turns", "0"][..], "MAX_TURNS"),
+            (&["--repos-json", "{"], "REPOS_JSON"),
+            (&["--is-resume", "maybe"], "IS_RESUME"),
+            (&["--github-api-url", "ftp://x"], "GITHUB_API_URL"),
+        ] {
+            let err = raw(args).unwrap_err();
+            assert!(err.contains(variable) && !err.contains('\n'), "{err}");
+        }
+        assert!(raw(&["--is-resume", "YES"]).unwrap().resume);
+        assert_eq!(
+            raw(&["--max-turns", "7"])
+                .unwrap()
+                .max_turns
+                .map(|n| n.get()),
+            Some(7)
         );
-        assert!(
-            raw(&["--repos-json", "{"])
-                .unwrap_err()
-                .starts_with("REPOS_JSON")
-        );
-        assert!(
-            raw(&["--is-resume", "maybe"])
-                .unwrap_err()
-                .contains("IS_RESUME")
-        );
-        assert!(raw_in("rel", &[]).unwrap_err().contains("absolute"));
+        let relative = raw_in("rel", &[]).unwrap_err();
+        assert!(relative.contains("WORKSPACE_PATH") && relative.contains("absolute"));
     }
 }

@@ -1,7 +1,9 @@
 //! The runner: the process that runs one session's agent.
 //!
 //! Layout:
-//! - [`config`]: its environment, validated once;
+//! - [`config`]: its environment (the contract of `model::runner_env`), typed and validated
+//!   once; [`error`]: what ends a run early, with its exit code;
+//! - [`connection`]: a client WebSocket of the protocol (also used by test peers);
 //! - [`link`]: the connection to the server (reliable, resumable);
 //! - [`workspace`]: folders, clones, working branches, the agent's context;
 //! - [`git`], [`forge`], [`deliver`]: commit, push and pull request at the end of a run;
@@ -10,7 +12,9 @@
 
 pub mod claude;
 pub mod config;
+pub mod connection;
 pub mod deliver;
+pub mod error;
 pub mod forge;
 pub mod git;
 pub mod link;

@@ -8,20 +8,19 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use model::protocol::{
-    Frame, HEARTBEAT_INTERVAL_SECS, HEARTBEAT_TIMEOUT_SECS, PROTOCOL_VERSION, RunnerEvent,
-    RunnerHello, RunnerIdle, RunnerToServer, ServerToRunner, SessionEvent, close,
+    PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerIdle, RunnerToServer, ServerToRunner,
+    SessionEvent,
 };
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::connection::{Closed, Connection, Incoming, ReadError};
+
+/// The socket's read buffer: the runner receives little.
+const READ_BUFFER: usize = 16 * 1024;
+/// Time the server has to welcome a runner.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Work and controls from the server, for the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,13 +154,15 @@ impl LinkTask {
         let mut backoff = Duration::from_millis(100);
         let mut unreachable_since: Option<Instant> = None;
         loop {
-            let ended = match self.connect().await {
-                Ok(socket) => {
-                    let ended = self.session(socket, &mut backoff).await;
+            let opened =
+                Connection::open(&self.config.url, Some(&self.config.token), READ_BUFFER).await;
+            let ended = match opened {
+                Ok(conn) => {
+                    let ended = self.session(conn, &mut backoff).await;
                     unreachable_since = None;
                     ended
                 }
-                Err(e) => Ended::Retry(e),
+                Err(e) => Ended::Retry(e.to_string()),
             };
             match ended {
                 Ended::Done => return,
@@ -232,141 +233,99 @@ impl LinkTask {
         }
     }
 
-    async fn connect(&self) -> Result<Socket, String> {
-        let mut request = self
-            .config
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| e.to_string())?;
-        let auth = format!("Bearer {}", self.config.token)
-            .parse()
-            .map_err(|_| "the runner token is not valid in a header".to_owned())?;
-        request.headers_mut().insert("authorization", auth);
-        // No Nagle delay for small event frames; a small read buffer, because tungstenite
-        // zero-fills it up to its size on every read.
-        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
-        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        match tokio::time::timeout(Duration::from_secs(10), connect).await {
-            Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("connecting timed out".into()),
-        }
-    }
-
-    async fn send(socket: &mut Socket, msg: &RunnerToServer) -> Result<(), Ended> {
-        socket
-            .send(Message::Text(msg.encode().into()))
-            .await
-            .map_err(|e| Ended::Retry(e.to_string()))
-    }
-
     /// One connection: hello, welcome, re-send, then live until it drops.
-    async fn session(&mut self, mut socket: Socket, backoff: &mut Duration) -> Ended {
+    async fn session(&mut self, mut conn: Connection, backoff: &mut Duration) -> Ended {
         let hello = RunnerToServer::Hello(RunnerHello {
             protocol: PROTOCOL_VERSION,
             generation: self.config.generation,
             handled_through: self.handled,
         });
-        if let Err(e) = Self::send(&mut socket, &hello).await {
-            return e;
+        if let Err(e) = conn.write_frame(&hello).await {
+            return ended(e);
         }
-        let acked = match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => match ServerToRunner::decode(&text) {
-                Ok(ServerToRunner::Welcome(w)) => w.acked_rseq,
-                other => return Ended::Retry(format!("expected welcome, got {other:?}")),
-            },
-            Ok(Some(Ok(Message::Close(frame)))) => return closed(frame),
-            Ok(Some(Err(e))) => return Ended::Retry(e.to_string()),
-            Ok(_) => return Ended::Retry("the server closed the connection".into()),
+        let acked = match tokio::time::timeout(WELCOME_TIMEOUT, conn.read_frame()).await {
+            Ok(Ok(ServerToRunner::Welcome(w))) => w.acked_rseq,
+            Ok(Ok(other)) => return Ended::Retry(format!("expected welcome, got {other:?}")),
+            Ok(Err(ReadError::Closed(c))) => return ended(c),
+            Ok(Err(ReadError::Undecodable(e))) => {
+                return Ended::Retry(format!("expected welcome: {e}"));
+            }
             Err(_) => return Ended::Retry("no welcome within 10 s".into()),
         };
         *backoff = Duration::from_millis(100);
         self.ack(acked);
         for e in self.outbox.clone() {
-            if let Err(e) = Self::send(&mut socket, &RunnerToServer::Event(e)).await {
-                return e;
+            if let Err(e) = conn.write_frame(&RunnerToServer::Event(e)).await {
+                return ended(e);
             }
         }
         if self.idle
-            && let Err(e) = Self::send(
-                &mut socket,
-                &RunnerToServer::Idle(RunnerIdle {
-                    handled_through: self.handled,
-                }),
-            )
-            .await
+            && let Err(e) = conn.write_frame(&self.idle_message()).await
         {
-            return e;
+            return ended(e);
         }
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_INTERVAL_SECS));
-        let mut last_heard = Instant::now();
         loop {
             if self.closed && self.outbox.is_empty() {
-                let _ = socket
-                    .close(Some(CloseFrame {
-                        code: 1000.into(),
-                        reason: "runner done".into(),
-                    }))
-                    .await;
+                conn.close(1000, "runner done").await;
                 return Ended::Done;
             }
-            tokio::select! {
+            let sent = tokio::select! {
                 up = self.up.recv(), if !self.closed => match up {
                     Some(Up::Event(event)) => {
                         let e = self.push(event);
-                        if let Err(e) = Self::send(&mut socket, &RunnerToServer::Event(e)).await {
-                            return e;
-                        }
+                        conn.write_frame(&RunnerToServer::Event(e)).await
                     }
                     Some(Up::Idle(idle)) => {
                         self.idle = idle;
-                        if idle
-                            && let Err(e) = Self::send(&mut socket, &RunnerToServer::Idle(RunnerIdle { handled_through: self.handled })).await
-                        {
-                            return e;
+                        if idle {
+                            conn.write_frame(&self.idle_message()).await
+                        } else {
+                            Ok(())
                         }
                     }
-                    Some(other) => self.take(other),
-                    None => self.closed = true,
+                    Some(other) => {
+                        self.take(other);
+                        Ok(())
+                    }
+                    None => {
+                        self.closed = true;
+                        Ok(())
+                    }
                 },
-                frame = socket.next() => {
-                    last_heard = Instant::now();
-                    match frame {
-                        Some(Ok(Message::Text(text))) => match ServerToRunner::decode(&text) {
-                            Ok(msg) => {
-                                if let Err(e) = self.handle(&mut socket, msg).await {
-                                    return e;
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "ignoring a frame from the server"),
-                        },
-                        Some(Ok(Message::Close(frame))) => return closed(frame),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Ended::Retry(e.to_string()),
-                        None => return Ended::Retry("the server closed the connection".into()),
+                incoming = conn.next::<ServerToRunner>() => match incoming {
+                    Ok(Incoming::Frame(msg)) => match self.handle(msg) {
+                        Some(reply) => conn.write_frame(&reply).await,
+                        None => Ok(()),
+                    },
+                    Ok(Incoming::Beat) => conn.write_frame(&RunnerToServer::Ping).await,
+                    Err(ReadError::Closed(c)) => Err(c),
+                    Err(ReadError::Undecodable(e)) => {
+                        tracing::warn!(error = %e, "ignoring a frame from the server");
+                        Ok(())
                     }
-                }
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > Duration::from_secs(HEARTBEAT_TIMEOUT_SECS) {
-                        return Ended::Retry("no frame from the server for 45 s".into());
-                    }
-                    if let Err(e) = Self::send(&mut socket, &RunnerToServer::Ping).await {
-                        return e;
-                    }
-                }
+                },
+            };
+            if let Err(c) = sent {
+                return ended(c);
             }
         }
     }
 
-    async fn handle(&mut self, socket: &mut Socket, msg: ServerToRunner) -> Result<(), Ended> {
+    fn idle_message(&self) -> RunnerToServer {
+        RunnerToServer::Idle(RunnerIdle {
+            handled_through: self.handled,
+        })
+    }
+
+    /// Takes a message from the server; returns the answer to send, if any.
+    fn handle(&mut self, msg: ServerToRunner) -> Option<RunnerToServer> {
         let down = match msg {
             ServerToRunner::Ack(a) => {
                 self.ack(a.rseq);
-                return Ok(());
+                return None;
             }
-            ServerToRunner::Ping => return Self::send(socket, &RunnerToServer::Pong).await,
-            ServerToRunner::Pong | ServerToRunner::Welcome(_) => return Ok(()),
+            ServerToRunner::Ping => return Some(RunnerToServer::Pong),
+            ServerToRunner::Pong | ServerToRunner::Welcome(_) => return None,
             ServerToRunner::UserMessage(m) => Down::User {
                 seq: m.seq,
                 text: m.text,
@@ -377,7 +336,7 @@ impl LinkTask {
             ServerToRunner::Finish => Down::Finish,
         };
         let _ = self.down.send(down);
-        Ok(())
+        None
     }
 
     fn ack(&mut self, rseq: u64) {
@@ -390,20 +349,12 @@ impl LinkTask {
     }
 }
 
-fn closed(frame: Option<CloseFrame>) -> Ended {
-    let Some(frame) = frame else {
-        return Ended::Retry("the server closed the connection".into());
-    };
-    let code = u16::from(frame.code);
-    let reason = format!("{} (close code {code})", frame.reason);
-    match code {
-        close::UNAUTHORIZED
-        | close::FORBIDDEN
-        | close::NOT_FOUND
-        | close::SUPERSEDED
-        | close::GONE
-        | close::BAD_FRAME => Ended::Fatal(reason),
-        _ => Ended::Retry(reason),
+/// What a connection that ended means for the link.
+fn ended(closed: Closed) -> Ended {
+    if closed.may_retry() {
+        Ended::Retry(closed.to_string())
+    } else {
+        Ended::Fatal(closed.to_string())
     }
 }
 

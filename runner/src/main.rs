@@ -1,8 +1,7 @@
 //! `runner`: runs one session's agent; started by the operator with its configuration in
 //! the environment.
 
-use clap::Parser;
-use runner::config::RawConfig;
+use runner::config::Config;
 
 // One thread: the runner moves one stream of events between two pipes and a socket; a
 // multi-threaded runtime (and a malloc arena per thread) only costs memory here.
@@ -24,17 +23,11 @@ async fn main() -> std::process::ExitCode {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "could not become a child subreaper");
     }
-    let config = match RawConfig::try_parse()
-        .map_err(|e| e.to_string())
-        .and_then(RawConfig::validate)
-    {
+    let config = match Config::from_env() {
         Ok(c) => c,
-        Err(line) => {
-            eprintln!(
-                "runner: configuration error: {}",
-                line.lines().next().unwrap_or_default()
-            );
-            return std::process::ExitCode::from(runner::session::exit::PREREQUISITE as u8);
+        Err(e) => {
+            eprintln!("runner: {e}");
+            return std::process::ExitCode::from(e.exit_code() as u8);
         }
     };
     tracing::info!(session = %config.session_name, generation = config.generation, resume = config.resume, "runner starting");

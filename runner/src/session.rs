@@ -7,26 +7,19 @@
 use std::time::{Duration, Instant};
 
 use model::protocol::{ErrorEvent, LogLevel, LogLine, RunResult, SessionEvent};
-use model::runner_env::{EXIT_RECORD_FILE, ExitRecord, STATE_DIR};
+use model::runner_env::{EXIT_RECORD_FILE, ExitRecord, STATE_DIR, exit};
+use tokio::io::{BufReader, Lines};
+use tokio::process::ChildStdout;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::claude::{self, Claude, Spec};
 use crate::config::Config;
 use crate::deliver::{self, Summary};
+use crate::error::Error;
 use crate::link::{Down, Link, LinkConfig};
 use crate::translate::{Output, Translator};
 use crate::workspace::Workspace;
-
-/// Exit codes (the original operator's convention).
-pub mod exit {
-    /// The run succeeded (or was stopped on request).
-    pub const OK: i32 = 0;
-    /// The agent or the run failed.
-    pub const FAILED: i32 = 1;
-    /// Configuration or prerequisites are missing.
-    pub const PREREQUISITE: i32 = 2;
-}
 
 /// How long the runner waits for the server to take its last events before exiting.
 const FINAL_FLUSH: Duration = Duration::from_secs(120);
@@ -37,23 +30,6 @@ const CLI_GRACE: Duration = Duration::from_secs(5);
 const DELIVERY_BUDGET: Duration = Duration::from_secs(300);
 const STOP_DELIVERY_BUDGET: Duration = Duration::from_secs(7);
 
-/// A failure that ends the run, with the code to exit with.
-struct Failure {
-    code: i32,
-    kind: &'static str,
-    message: String,
-}
-
-impl Failure {
-    fn new(code: i32, kind: &'static str, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
 /// How the agent's part ended.
 struct Ended {
     code: i32,
@@ -61,6 +37,16 @@ struct Ended {
     stopped: bool,
     /// The server refused this runner: another one owns the workspace now; touch nothing.
     refused: bool,
+}
+
+impl Ended {
+    fn stopped() -> Ended {
+        Ended {
+            code: exit::OK,
+            stopped: true,
+            refused: false,
+        }
+    }
 }
 
 /// Runs the session; returns the process exit code.
@@ -74,11 +60,11 @@ pub async fn run(config: Config) -> i32 {
         give_up_after: Duration::from_secs(15 * 60),
     });
     let mut translator = Translator::new(config.resume);
-    let mut summary = Summary::default();
     let logger = link.clone();
     let code = match Workspace::prepare(&config, |m| log(&logger, LogLevel::Info, m)).await {
-        Err(e) => fail(&link, Failure::new(exit::PREREQUISITE, e.kind, e.message)),
+        Err(e) => fail(&link, e),
         Ok(ws) => {
+            let mut summary = Summary::default();
             let ended = match drive(
                 &config,
                 &ws,
@@ -90,34 +76,14 @@ pub async fn run(config: Config) -> i32 {
             .await
             {
                 Ok(ended) => ended,
-                Err(f) => Ended {
-                    code: fail(&link, f),
+                Err(e) => Ended {
+                    code: fail(&link, e),
                     stopped: false,
                     refused: false,
                 },
             };
             if !ended.refused {
-                summary.turns = translator.totals.num_turns;
-                summary.cost_usd = translator.totals.usage.cost_usd;
-                summary.result = translator.totals.last_text.clone();
-                let budget = if ended.stopped {
-                    STOP_DELIVERY_BUDGET
-                } else {
-                    DELIVERY_BUDGET
-                };
-                if tokio::time::timeout(budget, deliver::deliver(&config, &ws, &link, &summary))
-                    .await
-                    .is_err()
-                {
-                    fail(
-                        &link,
-                        Failure::new(
-                            ended.code,
-                            "delivery_timeout",
-                            "delivering the work took too long; it was left in the workspace",
-                        ),
-                    );
-                }
+                deliver_work(&config, &ws, &link, &translator, summary, &ended).await;
             }
             ended.code
         }
@@ -139,14 +105,38 @@ pub async fn run(config: Config) -> i32 {
     code
 }
 
+/// Commits, pushes and proposes the agent's work, within a budget (a short one after a
+/// stop: the operator kills the runner soon after).
+async fn deliver_work(
+    config: &Config,
+    ws: &Workspace,
+    link: &Link,
+    translator: &Translator,
+    mut summary: Summary,
+    ended: &Ended,
+) {
+    summary.turns = translator.totals.num_turns;
+    summary.cost_usd = translator.totals.usage.cost_usd;
+    summary.result = translator.totals.last_text.clone();
+    let budget = if ended.stopped {
+        STOP_DELIVERY_BUDGET
+    } else {
+        DELIVERY_BUDGET
+    };
+    let delivery = deliver::deliver(config, ws, link, &summary);
+    if tokio::time::timeout(budget, delivery).await.is_err() {
+        fail(link, Error::DeliveryTimeout);
+    }
+}
+
 /// Reports a failure as an event; returns its exit code.
-fn fail(link: &Link, f: Failure) -> i32 {
-    tracing::error!(kind = f.kind, "{}", f.message);
+fn fail(link: &Link, e: Error) -> i32 {
+    tracing::error!(kind = e.kind(), "{e}");
     link.emit(SessionEvent::Error(ErrorEvent {
-        message: f.message,
-        code: Some(f.kind.into()),
+        message: e.to_string(),
+        code: Some(e.kind().into()),
     }));
-    f.code
+    e.exit_code()
 }
 
 fn record_exit(workspace: &std::path::Path, generation: u64, code: i32) {
@@ -194,6 +184,8 @@ fn log(link: &Link, level: LogLevel, message: impl Into<String>) {
     }));
 }
 
+/// Starts the agent and takes it through the user's messages until it finishes, is stopped
+/// or fails.
 async fn drive(
     config: &Config,
     ws: &Workspace,
@@ -201,197 +193,236 @@ async fn drive(
     down: &mut mpsc::UnboundedReceiver<Down>,
     tr: &mut Translator,
     summary: &mut Summary,
-) -> Result<Ended, Failure> {
-    let Some(credentials) = &config.credentials else {
-        return Err(Failure::new(
-            exit::PREREQUISITE,
-            "no_credentials",
-            "No model credentials: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for an Anthropic-compatible endpoint) \
-             in the project's settings or in the server's environment, then continue the session.",
-        ));
-    };
-    let resume = if config.resume {
-        ws.claude_session_id()
-    } else {
-        None
-    };
-    if config.resume && resume.is_none() {
-        log(
-            link,
-            LogLevel::Warn,
-            "no earlier conversation was found in the workspace; starting a new one",
-        );
-    }
-    let spec = Spec {
-        bin: config.claude_bin.clone(),
-        cwd: ws.cwd.clone(),
-        model: config.model.clone(),
-        resume: resume.clone(),
-        partial_messages: config.partial_messages,
-        append_system_prompt: ws.system_prompt(config),
-        add_dirs: ws.add_dirs.clone(),
-        mcp_config: config.mcp_config.clone(),
-        max_turns: config.max_turns,
-        env: claude_env(ws, &credentials.env),
-    };
-    let (mut claude, mut lines) = Claude::spawn(&spec).map_err(|e| {
-        Failure::new(
-            exit::PREREQUISITE,
-            "claude_missing",
-            format!("could not start {}: {e}", config.claude_bin.display()),
-        )
-    })?;
-    *tr = Translator::new(resume.is_some());
-
-    let mut handled = config.handled_through;
-    let mut pending_turns = 0u32;
-    if let Some(prompt) = config.initial_prompt.as_deref().filter(|_| !config.resume) {
-        send(&mut claude, prompt).await?;
-        summary.last_request = Some(prompt.to_owned());
-        pending_turns = 1;
-    } else {
-        link.idle(true);
-    }
-    let signal_failure = |e: std::io::Error| Failure::new(exit::FAILED, "signals", e.to_string());
+) -> Result<Ended, Error> {
+    let (mut agent, mut lines) = Agent::start(config, ws, link, tr, summary).await?;
+    let signal_failure = |e: std::io::Error| Error::Signals(e.to_string());
     let mut term = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_failure)?;
-    let mut finishing = false;
-    let stopped = |code| {
-        Ok(Ended {
-            code,
-            stopped: true,
-            refused: false,
-        })
-    };
-
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             line = lines.next_line() => match line {
-                Ok(Some(line)) => {
-                    for out in tr.line(&line) {
-                        match out {
-                            Output::Event(event) => {
-                                if let SessionEvent::AgentStarted(a) = &event
-                                    && let Err(why) = ws.save_claude_session_id(&a.claude_session_id)
-                                {
-                                    link.emit(SessionEvent::Error(ErrorEvent { message: why, code: Some("workspace".into()) }));
-                                }
-                                link.emit(event);
-                            }
-                            Output::TurnEnded { .. } => {
-                                pending_turns = pending_turns.saturating_sub(1);
-                                if pending_turns == 0 {
-                                    link.idle(true);
-                                }
-                            }
-                            Output::ControlRequest { request_id, subtype, request } => {
-                                let answer = claude::answer_for(&subtype, &request);
-                                if let Err(e) = claude.answer(&request_id, answer).await {
-                                    tracing::warn!(error = %e, "could not answer a control request");
-                                }
-                            }
-                            Output::ControlResponse { .. } => {}
-                        }
-                    }
-                }
-                Ok(None) | Err(_) => {
-                    if finishing {
-                        let _ = tokio::time::timeout(CLI_GRACE, claude.wait()).await;
-                        break;
-                    }
-                    return Err(Failure::new(exit::FAILED, "claude_crashed", claude.exit_report().await));
-                }
+                Ok(Some(line)) => agent.output(&line, tr).await,
+                Ok(None) | Err(_) => agent.output_closed(tr).await,
             },
-            cmd = down.recv() => match cmd {
-                Some(Down::User { seq, text, sender }) => {
-                    if seq <= handled {
-                        continue; // a re-delivery after a reconnect
-                    }
-                    tracing::debug!(seq, sender, "message for the agent");
-                    send(&mut claude, &text).await?;
-                    summary.last_request = Some(text);
-                    handled = seq;
-                    link.handled(seq);
-                    link.idle(false);
-                    pending_turns += 1;
-                }
-                Some(Down::Interrupt) => {
-                    if pending_turns > 0 && let Err(e) = claude.interrupt().await {
-                        tracing::warn!(error = %e, "could not interrupt claude");
-                    }
-                }
-                Some(Down::Finish) if pending_turns == 0 => {
-                    finishing = true;
-                    claude.close_input();
-                }
-                Some(Down::Finish) => {}
-                Some(Down::Stop) | None => {
-                    stop(&mut claude, pending_turns > 0).await;
-                    return stopped(exit::OK);
-                }
-                Some(Down::Fatal(why)) => {
-                    claude.kill();
-                    fail(link, Failure::new(exit::FAILED, "server_refused", why));
-                    return Ok(Ended { code: exit::FAILED, stopped: false, refused: true });
-                }
-            },
+            cmd = down.recv() => agent.command(cmd, summary).await,
             _ = term.recv() => {
                 log(link, LogLevel::Info, "stopping: the runner was asked to terminate");
-                stop(&mut claude, pending_turns > 0).await;
-                return stopped(exit::OK);
+                agent.stop().await
             }
-            _ = int.recv() => {
-                stop(&mut claude, pending_turns > 0).await;
-                return stopped(exit::OK);
+            _ = int.recv() => agent.stop().await,
+        };
+        if let Some(ended) = step? {
+            return Ok(ended);
+        }
+    }
+}
+
+/// The running agent: the CLI and what the runner knows of its turns.
+struct Agent<'a> {
+    claude: Claude,
+    link: &'a Link,
+    ws: &'a Workspace,
+    /// Highest user message given to the agent.
+    handled: u64,
+    /// Messages given whose turn has not ended.
+    pending_turns: u32,
+    /// The server said finish and the CLI's input is closed.
+    finishing: bool,
+}
+
+impl<'a> Agent<'a> {
+    /// Starts the CLI (resuming the conversation when asked and possible) and gives it the
+    /// initial prompt of a fresh session.
+    async fn start(
+        config: &Config,
+        ws: &'a Workspace,
+        link: &'a Link,
+        tr: &mut Translator,
+        summary: &mut Summary,
+    ) -> Result<(Agent<'a>, Lines<BufReader<ChildStdout>>), Error> {
+        let model_env = config.model_env().ok_or(Error::NoCredentials)?;
+        let resume = if config.resume {
+            ws.claude_session_id()
+        } else {
+            None
+        };
+        if config.resume && resume.is_none() {
+            log(
+                link,
+                LogLevel::Warn,
+                "no earlier conversation was found in the workspace; starting a new one",
+            );
+        }
+        let spec = Spec {
+            bin: config.claude_bin.clone(),
+            cwd: ws.cwd.clone(),
+            model: config.model.clone(),
+            resume: resume.clone(),
+            partial_messages: config.partial_messages,
+            append_system_prompt: ws.system_prompt(config),
+            add_dirs: ws.add_dirs.clone(),
+            mcp_config: config.mcp_config.clone(),
+            max_turns: config.max_turns.map(|n| n.get()),
+            env: claude_env(ws, &model_env),
+        };
+        let (claude, lines) = Claude::spawn(&spec).map_err(|e| Error::ClaudeMissing {
+            bin: config.claude_bin.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        *tr = Translator::new(resume.is_some());
+        let mut agent = Agent {
+            claude,
+            link,
+            ws,
+            handled: config.handled_through,
+            pending_turns: 0,
+            finishing: false,
+        };
+        match config.initial_prompt.as_deref().filter(|_| !config.resume) {
+            Some(prompt) => {
+                agent.send(prompt).await?;
+                summary.last_request = Some(prompt.to_owned());
+                agent.pending_turns = 1;
+            }
+            None => link.idle(true),
+        }
+        Ok((agent, lines))
+    }
+
+    /// A line of the CLI's output: events for the log, turn ends, control requests.
+    async fn output(&mut self, line: &str, tr: &mut Translator) -> Result<Option<Ended>, Error> {
+        for out in tr.line(line) {
+            match out {
+                Output::Event(event) => {
+                    if let SessionEvent::AgentStarted(a) = &event
+                        && let Err(why) = self.ws.save_claude_session_id(&a.claude_session_id)
+                    {
+                        self.link.emit(SessionEvent::Error(ErrorEvent {
+                            message: why,
+                            code: Some("workspace".into()),
+                        }));
+                    }
+                    self.link.emit(event);
+                }
+                Output::TurnEnded { .. } => {
+                    self.pending_turns = self.pending_turns.saturating_sub(1);
+                    if self.pending_turns == 0 {
+                        self.link.idle(true);
+                    }
+                }
+                Output::ControlRequest {
+                    request_id,
+                    subtype,
+                    request,
+                } => {
+                    let answer = claude::answer_for(&subtype, &request);
+                    if let Err(e) = self.claude.answer(&request_id, answer).await {
+                        tracing::warn!(error = %e, "could not answer a control request");
+                    }
+                }
+                Output::ControlResponse { .. } => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The CLI's output ended: the run is over if it was told to finish (failed if its last
+    /// turn did), else it crashed.
+    async fn output_closed(&mut self, tr: &Translator) -> Result<Option<Ended>, Error> {
+        if !self.finishing {
+            return Err(Error::ClaudeCrashed(self.claude.exit_report().await));
+        }
+        let _ = tokio::time::timeout(CLI_GRACE, self.claude.wait()).await;
+        Ok(Some(Ended {
+            code: if tr.totals.last_error {
+                exit::FAILED
+            } else {
+                exit::OK
+            },
+            stopped: false,
+            refused: false,
+        }))
+    }
+
+    /// Work or a control from the server.
+    async fn command(
+        &mut self,
+        cmd: Option<Down>,
+        summary: &mut Summary,
+    ) -> Result<Option<Ended>, Error> {
+        match cmd {
+            Some(Down::User { seq, text, sender }) => {
+                if seq <= self.handled {
+                    return Ok(None); // a re-delivery after a reconnect
+                }
+                tracing::debug!(seq, sender, "message for the agent");
+                self.send(&text).await?;
+                summary.last_request = Some(text);
+                self.handled = seq;
+                self.link.handled(seq);
+                self.link.idle(false);
+                self.pending_turns += 1;
+                Ok(None)
+            }
+            Some(Down::Interrupt) => {
+                if self.pending_turns > 0
+                    && let Err(e) = self.claude.interrupt().await
+                {
+                    tracing::warn!(error = %e, "could not interrupt claude");
+                }
+                Ok(None)
+            }
+            Some(Down::Finish) if self.pending_turns == 0 => {
+                self.finishing = true;
+                self.claude.close_input();
+                Ok(None)
+            }
+            Some(Down::Finish) => Ok(None),
+            Some(Down::Stop) | None => self.stop().await,
+            Some(Down::Fatal(why)) => {
+                self.claude.kill();
+                let code = fail(self.link, Error::ServerRefused(why));
+                Ok(Some(Ended {
+                    code,
+                    stopped: false,
+                    refused: true,
+                }))
             }
         }
     }
-    let code = if tr.totals.last_error {
-        exit::FAILED
-    } else {
-        exit::OK
-    };
-    Ok(Ended {
-        code,
-        stopped: false,
-        refused: false,
-    })
-}
 
-/// Gives the agent a message. A write that fails means the CLI is gone: its exit and last
-/// words are the reason, not the broken pipe.
-async fn send(claude: &mut Claude, text: &str) -> Result<(), Failure> {
-    match claude.send_user(text).await {
-        Ok(()) => Ok(()),
-        Err(_) => Err(Failure::new(
-            exit::FAILED,
-            "claude_crashed",
-            claude.exit_report().await,
-        )),
+    /// Gives the agent a message. A write that fails means the CLI is gone: its exit and last
+    /// words are the reason, not the broken pipe.
+    async fn send(&mut self, text: &str) -> Result<(), Error> {
+        match self.claude.send_user(text).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Error::ClaudeCrashed(self.claude.exit_report().await)),
+        }
     }
-}
 
-/// Stops the agent: interrupts the running turn so the conversation is saved, closes its
-/// input, and kills whatever is left of it.
-async fn stop(claude: &mut Claude, busy: bool) {
-    if busy {
-        let _ = claude.interrupt().await;
+    /// Stops the agent: interrupts the running turn so the conversation is saved, closes its
+    /// input, and kills whatever is left of it.
+    async fn stop(&mut self) -> Result<Option<Ended>, Error> {
+        if self.pending_turns > 0 {
+            let _ = self.claude.interrupt().await;
+        }
+        self.claude.close_input();
+        if tokio::time::timeout(CLI_GRACE, self.claude.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("claude did not exit in time; killing it");
+        }
+        // Whatever it started and left behind (a detached command) goes too.
+        self.claude.kill();
+        operator::local::kill_descendants(std::process::id());
+        Ok(Some(Ended::stopped()))
     }
-    claude.close_input();
-    if tokio::time::timeout(CLI_GRACE, claude.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("claude did not exit in time; killing it");
-    }
-    // Whatever it started and left behind (a detached command) goes too.
-    claude.kill();
-    operator::local::kill_descendants(std::process::id());
 }
 
 /// The CLI's environment: the runner's, without the platform's secrets (runner token, model
 /// and git credentials), plus what the CLI needs to run headless in the workspace.
-fn claude_env(ws: &Workspace, credentials: &[(String, String)]) -> Vec<(String, String)> {
+fn claude_env(ws: &Workspace, model_env: &[(String, String)]) -> Vec<(String, String)> {
     let blocked = |k: &str| {
         k.starts_with(model::validate::RESERVED_ENV_PREFIX)
             || k.starts_with("ANTHROPIC_")
@@ -401,7 +432,7 @@ fn claude_env(ws: &Workspace, credentials: &[(String, String)]) -> Vec<(String, 
             )
     };
     let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !blocked(k)).collect();
-    env.extend(credentials.iter().cloned());
+    env.extend(model_env.iter().cloned());
     for (k, v) in [
         ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
         ("DISABLE_AUTOUPDATER", "1".to_owned()),

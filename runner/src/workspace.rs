@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use model::runner_env::STATE_DIR;
-use model::session::GitProvider;
+use model::session::{DEFAULT_BRANCH, GitProvider, SessionRepo};
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::git::{self, Credential};
 
 /// File in the state folder holding Claude's conversation id, for continuing it.
@@ -45,20 +46,11 @@ pub struct Workspace {
     pub repos: Vec<Repo>,
 }
 
-/// Why the workspace could not be prepared.
-#[derive(Debug, Clone)]
-pub struct PrepareError {
-    /// Machine-readable kind (`workspace`, `clone_failed`).
-    pub kind: &'static str,
-    /// What went wrong, naming the repository.
-    pub message: String,
-}
-
 /// The credential for a remote of `provider`, if the run has its token.
 pub fn credential_for(config: &Config, provider: GitProvider) -> Option<Credential> {
     let token = match provider {
-        GitProvider::Github => config.github_token.clone(),
-        GitProvider::Gitlab => config.gitlab_token.clone(),
+        GitProvider::Github => config.credentials.github_token.clone(),
+        GitProvider::Gitlab => config.credentials.gitlab_token.clone(),
     };
     token.map(|t| Credential::new(provider, t))
 }
@@ -104,18 +96,26 @@ fn repo_name(url: &str, taken: &[String]) -> String {
     name
 }
 
-fn io_error(what: &Path, e: &std::io::Error) -> PrepareError {
-    PrepareError {
-        kind: "workspace",
-        message: format!("cannot create {}: {}", what.display(), describe(e)),
-    }
+fn io_error(what: &Path, e: &std::io::Error) -> Error {
+    Error::Workspace(format!("cannot create {}: {}", what.display(), describe(e)))
+}
+
+/// A git failure while cloning or setting up `what`, with the disk named when it is full
+/// (git does not always say why a write failed, and rarely names a full disk).
+fn clone_failed(root: &Path, what: String, e: git::GitError) -> Error {
+    let reason = if disk_full(root) && !e.message.starts_with("the disk is full") {
+        format!("the disk is full ({})", e.message)
+    } else {
+        e.message
+    };
+    Error::CloneFailed(format!("could not clone {what}: {reason}"))
 }
 
 impl Workspace {
     /// Creates the folders and clones the repositories (kept from an earlier run when they
     /// are there already, so a continued session finds its work). Reports progress through
     /// `log`.
-    pub async fn prepare(config: &Config, log: impl Fn(String)) -> Result<Workspace, PrepareError> {
+    pub async fn prepare(config: &Config, log: impl Fn(String)) -> Result<Workspace, Error> {
         let root = config.workspace.clone();
         for dir in [
             root.join(STATE_DIR),
@@ -129,101 +129,7 @@ impl Workspace {
         for spec in &config.repos {
             let taken: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
             let name = repo_name(&spec.url, &taken);
-            let dir = root.join("repos").join(&name);
-            let provider = provider_of(&spec.url, spec.provider);
-            let credential = credential_for(config, provider);
-            let fail = |e: git::GitError| {
-                // Git does not always say why a write failed; a full disk it rarely names.
-                let reason = if disk_full(&root) && !e.message.starts_with("the disk is full") {
-                    format!("the disk is full ({})", e.message)
-                } else {
-                    e.message
-                };
-                PrepareError {
-                    kind: "clone_failed",
-                    message: format!(
-                        "could not clone {} into repos/{name}: {reason}",
-                        git::redact_url(&spec.url)
-                    ),
-                }
-            };
-            if !dir.join(".git").exists() {
-                let mut args = vec!["clone", "--quiet"];
-                if let Some(branch) = &spec.branch {
-                    args.extend(["--branch", branch.as_str()]);
-                }
-                let target = dir.display().to_string();
-                args.extend([spec.url.as_str(), target.as_str()]);
-                git::git(&root, &args, credential.as_ref())
-                    .await
-                    .map_err(fail)?;
-                log(format!(
-                    "cloned {} into repos/{name}",
-                    git::redact_url(&spec.url)
-                ));
-            }
-            let author = config.user_name.clone();
-            git::git(&dir, &["config", "user.name", &author], None)
-                .await
-                .map_err(fail)?;
-            git::git(
-                &dir,
-                &["config", "user.email", "ambient-code@users.noreply.local"],
-                None,
-            )
-            .await
-            .map_err(fail)?;
-            let base = match &spec.branch {
-                Some(b) => b.clone(),
-                None => {
-                    let head = git::git(
-                        &dir,
-                        &[
-                            "symbolic-ref",
-                            "--quiet",
-                            "--short",
-                            "refs/remotes/origin/HEAD",
-                        ],
-                        None,
-                    )
-                    .await;
-                    head.ok()
-                        .and_then(|h| h.trim().strip_prefix("origin/").map(str::to_owned))
-                        .unwrap_or_else(|| "main".into())
-                }
-            };
-            let work_branch = spec
-                .auto_push()
-                .then(|| model::api::auto_branch(&config.session_name));
-            if let Some(branch) = &work_branch {
-                // Kept across runs: a continued session goes on where its work stands.
-                let exists = git::git(
-                    &dir,
-                    &[
-                        "rev-parse",
-                        "--verify",
-                        "--quiet",
-                        &format!("refs/heads/{branch}"),
-                    ],
-                    None,
-                )
-                .await
-                .is_ok();
-                let args: Vec<&str> = if exists {
-                    vec!["checkout", "--quiet", branch]
-                } else {
-                    vec!["checkout", "--quiet", "-b", branch]
-                };
-                git::git(&dir, &args, None).await.map_err(fail)?;
-            }
-            repos.push(Repo {
-                name,
-                url: spec.url.clone(),
-                dir,
-                base,
-                work_branch,
-                provider: spec.provider,
-            });
+            repos.push(prepare_repo(config, spec, name, &log).await?);
         }
         let mut cwd = repos
             .first()
@@ -231,44 +137,9 @@ impl Workspace {
             .unwrap_or_else(|| config.artifacts.clone());
         let mut add_dirs: Vec<PathBuf> = repos.iter().skip(1).map(|r| r.dir.clone()).collect();
         if let Some(wf) = &config.workflow {
-            let dir = root.join("workflows").join(repo_name(&wf.git_url, &[]));
-            if !dir.join(".git").exists() {
-                std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(&root, &e))?;
-                let credential = credential_for(config, provider_of(&wf.git_url, None));
-                let target = dir.display().to_string();
-                let branch = wf.branch.clone().unwrap_or_else(|| "main".into());
-                git::git(
-                    &root,
-                    &[
-                        "clone",
-                        "--quiet",
-                        "--branch",
-                        &branch,
-                        &wf.git_url,
-                        &target,
-                    ],
-                    credential.as_ref(),
-                )
-                .await
-                .map_err(|e| PrepareError {
-                    kind: "clone_failed",
-                    message: format!(
-                        "could not clone the workflow {}: {}",
-                        git::redact_url(&wf.git_url),
-                        e.message
-                    ),
-                })?;
-                log(format!(
-                    "cloned the workflow {}",
-                    git::redact_url(&wf.git_url)
-                ));
-            }
             // The workflow directs the work: it is where the agent starts.
             add_dirs.insert(0, cwd.clone());
-            cwd = match wf.path.as_deref().filter(|p| !p.is_empty()) {
-                Some(p) if is_within(&dir, &dir.join(p)) => dir.join(p),
-                _ => dir,
-            };
+            cwd = prepare_workflow(config, wf, &log).await?;
         }
         if cwd != config.artifacts {
             add_dirs.push(config.artifacts.clone());
@@ -339,6 +210,135 @@ impl Workspace {
         }
         p
     }
+}
+
+/// Clones one repository into `repos/<name>` (unless an earlier run did), sets the agent's
+/// identity, and checks out its working branch when its work is pushed.
+async fn prepare_repo(
+    config: &Config,
+    spec: &SessionRepo,
+    name: String,
+    log: &impl Fn(String),
+) -> Result<Repo, Error> {
+    let root = &config.workspace;
+    let dir = root.join("repos").join(&name);
+    let provider = provider_of(&spec.url, spec.provider);
+    let what = || format!("{} into repos/{name}", git::redact_url(&spec.url));
+    let fail = |e: git::GitError| clone_failed(root, what(), e);
+    if !dir.join(".git").exists() {
+        let mut args = vec!["clone", "--quiet"];
+        if let Some(branch) = &spec.branch {
+            args.extend(["--branch", branch.as_str()]);
+        }
+        let target = dir.display().to_string();
+        args.extend([spec.url.as_str(), target.as_str()]);
+        let credential = credential_for(config, provider);
+        git::git(root, &args, credential.as_ref())
+            .await
+            .map_err(fail)?;
+        log(format!("cloned {}", what()));
+    }
+    git::git(&dir, &["config", "user.name", &config.user_name], None)
+        .await
+        .map_err(fail)?;
+    git::git(
+        &dir,
+        &["config", "user.email", "ambient-code@users.noreply.local"],
+        None,
+    )
+    .await
+    .map_err(fail)?;
+    let base = match &spec.branch {
+        Some(b) => b.clone(),
+        None => remote_head(&dir).await,
+    };
+    let work_branch = spec
+        .auto_push()
+        .then(|| model::api::auto_branch(&config.session_name));
+    if let Some(branch) = &work_branch {
+        check_out_work_branch(&dir, branch).await.map_err(fail)?;
+    }
+    Ok(Repo {
+        name,
+        url: spec.url.clone(),
+        dir,
+        base,
+        work_branch,
+        provider: spec.provider,
+    })
+}
+
+/// The branch the remote's HEAD names, else [`DEFAULT_BRANCH`].
+async fn remote_head(dir: &Path) -> String {
+    let args = [
+        "symbolic-ref",
+        "--quiet",
+        "--short",
+        "refs/remotes/origin/HEAD",
+    ];
+    git::git(dir, &args, None)
+        .await
+        .ok()
+        .and_then(|h| h.trim().strip_prefix("origin/").map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_BRANCH.to_owned())
+}
+
+/// Checks out the agent's working branch, created from the current one the first time and
+/// kept across runs (a continued session goes on where its work stands).
+async fn check_out_work_branch(dir: &Path, branch: &str) -> Result<(), git::GitError> {
+    let exists = git::git(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ],
+        None,
+    )
+    .await
+    .is_ok();
+    let args: Vec<&str> = if exists {
+        vec!["checkout", "--quiet", branch]
+    } else {
+        vec!["checkout", "--quiet", "-b", branch]
+    };
+    git::git(dir, &args, None).await.map(|_| ())
+}
+
+/// Clones the active workflow into `workflows/<name>` (unless an earlier run did); returns
+/// where the agent starts: the workflow's path inside it, or its root.
+async fn prepare_workflow(
+    config: &Config,
+    wf: &model::session::ActiveWorkflow,
+    log: &impl Fn(String),
+) -> Result<PathBuf, Error> {
+    let root = &config.workspace;
+    let dir = root.join("workflows").join(repo_name(&wf.git_url, &[]));
+    if !dir.join(".git").exists() {
+        std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(root, &e))?;
+        let credential = credential_for(config, provider_of(&wf.git_url, None));
+        let target = dir.display().to_string();
+        let branch = wf.branch.as_deref().unwrap_or(DEFAULT_BRANCH);
+        git::git(
+            root,
+            &["clone", "--quiet", "--branch", branch, &wf.git_url, &target],
+            credential.as_ref(),
+        )
+        .await
+        .map_err(|e| {
+            let what = format!("the workflow {}", git::redact_url(&wf.git_url));
+            clone_failed(root, what, e)
+        })?;
+        log(format!(
+            "cloned the workflow {}",
+            git::redact_url(&wf.git_url)
+        ));
+    }
+    Ok(match wf.path.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) if is_within(&dir, &dir.join(p)) => dir.join(p),
+        _ => dir,
+    })
 }
 
 /// Whether the filesystem holding `path` has (next to) no room left.

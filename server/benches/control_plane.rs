@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use model::protocol::UserMessage;
 use model::protocol::{Frame, ServerToBrowser, SessionEvent};
+use model::runner_env::Credentials;
 use model::session::{AgenticSessionSpec, AgenticSessionStatus};
 use model::{AgenticSession, Phase};
+use platform::records::NewProject;
 use server::config::Resolved;
-use server::hub::Fanout;
-use server::store::Store;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -49,51 +50,35 @@ fn release_bin(name: &str) -> PathBuf {
     p
 }
 
-fn config(
-    data_dir: PathBuf,
-    claude: Option<PathBuf>,
-    credentials: Vec<(String, String)>,
-) -> Resolved {
-    Resolved {
-        data_dir,
-        runner_bin: release_bin("runner"),
-        claude_bin: claude,
-        default_model: "claude-sonnet-4-6".into(),
-        models: vec!["claude-sonnet-4-6".into()],
-        stop_grace: Duration::from_secs(5),
-        inactivity_timeout_secs: 86_400,
-        local_driver: true,
-        user: "bench".into(),
-        credentials,
-    }
+fn config(data_dir: PathBuf, claude: Option<PathBuf>, credentials: Credentials) -> Resolved {
+    let mut config = server::sim::config(data_dir, release_bin("runner"));
+    config.claude_bin = claude;
+    config.models = vec!["claude-sonnet-4-6".into()];
+    config.user = "bench".into();
+    config.credentials = credentials;
+    config
 }
 
 async fn start(config: Resolved) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let leptos = leptos::config::LeptosOptions::builder()
-        .output_name("ambient")
-        .build();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(server::run(config, leptos, listener, async move {
-        let _ = rx.await;
-    }));
-    let http = reqwest::Client::new();
-    while http
-        .get(format!("http://{addr}/health"))
-        .send()
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (addr, tx)
+    let spawned = server::sim::spawn(config, server::sim::leptos_options(), listener).await;
+    (spawned.addr.to_string(), spawned.stop)
 }
 
 /// Fills the store with finished sessions (the driver has nothing to do with them).
 async fn seed(data_dir: &std::path::Path, n: usize) {
-    let store = Store::open(data_dir, Fanout::default()).unwrap();
-    store.ensure_project("default", "Default").await.unwrap();
+    let services = server::sim::local_services(data_dir).unwrap();
+    let caller = platform::Caller::system();
+    let project = NewProject {
+        name: "default".into(),
+        display_name: "Default".into(),
+        description: String::new(),
+    };
+    services
+        .records
+        .create_project(&caller, project)
+        .await
+        .unwrap();
     let mut pending = Vec::new();
     for i in 0..n {
         let mut s = AgenticSession::new(
@@ -110,6 +95,7 @@ async fn seed(data_dir: &std::path::Path, n: usize) {
         s.metadata = ObjectMeta {
             name: s.metadata.name.clone(),
             namespace: Some("default".into()),
+            uid: Some(format!("uid-{i:08}")),
             creation_timestamp: Some(Time(Timestamp::now())),
             generation: Some(1),
             ..Default::default()
@@ -118,9 +104,18 @@ async fn seed(data_dir: &std::path::Path, n: usize) {
             phase: Phase::Completed,
             ..Default::default()
         });
-        let store = store.clone();
+        let (services, caller) = (services.clone(), caller.clone());
         pending.push(tokio::spawn(async move {
-            store.create_session(s, "bench".into()).await.unwrap()
+            // As the server creates them: the record, then the prompt as the log's first event.
+            let prompt = UserMessage {
+                text: s.spec.initial_prompt.clone().unwrap_or_default(),
+                sender: "bench".into(),
+            };
+            let uid = s.metadata.uid.clone().unwrap_or_default();
+            services.records.create_session(&caller, s).await.unwrap();
+            let log = services.log.open(&uid).await.unwrap();
+            let event = SessionEvent::UserMessage(prompt);
+            services.log.append(log, event).await.unwrap();
         }));
         if pending.len() == 256 {
             for p in pending.drain(..) {
@@ -141,7 +136,7 @@ async fn list_latency() {
         "seeded 10,000 sessions in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let (addr, stop) = start(config(dir.path().to_owned(), None, Vec::new())).await;
+    let (addr, stop) = start(config(dir.path().to_owned(), None, Credentials::default())).await;
     let http = reqwest::Client::new();
     for (what, query) in [
         ("list first page (limit 20)", "limit=20"),
@@ -175,7 +170,10 @@ async fn create_to_connected() {
     let claude = dir.path().join("fake-claude");
     std::fs::write(&claude, "#!/bin/sh\nexec cat > /dev/null\n").unwrap();
     std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let creds = vec![("ANTHROPIC_API_KEY".to_owned(), "sk-bench".to_owned())];
+    let creds = Credentials {
+        anthropic_api_key: Some("sk-bench".into()),
+        ..Credentials::default()
+    };
     let (addr, stop) = start(config(dir.path().to_owned(), Some(claude), creds)).await;
     let http = reqwest::Client::new();
     let mut samples = Vec::new();

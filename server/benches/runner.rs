@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mock_anthropic::{MockConfig, Reply};
-use server::config::Resolved;
 
 fn release_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -41,39 +40,18 @@ async fn main() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = Resolved {
-        data_dir: dir.path().to_owned(),
-        runner_bin: release_bin("runner"),
-        claude_bin: Some(claude),
-        default_model: "claude-sonnet-4-6".into(),
-        models: vec!["claude-sonnet-4-6".into()],
-        stop_grace: Duration::from_secs(5),
-        inactivity_timeout_secs: 86_400,
-        local_driver: true,
-        user: "bench".into(),
-        credentials: vec![
-            ("ANTHROPIC_BASE_URL".into(), mock.url()),
-            ("ANTHROPIC_API_KEY".into(), "sk-bench".into()),
-        ],
+    let mut config = server::sim::config(dir.path().to_owned(), release_bin("runner"));
+    config.claude_bin = Some(claude);
+    config.user = "bench".into();
+    config.credentials = model::runner_env::Credentials {
+        anthropic_base_url: Some(mock.url()),
+        anthropic_api_key: Some("sk-bench".into()),
+        ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let leptos = leptos::config::LeptosOptions::builder()
-        .output_name("ambient")
-        .build();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::run(config, leptos, listener, async move {
-        let _ = rx.await;
-    }));
+    let spawned = server::sim::spawn(config, server::sim::leptos_options(), listener).await;
+    let (addr, stop) = (spawned.addr, spawned.stop);
     let http = reqwest::Client::new();
-    while http
-        .get(format!("http://{addr}/health"))
-        .send()
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let created: serde_json::Value = http
         .post(format!(
             "http://{addr}/api/projects/default/agentic-sessions"

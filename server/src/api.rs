@@ -20,8 +20,8 @@ use utoipa_axum::routes;
 
 use platform::ApiError;
 
-use crate::ws::{runner, viewer};
 use crate::state::AppState;
+use crate::ws::{runner, viewer};
 
 pub use platform::error::MAX_BODY;
 

@@ -260,6 +260,9 @@ mod tests {
         ]);
         let r = c.resolve(Some("/h".into()), None, None).unwrap();
         assert_eq!(r.credentials.anthropic_api_key, None);
-        assert_eq!(r.credentials.anthropic_base_url.as_deref(), Some("http://x"));
+        assert_eq!(
+            r.credentials.anthropic_base_url.as_deref(),
+            Some("http://x")
+        );
     }
 }

@@ -70,11 +70,7 @@ async fn main() -> std::process::ExitCode {
         .unwrap_or_default();
     println!("Ambient Code Platform (local mode) on http://{addr}");
     println!("data: {}", resolved.data_dir.display());
-    if !resolved
-        .credentials
-        .iter()
-        .any(|(k, _)| k.starts_with("ANTHROPIC_"))
-    {
+    if !resolved.credentials.has_model() {
         println!(
             "note: no ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL is set; sessions will fail until a project has credentials"
         );

@@ -1,26 +1,24 @@
-//! Simulated peers for the hub's tests and the load generator: sessions seeded with runner
-//! tokens, a runner that speaks the protocol by hand, and a viewer client. They use real
-//! WebSockets on loopback; only the agent behind the runner is missing.
+//! Simulated peers for the hub's tests and the load generator (feature `test-util`):
+//! sessions seeded with runner tokens, a runner that speaks the protocol by hand, and a
+//! viewer client. They use real WebSockets on loopback (the runner's own [`Connection`]);
+//! only the agent behind the runner is missing.
 
-use futures::{SinkExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use model::protocol::{
-    BrowserToServer, Frame, PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerToServer,
-    ServerToBrowser, ServerToRunner, SessionEvent,
+    BrowserToServer, PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerToServer, ServerToBrowser,
+    ServerToRunner, SessionEvent, UserMessage,
 };
-use model::session::{AgenticSessionSpec, AgenticSessionStatus};
+use model::session::{AgenticSessionSpec, AgenticSessionStatus, SessionKey};
 use model::{AgenticSession, Phase};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use platform::db::now_ms;
+use platform::local::{new_token, token_hash};
+use platform::records::{NewProject, RecordsError, Run};
+use platform::{ApiError, Caller, Services};
+pub use runner::connection::{Closed, Connection, ReadError};
 
-use crate::store::{Store, StoreError};
-
-/// A client WebSocket.
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// Read buffer of simulated peers: small, as there are thousands of them.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// A session prepared for a simulated runner.
 #[derive(Debug, Clone)]
@@ -36,108 +34,103 @@ pub struct Seeded {
 }
 
 /// Creates `n` sessions in `project` already `Running`, each with a runner generation and
-/// token, without any runner process (run the server without the local driver).
+/// token and its prompt as the first event, without any runner process (run the server
+/// without the local driver).
 pub async fn seed_running(
-    store: &Store,
+    services: &Services,
     project: &str,
     n: usize,
-) -> Result<Vec<Seeded>, StoreError> {
-    store.ensure_project(project, project).await?;
+) -> Result<Vec<Seeded>, ApiError> {
+    let caller = Caller::system();
+    let new_project = NewProject {
+        name: project.to_owned(),
+        display_name: project.to_owned(),
+        description: String::new(),
+    };
+    match services.records.create_project(&caller, new_project).await {
+        Ok(_) | Err(RecordsError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut out = Vec::with_capacity(n);
     let mut batch = Vec::new();
     for i in 0..n {
-        let name = format!("session-sim-{i:06}");
-        let mut s = AgenticSession::new(
-            &name,
-            AgenticSessionSpec {
-                initial_prompt: Some(format!("simulated {i}")),
-                ..Default::default()
-            },
-        );
-        s.metadata = ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(project.to_owned()),
-            creation_timestamp: Some(Time(Timestamp::now())),
-            generation: Some(1),
-            ..Default::default()
-        };
-        s.status = Some(AgenticSessionStatus {
-            phase: Phase::Running,
-            ..Default::default()
-        });
-        let store = store.clone();
-        let project = project.to_owned();
-        batch.push(tokio::spawn(async move {
-            store.create_session(s, "sim".into()).await?;
-            let (generation, token, _, _) = store.begin_run(&project, &name, false).await?;
-            Ok::<_, StoreError>(Seeded {
-                project,
-                name,
-                generation,
-                token,
-            })
-        }));
+        let services = services.clone();
+        let key = SessionKey::new(project, format!("session-sim-{i:06}"));
+        batch.push(tokio::spawn(
+            async move { seed_one(&services, key, i).await },
+        ));
         if batch.len() == 256 || i + 1 == n {
             for b in batch.drain(..) {
-                out.push(b.await.map_err(|e| StoreError::Io(e.to_string()))??);
+                out.push(b.await.map_err(|_| ApiError::Internal)??);
             }
         }
     }
     Ok(out)
 }
 
-/// Why a simulated peer's connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Closed {
-    /// The server closed with this code and reason.
-    Code(u16, String),
-    /// The connection dropped without a close frame.
-    Dropped(String),
-}
-
-/// Reads the next text frame, or how the connection closed.
-pub async fn next_text(ws: &mut Socket) -> Result<String, Closed> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
-            Some(Ok(Message::Close(Some(f)))) => {
-                return Err(Closed::Code(f.code.into(), f.reason.to_string()));
-            }
-            Some(Ok(Message::Close(None))) | None => return Err(Closed::Dropped("closed".into())),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(Closed::Dropped(e.to_string())),
-        }
-    }
-}
-
-/// Opens a WebSocket, optionally with a bearer token.
-pub async fn open(url: &str, bearer: Option<&str>) -> Result<Socket, Closed> {
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| Closed::Dropped(e.to_string()))?;
-    if let Some(token) = bearer {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| Closed::Dropped("bad token".into()))?;
-        req.headers_mut().insert("authorization", value);
-    }
-    // No Nagle delay; a small read buffer (tungstenite zero-fills it up to its size on
-    // every read).
-    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
-        .await
-        .map_err(|e| Closed::Dropped(e.to_string()))?;
-    Ok(ws)
+async fn seed_one(services: &Services, key: SessionKey, i: usize) -> Result<Seeded, ApiError> {
+    let caller = Caller::system();
+    let prompt = format!("simulated {i}");
+    let mut s = AgenticSession::new(
+        &key.name,
+        AgenticSessionSpec {
+            initial_prompt: Some(prompt.clone()),
+            ..Default::default()
+        },
+    );
+    s.metadata = ObjectMeta {
+        name: Some(key.name.clone()),
+        namespace: Some(key.project.clone()),
+        uid: Some(uuid::Uuid::new_v4().to_string()),
+        creation_timestamp: Some(Time(Timestamp::now())),
+        generation: Some(1),
+        ..Default::default()
+    };
+    s.status = Some(AgenticSessionStatus {
+        phase: Phase::Running,
+        ..Default::default()
+    });
+    let created = services.records.create_session(&caller, s).await?;
+    let log = services
+        .log
+        .open(platform::services::uid_of(&created.session))
+        .await?;
+    let event = SessionEvent::UserMessage(UserMessage {
+        text: prompt,
+        sender: "sim".into(),
+    });
+    services.log.append(log, event).await?;
+    let token = new_token();
+    let run = Run {
+        generation: 1,
+        token_hash: Some(token_hash(&token)),
+    };
+    services.records.set_run(&caller, &key, run).await?;
+    services.log.begin_run(log, 1, false).await?;
+    Ok(Seeded {
+        project: key.project,
+        name: key.name,
+        generation: 1,
+        token,
+    })
 }
 
 /// A runner speaking the protocol by hand.
 pub struct FakeRunner {
-    /// The socket.
-    pub ws: Socket,
+    /// The connection.
+    pub conn: Connection,
     /// Next runner sequence number.
     pub next_rseq: u64,
     /// What the server acknowledged in its welcome.
     pub welcomed_at: u64,
+}
+
+/// What a read error means to a simulated peer: an undecodable frame counts as a drop.
+fn closed(e: ReadError) -> Closed {
+    match e {
+        ReadError::Closed(c) => c,
+        ReadError::Undecodable(e) => Closed::Dropped(e.to_string()),
+    }
 }
 
 impl FakeRunner {
@@ -146,32 +139,34 @@ impl FakeRunner {
         format!("ws://{addr}/api/projects/{project}/agentic-sessions/{name}/runner/ws")
     }
 
+    /// Opens the runner endpoint with `token`, without saying hello.
+    pub async fn open(addr: &str, s: &Seeded, token: Option<&str>) -> Result<Connection, Closed> {
+        Connection::open(&Self::url(addr, &s.project, &s.name), token, READ_BUFFER).await
+    }
+
     /// Connects, says hello, waits for the welcome.
     pub async fn connect(
         addr: &str,
         s: &Seeded,
         handled_through: u64,
     ) -> Result<FakeRunner, Closed> {
-        let mut ws = open(&Self::url(addr, &s.project, &s.name), Some(&s.token)).await?;
+        let mut conn = Self::open(addr, s, Some(&s.token)).await?;
         let hello = RunnerToServer::Hello(RunnerHello {
             protocol: PROTOCOL_VERSION,
             generation: s.generation,
             handled_through,
         });
-        ws.send(Message::Text(hello.encode().into()))
-            .await
-            .map_err(|e| Closed::Dropped(e.to_string()))?;
+        conn.write_frame(&hello).await?;
         loop {
-            match ServerToRunner::decode(&next_text(&mut ws).await?) {
-                Ok(ServerToRunner::Welcome(w)) => {
+            match conn.read_frame::<ServerToRunner>().await.map_err(closed)? {
+                ServerToRunner::Welcome(w) => {
                     return Ok(FakeRunner {
-                        ws,
+                        conn,
                         next_rseq: w.acked_rseq + 1,
                         welcomed_at: w.acked_rseq,
                     });
                 }
-                Ok(_) => continue,
-                Err(e) => return Err(Closed::Dropped(e.to_string())),
+                _ => continue,
             }
         }
     }
@@ -180,26 +175,22 @@ impl FakeRunner {
     pub fn frame(&mut self, event: SessionEvent) -> String {
         let e = RunnerEvent {
             rseq: self.next_rseq,
-            ts: crate::store::now_ms(),
+            ts: now_ms(),
             event,
         };
         self.next_rseq += 1;
-        RunnerToServer::Event(e).encode()
+        model::protocol::Frame::encode(&RunnerToServer::Event(e))
     }
 
     /// Sends an event.
     pub async fn send(&mut self, event: SessionEvent) -> Result<(), Closed> {
         let frame = self.frame(event);
-        self.ws
-            .send(Message::Text(frame.into()))
-            .await
-            .map_err(|e| Closed::Dropped(e.to_string()))
+        self.conn.write_text(frame).await
     }
 
     /// The next message from the server.
     pub async fn recv(&mut self) -> Result<ServerToRunner, Closed> {
-        let text = next_text(&mut self.ws).await?;
-        ServerToRunner::decode(&text).map_err(|e| Closed::Dropped(e.to_string()))
+        self.conn.read_frame().await.map_err(closed)
     }
 
     /// Reads until every event up to `rseq` is acknowledged; returns other messages seen.
@@ -217,8 +208,8 @@ impl FakeRunner {
 
 /// A viewer client.
 pub struct ViewerClient {
-    /// The socket.
-    pub ws: Socket,
+    /// The connection.
+    pub conn: Connection,
 }
 
 impl ViewerClient {
@@ -232,21 +223,101 @@ impl ViewerClient {
         let url =
             format!("ws://{addr}/api/projects/{project}/agentic-sessions/{name}/ws?after={after}");
         Ok(ViewerClient {
-            ws: open(&url, None).await?,
+            conn: Connection::open(&url, None, READ_BUFFER).await?,
         })
     }
 
     /// The next message from the server.
     pub async fn recv(&mut self) -> Result<ServerToBrowser, Closed> {
-        let text = next_text(&mut self.ws).await?;
-        ServerToBrowser::decode(&text).map_err(|e| Closed::Dropped(e.to_string()))
+        self.conn.read_frame().await.map_err(closed)
     }
 
     /// Sends a request.
     pub async fn send(&mut self, msg: &BrowserToServer) -> Result<(), Closed> {
-        self.ws
-            .send(Message::Text(msg.encode().into()))
-            .await
-            .map_err(|e| Closed::Dropped(e.to_string()))
+        self.conn.write_frame(msg).await
     }
+}
+
+/// Local mode's services over the database in `data_dir`, without a driver: to seed a store
+/// before a server opens it.
+pub fn local_services(data_dir: &std::path::Path) -> Result<Services, ApiError> {
+    let settings = platform::services::Settings {
+        default_model: String::new(),
+        models: Vec::new(),
+        default_credentials: Default::default(),
+        local_user: Caller::system(),
+    };
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    let (services, _) =
+        platform::local::open(data_dir, settings, None, shutdown).map_err(ApiError::from)?;
+    Ok(services)
+}
+
+/// The configuration of a server for tests and benchmarks: data in `data_dir`, sessions run
+/// by `runner_bin`, two models, no credentials.
+pub fn config(
+    data_dir: std::path::PathBuf,
+    runner_bin: std::path::PathBuf,
+) -> crate::config::Resolved {
+    crate::config::Resolved {
+        data_dir,
+        runner_bin,
+        claude_bin: None,
+        default_model: "claude-sonnet-4-6".into(),
+        models: vec!["claude-sonnet-4-6".into(), "claude-opus-4-6".into()],
+        stop_grace: std::time::Duration::from_secs(5),
+        inactivity_timeout_secs: 86_400,
+        local_driver: true,
+        user: "tester".into(),
+        credentials: Default::default(),
+    }
+}
+
+/// A server started in this process.
+pub struct Spawned {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Send (or drop) to stop it.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// Its task; ends after a stop.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a server on `listener` and waits until it answers `/health`.
+pub async fn spawn(
+    config: crate::config::Resolved,
+    leptos: leptos::config::LeptosOptions,
+    listener: tokio::net::TcpListener,
+) -> Spawned {
+    let addr = listener.local_addr().expect("a bound listener");
+    let (stop, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(crate::run(config, leptos, listener, async move {
+        let _ = rx.await;
+    }));
+    // The listener is bound already: wait until the server answers on it.
+    for _ in 0..500 {
+        if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let request = format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            let mut answer = Vec::new();
+            if tcp.write_all(request.as_bytes()).await.is_ok()
+                && tcp.read_to_end(&mut answer).await.is_ok()
+                && answer
+                    .split(|b| *b == b'\n')
+                    .next()
+                    .is_some_and(|status| status.windows(5).any(|w| w == b" 200 "))
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Spawned { addr, stop, task }
+}
+
+/// Leptos options enough for the API (no UI assets).
+pub fn leptos_options() -> leptos::config::LeptosOptions {
+    leptos::config::LeptosOptions::builder()
+        .output_name("ambient")
+        .build()
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
-use model::protocol::{
-    DecodeError, Frame, HEARTBEAT_INTERVAL_SECS, HEARTBEAT_TIMEOUT_SECS, close,
-};
+use model::protocol::{DecodeError, Frame, HEARTBEAT_INTERVAL_SECS, HEARTBEAT_TIMEOUT_SECS, close};
 use platform::ApiError;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite;
@@ -161,11 +159,9 @@ impl Connection {
                 code,
                 reason: reason.into(),
             };
-            let _ = tokio::time::timeout(
-                CLOSE_TIMEOUT,
-                self.socket.send(Message::Close(Some(frame))),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, self.socket.send(Message::Close(Some(frame))))
+                    .await;
         }
     }
 }

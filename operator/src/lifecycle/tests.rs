@@ -444,7 +444,8 @@ fn an_exit_reason_names_the_failure() {
     let ready = condition(&p, condition::READY);
     assert_eq!(ready.reason, "OOMKilled");
     assert!(
-        ready.message.contains("OOMKilled (exit code 137)") && ready.message.ends_with("allocating"),
+        ready.message.contains("OOMKilled (exit code 137)")
+            && ready.message.ends_with("allocating"),
         "{}",
         ready.message
     );

@@ -13,10 +13,10 @@ use model::annotations::{
 use model::protocol::{
     ControlEcho, RunnerControl, RunnerUserMessage, ServerToRunner, SessionEvent, UserMessage,
 };
+use model::session::SessionKey;
 use model::session::StoppedReason;
 use model::validate;
 use model::{AgenticSession, Phase};
-use model::session::SessionKey;
 
 use super::Services;
 use crate::auth::Caller;

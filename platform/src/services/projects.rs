@@ -1,8 +1,8 @@
 //! Projects.
 
 use model::api::{CreateProjectRequest, Project, ProjectList, UpdateProjectRequest};
-use model::validate::{self, Invalid};
 use model::session::SessionKey;
+use model::validate::{self, Invalid};
 
 use super::Services;
 use super::sessions::page;

@@ -10,10 +10,10 @@ use model::api::{
     UpdateSessionRequest, auto_branch,
 };
 use model::protocol::{SessionEvent, UserMessage};
+use model::session::SessionKey;
 use model::session::{AgenticSessionSpec, LlmSettings, UserContext};
 use model::validate::{self, Invalid};
 use model::{AgenticSession, protocol};
-use model::session::SessionKey;
 
 use super::{Services, uid_of, with_activity};
 use crate::auth::Caller;
@@ -270,7 +270,10 @@ impl Services {
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
         let mut session = self.records.get_session(caller, key).await?.session;
-        let activity = self.log.last_activity(vec![uid_of(&session).to_owned()]).await?;
+        let activity = self
+            .log
+            .last_activity(vec![uid_of(&session).to_owned()])
+            .await?;
         with_activity(&mut session, activity.values().next().copied());
         Ok(session)
     }

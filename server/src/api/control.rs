@@ -51,7 +51,8 @@ pub async fn interrupt(
     caller: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.interrupt(&caller, &SessionKey::new(project, name)).await?;
+    s.interrupt(&caller, &SessionKey::new(project, name))
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -65,7 +66,9 @@ pub async fn send_message(
     Path((project, name)): Path<(String, String)>,
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let seq = s.send_message(&caller, &SessionKey::new(project, name), req.text).await?;
+    let seq = s
+        .send_message(&caller, &SessionKey::new(project, name), req.text)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(MessageAccepted { seq })))
 }
 

@@ -32,7 +32,9 @@ pub async fn list(
     c: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ProjectList>, ApiError> {
-    Ok(Json(s.list_projects(&c, q.search, q.offset, q.limit).await?))
+    Ok(Json(
+        s.list_projects(&c, q.search, q.offset, q.limit).await?,
+    ))
 }
 
 /// Creates a project; its name must be a DNS-1123 label.

@@ -57,7 +57,9 @@ pub async fn get(
     c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Json<AgenticSession>, ApiError> {
-    Ok(Json(s.get_session(&c, &SessionKey::new(project, name)).await?))
+    Ok(Json(
+        s.get_session(&c, &SessionKey::new(project, name)).await?,
+    ))
 }
 
 /// Changes a session's prompt, display name, model or timeouts; 409 while it runs.
@@ -71,7 +73,10 @@ pub async fn update(
     Path((project, name)): Path<(String, String)>,
     ApiJson(req): ApiJson<UpdateSessionRequest>,
 ) -> Result<Json<AgenticSession>, ApiError> {
-    Ok(Json(s.update_session(&c, &SessionKey::new(project, name), req).await?))
+    Ok(Json(
+        s.update_session(&c, &SessionKey::new(project, name), req)
+            .await?,
+    ))
 }
 
 /// Deletes a session: its runner and every process it started are killed, its workspace
@@ -84,7 +89,8 @@ pub async fn delete(
     c: Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.delete_session(&c, &SessionKey::new(project, name)).await?;
+    s.delete_session(&c, &SessionKey::new(project, name))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -118,6 +124,9 @@ pub async fn clone(
 ) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(s.clone_session(&caller, &SessionKey::new(project, name), req).await?),
+        Json(
+            s.clone_session(&caller, &SessionKey::new(project, name), req)
+                .await?,
+        ),
     ))
 }

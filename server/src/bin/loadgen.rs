@@ -20,9 +20,7 @@ use futures::{SinkExt, StreamExt};
 use model::protocol::{
     AgentMessage, Frame, RunnerEvent, RunnerToServer, ServerToRunner, SessionEvent,
 };
-use server::hub::Fanout;
 use server::sim::{FakeRunner, Seeded, ViewerClient, seed_running};
-use server::store::Store;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -86,9 +84,9 @@ fn sent_at(frame: &str) -> Option<u64> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
-    let store = Store::open(data.path(), Fanout::default())?;
-    let seeded = seed_running(&store, "load", args.sessions).await?;
-    drop(store);
+    let services = server::sim::local_services(data.path())?;
+    let seeded = seed_running(&services, "load", args.sessions).await?;
+    drop(services);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -129,11 +127,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         for v in futures::future::join_all(batch).await {
-            let mut v = v.map_err(|e| anyhow::anyhow!("viewer: {e:?}"))?;
+            let mut v = v
+                .map_err(|e| anyhow::anyhow!("viewer: {e:?}"))?
+                .conn
+                .into_socket();
             let (stats, measuring, stop) = (stats.clone(), measuring.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 let mut local = Vec::new();
-                while let Some(Ok(msg)) = v.ws.next().await {
+                while let Some(Ok(msg)) = v.next().await {
                     let Message::Text(text) = msg else { continue };
                     if let Some(sent) = sent_at(&text)
                         && measuring.load(Ordering::Relaxed)
@@ -173,9 +174,11 @@ async fn main() -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let acked = Arc::new(AtomicU64::new(0));
             let FakeRunner {
-                ws, mut next_rseq, ..
+                conn,
+                mut next_rseq,
+                ..
             } = r;
-            let (mut sink, mut stream) = ws.split();
+            let (mut sink, mut stream) = conn.into_socket().split();
             let acks = acked.clone();
             let reader = tokio::spawn(async move {
                 while let Some(Ok(Message::Text(t))) = stream.next().await {

@@ -59,7 +59,9 @@ pub async fn runner_ws(
                     "missing runner token (Authorization: Bearer ...)".into(),
                 ),
                 Err(AuthError::Invalid(why)) => End::Close(close::UNAUTHORIZED, why),
-                Err(AuthError::RunnerToken) => End::Close(close::UNAUTHORIZED, "invalid token".into()),
+                Err(AuthError::RunnerToken) => {
+                    End::Close(close::UNAUTHORIZED, "invalid token".into())
+                }
             };
             endpoint.conn.close(end).await;
         })
@@ -98,8 +100,7 @@ impl RunnerEndpoint {
     }
 
     async fn hello(&mut self) -> Result<RunnerHello, End> {
-        match tokio::time::timeout(HELLO_TIMEOUT, self.conn.read_frame::<RunnerToServer>()).await
-        {
+        match tokio::time::timeout(HELLO_TIMEOUT, self.conn.read_frame::<RunnerToServer>()).await {
             Ok(Ok(RunnerToServer::Hello(h))) if h.protocol == PROTOCOL_VERSION => Ok(h),
             Ok(Ok(RunnerToServer::Hello(h))) => Err(End::Close(
                 close::BAD_FRAME,

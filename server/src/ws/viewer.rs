@@ -10,8 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use model::protocol::{
-    BrowserToServer, DecodeError, Live, MAX_BROWSER_FRAME, Refusal, ServerToBrowser,
-    close,
+    BrowserToServer, DecodeError, Live, MAX_BROWSER_FRAME, Refusal, ServerToBrowser, close,
 };
 use model::session::SessionKey;
 use platform::auth::{self, AuthError};
@@ -99,10 +98,7 @@ impl Viewer {
         if self.cursor > last {
             return Err(End::Close(
                 close::CURSOR_AHEAD,
-                format!(
-                    "cursor {} is past the end of the log ({last})",
-                    self.cursor
-                ),
+                format!("cursor {} is past the end of the log ({last})", self.cursor),
             ));
         }
         // Subscribe before replaying: what commits meanwhile is in the ring or the replay.
@@ -212,7 +208,9 @@ impl Viewer {
     ) -> Result<(), End> {
         let (s, key) = (&self.services, &self.key);
         let outcome = match msg {
-            Ok(BrowserToServer::Ping) => return self.conn.write_frame(&ServerToBrowser::Pong).await,
+            Ok(BrowserToServer::Ping) => {
+                return self.conn.write_frame(&ServerToBrowser::Pong).await;
+            }
             Ok(BrowserToServer::SendMessage(m)) => {
                 s.send_message(caller, key, m.text).await.map(|_| ())
             }

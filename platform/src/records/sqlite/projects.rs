@@ -57,24 +57,27 @@ pub(super) async fn create(db: &Db, project: NewProject) -> Result<Project, Stor
 
 /// A project by name.
 pub(super) async fn get(db: &Db, name: &str) -> Result<Project, StoreError> {
-        let name = name.to_owned();
-        db
-            .read(move |c| {
-                c.query_row(
-                    &format!("{SELECT} WHERE p.name = ?1"),
-                    [&name],
-                    row_to_project,
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("project '{name}'")))
-            })
-            .await
-    }
+    let name = name.to_owned();
+    db.read(move |c| {
+        c.query_row(
+            &format!("{SELECT} WHERE p.name = ?1"),
+            [&name],
+            row_to_project,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("project '{name}'")))
+    })
+    .await
+}
 
 /// A page of projects by name, optionally filtered by a search over name and display name.
 pub(super) async fn list(db: &Db, page: Page) -> Result<ProjectList, StoreError> {
-        let Page { search, offset, limit } = page;
-        db
+    let Page {
+        search,
+        offset,
+        limit,
+    } = page;
+    db
             .read(move |c| {
                 let pattern = like_pattern(search.as_deref());
                 let total: i64 = c.query_row(
@@ -93,17 +96,17 @@ pub(super) async fn list(db: &Db, page: Page) -> Result<ProjectList, StoreError>
                 Ok(ProjectList { has_more: offset + (items.len() as u64) < total, items, total_count: total, offset, limit })
             })
             .await
-    }
+}
 
 /// Updates a project's display name and description.
 pub(super) async fn update(
-        db: &Db,
-        name: &str,
-        display_name: Option<String>,
-        description: Option<String>,
-    ) -> Result<Project, StoreError> {
-        let n = name.to_owned();
-        db
+    db: &Db,
+    name: &str,
+    display_name: Option<String>,
+    description: Option<String>,
+) -> Result<Project, StoreError> {
+    let n = name.to_owned();
+    db
             .write(move |tx, _| {
                 let changed = tx.execute(
                     "UPDATE projects SET display_name = COALESCE(?2, display_name), description = COALESCE(?3, description)
@@ -116,8 +119,8 @@ pub(super) async fn update(
                 Ok(())
             })
             .await?;
-        get(db, name).await
-    }
+    get(db, name).await
+}
 
 /// Deletes a project with its sessions and credentials; returns the sessions.
 pub(super) async fn delete(db: &Db, name: &str) -> Result<Vec<Removed>, StoreError> {
@@ -142,78 +145,75 @@ pub(super) async fn delete(db: &Db, name: &str) -> Result<Vec<Removed>, StoreErr
 
 /// The project's settings (inactivity default, MCP servers ...).
 pub(super) async fn settings(db: &Db, name: &str) -> Result<ProjectSettingsSpec, StoreError> {
-        let name = name.to_owned();
-        db
-            .read(move |c| {
-                let json: String = c
-                    .query_row(
-                        "SELECT settings FROM projects WHERE name = ?1",
-                        [&name],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .ok_or_else(|| StoreError::NotFound(format!("project '{name}'")))?;
-                Ok(serde_json::from_str(&json)?)
-            })
-            .await
-    }
+    let name = name.to_owned();
+    db.read(move |c| {
+        let json: String = c
+            .query_row(
+                "SELECT settings FROM projects WHERE name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("project '{name}'")))?;
+        Ok(serde_json::from_str(&json)?)
+    })
+    .await
+}
 
 /// Replaces the project's settings.
 pub(super) async fn set_settings(
-        db: &Db,
-        name: &str,
-        settings: ProjectSettingsSpec,
-    ) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        let json = serde_json::to_string(&settings)?;
-        db
-            .write(move |tx, _| {
-                if tx.execute(
-                    "UPDATE projects SET settings = ?2 WHERE name = ?1",
-                    params![name, json],
-                )? == 0
-                {
-                    return Err(StoreError::NotFound(format!("project '{name}'")));
-                }
-                Ok(())
-            })
-            .await
-    }
+    db: &Db,
+    name: &str,
+    settings: ProjectSettingsSpec,
+) -> Result<(), StoreError> {
+    let name = name.to_owned();
+    let json = serde_json::to_string(&settings)?;
+    db.write(move |tx, _| {
+        if tx.execute(
+            "UPDATE projects SET settings = ?2 WHERE name = ?1",
+            params![name, json],
+        )? == 0
+        {
+            return Err(StoreError::NotFound(format!("project '{name}'")));
+        }
+        Ok(())
+    })
+    .await
+}
 
 /// Sets (`Some`) or removes (`None`) credentials of a project, atomically.
 pub(super) async fn update_credentials(
-        db: &Db,
-        project: &str,
-        changes: Vec<(String, Option<String>)>,
-    ) -> Result<(), StoreError> {
-        let project = project.to_owned();
-        db
-            .write(move |tx, _| {
-                let exists: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
-                    [&project],
-                    |r| r.get(0),
-                )?;
-                if !exists {
-                    return Err(StoreError::NotFound(format!("project '{project}'")));
-                }
-                for (key, value) in changes {
-                    match value {
-                        Some(v) => tx.execute(
-                            "INSERT INTO secrets (project, key, value) VALUES (?1, ?2, ?3)
+    db: &Db,
+    project: &str,
+    changes: Vec<(String, Option<String>)>,
+) -> Result<(), StoreError> {
+    let project = project.to_owned();
+    db.write(move |tx, _| {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
+            [&project],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::NotFound(format!("project '{project}'")));
+        }
+        for (key, value) in changes {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO secrets (project, key, value) VALUES (?1, ?2, ?3)
                              ON CONFLICT (project, key) DO UPDATE SET value = excluded.value",
-                            params![project, key, v],
-                        )?,
-                        None => tx.execute(
-                            "DELETE FROM secrets WHERE project = ?1 AND key = ?2",
-                            params![project, key],
-                        )?,
-                    };
-                }
-                Ok(())
-            })
-            .await
-    }
+                    params![project, key, v],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM secrets WHERE project = ?1 AND key = ?2",
+                    params![project, key],
+                )?,
+            };
+        }
+        Ok(())
+    })
+    .await
+}
 
 /// The project's credentials.
 pub(super) async fn credentials(db: &Db, project: &str) -> Result<Credentials, StoreError> {

@@ -1,10 +1,10 @@
 //! Sessions: the `AgenticSession` objects as JSON, with the columns that list, search and
 //! find them, and the bookkeeping of their current run.
 
+use model::AgenticSession;
 use model::annotations::REQUEST_ANNOTATIONS;
 use model::api::SessionList;
 use model::session::AgenticSessionStatus;
-use model::AgenticSession;
 use model::session::SessionKey;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -123,7 +123,10 @@ fn modify(
 }
 
 /// Stores a new session.
-pub(super) async fn create(db: &Db, mut session: AgenticSession) -> Result<SessionRecord, StoreError> {
+pub(super) async fn create(
+    db: &Db,
+    mut session: AgenticSession,
+) -> Result<SessionRecord, StoreError> {
     let key = SessionKey::of(&session);
     let uid = session
         .metadata
@@ -319,7 +322,10 @@ pub(super) async fn set_sdk_session_id(
     let (key, id) = (key.clone(), id.to_owned());
     db.write(move |tx, _| {
         modify(tx, &key, None, |session| {
-            session.status.get_or_insert_with(Default::default).sdk_session_id = Some(id);
+            session
+                .status
+                .get_or_insert_with(Default::default)
+                .sdk_session_id = Some(id);
         })
     })
     .await

@@ -1,13 +1,11 @@
 //! A server process killed (SIGKILL) while a session runs loses nothing: its runner keeps
 //! working, reconnects to the restarted server and re-sends what was not acknowledged.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{bin_dir, call, claude_bin, exported_events, processes_in, runner_bin};
+use crate::common::{bin_dir, call, claude_bin, exported_events, processes_in, runner_bin};
 use model::protocol::SessionEvent;
 use serde_json::json;
 
@@ -87,15 +85,13 @@ fn free_port() -> u16 {
 struct Client {
     http: reqwest::Client,
     port: u16,
-    data_dir: PathBuf,
 }
 
 impl Client {
-    fn as_test_server(&self) -> common::TestServerView<'_> {
-        common::TestServerView {
+    fn as_test_server(&self) -> crate::common::TestServerView<'_> {
+        crate::common::TestServerView {
             http: &self.http,
             addr: format!("127.0.0.1:{}", self.port),
-            data_dir: &self.data_dir,
         }
     }
 }
@@ -171,7 +167,6 @@ async fn a_session_survives_a_killed_server_with_all_its_events() {
     let c = Client {
         http: reqwest::Client::new(),
         port,
-        data_dir: dir.path().to_owned(),
     };
     let first = ServerProcess::start(dir.path(), port, &mock.url());
     first.wait_ready(&c.http).await;
@@ -227,7 +222,6 @@ async fn a_runner_that_died_while_the_server_was_down_fails_with_that_reason() {
     let c = Client {
         http: reqwest::Client::new(),
         port,
-        data_dir: dir.path().to_owned(),
     };
     let first = ServerProcess::start(dir.path(), port, &mock.url());
     first.wait_ready(&c.http).await;

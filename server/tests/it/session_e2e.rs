@@ -1,11 +1,9 @@
 //! Whole sessions in local mode: server, local driver, runner, the real `claude` CLI and a
 //! mock Anthropic API.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Options, TestServer, is_phase};
+use crate::common::{Options, TestServer, is_phase};
 use model::protocol::{ServerToBrowser, SessionEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,19 +1,15 @@
 //! A real server on a loopback port for tests, with its own data directory, the real runner
 //! binary and the real `claude` CLI pointed at a mock Anthropic API.
 
-#![allow(dead_code)]
-
 pub mod forge;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use model::protocol::{Frame, ServerToBrowser, SessionEvent, StoredEvent};
-use server::config::Resolved;
+use model::protocol::{ServerToBrowser, SessionEvent, StoredEvent};
+use server::sim::ViewerClient;
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The workspace's target directory for the current profile (where `runner` is built).
 pub fn bin_dir() -> PathBuf {
@@ -103,42 +99,23 @@ impl TestServer {
             TcpListener::bind(opts.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
                 .await
                 .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = Resolved {
-            data_dir: opts.data_dir.clone(),
-            runner_bin: runner_bin(),
-            claude_bin: opts.claude_bin,
-            default_model: "claude-sonnet-4-6".into(),
-            models: vec!["claude-sonnet-4-6".into(), "claude-opus-4-6".into()],
-            stop_grace: opts.stop_grace,
-            inactivity_timeout_secs: 86_400,
-            local_driver: opts.local_driver,
-            user: "tester".into(),
-            credentials: opts.credentials,
-        };
-        let mut leptos = leptos::config::LeptosOptions::builder()
-            .output_name("ambient")
-            .build();
+        let mut config = server::sim::config(opts.data_dir.clone(), runner_bin());
+        config.claude_bin = opts.claude_bin;
+        config.stop_grace = opts.stop_grace;
+        config.local_driver = opts.local_driver;
+        for (k, v) in &opts.credentials {
+            config
+                .credentials
+                .set(k, Some(v.clone()))
+                .expect("a credential variable");
+        }
+        let mut leptos = server::sim::leptos_options();
         if let Some(root) = &opts.site_root {
             leptos.site_root = root.to_string_lossy().into_owned().into();
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server::run(config, leptos, listener, async move {
-            let _ = rx.await;
-        }));
+        let spawned = server::sim::spawn(config, leptos, listener).await;
+        let (addr, tx, task) = (spawned.addr, spawned.stop, spawned.task);
         let http = reqwest::Client::new();
-        // Wait until it answers.
-        for _ in 0..200 {
-            if http
-                .get(format!("http://{addr}/health"))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         TestServer {
             addr,
             data_dir: opts.data_dir,
@@ -223,14 +200,10 @@ impl TestServer {
     }
 
     pub async fn viewer(&self, name: &str, after: u64) -> Viewer {
-        let url = format!(
-            "ws://{}/api/projects/default/agentic-sessions/{name}/ws?after={after}",
-            self.addr
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let client = ViewerClient::connect(&self.addr.to_string(), "default", name, after)
             .await
             .expect("viewer connects");
-        Viewer { ws }
+        Viewer { client }
     }
 }
 
@@ -244,25 +217,16 @@ impl Drop for TestServer {
 
 /// A viewer WebSocket.
 pub struct Viewer {
-    pub ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    pub client: ViewerClient,
 }
 
 impl Viewer {
     /// The next message from the server, or `None` when the socket closes.
     pub async fn next(&mut self, timeout: Duration) -> Option<ServerToBrowser> {
-        loop {
-            let msg = tokio::time::timeout(timeout, self.ws.next())
-                .await
-                .expect("a message in time")?
-                .ok()?;
-            match msg {
-                Message::Text(t) => return Some(ServerToBrowser::decode(&t).expect("valid frame")),
-                Message::Close(_) => return None,
-                _ => continue,
-            }
-        }
+        tokio::time::timeout(timeout, self.client.recv())
+            .await
+            .expect("a message in time")
+            .ok()
     }
 
     /// Collects events until `stop` says so.
@@ -287,13 +251,6 @@ impl Viewer {
                 None => return out,
             }
         }
-    }
-
-    pub async fn send(&mut self, msg: &model::protocol::BrowserToServer) {
-        self.ws
-            .send(Message::Text(msg.encode().into()))
-            .await
-            .unwrap();
     }
 }
 
@@ -323,7 +280,6 @@ impl Api for TestServer {
 pub struct TestServerView<'a> {
     pub http: &'a reqwest::Client,
     pub addr: String,
-    pub data_dir: &'a Path,
 }
 
 impl Api for TestServerView<'_> {

@@ -1,11 +1,9 @@
 //! The UI's assets: served from their Zopfli `.gz` when it exists, compressed on the fly
 //! otherwise, and never from a `.gz` older than its asset.
 
-mod common;
-
 use std::io::Read;
 
-use common::{Options, TestServer};
+use crate::common::{Options, TestServer};
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -1,8 +1,6 @@
 //! Projects, their credentials and settings, through the real router: success and bad input.
 
-mod common;
-
-use common::{Options, TestServer, assert_error, call};
+use crate::common::{Options, TestServer, assert_error, call};
 use serde_json::json;
 
 async fn server() -> (TestServer, tempfile::TempDir) {

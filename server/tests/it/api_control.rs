@@ -1,10 +1,8 @@
 //! Steering sessions through the real router: messages, continue, interrupt, stop, export.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{assert_error, call, exported_events, processes_in, with_mock};
+use crate::common::{assert_error, call, exported_events, processes_in, with_mock};
 use model::protocol::SessionEvent;
 use serde_json::json;
 

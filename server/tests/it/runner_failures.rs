@@ -1,13 +1,11 @@
 //! Each way a run can fail ends with an error event whose reason a person can act on, the
 //! right exit code, and the session Failed — never a hang.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::forge::bare_repo;
-use common::{Options, TestServer, call, exported_events};
+use crate::common::forge::bare_repo;
+use crate::common::{Options, TestServer, call, exported_events};
 use model::protocol::SessionEvent;
 use serde_json::json;
 

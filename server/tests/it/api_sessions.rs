@@ -1,10 +1,8 @@
 //! Sessions through the real router: every route, success and bad input.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Options, TestServer, assert_error, call, with_mock};
+use crate::common::{Options, TestServer, assert_error, call, with_mock};
 use serde_json::json;
 
 const SESSIONS: &str = "/api/projects/default/agentic-sessions";

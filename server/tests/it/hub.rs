@@ -2,26 +2,21 @@
 //! events are published, re-sends after a restart, slow viewers, token scoping, bad frames,
 //! controls echoed to every viewer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Options, TestServer, call};
-use futures::SinkExt;
 use model::protocol::{
     AgentMessage, BrowserToServer, Frame as _, LogLevel, LogLine, SendMessage, ServerToBrowser,
     ServerToRunner, SessionEvent, close,
 };
-use server::hub::Fanout;
-use server::sim::{Closed, FakeRunner, Seeded, ViewerClient, seed_running};
-use server::store::Store;
-use tokio_tungstenite::tungstenite::Message;
+use server::sim::{Closed, Connection, FakeRunner, ReadError, Seeded, ViewerClient, seed_running};
+
+use crate::common::{Options, TestServer, call};
 
 async fn seeded_server(n: usize) -> (TestServer, Vec<Seeded>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Fanout::default()).unwrap();
-    let seeded = seed_running(&store, "default", n).await.unwrap();
-    drop(store);
+    let services = server::sim::local_services(dir.path()).unwrap();
+    let seeded = seed_running(&services, "default", n).await.unwrap();
+    drop(services);
     let mut opts = Options::new(dir.path());
     opts.local_driver = false;
     (TestServer::start(opts).await, seeded, dir)
@@ -102,7 +97,7 @@ async fn exact_replay_from_any_cursor_while_events_are_published() {
                     .await
                     .unwrap();
                 match v.recv().await {
-                    Err(Closed::Code(close::BAD_FRAME, _)) => {
+                    Err(Closed::Code(close::CURSOR_AHEAD, _)) => {
                         tokio::time::sleep(Duration::from_millis(20)).await
                     }
                     Ok(ServerToBrowser::Event(e)) => {
@@ -142,7 +137,7 @@ async fn runner_resends_after_a_restart_and_duplicates_are_dropped() {
         sent.push(r.frame(text(i)));
     }
     for f in &sent[..60] {
-        r.ws.send(Message::Text(f.clone().into())).await.unwrap();
+        r.conn.write_text(f.clone()).await.unwrap();
     }
     r.wait_ack(60).await.unwrap();
     // The server goes away with frames 61..100 unsent.
@@ -157,10 +152,10 @@ async fn runner_resends_after_a_restart_and_duplicates_are_dropped() {
     assert_eq!(r2.welcomed_at, 60, "the server says how far it got");
     // Re-send everything, the acknowledged ones too: duplicates must be dropped.
     for f in &sent {
-        r2.ws.send(Message::Text(f.clone().into())).await.unwrap();
+        r2.conn.write_text(f.clone()).await.unwrap();
     }
     r2.wait_ack(100).await.unwrap();
-    let events = common::exported_events(&s, &session.name).await;
+    let events = crate::common::exported_events(&s, &session.name).await;
     let texts: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -238,15 +233,13 @@ async fn runner_tokens_are_scoped_to_one_session_and_never_accepted_elsewhere() 
     assert_eq!(code, close::UNAUTHORIZED, "{reason}");
     assert!(reason.contains("invalid runner token"), "{reason}");
     // No token, a garbage token.
-    let mut ws = server::sim::open(&FakeRunner::url(&addr, "default", &a.name), None)
-        .await
-        .unwrap();
+    let mut ws = FakeRunner::open(&addr, &a, None).await.unwrap();
     assert_eq!(
-        server::sim::next_text(&mut ws).await,
-        Err(Closed::Code(
+        ws.read_frame::<ServerToRunner>().await,
+        Err(ReadError::Closed(Closed::Code(
             close::UNAUTHORIZED,
             "missing runner token (Authorization: Bearer ...)".into()
-        ))
+        )))
     );
     let garbage = Seeded {
         token: "art_nope".into(),
@@ -270,9 +263,9 @@ async fn runner_tokens_are_scoped_to_one_session_and_never_accepted_elsewhere() 
         "ws://{addr}/api/projects/default/agentic-sessions/{}/ws",
         a.name
     );
-    let mut ws = server::sim::open(&url, Some(&a.token)).await.unwrap();
-    match server::sim::next_text(&mut ws).await {
-        Err(Closed::Code(code, _)) => assert_eq!(code, close::FORBIDDEN),
+    let mut ws = Connection::open(&url, Some(&a.token), 8192).await.unwrap();
+    match ws.read_frame::<ServerToBrowser>().await {
+        Err(ReadError::Closed(Closed::Code(code, _))) => assert_eq!(code, close::FORBIDDEN),
         other => panic!("{other:?}"),
     }
     let resp = s
@@ -306,7 +299,8 @@ async fn malformed_and_oversized_frames_are_refused_without_harm() {
     let mut v = ViewerClient::connect(&addr, "default", &session.name, 0)
         .await
         .unwrap();
-    v.ws.send(Message::Text("{\"type\":\"launch_missiles\"}".into()))
+    v.conn
+        .write_text("{\"type\":\"launch_missiles\"}".into())
         .await
         .unwrap();
     loop {
@@ -329,7 +323,7 @@ async fn malformed_and_oversized_frames_are_refused_without_harm() {
         text: "y".repeat(2 * 1024 * 1024),
     })
     .encode();
-    let _ = v.ws.send(Message::Text(huge.into())).await;
+    let _ = v.conn.write_text(huge).await;
     let ended = loop {
         match v.recv().await {
             Ok(_) => continue,
@@ -346,7 +340,7 @@ async fn malformed_and_oversized_frames_are_refused_without_harm() {
     // A runner's malformed frame closes its connection with a clear code; the session and
     // the server carry on.
     let mut r = FakeRunner::connect(&addr, session, 0).await.unwrap();
-    r.ws.send(Message::Text("not json".into())).await.unwrap();
+    r.conn.write_text("not json".into()).await.unwrap();
     match closed(&mut r).await {
         Closed::Code(code, reason) => assert_eq!(
             (code, reason.contains("malformed")),
@@ -428,11 +422,10 @@ async fn controls_reach_the_runner_and_every_viewer_sees_them_with_their_sender(
         ServerToRunner::Stop(_)
     ));
     // Pings are answered on both endpoints.
-    r.ws.send(Message::Text(
-        model::protocol::RunnerToServer::Ping.encode().into(),
-    ))
-    .await
-    .unwrap();
+    r.conn
+        .write_frame(&model::protocol::RunnerToServer::Ping)
+        .await
+        .unwrap();
     loop {
         if let ServerToRunner::Pong = r.recv().await.unwrap() {
             break;

@@ -1,12 +1,10 @@
 //! The runner's workspace and delivery with real git: clones, working branches, commits,
 //! pushes to bare repositories on disk, pull requests on a mock of the GitHub and GitLab APIs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::forge::{ForgeMock, bare_path, bare_repo, branches, git};
-use common::{Options, TestServer, call, exported_events, processes_in};
+use crate::common::forge::{ForgeMock, bare_path, bare_repo, branches, git};
+use crate::common::{Options, TestServer, call, exported_events, processes_in};
 use model::protocol::{SessionEvent, StoredEvent};
 use serde_json::json;
 

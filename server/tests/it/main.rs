@@ -1,0 +1,19 @@
+//! The server's integration tests, linked into one binary (one link on a 2-core machine
+//! instead of one per topic): a real server on a loopback port, the real router, real
+//! WebSockets, the real runner and `claude` CLI against a mock model.
+//!
+//! Topics: [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
+//! hub's WebSockets with simulated peers); [`session_e2e`], [`runner_failures`],
+//! [`runner_git`] (whole sessions); [`restart`] (a killed server); [`assets`] (the UI's
+//! assets). [`common`] starts servers and talks to them.
+
+mod api_control;
+mod api_projects;
+mod api_sessions;
+mod assets;
+mod common;
+mod hub;
+mod restart;
+mod runner_failures;
+mod runner_git;
+mod session_e2e;
