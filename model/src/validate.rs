@@ -216,12 +216,25 @@ pub fn model(field: &str, model: &str, allowed: &[String]) -> Result<(), Invalid
     }
 }
 
+const SECONDS: &str = "must be a whole number of seconds, zero or more";
+
 /// A duration in seconds (`timeout`, `inactivityTimeout`): zero or more.
 pub fn seconds(field: &str, value: Option<i64>) -> Result<(), Invalid> {
     if value.is_some_and(|v| v < 0) {
-        return Err(Invalid::new(field, "must be zero or more seconds"));
+        return Err(Invalid::new(field, SECONDS));
     }
     Ok(())
+}
+
+/// A duration in seconds as typed in a form: blank for none, else what [`seconds`] accepts.
+pub fn seconds_text(field: &str, text: &str) -> Result<Option<i64>, Invalid> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value = text.parse().map_err(|_| Invalid::new(field, SECONDS))?;
+    seconds(field, Some(value))?;
+    Ok(Some(value))
 }
 
 /// Most repositories a session may clone.
@@ -281,6 +294,19 @@ pub fn env_var(name: &str, value: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_as_typed() {
+        assert_eq!(seconds_text("t", " "), Ok(None));
+        assert_eq!(seconds_text("t", "600"), Ok(Some(600)));
+        for bad in ["-5", "ten", "1.5"] {
+            assert_eq!(
+                seconds_text("t", bad).unwrap_err().message,
+                SECONDS,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn create_requests_are_checked_field_by_field() {

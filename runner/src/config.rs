@@ -30,9 +30,45 @@ fn http_url(value: &str) -> Result<String, String> {
     }
 }
 
-/// A JSON value of type `T`.
-fn json<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
-    serde_json::from_str(value).map_err(|e| e.to_string())
+/// A positive whole number.
+fn positive(value: &str) -> Result<NonZeroU32, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("must be a positive number, not '{value}'"))
+}
+
+/// The URL of the server's API.
+fn api_url(value: &str) -> Result<url::Url, String> {
+    url::Url::parse(value.trim()).map_err(|e| format!("'{value}' is not a URL: {e}"))
+}
+
+fn repos(value: &str) -> Result<Repos, String> {
+    serde_json::from_str(value).map_err(|e| format!("is not a list of repositories: {e}"))
+}
+
+fn mcp_servers(value: &str) -> Result<McpServers, String> {
+    serde_json::from_str(value).map_err(|e| format!("is not an MCP server configuration: {e}"))
+}
+
+/// A clap error as one line naming the variable: `MAX_TURNS must be a positive number, not
+/// 'many'`.
+fn describe(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let variable = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg
+            .split_once('<')
+            .and_then(|(_, rest)| rest.strip_suffix('>'))
+            .map(str::to_owned),
+        _ => None,
+    };
+    let cause = std::error::Error::source(e).map(ToString::to_string);
+    match (variable, cause) {
+        (Some(variable), Some(cause)) => format!("{variable} {cause}"),
+        _ => first_line(&e.to_string())
+            .trim_start_matches("error: ")
+            .to_owned(),
+    }
 }
 
 /// Environment of a runner.
@@ -56,7 +92,7 @@ pub struct RawConfig {
     #[arg(long, env = env::ARTIFACTS_DIR, value_name = env::ARTIFACTS_DIR, default_value = "artifacts")]
     pub artifacts_dir: String,
     /// Base URL of the server's API (`http://host:port/api`).
-    #[arg(long, env = env::BACKEND_API_URL, value_name = env::BACKEND_API_URL)]
+    #[arg(long, env = env::BACKEND_API_URL, value_name = env::BACKEND_API_URL, value_parser = api_url)]
     pub backend_api_url: url::Url,
     /// The runner token.
     #[arg(long, env = env::RUNNER_TOKEN, value_name = env::RUNNER_TOKEN, hide_env_values = true)]
@@ -77,7 +113,7 @@ pub struct RawConfig {
     #[arg(long, env = env::LLM_MODEL, value_name = env::LLM_MODEL)]
     pub model: Option<String>,
     /// Repositories, as JSON.
-    #[arg(long, env = env::REPOS_JSON, value_name = env::REPOS_JSON, default_value = "[]", value_parser = json::<Repos>)]
+    #[arg(long, env = env::REPOS_JSON, value_name = env::REPOS_JSON, default_value = "[]", value_parser = repos)]
     pub repos_json: Repos,
     /// Name of the user the session belongs to.
     #[arg(long, env = env::USER_NAME, value_name = env::USER_NAME)]
@@ -119,16 +155,16 @@ pub struct RawConfig {
     #[arg(long, env = env::ACTIVE_WORKFLOW_PATH, value_name = env::ACTIVE_WORKFLOW_PATH)]
     pub workflow_path: Option<String>,
     /// Most model turns per message.
-    #[arg(long, env = env::MAX_TURNS, value_name = env::MAX_TURNS)]
+    #[arg(long, env = env::MAX_TURNS, value_name = env::MAX_TURNS, value_parser = positive)]
     pub max_turns: Option<NonZeroU32>,
     /// The session's display name.
     #[arg(long, env = env::DISPLAY_NAME, value_name = env::DISPLAY_NAME)]
     pub display_name: Option<String>,
     /// The session's MCP servers (JSON).
-    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = json::<McpServers>)]
+    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = mcp_servers)]
     pub custom_mcp_servers: Option<McpServers>,
     /// The project's MCP servers (JSON).
-    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = json::<McpServers>)]
+    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
     pub project_mcp_servers: Option<McpServers>,
 }
 
@@ -188,7 +224,7 @@ impl Config {
     /// Parses and checks the process's arguments and environment.
     pub fn from_env() -> Result<Config, Error> {
         RawConfig::try_parse()
-            .map_err(|e| Error::Config(first_line(&e.to_string())))?
+            .map_err(|e| Error::Config(describe(&e)))?
             .validate()
     }
 
@@ -332,7 +368,7 @@ mod tests {
             "2",
         ];
         RawConfig::try_parse_from(base.iter().chain(extra))
-            .map_err(|e| first_line(&e.to_string()))?
+            .map_err(|e| describe(&e))?
             .validate()
             .map_err(|e| e.to_string())
     }
@@ -378,23 +414,31 @@ mod tests {
             Some(r#"{"mcpServers":{"jira":{"command":"b"}}}"#)
         );
         assert_eq!(mcp_config(None, None), None);
-        assert!(
-            raw(&["--project-mcp-servers", "{"])
-                .unwrap_err()
-                .contains("PROJECT_MCP_SERVERS")
-        );
     }
 
     #[test]
     fn bad_values_are_one_line_naming_the_variable() {
-        for (args, variable) in [
-            (&["--max-turns", "0"][..], "MAX_TURNS"),
-            (&["--repos-json", "{"], "REPOS_JSON"),
-            (&["--is-resume", "maybe"], "IS_RESUME"),
-            (&["--github-api-url", "ftp://x"], "GITHUB_API_URL"),
+        for (args, start) in [
+            (
+                &["--max-turns", "0"][..],
+                "MAX_TURNS must be a positive number",
+            ),
+            (
+                &["--repos-json", "{"],
+                "REPOS_JSON is not a list of repositories",
+            ),
+            (&["--is-resume", "maybe"], "IS_RESUME must be true or false"),
+            (
+                &["--github-api-url", "ftp://x"],
+                "GITHUB_API_URL must be an http or https URL",
+            ),
+            (
+                &["--project-mcp-servers", "{"],
+                "PROJECT_MCP_SERVERS is not an MCP server",
+            ),
         ] {
             let err = raw(args).unwrap_err();
-            assert!(err.contains(variable) && !err.contains('\n'), "{err}");
+            assert!(err.starts_with(start) && !err.contains('\n'), "{err}");
         }
         assert!(raw(&["--is-resume", "YES"]).unwrap().resume);
         assert_eq!(

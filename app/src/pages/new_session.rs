@@ -54,14 +54,61 @@ struct EnvRow {
     value: RwSignal<String>,
 }
 
-fn err<T>(r: Result<T, validate::Invalid>) -> Option<String> {
-    r.err().map(|e| e.message)
+/// What the form holds, as typed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Form {
+    /// The prompt.
+    pub prompt: String,
+    /// The model chosen (empty: the platform's default).
+    pub model: String,
+    /// Repository rows: URL, branch (blank: the remote's default), push.
+    pub repos: Vec<(String, String, bool)>,
+    /// Environment rows: name, value.
+    pub env: Vec<(String, String)>,
+    /// Timeout in seconds (blank: none).
+    pub timeout: String,
+    /// Inactivity timeout in seconds (blank: the project's default).
+    pub inactivity: String,
 }
 
-fn seconds_error(text: &str) -> Option<String> {
-    let t = text.trim();
-    (!t.is_empty() && t.parse::<i64>().map_or(true, |n| n < 0))
-        .then(|| "must be a whole number of seconds, zero or more".into())
+impl Form {
+    /// The request the form describes, checked with the server's own rules (`models`: the
+    /// models a session may choose).
+    pub fn request(&self, models: &[String]) -> Result<CreateSessionRequest, validate::Invalid> {
+        let req = CreateSessionRequest {
+            initial_prompt: self.prompt.clone(),
+            llm_settings: Some(self.model.clone())
+                .filter(|m| !m.is_empty())
+                .map(|m| LlmSettings {
+                    model: Some(m),
+                    ..Default::default()
+                }),
+            repos: self
+                .repos
+                .iter()
+                .map(|(url, branch, push)| SessionRepo {
+                    url: url.trim().to_owned(),
+                    branch: Some(branch.trim().to_owned()).filter(|b| !b.is_empty()),
+                    auto_push: Some(*push),
+                    provider: None,
+                })
+                .collect(),
+            environment_variables: self
+                .env
+                .iter()
+                .map(|(name, value)| (name.trim().to_owned(), value.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            timeout: validate::seconds_text("timeout", &self.timeout)?,
+            inactivity_timeout: validate::seconds_text("inactivityTimeout", &self.inactivity)?,
+            ..Default::default()
+        };
+        validate::create_session(&req, models)?;
+        Ok(req)
+    }
+}
+
+fn err<T>(r: Result<T, validate::Invalid>) -> Option<String> {
+    r.err().map(|e| e.message)
 }
 
 /// The new-session page.
@@ -90,17 +137,37 @@ pub fn NewSessionPage() -> impl IntoView {
             .then(|| err(validate::message_text("Prompt", &prompt.get())))
             .flatten()
     });
-    let timeout_error = Signal::derive(move || seconds_error(&timeout.get()));
-    let inactivity_error = Signal::derive(move || seconds_error(&inactivity.get()));
-    let has_errors = move || {
-        err(validate::message_text("Prompt", &prompt.get_untracked())).is_some()
-            || timeout_error.get_untracked().is_some()
-            || inactivity_error.get_untracked().is_some()
-            || repos
-                .get_untracked()
-                .iter()
-                .any(|r| repo_errors(r).0.is_some() || repo_errors(r).1.is_some())
-            || envs.get_untracked().iter().any(|e| env_error(e).is_some())
+    let timeout_error = Signal::derive(move || err(validate::seconds_text("", &timeout.get())));
+    let inactivity_error =
+        Signal::derive(move || err(validate::seconds_text("", &inactivity.get())));
+    let allowed = Signal::derive(move || {
+        models
+            .get()
+            .and_then(Result::ok)
+            .map(|m| m.models)
+            .unwrap_or_default()
+    });
+    let form = move || Form {
+        prompt: prompt.get_untracked(),
+        model: model.get_untracked(),
+        repos: repos
+            .get_untracked()
+            .iter()
+            .map(|r| {
+                (
+                    r.url.get_untracked(),
+                    r.branch.get_untracked(),
+                    r.auto_push.get_untracked(),
+                )
+            })
+            .collect(),
+        env: envs
+            .get_untracked()
+            .iter()
+            .map(|e| (e.name.get_untracked(), e.value.get_untracked()))
+            .collect(),
+        timeout: timeout.get_untracked(),
+        inactivity: inactivity.get_untracked(),
     };
 
     let create = Action::new(move |req: &CreateSessionRequest| {
@@ -123,44 +190,10 @@ pub fn NewSessionPage() -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         submitted.set(true);
-        if has_errors() {
-            return;
+        // Field errors are already shown next to their fields.
+        if let Ok(req) = form().request(&allowed.get_untracked()) {
+            create.dispatch(req);
         }
-        let secs = |s: String| s.trim().parse::<i64>().ok();
-        let req = CreateSessionRequest {
-            initial_prompt: prompt.get_untracked(),
-            llm_settings: Some(model.get_untracked())
-                .filter(|m| !m.is_empty())
-                .map(|m| LlmSettings {
-                    model: Some(m),
-                    ..Default::default()
-                }),
-            repos: repos
-                .get_untracked()
-                .iter()
-                .map(|r| SessionRepo {
-                    url: r.url.get_untracked().trim().to_owned(),
-                    branch: Some(r.branch.get_untracked().trim().to_owned())
-                        .filter(|b| !b.is_empty()),
-                    auto_push: Some(r.auto_push.get_untracked()),
-                    provider: None,
-                })
-                .collect(),
-            environment_variables: envs
-                .get_untracked()
-                .iter()
-                .map(|e| {
-                    (
-                        e.name.get_untracked().trim().to_owned(),
-                        e.value.get_untracked(),
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-            timeout: secs(timeout.get_untracked()),
-            inactivity_timeout: secs(inactivity.get_untracked()),
-            ..Default::default()
-        };
-        create.dispatch(req);
     };
 
     view! {
@@ -255,7 +288,7 @@ fn repo_errors(r: &RepoRow) -> (Option<String>, Option<String>) {
 }
 
 fn env_error(e: &EnvRow) -> Option<String> {
-    err(validate::env_var_name("Name", e.name.get().trim()))
+    err(validate::env_var(e.name.get().trim(), &e.value.get()))
 }
 
 #[component]
@@ -315,5 +348,92 @@ fn EnvFields(row: EnvRow, on_remove: Callback<()>) -> impl IntoView {
             </div>
             <button type="button" class="btn" aria-label="Remove variable" on:click=move |_| on_remove.run(())>"Remove"</button>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> Form {
+        Form {
+            prompt: "fix it".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_filled_form_is_the_request_the_server_takes() {
+        let models = vec!["claude-sonnet-4-6".to_owned()];
+        let f = Form {
+            model: "claude-sonnet-4-6".into(),
+            repos: vec![(" https://github.com/o/r.git ".into(), " ".into(), true)],
+            env: vec![(" LOG_LEVEL".into(), "debug".into())],
+            timeout: "600".into(),
+            inactivity: "0".into(),
+            ..form()
+        };
+        let req = f.request(&models).unwrap();
+        assert_eq!(req.repos[0].url, "https://github.com/o/r.git");
+        assert_eq!(
+            (req.repos[0].branch.as_deref(), req.repos[0].auto_push),
+            (None, Some(true))
+        );
+        assert_eq!(req.environment_variables["LOG_LEVEL"], "debug");
+        assert_eq!((req.timeout, req.inactivity_timeout), (Some(600), Some(0)));
+        assert_eq!(
+            req.llm_settings.unwrap().model.as_deref(),
+            Some("claude-sonnet-4-6")
+        );
+        // Blank optional fields are left to the server's defaults.
+        let plain = form().request(&models).unwrap();
+        assert_eq!((plain.timeout, plain.llm_settings), (None, None));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let field = |f: Form| f.request(&[]).unwrap_err().field;
+        assert_eq!(
+            field(Form {
+                prompt: " ".into(),
+                ..form()
+            }),
+            "initialPrompt"
+        );
+        assert_eq!(
+            field(Form {
+                timeout: "-5".into(),
+                ..form()
+            }),
+            "timeout"
+        );
+        assert_eq!(
+            field(Form {
+                inactivity: "ten".into(),
+                ..form()
+            }),
+            "inactivityTimeout"
+        );
+        assert_eq!(
+            field(Form {
+                repos: vec![("nope".into(), String::new(), false)],
+                ..form()
+            }),
+            "repos[0].url"
+        );
+        assert_eq!(
+            field(Form {
+                env: vec![("1BAD".into(), String::new())],
+                ..form()
+            }),
+            "environmentVariables.1BAD"
+        );
+        assert_eq!(
+            field(Form {
+                model: "gpt".into(),
+                ..form()
+            }),
+            "llmSettings.model"
+        );
     }
 }

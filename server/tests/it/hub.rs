@@ -233,7 +233,7 @@ async fn runner_tokens_are_scoped_to_one_session_and_never_accepted_elsewhere() 
     assert_eq!(code, close::UNAUTHORIZED, "{reason}");
     assert!(reason.contains("invalid runner token"), "{reason}");
     // No token, a garbage token.
-    let mut ws = FakeRunner::open(&addr, &a, None).await.unwrap();
+    let mut ws = FakeRunner::open(&addr, a, None).await.unwrap();
     assert_eq!(
         ws.read_frame::<ServerToRunner>().await,
         Err(ReadError::Closed(Closed::Code(

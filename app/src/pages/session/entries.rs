@@ -64,11 +64,11 @@ impl Rendered {
 
 /// Dollars with four decimals, without the float formatting machinery.
 fn usd(cost: f64) -> String {
-    let tenths_of_cents = (cost * 10_000.0).round().max(0.0) as u64;
+    let hundredths_of_cents = (cost * 10_000.0).round().max(0.0) as u64;
     format!(
         "${}.{:04}",
-        tenths_of_cents / 10_000,
-        tenths_of_cents % 10_000
+        hundredths_of_cents / 10_000,
+        hundredths_of_cents % 10_000
     )
 }
 
