@@ -107,7 +107,7 @@ bench-ui: setup setup-browser
 loadtest: setup
 	cargo leptos build --release --split
 	./target/release/server --precompress-assets > /dev/null
-	cargo build --release -p server --bin loadgen
+	cargo build --release -p server --features test-util --bin loadgen
 	for args in "--sessions 1 --rate 5000" "--sessions 100 --rate 17000" "--sessions 1000 --rate 17000"; do \
 		./target/release/loadgen $$args --viewers 3 --seconds 10; done
 

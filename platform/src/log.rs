@@ -419,3 +419,93 @@ impl EventLog {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use model::protocol::{LogLevel, LogLine};
+
+    use super::*;
+
+    /// Records what the log tells its listener.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(LogId, Option<u64>)>>);
+
+    impl CommitListener for Recorder {
+        fn committed(&self, log: LogId, events: Vec<EventRow>) {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(events.iter().map(|e| (log, Some(e.seq))));
+        }
+        fn deleted(&self, log: LogId) {
+            self.0.lock().unwrap().push((log, None));
+        }
+    }
+
+    fn line(text: &str) -> SessionEvent {
+        SessionEvent::Log(LogLine {
+            level: LogLevel::Info,
+            message: text.into(),
+        })
+    }
+
+    fn prompt(text: &str) -> SessionEvent {
+        SessionEvent::UserMessage(UserMessage {
+            text: text.into(),
+            sender: "ada".into(),
+        })
+    }
+
+    fn runner_event(rseq: u64) -> RunnerEvent {
+        RunnerEvent {
+            rseq,
+            ts: 5,
+            event: line(&format!("r{rseq}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_reach_the_listener_in_order_and_runs_are_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let log = EventLog::new(Db::open_in(dir.path()).unwrap(), recorder.clone());
+        let a = log.open("uid-a").await.unwrap();
+        assert_eq!(log.open("uid-a").await.unwrap(), a, "one log per uid");
+        assert_eq!(log.append(a, prompt("do it")).await.unwrap(), 1);
+        assert_eq!(log.begin_run(a, 1, false).await.unwrap(), 1);
+        let appended = log
+            .append_runner_events(a, 1, vec![runner_event(1), runner_event(2)], |_| {})
+            .await
+            .unwrap();
+        assert_eq!((appended.acked_rseq, appended.new), (2, 2));
+        // A re-send is dropped; another run's runner is refused.
+        let again = log
+            .append_runner_events(a, 1, vec![runner_event(2), runner_event(3)], |_| {})
+            .await
+            .unwrap();
+        assert_eq!((again.acked_rseq, again.new), (3, 1));
+        assert!(matches!(
+            log.append_runner_events(a, 2, vec![runner_event(4)], |_| {})
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        // A message no agent has handled yet.
+        log.append(a, prompt("and tests")).await.unwrap();
+        let c = log.counters(a).await.unwrap();
+        assert_eq!((c.last_seq, c.runner_acked, c.handled_through), (5, 3, 1));
+        assert!(c.unhandled_messages);
+        log.set_handled_through(a, 1, 5).await.unwrap();
+        assert!(!log.counters(a).await.unwrap().unhandled_messages);
+
+        log.delete("uid-a").await.unwrap();
+        assert_eq!(log.find("uid-a").await.unwrap(), None);
+        let seen = recorder.0.lock().unwrap().clone();
+        let seqs: Vec<_> = seen.iter().filter_map(|(_, s)| *s).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(seen.last(), Some(&(a, None)));
+        // The same uid later is a new, empty log.
+        let b = log.open("uid-a").await.unwrap();
+        assert_ne!(a, b);
+        assert_eq!(log.counters(b).await.unwrap().last_seq, 0);
+    }
+}

@@ -118,10 +118,11 @@ const MIGRATIONS: &[&str] = &[
     //    sessions are custom resources and only the logs live here, and a session created
     //    again under an old name must get a new log. The log keeps what the server alone
     //    knows of a run (its generation, acknowledged runner events, handled messages, last
-    //    activity, totals); the local driver keeps its processes in the workspace.
+    //    activity, totals); the local driver keeps its processes in the workspace. Log ids
+    //    are never reused (AUTOINCREMENT): the hub keys viewers and runners by them.
     r#"
     CREATE TABLE logs (
-        id              INTEGER PRIMARY KEY,
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
         uid             TEXT NOT NULL UNIQUE,
         generation      INTEGER NOT NULL DEFAULT 0,
         last_seq        INTEGER NOT NULL DEFAULT 0,
@@ -168,5 +169,50 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// A database written before logs left the session rows keeps every session's log,
+    /// now under the session's uid.
+    #[test]
+    fn logs_move_to_their_sessions_uids() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+        migrations.to_version(&mut conn, 3).unwrap();
+        conn.execute_batch(
+            r#"
+            INSERT INTO projects (name, created_at) VALUES ('p', 0);
+            INSERT INTO sessions (id, project, name, created_at, object, run_generation, run_summary)
+                VALUES (7, 'p', 's', 0, '{"metadata":{"uid":"u-7"}}', 2, '{"turns":3}'),
+                       (8, 'p', 't', 0, '{"metadata":{}}', 0, NULL);
+            INSERT INTO session_log (session_id, last_seq, runner_acked, handled_through, last_activity)
+                VALUES (7, 2, 5, 1, 1000), (8, 0, 0, 0, NULL);
+            INSERT INTO events (session_id, seq, ts, kind, body)
+                VALUES (7, 1, 1, 'user_message', '{}'), (7, 2, 2, 'log', '{}');
+            "#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let log: (i64, i64, i64, i64, Option<String>) = conn
+            .query_row(
+                "SELECT id, generation, last_seq, runner_acked, run_summary FROM logs WHERE uid = 'u-7'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(log, (7, 2, 2, 5, Some(r#"{"turns":3}"#.into())));
+        let events: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events WHERE log_id = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(events, 2);
+        // A session that had no uid gets one, the same as its log's.
+        let uid: String = conn
+            .query_row("SELECT uid FROM sessions WHERE id = 8", [], |r| r.get(0))
+            .unwrap();
+        let log_uid: String = conn
+            .query_row("SELECT uid FROM logs WHERE id = 8", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(uid, log_uid);
     }
 }

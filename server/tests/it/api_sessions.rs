@@ -450,6 +450,68 @@ async fn update_rename_clone_delete() {
     }
 }
 
+/// Logs are keyed by the session's uid: a session deleted and created again under its old
+/// name starts with a log of its own, and a viewer holding the old log's cursor is told to
+/// start over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_created_again_under_an_old_name_gets_a_new_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.local_driver = false;
+    let s = TestServer::start(opts).await;
+    let source = s.create_session("first task").await;
+    let clone = |prompt: &'static str| {
+        let s = &s;
+        let source = source.clone();
+        async move {
+            let path = format!("{SESSIONS}/{source}");
+            let (st, _) = call(s, "PUT", &path, Some(json!({"initialPrompt": prompt}))).await;
+            assert_eq!(st, 200);
+            let (st, body) = call(
+                s,
+                "POST",
+                &format!("{path}/clone"),
+                Some(json!({"newSessionName": "again"})),
+            )
+            .await;
+            assert_eq!(st, 201, "{body}");
+            body["uid"].as_str().unwrap().to_owned()
+        }
+    };
+    let first_uid = clone("old prompt").await;
+    for text in ["one", "two"] {
+        let (st, _) = call(
+            &s,
+            "POST",
+            &format!("{SESSIONS}/again/messages"),
+            Some(json!({"text": text})),
+        )
+        .await;
+        assert_eq!(st, 202);
+    }
+    assert_eq!(crate::common::exported_events(&s, "again").await.len(), 3);
+    let (st, _) = call(&s, "DELETE", &format!("{SESSIONS}/again"), None).await;
+    assert_eq!(st, 204);
+
+    let second_uid = clone("new prompt").await;
+    assert_ne!(first_uid, second_uid);
+    let events = crate::common::exported_events(&s, "again").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(&events[0].event, model::protocol::SessionEvent::UserMessage(m) if m.text == "new prompt")
+    );
+    let mut viewer = server::sim::ViewerClient::connect(&s.addr.to_string(), "default", "again", 3)
+        .await
+        .unwrap();
+    assert!(matches!(
+        viewer.recv().await,
+        Err(server::sim::Closed::Code(
+            model::protocol::close::CURSOR_AHEAD,
+            _
+        ))
+    ));
+}
+
 #[tokio::test]
 async fn openapi_describes_every_route() {
     let dir = tempfile::tempdir().unwrap();

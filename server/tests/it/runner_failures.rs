@@ -231,3 +231,26 @@ async fn a_full_disk_is_named() {
     assert_eq!(ready, "PrerequisiteFailed");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_cannot_start_fails_the_session_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file that is not executable: spawning it fails.
+    let runner = dir.path().join("not-a-runner");
+    std::fs::write(&runner, "not a program").unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.runner_bin = Some(runner.clone());
+    let s = TestServer::start(opts).await;
+    let (errors, ready, code) = failure(&s, json!({"initialPrompt": "hi"})).await;
+    // The runner never ran: no error event of its own, no exit code.
+    assert_eq!(
+        (ready.as_str(), errors.len(), code),
+        ("RunnerNotStarted", 0, None)
+    );
+    let (_, list) = call(&s, "GET", "/api/projects/default/agentic-sessions", None).await;
+    let message = list["items"][0]["status"]["conditions"].to_string();
+    assert!(
+        message.contains("could not start") && message.contains("not-a-runner"),
+        "{message}"
+    );
+}

@@ -58,6 +58,8 @@ pub struct Options {
     pub local_driver: bool,
     /// The `claude` executable runners use.
     pub claude_bin: Option<PathBuf>,
+    /// The runner executable (default: the one this build made).
+    pub runner_bin: Option<PathBuf>,
     /// Where the UI's assets are (`<site_root>/pkg`). Default: Leptos' default.
     pub site_root: Option<PathBuf>,
 }
@@ -71,6 +73,7 @@ impl Options {
             stop_grace: Duration::from_secs(5),
             local_driver: true,
             claude_bin: Some(claude_bin()),
+            runner_bin: None,
             site_root: None,
         }
     }
@@ -99,7 +102,8 @@ impl TestServer {
             TcpListener::bind(opts.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
                 .await
                 .unwrap();
-        let mut config = server::sim::config(opts.data_dir.clone(), runner_bin());
+        let runner = opts.runner_bin.clone().unwrap_or_else(runner_bin);
+        let mut config = server::sim::config(opts.data_dir.clone(), runner);
         config.claude_bin = opts.claude_bin;
         config.stop_grace = opts.stop_grace;
         config.local_driver = opts.local_driver;
