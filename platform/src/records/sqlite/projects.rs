@@ -189,14 +189,7 @@ pub(super) async fn update_credentials(
 ) -> Result<(), StoreError> {
     let project = project.to_owned();
     db.write(move |tx, _| {
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
-            [&project],
-            |r| r.get(0),
-        )?;
-        if !exists {
-            return Err(StoreError::NotFound(format!("project '{project}'")));
-        }
+        require_project(tx, &project)?;
         for (key, value) in changes {
             match value {
                 Some(v) => tx.execute(
@@ -219,14 +212,7 @@ pub(super) async fn update_credentials(
 pub(super) async fn credentials(db: &Db, project: &str) -> Result<Credentials, StoreError> {
     let project = project.to_owned();
     db.read(move |c| {
-        let exists: bool = c.query_row(
-            "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
-            [&project],
-            |r| r.get(0),
-        )?;
-        if !exists {
-            return Err(StoreError::NotFound(format!("project '{project}'")));
-        }
+        require_project(c, &project)?;
         let mut out = Credentials::default();
         let mut stmt = c.prepare("SELECT key, value FROM secrets WHERE project = ?1")?;
         for row in stmt.query_map([&project], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
@@ -237,6 +223,19 @@ pub(super) async fn credentials(db: &Db, project: &str) -> Result<Credentials, S
         Ok(out)
     })
     .await
+}
+
+/// [`StoreError::NotFound`] unless the project exists.
+pub(super) fn require_project(c: &rusqlite::Connection, name: &str) -> Result<(), StoreError> {
+    let exists: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(StoreError::NotFound(format!("project '{name}'")));
+    }
+    Ok(())
 }
 
 /// A LIKE pattern matching `search` anywhere, with LIKE's wildcards escaped.

@@ -9,7 +9,7 @@ use model::session::SessionKey;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::super::{Page, Removed, Run, SessionRecord};
-use super::projects::like_pattern;
+use super::projects::{like_pattern, require_project};
 use crate::db::{Db, StoreError, now_ms};
 
 const COLUMNS: &str = "id, uid, object, resource_version, run_generation, runner_token_hash";
@@ -135,14 +135,7 @@ pub(super) async fn create(
         .clone();
     let k = key.clone();
     db.write(move |tx, _| {
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
-            [&k.project],
-            |r| r.get(0),
-        )?;
-        if !exists {
-            return Err(StoreError::NotFound(format!("project '{}'", k.project)));
-        }
+        require_project(tx, &k.project)?;
         let n = tx.execute(
             "INSERT INTO sessions (project, name, uid, created_at, object) VALUES (?1, ?2, ?3, ?4, '{}')
              ON CONFLICT (project, name) DO NOTHING",
