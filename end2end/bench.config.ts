@@ -42,8 +42,10 @@ export default defineConfig({
       cwd: root,
       url: `http://127.0.0.1:${BENCH_PORT}/health`,
       reuseExistingServer: false,
+      gracefulShutdown: { signal: 'SIGTERM', timeout: 20_000 },
       env: {
         AMBIENT_ADDR: `127.0.0.1:${BENCH_PORT}`,
+        AMBIENT_STOP_RUNNERS_ON_EXIT: 'true',
         AMBIENT_DATA_DIR: dataDir,
         AMBIENT_CLAUDE_BIN: path.join(root, 'tools/claude-code/node_modules/.bin/claude'),
         ANTHROPIC_BASE_URL: `http://127.0.0.1:${BENCH_MOCK_PORT}`,

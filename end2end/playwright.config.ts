@@ -30,10 +30,14 @@ const server = (port: number, extraEnv: Record<string, string>) => ({
   url: `http://127.0.0.1:${port}/health`,
   timeout: 30_000,
   reuseExistingServer: false,
+  // Asked to stop (not killed), the server stops the runners it started: the suite leaves
+  // no process behind (`make leftovers` checks).
+  gracefulShutdown: { signal: 'SIGTERM' as const, timeout: 20_000 },
   stdout: 'pipe' as const,
   stderr: 'pipe' as const,
   env: {
     AMBIENT_ADDR: `127.0.0.1:${port}`,
+    AMBIENT_STOP_RUNNERS_ON_EXIT: 'true',
     AMBIENT_DATA_DIR: path.join(dataDir, String(port)),
     AMBIENT_CLAUDE_BIN: claude,
     AMBIENT_USER: 'e2e tester',

@@ -2,13 +2,17 @@
 //! native alike.
 //!
 //! Layout:
-//! - [`session`]: the `AgenticSession` custom resource (spec, status, phase);
+//! - [`session`]: the `AgenticSession` custom resource (spec, status, phase, "has a
+//!   conversation") and [`session::SessionKey`];
 //! - [`project_settings`]: the `ProjectSettings` custom resource;
 //! - [`annotations`]: annotation and label keys (the desired-phase control channel);
-//! - [`protocol`]: the WebSocket protocol, one enum per direction, and its close codes;
+//! - [`protocol`]: the WebSocket protocol, one enum per direction, and its close codes (every
+//!   close a client acts on has its own code);
 //! - [`api`]: REST request and response bodies;
-//! - [`runner_env`]: the runner's environment variables and exit record;
-//! - [`validate`]: input validation shared by the server and the UI.
+//! - [`runner_env`]: the runner's contract with its drivers: environment variable names, the
+//!   typed [`runner_env::Credentials`], exit codes, the exit record;
+//! - [`validate`]: input validation shared by the server and the UI (one rule for each field,
+//!   one for a whole session-creation request).
 
 pub mod annotations;
 pub mod api;

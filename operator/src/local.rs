@@ -62,6 +62,9 @@ pub struct LocalConfig {
     pub default_inactivity_timeout: i64,
     /// Time a runner gets to stop after SIGTERM before it and its descendants are killed.
     pub stop_grace: Duration,
+    /// Stop every runner when the driver stops (test servers; normally runners outlive a
+    /// server, and the next one adopts them).
+    pub stop_runners_on_exit: bool,
 }
 
 /// Handle to the driver: tells it that a session needs attention.
@@ -168,9 +171,43 @@ pub struct DriverTask<S> {
 }
 
 impl<S: SessionStore> DriverTask<S> {
-    /// Runs until `shutdown` resolves. Runners are left running on shutdown: the next server
-    /// adopts them.
+    /// Runs until `shutdown` resolves. Runners are left running on shutdown (the next server
+    /// adopts them), unless [`LocalConfig::stop_runners_on_exit`] says otherwise.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        self.serve(shutdown).await;
+        if self.config.stop_runners_on_exit {
+            self.stop_all().await;
+        }
+    }
+
+    /// Ends every runner this driver knows: SIGTERM, and after the grace period SIGKILL to
+    /// whatever is left of each, its process group and its descendants.
+    async fn stop_all(&mut self) {
+        let running: Vec<(u32, u64)> = self
+            .procs
+            .values()
+            .filter(|p| p.is_running() && p.pid > 0)
+            .filter_map(|p| Some((p.pid, process::start_ticks(p.pid)?)))
+            .collect();
+        for (pid, _) in &running {
+            process::terminate(*pid);
+        }
+        let deadline = Instant::now() + self.config.stop_grace;
+        while Instant::now() < deadline
+            && running
+                .iter()
+                .any(|(pid, ticks)| process::is_alive(*pid, *ticks))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (pid, ticks) in running {
+            if process::is_alive(pid, ticks) {
+                process::kill_tree(pid);
+            }
+        }
+    }
+
+    async fn serve(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             match self.store.unfinished().await {

@@ -73,7 +73,9 @@ const MAX_BATCH: usize = 1024;
 const GROUP_TARGET: usize = 16;
 /// How long a small batch waits for more writes.
 const GROUP_WINDOW: Duration = Duration::from_micros(300);
-/// Read connections kept open.
+/// Read connections, at most: reads beyond wait for one (a burst of thousands of reads
+/// would otherwise open as many connections and blocking threads, each with its own page
+/// cache).
 const READERS: usize = 4;
 
 /// Hooks a write registers to run after its transaction commits.
@@ -102,6 +104,8 @@ pub struct Db {
     /// Dropped with the last handle; the checkpoint thread watches it.
     _alive: Arc<()>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per read connection.
+    reading: Arc<tokio::sync::Semaphore>,
     path: Arc<PathBuf>,
 }
 
@@ -141,6 +145,7 @@ impl Db {
             writer: tx,
             _alive: alive,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
             path: Arc::new(path.to_owned()),
         })
     }
@@ -176,6 +181,12 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let permit = self
+            .reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -184,10 +195,8 @@ impl Db {
                 None => open_conn(&path, true)?,
             };
             let out = f(&conn);
-            let mut pool = readers.lock().map_err(|_| StoreError::Closed)?;
-            if pool.len() < READERS {
-                pool.push(conn);
-            }
+            readers.lock().map_err(|_| StoreError::Closed)?.push(conn);
+            drop(permit);
             out
         })
         .await

@@ -117,7 +117,12 @@ impl Services {
         key: &SessionKey,
     ) -> Result<LiveSession, ApiError> {
         let mut record = self.records.get_session(caller, key).await?;
-        let log = self.log.open(uid_of(&record.session)).await?;
+        let uid = uid_of(&record.session);
+        // A session made elsewhere (a resource applied to the cluster) has no log yet.
+        let log = match self.log.find(uid).await? {
+            Some(log) => log,
+            None => self.log.open(uid).await?,
+        };
         let counters = self.log.counters(log).await?;
         with_activity(&mut record.session, counters.last_activity);
         Ok(LiveSession {

@@ -51,7 +51,7 @@ fn release_bin(name: &str) -> PathBuf {
 }
 
 fn config(data_dir: PathBuf, claude: Option<PathBuf>, credentials: Credentials) -> Resolved {
-    let mut config = server::sim::config(data_dir, release_bin("runner"));
+    let mut config = testkit::config(data_dir, release_bin("runner"));
     config.claude_bin = claude;
     config.models = vec!["claude-sonnet-4-6".into()];
     config.user = "bench".into();
@@ -61,13 +61,13 @@ fn config(data_dir: PathBuf, claude: Option<PathBuf>, credentials: Credentials) 
 
 async fn start(config: Resolved) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let spawned = server::sim::spawn(config, server::sim::leptos_options(), listener).await;
+    let spawned = testkit::spawn(config, testkit::leptos_options(), listener).await;
     (spawned.addr.to_string(), spawned.stop)
 }
 
 /// Fills the store with finished sessions (the driver has nothing to do with them).
 async fn seed(data_dir: &std::path::Path, n: usize) {
-    let services = server::sim::local_services(data_dir).unwrap();
+    let services = testkit::local_services(data_dir).unwrap();
     let caller = platform::Caller::system();
     let project = NewProject {
         name: "default".into(),

@@ -40,7 +40,7 @@ async fn main() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = server::sim::config(dir.path().to_owned(), release_bin("runner"));
+    let mut config = testkit::config(dir.path().to_owned(), release_bin("runner"));
     config.claude_bin = Some(claude);
     config.user = "bench".into();
     config.credentials = model::runner_env::Credentials {
@@ -49,7 +49,7 @@ async fn main() {
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let spawned = server::sim::spawn(config, server::sim::leptos_options(), listener).await;
+    let spawned = testkit::spawn(config, testkit::leptos_options(), listener).await;
     let (addr, stop) = (spawned.addr, spawned.stop);
     let http = reqwest::Client::new();
     let created: serde_json::Value = http

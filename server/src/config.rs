@@ -55,6 +55,10 @@ pub struct Config {
     /// external operator runs them, or for load tests with simulated runners.
     #[arg(long, env = "AMBIENT_LOCAL_DRIVER", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_driver: bool,
+    /// Stop every session's runner when the server stops (for test servers: normally
+    /// runners outlive a restart and the next server adopts them).
+    #[arg(long, env = "AMBIENT_STOP_RUNNERS_ON_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub stop_runners_on_exit: bool,
     /// Write Zopfli-compressed `.gz` files next to the UI's assets (served instead of
     /// compressing each response), then exit. Run after each release build.
     #[arg(long)]
@@ -98,6 +102,8 @@ pub struct Resolved {
     pub inactivity_timeout_secs: i64,
     /// Whether the local driver runs sessions.
     pub local_driver: bool,
+    /// Whether runners are stopped when the server stops.
+    pub stop_runners_on_exit: bool,
     /// Local user name.
     pub user: String,
     /// Credentials given to projects without their own.
@@ -182,6 +188,7 @@ impl Config {
             stop_grace: Duration::from_secs(self.stop_grace_secs),
             inactivity_timeout_secs: self.inactivity_timeout_secs,
             local_driver: self.local_driver,
+            stop_runners_on_exit: self.stop_runners_on_exit,
             user: self
                 .user
                 .clone()

@@ -6,15 +6,13 @@
 //! - [`config`]: flags and environment, validated once;
 //! - [`api`]: REST routes and their OpenAPI document;
 //! - [`ws`]: the viewer and runner WebSocket endpoints and their shared [`ws::Connection`];
-//! - [`assets`]: the UI's precompressed assets; [`state`]: the axum state;
-//! - `sim` (feature `test-util`): simulated runners and viewers for tests and the load
-//!   generator.
+//! - [`assets`]: the UI's precompressed assets; [`state`]: the axum state.
+//!
+//! Test scaffolding (simulated peers, the load generator) is the `testkit` crate's.
 
 pub mod api;
 pub mod assets;
 pub mod config;
-#[cfg(feature = "test-util")]
-pub mod sim;
 pub mod state;
 pub mod ws;
 
@@ -101,6 +99,7 @@ pub async fn run(
         default_model: config.default_model.clone(),
         default_inactivity_timeout: config.inactivity_timeout_secs,
         stop_grace: config.stop_grace,
+        stop_runners_on_exit: config.stop_runners_on_exit,
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (services, driver_task) =

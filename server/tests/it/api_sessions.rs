@@ -500,12 +500,12 @@ async fn a_session_created_again_under_an_old_name_gets_a_new_log() {
     assert!(
         matches!(&events[0].event, model::protocol::SessionEvent::UserMessage(m) if m.text == "new prompt")
     );
-    let mut viewer = server::sim::ViewerClient::connect(&s.addr.to_string(), "default", "again", 3)
+    let mut viewer = testkit::ViewerClient::connect(&s.addr.to_string(), "default", "again", 3)
         .await
         .unwrap();
     assert!(matches!(
         viewer.recv().await,
-        Err(server::sim::Closed::Code(
+        Err(testkit::Closed::Code(
             model::protocol::close::CURSOR_AHEAD,
             _
         ))

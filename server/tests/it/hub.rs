@@ -8,13 +8,13 @@ use model::protocol::{
     AgentMessage, BrowserToServer, Frame as _, LogLevel, LogLine, SendMessage, ServerToBrowser,
     ServerToRunner, SessionEvent, close,
 };
-use server::sim::{Closed, Connection, FakeRunner, ReadError, Seeded, ViewerClient, seed_running};
+use testkit::{Closed, Connection, FakeRunner, ReadError, Seeded, ViewerClient, seed_running};
 
 use crate::common::{Options, TestServer, call};
 
 async fn seeded_server(n: usize) -> (TestServer, Vec<Seeded>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let services = server::sim::local_services(dir.path()).unwrap();
+    let services = testkit::local_services(dir.path()).unwrap();
     let seeded = seed_running(&services, "default", n).await.unwrap();
     drop(services);
     let mut opts = Options::new(dir.path());

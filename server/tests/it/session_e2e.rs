@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Options, TestServer, is_phase};
+use crate::common::{Options, TestServer, is_phase, processes_in};
 use model::protocol::{ServerToBrowser, SessionEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,4 +134,25 @@ async fn a_late_viewer_gets_the_whole_log_then_live() {
         other => panic!("unexpected {other:?}"),
     }
     server.stop().await;
+}
+
+/// A test server told so stops the runners it started when it stops: a suite leaves no
+/// process behind (normally runners outlive a server, which the restart tests show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_its_runners_leaves_no_process() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path()).with_mock(&mock.url());
+    opts.stop_runners_on_exit = true;
+    opts.stop_grace = Duration::from_secs(2);
+    let server = TestServer::start(opts).await;
+    let name = server.create_session("slow 60").await;
+    server
+        .wait_phase(&name, &["Running"], Duration::from_secs(30))
+        .await;
+    let workspaces = dir.path().join("workspaces");
+    assert!(!processes_in(&workspaces).is_empty(), "the runner runs");
+    server.stop().await;
+    let left = processes_in(&workspaces);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

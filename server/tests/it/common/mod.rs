@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use model::protocol::{ServerToBrowser, SessionEvent, StoredEvent};
-use server::sim::ViewerClient;
+use testkit::ViewerClient;
 use tokio::net::TcpListener;
 
 /// The workspace's target directory for the current profile (where `runner` is built).
@@ -60,6 +60,8 @@ pub struct Options {
     pub claude_bin: Option<PathBuf>,
     /// The runner executable (default: the one this build made).
     pub runner_bin: Option<PathBuf>,
+    /// Stop the runners when the server stops.
+    pub stop_runners_on_exit: bool,
     /// Where the UI's assets are (`<site_root>/pkg`). Default: Leptos' default.
     pub site_root: Option<PathBuf>,
 }
@@ -74,6 +76,7 @@ impl Options {
             local_driver: true,
             claude_bin: Some(claude_bin()),
             runner_bin: None,
+            stop_runners_on_exit: false,
             site_root: None,
         }
     }
@@ -103,21 +106,22 @@ impl TestServer {
                 .await
                 .unwrap();
         let runner = opts.runner_bin.clone().unwrap_or_else(runner_bin);
-        let mut config = server::sim::config(opts.data_dir.clone(), runner);
+        let mut config = testkit::config(opts.data_dir.clone(), runner);
         config.claude_bin = opts.claude_bin;
         config.stop_grace = opts.stop_grace;
         config.local_driver = opts.local_driver;
+        config.stop_runners_on_exit = opts.stop_runners_on_exit;
         for (k, v) in &opts.credentials {
             config
                 .credentials
                 .set(k, Some(v.clone()))
                 .expect("a credential variable");
         }
-        let mut leptos = server::sim::leptos_options();
+        let mut leptos = testkit::leptos_options();
         if let Some(root) = &opts.site_root {
             leptos.site_root = root.to_string_lossy().into_owned().into();
         }
-        let spawned = server::sim::spawn(config, leptos, listener).await;
+        let spawned = testkit::spawn(config, leptos, listener).await;
         let (addr, tx, task) = (spawned.addr, spawned.stop, spawned.task);
         let http = reqwest::Client::new();
         TestServer {

@@ -20,7 +20,7 @@ use futures::{SinkExt, StreamExt};
 use model::protocol::{
     AgentMessage, Frame, RunnerEvent, RunnerToServer, ServerToRunner, SessionEvent,
 };
-use server::sim::{FakeRunner, Seeded, ViewerClient, seed_running};
+use testkit::{FakeRunner, Seeded, ViewerClient, seed_running};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -84,7 +84,7 @@ fn sent_at(frame: &str) -> Option<u64> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
-    let services = server::sim::local_services(data.path())?;
+    let services = testkit::local_services(data.path())?;
     let seeded = seed_running(&services, "load", args.sessions).await?;
     drop(services);
 

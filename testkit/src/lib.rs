@@ -1,7 +1,8 @@
-//! Simulated peers for the hub's tests and the load generator (feature `test-util`):
-//! sessions seeded with runner tokens, a runner that speaks the protocol by hand, and a
-//! viewer client. They use real WebSockets on loopback (the runner's own [`Connection`]);
-//! only the agent behind the runner is missing.
+//! Test scaffolding of the server's tests, its benchmarks and the load generator (`loadgen`);
+//! nothing here ships. Simulated peers: sessions seeded with runner tokens, a runner that
+//! speaks the protocol by hand, and a viewer client, over real WebSockets on loopback (the
+//! runner's own [`Connection`]): only the agent behind the runner is missing. In-process
+//! servers: [`config`], [`spawn`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -258,8 +259,8 @@ pub fn local_services(data_dir: &std::path::Path) -> Result<Services, ApiError> 
 pub fn config(
     data_dir: std::path::PathBuf,
     runner_bin: std::path::PathBuf,
-) -> crate::config::Resolved {
-    crate::config::Resolved {
+) -> server::config::Resolved {
+    server::config::Resolved {
         data_dir,
         runner_bin,
         claude_bin: None,
@@ -268,6 +269,7 @@ pub fn config(
         stop_grace: std::time::Duration::from_secs(5),
         inactivity_timeout_secs: 86_400,
         local_driver: true,
+        stop_runners_on_exit: false,
         user: "tester".into(),
         credentials: Default::default(),
     }
@@ -285,13 +287,13 @@ pub struct Spawned {
 
 /// Starts a server on `listener` and waits until it answers `/health`.
 pub async fn spawn(
-    config: crate::config::Resolved,
+    config: server::config::Resolved,
     leptos: leptos::config::LeptosOptions,
     listener: tokio::net::TcpListener,
 ) -> Spawned {
     let addr = listener.local_addr().expect("a bound listener");
     let (stop, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(crate::run(config, leptos, listener, async move {
+    let task = tokio::spawn(server::run(config, leptos, listener, async move {
         let _ = rx.await;
     }));
     // The listener is bound already: wait until the server answers on it.
