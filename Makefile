@@ -76,7 +76,7 @@ lint: setup
 	cargo clippy -p app -p model --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
 unit: build
-	cargo test --release --workspace
+	cargo test --release --workspace --exclude xtask
 
 e2e: build setup-e2e
 	cd end2end && npx playwright test
