@@ -18,7 +18,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export AMBIENT_CLAUDE_BIN ?= $(ROOT)/tools/claude-code/node_modules/.bin/claude
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup setup-rust setup-npm setup-e2e setup-browser build run test lint unit e2e \
+.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser build run test lint unit e2e \
 	leftovers crds bench bench-ui loadtest
 
 help:
@@ -27,7 +27,7 @@ help:
 	@echo "make setup  install the build tools only"
 	@echo "make bench, make bench-ui, make loadtest: benchmarks (figures in BENCHMARKS.md)"
 
-setup: setup-rust setup-npm
+setup: setup-rust setup-npm setup-sandbox
 
 setup-rust:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -48,6 +48,17 @@ setup-e2e: end2end/node_modules/.installed setup-browser
 end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
 	cd end2end && npm ci --no-audit --no-fund
 	@touch $@
+
+# bubblewrap: the agent's sandbox in local mode (see README, "What the sandbox protects").
+setup-sandbox:
+	@if ! command -v bwrap > /dev/null; then \
+		echo "==> installing bubblewrap"; \
+		for i in 1 2 3; do \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends bubblewrap && break; \
+			$(SUDO) apt-get update -q || true; \
+		done; \
+		command -v bwrap > /dev/null; \
+	fi
 
 # Debian's Chromium for Playwright (never `playwright install`: it downloads from the web).
 # The first install can fail on this image's apt hooks; retrying works.

@@ -64,11 +64,18 @@ pub fn App() -> impl IntoView {
             <a class="skip" href="#main">"Skip to content"</a>
             <header class="topbar">
                 <a class="brand" href="/projects">"Ambient Code"</a>
-                <nav><a href="/projects">"Projects"</a></nav>
+                <nav>
+                    <a href="/projects">"Projects"</a>
+                    <a href="/keys">"Access keys"</a>
+                    <form method="post" action="/logout" class="signout">
+                        <button type="submit" class="link">"Sign out"</button>
+                    </form>
+                </nav>
             </header>
             <main id="main">
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/projects") view={Lazy::<ProjectsRoute>::new()}/>
+                    <Route path=path!("/keys") view={Lazy::<KeysRoute>::new()}/>
                     <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()}/>
                     <Route path=path!("/projects/:project/new") view={Lazy::<NewSessionRoute>::new()}/>
                     <Route path=path!("/projects/:project/settings") view={Lazy::<SettingsRoute>::new()}/>
@@ -101,6 +108,7 @@ macro_rules! lazy_page {
 }
 
 lazy_page!(ProjectsRoute, pages::projects::ProjectsPage);
+lazy_page!(KeysRoute, pages::keys::KeysPage);
 lazy_page!(ProjectRoute, pages::project::ProjectPage);
 lazy_page!(NewSessionRoute, pages::new_session::NewSessionPage);
 lazy_page!(SettingsRoute, pages::settings::SettingsPage);

@@ -190,67 +190,137 @@ pub fn parse(text: &str) -> Vec<Block> {
     blocks
 }
 
-/// Parses inline content.
+/// Nesting deeper than this is shown as text: agents never write it, and a hostile text
+/// must not make the parser recurse without bound.
+const MAX_DEPTH: usize = 6;
+
+/// Parses inline content, in time linear in its length (times the small nesting depth).
 pub fn inline(text: &str) -> Vec<Inline> {
+    inline_at(text, 0)
+}
+
+/// The next occurrence of a needle at or after a position, remembered. The positions asked
+/// for only grow, so a remembered answer stays right until the position passes it: each
+/// needle is searched for once per occurrence, not once per opening marker (which made
+/// `[[[[…` quadratic).
+struct Next<'a> {
+    text: &'a str,
+    needle: &'static str,
+    /// The last answer, and the position it was asked for.
+    last: Option<(usize, Option<usize>)>,
+}
+
+impl<'a> Next<'a> {
+    fn new(text: &'a str, needle: &'static str) -> Self {
+        Next {
+            text,
+            needle,
+            last: None,
+        }
+    }
+
+    fn at(&mut self, pos: usize) -> Option<usize> {
+        match self.last {
+            Some((from, found)) if from <= pos && found.is_none_or(|q| q >= pos) => found,
+            _ => {
+                let rest = self.text.get(pos..).unwrap_or_default();
+                let found = rest.find(self.needle);
+                #[cfg(test)]
+                SCANNED.with(|s| s.set(s.get() + found.unwrap_or(rest.len())));
+                let found = found.map(|i| pos + i);
+                self.last = Some((pos, found));
+                found
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes searched by [`Next`], for the test that the parser is linear.
+    static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn inline_at(text: &str, depth: usize) -> Vec<Inline> {
+    if depth > MAX_DEPTH {
+        return vec![Inline::Text(text.to_owned())];
+    }
     let mut out = Vec::new();
     let mut plain = String::new();
-    let mut rest = text;
     let push_plain = |plain: &mut String, out: &mut Vec<Inline>| {
         if !plain.is_empty() {
             out.push(Inline::Text(std::mem::take(plain)));
         }
     };
-    while let Some(c) = rest.chars().next() {
+    let mut tick = Next::new(text, "`");
+    let mut stars = Next::new(text, "**");
+    let mut unders = Next::new(text, "__");
+    let mut star = Next::new(text, "*");
+    let mut under = Next::new(text, "_");
+    let mut link = Next::new(text, "](");
+    let mut paren = Next::new(text, ")");
+    let mut p = 0;
+    while let Some(c) = text[p..].chars().next() {
         // `code`
         if c == '`'
-            && let Some(end) = rest[1..].find('`')
+            && let Some(end) = tick.at(p + 1)
         {
             push_plain(&mut plain, &mut out);
-            out.push(Inline::Code(rest[1..1 + end].to_owned()));
-            rest = &rest[end + 2..];
+            out.push(Inline::Code(text[p + 1..end].to_owned()));
+            p = end + 1;
             continue;
         }
         // **strong** or __strong__
-        let strong = ["**", "__"].into_iter().find_map(|m| {
-            rest.starts_with(m)
-                .then(|| rest[2..].find(m).filter(|e| *e > 0))
-                .flatten()
-        });
+        let strong = [("**", &mut stars), ("__", &mut unders)]
+            .into_iter()
+            .find_map(|(m, next)| {
+                text[p..]
+                    .starts_with(m)
+                    .then(|| next.at(p + 2).filter(|e| *e > p + 2))
+                    .flatten()
+            });
         if let Some(end) = strong {
             push_plain(&mut plain, &mut out);
-            out.push(Inline::Strong(inline(&rest[2..2 + end])));
-            rest = &rest[end + 4..];
+            out.push(Inline::Strong(inline_at(&text[p + 2..end], depth + 1)));
+            p = end + 2;
             continue;
         }
         // *emphasis* or _emphasis_ (not inside words for _)
-        if (c == '*' || (c == '_' && !plain.ends_with(|p: char| p.is_alphanumeric())))
-            && let Some(end) = rest[1..].find(c).filter(|e| *e > 0)
-            && !rest[1..].starts_with(' ')
+        let emphasis = match c {
+            '*' => Some(&mut star),
+            '_' if !plain.ends_with(|p: char| p.is_alphanumeric()) => Some(&mut under),
+            _ => None,
+        };
+        if let Some(next) = emphasis
+            && !text[p + 1..].starts_with(' ')
+            && let Some(end) = next.at(p + 1).filter(|e| *e > p + 1)
         {
             push_plain(&mut plain, &mut out);
-            out.push(Inline::Emphasis(inline(&rest[1..1 + end])));
-            rest = &rest[end + 2..];
+            out.push(Inline::Emphasis(inline_at(&text[p + 1..end], depth + 1)));
+            p = end + 1;
             continue;
         }
         // [text](target)
         if c == '['
-            && let Some(close) = rest.find("](")
-            && let Some(end) = rest[close..].find(')')
+            && let Some(close) = link.at(p)
+            && let Some(end) = paren.at(close)
         {
-            let label = &rest[1..close];
-            let target = rest[close + 2..close + end].trim();
+            let target = text[close + 2..end].trim();
             if target.starts_with("https://")
                 || target.starts_with("http://")
                 || target.starts_with("mailto:")
             {
                 push_plain(&mut plain, &mut out);
-                out.push(Inline::Link(inline(label), target.to_owned()));
-                rest = &rest[close + end + 1..];
+                out.push(Inline::Link(
+                    inline_at(&text[p + 1..close], depth + 1),
+                    target.to_owned(),
+                ));
+                p = end + 1;
                 continue;
             }
         }
         plain.push(c);
-        rest = &rest[c.len_utf8()..];
+        p += c.len_utf8();
     }
     push_plain(&mut plain, &mut out);
     out
@@ -339,6 +409,47 @@ mod tests {
             inline("**a****b**"),
             vec![Inline::Strong(vec![t("a")]), Inline::Strong(vec![t("b")])]
         );
+    }
+
+    /// Counts the bytes the parser searches on hostile input: the work must grow linearly
+    /// (a count, not a timing, so the test cannot flake). 100 KB of `[` searched 5 GB
+    /// (seconds of CPU on every render) when each `[` looked for its `](` afresh.
+    #[test]
+    fn hostile_markers_parse_in_linear_time() {
+        for unit in [
+            "[",
+            "[a](",
+            "*a",
+            "**",
+            "`",
+            "_ ",
+            "[x](http://a",
+            "](",
+            "*[_`",
+            "**_*",
+            "[**",
+        ] {
+            let text = unit.repeat(100_000 / unit.len());
+            SCANNED.with(|s| s.set(0));
+            let parsed = inline(&text);
+            let scanned = SCANNED.with(|s| s.get());
+            assert!(
+                scanned <= 8 * (MAX_DEPTH + 1) * text.len(),
+                "{unit:?}: searched {scanned} bytes of a {} byte text",
+                text.len()
+            );
+            let len: usize = parsed.iter().map(text_len).sum();
+            assert!(len <= text.len(), "{unit:?}");
+        }
+    }
+
+    fn text_len(i: &Inline) -> usize {
+        match i {
+            Inline::Text(t) | Inline::Code(t) => t.len(),
+            Inline::Strong(c) | Inline::Emphasis(c) | Inline::Link(c, _) => {
+                c.iter().map(text_len).sum()
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the request's context, identify the caller, and answer refusals with the REST API's
 //! status (a refusal is a 4xx, as over REST, not a blanket 500).
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use platform::{ApiError, Caller, Services};
 
 use crate::error::AppError;
@@ -11,10 +11,13 @@ use crate::error::AppError;
 pub async fn context() -> Result<(Services, Caller), AppError> {
     let services = leptos::prelude::use_context::<Services>()
         .ok_or_else(|| AppError::new("internal", "the server did not provide its services"))?;
-    let headers: HeaderMap = leptos_axum::extract()
-        .await
-        .map_err(|e| AppError::new("internal", e.to_string()))?;
-    let caller = platform::auth::caller(&services, &headers).map_err(|e| refusal(e.into_api()))?;
+    // The server's doors identified the caller (or refused the request) before any page
+    // or server function ran.
+    let caller: Caller = leptos_axum::extract().await.map_err(|_| {
+        refusal(ApiError::Unauthorized(
+            "sign in first: this request carries no session".into(),
+        ))
+    })?;
     Ok((services, caller))
 }
 

@@ -1,5 +1,7 @@
 import { test as base, expect, Page } from '@playwright/test';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PORT } from '../playwright.config';
 
 /** Where a server of the run keeps its data. */
 export function dataDir(port: number): string {
@@ -11,8 +13,29 @@ export function workspace(port: number, project: string, session: string): strin
   return path.join(dataDir(port), 'workspaces', project, session);
 }
 
-/** Fails the test on any console error or uncaught page error. */
+/** The install secret of a server of the run (its owner's access key). */
+export function installSecret(port: number, dir: string = dataDir(port)): string {
+  return fs.readFileSync(path.join(dir, 'install-secret'), 'utf8').trim();
+}
+
+/** Signs the page's browser in to a server with its install secret (the login page's form). */
+export async function signIn(page: Page, port: number, dir?: string) {
+  const res = await page.request.post(`http://127.0.0.1:${port}/login`, {
+    form: { key: installSecret(port, dir) },
+    maxRedirects: 0,
+  });
+  expect(res.status(), 'signed in').toBe(303);
+}
+
+/**
+ * Every page starts signed in to the main server of the run (tests of the login itself use a
+ * fresh context); fails the test on any console error or uncaught page error.
+ */
 export const test = base.extend<{ consoleErrors: string[] }>({
+  page: async ({ page }, use) => {
+    await signIn(page, PORT);
+    await use(page);
+  },
   consoleErrors: async ({ page }, use) => {
     const errors: string[] = [];
     page.on('console', (msg) => {
@@ -38,9 +61,11 @@ export async function api(
   path: string,
   body?: unknown,
 ): Promise<any> {
+  const headers: Record<string, string> = { authorization: `Bearer ${installSecret(port)}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`http://127.0.0.1:${port}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();

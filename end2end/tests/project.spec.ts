@@ -1,4 +1,4 @@
-import { test, expect, hydrated, api, newProject, newSession } from './fixtures';
+import { test, expect, hydrated, api, newProject, newSession, signIn } from './fixtures';
 import { NO_CREDENTIALS_PORT, PORT } from '../playwright.config';
 
 test('project page: phases update live; stop, continue, clone and delete from the table', async ({ page, consoleErrors }) => {
@@ -46,6 +46,7 @@ test('project page: search and paging', async ({ page, consoleErrors }) => {
     const word = i === 7 ? 'zebra' : 'task';
     await newSession(NO_CREDENTIALS_PORT, project, { initialPrompt: `${word} number ${i}`, displayName: `item ${i}` });
   }
+  await signIn(page, NO_CREDENTIALS_PORT);
   await page.goto(`${base}/projects/${project}`);
   await hydrated(page);
 

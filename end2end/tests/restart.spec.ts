@@ -1,7 +1,7 @@
 import { spawn, ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, expect, hydrated, newSession, seqs } from './fixtures';
+import { test, expect, hydrated, installSecret, seqs, signIn } from './fixtures';
 import { MOCK_PORT } from '../playwright.config';
 
 // A server of its own, so this test may kill and restart it.
@@ -46,7 +46,14 @@ test('a server restart during a session: the page says so, then recovers by itse
   let server = startServer(dataDir);
   try {
     await healthy();
-    const session = await newSession(RESTART_PORT, 'default', { initialPrompt: 'slow 60' });
+    await signIn(page, RESTART_PORT, dataDir);
+    const created = await fetch(`http://127.0.0.1:${RESTART_PORT}/api/projects/default/agentic-sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${installSecret(RESTART_PORT, dataDir)}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ initialPrompt: 'slow 60' }),
+    });
+    expect(created.status).toBe(201);
+    const session = (await created.json()).name;
     await page.goto(`http://127.0.0.1:${RESTART_PORT}/projects/default/sessions/${session}`);
     await hydrated(page);
     const conn = page.locator('[data-conn]');

@@ -148,13 +148,13 @@ test('session page: a second browser sees the same transcript', async ({ page, b
   expect(consoleErrors).toEqual([]);
 });
 
-test('the transcript is in the server-rendered HTML; dark mode follows the system', async ({ page, request, consoleErrors }) => {
+test('the transcript is in the server-rendered HTML; dark mode follows the system', async ({ page, consoleErrors }) => {
   const project = await newProject(PORT, 'ssr');
   const session = await newSession(PORT, project, { initialPrompt: 'say the magic word' });
   await expect
     .poll(async () => (await api(PORT, 'GET', `/api/projects/${project}/agentic-sessions/${session}`)).status?.phase, { timeout: 60_000 })
     .toBe('Completed');
-  const html = await (await request.get(`/projects/${project}/sessions/${session}`)).text();
+  const html = await (await page.request.get(`/projects/${project}/sessions/${session}`)).text();
   expect(html).toContain('You said: say the magic word');
   expect(html).toContain('Run finished');
 

@@ -421,3 +421,43 @@ impl From<&SessionList> for SessionSummaries {
         }
     }
 }
+
+/// An access key as listed (its value is shown once, when it is made).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKey {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its first characters, to recognise it.
+    pub prefix: String,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// When it was last used (RFC 3339), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
+}
+
+/// `POST /api/keys`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAccessKeyRequest {
+    /// What the key is for (`ci`, `my laptop`): 1 to 100 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    pub name: String,
+}
+
+/// Answer to `POST /api/keys`: the key itself, shown this once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAccessKey {
+    /// The key: send it as `Authorization: Bearer <key>`. It is not stored and cannot be
+    /// shown again.
+    pub key: String,
+    /// The key as listed.
+    pub access_key: AccessKey,
+}

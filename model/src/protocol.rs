@@ -15,8 +15,8 @@ mod runner;
 pub use browser::{BrowserToServer, Live, Refusal, SendMessage, ServerToBrowser};
 pub use event::{
     AgentDelta, AgentMessage, AgentStarted, ControlEcho, ErrorEvent, GitPush, LogLevel, LogLine,
-    PhaseChange, PullRequest, RunResult, SessionEvent, StoredEvent, Thinking, ToolResult, ToolUse,
-    TurnResult, Usage, UserMessage,
+    MAX_EVENT_TEXT, PhaseChange, PullRequest, RunResult, SessionEvent, StoredEvent, Thinking,
+    ToolResult, ToolUse, TurnResult, Usage, UserMessage, truncated,
 };
 pub use runner::{
     Ack, RunnerControl, RunnerEvent, RunnerHello, RunnerIdle, RunnerToServer, RunnerUserMessage,
@@ -66,6 +66,10 @@ pub mod close {
     pub const CURSOR_AHEAD: u16 = 4416;
     /// The viewer could not keep up for too long.
     pub const TOO_SLOW: u16 = 4429;
+    /// A connection of this run's runner is open already (a runner that lost its connection
+    /// may try again once the server notices it is gone; an intruder with the token cannot
+    /// take the place of the real runner).
+    pub const ALREADY_CONNECTED: u16 = 4411;
     /// Unexpected server-side failure; reconnect.
     pub const INTERNAL: u16 = 4500;
 

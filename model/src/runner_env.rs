@@ -3,7 +3,7 @@
 //! leaves in its workspace.
 //!
 //! Names follow the original platform where it has them; the platform's own additions start
-//! with [`crate::validate::RESERVED_ENV_PREFIX`] and cannot be overridden by users.
+//! with `AMBIENT_`. No session may set any of them ([`is_reserved`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +71,8 @@ pub const HANDLED_THROUGH: &str = "AMBIENT_HANDLED_THROUGH";
 pub const CLAUDE_BIN: &str = "AMBIENT_CLAUDE_BIN";
 /// `false` to have the agent's text only as whole messages, not streamed as it is written.
 pub const PARTIAL_MESSAGES: &str = "AMBIENT_PARTIAL_MESSAGES";
+/// Whether the agent runs in a sandbox: `auto`, `required` or `off`.
+pub const SANDBOX: &str = "AMBIENT_SANDBOX";
 
 /// Anthropic API key.
 pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
@@ -86,10 +88,71 @@ pub const GITLAB_TOKEN: &str = "GITLAB_TOKEN";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 /// GitLab's REST API base (default `https://<host>/api/v4`).
 pub const GITLAB_API_URL: &str = "GITLAB_API_URL";
-/// Most model turns per message (`--max-turns`); unset for no limit.
+/// Most model turns per message (`--max-turns`); unset for no limit. The one variable of
+/// the runner a session may set itself (it can only make the agent stop sooner).
 pub const MAX_TURNS: &str = "MAX_TURNS";
 /// The session's display name (pull request titles).
 pub const DISPLAY_NAME: &str = "AMBIENT_DISPLAY_NAME";
+
+/// Every variable of the contract above, set by the driver for the runner.
+pub const CONTRACT: [&str; 28] = [
+    SESSION_NAME,
+    SESSION_NAMESPACE,
+    SESSION_ID,
+    PROJECT_NAME,
+    WORKSPACE_PATH,
+    ARTIFACTS_DIR,
+    INITIAL_PROMPT,
+    IS_RESUME,
+    LLM_MODEL,
+    TIMEOUT,
+    REPOS_JSON,
+    ACTIVE_WORKFLOW_GIT_URL,
+    ACTIVE_WORKFLOW_BRANCH,
+    ACTIVE_WORKFLOW_PATH,
+    USER_ID,
+    USER_NAME,
+    CUSTOM_MCP_SERVERS,
+    PROJECT_MCP_SERVERS,
+    BACKEND_API_URL,
+    RUNNER_TOKEN,
+    RUNNER_GENERATION,
+    HANDLED_THROUGH,
+    CLAUDE_BIN,
+    PARTIAL_MESSAGES,
+    SANDBOX,
+    DISPLAY_NAME,
+    GITHUB_API_URL,
+    GITLAB_API_URL,
+];
+
+/// Variables the runner sets for the agent's CLI itself.
+const CLI_VARIABLES: [&str; 6] = [
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+    "CLAUDECODE",
+    "DISABLE_AUTOUPDATER",
+    "IS_SANDBOX",
+];
+
+/// Variables that decide how programs are found, loaded and started.
+const PROCESS_VARIABLES: [&str; 6] = ["PATH", "HOME", "SHELL", "BASH_ENV", "ENV", "TMPDIR"];
+
+/// Prefixes of variables no session may set: the platform's own, the dynamic loader's,
+/// git's and ssh's (they reconfigure the runner's own git), and the model endpoint's.
+const RESERVED_PREFIXES: [&str; 5] = ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_"];
+
+/// Whether a session's `environmentVariables` may not set `name`: the runner's contract, the
+/// credentials, the agent CLI's own settings, the loader, the shell and git would otherwise
+/// be rewired by whoever creates a session.
+pub fn is_reserved(name: &str) -> bool {
+    CONTRACT.contains(&name)
+        || Credentials::KEYS.contains(&name)
+        || CLI_VARIABLES.contains(&name)
+        || PROCESS_VARIABLES.contains(&name)
+        || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// Folder inside the workspace that belongs to the platform, not the agent.
 pub const STATE_DIR: &str = ".ambient";
@@ -239,6 +302,32 @@ mod tests {
             [(ANTHROPIC_API_KEY, "proj"), (GITHUB_TOKEN, "gh")]
         );
         assert_eq!(Credentials::default().over(&defaults), defaults);
+    }
+
+    #[test]
+    fn the_contract_and_what_rewires_a_process_are_reserved() {
+        for name in [
+            WORKSPACE_PATH,
+            REPOS_JSON,
+            INITIAL_PROMPT,
+            GITHUB_API_URL,
+            ANTHROPIC_BASE_URL,
+            "ANTHROPIC_CUSTOM_HEADERS",
+            "LD_PRELOAD",
+            "PATH",
+            "HOME",
+            "BASH_ENV",
+            "GIT_CONFIG_COUNT",
+            "GIT_SSH_COMMAND",
+            "SSH_AUTH_SOCK",
+            "AMBIENT_ANYTHING",
+            "CLAUDE_CONFIG_DIR",
+        ] {
+            assert!(is_reserved(name), "{name}");
+        }
+        for name in ["LOG_LEVEL", "NODE_ENV", "DEBUG", "PATHS", "MY_GIT_TOKEN"] {
+            assert!(!is_reserved(name), "{name}");
+        }
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub fn repo_url(field: &str, url: &str) -> Result<(), Invalid> {
     if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return fail("must be a URL without spaces or control characters");
     }
+    // git would take it for an option (`--upload-pack=...`).
+    if url.starts_with('-') {
+        return fail("must not start with '-'");
+    }
     if let Some(rest) = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -178,10 +182,8 @@ pub fn branch_name(field: &str, name: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Prefix of the variables the platform sets for the runner itself; users cannot override them.
-pub const RESERVED_ENV_PREFIX: &str = "AMBIENT_";
-
-/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, not reserved by the platform.
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, not reserved by the platform
+/// (see [`crate::runner_env::is_reserved`]).
 pub fn env_var_name(field: &str, name: &str) -> Result<(), Invalid> {
     let mut chars = name.chars();
     let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -195,10 +197,10 @@ pub fn env_var_name(field: &str, name: &str) -> Result<(), Invalid> {
             ),
         ));
     }
-    if name.starts_with(RESERVED_ENV_PREFIX) {
+    if crate::runner_env::is_reserved(name) {
         return Err(Invalid::new(
             field,
-            format!("'{name}' is reserved by the platform"),
+            format!("'{name}' is reserved by the platform and cannot be set for a session"),
         ));
     }
     Ok(())
@@ -218,10 +220,45 @@ pub fn model(field: &str, model: &str, allowed: &[String]) -> Result<(), Invalid
 
 const SECONDS: &str = "must be a whole number of seconds, zero or more";
 
-/// A duration in seconds (`timeout`, `inactivityTimeout`): zero or more.
+/// Longest timeout of any kind: 30 days.
+pub const MAX_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A duration in seconds (`timeout`, `inactivityTimeout`): zero to [`MAX_SECONDS`].
 pub fn seconds(field: &str, value: Option<i64>) -> Result<(), Invalid> {
-    if value.is_some_and(|v| v < 0) {
-        return Err(Invalid::new(field, SECONDS));
+    match value {
+        Some(v) if v < 0 => Err(Invalid::new(field, SECONDS)),
+        Some(v) if v > MAX_SECONDS => Err(Invalid::new(
+            field,
+            format!("must be at most {MAX_SECONDS} seconds (30 days)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Largest `offset` of a list: far beyond any real list, and safe to add to.
+pub const MAX_OFFSET: u64 = 1_000_000_000;
+
+/// A list's `offset`.
+pub fn offset(value: u64) -> Result<(), Invalid> {
+    if value > MAX_OFFSET {
+        return Err(Invalid::new(
+            "offset",
+            format!("must be at most {MAX_OFFSET}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Longest search text of a list.
+pub const MAX_SEARCH: usize = 200;
+
+/// A list's search text.
+pub fn search(value: &str) -> Result<(), Invalid> {
+    if value.chars().count() > MAX_SEARCH {
+        return Err(Invalid::new(
+            "search",
+            format!("must be at most {MAX_SEARCH} characters"),
+        ));
     }
     Ok(())
 }
@@ -298,6 +335,15 @@ mod tests {
     #[test]
     fn seconds_as_typed() {
         assert_eq!(seconds_text("t", " "), Ok(None));
+        assert!(seconds("t", Some(MAX_SECONDS)).is_ok());
+        for huge in [MAX_SECONDS + 1, i64::MAX] {
+            assert!(
+                seconds("t", Some(huge))
+                    .unwrap_err()
+                    .message
+                    .contains("30 days")
+            );
+        }
         assert_eq!(seconds_text("t", "600"), Ok(Some(600)));
         for bad in ["-5", "ten", "1.5"] {
             assert_eq!(
@@ -402,6 +448,8 @@ mod tests {
             "file://relative/path",
             "https://github.com/org/re po",
             "ssh://host:notaport/x",
+            "--upload-pack=touch${IFS}x@host:path",
+            "-u@host:path",
         ] {
             assert!(repo_url("url", bad).is_err(), "{bad}");
         }
@@ -423,9 +471,23 @@ mod tests {
     fn env_names() {
         assert!(env_var_name("e", "DEBUG_LEVEL").is_ok());
         assert!(env_var_name("e", "_x1").is_ok());
-        for bad in ["", "1A", "A-B", "A B", "AMBIENT_RUNNER_TOKEN"] {
+        for bad in [
+            "",
+            "1A",
+            "A-B",
+            "A B",
+            "AMBIENT_RUNNER_TOKEN",
+            "WORKSPACE_PATH",
+            "LD_PRELOAD",
+        ] {
             assert!(env_var_name("e", bad).is_err(), "{bad}");
         }
+        assert!(
+            env_var_name("e", "PATH")
+                .unwrap_err()
+                .message
+                .contains("'PATH' is reserved")
+        );
     }
 
     #[test]

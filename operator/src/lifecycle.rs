@@ -86,6 +86,10 @@ pub struct Context {
     /// Whether the session's log holds user messages no agent has handled yet (sent while its
     /// last runner was finishing): a session that completes with such messages goes on.
     pub unhandled_messages: bool,
+    /// Why no runner may start now (the cap on running sessions is reached), if so: a
+    /// session that would start waits in `Pending` saying this, and starts when the driver
+    /// plans it again with room.
+    pub no_room: Option<String>,
 }
 
 /// What a driver must do for a session.
@@ -118,6 +122,9 @@ pub struct Plan {
     /// Plan again after this long even if nothing is observed to change (timeouts).
     pub requeue_after: Option<Duration>,
 }
+
+/// The reason of a session waiting in `Pending` for a free slot.
+pub const WAITING_FOR_ROOM: &str = "WaitingForCapacity";
 
 /// Condition types written by the operator.
 pub mod condition {
@@ -154,7 +161,8 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
         }
         Phase::Pending => {
             b.plan.clear_desired_phase = desired.is_some();
-            b.start(false);
+            // A restart that waited for room continues its conversation.
+            b.start(b.has_conversation);
         }
         Phase::Creating | Phase::Running if desired == Some(DESIRED_STOPPED) => {
             b.plan.clear_desired_phase = true;
@@ -300,11 +308,16 @@ impl Builder<'_> {
         self.st.completion_time = None;
         self.st.stopped_reason = None;
         self.st.result = None;
-        self.st.sdk_restart_count = Some(self.st.sdk_restart_count.unwrap_or(0) + 1);
+        self.st.sdk_restart_count = Some(self.st.sdk_restart_count.unwrap_or(0).saturating_add(1));
         self.start(true);
     }
 
     fn start(&mut self, restart: bool) {
+        if let Some(why) = &self.ctx.no_room {
+            self.condition(condition::READY, false, WAITING_FOR_ROOM, why);
+            self.set_phase(Phase::Pending, WAITING_FOR_ROOM, Some(why.clone()));
+            return;
+        }
         self.st.start_time = Some(self.now());
         self.st.last_activity_time = None;
         self.st.observed_generation = self.generation;
@@ -460,7 +473,7 @@ impl Builder<'_> {
             .max(started);
         let mut next: Option<i64> = None;
         if let Some(limit) = session.spec.timeout.filter(|t| *t > 0) {
-            let left = started + limit - now;
+            let left = started.saturating_add(limit).saturating_sub(now);
             if left <= 0 {
                 return Some(StoppedReason::Timeout);
             }
@@ -472,13 +485,14 @@ impl Builder<'_> {
             .or(self.ctx.project_inactivity_timeout)
             .unwrap_or(self.ctx.default_inactivity_timeout);
         if inactivity > 0 {
-            let left = active + inactivity - now;
+            let left = active.saturating_add(inactivity).saturating_sub(now);
             if left <= 0 {
                 return Some(StoppedReason::Inactivity);
             }
             next = Some(next.map_or(left, |n| n.min(left)));
         }
-        self.plan.requeue_after = next.map(|s| Duration::from_secs(s as u64));
+        // At most a day ahead: the next plan looks again, and no timer is set decades out.
+        self.plan.requeue_after = next.map(|s| Duration::from_secs(s.clamp(1, 86_400) as u64));
         None
     }
 }

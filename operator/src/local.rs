@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use model::runner_env::{Credentials, EXIT_RECORD_FILE, ExitRecord, RUNNER_LOG_FILE, STATE_DIR};
+use model::runner_env::{EXIT_RECORD_FILE, ExitRecord, RUNNER_LOG_FILE, STATE_DIR};
 use model::session::SessionKey;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::lifecycle::{self, Action, Context, Exit, Runner};
 use crate::runner_env::{RunSpec, runner_env};
 
-pub use process::{descendants, kill_descendants, kill_tree, start_ticks};
+pub use process::{descendants, kill_descendants, kill_tree, probe_sandbox, start_ticks};
 pub use store::{Loaded, RunTicket, SessionStore, StoreError};
 
 /// File in the workspace's state folder naming the runner process of the current run, so a
@@ -65,6 +65,31 @@ pub struct LocalConfig {
     /// Stop every runner when the driver stops (test servers; normally runners outlive a
     /// server, and the next one adopts them).
     pub stop_runners_on_exit: bool,
+    /// Run no agent outside its sandbox (a runner whose sandbox cannot run fails).
+    pub require_sandbox: bool,
+    /// Most runners alive at once; further sessions wait in `Pending`, first come first
+    /// started (see [`default_max_running`]).
+    pub max_running: usize,
+}
+
+/// Memory a session's runner and agent take, for the default cap (`claude` is ~300 MB).
+pub const MEMORY_PER_SESSION: u64 = 512 * 1024 * 1024;
+
+/// The default cap on running sessions: the memory available now, half a GiB per session,
+/// at least one.
+pub fn default_max_running() -> usize {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib.saturating_mul(1024))
+        .unwrap_or(4 * 1024 * 1024 * 1024);
+    usize::try_from(available / MEMORY_PER_SESSION)
+        .unwrap_or(usize::MAX)
+        .max(1)
 }
 
 /// Handle to the driver: tells it that a session needs attention.
@@ -105,6 +130,7 @@ impl Unstarted {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             due: HashMap::new(),
+            waiting: VecDeque::new(),
         }
     }
 }
@@ -168,6 +194,8 @@ pub struct DriverTask<S> {
     queue: VecDeque<SessionKey>,
     queued: HashSet<SessionKey>,
     due: HashMap<SessionKey, Instant>,
+    /// Sessions that would start but found no room, in the order they asked.
+    waiting: VecDeque<SessionKey>,
 }
 
 impl<S: SessionStore> DriverTask<S> {
@@ -263,6 +291,8 @@ impl<S: SessionStore> DriverTask<S> {
                     process::kill_tree(p.pid);
                 }
                 self.due.remove(&key);
+                self.waiting.retain(|k| *k != key);
+                self.wake_waiting();
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = std::fs::remove_dir_all(&workspace)
                         && e.kind() != std::io::ErrorKind::NotFound
@@ -290,8 +320,46 @@ impl<S: SessionStore> DriverTask<S> {
                     p.exit = Some(exit);
                 }
                 self.enqueue(key);
+                self.wake_waiting();
             }
         }
+    }
+
+    /// Runners that may still run (a stopping one still holds its memory).
+    fn running(&self) -> usize {
+        self.procs.values().filter(|p| p.is_running()).count()
+    }
+
+    /// Plans the sessions first in line for the slots that are free.
+    fn wake_waiting(&mut self) {
+        let free = self.config.max_running.saturating_sub(self.running());
+        let first: Vec<SessionKey> = self.waiting.iter().take(free).cloned().collect();
+        first.into_iter().for_each(|k| self.enqueue(k));
+    }
+
+    /// Why `key` may not start a runner now, if it may not: the cap is reached, or the
+    /// sessions that asked before it take the free slots.
+    fn no_room(&mut self, key: &SessionKey) -> Option<String> {
+        let running = self.running();
+        let limit = self.config.max_running;
+        let ahead = match self.waiting.iter().position(|k| k == key) {
+            Some(i) => i,
+            None => {
+                self.waiting.push_back(key.clone());
+                self.waiting.len() - 1
+            }
+        };
+        if running + ahead < limit {
+            return None;
+        }
+        let queue = match ahead {
+            0 => "it is next".to_owned(),
+            1 => "1 session is ahead of it".to_owned(),
+            n => format!("{n} sessions are ahead of it"),
+        };
+        Some(format!(
+            "waiting for a free slot: {running} of {limit} sessions are running (AMBIENT_MAX_RUNNING_SESSIONS); {queue}"
+        ))
     }
 
     fn enqueue(&mut self, key: SessionKey) {
@@ -329,13 +397,24 @@ impl<S: SessionStore> DriverTask<S> {
             return Ok(());
         };
         let runner = self.observe(key, &loaded);
-        let ctx = Context {
+        let mut ctx = Context {
             now: Timestamp::now(),
             default_inactivity_timeout: self.config.default_inactivity_timeout,
             project_inactivity_timeout: loaded.project_inactivity_timeout,
             unhandled_messages: loaded.unhandled_messages,
+            no_room: None,
         };
-        let plan = lifecycle::plan(&loaded.session, &runner, &ctx);
+        let mut plan = lifecycle::plan(&loaded.session, &runner, &ctx);
+        if matches!(plan.action, Some(Action::Start { .. })) {
+            ctx.no_room = self.no_room(key);
+            if ctx.no_room.is_some() {
+                plan = lifecycle::plan(&loaded.session, &runner, &ctx);
+            }
+        }
+        if ctx.no_room.is_none() {
+            // Starting, or not asking to: out of the line.
+            self.waiting.retain(|k| k != key);
+        }
         if plan.status.is_some() || plan.clear_desired_phase || plan.event.is_some() {
             self.store.save(&loaded, &plan).await?;
         }
@@ -442,6 +521,11 @@ impl<S: SessionStore> DriverTask<S> {
             default_model: &self.config.default_model,
             credentials: &ticket.credentials,
             project_mcp_servers: ticket.project_mcp_servers.as_ref(),
+            sandbox: if self.config.require_sandbox {
+                "required"
+            } else {
+                "auto"
+            },
         };
         let vars = runner_env(&loaded.session, &run);
         let mut proc = Proc {
@@ -598,22 +682,31 @@ fn spawn(
         // signal the whole group.
         .process_group(0)
         .kill_on_drop(false);
-    // The server's own credentials reach a runner only through `vars`, as resolved for its
-    // project; nothing else of that kind is inherited.
-    for name in INHERIT_BLOCKLIST {
-        cmd.env_remove(name);
-    }
-    for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
-        if name.starts_with(model::validate::RESERVED_ENV_PREFIX) {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    // Nothing of the server's environment (its credentials, whatever else its user has
+    // there) reaches a runner but what a process needs to run; the rest is `vars`, as
+    // resolved for the session's project.
+    cmd.env_clear()
+        .envs(
+            INHERITED
+                .iter()
+                .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+        )
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Ok((cmd.spawn()?, offset))
 }
 
-/// Variables of the server's environment a runner must not inherit.
-const INHERIT_BLOCKLIST: [&str; 7] = Credentials::KEYS;
+/// What a runner keeps of the server's environment.
+const INHERITED: [&str; 9] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "RUST_LOG",
+    "SSH_AUTH_SOCK",
+];
 
 /// A JSON file of the workspace's state folder; `None` when absent or unreadable.
 fn read_json<T: serde::de::DeserializeOwned + StateFile>(workspace: &Path) -> Option<T> {

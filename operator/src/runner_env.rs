@@ -4,9 +4,8 @@
 use std::path::Path;
 
 use model::AgenticSession;
-use model::runner_env::{self as env, Credentials};
+use model::runner_env::{self as env, Credentials, is_reserved};
 use model::session::McpServers;
-use model::validate::RESERVED_ENV_PREFIX;
 
 /// Everything about one run of a session that is not in the session itself.
 #[derive(Debug, Clone)]
@@ -31,6 +30,8 @@ pub struct RunSpec<'a> {
     pub credentials: &'a Credentials,
     /// The project's MCP servers.
     pub project_mcp_servers: Option<&'a McpServers>,
+    /// The agent's sandbox: `auto`, `required` (local mode) or `off` (a pod is the sandbox).
+    pub sandbox: &'a str,
 }
 
 /// The environment variables of a runner, in the order they apply (later wins).
@@ -106,15 +107,17 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
     for (k, v) in run.credentials.pairs() {
         set(k, v.to_owned());
     }
-    // The user's variables override the platform's defaults above, as in the original ...
+    // The session's own variables, but none the platform reserves (a session made before they
+    // were refused, or applied to a cluster without the server's validation, may name them).
     for (k, v) in &spec.environment_variables {
-        if !k.starts_with(RESERVED_ENV_PREFIX) {
+        if !is_reserved(k) {
             set(k, v.clone());
         }
     }
-    // ... but never the runner's own identity and wiring.
+    // Last, so nothing above can shadow them: the runner's identity and wiring.
     set(env::RUNNER_TOKEN, run.token.to_owned());
     set(env::RUNNER_GENERATION, run.generation.to_string());
+    set(env::SANDBOX, run.sandbox.to_owned());
     set(env::HANDLED_THROUGH, run.handled_through.to_string());
     if let Some(bin) = run.claude_bin {
         set(env::CLAUDE_BIN, bin.display().to_string());
@@ -150,6 +153,7 @@ mod tests {
             default_model: "claude-sonnet-4-6",
             credentials: Box::leak(Box::default()),
             project_mcp_servers: None,
+            sandbox: "auto",
         }
     }
 
@@ -175,6 +179,8 @@ mod tests {
                 environment_variables: BTreeMap::from([
                     ("LLM_MODEL".to_owned(), "user-choice".to_owned()),
                     ("AMBIENT_RUNNER_TOKEN".to_owned(), "stolen".to_owned()),
+                    ("LD_PRELOAD".to_owned(), "stolen".to_owned()),
+                    ("LOG_LEVEL".to_owned(), "debug".to_owned()),
                 ]),
                 ..Default::default()
             },
@@ -206,10 +212,15 @@ mod tests {
     }
 
     #[test]
-    fn user_variables_override_defaults_but_not_the_runner_wiring() {
+    fn reserved_session_variables_never_reach_the_runner() {
         let vars = runner_env(&session(), &spec(false));
-        assert_eq!(get(&vars, env::LLM_MODEL), Some("user-choice"));
+        assert_eq!(get(&vars, env::LLM_MODEL), Some("claude-opus-4-1"));
         assert_eq!(get(&vars, env::RUNNER_TOKEN), Some("tok"));
-        assert!(!vars.iter().any(|(_, v)| v == "stolen"));
+        assert_eq!(get(&vars, "LOG_LEVEL"), Some("debug"));
+        assert!(
+            !vars
+                .iter()
+                .any(|(_, v)| v == "stolen" || v == "user-choice")
+        );
     }
 }

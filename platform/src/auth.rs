@@ -1,15 +1,14 @@
-//! Who is calling. Local mode has one user, the person who started the server (it listens on
-//! loopback only). Runner tokens authenticate runners on the runner endpoint and nowhere else:
-//! presented anywhere else they are refused, so an agent cannot steer other sessions with
-//! its own token.
+//! Who is calling. Local mode has one user, the owner of the installation, who proves it
+//! with an access key or a browser session ([`crate::identity`]; the server's doors check
+//! them and put the [`Caller`] in the request). Runner tokens authenticate runners on the
+//! runner endpoint and nowhere else: presented anywhere else they are refused, so an agent
+//! cannot steer other sessions with its own token.
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use model::runner_env::RUNNER_TOKEN_PREFIX;
 
 use crate::error::ApiError;
-use crate::services::Services;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +54,6 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     }
 }
 
-/// Identifies the caller of a user endpoint.
-pub fn caller(services: &Services, headers: &HeaderMap) -> Result<Caller, AuthError> {
-    if bearer(headers)?.is_some_and(|t| t.starts_with(RUNNER_TOKEN_PREFIX)) {
-        return Err(AuthError::RunnerToken);
-    }
-    Ok(services.settings.local_user.clone())
-}
-
 impl AuthError {
     /// The error answered to the client.
     pub fn into_api(self) -> ApiError {
@@ -75,14 +66,15 @@ impl AuthError {
     }
 }
 
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    Services: FromRef<S>,
-{
+/// The caller, as the server's doors identified it (they put it in the request).
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        caller(&Services::from_ref(state), &parts.headers).map_err(AuthError::into_api)
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))
     }
 }

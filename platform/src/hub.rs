@@ -104,20 +104,28 @@ impl Runners {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a runner connection, replacing (and thereby closing) an older one of the
-    /// same session. Returns the connection's id.
+    /// Registers a runner connection; returns its id. A connection of an older generation
+    /// is replaced (and told so); one of the same run refuses the newcomer: whoever holds a
+    /// copy of the token cannot push the real runner out.
     pub fn register(
         &self,
         session: LogId,
         generation: u64,
         tx: mpsc::UnboundedSender<ServerToRunner>,
         superseded: Arc<tokio::sync::Notify>,
-    ) -> u64 {
+    ) -> Option<u64> {
+        let mut slots = self.slots();
+        if slots
+            .get(&session)
+            .is_some_and(|s| s.generation == generation && !s.tx.is_closed())
+        {
+            return None;
+        }
         let conn = self
             .next_conn
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        let old = self.slots().insert(
+        let old = slots.insert(
             session,
             Slot {
                 conn,
@@ -130,7 +138,7 @@ impl Runners {
         if let Some(old) = old {
             old.superseded.notify_one();
         }
-        conn
+        Some(conn)
     }
 
     /// Removes a connection if it is still the registered one.

@@ -11,7 +11,9 @@
 //!   both modes; told commits go to a [`log::CommitListener`];
 //! - [`hub`]: the live side: fan-out of committed events to viewers (the log's listener),
 //!   connected runners;
-//! - [`auth`]: who is calling; [`error`]: errors as clients see them;
+//! - [`auth`]: who is calling; [`identity`]: how they prove it in local mode (install
+//!   secret, access keys, login links, browser sessions); [`error`]: errors as clients see
+//!   them;
 //! - [`db`], [`schema`]: the SQLite database under the records and the logs;
 //! - [`local`]: local mode's wiring of the local driver.
 
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod hub;
+pub mod identity;
 pub mod local;
 pub mod log;
 pub mod records;

@@ -185,7 +185,9 @@ pub fn open(
         }
         None => (Arc::new(crate::services::NoDriver) as Arc<dyn Driver>, None),
     };
+    let identities = crate::identity::Identities::open(db.clone(), data_dir)?;
     let services = Services {
+        identities,
         records: Arc::new(crate::records::SqliteRecords::new(db.clone())),
         log: crate::log::EventLog::new(db, Arc::new(fanout.clone())),
         fanout,

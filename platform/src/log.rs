@@ -218,7 +218,9 @@ impl EventLog {
                 let mut activity = None;
                 let mut summary = None;
                 let mut conversation = None;
-                for RunnerEvent { rseq, ts, event } in events {
+                // The server's clock, not the runner's: a runner cannot date its events.
+                let ts = now_ms();
+                for RunnerEvent { rseq, event, .. } in events {
                     if rseq <= acked {
                         continue;
                     }
@@ -401,20 +403,29 @@ impl EventLog {
             .await
     }
 
-    /// Records how far the agent of run `generation` got through the user messages.
+    /// Records how far the agent of run `generation` got through the user messages, as its
+    /// runner says, but never past the last message there is (a runner cannot make later
+    /// messages count as handled). Returns the value taken.
     pub async fn set_handled_through(
         &self,
         log: LogId,
         generation: u64,
         handled: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
+        let handled = handled.min(i64::MAX as u64) as i64;
         self.db
             .write(move |tx, _| {
+                let last: i64 = tx
+                    .prepare_cached(
+                        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE log_id = ?1 AND kind = 'user_message'",
+                    )?
+                    .query_row([log.0], |r| r.get(0))?;
+                let taken = handled.min(last);
                 tx.execute(
                     "UPDATE logs SET handled_through = MAX(handled_through, ?3) WHERE id = ?1 AND generation = ?2",
-                    params![log.0, generation as i64, handled as i64],
+                    params![log.0, generation as i64, taken],
                 )?;
-                Ok(())
+                Ok(taken as u64)
             })
             .await
     }
@@ -494,8 +505,10 @@ mod tests {
         let c = log.counters(a).await.unwrap();
         assert_eq!((c.last_seq, c.runner_acked, c.handled_through), (5, 3, 1));
         assert!(c.unhandled_messages);
-        log.set_handled_through(a, 1, 5).await.unwrap();
+        // A runner cannot claim messages that do not exist yet.
+        assert_eq!(log.set_handled_through(a, 1, u64::MAX).await.unwrap(), 5);
         assert!(!log.counters(a).await.unwrap().unhandled_messages);
+        assert_eq!(log.counters(a).await.unwrap().handled_through, 5);
 
         log.delete("uid-a").await.unwrap();
         assert_eq!(log.find("uid-a").await.unwrap(), None);

@@ -144,6 +144,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions DROP COLUMN runner_start_ticks;
     ALTER TABLE sessions DROP COLUMN run_summary;
     "#,
+    // 5: who may use the installation: access keys, one-time login tokens, browser sessions,
+    //    each stored as the SHA-256 of its secret.
+    r#"
+    CREATE TABLE access_keys (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        name         TEXT NOT NULL,
+        hash         BLOB NOT NULL UNIQUE,
+        prefix       TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    CREATE TABLE login_tokens (
+        hash       BLOB PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE web_sessions (
+        hash         BLOB PRIMARY KEY,
+        created_at   INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Brings the database to the newest schema.

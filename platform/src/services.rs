@@ -3,9 +3,10 @@
 //!
 //! Layout: [`projects`], [`settings`] (credentials, defaults), [`sessions`] (create, read,
 //! list, update, clone, delete), [`control`] (messages, interrupt, stop, continue, delivery
-//! to runners).
+//! to runners), [`keys`] (access keys).
 
 mod control;
+mod keys;
 mod projects;
 mod sessions;
 mod settings;
@@ -74,6 +75,8 @@ pub struct Services {
     pub driver: Arc<dyn Driver>,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// Who may use the installation.
+    pub identities: crate::identity::Identities,
     /// Changes once when the server shuts down: long-lived connections close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -32,12 +32,18 @@ pub struct Spec {
     pub append_system_prompt: String,
     /// Further directories the agent may use.
     pub add_dirs: Vec<PathBuf>,
-    /// `--mcp-config` JSON, if any MCP server is configured.
-    pub mcp_config: Option<String>,
+    /// The `--mcp-config` file, if any MCP server is configured (a file: a long
+    /// configuration must not go on the command line, where every process could read it
+    /// and the kernel refuses more than 128 KiB).
+    pub mcp_config: Option<PathBuf>,
     /// `--max-turns`, if limited.
     pub max_turns: Option<u32>,
     /// Environment, replacing the runner's entirely.
     pub env: Vec<(String, String)>,
+    /// The session's workspace (what a sandbox lets the agent write).
+    pub workspace: PathBuf,
+    /// Sandboxed or not.
+    pub isolation: crate::sandbox::Isolation,
 }
 
 impl Spec {
@@ -75,8 +81,7 @@ impl Spec {
             args.push(format!("--add-dir={}", d.display()));
         }
         if let Some(mcp) = &self.mcp_config {
-            args.push("--mcp-config".into());
-            args.push(mcp.clone());
+            args.push(format!("--mcp-config={}", mcp.display()));
         }
         if let Some(n) = self.max_turns {
             args.push(format!("--max-turns={n}"));
@@ -98,12 +103,18 @@ pub struct Claude {
 impl Claude {
     /// Starts the CLI in its own process group; returns it and its output lines.
     pub fn spawn(spec: &Spec) -> std::io::Result<(Claude, Lines<BufReader<ChildStdout>>)> {
-        let mut cmd = tokio::process::Command::new(&spec.bin);
-        cmd.args(spec.args())
-            .current_dir(&spec.cwd)
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
+        let args = spec.args();
+        let mut cmd = crate::sandbox::command(
+            &spec.isolation,
+            &crate::sandbox::Agent {
+                program: &spec.bin,
+                args: &args,
+                workspace: &spec.workspace,
+                cwd: &spec.cwd,
+                env: &spec.env,
+            },
+        );
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -261,9 +272,11 @@ mod tests {
             partial_messages: true,
             append_system_prompt: "ctx".into(),
             add_dirs: vec!["/w/repos/b".into()],
-            mcp_config: Some(r#"{"mcpServers":{}}"#.into()),
+            mcp_config: Some("/w/.claude/ambient-mcp.json".into()),
             max_turns: Some(3),
             env: vec![],
+            workspace: "/w".into(),
+            isolation: crate::sandbox::Isolation::None("test".into()),
         };
         let args = spec.args();
         assert!(args.contains(&"--resume=-odd-id".to_owned()));
@@ -271,8 +284,7 @@ mod tests {
         assert!(args.contains(&"--include-partial-messages".to_owned()));
         assert!(args.contains(&"--add-dir=/w/repos/b".to_owned()));
         assert!(args.contains(&"--max-turns=3".to_owned()));
-        let i = args.iter().position(|a| a == "--mcp-config").unwrap();
-        assert_eq!(args[i + 1], r#"{"mcpServers":{}}"#);
+        assert!(args.contains(&"--mcp-config=/w/.claude/ambient-mcp.json".to_owned()));
         let i = args.iter().position(|a| a == "--input-format").unwrap();
         assert_eq!(args[i + 1], "stream-json");
     }

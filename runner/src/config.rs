@@ -163,6 +163,10 @@ pub struct RawConfig {
     /// The session's MCP servers (JSON).
     #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = mcp_servers)]
     pub custom_mcp_servers: Option<McpServers>,
+    /// Whether the agent runs in a bubblewrap sandbox: `auto` (when bubblewrap can run
+    /// here), `required`, or `off` (a Kubernetes pod is its own sandbox).
+    #[arg(long, env = env::SANDBOX, value_name = env::SANDBOX, value_enum, default_value = "auto")]
+    pub sandbox: crate::sandbox::Mode,
     /// The project's MCP servers (JSON).
     #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
     pub project_mcp_servers: Option<McpServers>,
@@ -208,8 +212,8 @@ pub struct Config {
     pub partial_messages: bool,
     /// Model and git credentials.
     pub credentials: Credentials,
-    /// Forge API bases.
-    pub apis: crate::forge::ApiUrls,
+    /// The forges of the run (from its configured API URLs only).
+    pub forges: crate::forge::Forges,
     /// The active workflow.
     pub workflow: Option<model::session::ActiveWorkflow>,
     /// Most model turns per message.
@@ -218,6 +222,8 @@ pub struct Config {
     pub display_name: Option<String>,
     /// `--mcp-config` JSON (`{"mcpServers": {...}}`), when any server is configured.
     pub mcp_config: Option<String>,
+    /// Whether the agent is sandboxed.
+    pub sandbox: crate::sandbox::Mode,
 }
 
 impl Config {
@@ -226,24 +232,6 @@ impl Config {
         RawConfig::try_parse()
             .map_err(|e| Error::Config(describe(&e)))?
             .validate()
-    }
-
-    /// The variables `claude` needs for model access: the model credentials, and a
-    /// placeholder key for an endpoint that needs none (the CLI wants one to start).
-    /// `None` when no model credential is set.
-    pub fn model_env(&self) -> Option<Vec<(String, String)>> {
-        let c = &self.credentials;
-        if !c.has_model() {
-            return None;
-        }
-        let mut vars: Vec<(String, String)> = Credentials::MODEL_KEYS
-            .iter()
-            .filter_map(|k| Some(((*k).to_owned(), c.get(k)?.to_owned())))
-            .collect();
-        if c.anthropic_api_key.is_none() && c.anthropic_auth_token.is_none() {
-            vars.push((env::ANTHROPIC_API_KEY.to_owned(), "not-needed".to_owned()));
-        }
-        Some(vars)
     }
 }
 
@@ -282,10 +270,10 @@ impl RawConfig {
                 github_api_url: self.github_api_url.clone(),
                 gitlab_api_url: self.gitlab_api_url.clone(),
             },
-            apis: crate::forge::ApiUrls {
+            forges: crate::forge::Forges::new(&crate::forge::ApiUrls {
                 github: self.github_api_url,
                 gitlab: self.gitlab_api_url,
-            },
+            }),
             workflow,
             max_turns: self.max_turns,
             display_name: set(self.display_name),
@@ -305,6 +293,7 @@ impl RawConfig {
             user_name: set(self.user_name).unwrap_or_else(|| "user".into()),
             claude_bin: self.claude_bin,
             partial_messages: self.partial_messages,
+            sandbox: self.sandbox,
         })
     }
 }
@@ -381,7 +370,8 @@ mod tests {
             "ws://127.0.0.1:3000/api/projects/p/agentic-sessions/s1/runner/ws"
         );
         assert_eq!(c.artifacts, PathBuf::from("/w/artifacts"));
-        assert!((!c.resume) && c.partial_messages && c.model_env().is_none());
+        assert!((!c.resume) && c.partial_messages && !c.credentials.has_model());
+        assert_eq!(c.sandbox, crate::sandbox::Mode::Auto);
     }
 
     #[test]
@@ -393,9 +383,12 @@ mod tests {
             "",
         ])
         .unwrap();
-        let env = c.model_env().unwrap();
-        assert!(env.contains(&("ANTHROPIC_API_KEY".into(), "not-needed".into())));
-        assert!(env.contains(&("ANTHROPIC_BASE_URL".into(), "http://127.0.0.1:9/".into())));
+        assert!(c.credentials.has_model());
+        assert_eq!(c.credentials.anthropic_api_key, None);
+        assert_eq!(
+            c.credentials.anthropic_base_url.as_deref(),
+            Some("http://127.0.0.1:9/")
+        );
     }
 
     #[test]

@@ -82,14 +82,25 @@ impl Connection {
         bearer: Option<&str>,
         read_buffer: usize,
     ) -> Result<Connection, Closed> {
+        let auth = bearer.map(|token| ("authorization", format!("Bearer {token}")));
+        Self::open_with(url, auth.as_slice(), read_buffer).await
+    }
+
+    /// Opens `url` with these extra request headers (a browser's `Cookie` and `Origin`, in
+    /// tests).
+    pub async fn open_with(
+        url: &str,
+        headers: &[(&'static str, String)],
+        read_buffer: usize,
+    ) -> Result<Connection, Closed> {
         let mut request = url
             .into_client_request()
             .map_err(|e| Closed::Dropped(e.to_string()))?;
-        if let Some(token) = bearer {
-            let value = format!("Bearer {token}")
+        for (name, value) in headers {
+            let value = value
                 .parse()
-                .map_err(|_| Closed::Dropped("the token is not valid in a header".into()))?;
-            request.headers_mut().insert("authorization", value);
+                .map_err(|_| Closed::Dropped(format!("the {name} header is not valid")))?;
+            request.headers_mut().insert(*name, value);
         }
         let config = WebSocketConfig::default().read_buffer_size(read_buffer);
         // No Nagle delay: small frames leave at once.

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::forge;
 use crate::git::{self, Credential};
 use crate::link::Link;
-use crate::workspace::{Repo, Workspace, credential_for, provider_of};
+use crate::workspace::{Repo, Workspace, credential_for};
 
 /// What the pull request says about the run.
 #[derive(Debug, Clone, Default)]
@@ -48,8 +48,10 @@ pub async fn deliver(config: &Config, ws: &Workspace, link: &Link, summary: &Sum
 }
 
 async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, summary: &Summary) {
-    let provider = provider_of(&repo.url, repo.provider);
-    let credential = credential_for(config, provider);
+    let credential = match credential_for(config, &repo.url, repo.provider) {
+        Ok(c) => c,
+        Err(why) => return error(link, "push_rejected", format!("{}: {why}", repo.name)),
+    };
     let title = title(config, summary);
     // 1. Commit what the agent left uncommitted.
     match git::git(&repo.dir, &["status", "--porcelain"], None).await {
@@ -131,11 +133,11 @@ async fn open_pr(
     title: &str,
     summary: &Summary,
 ) {
-    let Some(forge) = forge::locate(&repo.url, repo.provider, &config.apis) else {
+    let Some(forge) = config.forges.locate(&repo.url, repo.provider) else {
         return log(
             link,
             format!(
-                "{}: pushed {branch}; no pull request, as no GitHub or GitLab API is known for this remote",
+                "{}: pushed {branch}; no pull request, as the remote is on no GitHub or GitLab this project is configured for",
                 repo.name
             ),
         );

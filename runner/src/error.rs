@@ -29,6 +29,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The sandbox is required but cannot run here.
+    #[error("{0}")]
+    Sandbox(String),
     /// The CLI ended unexpectedly.
     #[error("{0}")]
     ClaudeCrashed(String),
@@ -51,6 +54,7 @@ impl Error {
             | Error::Workspace(_)
             | Error::CloneFailed(_)
             | Error::NoCredentials
+            | Error::Sandbox(_)
             | Error::ClaudeMissing { .. } => exit::PREREQUISITE,
             Error::ClaudeCrashed(_)
             | Error::Signals(_)
@@ -66,6 +70,7 @@ impl Error {
             Error::Workspace(_) => "workspace",
             Error::CloneFailed(_) => "clone_failed",
             Error::NoCredentials => "no_credentials",
+            Error::Sandbox(_) => "sandbox",
             Error::ClaudeMissing { .. } => "claude_missing",
             Error::ClaudeCrashed(_) => "claude_crashed",
             Error::Signals(_) => "signals",

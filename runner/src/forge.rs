@@ -34,50 +34,126 @@ pub struct ApiUrls {
     pub gitlab: Option<String>,
 }
 
-/// The forge of a remote URL: its provider (given, or guessed from the host), API base and
-/// repository path. `None` when there is no way to reach an API (a local file remote with no
-/// API configured).
-pub fn locate(url: &str, provider: Option<GitProvider>, apis: &ApiUrls) -> Option<ForgeRepo> {
-    let (host, path) = host_and_path(url)?;
-    let provider = provider.unwrap_or(if host.contains("gitlab") {
-        GitProvider::Gitlab
-    } else {
-        GitProvider::Github
-    });
-    let path = path
-        .trim_end_matches('/')
-        .trim_end_matches(".git")
-        .to_owned();
-    let (api, path) = match provider {
-        GitProvider::Github => {
-            let api = apis.github.clone().or_else(|| match host.as_str() {
-                "" => None,
-                "github.com" => Some("https://api.github.com".into()),
-                h => Some(format!("https://{h}/api/v3")),
-            })?;
-            // owner/repo: the last two segments.
-            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            (api, segments[segments.len().saturating_sub(2)..].join("/"))
-        }
-        GitProvider::Gitlab => {
-            let api = apis
-                .gitlab
+/// A forge the run may talk to: where its API is and which host its repositories are on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forge {
+    /// GitHub or GitLab.
+    pub provider: GitProvider,
+    /// Base URL of its REST API.
+    pub api: String,
+    /// Host name of its repositories (`github.com`, `ghe.corp`, the API's own host when
+    /// configured).
+    pub host: String,
+    /// Whether its API was configured (not the public default).
+    pub configured: bool,
+}
+
+/// The forges of a run, from its configuration only: tokens and API calls go to these and
+/// nowhere a repository URL names.
+#[derive(Debug, Clone)]
+pub struct Forges {
+    github: Forge,
+    gitlab: Forge,
+}
+
+impl Forges {
+    /// GitHub at `GITHUB_API_URL` (default: github.com), GitLab at `GITLAB_API_URL`
+    /// (default: gitlab.com).
+    pub fn new(apis: &ApiUrls) -> Forges {
+        let forge = |provider, api: &Option<String>, default_api: &str, default_host: &str| {
+            let configured = api.is_some();
+            let api = api
                 .clone()
-                .or_else(|| (!host.is_empty()).then(|| format!("https://{host}/api/v4")))?;
-            let path = if host.is_empty() {
-                let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-                segments[segments.len().saturating_sub(2)..].join("/")
+                .unwrap_or_else(|| default_api.to_owned())
+                .trim_end_matches('/')
+                .to_owned();
+            let host = if configured {
+                host_and_path(&format!("{api}/"))
+                    .map(|(h, _)| h)
+                    .unwrap_or_default()
             } else {
-                path.trim_start_matches('/').to_owned()
+                default_host.to_owned()
             };
-            (api, path)
+            Forge {
+                provider,
+                api,
+                host,
+                configured,
+            }
+        };
+        Forges {
+            github: forge(
+                GitProvider::Github,
+                &apis.github,
+                "https://api.github.com",
+                "github.com",
+            ),
+            gitlab: forge(
+                GitProvider::Gitlab,
+                &apis.gitlab,
+                "https://gitlab.com/api/v4",
+                "gitlab.com",
+            ),
         }
-    };
-    (path.contains('/')).then_some(ForgeRepo {
-        provider,
-        api: api.trim_end_matches('/').to_owned(),
-        path,
-    })
+    }
+
+    fn get(&self, provider: GitProvider) -> &Forge {
+        match provider {
+            GitProvider::Github => &self.github,
+            GitProvider::Gitlab => &self.gitlab,
+        }
+    }
+
+    /// The forge a remote is on: the configured one whose host is the remote's (and, when
+    /// given, of that provider). A local file remote belongs to the forge it names, or else
+    /// to a configured one. `None`: the remote is on no forge of this run, and gets no token
+    /// and no pull request.
+    pub fn of(&self, url: &str, provider: Option<GitProvider>) -> Option<&Forge> {
+        let (host, _) = host_and_path(url)?;
+        let candidates = [&self.github, &self.gitlab];
+        if host.is_empty() {
+            return match provider {
+                Some(p) => Some(self.get(p)),
+                None => candidates.into_iter().find(|f| f.configured),
+            };
+        }
+        candidates
+            .into_iter()
+            .find(|f| f.host == host && provider.is_none_or(|p| p == f.provider))
+    }
+
+    /// Where a remote lives on its forge, for opening a pull request.
+    pub fn locate(&self, url: &str, provider: Option<GitProvider>) -> Option<ForgeRepo> {
+        let forge = self.of(url, provider)?;
+        let (host, path) = host_and_path(url)?;
+        let path = path
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .trim_start_matches('/')
+            .to_owned();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let path = match forge.provider {
+            // owner/repo: the last two segments.
+            GitProvider::Github => segments[segments.len().saturating_sub(2)..].join("/"),
+            GitProvider::Gitlab if host.is_empty() => {
+                segments[segments.len().saturating_sub(2)..].join("/")
+            }
+            GitProvider::Gitlab => segments.join("/"),
+        };
+        (path.contains('/')).then(|| ForgeRepo {
+            provider: forge.provider,
+            api: forge.api.clone(),
+            path,
+        })
+    }
+}
+
+/// The host of a web link (a pull request's), lowercase.
+pub fn link_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    host_and_path(&format!("https://{rest}")).map(|(h, _)| h)
 }
 
 /// Host (empty for file URLs) and path of a remote URL.
@@ -229,18 +305,19 @@ fn api_message(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn apis() -> ApiUrls {
-        ApiUrls::default()
+    fn forges(github: Option<&str>, gitlab: Option<&str>) -> Forges {
+        Forges::new(&ApiUrls {
+            github: github.map(str::to_owned),
+            gitlab: gitlab.map(str::to_owned),
+        })
     }
 
     #[test]
-    fn remotes_map_to_their_forge() {
-        let gh = locate(
-            "https://github.com/ambient-code/platform.git",
-            None,
-            &apis(),
-        )
-        .unwrap();
+    fn remotes_map_to_their_configured_forge_only() {
+        let public = forges(None, None);
+        let gh = public
+            .locate("https://github.com/ambient-code/platform.git", None)
+            .unwrap();
         assert_eq!(
             (gh.provider, gh.api.as_str(), gh.path.as_str()),
             (
@@ -249,47 +326,61 @@ mod tests {
                 "ambient-code/platform"
             )
         );
-        let ghe = locate("git@ghe.corp.example:team/app.git", None, &apis()).unwrap();
-        assert_eq!(
-            (ghe.api.as_str(), ghe.path.as_str()),
-            ("https://ghe.corp.example/api/v3", "team/app")
-        );
-        let gl = locate(
-            "https://gitlab.example.com:8443/group/sub/project.git",
-            None,
-            &apis(),
-        )
-        .unwrap();
+        let gl = public
+            .locate("https://gitlab.com/group/sub/project.git", None)
+            .unwrap();
         assert_eq!(
             (gl.provider, gl.api.as_str(), gl.path.as_str()),
             (
                 GitProvider::Gitlab,
-                "https://gitlab.example.com/api/v4",
+                "https://gitlab.com/api/v4",
                 "group/sub/project"
             )
         );
-        let forced = locate(
-            "https://code.example.com/g/p",
-            Some(GitProvider::Gitlab),
-            &apis(),
-        )
-        .unwrap();
-        assert_eq!(forced.api, "https://code.example.com/api/v4");
-        // A file remote needs a configured API.
-        assert_eq!(locate("file:///srv/git/org/app.git", None, &apis()), None);
-        let local = ApiUrls {
-            github: Some("http://127.0.0.1:9/".into()),
-            gitlab: None,
-        };
-        let f = locate(
-            "file:///srv/git/org/app.git",
-            Some(GitProvider::Github),
-            &local,
-        )
-        .unwrap();
+        // A host no forge of the run is on gets no API call (and no token): its URL does not
+        // decide where the token goes.
+        for url in [
+            "https://evil.example.com/o/r.git",
+            "git@ghe.corp.example:team/app.git",
+            "https://github.com.evil.example/o/r",
+        ] {
+            assert_eq!(public.of(url, None), None, "{url}");
+        }
+        assert_eq!(
+            public.of("https://evil.example.com/o/r", Some(GitProvider::Github)),
+            None
+        );
+        // A self-hosted forge is the configured one, on its API's host.
+        let own = forges(
+            Some("https://ghe.corp.example/api/v3"),
+            Some("https://gitlab.example.com:8443/api/v4"),
+        );
+        let ghe = own
+            .locate("git@ghe.corp.example:team/app.git", None)
+            .unwrap();
+        assert_eq!(
+            (ghe.api.as_str(), ghe.path.as_str()),
+            ("https://ghe.corp.example/api/v3", "team/app")
+        );
+        assert!(own.of("https://github.com/o/r", None).is_none());
+        let sub = own
+            .locate(
+                "https://gitlab.example.com:8443/group/sub/project.git",
+                None,
+            )
+            .unwrap();
+        assert_eq!(sub.path, "group/sub/project");
+        // A local file remote needs a configured API.
+        assert_eq!(public.locate("file:///srv/git/org/app.git", None), None);
+        let local = forges(Some("http://127.0.0.1:9/"), None);
+        let f = local.locate("file:///srv/git/org/app.git", None).unwrap();
         assert_eq!(
             (f.api.as_str(), f.path.as_str()),
             ("http://127.0.0.1:9", "org/app")
+        );
+        assert_eq!(
+            link_host("https://GitHub.com/o/r/pull/1").as_deref(),
+            Some("github.com")
         );
     }
 }

@@ -2,8 +2,12 @@
 //!
 //! Credentials reach git through a credential helper that reads the token from the
 //! environment of that one git process: never in a URL, an argument, a config file or a
-//! log line. Git never prompts (`GIT_TERMINAL_PROMPT=0`, ssh in batch mode), so a missing
-//! credential fails fast instead of hanging.
+//! log line, and the helper answers for its forge's host only. Git never prompts
+//! (`GIT_TERMINAL_PROMPT=0`, ssh in batch mode), so a missing credential fails fast.
+//!
+//! A cloned repository is the agent's, and may be hostile: git runs here with an environment
+//! of its own (nothing the session set reaches it), no hooks, no fsmonitor, no system or
+//! global configuration, and only the transports validation accepts.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -16,32 +20,63 @@ const TOKEN_VAR: &str = "AMBIENT_GIT_TOKEN";
 /// Longest a git command may take before it is killed.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A token for a remote, and the user name its provider expects with it.
+/// Configuration every git command gets, over what a repository says: no hooks, no
+/// filesystem monitor (either runs a program the repository names), no credential helper
+/// but ours, and only the transports validation accepts.
+const SAFE_CONFIG: [&str; 9] = [
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "credential.helper=",
+    "protocol.allow=never",
+    "protocol.https.allow=always",
+    "protocol.http.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.git.allow=never",
+    "protocol.file.allow=always",
+];
+
+/// What git keeps of the runner's environment: where programs are, the home (ssh's keys and
+/// known hosts) and the ssh agent.
+fn inherited() -> impl Iterator<Item = (String, String)> {
+    ["PATH", "HOME", "SSH_AUTH_SOCK", "LANG"]
+        .into_iter()
+        .filter_map(|k| Some((k.to_owned(), std::env::var(k).ok()?)))
+}
+
+/// A token for a remote, the user name its provider expects with it, and the URL prefix
+/// (`https://host[:port]`) it is given to.
 #[derive(Clone)]
 pub struct Credential {
     /// The token.
     pub token: String,
     /// `x-access-token` for GitHub, `oauth2` for GitLab.
     pub username: &'static str,
+    /// Where git may send it.
+    pub scope: String,
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
             .field("username", &self.username)
+            .field("scope", &self.scope)
             .field("token", &"<redacted>")
             .finish()
     }
 }
 
 impl Credential {
-    /// The credential for a provider's token.
-    pub fn new(provider: GitProvider, token: String) -> Self {
+    /// The credential for a provider's token, sent to `scope` only.
+    pub fn new(provider: GitProvider, token: String, scope: String) -> Self {
         let username = match provider {
             GitProvider::Github => "x-access-token",
             GitProvider::Gitlab => "oauth2",
         };
-        Credential { token, username }
+        Credential {
+            token,
+            username,
+            scope,
+        }
     }
 }
 
@@ -62,22 +97,28 @@ pub async fn git(
     credential: Option<&Credential>,
 ) -> Result<String, GitError> {
     let mut cmd = tokio::process::Command::new("git");
-    // The helper prints the username and the token from its own environment.
-    let helper = credential.map(|c| {
-        format!("!f() {{ test \"$1\" = get || exit 0; echo username={}; echo \"password=${TOKEN_VAR}\"; }}; f", c.username)
-    });
-    if let Some(helper) = &helper {
-        cmd.args(["-c", "credential.helper=", "-c"])
-            .arg(format!("credential.helper={helper}"));
+    cmd.args(SAFE_CONFIG.iter().flat_map(|c| ["-c", c]));
+    // The helper prints the username and the token from its own environment, for its
+    // forge's URL only.
+    if let Some(c) = credential {
+        let helper = format!(
+            "!f() {{ test \"$1\" = get || exit 0; echo username={}; echo \"password=${TOKEN_VAR}\"; }}; f",
+            c.username
+        );
+        cmd.arg("-c")
+            .arg(format!("credential.{}.helper={helper}", c.scope));
     }
     cmd.args(args)
         .current_dir(dir)
+        .env_clear()
+        .envs(inherited())
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env(
             "GIT_SSH_COMMAND",
             "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
         )
-        .env_remove(TOKEN_VAR)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -166,7 +207,11 @@ mod tests {
     #[tokio::test]
     async fn failures_name_the_command_and_hide_the_token() {
         let dir = tempfile::tempdir().unwrap();
-        let cred = Credential::new(GitProvider::Github, "tok-secret-123".into());
+        let cred = Credential::new(
+            GitProvider::Github,
+            "tok-secret-123".into(),
+            "https://github.com".into(),
+        );
         let err = git(
             dir.path(),
             &["clone", "file:///nonexistent/tok-secret-123.git", "x"],
@@ -181,5 +226,36 @@ mod tests {
             "{err}"
         );
         assert!(format!("{cred:?}").contains("<redacted>"));
+    }
+
+    /// A repository the agent changed may name programs for git to run (a filesystem
+    /// monitor, hooks): the runner's own git runs none of them.
+    #[tokio::test]
+    async fn a_hostile_repository_config_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r");
+        let marker = dir.path().join("pwned");
+        git(dir.path(), &["init", "--quiet", "--", "r"], None)
+            .await
+            .unwrap();
+        let evil = format!("touch {}", marker.display());
+        for (key, value) in [
+            ("core.fsmonitor", evil.as_str()),
+            ("user.name", "t"),
+            ("user.email", "t@example.com"),
+        ] {
+            git(&repo, &["config", key, value], None).await.unwrap();
+        }
+        let hook = repo.join(".git/hooks/pre-commit");
+        std::fs::write(&hook, format!("#!/bin/sh\n{evil}\n")).unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::write(repo.join("f"), "x").unwrap();
+        git(&repo, &["status", "--porcelain"], None).await.unwrap();
+        git(&repo, &["add", "--all"], None).await.unwrap();
+        git(&repo, &["commit", "--quiet", "-m", "m"], None)
+            .await
+            .unwrap();
+        assert!(!marker.exists(), "git ran a program the repository named");
     }
 }

@@ -7,7 +7,9 @@
 //! - [`link`]: the connection to the server (reliable, resumable);
 //! - [`workspace`]: folders, clones, working branches, the agent's context;
 //! - [`git`], [`forge`], [`deliver`]: commit, push and pull request at the end of a run;
-//! - [`claude`]: the `claude` CLI process; [`translate`]: its output as session events;
+//! - [`claude`]: the `claude` CLI process, in the agent's [`sandbox`], its model calls
+//!   through the runner's [`proxy`] (the key never enters the sandbox); [`translate`]: its
+//!   output as session events;
 //! - [`session`]: the run itself, from first prompt to exit code.
 
 pub mod claude;
@@ -18,6 +20,8 @@ pub mod error;
 pub mod forge;
 pub mod git;
 pub mod link;
+pub mod proxy;
+pub mod sandbox;
 pub mod session;
 pub mod translate;
 pub mod workspace;

@@ -220,7 +220,8 @@ impl LinkTask {
         let e = RunnerEvent {
             rseq: self.next_rseq,
             ts: now_ms(),
-            event,
+            // Cut to fit a frame: an event the server cannot take must not block the rest.
+            event: event.bounded(),
         };
         self.next_rseq += 1;
         self.outbox.push_back(e.clone());

@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::deliver::{self, Summary};
 use crate::error::Error;
 use crate::link::{Down, Link, LinkConfig};
+use crate::proxy::ModelProxy;
+use crate::sandbox::Isolation;
 use crate::translate::{Output, Translator};
 use crate::workspace::Workspace;
 
@@ -240,7 +242,32 @@ impl<'a> Agent<'a> {
         tr: &mut Translator,
         summary: &mut Summary,
     ) -> Result<(Agent<'a>, Lines<BufReader<ChildStdout>>), Error> {
-        let model_env = config.model_env().ok_or(Error::NoCredentials)?;
+        if !config.credentials.has_model() {
+            return Err(Error::NoCredentials);
+        }
+        let isolation = crate::sandbox::probe(config.sandbox).map_err(Error::Sandbox)?;
+        if let Isolation::None(why) = &isolation
+            && config.sandbox != crate::sandbox::Mode::Off
+        {
+            log(
+                link,
+                LogLevel::Warn,
+                format!("the agent runs without a sandbox: {why}"),
+            );
+        }
+        let proxy = ModelProxy::start(&config.credentials)
+            .await
+            .map_err(|e| Error::Workspace(format!("cannot start the model proxy: {e}")))?;
+        let mcp_config = match &config.mcp_config {
+            Some(json) => {
+                let path = ws.claude_config_dir().join("ambient-mcp.json");
+                std::fs::write(&path, json).map_err(|e| {
+                    Error::Workspace(format!("cannot write {}: {e}", path.display()))
+                })?;
+                Some(path)
+            }
+            None => None,
+        };
         let resume = if config.resume {
             ws.claude_session_id()
         } else {
@@ -261,9 +288,11 @@ impl<'a> Agent<'a> {
             partial_messages: config.partial_messages,
             append_system_prompt: ws.system_prompt(config),
             add_dirs: ws.add_dirs.clone(),
-            mcp_config: config.mcp_config.clone(),
+            mcp_config,
             max_turns: config.max_turns.map(|n| n.get()),
-            env: claude_env(ws, &model_env),
+            env: claude_env(ws, &proxy, &isolation),
+            workspace: ws.root.clone(),
+            isolation,
         };
         let (claude, lines) = Claude::spawn(&spec).map_err(|e| Error::ClaudeMissing {
             bin: config.claude_bin.display().to_string(),
@@ -420,23 +449,25 @@ impl<'a> Agent<'a> {
     }
 }
 
-/// The CLI's environment: the runner's, without the platform's secrets (runner token, model
-/// and git credentials), plus what the CLI needs to run headless in the workspace.
-fn claude_env(ws: &Workspace, model_env: &[(String, String)]) -> Vec<(String, String)> {
-    let blocked = |k: &str| {
-        k.starts_with(model::validate::RESERVED_ENV_PREFIX)
-            || k.starts_with("ANTHROPIC_")
-            || matches!(
-                k,
-                "GITHUB_TOKEN" | "GITLAB_TOKEN" | "CLAUDECODE" | "IS_SANDBOX"
-            )
+/// The CLI's whole environment, holding no secret: the session's own variables (what is not
+/// reserved: the runner's contract, credentials, loader and shell are not passed on), a
+/// `PATH` and a home, the model proxy, and what the CLI needs to run headless in the
+/// workspace.
+fn claude_env(ws: &Workspace, proxy: &ModelProxy, isolation: &Isolation) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !model::runner_env::is_reserved(k))
+        .collect();
+    let home = match isolation {
+        Isolation::Sandbox(_) => crate::sandbox::HOME.to_owned(),
+        Isolation::None(_) => std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
     };
-    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !blocked(k)).collect();
-    env.extend(model_env.iter().cloned());
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    env.extend([("PATH".to_owned(), path), ("HOME".to_owned(), home)]);
+    env.extend(proxy.agent_env());
     for (k, v) in [
         ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
         ("DISABLE_AUTOUPDATER", "1".to_owned()),
-        // Required for bypassPermissions as root; the workspace is the sandbox.
+        // Required for bypassPermissions as root; the agent is confined to the workspace.
         ("IS_SANDBOX", "1".to_owned()),
         ("CLAUDE_CODE_ENTRYPOINT", "ambient-runner".to_owned()),
         (

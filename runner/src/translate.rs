@@ -300,12 +300,9 @@ fn stream_event(v: &Value) -> Vec<Output> {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, saying how much was left out.
-pub fn truncate(s: String, max: usize) -> String {
-    if s.len() <= max {
-        return s;
-    }
-    let cut = s.floor_char_boundary(max);
-    format!("{}\n… [{} more bytes not shown]", &s[..cut], s.len() - cut)
+pub fn truncate(mut s: String, max: usize) -> String {
+    model::protocol::truncated(&mut s, max);
+    s
 }
 
 #[cfg(test)]

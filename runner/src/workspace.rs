@@ -46,22 +46,38 @@ pub struct Workspace {
     pub repos: Vec<Repo>,
 }
 
-/// The credential for a remote of `provider`, if the run has its token.
-pub fn credential_for(config: &Config, provider: GitProvider) -> Option<Credential> {
-    let token = match provider {
+/// The credential for a remote, if the run has a token for the forge it is on. A token
+/// goes only to its forge's own host (never to a host a repository URL merely names), only
+/// over https; a remote on plain http of a forge with a token is refused.
+pub fn credential_for(
+    config: &Config,
+    url: &str,
+    provider: Option<GitProvider>,
+) -> Result<Option<Credential>, String> {
+    let Some(forge) = config.forges.of(url, provider) else {
+        return Ok(None);
+    };
+    let token = match forge.provider {
         GitProvider::Github => config.credentials.github_token.clone(),
         GitProvider::Gitlab => config.credentials.gitlab_token.clone(),
     };
-    token.map(|t| Credential::new(provider, t))
-}
-
-/// The provider of a remote: given, or guessed from its host.
-pub fn provider_of(url: &str, given: Option<GitProvider>) -> GitProvider {
-    given.unwrap_or(if url.to_ascii_lowercase().contains("gitlab") {
-        GitProvider::Gitlab
-    } else {
-        GitProvider::Github
-    })
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split('/').next().unwrap_or_default();
+        return Err(format!(
+            "refusing to send the {:?} token to {host} over plain http: use an https URL",
+            forge.provider
+        ));
+    }
+    // ssh and scp-like remotes use keys; local file remotes nothing.
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Ok(None);
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let scope = format!("https://{authority}");
+    Ok(Some(Credential::new(forge.provider, token, scope)))
 }
 
 /// A directory name for a remote: its last path segment without `.git`.
@@ -222,17 +238,18 @@ async fn prepare_repo(
 ) -> Result<Repo, Error> {
     let root = &config.workspace;
     let dir = root.join("repos").join(&name);
-    let provider = provider_of(&spec.url, spec.provider);
     let what = || format!("{} into repos/{name}", git::redact_url(&spec.url));
     let fail = |e: git::GitError| clone_failed(root, what(), e);
+    let credential = credential_for(config, &spec.url, spec.provider)
+        .map_err(|why| Error::CloneFailed(format!("could not clone {}: {why}", what())))?;
     if !dir.join(".git").exists() {
         let mut args = vec!["clone", "--quiet"];
         if let Some(branch) = &spec.branch {
             args.extend(["--branch", branch.as_str()]);
         }
         let target = dir.display().to_string();
-        args.extend([spec.url.as_str(), target.as_str()]);
-        let credential = credential_for(config, provider);
+        // `--`: neither the URL nor the path can be taken for an option.
+        args.extend(["--", spec.url.as_str(), target.as_str()]);
         git::git(root, &args, credential.as_ref())
             .await
             .map_err(fail)?;
@@ -317,19 +334,26 @@ async fn prepare_workflow(
     let dir = root.join("workflows").join(repo_name(&wf.git_url, &[]));
     if !dir.join(".git").exists() {
         std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(root, &e))?;
-        let credential = credential_for(config, provider_of(&wf.git_url, None));
+        let what = format!("the workflow {}", git::redact_url(&wf.git_url));
+        let credential = credential_for(config, &wf.git_url, None)
+            .map_err(|why| Error::CloneFailed(format!("could not clone {what}: {why}")))?;
         let target = dir.display().to_string();
         let branch = wf.branch.as_deref().unwrap_or(DEFAULT_BRANCH);
         git::git(
             root,
-            &["clone", "--quiet", "--branch", branch, &wf.git_url, &target],
+            &[
+                "clone",
+                "--quiet",
+                "--branch",
+                branch,
+                "--",
+                &wf.git_url,
+                &target,
+            ],
             credential.as_ref(),
         )
         .await
-        .map_err(|e| {
-            let what = format!("the workflow {}", git::redact_url(&wf.git_url));
-            clone_failed(root, what, e)
-        })?;
+        .map_err(|e| clone_failed(root, what.clone(), e))?;
         log(format!(
             "cloned the workflow {}",
             git::redact_url(&wf.git_url)
@@ -378,21 +402,5 @@ mod tests {
         );
         assert_eq!(repo_name("https://x/.git", &[]), "repo");
         assert_eq!(repo_name("file:///srv/a b.git", &[]), "a-b");
-    }
-
-    #[test]
-    fn providers_are_guessed_from_the_host() {
-        assert_eq!(
-            provider_of("https://gitlab.example.com/g/p", None),
-            GitProvider::Gitlab
-        );
-        assert_eq!(
-            provider_of("https://github.com/o/r", None),
-            GitProvider::Github
-        );
-        assert_eq!(
-            provider_of("https://github.com/o/r", Some(GitProvider::Gitlab)),
-            GitProvider::Gitlab
-        );
     }
 }

@@ -3,11 +3,12 @@
 //! route cannot exist without its description).
 //!
 //! Layout: [`extract`] (extractors answering bad input with our error body), [`docs`]
-//! (the document), [`projects`], [`settings`], [`sessions`], [`control`].
+//! (the document), [`projects`], [`settings`], [`sessions`], [`control`], [`keys`].
 
 mod control;
 pub mod docs;
 pub mod extract;
+mod keys;
 mod projects;
 mod sessions;
 mod settings;
@@ -43,6 +44,8 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(control::interrupt))
         .routes(routes!(control::send_message))
         .routes(routes!(control::export))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
         .routes(routes!(viewer::viewer_ws))
         .routes(routes!(runner::runner_ws))
         .split_for_parts();

@@ -59,10 +59,27 @@ pub struct Config {
     /// runners outlive a restart and the next server adopts them).
     #[arg(long, env = "AMBIENT_STOP_RUNNERS_ON_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
     pub stop_runners_on_exit: bool,
+    /// Run no agent outside its bubblewrap sandbox: where the sandbox cannot run, sessions
+    /// fail instead of running unconfined with a warning.
+    #[arg(long, env = "AMBIENT_REQUIRE_SANDBOX", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_sandbox: bool,
+    /// Most sessions running at once; more wait in Pending and start in order as others
+    /// end. Default: the memory available at start, half a GiB per session.
+    #[arg(long, env = "AMBIENT_MAX_RUNNING_SESSIONS")]
+    pub max_running_sessions: Option<usize>,
     /// Write Zopfli-compressed `.gz` files next to the UI's assets (served instead of
     /// compressing each response), then exit. Run after each release build.
     #[arg(long)]
     pub precompress_assets: bool,
+    /// Print a new one-time login link (for another browser, or after the first one was
+    /// used), then exit. Works while the server runs.
+    #[arg(long)]
+    pub login_url: bool,
+    /// The URL people reach this server at, when not on this machine's loopback address
+    /// (behind a proxy, or listening on the network): its host name is served, its origin
+    /// trusted, and login links use it. Required to listen on a non-loopback address.
+    #[arg(long, env = "AMBIENT_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
     /// Name of the local user, shown as the sender of messages. Default: $USER.
     #[arg(long, env = "AMBIENT_USER")]
     pub user: Option<String>,
@@ -104,6 +121,14 @@ pub struct Resolved {
     pub local_driver: bool,
     /// Whether runners are stopped when the server stops.
     pub stop_runners_on_exit: bool,
+    /// Whether agents must run in their sandbox.
+    pub require_sandbox: bool,
+    /// Most sessions running at once.
+    pub max_running: usize,
+    /// Where people reach the server, when it is not loopback.
+    pub public_url: Option<url::Url>,
+    /// Print a login link when the server starts.
+    pub print_login_link: bool,
     /// Local user name.
     pub user: String,
     /// Credentials given to projects without their own.
@@ -166,6 +191,21 @@ impl Config {
         if self.inactivity_timeout_secs < 0 {
             return Err("AMBIENT_INACTIVITY_TIMEOUT_SECS must be zero or more".into());
         }
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(format!(
+                "AMBIENT_PUBLIC_URL must be an http or https URL, not {url}"
+            ));
+        }
+        if let Some(addr) = self.addr
+            && !addr.ip().is_loopback()
+            && self.public_url.is_none()
+        {
+            return Err(format!(
+                "AMBIENT_ADDR {addr} is reachable from the network: set AMBIENT_PUBLIC_URL to the URL people reach the server at (everyone must sign in)"
+            ));
+        }
         let set = |v: &Option<String>| {
             v.as_ref()
                 .map(|s| s.trim().to_owned())
@@ -189,6 +229,14 @@ impl Config {
             inactivity_timeout_secs: self.inactivity_timeout_secs,
             local_driver: self.local_driver,
             stop_runners_on_exit: self.stop_runners_on_exit,
+            require_sandbox: self.require_sandbox,
+            max_running: match self.max_running_sessions {
+                Some(0) => return Err("AMBIENT_MAX_RUNNING_SESSIONS must be at least 1".into()),
+                Some(n) => n,
+                None => operator::local::default_max_running(),
+            },
+            public_url: self.public_url.clone(),
+            print_login_link: true,
             user: self
                 .user
                 .clone()

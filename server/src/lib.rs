@@ -6,6 +6,8 @@
 //! - [`config`]: flags and environment, validated once;
 //! - [`api`]: REST routes and their OpenAPI document;
 //! - [`ws`]: the viewer and runner WebSocket endpoints and their shared [`ws::Connection`];
+//! - [`guard`]: the doors: served host names, same-origin changes, sign-in (access keys,
+//!   login links, browser sessions), JSON-only server functions;
 //! - [`assets`]: the UI's precompressed assets; [`state`]: the axum state.
 //!
 //! Test scaffolding (simulated peers, the load generator) is the `testkit` crate's.
@@ -13,6 +15,7 @@
 pub mod api;
 pub mod assets;
 pub mod config;
+pub mod guard;
 pub mod state;
 pub mod ws;
 
@@ -31,12 +34,19 @@ use tokio::net::TcpListener;
 use crate::config::Resolved;
 use crate::state::AppState;
 
-/// The whole HTTP surface: API, WebSockets, UI pages, server functions, static assets.
+/// The whole HTTP surface: API, WebSockets, UI pages, server functions, static assets,
+/// behind the doors of [`guard`].
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let services = state.services.clone();
     let options = state.leptos_options.clone();
     let (api, _) = api::routes();
+    let api = api
+        .route(
+            "/login",
+            axum::routing::get(guard::login_link).post(guard::login_key),
+        )
+        .route("/logout", axum::routing::post(guard::logout));
     api.leptos_routes_with_context(
         &state,
         routes,
@@ -55,6 +65,10 @@ pub fn router(state: AppState) -> Router {
     )
     .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
         app::shell,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        guard::guard,
     ))
     .layer(tower_http::compression::CompressionLayer::new())
     .with_state(state)
@@ -100,12 +114,36 @@ pub async fn run(
         default_inactivity_timeout: config.inactivity_timeout_secs,
         stop_grace: config.stop_grace,
         stop_runners_on_exit: config.stop_runners_on_exit,
+        require_sandbox: config.require_sandbox,
+        max_running: config.max_running,
     });
+    if config.local_driver
+        && let Err(why) = operator::local::probe_sandbox()
+    {
+        if config.require_sandbox {
+            anyhow::bail!(
+                "AMBIENT_REQUIRE_SANDBOX is set, but the agents' sandbox cannot run: {why}"
+            );
+        }
+        tracing::warn!(
+            "agents will run WITHOUT a sandbox: {why} (install bubblewrap, or allow user namespaces)"
+        );
+        println!("warning: agents will run without a sandbox: {why}");
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (services, driver_task) =
         platform::local::open(&config.data_dir, settings, driver, shutdown_rx.clone())
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     ensure_default_project(&services).await?;
+    if config.print_login_link {
+        let base = config
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let token = services.identities.create_login_token().await?;
+        println!("sign in: {base}/login?token={token}");
+    }
     let driver_handle = driver_task.map(|task| {
         let mut driver_shutdown = shutdown_rx.clone();
         tokio::spawn(task.run(async move {
@@ -115,6 +153,7 @@ pub async fn run(
     let app = router(AppState {
         leptos_options,
         services,
+        doors: std::sync::Arc::new(guard::Doors::new(config.public_url.as_ref(), addr.port())),
     });
     let mut serve_shutdown = shutdown_rx;
     let signal = async move {

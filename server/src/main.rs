@@ -47,6 +47,18 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if config.login_url {
+        return match login_url(&resolved, config.addr).await {
+            Ok(url) => {
+                println!("{url}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let mut leptos = match leptos::config::get_configuration(None) {
         Ok(conf) => conf.leptos_options,
         Err(e) => {
@@ -90,4 +102,23 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A new one-time login link for the server of this data directory.
+async fn login_url(
+    config: &server::config::Resolved,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<String, platform::db::StoreError> {
+    let db = platform::db::Db::open_in(&config.data_dir)?;
+    let ids = platform::identity::Identities::open(db, &config.data_dir)?;
+    let token = ids.create_login_token().await?;
+    let base = match &config.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => format!(
+            "http://{}",
+            addr.map(|a| a.to_string())
+                .unwrap_or_else(|| "127.0.0.1:3000".into())
+        ),
+    };
+    Ok(format!("{base}/login?token={token}"))
 }

@@ -12,4 +12,6 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The platform's operations.
     pub services: Services,
+    /// What the doors let in (see [`crate::guard`]).
+    pub doors: std::sync::Arc<crate::guard::Doors>,
 }

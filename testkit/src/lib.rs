@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use model::protocol::{
     BrowserToServer, PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerToServer, ServerToBrowser,
-    ServerToRunner, SessionEvent, UserMessage,
+    ServerToRunner, SessionEvent, UserMessage, close,
 };
 use model::session::{AgenticSessionSpec, AgenticSessionStatus, SessionKey};
 use model::{AgenticSession, Phase};
@@ -145,8 +145,28 @@ impl FakeRunner {
         Connection::open(&Self::url(addr, &s.project, &s.name), token, READ_BUFFER).await
     }
 
-    /// Connects, says hello, waits for the welcome.
+    /// Connects, says hello, waits for the welcome; like a real runner, tries again for a
+    /// while when the server still holds this run's previous connection.
     pub async fn connect(
+        addr: &str,
+        s: &Seeded,
+        handled_through: u64,
+    ) -> Result<FakeRunner, Closed> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Self::connect_once(addr, s, handled_through).await {
+                Err(Closed::Code(close::ALREADY_CONNECTED, _))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One connection attempt: connects, says hello, waits for the welcome.
+    pub async fn connect_once(
         addr: &str,
         s: &Seeded,
         handled_through: u64,
@@ -214,9 +234,10 @@ pub struct ViewerClient {
 }
 
 impl ViewerClient {
-    /// Connects to a session from a cursor.
+    /// Connects to a session from a cursor, signed in with the access key `key`.
     pub async fn connect(
         addr: &str,
+        key: &str,
         project: &str,
         name: &str,
         after: u64,
@@ -224,7 +245,7 @@ impl ViewerClient {
         let url =
             format!("ws://{addr}/api/projects/{project}/agentic-sessions/{name}/ws?after={after}");
         Ok(ViewerClient {
-            conn: Connection::open(&url, None, READ_BUFFER).await?,
+            conn: Connection::open(&url, Some(key), READ_BUFFER).await?,
         })
     }
 
@@ -270,6 +291,10 @@ pub fn config(
         inactivity_timeout_secs: 86_400,
         local_driver: true,
         stop_runners_on_exit: false,
+        require_sandbox: false,
+        max_running: 64,
+        public_url: None,
+        print_login_link: false,
         user: "tester".into(),
         credentials: Default::default(),
     }
@@ -322,4 +347,23 @@ pub fn leptos_options() -> leptos::config::LeptosOptions {
     leptos::config::LeptosOptions::builder()
         .output_name("ambient")
         .build()
+}
+
+/// The install secret of the server whose data is in `data_dir` (its owner's access key).
+pub fn install_secret(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join(platform::identity::INSTALL_SECRET_FILE);
+    Ok(std::fs::read_to_string(path)?.trim().to_owned())
+}
+
+/// An HTTP client that signs every request with `key`.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {key}")
+        .parse()
+        .expect("a key fits a header");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
 }

@@ -57,7 +57,75 @@ pub enum SessionEvent {
     PullRequest(PullRequest),
 }
 
+/// Largest text of one field of an event; what is longer is cut, with a note saying how
+/// much (four fields of this size still fit a runner frame).
+pub const MAX_EVENT_TEXT: usize = 768 * 1024;
+
+/// `text` cut to at most `max` bytes (on a character boundary), with a note of what was cut.
+pub fn truncated(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let cut = text.floor_char_boundary(max);
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("\n… [{dropped} more bytes not shown]"));
+}
+
 impl SessionEvent {
+    /// Whether runners produce this kind of event. The others are the platform's own (a
+    /// person's message, a phase change, a stop or an interrupt), never accepted from a
+    /// runner.
+    pub fn from_runner(&self) -> bool {
+        !matches!(
+            self,
+            SessionEvent::UserMessage(_)
+                | SessionEvent::Phase(_)
+                | SessionEvent::Interrupt(_)
+                | SessionEvent::StopRequested(_)
+        )
+    }
+
+    /// The event with every text field at most [`MAX_EVENT_TEXT`] bytes (a tool's input too
+    /// large is replaced by a note), so that it always fits a frame.
+    pub fn bounded(mut self) -> SessionEvent {
+        let max = MAX_EVENT_TEXT;
+        match &mut self {
+            SessionEvent::UserMessage(m) => truncated(&mut m.text, max),
+            SessionEvent::AgentMessage(m) => truncated(&mut m.text, max),
+            SessionEvent::AgentDelta(m) => truncated(&mut m.text, max),
+            SessionEvent::Thinking(m) => truncated(&mut m.text, max),
+            SessionEvent::ToolUse(t) => {
+                let size = t.input.to_string().len();
+                if size > max {
+                    t.input = serde_json::Value::String(format!(
+                        "[the tool's input ({size} bytes) is too large to show]"
+                    ));
+                }
+            }
+            SessionEvent::ToolResult(r) => truncated(&mut r.content, max),
+            SessionEvent::Log(l) => truncated(&mut l.message, max),
+            SessionEvent::Error(e) => truncated(&mut e.message, max),
+            SessionEvent::TurnResult(t) => {
+                if let Some(text) = &mut t.text {
+                    truncated(text, max)
+                }
+            }
+            SessionEvent::Result(r) => {
+                if let Some(text) = &mut r.text {
+                    truncated(text, max)
+                }
+            }
+            SessionEvent::Phase(_)
+            | SessionEvent::AgentStarted(_)
+            | SessionEvent::Interrupt(_)
+            | SessionEvent::StopRequested(_)
+            | SessionEvent::GitPush(_)
+            | SessionEvent::PullRequest(_) => {}
+        }
+        self
+    }
+
     /// The `type` tag of the event, as on the wire.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -11,6 +11,7 @@ fn at(secs: i64) -> Context {
         default_inactivity_timeout: 86_400,
         project_inactivity_timeout: None,
         unhandled_messages: false,
+        no_room: None,
     }
 }
 
@@ -279,6 +280,23 @@ fn timeout_and_inactivity_stop_a_running_session() {
     );
 }
 
+/// A record that bypassed validation (edited in the cluster, or stored before the caps)
+/// must not overflow the deadline arithmetic: that panicked the driver (debug) or stopped
+/// the session at once (release).
+#[test]
+fn huge_timeouts_never_overflow() {
+    let mut s = session(Phase::Running, &[]);
+    s.spec.timeout = Some(i64::MAX);
+    s.spec.inactivity_timeout = Some(i64::MAX);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(10));
+    assert_eq!(p.action, None, "not expired");
+    assert!(p.requeue_after.is_some());
+    s.status.as_mut().unwrap().sdk_restart_count = Some(i64::MAX);
+    s.spec.timeout = Some(i64::MIN);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(10));
+    assert_eq!(p.action, None, "a negative timeout is no timeout");
+}
+
 #[test]
 fn inactivity_falls_back_to_project_then_default_and_zero_disables() {
     let s = session(Phase::Running, &[]);
@@ -456,4 +474,40 @@ fn an_exit_reason_names_the_failure() {
         ..Default::default()
     });
     assert_eq!(phase_of(&plan(&s, &done, &at(5))), Phase::Completed);
+}
+
+#[test]
+fn without_room_a_session_waits_in_pending_and_says_why() {
+    let s = session(Phase::Pending, &[]);
+    let mut ctx = at(10);
+    ctx.no_room = Some("2 of 2 sessions are running".into());
+    let p = plan(&s, &Runner::Absent, &ctx);
+    assert_eq!(p.action, None);
+    assert_eq!(phase_of(&p), Phase::Pending);
+    let ready = condition(&p, condition::READY);
+    assert_eq!(
+        (ready.reason.as_str(), ready.message.as_str()),
+        (WAITING_FOR_ROOM, "2 of 2 sessions are running")
+    );
+    // With room it starts.
+    let waited = apply(s, &p);
+    let p = plan(&waited, &Runner::Absent, &at(20));
+    assert_eq!(p.action, Some(Action::Start { resume: false }));
+    assert_eq!(phase_of(&p), Phase::Creating);
+}
+
+#[test]
+fn a_restart_without_room_waits_and_then_resumes() {
+    let mut s = session(Phase::Completed, &[(DESIRED_PHASE, DESIRED_RUNNING)]);
+    s.status.as_mut().unwrap().sdk_session_id = Some("conv-1".into());
+    let mut ctx = at(10);
+    ctx.no_room = Some("full".into());
+    let p = plan(&s, &Runner::Absent, &ctx);
+    assert_eq!(p.action, None);
+    assert!(p.clear_desired_phase);
+    assert_eq!(phase_of(&p), Phase::Pending);
+    let mut waited = apply(s, &p);
+    waited.metadata.annotations = None;
+    let p = plan(&waited, &Runner::Absent, &at(20));
+    assert_eq!(p.action, Some(Action::Start { resume: true }));
 }

@@ -94,6 +94,46 @@ pub fn kill_descendants(pid: u32) {
     }
 }
 
+/// Whether the agent's sandbox (bubblewrap) can run here: `bwrap` found on `PATH`, and able
+/// to make the namespaces it needs (a container may forbid them). Returns its path.
+pub fn probe_sandbox() -> Result<std::path::PathBuf, String> {
+    let bwrap = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|dir| dir.join("bwrap"))
+        .find(|p| p.is_file())
+        .ok_or("bubblewrap (bwrap) is not installed")?;
+    let out = std::process::Command::new(&bwrap)
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--die-with-parent",
+            "--",
+            "true",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("bubblewrap cannot start: {e}"))?;
+    if out.status.success() {
+        Ok(bwrap)
+    } else {
+        Err(format!(
+            "bubblewrap cannot make its namespaces here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// The last `lines` non-empty lines of a file, reading at most the last 64 KiB from `offset`.
 pub fn tail(path: &Path, offset: u64, lines: usize) -> Vec<String> {
     const WINDOW: u64 = 64 * 1024;

@@ -173,7 +173,8 @@ impl Services {
         idle_conn: Option<u64>,
     ) -> Result<(), ApiError> {
         let _guard = self.runners.lock(log).await;
-        self.log
+        let handled_through = self
+            .log
             .set_handled_through(log, generation, handled_through)
             .await?;
         let pending = self.log.pending_messages(log, handled_through).await?;

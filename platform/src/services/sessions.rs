@@ -40,9 +40,14 @@ pub(super) fn page(
             format!("must be between 1 and {MAX_PAGE}"),
         ));
     }
+    let offset = offset.unwrap_or(0);
+    validate::offset(offset)?;
+    if let Some(s) = &search {
+        validate::search(s)?;
+    }
     Ok(Page {
         search,
-        offset: offset.unwrap_or(0),
+        offset,
         limit,
     })
 }

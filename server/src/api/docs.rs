@@ -10,13 +10,14 @@ pub const ERRORS: &str = "Errors are `{\"error\": kind, \"message\": text}` with
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Ambient Code Platform API", description = "Local mode of the Ambient Code Platform. Errors are `{\"error\", \"message\"}` JSON with a 4xx status for client mistakes."),
+    info(title = "Ambient Code Platform API", description = "Local mode of the Ambient Code Platform. Every route but /health needs an access key (`Authorization: Bearer <key>`) or a browser session. Errors are `{\"error\", \"message\"}` JSON with a 4xx status for client mistakes."),
     components(schemas(model::api::ApiError)),
     tags(
         (name = "projects", description = "Projects (namespaces) and their settings"),
         (name = "sessions", description = "Agentic sessions"),
         (name = "control", description = "Steering running sessions"),
         (name = "realtime", description = "WebSocket endpoints"),
+        (name = "keys", description = "Access keys (`Authorization: Bearer <key>`)"),
         (name = "meta", description = "Server information"),
     )
 )]

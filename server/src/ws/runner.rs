@@ -11,10 +11,10 @@ use std::time::Duration;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use model::protocol::{
-    Ack, Frame as _, MAX_RUNNER_FRAME, PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerToServer,
-    ServerToRunner, Welcome, close,
+    Ack, ErrorEvent, Frame as _, MAX_RUNNER_FRAME, PROTOCOL_VERSION, RunnerEvent, RunnerHello,
+    RunnerToServer, ServerToRunner, SessionEvent, Welcome, close,
 };
 use model::session::SessionKey;
 use platform::auth::{AuthError, bearer};
@@ -42,7 +42,17 @@ pub async fn runner_ws(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let token = bearer(&headers).map(|t| t.map(str::to_owned));
+    let token = match bearer(&headers) {
+        // Not a runner at all: refused before the upgrade, like every unauthenticated
+        // request. (A runner with a wrong or stale token is told why in the close frame.)
+        Ok(None) => {
+            return ApiError::Unauthorized(
+                "missing runner token (Authorization: Bearer ...)".into(),
+            )
+            .into_response();
+        }
+        other => other.map(|t| t.map(str::to_owned)),
+    };
     ws.max_message_size(MAX_RUNNER_FRAME + 1024)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(4 * 1024)
@@ -80,9 +90,13 @@ struct Registered {
     conn: u64,
     out: mpsc::UnboundedSender<ServerToRunner>,
     superseded: Arc<Notify>,
+    /// Hosts a pull request or push of this session may be on: its repositories' and its
+    /// configured forges'.
+    link_hosts: Vec<String>,
 }
 
 impl RunnerEndpoint {
+    /// The session, if `token` is the token of its current run and that run is live.
     async fn authenticate(&mut self, token: &str) -> Result<LiveSession, End> {
         let live = self
             .services
@@ -91,12 +105,24 @@ impl RunnerEndpoint {
             .map_err(End::refused)?;
         let presented = token_hash(token);
         match &live.record.run.token_hash {
-            Some(expected) if bool::from(expected.as_slice().ct_eq(&presented)) => Ok(live),
-            _ => Err(End::Close(
-                close::UNAUTHORIZED,
-                "invalid runner token for this session".into(),
-            )),
+            Some(expected) if bool::from(expected.as_slice().ct_eq(&presented)) => {}
+            _ => {
+                return Err(End::Close(
+                    close::UNAUTHORIZED,
+                    "invalid runner token for this session".into(),
+                ));
+            }
         }
+        if !live.record.session.phase().is_active() {
+            return Err(End::Close(
+                close::UNAUTHORIZED,
+                format!(
+                    "the run of this token has ended (the session is {})",
+                    live.record.session.phase()
+                ),
+            ));
+        }
+        Ok(live)
     }
 
     async fn hello(&mut self) -> Result<RunnerHello, End> {
@@ -142,17 +168,23 @@ impl RunnerEndpoint {
         }
         let (out, mut out_rx) = mpsc::unbounded_channel();
         let superseded = Arc::new(Notify::new());
+        let Some(conn) =
+            self.services
+                .runners
+                .register(live.log, current, out.clone(), superseded.clone())
+        else {
+            return End::Close(
+                close::ALREADY_CONNECTED,
+                "this run's runner is connected already".into(),
+            );
+        };
         let reg = Registered {
             log: live.log,
             generation: current,
-            conn: self.services.runners.register(
-                live.log,
-                current,
-                out.clone(),
-                superseded.clone(),
-            ),
+            conn,
             out,
             superseded,
+            link_hosts: link_hosts(&self.services, &live).await,
         };
         // Welcome goes first: it is queued before anything else can be.
         let welcome = self.services.log.counters(live.log).await;
@@ -260,8 +292,26 @@ impl RunnerEndpoint {
         }
     }
 
-    /// Persists a batch; the runner's acknowledgement goes out once it is committed.
-    async fn append(&mut self, batch: Vec<RunnerEvent>, reg: &Registered) -> Result<(), End> {
+    /// Persists a batch; the runner's acknowledgement goes out once it is committed. Only
+    /// what runners produce is taken; a link to a host the session has nothing to do with is
+    /// kept as an error saying so, not as a link.
+    async fn append(&mut self, mut batch: Vec<RunnerEvent>, reg: &Registered) -> Result<(), End> {
+        for e in &mut batch {
+            if !e.event.from_runner() {
+                return Err(End::Close(
+                    close::BAD_FRAME,
+                    format!("runners may not send {} events", e.event.kind()),
+                ));
+            }
+            if let Some((what, host)) = foreign_link(&e.event, &reg.link_hosts) {
+                e.event = SessionEvent::Error(ErrorEvent {
+                    message: format!(
+                        "a {what} link to {host} was refused: it is not on a host of this session's repositories"
+                    ),
+                    code: Some("refused_link".into()),
+                });
+            }
+        }
         let ack = reg.out.clone();
         let on_commit = move |rseq| {
             let _ = ack.send(ServerToRunner::Ack(Ack { rseq }));
@@ -303,4 +353,63 @@ impl RunnerEndpoint {
         }
         Ok((batch, None))
     }
+}
+
+/// What kind of link `event` holds and its host, when that host is not among `hosts`: a
+/// pull request is always a web link; a push's remote when it is one (a path or an
+/// scp-like remote is not shown as a link).
+fn foreign_link(event: &SessionEvent, hosts: &[String]) -> Option<(&'static str, String)> {
+    let (what, url, must_be_web) = match event {
+        SessionEvent::PullRequest(pr) => ("pull request", pr.url.as_str(), true),
+        SessionEvent::GitPush(p) => ("push", p.remote.as_str(), false),
+        _ => return None,
+    };
+    match host_of(url) {
+        Some(host) if hosts.contains(&host) => None,
+        Some(host) => Some((what, host)),
+        None if must_be_web => Some((what, url.chars().take(100).collect())),
+        None if url.starts_with("http:") || url.starts_with("https:") => {
+            Some((what, url.chars().take(100).collect()))
+        }
+        None => None,
+    }
+}
+
+/// The host of an http(s) URL, lowercase.
+fn host_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    matches!(parsed.scheme(), "http" | "https")
+        .then(|| parsed.host_str().map(str::to_ascii_lowercase))
+        .flatten()
+}
+
+/// The hosts a session's pull requests may be on: its repositories', and its forges' (the
+/// public ones, and the APIs its project or the server configured).
+async fn link_hosts(services: &Services, live: &LiveSession) -> Vec<String> {
+    let mut hosts: Vec<String> = vec!["github.com".into(), "gitlab.com".into()];
+    for repo in &live.record.session.spec.repos {
+        let url = &repo.url;
+        let host = host_of(url).or_else(|| {
+            // scp-like `user@host:path`
+            let (user_host, _) = url.split_once(':')?;
+            Some(user_host.rsplit('@').next()?.to_ascii_lowercase())
+        });
+        hosts.extend(host);
+    }
+    let project = &live
+        .record
+        .session
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_default();
+    if let Ok(creds) = services.run_credentials(&Caller::system(), project).await {
+        hosts.extend(
+            [creds.github_api_url, creds.gitlab_api_url]
+                .iter()
+                .flatten()
+                .filter_map(|u| host_of(u)),
+        );
+    }
+    hosts
 }

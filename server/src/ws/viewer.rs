@@ -7,13 +7,11 @@
 
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use model::protocol::{
     BrowserToServer, DecodeError, Live, MAX_BROWSER_FRAME, Refusal, ServerToBrowser, close,
 };
 use model::session::SessionKey;
-use platform::auth::{self, AuthError};
 use platform::hub::EventFrame;
 use platform::log::LogId;
 use platform::{Caller, Services};
@@ -43,12 +41,11 @@ pub struct ViewerQuery {
     responses((status = 101, description = "Switching to the viewer protocol (ServerToBrowser / BrowserToServer frames)")))]
 pub async fn viewer_ws(
     State(services): State<Services>,
+    caller: Caller,
     Path((project, name)): Path<(String, String)>,
     Query(query): Query<ViewerQuery>,
-    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let caller = auth::caller(&services, &headers);
     ws.max_message_size(MAX_BROWSER_FRAME + 1024)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
@@ -59,14 +56,7 @@ pub async fn viewer_ws(
                 key: SessionKey::new(project, name),
                 cursor: query.after,
             };
-            let end = match caller {
-                Ok(caller) => viewer.serve(&caller).await,
-                Err(AuthError::RunnerToken) => End::Close(
-                    close::FORBIDDEN,
-                    "runner tokens are not accepted on the viewer endpoint".into(),
-                ),
-                Err(AuthError::Invalid(why)) => End::Close(close::UNAUTHORIZED, why),
-            };
+            let end = viewer.serve(&caller).await;
             viewer.conn.close(end).await;
         })
 }

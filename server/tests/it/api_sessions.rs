@@ -126,12 +126,58 @@ async fn create_refuses_bad_input() {
         "invalid",
         "reserved",
     );
+    // Every variable that would rewire the runner or what it runs is refused, by name:
+    // the runner contract, loader and shell variables, git and ssh, credentials.
+    for name in [
+        "WORKSPACE_PATH",
+        "REPOS_JSON",
+        "INITIAL_PROMPT",
+        "BACKEND_API_URL",
+        "GITHUB_API_URL",
+        "GITLAB_API_URL",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "GITHUB_TOKEN",
+        "GITLAB_TOKEN",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "HOME",
+        "SHELL",
+        "BASH_ENV",
+        "ENV",
+        "GIT_CONFIG_COUNT",
+        "GIT_SSH_COMMAND",
+        "SSH_AUTH_SOCK",
+        "CLAUDE_CONFIG_DIR",
+        "AMBIENT_SANDBOX",
+    ] {
+        assert_error(
+            &bad(json!({"initialPrompt": "x", "environmentVariables": {name: "v"}})).await,
+            400,
+            "invalid",
+            name,
+        );
+    }
+    for name in model::runner_env::CONTRACT {
+        let got = bad(json!({"initialPrompt": "x", "environmentVariables": {name: "v"}})).await;
+        assert_error(&got, 400, "invalid", "reserved");
+    }
     assert_error(
         &bad(json!({"initialPrompt": "x", "timeout": -5})).await,
         400,
         "invalid",
         "timeout",
     );
+    // Numbers beyond any sensible duration (they overflowed the lifecycle's arithmetic).
+    for field in ["timeout", "inactivityTimeout"] {
+        assert_error(
+            &bad(json!({"initialPrompt": "x", field: i64::MAX})).await,
+            400,
+            "invalid",
+            field,
+        );
+    }
     assert_error(
         &bad(json!({"initialPrompt": "x", "repos": "nope"})).await,
         400,
@@ -214,6 +260,42 @@ async fn create_refuses_bad_input() {
         400,
         "invalid",
         "offset",
+    );
+    assert_error(
+        &call(
+            &s,
+            "GET",
+            &format!("{SESSIONS}?offset=18446744073709551615"),
+            None,
+        )
+        .await,
+        400,
+        "invalid",
+        "offset",
+    );
+    assert_error(
+        &call(
+            &s,
+            "GET",
+            &format!("/api/projects?offset={}", u64::MAX),
+            None,
+        )
+        .await,
+        400,
+        "invalid",
+        "offset",
+    );
+    assert_error(
+        &call(
+            &s,
+            "GET",
+            &format!("{SESSIONS}?search={}", "x".repeat(201)),
+            None,
+        )
+        .await,
+        400,
+        "invalid",
+        "search",
     );
     // Nothing was stored by the refused requests.
     let (_, list) = call(&s, "GET", SESSIONS, None).await;
@@ -500,9 +582,10 @@ async fn a_session_created_again_under_an_old_name_gets_a_new_log() {
     assert!(
         matches!(&events[0].event, model::protocol::SessionEvent::UserMessage(m) if m.text == "new prompt")
     );
-    let mut viewer = testkit::ViewerClient::connect(&s.addr.to_string(), "default", "again", 3)
-        .await
-        .unwrap();
+    let mut viewer =
+        testkit::ViewerClient::connect(&s.addr.to_string(), &s.key, "default", "again", 3)
+            .await
+            .unwrap();
     assert!(matches!(
         viewer.recv().await,
         Err(testkit::Closed::Code(
@@ -575,6 +658,9 @@ async fn openapi_describes_every_route() {
             "get",
             "/api/projects/{project}/agentic-sessions/{session}/runner/ws",
         ),
+        ("get", "/api/keys"),
+        ("post", "/api/keys"),
+        ("delete", "/api/keys/{id}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths

@@ -2,7 +2,7 @@
 //! instead of one per topic): a real server on a loopback port, the real router, real
 //! WebSockets, the real runner and `claude` CLI against a mock model.
 //!
-//! Topics: [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
+//! Topics: [`doors`] (authentication, host and origin checks), [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
 //! hub's WebSockets with simulated peers); [`session_e2e`], [`runner_failures`],
 //! [`runner_git`] (whole sessions); [`restart`] (a killed server); [`assets`] (the UI's
 //! assets). [`common`] starts servers and talks to them.
@@ -12,6 +12,7 @@ mod api_projects;
 mod api_sessions;
 mod assets;
 mod common;
+mod doors;
 mod hub;
 mod restart;
 mod runner_failures;

@@ -88,6 +88,15 @@ struct Client {
 }
 
 impl Client {
+    /// A client of the server whose data is in `data_dir`, signed in with its install secret.
+    fn signed_in(data_dir: &Path, port: u16) -> Client {
+        let key = testkit::install_secret(data_dir).expect("the install secret");
+        Client {
+            http: testkit::client_with_key(&key),
+            port,
+        }
+    }
+
     fn as_test_server(&self) -> crate::common::TestServerView<'_> {
         crate::common::TestServerView {
             http: &self.http,
@@ -164,12 +173,9 @@ async fn a_session_survives_a_killed_server_with_all_its_events() {
     let mock = mock_anthropic::start(Default::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let c = Client {
-        http: reqwest::Client::new(),
-        port,
-    };
     let first = ServerProcess::start(dir.path(), port, &mock.url());
-    first.wait_ready(&c.http).await;
+    first.wait_ready(&reqwest::Client::new()).await;
+    let c = Client::signed_in(dir.path(), port);
 
     let name = create(&c, "slow 30").await;
     wait_for(&c, &name, &["Running"], Duration::from_secs(30)).await;
@@ -219,12 +225,9 @@ async fn a_runner_that_died_while_the_server_was_down_fails_with_that_reason() {
     let mock = mock_anthropic::start(Default::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let c = Client {
-        http: reqwest::Client::new(),
-        port,
-    };
     let first = ServerProcess::start(dir.path(), port, &mock.url());
-    first.wait_ready(&c.http).await;
+    first.wait_ready(&reqwest::Client::new()).await;
+    let c = Client::signed_in(dir.path(), port);
     let name = create(&c, "slow 200").await;
     wait_for(&c, &name, &["Running"], Duration::from_secs(30)).await;
     first.kill();

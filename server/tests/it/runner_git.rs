@@ -154,7 +154,7 @@ async fn two_repos_one_pushed_with_a_pull_request() {
     let pr = pr.expect("a pull request event");
     assert_eq!(
         (pr.number, pr.url.as_str()),
-        (42, "https://github.example/acme/app/pull/42")
+        (42, format!("{}/acme/app/pull/42", f.forge.url).as_str())
     );
     // The pull request asked for: head = working branch, base = main, a title and a body.
     let calls = f.forge.calls();

@@ -110,6 +110,13 @@ async fn main() -> anyhow::Result<()> {
     while tokio::net::TcpStream::connect(&addr).await.is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The server writes its install secret when it opens its store.
+    let key = loop {
+        match testkit::install_secret(data.path()) {
+            Ok(key) => break key,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
     let idle_rss = rss_kib(pid);
 
     let epoch = Instant::now();
@@ -123,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
         let mut batch = Vec::new();
         for s in chunk {
             for _ in 0..args.viewers {
-                batch.push(ViewerClient::connect(&addr, &s.project, &s.name, 1));
+                batch.push(ViewerClient::connect(&addr, &key, &s.project, &s.name, 1));
             }
         }
         for v in futures::future::join_all(batch).await {

@@ -100,6 +100,8 @@ pub struct ForgeCall {
 
 #[derive(Clone, Default)]
 struct ForgeState {
+    /// Where the mock listens: its links are on its own host, as a forge's are.
+    base: String,
     calls: Arc<Mutex<Vec<ForgeCall>>>,
     fail_with: Arc<Mutex<Option<u16>>>,
 }
@@ -112,13 +114,16 @@ pub struct ForgeMock {
 
 impl ForgeMock {
     pub async fn start() -> ForgeMock {
-        let state = ForgeState::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = ForgeState {
+            base: url.clone(),
+            ..ForgeState::default()
+        };
         let app = axum::Router::new()
             .route("/repos/{owner}/{repo}/pulls", post(github_pull))
             .route("/projects/{project}/merge_requests", post(gitlab_merge))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         ForgeMock { url, state }
     }
@@ -169,9 +174,7 @@ async fn github_pull(
     }
     (
         StatusCode::CREATED,
-        Json(
-            json!({"number": 42, "html_url": format!("https://github.example/{owner}/{repo}/pull/42")}),
-        ),
+        Json(json!({"number": 42, "html_url": format!("{}/{owner}/{repo}/pull/42", state.base)})),
     )
 }
 
@@ -191,8 +194,6 @@ async fn gitlab_merge(
     }
     (
         StatusCode::CREATED,
-        Json(
-            json!({"iid": 7, "web_url": format!("https://gitlab.example/{project}/-/merge_requests/7")}),
-        ),
+        Json(json!({"iid": 7, "web_url": format!("{}/{project}/-/merge_requests/7", state.base)})),
     )
 }

@@ -42,6 +42,8 @@ pub fn claude_bin() -> PathBuf {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The owner's access key (the install secret); `http` sends it.
+    pub key: String,
     pub data_dir: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -123,13 +125,14 @@ impl TestServer {
         }
         let spawned = testkit::spawn(config, leptos, listener).await;
         let (addr, tx, task) = (spawned.addr, spawned.stop, spawned.task);
-        let http = reqwest::Client::new();
+        let key = testkit::install_secret(&opts.data_dir).expect("the server's install secret");
         TestServer {
             addr,
             data_dir: opts.data_dir,
             shutdown: Some(tx),
             task: Some(task),
-            http,
+            http: testkit::client_with_key(&key),
+            key,
         }
     }
 
@@ -208,9 +211,10 @@ impl TestServer {
     }
 
     pub async fn viewer(&self, name: &str, after: u64) -> Viewer {
-        let client = ViewerClient::connect(&self.addr.to_string(), "default", name, after)
-            .await
-            .expect("viewer connects");
+        let client =
+            ViewerClient::connect(&self.addr.to_string(), &self.key, "default", name, after)
+                .await
+                .expect("viewer connects");
         Viewer { client }
     }
 }

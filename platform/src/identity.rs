@@ -1,0 +1,393 @@
+//! Who may use a local installation, and how they prove it.
+//!
+//! - The **install secret**: created at the first start in the data directory (mode 0600),
+//!   it is the owner's access key (`Authorization: Bearer <secret>`).
+//! - **Access keys** made in the UI or the API: named, shown once at creation, stored as
+//!   their SHA-256 only, with their last use; revoked at once.
+//! - **Login links**: one-time tokens printed by the server (`/login?token=...`), valid for
+//!   a day; opening one gives the browser a session.
+//! - **Browser sessions**: a random id in an `HttpOnly`, `SameSite=Strict` cookie, stored as
+//!   its SHA-256, valid for 30 days after its last use.
+//!
+//! Every secret is 256 random bits, so a plain SHA-256 of it is a safe thing to store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::RngCore;
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::db::{Db, StoreError, now_ms};
+
+/// File in the data directory holding the install secret.
+pub const INSTALL_SECRET_FILE: &str = "install-secret";
+/// Prefix of access keys (the install secret included).
+pub const KEY_PREFIX: &str = "ak_";
+/// How long a login link stays valid.
+pub const LOGIN_LINK_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a browser session lasts after its last use.
+pub const SESSION_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+/// A session's last use is recorded at most this often.
+const TOUCH_EVERY_MS: i64 = 60 * 1000;
+/// Most access keys.
+pub const MAX_KEYS: usize = 100;
+
+/// A new secret: 256 random bits, hex, after `prefix`.
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+fn hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// An access key as listed (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its first characters, to recognise it.
+    pub prefix: String,
+    /// When it was made (ms since the epoch).
+    pub created_ms: i64,
+    /// When it was last used, if ever.
+    pub last_used_ms: Option<i64>,
+}
+
+/// What a request's credentials turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The install secret.
+    InstallSecret,
+    /// An access key.
+    Key {
+        /// Its id.
+        id: i64,
+        /// Its name.
+        name: String,
+    },
+    /// A browser session.
+    Session,
+}
+
+/// The identities of a local installation; cheap to clone.
+#[derive(Clone)]
+pub struct Identities {
+    db: Db,
+    install_secret: Arc<String>,
+}
+
+impl Identities {
+    /// Reads the install secret of `data_dir`, creating it (0600) at the first start.
+    pub fn open(db: Db, data_dir: &Path) -> Result<Identities, StoreError> {
+        let path = data_dir.join(INSTALL_SECRET_FILE);
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().starts_with(KEY_PREFIX) => s.trim().to_owned(),
+            Ok(_) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} does not hold an access key",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret = new_secret(KEY_PREFIX);
+                match write_private(&path, &secret) {
+                    Ok(()) => secret,
+                    // Another process (a `--login-url` beside the server) made it first.
+                    Err(_) if path.exists() => std::fs::read_to_string(&path)
+                        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?
+                        .trim()
+                        .to_owned(),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
+        };
+        Ok(Identities {
+            db,
+            install_secret: Arc::new(secret),
+        })
+    }
+
+    /// The install secret (the owner's key).
+    pub fn install_secret(&self) -> &str {
+        &self.install_secret
+    }
+
+    /// What a bearer token proves: the install secret or an access key (whose use is
+    /// recorded); `None` for anything else.
+    pub async fn check_key(&self, token: &str) -> Result<Option<Proof>, StoreError> {
+        if !token.starts_with(KEY_PREFIX) {
+            return Ok(None);
+        }
+        if bool::from(token.as_bytes().ct_eq(self.install_secret.as_bytes())) {
+            return Ok(Some(Proof::InstallSecret));
+        }
+        let h = hash(token);
+        let h2 = h.clone();
+        // A read on every request; the use is written at most every TOUCH_EVERY_MS, so API
+        // clients do not queue behind the single writer.
+        let found: Option<(i64, String, Option<i64>)> = self
+            .db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT id, name, last_used_at FROM access_keys WHERE hash = ?1",
+                    [h],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?)
+            })
+            .await?;
+        let Some((id, name, last_used)) = found else {
+            return Ok(None);
+        };
+        if last_used.is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS) {
+            self.db
+                .write(move |tx, _| {
+                    tx.execute(
+                        "UPDATE access_keys SET last_used_at = ?2 WHERE hash = ?1",
+                        params![h2, now_ms()],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(Some(Proof::Key { id, name }))
+    }
+
+    /// Makes an access key named `name`; returns it (shown this once) and how it is listed.
+    pub async fn create_key(&self, name: &str) -> Result<(String, KeyInfo), StoreError> {
+        let key = new_secret(KEY_PREFIX);
+        let prefix: String = key.chars().take(KEY_PREFIX.len() + 6).collect();
+        let (h, name, p) = (hash(&key), name.to_owned(), prefix.clone());
+        let info = self
+            .db
+            .write(move |tx, _| {
+                let count: i64 = tx.query_row("SELECT COUNT(*) FROM access_keys", [], |r| r.get(0))?;
+                if count as usize >= MAX_KEYS {
+                    return Err(StoreError::Conflict(format!(
+                        "there are {MAX_KEYS} access keys already; revoke one first"
+                    )));
+                }
+                let created = now_ms();
+                let id: i64 = tx.query_row(
+                    "INSERT INTO access_keys (name, hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    params![name, h, p, created],
+                    |r| r.get(0),
+                )?;
+                Ok(KeyInfo {
+                    id,
+                    name,
+                    prefix: p,
+                    created_ms: created,
+                    last_used_ms: None,
+                })
+            })
+            .await?;
+        Ok((key, info))
+    }
+
+    /// Every access key, newest first.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, name, prefix, created_at, last_used_at FROM access_keys ORDER BY id DESC",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok(KeyInfo {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            prefix: r.get(2)?,
+                            created_ms: r.get(3)?,
+                            last_used_ms: r.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    /// Revokes an access key: it is refused from now on.
+    pub async fn revoke_key(&self, id: i64) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx, _| {
+                if tx.execute("DELETE FROM access_keys WHERE id = ?1", [id])? == 0 {
+                    return Err(StoreError::NotFound(format!("access key {id}")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// A new one-time login token, valid for [`LOGIN_LINK_TTL_MS`].
+    pub async fn create_login_token(&self) -> Result<String, StoreError> {
+        let token = new_secret("lt_");
+        let h = hash(&token);
+        self.db
+            .write(move |tx, _| {
+                let now = now_ms();
+                tx.execute("DELETE FROM login_tokens WHERE expires_at < ?1", [now])?;
+                tx.execute(
+                    "INSERT INTO login_tokens (hash, expires_at) VALUES (?1, ?2)",
+                    params![h, now + LOGIN_LINK_TTL_MS],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// Uses up a login token; whether it was valid.
+    pub async fn redeem_login_token(&self, token: &str) -> Result<bool, StoreError> {
+        let h = hash(token);
+        self.db
+            .write(move |tx, _| {
+                let n = tx.execute(
+                    "DELETE FROM login_tokens WHERE hash = ?1 AND expires_at >= ?2",
+                    params![h, now_ms()],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Starts a browser session; returns the cookie's value.
+    pub async fn create_session(&self) -> Result<String, StoreError> {
+        let id = new_secret("ws_");
+        let h = hash(&id);
+        self.db
+            .write(move |tx, _| {
+                let now = now_ms();
+                tx.execute("DELETE FROM web_sessions WHERE expires_at < ?1", [now])?;
+                tx.execute(
+                    "INSERT INTO web_sessions (hash, created_at, last_seen_at, expires_at) VALUES (?1, ?2, ?2, ?3)",
+                    params![h, now, now + SESSION_TTL_MS],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Whether a session cookie's value is a live session; its life is extended.
+    pub async fn check_session(&self, id: &str) -> Result<bool, StoreError> {
+        let h = hash(id);
+        let h2 = h.clone();
+        let seen: Option<i64> = self
+            .db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT last_seen_at FROM web_sessions WHERE hash = ?1 AND expires_at >= ?2",
+                    params![h, now_ms()],
+                    |r| r.get(0),
+                )
+                .optional()?)
+            })
+            .await?;
+        let Some(seen) = seen else {
+            return Ok(false);
+        };
+        if now_ms() - seen > TOUCH_EVERY_MS {
+            self.db
+                .write(move |tx, _| {
+                    let now = now_ms();
+                    tx.execute(
+                        "UPDATE web_sessions SET last_seen_at = ?2, expires_at = ?3 WHERE hash = ?1",
+                        params![h2, now, now + SESSION_TTL_MS],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Ends a browser session.
+    pub async fn end_session(&self, id: &str) -> Result<(), StoreError> {
+        let h = hash(id);
+        self.db
+            .write(move |tx, _| {
+                tx.execute("DELETE FROM web_sessions WHERE hash = ?1", [h])?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Writes a new file readable by its owner only, whole or not at all (a reader never sees it
+/// half written), and never over an existing one.
+fn write_private(path: &Path, text: &str) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_login_links_and_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_in(dir.path()).unwrap();
+        let ids = Identities::open(db.clone(), dir.path()).unwrap();
+        let secret = ids.install_secret().to_owned();
+        // The secret survives a restart, readable by its owner only.
+        let again = Identities::open(db, dir.path()).unwrap();
+        assert_eq!(again.install_secret(), secret);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(INSTALL_SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            ids.check_key(&secret).await.unwrap(),
+            Some(Proof::InstallSecret)
+        );
+
+        let (key, info) = ids.create_key("ci").await.unwrap();
+        assert!(key.starts_with(&info.prefix) && info.last_used_ms.is_none());
+        assert!(
+            matches!(ids.check_key(&key).await.unwrap(), Some(Proof::Key { ref name, .. }) if name == "ci")
+        );
+        assert!(ids.keys().await.unwrap()[0].last_used_ms.is_some());
+        ids.revoke_key(info.id).await.unwrap();
+        assert_eq!(ids.check_key(&key).await.unwrap(), None);
+        assert_eq!(ids.check_key("ak_guess").await.unwrap(), None);
+
+        let token = ids.create_login_token().await.unwrap();
+        assert!(ids.redeem_login_token(&token).await.unwrap());
+        assert!(
+            !ids.redeem_login_token(&token).await.unwrap(),
+            "one time only"
+        );
+
+        let session = ids.create_session().await.unwrap();
+        assert!(ids.check_session(&session).await.unwrap());
+        ids.end_session(&session).await.unwrap();
+        assert!(!ids.check_session(&session).await.unwrap());
+    }
+}

@@ -1,0 +1,176 @@
+//! The model proxy: the agent's model calls go through the runner, which adds the real
+//! credentials itself, so the key never enters the agent's sandbox (the way hosted agents
+//! keep credentials out of their machines).
+//!
+//! It listens on loopback for the run's lifetime. The agent's CLI is pointed at it
+//! (`ANTHROPIC_BASE_URL`) with a per-run proxy token as its key; a request without that
+//! token is refused, so nothing else on the machine can spend the key through it. Bodies
+//! stream both ways (the model's answers are server-sent events).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use model::runner_env::Credentials;
+use subtle::ConstantTimeEq;
+
+/// Where the model is when no endpoint is configured.
+const ANTHROPIC_API: &str = "https://api.anthropic.com";
+
+/// Headers that describe one hop, not the request.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A running proxy.
+#[derive(Debug, Clone)]
+pub struct ModelProxy {
+    /// `http://127.0.0.1:<port>`: the agent's `ANTHROPIC_BASE_URL`.
+    pub base_url: String,
+    /// The token the agent must present (as its API key).
+    pub token: String,
+}
+
+struct Upstream {
+    base: String,
+    api_key: Option<String>,
+    bearer: Option<String>,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl ModelProxy {
+    /// Starts the proxy in front of the model endpoint `credentials` describe. It runs until
+    /// the process ends.
+    pub async fn start(credentials: &Credentials) -> std::io::Result<ModelProxy> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let token = {
+            use rand::RngCore;
+            let mut bytes = [0u8; 24];
+            rand::rng().fill_bytes(&mut bytes);
+            format!("proxy-{}", hex(&bytes))
+        };
+        let upstream = Arc::new(Upstream {
+            base: credentials
+                .anthropic_base_url
+                .clone()
+                .unwrap_or_else(|| ANTHROPIC_API.to_owned())
+                .trim_end_matches('/')
+                .to_owned(),
+            api_key: credentials.anthropic_api_key.clone(),
+            bearer: credentials.anthropic_auth_token.clone(),
+            token: token.clone(),
+            client: reqwest::Client::builder()
+                .build()
+                .map_err(std::io::Error::other)?,
+        });
+        let app = axum::Router::new().fallback(forward).with_state(upstream);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the model proxy stopped");
+            }
+        });
+        Ok(ModelProxy {
+            base_url: format!("http://{addr}"),
+            token,
+        })
+    }
+
+    /// The agent's model variables: the proxy, and the proxy token as its key.
+    pub fn agent_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                model::runner_env::ANTHROPIC_BASE_URL.to_owned(),
+                self.base_url.clone(),
+            ),
+            (
+                model::runner_env::ANTHROPIC_API_KEY.to_owned(),
+                self.token.clone(),
+            ),
+        ]
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The token a request presents: `x-api-key`, or `Authorization: Bearer`.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key);
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
+    let ok = presented(req.headers())
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(up.token.as_bytes())));
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, "unknown proxy token").into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || matches!(n, "host" | "content-length" | "x-api-key" | "authorization")
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if let Some(key) = &up.api_key
+        && let Ok(v) = key.parse()
+    {
+        headers.insert(HeaderName::from_static("x-api-key"), v);
+    }
+    if let Some(token) = &up.bearer
+        && let Ok(v) = format!("Bearer {token}").parse()
+    {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    let sent = up
+        .client
+        .request(parts.method, format!("{}{path}", up.base))
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => {
+            let mut out = Response::builder().status(resp.status());
+            for (name, value) in resp.headers() {
+                if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
+                    out = out.header(name, value);
+                }
+            }
+            out.body(Body::from_stream(resp.bytes_stream()))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the model endpoint is unreachable: {e}"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,209 @@
+//! The agent's sandbox in local mode: `claude` and every tool it runs live in a bubblewrap
+//! (`bwrap`) container that sees
+//!
+//! - the session's workspace, read-write (the platform's own `.ambient/` in it hidden);
+//! - the system (`/usr`, `/etc` without its secrets, ...) read-only, and the `claude`
+//!   package;
+//! - a private `/tmp` and home, its own process tree (`/proc` shows nothing of the runner,
+//!   the server or other sessions), and the network;
+//!
+//! and nothing else: not the data directory (the database, other sessions' workspaces), not
+//! the user's home, not the runner's environment. Its environment is built here, holding no
+//! secret: the model key stays with the runner ([`crate::proxy`]).
+//!
+//! In a Kubernetes runner pod the pod is the isolation, and the sandbox is off.
+
+use std::path::{Path, PathBuf};
+
+/// Where the agent's home is inside the sandbox (a private, empty tmpfs).
+pub const HOME: &str = "/home/agent";
+
+/// Directories of the system the agent may read: what programs need to run.
+const SYSTEM: [&str; 9] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/etc",
+];
+/// Files of `/etc` the agent must not read (hidden behind an empty file).
+const HIDDEN_FILES: [&str; 4] = [
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+];
+/// Directories of `/etc` the agent must not read (hidden behind an empty directory).
+const HIDDEN_DIRS: [&str; 2] = ["/etc/ssh", "/etc/sudoers.d"];
+
+/// How the agent is started: in the sandbox, or (where it cannot run) as a plain process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a bubblewrap sandbox, with this `bwrap`.
+    Sandbox(PathBuf),
+    /// Unconfined, and why.
+    None(String),
+}
+
+/// What decides whether the agent is sandboxed (`AMBIENT_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// Sandboxed when bubblewrap can run here; otherwise unconfined, with a warning.
+    #[default]
+    Auto,
+    /// Sandboxed, or the run fails.
+    Required,
+    /// Never (a Kubernetes pod is its own sandbox).
+    Off,
+}
+
+/// Finds out whether bubblewrap can run here (see [`operator::local::probe_sandbox`]).
+pub fn probe(mode: Mode) -> Result<Isolation, String> {
+    if mode == Mode::Off {
+        return Ok(Isolation::None("the sandbox is turned off".into()));
+    }
+    match (operator::local::probe_sandbox(), mode) {
+        (Ok(bwrap), _) => Ok(Isolation::Sandbox(bwrap)),
+        (Err(why), Mode::Required) => Err(format!("the sandbox is required, but {why}")),
+        (Err(why), _) => Ok(Isolation::None(why)),
+    }
+}
+
+/// What the agent's process needs.
+#[derive(Debug, Clone)]
+pub struct Agent<'a> {
+    /// The `claude` executable.
+    pub program: &'a Path,
+    /// Its arguments.
+    pub args: &'a [String],
+    /// The session's workspace (read-write).
+    pub workspace: &'a Path,
+    /// Where it starts.
+    pub cwd: &'a Path,
+    /// Its whole environment.
+    pub env: &'a [(String, String)],
+}
+
+/// The command that starts the agent under `isolation`.
+pub fn command(isolation: &Isolation, agent: &Agent<'_>) -> tokio::process::Command {
+    match isolation {
+        Isolation::Sandbox(bwrap) => {
+            let mut cmd = tokio::process::Command::new(bwrap);
+            cmd.args(bwrap_args(agent))
+                .arg("--")
+                .arg(agent.program)
+                .args(agent.args);
+            cmd
+        }
+        Isolation::None(_) => {
+            let mut cmd = tokio::process::Command::new(agent.program);
+            cmd.args(agent.args)
+                .current_dir(agent.cwd)
+                .env_clear()
+                .envs(agent.env.iter().map(|(k, v)| (k, v)));
+            cmd
+        }
+    }
+}
+
+/// bubblewrap's arguments for `agent` (everything before `--`).
+pub fn bwrap_args(agent: &Agent<'_>) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
+    push(&[
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "agent",
+    ]);
+    if nix::unistd::geteuid().is_root() {
+        // Root in the sandbox keeps no capability: no mounts, no reading others' files.
+        push(&["--cap-drop", "ALL"]);
+    }
+    for dir in SYSTEM {
+        let path = Path::new(dir);
+        match std::fs::read_link(path) {
+            // Merged /usr: `/bin` is a link to `usr/bin`.
+            Ok(target) => push(&["--symlink", &target.to_string_lossy(), dir]),
+            Err(_) if path.is_dir() => push(&["--ro-bind", dir, dir]),
+            Err(_) => {}
+        }
+    }
+    for file in HIDDEN_FILES.iter().filter(|f| Path::new(f).exists()) {
+        push(&["--ro-bind", "/dev/null", file]);
+    }
+    for dir in HIDDEN_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
+        push(&["--tmpfs", dir]);
+    }
+    push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    push(&["--tmpfs", "/home", "--dir", HOME]);
+    let ws = agent.workspace.to_string_lossy().into_owned();
+    push(&["--bind", &ws, &ws]);
+    let state = agent
+        .workspace
+        .join(model::runner_env::STATE_DIR)
+        .to_string_lossy()
+        .into_owned();
+    push(&["--tmpfs", &state]);
+    // The CLI's own files (a package outside the system directories).
+    if let Some(package) = package_dir(agent.program)
+        && !SYSTEM.iter().any(|s| package.starts_with(s))
+    {
+        let p = package.to_string_lossy().into_owned();
+        push(&["--ro-bind", &p, &p]);
+    }
+    push(&["--chdir", &agent.cwd.to_string_lossy(), "--clearenv"]);
+    for (k, v) in agent.env {
+        push(&["--setenv", k, v]);
+    }
+    a
+}
+
+/// The directory of the program's package: for an npm install,
+/// `.../node_modules/@anthropic-ai/claude-code`; otherwise the program's directory.
+fn package_dir(program: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(program).ok()?;
+    let mut dir = real.parent()?.to_owned();
+    let mut up = dir.clone();
+    while let Some(parent) = up.parent() {
+        if parent.file_name().is_some_and(|n| n == "@anthropic-ai") {
+            dir = up.clone();
+            break;
+        }
+        up = parent.to_owned();
+    }
+    Some(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(workspace: &Path) -> Vec<String> {
+        bwrap_args(&Agent {
+            program: Path::new("/usr/bin/true"),
+            args: &[],
+            workspace,
+            cwd: workspace,
+            env: &[("HOME".into(), HOME.into())],
+        })
+    }
+
+    #[test]
+    fn the_sandbox_binds_the_workspace_and_hides_the_platforms_state() {
+        let a = args(Path::new("/data/workspaces/p/s"));
+        let joined = a.join(" ");
+        assert!(joined.contains("--bind /data/workspaces/p/s /data/workspaces/p/s"));
+        assert!(joined.contains("--tmpfs /data/workspaces/p/s/.ambient"));
+        assert!(joined.contains("--unshare-pid") && joined.contains("--proc /proc"));
+        assert!(joined.contains("--clearenv --setenv HOME /home/agent"));
+        // Nothing of the data directory but the workspace.
+        assert!(!joined.contains("--bind /data "));
+        assert!(!a.iter().any(|x| x == "/data/workspaces"));
+    }
+
+    #[test]
+    fn off_means_unconfined_and_required_fails_without_bubblewrap() {
+        assert!(matches!(probe(Mode::Off), Ok(Isolation::None(_))));
+    }
+}

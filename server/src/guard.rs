@@ -1,0 +1,399 @@
+//! The doors of the HTTP surface, in front of every route but `/health`:
+//!
+//! 1. **Host**: only the configured host names are served (loopback names, and the host of
+//!    `AMBIENT_PUBLIC_URL`): a page on another name that resolves to this machine (DNS
+//!    rebinding) gets nothing.
+//! 2. **Who is calling**: an access key (`Authorization: Bearer ak_...`) or a browser
+//!    session cookie; anything else is 401 — the login page for a page, JSON for the API
+//!    and server functions, before any WebSocket upgrade. Runner tokens are refused
+//!    everywhere but the runner endpoint, which checks its own.
+//! 3. **Origin**: a request that changes something (any method but GET/HEAD/OPTIONS) and
+//!    every WebSocket upgrade must come from this server's own origin; with no `Origin`
+//!    header at all, only a key-bearing client (not a browser's cookie) may.
+//! 4. **Server functions** accept JSON bodies only (what they decode): a cross-site form or
+//!    `text/plain` post is refused with 415.
+//!
+//! `/login` and `/logout` turn login links and access keys into browser sessions.
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use model::runner_env::RUNNER_TOKEN_PREFIX;
+use platform::auth::{AuthError, bearer};
+use platform::identity::{Proof, SESSION_TTL_MS};
+use platform::{ApiError, Caller, Services};
+use serde::Deserialize;
+
+use crate::state::AppState;
+
+/// Name of the browser session cookie, followed by `_<port>`: cookies do not tell ports
+/// apart, and two servers on one machine must not overwrite each other's.
+pub const COOKIE: &str = "ambient_session";
+
+/// What the doors let in.
+#[derive(Debug, Clone)]
+pub struct Doors {
+    /// Host names served (lowercase, no port).
+    pub hosts: Vec<String>,
+    /// The origin of `AMBIENT_PUBLIC_URL` (`https://host[:port]`), when set.
+    pub public_origin: Option<String>,
+    /// Whether cookies get `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+    /// The session cookie's name.
+    pub cookie_name: String,
+}
+
+impl Doors {
+    /// Loopback names, and the public URL's host; the server listens on `port`.
+    pub fn new(public_url: Option<&url::Url>, port: u16) -> Doors {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]", "::1"]
+            .map(String::from)
+            .to_vec();
+        if let Some(host) = public_url.and_then(|u| u.host_str()) {
+            hosts.push(host.to_ascii_lowercase());
+        }
+        Doors {
+            hosts,
+            public_origin: public_url.map(|u| u.origin().ascii_serialization()),
+            secure_cookies: public_url.is_some_and(|u| u.scheme() == "https"),
+            cookie_name: format!("{COOKIE}_{port}"),
+        }
+    }
+
+    /// The host name of a `Host` header value, if it is served.
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let name = match host.rsplit_once(':') {
+            // `[::1]:3000`, `127.0.0.1:3000`, `localhost:3000`
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+            _ => host,
+        };
+        self.hosts.contains(&name)
+    }
+
+    /// Whether `origin` is this server's own, as reached through `host`.
+    fn same_origin(&self, origin: &str, host: &str) -> bool {
+        let own = [format!("http://{host}"), format!("https://{host}")];
+        own.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            || self
+                .public_origin
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(origin))
+    }
+
+    fn cookie(&self, value: &str, max_age_secs: i64) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        let text = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
+            self.cookie_name
+        );
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// Routes the doors let anyone reach (the login page needs no session).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/login" | "/logout" | "/favicon.svg") || path.starts_with("/pkg/")
+}
+
+/// The runner endpoint authenticates runners itself (runner tokens only).
+fn is_runner_endpoint(path: &str) -> bool {
+    path.starts_with("/api/projects/") && path.ends_with("/runner/ws")
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/rpc/")
+}
+
+/// The value of the cookie `name`, if the request has one.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+}
+
+/// How a request proved who it is.
+enum Proven {
+    /// By an access key: a program, not a browser.
+    Key(Caller),
+    /// By a browser session.
+    Cookie(Caller),
+    /// Not at all.
+    Nobody,
+}
+
+async fn prove(
+    services: &Services,
+    doors: &Doors,
+    headers: &HeaderMap,
+) -> Result<Proven, ApiError> {
+    let ids = &services.identities;
+    let owner = services.settings.local_user.clone();
+    match bearer(headers) {
+        Err(AuthError::Invalid(why)) => return Err(ApiError::Unauthorized(why)),
+        Err(AuthError::RunnerToken) => return Err(AuthError::RunnerToken.into_api()),
+        Ok(Some(token)) if token.starts_with(RUNNER_TOKEN_PREFIX) => {
+            return Err(AuthError::RunnerToken.into_api());
+        }
+        Ok(Some(token)) => {
+            return match ids.check_key(token).await? {
+                Some(Proof::Key { name, .. }) => Ok(Proven::Key(Caller {
+                    display_name: format!("{} (key {name})", owner.display_name),
+                    ..owner
+                })),
+                Some(_) => Ok(Proven::Key(owner)),
+                None => Err(ApiError::Unauthorized(
+                    "this access key is not valid (revoked, or never made)".into(),
+                )),
+            };
+        }
+        Ok(None) => {}
+    }
+    match cookie(headers, &doors.cookie_name) {
+        Some(id) if ids.check_session(id).await? => Ok(Proven::Cookie(owner)),
+        _ => Ok(Proven::Nobody),
+    }
+}
+
+fn refusal(status: StatusCode, error: &str, message: String) -> Response {
+    let body = model::api::ApiError {
+        error: error.to_owned(),
+        message,
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// The middleware in front of every route.
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path == "/health" {
+        return next.run(req).await;
+    }
+    let doors = &state.doors;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if !doors.host_allowed(&host) {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this server does not answer to the host name '{host}' (set AMBIENT_PUBLIC_URL to serve it)"
+            ),
+        );
+    }
+    if is_runner_endpoint(&path) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers.contains_key(header::UPGRADE);
+    let proven = match prove(&state.services, doors, headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if changes {
+        match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            Some(origin) if !doors.same_origin(origin, &host) => {
+                return refusal(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("requests from another origin ({origin}) are refused"),
+                );
+            }
+            Some(_) => {}
+            // Browsers always send an Origin with these; a cookie without one is not a
+            // request this server's pages made.
+            None if matches!(proven, Proven::Cookie(_)) => {
+                return refusal(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "a request that changes something must say its Origin".into(),
+                );
+            }
+            None => {}
+        }
+    }
+    if path.starts_with("/rpc/") && *req.method() == Method::POST && !is_json(req.headers()) {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "server functions take JSON (Content-Type: application/json)".into(),
+        );
+    }
+    let caller = match proven {
+        Proven::Key(c) | Proven::Cookie(c) => c,
+        Proven::Nobody if is_public(&path) => return next.run(req).await,
+        Proven::Nobody if is_api(&path) => {
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "sign in first: open the login link the server printed, or send Authorization: Bearer <access key>".into(),
+            );
+        }
+        Proven::Nobody => return login_page(StatusCode::UNAUTHORIZED, None),
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `GET /login?token=...`: a one-time login link.
+#[derive(Debug, Deserialize)]
+pub struct LinkQuery {
+    token: Option<String>,
+}
+
+/// `GET /login`: with a token, signs the browser in; without, the login page.
+pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery>) -> Response {
+    let Some(token) = q.token else {
+        return login_page(StatusCode::OK, None);
+    };
+    match state.services.identities.redeem_login_token(&token).await {
+        Ok(true) => signed_in(&state).await,
+        Ok(false) => login_page(
+            StatusCode::UNAUTHORIZED,
+            Some(
+                "This login link was used already or has expired. Ask the server for a new one (server login-url), or sign in with an access key.",
+            ),
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /login` with `key=<access key>` (a form): signs the browser in.
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    key: String,
+}
+
+/// `POST /login`: an access key typed into the login page.
+pub async fn login_key(
+    State(state): State<AppState>,
+    axum::Form(form): axum::Form<KeyForm>,
+) -> Response {
+    match state.services.identities.check_key(form.key.trim()).await {
+        Ok(Some(_)) => signed_in(&state).await,
+        Ok(None) => login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That is not a valid access key."),
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /logout`: ends the browser session.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, &state.doors.cookie_name) {
+        let _ = state.services.identities.end_session(id).await;
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, state.doors.cookie("", 0));
+    resp
+}
+
+async fn signed_in(state: &AppState) -> Response {
+    match state.services.identities.create_session().await {
+        Ok(id) => {
+            let mut resp = Redirect::to("/projects").into_response();
+            resp.headers_mut().insert(
+                header::SET_COOKIE,
+                state.doors.cookie(&id, SESSION_TTL_MS / 1000),
+            );
+            resp
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The login page: self-contained (it is shown before any session exists).
+pub fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+    let problem = problem
+        .map(|p| format!("<p class=\"problem\" role=\"alert\">{}</p>", escape(p)))
+        .unwrap_or_default();
+    let html = format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark"><title>Sign in · Ambient Code Platform</title>
+<link rel="icon" type="image/svg+xml" href="/favicon.svg">
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:10vh auto;padding:0 1rem;line-height:1.5}}
+input{{width:100%;padding:.5rem;font:inherit;box-sizing:border-box}}button{{margin-top:.75rem;padding:.5rem 1rem;font:inherit}}
+.problem{{color:#c92a2a}}code{{font-size:.9em}}</style></head>
+<body><main id="login"><h1>Sign in</h1>{problem}
+<p>Open the login link the server printed when it started, or run <code>server login-url</code> for a new one. Or sign in with an access key (the install secret in the data directory is one):</p>
+<form method="post" action="/login"><label for="key">Access key</label>
+<input id="key" name="key" type="password" autocomplete="off" required autofocus>
+<button type="submit">Sign in</button></form></main></body></html>"#
+    );
+    (status, Html(html)).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_origins() {
+        let public = url::Url::parse("https://ambient.example.com").unwrap();
+        let doors = Doors::new(Some(&public), 3000);
+        for ok in [
+            "127.0.0.1:3000",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:3000",
+            "ambient.example.com",
+        ] {
+            assert!(doors.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.com",
+            "127.0.0.1.evil.com:3000",
+            "",
+            "ambient.example.com.evil:1",
+        ] {
+            assert!(!doors.host_allowed(bad), "{bad}");
+        }
+        assert!(doors.same_origin("http://127.0.0.1:3000", "127.0.0.1:3000"));
+        assert!(doors.same_origin("https://ambient.example.com", "127.0.0.1:3000"));
+        assert!(!doors.same_origin("http://evil.com", "127.0.0.1:3000"));
+        assert!(!doors.same_origin("http://127.0.0.1:3001", "127.0.0.1:3000"));
+        assert!(doors.secure_cookies);
+        assert!(!Doors::new(None, 3000).host_allowed("ambient.example.com"));
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ambient_session_3000=ws_x; b=2"),
+        );
+        assert_eq!(cookie(&h, "ambient_session_3000"), Some("ws_x"));
+        assert_eq!(cookie(&h, "ambient_session_3001"), None);
+    }
+}
