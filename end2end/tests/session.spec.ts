@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, expect, hydrated, workspace } from './fixtures';
+import { test, expect, hydrated, signIn, workspace } from './fixtures';
 import { NO_CREDENTIALS_PORT, PORT } from '../playwright.config';
 
 test('a session writes a file, streams live, and completes', async ({ page, consoleErrors }) => {
@@ -36,6 +36,7 @@ test('a session writes a file, streams live, and completes', async ({ page, cons
 });
 
 test('a session without credentials fails fast with a clear error', async ({ page, consoleErrors }) => {
+  await signIn(page, NO_CREDENTIALS_PORT);
   await page.goto(`http://127.0.0.1:${NO_CREDENTIALS_PORT}/projects/default/new`);
   await hydrated(page);
   await page.getByLabel('What should the agent do?').fill('create hello.txt');

@@ -1,4 +1,4 @@
-import { test, expect, hydrated, api, newProject, newSession, seqs } from './fixtures';
+import { test, expect, hydrated, api, newProject, newSession, seqs, signIn } from './fixtures';
 import { PORT } from '../playwright.config';
 
 const phaseOf = (page: import('@playwright/test').Page) => page.locator('.session-header [data-phase]');
@@ -127,6 +127,7 @@ test('session page: a second browser sees the same transcript', async ({ page, b
   await page.goto(url);
   await hydrated(page);
   const other = await (await browser.newContext({ baseURL: `http://127.0.0.1:${PORT}` })).newPage();
+  await signIn(other, PORT);
   const otherErrors: string[] = [];
   other.on('console', (m) => m.type() === 'error' && otherErrors.push(m.text()));
   await other.goto(url);

@@ -6,7 +6,7 @@ use model::protocol::{ErrorEvent, GitPush, LogLevel, LogLine, PullRequest, Sessi
 
 use crate::config::Config;
 use crate::forge;
-use crate::git::{self, Credential};
+use crate::git;
 use crate::link::Link;
 use crate::workspace::{Repo, Workspace, credential_for};
 
@@ -121,14 +121,13 @@ async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, s
         commit,
     }));
     // 4. Open the pull request.
-    open_pr(config, repo, branch, credential, link, &title, summary).await;
+    open_pr(config, repo, branch, link, &title, summary).await;
 }
 
 async fn open_pr(
     config: &Config,
     repo: &Repo,
     branch: &str,
-    credential: Option<Credential>,
     link: &Link,
     title: &str,
     summary: &Summary,
@@ -142,11 +141,23 @@ async fn open_pr(
             ),
         );
     };
-    let Some(credential) = credential else {
-        let var = match forge.provider {
-            model::session::GitProvider::Github => "GITHUB_TOKEN",
-            model::session::GitProvider::Gitlab => "GITLAB_TOKEN",
-        };
+    // The API token goes to the forge's configured API (never to a host a repository URL
+    // names), and never in clear text beyond this machine.
+    let (var, token) = match forge.provider {
+        model::session::GitProvider::Github => ("GITHUB_TOKEN", &config.credentials.github_token),
+        model::session::GitProvider::Gitlab => ("GITLAB_TOKEN", &config.credentials.gitlab_token),
+    };
+    if forge.api.starts_with("http://") && !is_loopback_url(&forge.api) {
+        return error(
+            link,
+            "pr_failed",
+            format!(
+                "cannot open a pull request for {}: refusing to send {var} to {} over plain http",
+                repo.name, forge.api
+            ),
+        );
+    }
+    let Some(token) = token else {
         return error(
             link,
             "pr_failed",
@@ -157,9 +168,7 @@ async fn open_pr(
         );
     };
     let body = body(config, summary, branch);
-    match forge::open_pull_request(&forge, &credential.token, branch, &repo.base, title, &body)
-        .await
-    {
+    match forge::open_pull_request(&forge, token, branch, &repo.base, title, &body).await {
         Ok(pr) => link.emit(SessionEvent::PullRequest(PullRequest {
             repo: repo.name.clone(),
             url: pr.url,
@@ -220,4 +229,14 @@ fn body(config: &Config, summary: &Summary, branch: &str) -> String {
         summary.turns, summary.cost_usd
     ));
     b
+}
+
+/// Whether an http URL is on this machine's loopback interface.
+fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    })
 }

@@ -84,10 +84,14 @@ pub struct Agent<'a> {
 pub fn command(isolation: &Isolation, agent: &Agent<'_>) -> tokio::process::Command {
     match isolation {
         Isolation::Sandbox(bwrap) => {
+            // The program by its real path: a link to it (npm's `node_modules/.bin/claude`)
+            // may be outside what the sandbox shows.
+            let program =
+                std::fs::canonicalize(agent.program).unwrap_or_else(|_| agent.program.to_owned());
             let mut cmd = tokio::process::Command::new(bwrap);
             cmd.args(bwrap_args(agent))
                 .arg("--")
-                .arg(agent.program)
+                .arg(program)
                 .args(agent.args);
             cmd
         }

@@ -386,3 +386,60 @@ async fn a_follow_up_during_a_turn_is_the_next_turn_of_the_same_conversation() {
         "no restart was needed"
     );
 }
+
+/// Tokens go only to their configured host. A git server on a second loopback name (no
+/// forge of the run is there) asks for credentials and records every `Authorization` it is
+/// sent: it receives none, whichever provider the session names, and no pull request API
+/// is called on its behalf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_on_another_host_gets_no_token() {
+    use std::sync::{Arc, Mutex};
+    let f = fixture().await;
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(
+                headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or("?").to_owned()),
+            );
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"git\"")],
+                "credentials, please",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    for provider in [None, Some("github"), Some("gitlab")] {
+        let mut repo = json!({"url": format!("http://127.0.0.2:{port}/acme/app.git"), "branch": "main", "autoPush": true});
+        if let Some(p) = provider {
+            repo["provider"] = json!(p);
+        }
+        let (name, events) = run(
+            &f,
+            json!({"initialPrompt": "create notes.md", "repos": [repo]}),
+            &["Failed", "Completed"],
+        )
+        .await;
+        let exported = serde_json::to_string(&events).unwrap();
+        assert!(!exported.contains(TOKEN), "{provider:?}");
+        assert!(
+            !errors(&events).is_empty(),
+            "{provider:?}: the clone cannot succeed"
+        );
+        let _ = name;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "git never reached the server");
+    assert!(
+        seen.iter().all(Option::is_none),
+        "credentials were sent to a host they do not belong to: {seen:?}"
+    );
+    assert!(f.forge.calls().is_empty(), "{:?}", f.forge.calls().len());
+}
