@@ -27,6 +27,7 @@ function bareRepo(dir: string): string {
 /** A stand-in for GitHub's pull-request endpoint, recording what it is asked. */
 async function forge(): Promise<{ url: string; calls: { path: string; auth: string; body: any }[]; close: () => void }> {
   const calls: { path: string; auth: string; body: any }[] = [];
+  let url = '';
   const server = http.createServer((req, res) => {
     let data = '';
     req.on('data', (c) => (data += c));
@@ -34,14 +35,16 @@ async function forge(): Promise<{ url: string; calls: { path: string; auth: stri
       calls.push({ path: req.url ?? '', auth: String(req.headers.authorization ?? ''), body: data ? JSON.parse(data) : null });
       if (req.method === 'POST' && req.url === '/repos/acme/app/pulls') {
         res.writeHead(201, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ number: 7, html_url: 'https://github.example/acme/app/pull/7' }));
+        // On the forge's own host, as GitHub's links are (links elsewhere are refused).
+        res.end(JSON.stringify({ number: 7, html_url: `${url}/acme/app/pull/7` }));
       } else {
         res.writeHead(404).end();
       }
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls, close: () => server.close() };
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, calls, close: () => server.close() };
 }
 
 test('git delivery: the push and the pull request appear in the transcript', async ({ page, consoleErrors }) => {
@@ -70,7 +73,7 @@ test('git delivery: the push and the pull request appear in the transcript', asy
     await expect(push).toContainText(`Pushed app to branch ambient/${session}`);
     const pr = page.locator('.entry.git.pr');
     await expect(pr).toContainText('Pull request #7 for app');
-    await expect(pr.locator('a')).toHaveAttribute('href', 'https://github.example/acme/app/pull/7');
+    await expect(pr.locator('a')).toHaveAttribute('href', `${gh.url}/acme/app/pull/7`);
 
     // The branch really is in the remote, and the forge was asked once, with the token.
     expect(git(bare, 'branch', '--list').split('\n').map((b) => b.trim())).toContain(`ambient/${session}`);
