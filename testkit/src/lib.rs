@@ -17,6 +17,7 @@ use platform::local::{new_token, token_hash};
 use platform::records::{NewProject, RecordsError, Run};
 use platform::{ApiError, Caller, Services};
 pub use runner::connection::{Closed, Connection, ReadError};
+pub use runner::link::{Down, Link, LinkConfig};
 
 /// Read buffer of simulated peers: small, as there are thousands of them.
 const READ_BUFFER: usize = 8 * 1024;

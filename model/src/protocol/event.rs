@@ -61,6 +61,9 @@ pub enum SessionEvent {
 /// much (four fields of this size still fit a runner frame).
 pub const MAX_EVENT_TEXT: usize = 768 * 1024;
 
+/// Largest JSON of one event (a runner frame holds [`super::MAX_RUNNER_FRAME`]).
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// `text` cut to at most `max` bytes (on a character boundary), with a note of what was cut.
 pub fn truncated(text: &mut String, max: usize) {
     if text.len() <= max {
@@ -86,10 +89,33 @@ impl SessionEvent {
         )
     }
 
-    /// The event with every text field at most [`MAX_EVENT_TEXT`] bytes (a tool's input too
-    /// large is replaced by a note), so that it always fits a frame.
-    pub fn bounded(mut self) -> SessionEvent {
-        let max = MAX_EVENT_TEXT;
+    /// The event cut to fit a runner frame whatever it holds: its JSON at most
+    /// [`MAX_EVENT_BYTES`]. Text fields are cut to [`MAX_EVENT_TEXT`] bytes with a note of
+    /// what was cut (a tool's input too large is replaced by a note), then shorter while
+    /// escaping still makes the JSON too long; an event that cannot fit even so (a huge
+    /// name or URL) becomes an error event saying so. An event the server cannot take would
+    /// otherwise be re-sent forever, and every event after it lost.
+    pub fn bounded(self) -> SessionEvent {
+        let kind = self.kind();
+        let mut max = MAX_EVENT_TEXT;
+        let mut event = self;
+        loop {
+            event = event.texts_cut_to(max);
+            let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len());
+            if size <= MAX_EVENT_BYTES {
+                return event;
+            }
+            if max < 1024 {
+                return SessionEvent::Error(ErrorEvent {
+                    message: format!("a {kind} event of {size} bytes was too large to keep"),
+                    code: Some("event_too_large".into()),
+                });
+            }
+            max /= 4;
+        }
+    }
+
+    fn texts_cut_to(mut self, max: usize) -> SessionEvent {
         match &mut self {
             SessionEvent::UserMessage(m) => truncated(&mut m.text, max),
             SessionEvent::AgentMessage(m) => truncated(&mut m.text, max),

@@ -330,3 +330,63 @@ fn close_codes_are_distinct_application_codes() {
         assert!(!codes[i + 1..].contains(a), "duplicate close code {a}");
     }
 }
+
+/// Whatever a runner's event holds, once bounded it fits a frame: an event the server cannot
+/// take was re-sent about ten times a second forever, and every later event was lost.
+#[test]
+fn every_bounded_event_fits_a_runner_frame() {
+    let big = 5 * 1024 * 1024;
+    let text = |t: String| {
+        SessionEvent::AgentMessage(AgentMessage {
+            message_id: None,
+            text: t,
+            parent_tool_use_id: None,
+        })
+    };
+    let cases = [
+        text("x".repeat(big)),
+        // Six bytes of JSON per character.
+        text("\u{1}".repeat(big)),
+        SessionEvent::ToolResult(ToolResult {
+            tool_use_id: "t".into(),
+            content: "\"".repeat(big),
+            is_error: false,
+        }),
+        SessionEvent::ToolUse(ToolUse {
+            id: "t".into(),
+            name: "Write".into(),
+            input: serde_json::json!({"content": "y".repeat(big)}),
+            parent_tool_use_id: None,
+        }),
+        SessionEvent::PullRequest(PullRequest {
+            repo: "app".into(),
+            url: format!("https://github.com/{}", "a".repeat(big)),
+            number: 1,
+        }),
+    ];
+    for event in cases {
+        let kind = event.kind();
+        let bounded = event.bounded();
+        let frame = RunnerToServer::Event(RunnerEvent {
+            rseq: u64::MAX,
+            ts: i64::MAX,
+            event: bounded.clone(),
+        })
+        .encode();
+        assert!(frame.len() <= MAX_RUNNER_FRAME, "{kind}: {}", frame.len());
+        assert!(RunnerToServer::decode(&frame).is_ok(), "{kind}");
+        match bounded {
+            SessionEvent::AgentMessage(m) => assert!(m.text.contains("more bytes not shown")),
+            SessionEvent::ToolResult(r) => assert!(r.content.contains("more bytes not shown")),
+            SessionEvent::ToolUse(t) => assert!(t.input.to_string().contains("too large")),
+            SessionEvent::Error(e) => {
+                assert_eq!(kind, "pull_request");
+                assert_eq!(e.code.as_deref(), Some("event_too_large"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Small events are left alone.
+    let small = text("hello".into());
+    assert_eq!(small.clone().bounded(), small);
+}

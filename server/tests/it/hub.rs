@@ -548,3 +548,46 @@ async fn a_runner_token_can_do_only_what_a_runner_does() {
         .unwrap();
     assert!(stamped.ts > 1_700_000_000_000, "{}", stamped.ts);
 }
+
+/// An event too large for a frame is cut by the runner, not re-sent forever: a 5 MiB event
+/// and a normal one after it are both kept, the first with a note of what was cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_event_is_cut_and_the_next_one_still_arrives() {
+    let (s, seeded, _dir) = seeded_server(1).await;
+    let session = &seeded[0];
+    let (link, _down) = testkit::Link::start(testkit::LinkConfig {
+        url: FakeRunner::url(&s.addr.to_string(), &session.project, &session.name),
+        token: session.token.clone(),
+        generation: session.generation,
+        handled_through: 1,
+        give_up_after: Duration::from_secs(30),
+    });
+    let huge = |t: String| {
+        SessionEvent::AgentMessage(AgentMessage {
+            message_id: None,
+            text: t,
+            parent_tool_use_id: None,
+        })
+    };
+    link.emit(huge("\u{1}".repeat(5 * 1024 * 1024)));
+    link.emit(huge("the next one".into()));
+    assert!(
+        link.flush(Duration::from_secs(30)).await,
+        "every event is acknowledged"
+    );
+    let events = crate::common::exported_events(&s, &session.name).await;
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::AgentMessage(m) => Some(m.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts.len(), 2, "both are kept");
+    assert!(
+        texts[0].ends_with("more bytes not shown]"),
+        "the first is cut"
+    );
+    assert!(texts[0].len() < 1024 * 1024);
+    assert_eq!(texts[1], "the next one");
+}

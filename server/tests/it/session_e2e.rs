@@ -156,3 +156,63 @@ async fn a_server_that_stops_its_runners_leaves_no_process() {
     let left = processes_in(&workspaces);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// With a cap of N running sessions, session N+1 waits in Pending saying why, and starts
+/// when a slot frees (each `claude` takes ~300 MB: without a cap, enough sessions exhaust
+/// the machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_cap_a_session_waits_in_pending_then_runs() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path()).with_mock(&mock.url());
+    opts.max_running = 1;
+    let server = TestServer::start(opts).await;
+    let first = server.create_session("run: sleep 3").await;
+    server
+        .wait_phase(&first, &["Running"], Duration::from_secs(60))
+        .await;
+    let second = server.create_session("create second.txt").await;
+    // It waits, and says why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let s = server.session(&second).await;
+        let ready = s["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .cloned();
+        if let Some(c) = ready {
+            break (s["status"]["phase"].clone(), c);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(waiting.0, "Pending");
+    assert_eq!(waiting.1["reason"], "WaitingForCapacity");
+    let message = waiting.1["message"].as_str().unwrap();
+    assert!(message.contains("1 of 1 sessions are running"), "{message}");
+    assert_eq!(server.phase(&first).await, "Running");
+    // When the first ends, the second runs to its end.
+    server
+        .wait_phase(&first, &["Completed"], Duration::from_secs(60))
+        .await;
+    server
+        .wait_phase(&second, &["Completed"], Duration::from_secs(60))
+        .await;
+    let ended = server.session(&first).await["status"]["completionTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = server.session(&second).await["status"]["startTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(started >= ended, "started {started} before {ended}");
+    assert!(
+        server
+            .workspace(&second)
+            .join("artifacts/second.txt")
+            .exists()
+    );
+}

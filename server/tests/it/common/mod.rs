@@ -66,6 +66,8 @@ pub struct Options {
     pub stop_runners_on_exit: bool,
     /// Where the UI's assets are (`<site_root>/pkg`). Default: Leptos' default.
     pub site_root: Option<PathBuf>,
+    /// Most sessions running at once.
+    pub max_running: usize,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Options {
             runner_bin: None,
             stop_runners_on_exit: false,
             site_root: None,
+            max_running: 64,
         }
     }
 
@@ -113,6 +116,7 @@ impl TestServer {
         config.stop_grace = opts.stop_grace;
         config.local_driver = opts.local_driver;
         config.stop_runners_on_exit = opts.stop_runners_on_exit;
+        config.max_running = opts.max_running;
         for (k, v) in &opts.credentials {
             config
                 .credentials
