@@ -243,7 +243,8 @@ pub struct MessageAccepted {
 pub struct MaskedSecret {
     /// Variable name (`ANTHROPIC_API_KEY` ...).
     pub key: String,
-    /// A masked form, e.g. `sk-a…9f2c` (URLs are not secret and are shown whole).
+    /// A masked form, e.g. `…9f2c`: the last four characters of a secret of 20 or more,
+    /// nothing of a shorter one (URLs are shown whole, but for credentials in them).
     pub masked: String,
 }
 
@@ -275,15 +276,23 @@ pub const RUNNER_SECRET_KEYS: &[&str] = &crate::runner_env::Credentials::KEYS;
 /// characters (or only `••••` when short).
 pub fn mask_secret(key: &str, value: &str) -> String {
     if key.ends_with("_URL") {
-        return value.to_owned();
+        // Not secret, unless it carries credentials.
+        return match value.split_once("://") {
+            Some((scheme, rest)) if rest.split('/').next().is_some_and(|a| a.contains('@')) => {
+                let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+                format!("{scheme}://••••@{host}")
+            }
+            _ => value.to_owned(),
+        };
     }
+    // The last four characters of a long secret (enough to tell two apart, too few to
+    // matter); nothing of a short one.
     let chars: Vec<char> = value.chars().collect();
-    if chars.len() < 12 {
+    if chars.len() < 20 {
         return "••••".to_owned();
     }
-    let head: String = chars[..4].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
+    format!("…{tail}")
 }
 
 /// `GET`/`PUT /api/projects/{project}/settings`: the project's session defaults.
@@ -307,9 +316,15 @@ mod tests {
     fn secrets_are_masked() {
         assert_eq!(
             mask_secret("ANTHROPIC_API_KEY", "sk-ant-api03-abcdefgh1234"),
-            "sk-a…1234"
+            "…1234"
         );
         assert_eq!(mask_secret("GITHUB_TOKEN", "short"), "••••");
+        // A 12-character token showed 8 of its characters.
+        assert_eq!(mask_secret("GITHUB_TOKEN", "abcdefgh1234"), "••••");
+        assert_eq!(
+            mask_secret("GITHUB_API_URL", "https://bot:hunter2@ghe.corp/api/v3"),
+            "https://••••@ghe.corp/api/v3"
+        );
         assert_eq!(
             mask_secret("ANTHROPIC_BASE_URL", "http://proxy:8080"),
             "http://proxy:8080"

@@ -28,6 +28,10 @@ use crate::runner_env::{RunSpec, runner_env};
 pub use process::{descendants, kill_descendants, kill_tree, probe_sandbox, start_ticks};
 pub use store::{Loaded, RunTicket, SessionStore, StoreError};
 
+/// Folder under the workspaces where deleted sessions' workspaces wait for removal (a name
+/// no project can have).
+const TRASH_DIR: &str = ".deleted";
+
 /// File in the workspace's state folder naming the runner process of the current run, so a
 /// restarted server can adopt it.
 const RUNNER_RECORD_FILE: &str = "runner.json";
@@ -166,6 +170,9 @@ impl LocalConfig {
 struct Proc {
     generation: u64,
     pid: u32,
+    /// The process's start time (see [`process::start_ticks`]): what tells it from a later
+    /// process with the same pid.
+    ticks: u64,
     /// Where this run's output starts in the log file.
     log_offset: u64,
     exit: Option<Exit>,
@@ -214,11 +221,11 @@ impl<S: SessionStore> DriverTask<S> {
         let running: Vec<(u32, u64)> = self
             .procs
             .values()
-            .filter(|p| p.is_running() && p.pid > 0)
-            .filter_map(|p| Some((p.pid, process::start_ticks(p.pid)?)))
+            .filter(|p| p.is_running() && process::is_alive(p.pid, p.ticks))
+            .map(|p| (p.pid, p.ticks))
             .collect();
-        for (pid, _) in &running {
-            process::terminate(*pid);
+        for (pid, ticks) in &running {
+            process::terminate(*pid, *ticks);
         }
         let deadline = Instant::now() + self.config.stop_grace;
         while Instant::now() < deadline
@@ -230,13 +237,16 @@ impl<S: SessionStore> DriverTask<S> {
         }
         for (pid, ticks) in running {
             if process::is_alive(pid, ticks) {
-                process::kill_tree(pid);
+                process::kill_tree(pid, ticks);
             }
         }
     }
 
     async fn serve(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // What an earlier server moved aside and had not removed yet.
+        let trash = self.config.workspaces.join(TRASH_DIR);
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash));
         loop {
             match self.store.unfinished().await {
                 Ok(keys) => {
@@ -288,16 +298,35 @@ impl<S: SessionStore> DriverTask<S> {
                 if let Some(p) = self.procs.remove(&key)
                     && p.is_running()
                 {
-                    process::kill_tree(p.pid);
+                    process::kill_tree(p.pid, p.ticks);
                 }
                 self.due.remove(&key);
                 self.waiting.retain(|k| *k != key);
                 self.wake_waiting();
+                // Moved aside at once, removed in the background: a session created next
+                // under the same name gets a fresh workspace that no late removal touches.
+                let trash = self.config.workspaces.join(TRASH_DIR).join(format!(
+                    "{}-{}",
+                    key.name,
+                    Timestamp::now().as_nanosecond()
+                ));
+                if !workspace.exists() {
+                    return;
+                }
+                let doomed = match std::fs::create_dir_all(self.config.workspaces.join(TRASH_DIR))
+                    .and_then(|()| std::fs::rename(&workspace, &trash))
+                {
+                    Ok(()) => trash,
+                    Err(e) => {
+                        tracing::warn!(workspace = %workspace.display(), error = %e, "could not move a deleted session's workspace aside; removing it in place");
+                        workspace
+                    }
+                };
                 tokio::task::spawn_blocking(move || {
-                    if let Err(e) = std::fs::remove_dir_all(&workspace)
+                    if let Err(e) = std::fs::remove_dir_all(&doomed)
                         && e.kind() != std::io::ErrorKind::NotFound
                     {
-                        tracing::warn!(workspace = %workspace.display(), error = %e, "could not remove a deleted session's workspace");
+                        tracing::warn!(workspace = %doomed.display(), error = %e, "could not remove a deleted session's workspace");
                     }
                 });
             }
@@ -391,7 +420,7 @@ impl<S: SessionStore> DriverTask<S> {
             if let Some(p) = self.procs.remove(key)
                 && p.is_running()
             {
-                process::kill_tree(p.pid);
+                process::kill_tree(p.pid, p.ticks);
             }
             self.due.remove(key);
             return Ok(());
@@ -461,7 +490,7 @@ impl<S: SessionStore> DriverTask<S> {
             }
             // A runner of an older generation: it must not linger.
             if p.is_running() {
-                process::kill_tree(p.pid);
+                process::kill_tree(p.pid, p.ticks);
             }
             self.procs.remove(key);
         }
@@ -531,6 +560,7 @@ impl<S: SessionStore> DriverTask<S> {
         let mut proc = Proc {
             generation: ticket.generation,
             pid: 0,
+            ticks: 0,
             log_offset: 0,
             exit: None,
             unstartable: None,
@@ -540,11 +570,12 @@ impl<S: SessionStore> DriverTask<S> {
         match spawn(&self.config.runner_bin, &workspace, &vars) {
             Ok((child, log_offset)) => {
                 proc.pid = child.id().unwrap_or_default();
+                proc.ticks = process::start_ticks(proc.pid).unwrap_or_default();
                 proc.log_offset = log_offset;
                 let record = RunnerRecord {
                     generation: ticket.generation,
                     pid: proc.pid,
-                    start_ticks: process::start_ticks(proc.pid).unwrap_or_default(),
+                    start_ticks: proc.ticks,
                 };
                 if let Err(e) = write_json(&workspace, RUNNER_RECORD_FILE, &record) {
                     tracing::warn!(session = %key, error = %e, "could not record the runner's pid; a restarted server will not adopt it");
@@ -600,6 +631,7 @@ impl<S: SessionStore> DriverTask<S> {
             Proc {
                 generation: rp.generation,
                 pid: rp.pid,
+                ticks: rp.start_ticks,
                 log_offset,
                 exit: None,
                 unstartable: None,
@@ -645,12 +677,12 @@ impl<S: SessionStore> DriverTask<S> {
             None => {
                 tracing::info!(session = %key, pid = p.pid, "stopping the runner");
                 p.stopping_since = Some(Instant::now());
-                process::terminate(p.pid);
+                process::terminate(p.pid, p.ticks);
                 self.requeue_after(key, grace);
             }
             Some(since) if since.elapsed() >= grace => {
                 tracing::warn!(session = %key, pid = p.pid, "runner did not stop in time; killing it and its processes");
-                process::kill_tree(p.pid);
+                process::kill_tree(p.pid, p.ticks);
             }
             Some(since) => self.requeue_after(key, grace.saturating_sub(since.elapsed())),
         }

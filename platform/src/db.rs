@@ -159,7 +159,16 @@ impl Db {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move |tx| {
             let mut hooks = AfterCommit::default();
-            let outcome = run_in_savepoint(tx, |tx| f(tx, &mut hooks));
+            // A panicking write is a bug; it fails alone (rolled back to its savepoint) and
+            // the writer thread lives on for every other write.
+            let outcome = run_in_savepoint(tx, |tx| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx, &mut hooks)))
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Io(
+                            "a database write failed unexpectedly and was undone".into(),
+                        ))
+                    })
+            });
             let (hooks, value) = match outcome {
                 Ok(v) => (hooks, Ok(v)),
                 Err(e) => (AfterCommit::default(), Err(e)),
@@ -241,33 +250,58 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 }
             }
         }
-        let mut pending = Vec::with_capacity(batch.len());
-        // IMMEDIATE: take the write lock at BEGIN, where the busy timeout waits out a
-        // checkpoint; a deferred transaction would start with a read snapshot that a restart
-        // checkpoint can make stale, and its first write would then fail at once.
-        let commit = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        {
-            Ok(tx) => {
-                for job in batch.drain(..) {
-                    pending.push(job(&tx));
-                }
-                tx.commit().map_err(StoreError::from)
-            }
-            Err(e) => {
-                // The jobs never ran; dropping them tells each caller the store failed.
-                tracing::error!(error = %StoreError::from(e), "could not begin a write transaction");
-                batch.clear();
-                continue;
-            }
-        };
-        for p in pending {
-            if commit.is_ok() {
-                for hook in p.hooks.0 {
-                    hook();
-                }
-            }
-            (p.finish)(commit.clone());
+        let mut jobs: std::collections::VecDeque<Job> = batch.drain(..).collect();
+        while !jobs.is_empty() {
+            commit_some(&mut conn, &mut jobs);
         }
+    }
+}
+
+/// Runs jobs from the front of `jobs` in one transaction and commits it; tells each job run
+/// how it ended. When SQLite rolls the whole transaction back under a job (it may, on a full
+/// disk or an I/O error), the jobs run so far are not stored and are told so, and the rest
+/// stay in `jobs` for a fresh transaction: none runs outside a transaction, stored yet
+/// reported failed.
+fn commit_some(conn: &mut Connection, jobs: &mut std::collections::VecDeque<Job>) {
+    // IMMEDIATE: take the write lock at BEGIN, where the busy timeout waits out a
+    // checkpoint; a deferred transaction would start with a read snapshot that a restart
+    // checkpoint can make stale, and its first write would then fail at once.
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            // The jobs never ran; dropping them tells each caller the store failed.
+            tracing::error!(error = %StoreError::from(e), "could not begin a write transaction");
+            jobs.clear();
+            return;
+        }
+    };
+    let mut pending = Vec::with_capacity(jobs.len());
+    let mut rolled_back = false;
+    while let Some(job) = jobs.pop_front() {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx))) {
+            Ok(p) => pending.push(p),
+            Err(_) => tracing::error!("a database write panicked; its caller is told it failed"),
+        }
+        if tx.is_autocommit() {
+            rolled_back = true;
+            break;
+        }
+    }
+    let commit = if rolled_back {
+        drop(tx);
+        Err(StoreError::Sqlite(
+            "the database undid the transaction (is the disk full?)".into(),
+        ))
+    } else {
+        tx.commit().map_err(StoreError::from)
+    };
+    for p in pending {
+        if commit.is_ok() {
+            for hook in p.hooks.0 {
+                hook();
+            }
+        }
+        (p.finish)(commit.clone());
     }
 }
 
@@ -298,10 +332,19 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>, wal: PathBuf) {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// Creates `dir` (and its missing parents) readable by its owner only. A directory that
+/// exists already keeps its permissions: it may be shared (a temporary directory), and what
+/// this platform keeps in it is private by itself (the database and secrets 0600, the
+/// workspaces in a 0700 folder).
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))
 }
 
@@ -341,6 +384,97 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// When SQLite rolls a whole group-commit transaction back under one write (as it may on
+    /// a full disk; simulated here by a write that ends the transaction), every write is
+    /// told the truth: reported stored means stored, reported failed means not stored.
+    /// Before, the writes after it ran in autocommit mode, were stored one by one, and were
+    /// reported failed (a session answered 500 yet created).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rolled_back_batch_never_reports_stored_writes_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        db.write(|tx, _| {
+            tx.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        for round in 0..20 {
+            let writes = (0..64).map(|i| {
+                let db = db.clone();
+                let id = round * 1000 + i;
+                tokio::spawn(async move {
+                    let r = db
+                        .write(move |tx, _| {
+                            tx.execute("INSERT INTO t (id) VALUES (?1)", [id])?;
+                            if i == 20 {
+                                tx.execute_batch("ROLLBACK")?;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    (id, r.is_ok())
+                })
+            });
+            let outcomes: Vec<(i64, bool)> = futures_join(writes).await;
+            let stored: std::collections::HashSet<i64> = db
+                .read(|c| {
+                    let mut st = c.prepare("SELECT id FROM t")?;
+                    let ids = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                    Ok(ids)
+                })
+                .await
+                .unwrap();
+            for (id, ok) in outcomes {
+                assert_eq!(stored.contains(&id), ok, "write {id} reported ok={ok}");
+            }
+        }
+        // The writer still works.
+        db.write(|tx, _| Ok(tx.execute("INSERT INTO t (id) VALUES (-1)", [])?))
+            .await
+            .unwrap();
+    }
+
+    async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut out = Vec::new();
+        for t in tasks.collect::<Vec<_>>() {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    /// An existing directory keeps its permissions (a shared temporary directory was made
+    /// 0700); a new one is private.
+    #[test]
+    fn private_dirs_leave_existing_ones_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        create_private_dir(&shared).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&shared), 0o1777);
+        let new = shared.join("ambient");
+        create_private_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+    }
+
+    /// A write that panics fails alone; the writer thread survives for the next ones.
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let r: Result<(), StoreError> = db.write(|_, _| panic!("a bug")).await;
+        assert!(r.is_err());
+        db.write(|tx, _| {
+            tx.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")?;
+            Ok(())
+        })
+        .await
+        .expect("the writer lives on");
+    }
 
     /// Writes never fail because a checkpoint rewound the log under them (a deferred
     /// transaction's stale snapshot cannot become a write one; an immediate one waits).

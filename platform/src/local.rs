@@ -180,6 +180,8 @@ pub fn open(
     let fanout = crate::hub::Fanout::default();
     let (handle, unstarted) = match driver {
         Some(config) => {
+            // Workspaces hold code and transcripts: the owner's only.
+            crate::db::create_private_dir(&config.workspaces)?;
             let (handle, unstarted) = LocalDriver::new(config);
             (Arc::new(handle) as Arc<dyn Driver>, Some(unstarted))
         }

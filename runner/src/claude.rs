@@ -95,6 +95,8 @@ pub struct Claude {
     child: Child,
     stdin: Option<ChildStdin>,
     pid: u32,
+    /// Its start time: after it is reaped, its pid may be another process's.
+    ticks: u64,
     next_request: u64,
     stderr: Arc<Mutex<VecDeque<String>>>,
     stderr_done: Option<tokio::task::JoinHandle<()>>,
@@ -119,8 +121,9 @@ impl Claude {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
+        let mut child = crate::reap::spawn(&mut cmd)?;
         let pid = child.id().unwrap_or_default();
+        let ticks = operator::local::start_ticks(pid).unwrap_or_default();
         let stdin = child.stdin.take();
         let stdout = child
             .stdout
@@ -147,6 +150,7 @@ impl Claude {
                 child,
                 stdin,
                 pid,
+                ticks,
                 next_request: 0,
                 stderr,
                 stderr_done,
@@ -205,12 +209,14 @@ impl Claude {
 
     /// Waits for the CLI to exit; `None` if it was killed by a signal.
     pub async fn wait(&mut self) -> Option<i32> {
-        self.child.wait().await.ok().and_then(|s| s.code())
+        let status = self.child.wait().await.ok();
+        crate::reap::release(self.pid);
+        status.and_then(|s| s.code())
     }
 
     /// Kills the CLI and everything it started.
     pub fn kill(&self) {
-        operator::local::kill_tree(self.pid);
+        operator::local::kill_tree(self.pid, self.ticks);
     }
 
     /// How the CLI ended, for a report: waits for it to exit (briefly) and for the last of its

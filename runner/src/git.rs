@@ -127,7 +127,14 @@ pub async fn git(
         cmd.env(TOKEN_VAR, &c.token);
     }
     let command = args.first().copied().unwrap_or_default().to_owned();
-    let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+    let out = async {
+        let child = crate::reap::spawn(&mut cmd)?;
+        let pid = child.id();
+        let out = child.wait_with_output().await;
+        pid.into_iter().for_each(crate::reap::release);
+        out
+    };
+    let out = match tokio::time::timeout(GIT_TIMEOUT, out).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => {
             return Err(GitError {

@@ -21,6 +21,7 @@ pub mod forge;
 pub mod git;
 pub mod link;
 pub mod proxy;
+pub mod reap;
 pub mod sandbox;
 pub mod session;
 pub mod translate;

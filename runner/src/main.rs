@@ -19,9 +19,10 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(false)
         .init();
     // Orphans of the agent (a command that detached) stay our descendants, so a stop can
-    // find and end them.
-    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        tracing::warn!(error = %e, "could not become a child subreaper");
+    // find and end them; they are reaped when they exit.
+    match nix::sys::prctl::set_child_subreaper(true) {
+        Ok(()) => runner::reap::start(),
+        Err(e) => tracing::warn!(error = %e, "could not become a child subreaper"),
     }
     let config = match Config::from_env() {
         Ok(c) => c,

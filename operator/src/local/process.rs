@@ -67,14 +67,22 @@ fn parent_of(pid: u32) -> Option<u32> {
     after.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Asks the runner to stop (SIGTERM to the runner only: it stops its agent itself).
-pub fn terminate(pid: u32) {
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+/// Asks the runner `pid` that started at `ticks` to stop (SIGTERM to the runner only: it
+/// stops its agent itself); nothing when the pid is another process's now.
+pub fn terminate(pid: u32, ticks: u64) {
+    if pid != 0 && start_ticks(pid) == Some(ticks) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
 }
 
-/// Kills the runner, its process group and every descendant it still has, so that no agent
-/// process (`claude`, a Bash command, anything those started) survives.
-pub fn kill_tree(pid: u32) {
+/// Kills the process `pid` that started at `ticks` (see [`start_ticks`]), its process group
+/// and every descendant it still has, so that no agent process (`claude`, a Bash command,
+/// anything those started) survives. Nothing is killed when `pid` is no longer that process:
+/// a reused pid (and the group it leads) belongs to someone else.
+pub fn kill_tree(pid: u32, ticks: u64) {
+    if pid == 0 || start_ticks(pid) != Some(ticks) {
+        return;
+    }
     // Descendants first, while the tree still hangs together under the runner.
     kill_descendants(pid);
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -162,6 +170,7 @@ pub fn tail(path: &Path, offset: u64, lines: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
 
     #[test]
     fn own_process_is_alive_and_reused_ticks_are_not() {
@@ -182,6 +191,25 @@ mod tests {
         assert_eq!(tail(&p, offset, 2), ["b", "c"]);
         assert_eq!(tail(&p, offset, 10), ["a", "b", "c"]);
         assert!(tail(&dir.path().join("missing"), 0, 3).is_empty());
+    }
+
+    #[test]
+    fn kill_tree_spares_a_process_that_reused_the_pid() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let ticks = start_ticks(pid).unwrap();
+        // The recorded start time is not this process's: a different process has the pid.
+        kill_tree(pid, ticks + 1);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "an unrelated process was killed"
+        );
+        kill_tree(pid, ticks);
+        assert!(child.wait().unwrap().signal().is_some());
     }
 
     #[test]
@@ -206,7 +234,7 @@ mod tests {
             .iter()
             .map(|p| (*p, start_ticks(*p).unwrap_or(0)))
             .collect();
-        kill_tree(pid);
+        kill_tree(pid, start_ticks(pid).unwrap());
         let _ = child.wait();
         std::thread::sleep(std::time::Duration::from_millis(100));
         for (p, t) in ticks {

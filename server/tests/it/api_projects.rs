@@ -253,7 +253,7 @@ async fn runner_secrets_are_masked_and_validated() {
     );
     let items = body["items"].as_array().unwrap();
     assert_eq!(items[0]["key"], "ANTHROPIC_API_KEY");
-    assert_eq!(items[0]["masked"], "sk-a…cdef");
+    assert_eq!(items[0]["masked"], "…cdef");
     assert_eq!(items[1]["masked"], "http://127.0.0.1:9/v");
     let (_, again) = call(&s, "GET", "/api/projects/default/runner-secrets", None).await;
     assert!(!again.to_string().contains(key));

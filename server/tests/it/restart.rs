@@ -242,7 +242,7 @@ async fn a_runner_that_died_while_the_server_was_down_fails_with_that_reason() {
                 .is_some_and(|exe| exe.ends_with("/runner"))
         })
         .expect("the runner process");
-    operator::local::kill_tree(runner.0);
+    operator::local::kill_tree(runner.0, operator::local::start_ticks(runner.0).unwrap());
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let second = ServerProcess::start(dir.path(), port, &mock.url());
