@@ -83,6 +83,9 @@ pub enum EntryKind {
     PullRequest(PullRequest),
 }
 
+/// The name shown for a tool whose call is not in the transcript.
+const UNKNOWN_TOOL: &str = "tool";
+
 /// The transcript of a session as far as it is known.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transcript {
@@ -90,6 +93,9 @@ pub struct Transcript {
     pub entries: Vec<Entry>,
     /// Highest event sequence applied: the cursor to resume from.
     pub last_seq: u64,
+    /// Lowest event sequence applied (0 before any): a page showing the latest events only
+    /// loads those before it on demand ([`Transcript::prepend`]).
+    pub first_seq: u64,
     /// Latest phase seen in the log.
     pub phase: Option<Phase>,
     /// When the current (or last) run started, from its `Creating` phase event.
@@ -117,10 +123,13 @@ impl Transcript {
             return false;
         }
         self.last_seq = ev.seq;
+        if self.first_seq == 0 {
+            self.first_seq = ev.seq;
+        }
+        self.outstanding_turns = ev.event.open_turns(self.outstanding_turns);
         let StoredEvent { seq, ts, event } = ev;
         let kind = match event {
             SessionEvent::UserMessage(m) => {
-                self.outstanding_turns += 1;
                 EntryKind::User {
                     text: m.text,
                     sender: m.sender,
@@ -175,10 +184,10 @@ impl Transcript {
                     e.version += 1;
                     return true;
                 }
-                // A result whose call is unknown still shows.
+                // A result whose call is unknown (or not loaded yet) still shows.
                 EntryKind::Tool {
                     id: r.tool_use_id.clone(),
-                    name: "tool".into(),
+                    name: UNKNOWN_TOOL.into(),
                     input: serde_json::Value::Null,
                     result: Some(r),
                 }
@@ -193,10 +202,7 @@ impl Transcript {
                         self.run_ended_ms = None;
                     }
                     // A stopped or failed run owes nothing more: its turns ended with it.
-                    Phase::Stopped | Phase::Failed => {
-                        self.run_ended_ms = Some(ts);
-                        self.outstanding_turns = 0;
-                    }
+                    Phase::Stopped | Phase::Failed => self.run_ended_ms = Some(ts),
                     Phase::Completed => self.run_ended_ms = Some(ts),
                     _ => {}
                 }
@@ -208,7 +214,6 @@ impl Transcript {
             }
             SessionEvent::AgentStarted(_) => return true,
             SessionEvent::TurnResult(t) => {
-                self.outstanding_turns = self.outstanding_turns.saturating_sub(1);
                 self.finish_streaming();
                 EntryKind::Turn(t)
             }
@@ -231,6 +236,69 @@ impl Transcript {
             kind,
         });
         true
+    }
+
+    /// Puts the events before this transcript's first in front of it (a page that showed
+    /// only the latest events, scrolled up). A tool call before the boundary and its result
+    /// after it become one entry; a message streamed across it keeps its complete form.
+    pub fn prepend(&mut self, earlier: impl IntoIterator<Item = StoredEvent>) {
+        let first = self.first_seq;
+        let earlier: Vec<StoredEvent> = earlier
+            .into_iter()
+            .filter(|e| first == 0 || e.seq < first)
+            .collect();
+        if earlier.is_empty() {
+            return;
+        }
+        if first == 0 {
+            *self = Transcript::from_events(earlier);
+            return;
+        }
+        let mut before = Transcript::from_events(earlier);
+        let mut later = std::mem::take(&mut self.entries);
+        later.retain_mut(|e| match &e.kind {
+            EntryKind::Tool {
+                id,
+                name,
+                input: serde_json::Value::Null,
+                result: Some(r),
+            } if name == UNKNOWN_TOOL => {
+                let call = before.entries.iter_mut().rev().find(
+                    |b| matches!(&b.kind, EntryKind::Tool { id: called, result: None, .. } if called == id),
+                );
+                match call {
+                    Some(call) => {
+                        if let EntryKind::Tool { result, .. } = &mut call.kind {
+                            *result = Some(r.clone());
+                        }
+                        call.version += 1;
+                        false
+                    }
+                    None => true,
+                }
+            }
+            EntryKind::Agent {
+                message_id: Some(id),
+                ..
+            } => {
+                // It is the row its first delta started.
+                let streamed = |b: &Entry| {
+                    matches!(&b.kind, EntryKind::Agent { message_id: Some(other), streaming: true, .. } if other == id)
+                };
+                if let Some(start) = before.entries.iter().find(|b| streamed(b)).map(|b| b.seq) {
+                    before.entries.retain(|b| !streamed(b));
+                    e.seq = start;
+                }
+                true
+            }
+            _ => true,
+        });
+        before.entries.extend(later);
+        self.entries = before.entries;
+        self.first_seq = before.first_seq;
+        self.run_started_ms = self.run_started_ms.or(before.run_started_ms);
+        self.run_ended_ms = self.run_ended_ms.or(before.run_ended_ms);
+        self.phase = self.phase.or(before.phase);
     }
 
     /// Whether the agent is in the middle of a turn.
@@ -313,6 +381,62 @@ mod tests {
         )));
         assert_eq!(t, before);
         assert_eq!(t.last_seq, 3);
+    }
+
+    /// A page that opened with the latest events and loaded the earlier ones shows what a
+    /// page that loaded everything shows, wherever the window began (a tool call and its
+    /// result on either side, a message streamed across the boundary).
+    #[test]
+    fn prepending_earlier_events_gives_the_whole_transcript() {
+        let user = |t: &str| {
+            SessionEvent::UserMessage(UserMessage {
+                text: t.into(),
+                sender: "ada".into(),
+            })
+        };
+        let delta = |t: &str| {
+            SessionEvent::AgentDelta(AgentDelta {
+                message_id: Some("m1".into()),
+                text: t.into(),
+            })
+        };
+        let events: Vec<StoredEvent> = [
+            user("first"),
+            SessionEvent::ToolUse(ToolUse {
+                id: "t1".into(),
+                name: "Bash".into(),
+                input: serde_json::json!({"command": "ls"}),
+                parent_tool_use_id: None,
+            }),
+            SessionEvent::ToolResult(ToolResult {
+                tool_use_id: "t1".into(),
+                content: "a b".into(),
+                is_error: false,
+            }),
+            delta("Hel"),
+            delta("lo"),
+            SessionEvent::AgentMessage(AgentMessage {
+                message_id: Some("m1".into()),
+                text: "Hello".into(),
+                parent_tool_use_id: None,
+            }),
+            user("second"),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| ev(i as u64 + 1, e))
+        .collect();
+        let whole = Transcript::from_events(events.clone());
+        let view = |t: &Transcript| -> Vec<(u64, EntryKind)> {
+            t.entries.iter().map(|e| (e.seq, e.kind.clone())).collect()
+        };
+        for split in 1..events.len() {
+            let mut t = Transcript::from_events(events[split..].to_vec());
+            assert_eq!(t.first_seq, split as u64 + 1);
+            t.prepend(events[..split].to_vec());
+            assert_eq!(view(&t), view(&whole), "split at {split}");
+            assert_eq!((t.first_seq, t.last_seq), (1, events.len() as u64));
+        }
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Counters {
     pub summary: Option<RunSummary>,
     /// Whether user messages wait after `handled_through`.
     pub unhandled_messages: bool,
+    /// User messages without their turn's result yet (see
+    /// [`SessionEvent::open_turns`]).
+    pub open_turns: u32,
 }
 
 /// What happened to a batch of runner events.
@@ -171,9 +174,9 @@ impl EventLog {
         let listener = self.listener.clone();
         self.db
             .write(move |tx, hooks| {
-                let last: i64 = tx
-                    .prepare_cached("SELECT last_seq FROM logs WHERE id = ?1")?
-                    .query_row([log.0], |r| r.get(0))
+                let (last, open): (i64, u32) = tx
+                    .prepare_cached("SELECT last_seq, open_turns FROM logs WHERE id = ?1")?
+                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound("the session's event log".into()))?;
                 let seq = last as u64 + 1;
@@ -181,9 +184,9 @@ impl EventLog {
                 let body = encode_event(&event);
                 insert(tx, log, seq, ts, event.kind(), &body)?;
                 tx.prepare_cached(
-                    "UPDATE logs SET last_seq = ?2, last_activity = ?3 WHERE id = ?1",
+                    "UPDATE logs SET last_seq = ?2, last_activity = ?3, open_turns = ?4 WHERE id = ?1",
                 )?
-                .execute(params![log.0, seq as i64, ts])?;
+                .execute(params![log.0, seq as i64, ts, event.open_turns(open)])?;
                 hooks.push(move || listener.committed(log, vec![EventRow { seq, ts, body }]));
                 Ok(seq)
             })
@@ -203,9 +206,9 @@ impl EventLog {
         let listener = self.listener.clone();
         self.db
             .write(move |tx, hooks| {
-                let (current, acked, mut last): (i64, i64, i64) = tx
-                    .prepare_cached("SELECT generation, runner_acked, last_seq FROM logs WHERE id = ?1")?
-                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                let (current, acked, mut last, mut open): (i64, i64, i64, u32) = tx
+                    .prepare_cached("SELECT generation, runner_acked, last_seq, open_turns FROM logs WHERE id = ?1")?
+                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound("session".into()))?;
                 if current as u64 != generation {
@@ -231,6 +234,7 @@ impl EventLog {
                     insert(tx, log, seq, ts, event.kind(), &body)?;
                     rows.push(EventRow { seq, ts, body });
                     activity = Some(ts);
+                    open = event.open_turns(open);
                     match event {
                         SessionEvent::Result(r) => summary = Some(RunSummary {
                             exit_code: Some(r.exit_code),
@@ -248,7 +252,7 @@ impl EventLog {
                 let new = rows.len();
                 tx.prepare_cached(
                     "UPDATE logs SET last_seq = ?2, runner_acked = ?3, last_activity = COALESCE(?4, last_activity),
-                         run_summary = COALESCE(?5, run_summary)
+                         run_summary = COALESCE(?5, run_summary), open_turns = ?6
                      WHERE id = ?1",
                 )?
                 .execute(params![
@@ -256,7 +260,8 @@ impl EventLog {
                     last,
                     acked as i64,
                     activity,
-                    summary.as_ref().map(serde_json::to_string).transpose()?
+                    summary.as_ref().map(serde_json::to_string).transpose()?,
+                    open
                 ])?;
                 hooks.push(move || {
                     if !rows.is_empty() {
@@ -291,6 +296,31 @@ impl EventLog {
             .await
     }
 
+    /// The last `limit` events before `before`, oldest first (the latest of a log, with
+    /// `before` past its end).
+    pub async fn events_before(
+        &self,
+        log: LogId,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let before = before.min(i64::MAX as u64) as i64;
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, ts, body FROM events WHERE log_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+                )?;
+                let mut rows = stmt
+                    .query_map(params![log.0, before, limit as i64], |r| {
+                        Ok(EventRow { seq: r.get::<_, i64>(0)? as u64, ts: r.get(1)?, body: r.get(2)? })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.reverse();
+                Ok(rows)
+            })
+            .await
+    }
+
     /// User messages after `after` (those no agent has handled yet), oldest first.
     pub async fn pending_messages(
         &self,
@@ -319,19 +349,20 @@ impl EventLog {
     pub async fn counters(&self, log: LogId) -> Result<Counters, StoreError> {
         self.db
             .read(move |c| {
-                let (last_seq, generation, runner_acked, handled_through, last_activity, summary): (
+                let (last_seq, generation, runner_acked, handled_through, last_activity, summary, open_turns): (
                     i64,
                     i64,
                     i64,
                     i64,
                     Option<i64>,
                     Option<String>,
+                    u32,
                 ) = c
                     .prepare_cached(
-                        "SELECT last_seq, generation, runner_acked, handled_through, last_activity, run_summary
+                        "SELECT last_seq, generation, runner_acked, handled_through, last_activity, run_summary, open_turns
                          FROM logs WHERE id = ?1",
                     )?
-                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                    .query_row([log.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound("the session's event log".into()))?;
                 Ok(Counters {
@@ -342,6 +373,7 @@ impl EventLog {
                     last_activity,
                     summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
                     unhandled_messages: unhandled(c, log, handled_through as u64)?,
+                    open_turns,
                 })
             })
             .await

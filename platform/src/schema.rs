@@ -166,6 +166,12 @@ const MIGRATIONS: &[&str] = &[
         expires_at   INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 6: the turns a log leaves open (user messages without their turn's result), kept as
+    //    events are appended, so a page showing only the latest events still knows whether
+    //    the agent is busy. Logs of earlier versions start at zero.
+    r#"
+    ALTER TABLE logs ADD COLUMN open_turns INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the database to the newest schema.

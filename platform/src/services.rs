@@ -20,7 +20,7 @@ use model::runner_env::Credentials;
 use model::session::SessionKey;
 
 pub use control::CONTINUE_PROMPT;
-pub use sessions::{DEFAULT_PAGE, MAX_PAGE};
+pub use sessions::{DEFAULT_PAGE, EventWindow, MAX_PAGE, MAX_WINDOW};
 
 use crate::auth::Caller;
 use crate::error::ApiError;

@@ -1,8 +1,11 @@
 //! `/projects/:project/sessions/:session`: the live session.
 //!
-//! The first paint is rendered on the server with the transcript so far; once hydrated, the
-//! page follows the session's WebSocket from the last event it has, shows when it is
-//! reconnecting, and sends follow-ups, interrupts and stops over it.
+//! The first paint is rendered on the server with the latest events (at most [`WINDOW`]: a
+//! session of any length opens at once); once hydrated, the page opens at the bottom,
+//! follows the session's WebSocket from the last event it has while the reader is at the
+//! bottom (otherwise a "jump to latest" control appears), loads earlier events when the
+//! reader scrolls to the top, shows when it is reconnecting, and sends follow-ups,
+//! interrupts and stops over the socket.
 
 mod entries;
 
@@ -21,25 +24,63 @@ use crate::error::AppError;
 use crate::time;
 use crate::transcript::Transcript;
 
-/// A session and its events so far.
+/// Events a session page opens with (the latest), and loads at a time when scrolled up.
+pub const WINDOW: usize = 200;
+
+/// A session and its latest events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionView {
     /// The session.
     pub session: SessionSummary,
-    /// Its event log.
+    /// Its latest events, oldest first.
     pub events: Vec<StoredEvent>,
+    /// Whether earlier events exist.
+    pub more_before: bool,
+    /// User messages waiting for their turn's result (over the whole log).
+    pub open_turns: u32,
 }
 
-/// Loads a session and its event log.
+/// Events before the ones a page has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EarlierEvents {
+    /// The events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// Whether still earlier ones exist.
+    pub more_before: bool,
+}
+
+/// Loads a session and its latest events.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn load_session(project: String, session: String) -> Result<SessionView, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);
     let s = services.get_session(&caller, &key).await;
-    let events = services.events(&caller, &key).await;
+    let window = services.event_window(&caller, &key, None, WINDOW).await;
+    let window = window.map_err(crate::ssr::refusal)?;
     Ok(SessionView {
         session: SessionSummary::of(&s.map_err(crate::ssr::refusal)?),
-        events: events.map_err(crate::ssr::refusal)?,
+        events: window.events,
+        more_before: window.more_before,
+        open_turns: window.open_turns,
+    })
+}
+
+/// Loads the events of a session before `before`.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn load_earlier(
+    project: String,
+    session: String,
+    before: u64,
+) -> Result<EarlierEvents, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    let key = model::session::SessionKey::new(project, session);
+    let window = services
+        .event_window(&caller, &key, Some(before), WINDOW)
+        .await
+        .map_err(crate::ssr::refusal)?;
+    Ok(EarlierEvents {
+        events: window.events,
+        more_before: window.more_before,
     })
 }
 
@@ -90,7 +131,18 @@ pub fn SessionPage() -> impl IntoView {
 fn SessionBody(view: SessionView) -> impl IntoView {
     let summary = view.session;
     let (project, name) = (summary.project.clone(), summary.name.clone());
-    let transcript = RwSignal::new(Transcript::from_events(view.events));
+    let transcript = RwSignal::new({
+        let mut t = Transcript::from_events(view.events);
+        // The log's own count: the turn's message may be before the events shown.
+        t.outstanding_turns = view.open_turns;
+        t
+    });
+    let more_before = RwSignal::new(view.more_before);
+    let earlier = {
+        let (project, name) = (project.clone(), name.clone());
+        Action::new(move |before: &u64| load_earlier(project.clone(), name.clone(), *before))
+    };
+    let scroll = follow(transcript, more_before, earlier);
     let initial_phase = summary.phase;
     let phase = Signal::derive(move || transcript.with(|t| t.phase).unwrap_or(initial_phase));
     // The current run's times: from the log when it has them (a continue starts a new run).
@@ -177,6 +229,12 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             <ErrorBanner error=act_error/>
         </section>
         <section class="transcript" aria-live="polite" aria-label="Transcript">
+            <Show when=move || more_before.get()>
+                <button class="btn load-earlier" disabled=move || earlier.pending().get()
+                    on:click=move |_| scroll.load_earlier()>
+                    {move || if earlier.pending().get() { "Loading earlier events…" } else { "Load earlier events" }}
+                </button>
+            </Show>
             <For each=move || transcript.with(|t| t.entries.clone()) key=|e| (e.seq, e.version) let:entry>
                 <entries::EntryView entry/>
             </For>
@@ -184,8 +242,107 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 <p class="working muted" role="status">"The agent is working…"</p>
             </Show>
         </section>
+        <Show when=move || !scroll.at_bottom.get()>
+            <button class="btn jump-latest" on:click=move |_| scroll.to_bottom()>"↓ Jump to latest"</button>
+        </Show>
         <Composer busy phase send/>
     }
+}
+
+/// Where the reader is in the transcript, and what follows from it.
+#[derive(Clone, Copy)]
+struct Scroll {
+    /// The reader is at the bottom: new events scroll into view.
+    at_bottom: RwSignal<bool>,
+    more_before: RwSignal<bool>,
+    transcript: RwSignal<Transcript>,
+    earlier: Action<u64, Result<EarlierEvents, AppError>>,
+}
+
+impl Scroll {
+    /// Loads the events before the first shown, unless that is under way or there are none.
+    fn load_earlier(self) {
+        if self.more_before.get_untracked() && !self.earlier.pending().get_untracked() {
+            let first = self.transcript.with_untracked(|t| t.first_seq);
+            self.earlier.dispatch(first);
+        }
+    }
+
+    /// Scrolls to the latest event.
+    fn to_bottom(self) {
+        self.at_bottom.set(true);
+        #[cfg(feature = "hydrate")]
+        {
+            let height = page_height();
+            window().scroll_to_with_x_and_y(0.0, height);
+        }
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn page_height() -> f64 {
+    document()
+        .document_element()
+        .map(|e| e.scroll_height() as f64)
+        .unwrap_or_default()
+}
+
+/// Follows the transcript: opens at the bottom, keeps to the bottom as events arrive while
+/// the reader is there, loads earlier events at the top (keeping what the reader sees in
+/// place), and says when the reader is elsewhere.
+fn follow(
+    transcript: RwSignal<Transcript>,
+    more_before: RwSignal<bool>,
+    earlier: Action<u64, Result<EarlierEvents, AppError>>,
+) -> Scroll {
+    let scroll = Scroll {
+        at_bottom: RwSignal::new(true),
+        more_before,
+        transcript,
+        earlier,
+    };
+    // Earlier events go in front; the page grows above the reader, who stays put.
+    Effect::new(move |_| {
+        if let Some(Ok(page)) = earlier.value().get() {
+            #[cfg(feature = "hydrate")]
+            let (height, y) = (page_height(), window().scroll_y().unwrap_or_default());
+            transcript.update(|t| t.prepend(page.events));
+            more_before.set(page.more_before);
+            #[cfg(feature = "hydrate")]
+            request_animation_frame(move || {
+                window().scroll_to_with_x_and_y(0.0, y + page_height() - height);
+            });
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        // Opens at the latest event.
+        request_animation_frame(move || scroll.to_bottom());
+        // New events: follow them if the reader was at the bottom.
+        Effect::new(move |_| {
+            transcript.track();
+            if scroll.at_bottom.get_untracked() {
+                request_animation_frame(move || scroll.to_bottom());
+            }
+        });
+        let handle = window_event_listener(leptos::ev::scroll, move |_| {
+            let y = window().scroll_y().unwrap_or_default();
+            let inner = window()
+                .inner_height()
+                .ok()
+                .and_then(|h| h.as_f64())
+                .unwrap_or_default();
+            let at_bottom = y + inner >= page_height() - 80.0;
+            if scroll.at_bottom.get_untracked() != at_bottom {
+                scroll.at_bottom.set(at_bottom);
+            }
+            if y < 200.0 {
+                scroll.load_earlier();
+            }
+        });
+        on_cleanup(move || handle.remove());
+    }
+    scroll
 }
 
 /// The session's name, editable in place.

@@ -152,6 +152,22 @@ impl SessionEvent {
         self
     }
 
+    /// The user messages still waiting for their turn's result after this event, when
+    /// `open` were before it: a user message opens a turn, a turn's result closes one, and
+    /// a run that stops or fails closes them all.
+    pub fn open_turns(&self, open: u32) -> u32 {
+        match self {
+            SessionEvent::UserMessage(_) => open.saturating_add(1),
+            SessionEvent::TurnResult(_) => open.saturating_sub(1),
+            SessionEvent::Phase(p)
+                if matches!(p.phase, crate::session::Phase::Stopped | crate::session::Phase::Failed) =>
+            {
+                0
+            }
+            _ => open,
+        }
+    }
+
     /// The `type` tag of the event, as on the wire.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -24,8 +24,19 @@ use crate::records::{Page, update_session};
 pub const MAX_PAGE: u64 = 100;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: u64 = 20;
-/// Events read from the log at a time when the whole log is wanted.
-const LOG_PAGE: usize = 1000;
+/// Most events of one window of a log.
+pub const MAX_WINDOW: usize = 1000;
+
+/// Some consecutive events of a session's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventWindow {
+    /// The events, oldest first.
+    pub events: Vec<protocol::StoredEvent>,
+    /// Whether the log has events before these.
+    pub more_before: bool,
+    /// User messages of the whole log still waiting for their turn's result.
+    pub open_turns: u32,
+}
 
 /// A page of a list from its query parameters.
 pub(super) fn page(
@@ -304,24 +315,30 @@ impl Services {
         Ok(list)
     }
 
-    /// The session's whole event log.
-    pub async fn events(
+    /// The last events of a session's log before `before` (its latest, without), at most
+    /// [`MAX_WINDOW`], with what a page showing only them needs to know: whether earlier
+    /// events exist, and how many turns are open.
+    pub async fn event_window(
         &self,
         caller: &Caller,
         key: &SessionKey,
-    ) -> Result<Vec<protocol::StoredEvent>, ApiError> {
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<EventWindow, ApiError> {
         let live = self.live_session(caller, key).await?;
-        let mut out = Vec::with_capacity(live.counters.last_seq as usize);
-        let mut after = 0;
-        loop {
-            let page = self.log.events_after(live.log, after, LOG_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in &page {
-                out.push(e.decode()?);
-            }
-        }
-        Ok(out)
+        let rows = self
+            .log
+            .events_before(live.log, before.unwrap_or(u64::MAX), limit.clamp(1, MAX_WINDOW))
+            .await?;
+        let events = rows
+            .iter()
+            .map(crate::log::EventRow::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EventWindow {
+            more_before: events.first().is_some_and(|e| e.seq > 1),
+            events,
+            open_turns: live.counters.open_turns,
+        })
     }
 
     /// Deletes a session: its runner and every process it started are ended, its log and

@@ -1,8 +1,11 @@
 //! Steering: `start` (continue), `stop`, `interrupt`, `messages`, and `export`.
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use model::AgenticSession;
 use model::api::{ApiError as ErrorBody, MessageAccepted, SendMessageRequest};
 
@@ -72,24 +75,65 @@ pub async fn send_message(
     Ok((StatusCode::ACCEPTED, Json(MessageAccepted { seq })))
 }
 
-/// The session and its whole event log.
+/// The session and its whole event log, streamed: a log of any length is sent page by page
+/// (the server holds one page at a time), ending with the events there were when it began.
 #[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/export", tag = "sessions",
     params(("project" = String, Path), ("session" = String, Path)),
     responses((status = 200, body = inline(Object), description = "{sessionId, projectName, exportDate, session, events}"),
-        (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn export(
     State(s): State<Services>,
     c: Caller,
     Path((project, name)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    /// Events read from the log per page of the answer.
+    const PAGE: usize = 1000;
     let key = SessionKey::new(&project, &name);
-    let session = s.get_session(&c, &key).await?;
-    let events = s.events(&c, &key).await?;
-    Ok(Json(serde_json::json!({
+    let live = s.live_session(&c, &key).await?;
+    let head = serde_json::json!({
         "sessionId": name,
         "projectName": project,
         "exportDate": k8s_openapi::jiff::Timestamp::now().to_string(),
-        "session": session,
-        "events": events,
-    })))
+        "session": live.record.session,
+    })
+    .to_string();
+    // `{...,"session":{...}` then `,"events":[` rows `]}`.
+    let opening = format!("{},\"events\":[", head.trim_end_matches('}'));
+    let (log, end) = (live.log, live.counters.last_seq);
+    let pages = futures::stream::unfold(Some(0u64), move |after| {
+        let s = s.clone();
+        async move {
+            let after = after?;
+            if after >= end {
+                return None;
+            }
+            match s.log.events_after(log, after, PAGE).await {
+                Ok(rows) => {
+                    let rows: Vec<_> = rows.into_iter().filter(|r| r.seq <= end).collect();
+                    let Some(last) = rows.last().map(|r| r.seq) else {
+                        return None;
+                    };
+                    let mut chunk = String::new();
+                    for (i, r) in rows.into_iter().enumerate() {
+                        if after > 0 || i > 0 {
+                            chunk.push(',');
+                        }
+                        chunk.push_str(&format!("{{\"seq\":{},\"ts\":{},\"event\":{}}}", r.seq, r.ts, r.body));
+                    }
+                    Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), Some(last)))
+                }
+                // The answer is cut short: its JSON does not parse, so no one takes it
+                // for the whole log.
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(Bytes::from(opening)) })
+        .chain(pages)
+        .chain(futures::stream::once(async { Ok(Bytes::from_static(b"]}")) }));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
