@@ -4,7 +4,9 @@
 //!    (first page, a search, a deep page);
 //! 2. create-to-runner-connected latency in local mode: from the create request to the
 //!    `Running` phase event seen by a viewer, with a stand-in for `claude` (`cat`) so the
-//!    figure excludes the CLI's own start-up.
+//!    figure excludes the CLI's own start-up;
+//! 3. the page of a session with 200,000 events (server-rendered, the latest events only)
+//!    and its streamed export.
 //!
 //! Prints one line per figure; BENCHMARKS.md records them.
 
@@ -14,8 +16,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use model::protocol::UserMessage;
-use model::protocol::{Frame, ServerToBrowser, SessionEvent};
+use model::protocol::{
+    AgentMessage, RunnerEvent, ServerToBrowser, SessionEvent, Thinking, ToolResult, ToolUse,
+    UserMessage,
+};
 use model::runner_env::Credentials;
 use model::session::{AgenticSessionSpec, AgenticSessionStatus};
 use model::{AgenticSession, Phase};
@@ -137,7 +141,7 @@ async fn list_latency() {
         t.elapsed().as_secs_f64()
     );
     let (addr, stop) = start(config(dir.path().to_owned(), None, Credentials::default())).await;
-    let http = reqwest::Client::new();
+    let http = testkit::client_with_key(&testkit::install_secret(dir.path()).unwrap());
     for (what, query) in [
         ("list first page (limit 20)", "limit=20"),
         ("list with search (limit 20)", "search=module%2042&limit=20"),
@@ -175,7 +179,8 @@ async fn create_to_connected() {
         ..Credentials::default()
     };
     let (addr, stop) = start(config(dir.path().to_owned(), Some(claude), creds)).await;
-    let http = reqwest::Client::new();
+    let key = testkit::install_secret(dir.path()).unwrap();
+    let http = testkit::client_with_key(&key);
     let mut samples = Vec::new();
     for i in 0..40 {
         let t = Instant::now();
@@ -191,14 +196,11 @@ async fn create_to_connected() {
             .as_str()
             .unwrap()
             .to_owned();
-        let url = format!("ws://{addr}/api/projects/default/agentic-sessions/{name}/ws?after=0");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut ws = testkit::ViewerClient::connect(&addr, &key, "default", &name, 0)
+            .await
+            .unwrap();
         loop {
-            let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = ws.next().await
-            else {
-                panic!("closed")
-            };
-            if let Ok(ServerToBrowser::Event(e)) = ServerToBrowser::decode(&text)
+            if let ServerToBrowser::Event(e) = ws.recv().await.expect("open")
                 && matches!(&e.event, SessionEvent::Phase(p) if p.phase == Phase::Running)
             {
                 break;
@@ -217,6 +219,93 @@ async fn create_to_connected() {
     let _ = stop.send(());
 }
 
+/// The page of a session with 200,000 events: what the server renders (the latest events)
+/// and the streamed export of the whole log.
+async fn long_session_page() {
+    const EVENTS: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), 1).await;
+    let services = testkit::local_services(dir.path()).unwrap();
+    let log = services.log.find("uid-00000000").await.unwrap().unwrap();
+    services.log.begin_run(log, 1, false).await.unwrap();
+    let t = Instant::now();
+    let mut rseq = 0;
+    while rseq < EVENTS {
+        let batch: Vec<RunnerEvent> = (0..1000)
+            .map(|_| {
+                rseq += 1;
+                let event = match rseq % 4 {
+                    0 => SessionEvent::AgentMessage(AgentMessage {
+                        message_id: None,
+                        text: format!("Step {rseq}: I looked at the module and **changed** `foo()`; see [the docs](https://example.com/{rseq})."),
+                        parent_tool_use_id: None,
+                    }),
+                    1 => SessionEvent::ToolUse(ToolUse {
+                        id: format!("t{rseq}"),
+                        name: "Bash".into(),
+                        input: serde_json::json!({"command": format!("cargo test -p crate{rseq}")}),
+                        parent_tool_use_id: None,
+                    }),
+                    2 => SessionEvent::ToolResult(ToolResult {
+                        tool_use_id: format!("t{}", rseq - 1),
+                        content: "test result: ok. 12 passed; 0 failed".repeat(3),
+                        is_error: false,
+                    }),
+                    _ => SessionEvent::Thinking(Thinking {
+                        message_id: None,
+                        text: "Next I should check the error handling of the parser.".into(),
+                    }),
+                };
+                RunnerEvent { rseq, ts: 0, event }
+            })
+            .collect();
+        services
+            .log
+            .append_runner_events(log, 1, batch, |_| {})
+            .await
+            .unwrap();
+    }
+    println!(
+        "seeded one session with {EVENTS} events in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(services);
+    let (addr, stop) = start(config(dir.path().to_owned(), None, Credentials::default())).await;
+    let http = testkit::client_with_key(&testkit::install_secret(dir.path()).unwrap());
+    let page = format!("http://{addr}/projects/default/sessions/session-00000000");
+    let mut bytes = 0;
+    for _ in 0..10 {
+        bytes = http.get(&page).send().await.unwrap().bytes().await.unwrap().len();
+    }
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let resp = http.get(&page).send().await.unwrap();
+        assert!(resp.status().is_success());
+        resp.bytes().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    report(
+        &format!("session page, {EVENTS} events ({bytes} bytes of HTML)"),
+        samples,
+    );
+    let export = format!(
+        "http://{addr}/api/projects/default/agentic-sessions/session-00000000/export"
+    );
+    let t = Instant::now();
+    let mut body = http.get(&export).send().await.unwrap().bytes_stream();
+    let mut total = 0;
+    while let Some(chunk) = body.next().await {
+        total += chunk.unwrap().len();
+    }
+    println!(
+        "export of {EVENTS} events: {:.2} s, {:.1} MB streamed",
+        t.elapsed().as_secs_f64(),
+        total as f64 / 1e6
+    );
+    let _ = stop.send(());
+}
+
 #[tokio::main]
 async fn main() {
     println!(
@@ -227,4 +316,5 @@ async fn main() {
     );
     list_latency().await;
     create_to_connected().await;
+    long_session_page().await;
 }

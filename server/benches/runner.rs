@@ -51,7 +51,7 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let spawned = testkit::spawn(config, testkit::leptos_options(), listener).await;
     let (addr, stop) = (spawned.addr, spawned.stop);
-    let http = reqwest::Client::new();
+    let http = testkit::client_with_key(&testkit::install_secret(dir.path()).unwrap());
     let created: serde_json::Value = http
         .post(format!(
             "http://{addr}/api/projects/default/agentic-sessions"
