@@ -18,8 +18,8 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export AMBIENT_CLAUDE_BIN ?= $(ROOT)/tools/claude-code/node_modules/.bin/claude
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser build run test lint unit e2e \
-	leftovers crds bench bench-ui loadtest
+.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz build run test \
+	lint unit e2e fuzz leftovers crds bench bench-ui loadtest
 
 help:
 	@echo "make run    build and start the platform in local mode (http://127.0.0.1:3000)"
@@ -59,6 +59,16 @@ setup-sandbox:
 		done; \
 		command -v bwrap > /dev/null; \
 	fi
+
+# schemathesis (PyPI) for the API fuzzer, in a virtualenv kept outside the clone.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS := $(HOME)/.cache/ambient-code/schemathesis-$(SCHEMATHESIS_VERSION)/bin/schemathesis
+setup-fuzz: $(SCHEMATHESIS)
+
+$(SCHEMATHESIS):
+	python3 -m venv $(HOME)/.cache/ambient-code/schemathesis-$(SCHEMATHESIS_VERSION)
+	$(HOME)/.cache/ambient-code/schemathesis-$(SCHEMATHESIS_VERSION)/bin/pip install -q \
+		--disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
 
 # Debian's Chromium for Playwright (never `playwright install`: it downloads from the web).
 # The first install can fail on this image's apt hooks; retrying works.
@@ -105,7 +115,11 @@ leftovers:
 	done; \
 	if [ -n "$$left" ]; then echo "processes left behind by the browser tests:"; printf '%s' "$$left"; exit 1; fi
 
-test: lint unit e2e
+test: lint unit e2e fuzz
+
+# The REST API fuzzed from its OpenAPI document (tools/fuzz-api.sh).
+fuzz: build setup-fuzz
+	tools/fuzz-api.sh $(SCHEMATHESIS)
 
 # Benchmarks (figures go to BENCHMARKS.md), on the same release build.
 bench: build

@@ -129,12 +129,10 @@ impl Transcript {
         self.outstanding_turns = ev.event.open_turns(self.outstanding_turns);
         let StoredEvent { seq, ts, event } = ev;
         let kind = match event {
-            SessionEvent::UserMessage(m) => {
-                EntryKind::User {
-                    text: m.text,
-                    sender: m.sender,
-                }
-            }
+            SessionEvent::UserMessage(m) => EntryKind::User {
+                text: m.text,
+                sender: m.sender,
+            },
             SessionEvent::AgentDelta(d) => {
                 if let Some(e) = self.streaming_agent(d.message_id.as_deref()) {
                     if let EntryKind::Agent { text, .. } = &mut e.kind {

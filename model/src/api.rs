@@ -35,10 +35,10 @@ pub struct CreateSessionRequest {
     #[serde(default)]
     pub llm_settings: Option<LlmSettings>,
     /// Wall-time limit of a run in seconds. Default: none beyond the platform's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub timeout: Option<i64>,
     /// Seconds without activity before the session stops. Default: the project's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub inactivity_timeout: Option<i64>,
     /// Stop when a run finishes. Default: false.
     #[serde(default)]
@@ -187,10 +187,10 @@ pub struct UpdateSessionRequest {
     #[serde(default)]
     pub llm_settings: Option<LlmSettings>,
     /// New timeout in seconds (0 removes it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub timeout: Option<i64>,
     /// New inactivity timeout in seconds (0 disables).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub inactivity_timeout: Option<i64>,
 }
 
@@ -301,7 +301,7 @@ pub fn mask_secret(key: &str, value: &str) -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectSettingsBody {
     /// Inactivity timeout of sessions that set none, in seconds (0 disables). Default: 24 h.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub inactivity_timeout_seconds: Option<i64>,
     /// MCP servers of every session of the project.
     #[serde(default)]

@@ -141,7 +141,7 @@ const PROCESS_VARIABLES: [&str; 6] = ["PATH", "HOME", "SHELL", "BASH_ENV", "ENV"
 
 /// Prefixes of variables no session may set: the platform's own, the dynamic loader's,
 /// git's and ssh's (they reconfigure the runner's own git), and the model endpoint's.
-const RESERVED_PREFIXES: [&str; 5] = ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_"];
+pub const RESERVED_PREFIXES: [&str; 5] = ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_"];
 
 /// Whether a session's `environmentVariables` may not set `name`: the runner's contract, the
 /// credentials, the agent CLI's own settings, the loader, the shell and git would otherwise
@@ -152,6 +152,15 @@ pub fn is_reserved(name: &str) -> bool {
         || CLI_VARIABLES.contains(&name)
         || PROCESS_VARIABLES.contains(&name)
         || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Every name [`is_reserved`] refuses outright (beyond [`RESERVED_PREFIXES`]).
+pub fn reserved_names() -> impl Iterator<Item = &'static str> {
+    CONTRACT
+        .into_iter()
+        .chain(Credentials::KEYS)
+        .chain(CLI_VARIABLES)
+        .chain(PROCESS_VARIABLES)
 }
 
 /// Folder inside the workspace that belongs to the platform, not the agent.

@@ -138,7 +138,11 @@ pub struct LlmSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Output token cap (kept for compatibility; Claude Code ignores it). Default: 4000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validate::whole_number"
+    )]
     pub max_tokens: Option<i64>,
 }
 

@@ -34,6 +34,12 @@ impl std::error::Error for Invalid {}
 
 /// Longest display name accepted.
 pub const MAX_DISPLAY_NAME: usize = 200;
+/// Longest project description, in bytes.
+pub const MAX_DESCRIPTION: usize = 2000;
+/// Longest credential value of a project, in bytes.
+pub const MAX_SECRET: usize = 8 * 1024;
+/// Prefixes of project names kept for the platform and the cluster.
+pub const RESERVED_PROJECT_PREFIXES: &[&str] = &["kube-", "openshift-", "ambient-code"];
 
 /// A Kubernetes DNS-1123 label: what project (namespace) and session names must be.
 pub fn dns1123_label(field: &str, name: &str) -> Result<(), Invalid> {
@@ -263,6 +269,26 @@ pub fn search(value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Reads an optional whole number written as an integer or as a number with no fraction
+/// (`906706.0`: JSON does not tell them apart, and JavaScript clients send either).
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Float(f64),
+    }
+    match Option::<Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(Number::Int(i)) => Ok(Some(i)),
+        // Beyond i64 saturates: validation then says the value is too large.
+        Some(Number::Float(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
+        Some(Number::Float(f)) => Err(D::Error::custom(format!("{f} is not a whole number"))),
+    }
+}
+
 /// A duration in seconds as typed in a form: blank for none, else what [`seconds`] accepts.
 pub fn seconds_text(field: &str, text: &str) -> Result<Option<i64>, Invalid> {
     let text = text.trim();
@@ -315,6 +341,59 @@ pub fn create_session(
     for (k, v) in &req.environment_variables {
         env_var(k, v)?;
     }
+    if let Some(mcp) = &req.mcp_servers {
+        mcp_servers("mcpServers", mcp)?;
+    }
+    Ok(())
+}
+
+/// Most MCP servers of one configuration.
+pub const MAX_MCP_SERVERS: usize = 20;
+/// Largest configuration of one MCP server (its JSON), in bytes.
+pub const MAX_MCP_CONFIG: usize = 16 * 1024;
+
+/// An MCP server name: 1 to 64 letters, digits, `_` and `-`.
+pub fn mcp_server_name(field: &str, name: &str) -> Result<(), Invalid> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!("'{name}' is not a server name (1 to 64 letters, digits, '_' and '-')"),
+        ))
+    }
+}
+
+/// An MCP configuration: named servers, each a JSON object of at most [`MAX_MCP_CONFIG`]
+/// bytes, at most [`MAX_MCP_SERVERS`] of them, and server names to disable.
+pub fn mcp_servers(field: &str, mcp: &crate::session::McpServers) -> Result<(), Invalid> {
+    if mcp.custom.len() > MAX_MCP_SERVERS || mcp.disabled.len() > MAX_MCP_SERVERS {
+        return Err(Invalid::new(
+            field,
+            format!("at most {MAX_MCP_SERVERS} servers"),
+        ));
+    }
+    for (name, config) in &mcp.custom {
+        let at = format!("{field}.custom.{name}");
+        mcp_server_name(&at, name)?;
+        if !config.is_object() {
+            return Err(Invalid::new(
+                at,
+                "must be an object (a Claude Code MCP server config)",
+            ));
+        }
+        if config.to_string().len() > MAX_MCP_CONFIG {
+            return Err(Invalid::new(at, "is larger than 16 KiB"));
+        }
+    }
+    for name in &mcp.disabled {
+        mcp_server_name(&format!("{field}.disabled"), name)?;
+    }
     Ok(())
 }
 
@@ -331,6 +410,20 @@ pub fn env_var(name: &str, value: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let read = |json: &str| {
+            serde_json::from_str::<crate::api::UpdateSessionRequest>(json).map(|r| r.timeout)
+        };
+        assert_eq!(read(r#"{"timeout": 906706.0}"#).unwrap(), Some(906_706));
+        assert_eq!(read(r#"{"timeout": 42}"#).unwrap(), Some(42));
+        assert_eq!(read(r#"{"timeout": null}"#).unwrap(), None);
+        assert_eq!(read("{}").unwrap(), None);
+        assert_eq!(read(r#"{"timeout": 1e300}"#).unwrap(), Some(i64::MAX));
+        assert!(read(r#"{"timeout": 1.5}"#).is_err());
+        assert!(read(r#"{"timeout": "1"}"#).is_err());
+    }
 
     #[test]
     fn seconds_as_typed() {

@@ -115,7 +115,7 @@ impl Claude {
                 cwd: &spec.cwd,
                 env: &spec.env,
             },
-        );
+        )?;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -59,10 +59,12 @@ pub fn reap_where(take: impl Fn(u32) -> bool) -> Vec<u32> {
         };
         let mut fields = after.split_whitespace();
         let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
-        if state == Some("Z") && ppid == Some(me) && take(pid) {
-            if waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)).is_ok() {
-                reaped.push(pid);
-            }
+        if state == Some("Z")
+            && ppid == Some(me)
+            && take(pid)
+            && waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)).is_ok()
+        {
+            reaped.push(pid);
         }
     }
     reaped

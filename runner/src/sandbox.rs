@@ -80,14 +80,37 @@ pub struct Agent<'a> {
     pub env: &'a [(String, String)],
 }
 
+/// The program's real path: found on `PATH` when it is a bare name, links resolved. A
+/// missing program is `NotFound` here, before the sandbox starts (inside it, it would look
+/// like a crash of the agent).
+pub fn resolve(program: &Path) -> std::io::Result<PathBuf> {
+    if program.components().count() > 1 || program.is_absolute() {
+        return std::fs::canonicalize(program);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .map(std::fs::canonicalize)
+        .unwrap_or_else(|| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not on PATH", program.display()),
+            ))
+        })
+}
+
 /// The command that starts the agent under `isolation`.
-pub fn command(isolation: &Isolation, agent: &Agent<'_>) -> tokio::process::Command {
-    match isolation {
+pub fn command(
+    isolation: &Isolation,
+    agent: &Agent<'_>,
+) -> std::io::Result<tokio::process::Command> {
+    Ok(match isolation {
         Isolation::Sandbox(bwrap) => {
             // The program by its real path: a link to it (npm's `node_modules/.bin/claude`)
             // may be outside what the sandbox shows.
-            let program =
-                std::fs::canonicalize(agent.program).unwrap_or_else(|_| agent.program.to_owned());
+            let program = resolve(agent.program)?;
             let mut cmd = tokio::process::Command::new(bwrap);
             cmd.args(bwrap_args(agent))
                 .arg("--")
@@ -103,7 +126,7 @@ pub fn command(isolation: &Isolation, agent: &Agent<'_>) -> tokio::process::Comm
                 .envs(agent.env.iter().map(|(k, v)| (k, v)));
             cmd
         }
-    }
+    })
 }
 
 /// bubblewrap's arguments for `agent` (everything before `--`).

@@ -275,7 +275,15 @@ async fn long_session_page() {
     let page = format!("http://{addr}/projects/default/sessions/session-00000000");
     let mut bytes = 0;
     for _ in 0..10 {
-        bytes = http.get(&page).send().await.unwrap().bytes().await.unwrap().len();
+        bytes = http
+            .get(&page)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len();
     }
     let mut samples = Vec::new();
     for _ in 0..200 {
@@ -289,9 +297,8 @@ async fn long_session_page() {
         &format!("session page, {EVENTS} events ({bytes} bytes of HTML)"),
         samples,
     );
-    let export = format!(
-        "http://{addr}/api/projects/default/agentic-sessions/session-00000000/export"
-    );
+    let export =
+        format!("http://{addr}/api/projects/default/agentic-sessions/session-00000000/export");
     let t = Instant::now();
     let mut body = http.get(&export).send().await.unwrap().bytes_stream();
     let mut total = 0;

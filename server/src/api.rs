@@ -26,8 +26,8 @@ use crate::ws::{runner, viewer};
 
 pub use platform::error::MAX_BODY;
 
-/// The API's routes and their OpenAPI document.
-pub fn routes() -> (Router<AppState>, serde_json::Value) {
+/// The API's routes and their OpenAPI document (`models`: the models sessions may choose).
+pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
     let (router, openapi) = OpenApiRouter::with_openapi(docs::base())
         .routes(routes!(health))
         .routes(routes!(version))
@@ -49,7 +49,7 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(viewer::viewer_ws))
         .routes(routes!(runner::runner_ws))
         .split_for_parts();
-    let document = docs::finish(openapi);
+    let document = docs::finish(openapi, models);
     let served = document.clone();
     let router = router
         .route(

@@ -40,7 +40,7 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let services = state.services.clone();
     let options = state.leptos_options.clone();
-    let (api, _) = api::routes();
+    let (api, _) = api::routes(&state.services.settings.models);
     let api = api
         .route(
             "/login",

@@ -160,7 +160,10 @@ impl SessionEvent {
             SessionEvent::UserMessage(_) => open.saturating_add(1),
             SessionEvent::TurnResult(_) => open.saturating_sub(1),
             SessionEvent::Phase(p)
-                if matches!(p.phase, crate::session::Phase::Stopped | crate::session::Phase::Failed) =>
+                if matches!(
+                    p.phase,
+                    crate::session::Phase::Stopped | crate::session::Phase::Failed
+                ) =>
             {
                 0
             }

@@ -11,10 +11,9 @@ use crate::error::ApiError;
 use crate::records::NewProject;
 
 /// Prefixes of names kept for the platform and the cluster.
-const RESERVED_PREFIXES: &[&str] = &["kube-", "openshift-", "ambient-code"];
+use model::validate::RESERVED_PROJECT_PREFIXES as RESERVED_PREFIXES;
 
-/// Longest project description.
-const MAX_DESCRIPTION: usize = 2000;
+use model::validate::MAX_DESCRIPTION;
 
 fn description(d: Option<&String>) -> Result<(), Invalid> {
     if d.is_some_and(|d| d.len() > MAX_DESCRIPTION) {

@@ -328,7 +328,11 @@ impl Services {
         let live = self.live_session(caller, key).await?;
         let rows = self
             .log
-            .events_before(live.log, before.unwrap_or(u64::MAX), limit.clamp(1, MAX_WINDOW))
+            .events_before(
+                live.log,
+                before.unwrap_or(u64::MAX),
+                limit.clamp(1, MAX_WINDOW),
+            )
             .await?;
         let events = rows
             .iter()

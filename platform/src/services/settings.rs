@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Longest credential value accepted.
-const MAX_SECRET: usize = 8 * 1024;
+use model::validate::MAX_SECRET;
 
 impl Services {
     /// The project's credentials, masked.
@@ -114,6 +114,9 @@ impl Services {
         body: ProjectSettingsBody,
     ) -> Result<ProjectSettingsBody, ApiError> {
         validate::seconds("inactivityTimeoutSeconds", body.inactivity_timeout_seconds)?;
+        if let Some(mcp) = &body.mcp_servers {
+            validate::mcp_servers("mcpServers", mcp)?;
+        }
         let mut spec = self.records.project_settings(caller, project).await?;
         spec.inactivity_timeout_seconds = body.inactivity_timeout_seconds;
         spec.mcp_servers = body.mcp_servers;

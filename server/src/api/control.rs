@@ -110,15 +110,16 @@ pub async fn export(
             match s.log.events_after(log, after, PAGE).await {
                 Ok(rows) => {
                     let rows: Vec<_> = rows.into_iter().filter(|r| r.seq <= end).collect();
-                    let Some(last) = rows.last().map(|r| r.seq) else {
-                        return None;
-                    };
+                    let last = rows.last().map(|r| r.seq)?;
                     let mut chunk = String::new();
                     for (i, r) in rows.into_iter().enumerate() {
                         if after > 0 || i > 0 {
                             chunk.push(',');
                         }
-                        chunk.push_str(&format!("{{\"seq\":{},\"ts\":{},\"event\":{}}}", r.seq, r.ts, r.body));
+                        chunk.push_str(&format!(
+                            "{{\"seq\":{},\"ts\":{},\"event\":{}}}",
+                            r.seq, r.ts, r.body
+                        ));
                     }
                     Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), Some(last)))
                 }
@@ -130,7 +131,9 @@ pub async fn export(
     });
     let body = futures::stream::once(async move { Ok(Bytes::from(opening)) })
         .chain(pages)
-        .chain(futures::stream::once(async { Ok(Bytes::from_static(b"]}")) }));
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }));
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(body),

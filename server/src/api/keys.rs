@@ -36,8 +36,13 @@ pub async fn create(
 pub async fn revoke(
     State(s): State<Services>,
     c: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("access key {id}")))?;
     s.revoke_access_key(&c, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
