@@ -244,6 +244,8 @@ impl<S: SessionStore> DriverTask<S> {
 
     async fn serve(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // What an earlier server moved aside and had not removed yet.
         let trash = self.config.workspaces.join(TRASH_DIR);
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash));
@@ -274,6 +276,7 @@ impl<S: SessionStore> DriverTask<S> {
             let next_due = self.due.values().min().copied();
             tokio::select! {
                 _ = &mut shutdown => return,
+                _ = housekeeping.tick() => self.rotate_logs(),
                 msg = self.rx.recv() => match msg {
                     Some(msg) => self.handle(msg),
                     None => return,
@@ -350,6 +353,16 @@ impl<S: SessionStore> DriverTask<S> {
                 }
                 self.enqueue(key);
                 self.wake_waiting();
+            }
+        }
+    }
+
+    /// Rotates the logs of running runners that grew past [`MAX_RUNNER_LOG`].
+    fn rotate_logs(&mut self) {
+        for p in self.procs.values_mut().filter(|p| p.is_running()) {
+            if rotate_log(&p.workspace.join(STATE_DIR).join(RUNNER_LOG_FILE)) {
+                // This run's output now starts at the beginning.
+                p.log_offset = 0;
             }
         }
     }
@@ -700,6 +713,7 @@ fn spawn(
     std::fs::create_dir_all(&state)?;
     let _ = std::fs::remove_file(state.join(EXIT_RECORD_FILE));
     let _ = std::fs::remove_file(state.join(RUNNER_RECORD_FILE));
+    rotate_log(&state.join(RUNNER_LOG_FILE));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -725,6 +739,34 @@ fn spawn(
         )
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Ok((cmd.spawn()?, offset))
+}
+
+/// Size past which a runner's log is rotated: at a run's start, and while it runs.
+pub const MAX_RUNNER_LOG: u64 = 8 * 1024 * 1024;
+
+/// Keeps a runner's log under [`MAX_RUNNER_LOG`]: past it, its content goes to
+/// `runner.log.1` (replacing the one before) and the log starts over. The runner appends
+/// (`O_APPEND`), so it goes on writing at the new end of the same file (what logrotate calls
+/// copytruncate; a line written between the copy and the truncation is lost). Returns
+/// whether it rotated.
+pub fn rotate_log(log: &Path) -> bool {
+    let big = std::fs::metadata(log).is_ok_and(|m| m.len() > MAX_RUNNER_LOG);
+    if !big {
+        return false;
+    }
+    let mut old = log.as_os_str().to_owned();
+    old.push(".1");
+    let rotated = std::fs::copy(log, &old).and_then(|_| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(log)
+            .and_then(|f| f.set_len(0))
+    });
+    if let Err(e) = rotated {
+        tracing::warn!(log = %log.display(), error = %e, "could not rotate a runner's log");
+        return false;
+    }
+    true
 }
 
 /// What a runner keeps of the server's environment.
@@ -769,5 +811,36 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A log past the limit starts over while its writer keeps writing to it, and what it
+    /// held is kept in `runner.log.1`; a small log is left alone.
+    #[test]
+    fn a_runner_log_is_rotated_under_its_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(RUNNER_LOG_FILE);
+        let mut writer = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writer.write_all(b"small\n").unwrap();
+        assert!(!rotate_log(&log));
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..9 {
+            writer.write_all(&chunk).unwrap();
+        }
+        assert!(rotate_log(&log));
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "after\n");
+        let old = dir.path().join(format!("{RUNNER_LOG_FILE}.1"));
+        assert!(std::fs::metadata(&old).unwrap().len() > MAX_RUNNER_LOG);
     }
 }
