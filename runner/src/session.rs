@@ -245,7 +245,13 @@ impl<'a> Agent<'a> {
         if !config.credentials.has_model() {
             return Err(Error::NoCredentials);
         }
-        let isolation = crate::sandbox::probe(config.sandbox).map_err(Error::Sandbox)?;
+        // Off the runtime's one thread: the probe starts a process and waits for it, and the
+        // link to the server must not wait meanwhile.
+        let mode = config.sandbox;
+        let isolation = tokio::task::spawn_blocking(move || crate::sandbox::probe(mode))
+            .await
+            .map_err(|e| Error::Sandbox(format!("the sandbox probe failed: {e}")))?
+            .map_err(Error::Sandbox)?;
         if let Isolation::None(why) = &isolation
             && config.sandbox != crate::sandbox::Mode::Off
         {
