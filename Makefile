@@ -17,8 +17,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export AMBIENT_CLAUDE_BIN ?= $(ROOT)/tools/claude-code/node_modules/.bin/claude
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+K8S_BIN := $(HOME)/.cache/ambient-code/k8s-v1.20.2
+K8S_RUN := $(ROOT)/target/k8s-testenv
 
-.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz build run test \
+.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s build run test \
 	lint unit e2e fuzz leftovers crds bench bench-ui loadtest
 
 help:
@@ -96,8 +98,19 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p app -p model --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
-unit: build
-	cargo test --release --workspace --exclude xtask
+# The Rust tests. The operator's cluster tests need a real API server: the test cluster
+# (etcd, kube-apiserver and kube-controller-manager v1.20.2, built once from Debian's source
+# package into $(K8S_BIN)) runs on loopback for the duration and is stopped after, pass or fail.
+unit: build setup-k8s
+	tools/k8s/testenv.sh start $(K8S_BIN) $(K8S_RUN)
+	AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo test --release --workspace --exclude xtask \
+		|| { rc=$$?; tools/k8s/testenv.sh stop $(K8S_RUN); exit $$rc; }
+	tools/k8s/testenv.sh stop $(K8S_RUN)
+
+# kube-apiserver and kube-controller-manager for the tests (about 7 minutes, once per machine),
+# with etcd and kubectl from Debian.
+setup-k8s:
+	tools/k8s/build.sh $(K8S_BIN)
 
 e2e: build setup-e2e
 	cd end2end && npx playwright test

@@ -25,9 +25,13 @@ use serde::{Deserialize, Serialize};
     namespaced,
     derive = "PartialEq",
     status = "AgenticSessionStatus",
+    printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.llmSettings.model"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Cost","type":"number","jsonPath":".status.result.costUsd","priority":1}"#,
+    printcolumn = r#"{"name":"Started","type":"date","jsonPath":".status.startTime","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgenticSessionSpec {
@@ -214,6 +218,17 @@ pub struct AgenticSessionStatus {
     /// Totals of the last run (tokens, cost, turns, exit code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<RunSummary>,
+    /// The current run (1, 2 ... one per start; Kubernetes mode): its Job, and the only run
+    /// whose runner token is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_generation: Option<i64>,
+    /// SHA-256 (hex) of the current run's runner token (Kubernetes mode: the token itself is
+    /// in the run's Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_token_hash: Option<String>,
+    /// The run whose runner the server saw connect (written by the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_connected_generation: Option<i64>,
     /// Standard Kubernetes conditions (`Ready`, `RunnerStarted`, `Failed` ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions generated from the `model` types.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 use model::{AgenticSession, ProjectSettings};
 
@@ -9,13 +11,57 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         (
             "agenticsessions.vteam.ambient-code.yaml",
-            AgenticSession::crd(),
+            served(AgenticSession::crd()),
         ),
         (
             "projectsettings.vteam.ambient-code.yaml",
-            ProjectSettings::crd(),
+            served(ProjectSettings::crd()),
         ),
     ]
+}
+
+/// The CRD as API servers take it: without empty-string defaults, which a v1.20 server
+/// reads as `null` and refuses (`default: Invalid value: "null": in body must be of type
+/// string`). An absent field and an empty one mean the same to the platform.
+fn served(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            strip_empty_string_defaults(schema);
+        }
+    }
+    crd
+}
+
+fn strip_empty_string_defaults(schema: &mut JSONSchemaProps) {
+    if schema
+        .default
+        .as_ref()
+        .is_some_and(|d| d.0 == serde_json::Value::String(String::new()))
+    {
+        schema.default = None;
+    }
+    for p in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        strip_empty_string_defaults(p);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => strip_empty_string_defaults(s),
+        Some(JSONSchemaPropsOrArray::Schemas(all)) => {
+            all.iter_mut().for_each(strip_empty_string_defaults)
+        }
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(s)) = schema.additional_properties.as_mut() {
+        strip_empty_string_defaults(s);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        list.iter_mut()
+            .flatten()
+            .for_each(strip_empty_string_defaults);
+    }
 }
 
 /// The YAML document committed for a CRD.

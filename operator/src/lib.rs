@@ -9,16 +9,19 @@
 //!   shared by every driver;
 //! - [`local`]: the local driver, applying plans with child processes (its port to the
 //!   server's records is [`local::SessionStore`]);
+//! - [`cluster`]: the Kubernetes driver: pure builders of the Job, token Secret, workspace
+//!   claim and project objects, the observation of a run's Job and Pods as a
+//!   [`lifecycle::Runner`], and the controllers (`kube::runtime`) that apply the plans
+//!   (binary `operator`);
+//! - [`token`]: runner tokens, kept only as their hash;
 //! - [`crd`]: CustomResourceDefinitions generated from `model` (see the `crdgen` binary).
-//!
-//! A Kubernetes controller plugs in beside [`local`]: it observes Jobs and Pods as a
-//! [`lifecycle::Runner`], calls [`lifecycle::plan`], and builds its Jobs' environment with
-//! [`runner_env::runner_env`].
 
+pub mod cluster;
 pub mod crd;
 pub mod lifecycle;
 pub mod local;
 pub mod runner_env;
+pub mod token;
 
 pub use local::{LocalConfig, LocalDriver, SessionStore};
 pub use model::session::SessionKey;

@@ -554,7 +554,7 @@ impl<S: SessionStore> DriverTask<S> {
         let workspace = self.config.workspace(key);
         let run = RunSpec {
             generation: ticket.generation,
-            token: &ticket.token,
+            token: Some(&ticket.token),
             resume,
             handled_through: ticket.handled_through,
             workspace: &workspace,

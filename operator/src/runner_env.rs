@@ -12,8 +12,9 @@ use model::session::McpServers;
 pub struct RunSpec<'a> {
     /// Which start of the session this is.
     pub generation: u64,
-    /// The runner's token (plain; only the runner ever sees it).
-    pub token: &'a str,
+    /// The runner's token (plain; only the runner ever sees it). `None` when the driver
+    /// gives it another way (a Job's container reads it from its Secret).
+    pub token: Option<&'a str>,
     /// Continue the previous conversation.
     pub resume: bool,
     /// Highest user-message `seq` the runner must consider handled at start.
@@ -115,7 +116,9 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
         }
     }
     // Last, so nothing above can shadow them: the runner's identity and wiring.
-    set(env::RUNNER_TOKEN, run.token.to_owned());
+    if let Some(token) = run.token {
+        set(env::RUNNER_TOKEN, token.to_owned());
+    }
     set(env::RUNNER_GENERATION, run.generation.to_string());
     set(env::SANDBOX, run.sandbox.to_owned());
     set(env::HANDLED_THROUGH, run.handled_through.to_string());
@@ -144,7 +147,7 @@ mod tests {
     fn spec(resume: bool) -> RunSpec<'static> {
         RunSpec {
             generation: 3,
-            token: "tok",
+            token: Some("tok"),
             resume,
             handled_through: 1,
             workspace: Path::new("/data/ws/p/s"),

@@ -31,7 +31,12 @@ fn session_crd_has_printer_columns_and_status() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Phase", "Model", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Display", "Phase", "Model", "Reason", "Age", "Cost", "Started"
+        ]
+    );
     assert!(
         version
             .subresources

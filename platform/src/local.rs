@@ -7,8 +7,6 @@ use model::session::SessionKey;
 use operator::LocalDriver;
 use operator::lifecycle::Plan;
 use operator::local::{Loaded, RunTicket, SessionStore, StoreError as DriverError};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -44,21 +42,7 @@ fn records(e: RecordsError) -> DriverError {
     convert(e.into())
 }
 
-/// SHA-256 of a runner token: only this is stored.
-pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-/// A new runner token: random, with the prefix that marks runner tokens.
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "{}{}",
-        model::runner_env::RUNNER_TOKEN_PREFIX,
-        hex::encode(bytes)
-    )
-}
+pub use operator::token::{new_token, token_hash};
 
 impl SessionStore for LocalSessions {
     async fn unfinished(&self) -> Result<Vec<SessionKey>, DriverError> {

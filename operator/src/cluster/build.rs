@@ -1,0 +1,443 @@
+//! What should exist in the cluster for a session: pure functions from the session, the run
+//! and the configuration to Kubernetes objects (no client; unit-tested as data).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use model::AgenticSession;
+use model::runner_env::{self as env, Credentials};
+use model::session::McpServers;
+use sha2::{Digest, Sha256};
+
+use crate::runner_env::{RunSpec, runner_env};
+
+/// The project's Secret of model and git credentials (`ambient-runner-secrets`).
+pub const RUNNER_SECRETS: &str = "ambient-runner-secrets";
+/// The label naming a session's objects.
+pub const SESSION_LABEL: &str = "ambient-code.io/session";
+/// The label naming the run (generation) of a Job and its pods.
+pub const RUN_LABEL: &str = "ambient-code.io/run";
+/// The key of the runner token in its Secret.
+pub const TOKEN_KEY: &str = "token";
+/// Where the workspace is mounted in the runner's container.
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// The runner's home in its container (a writable emptyDir; the root is read-only).
+pub const RUNNER_HOME: &str = "/home/runner";
+/// The runner container's name.
+pub const CONTAINER: &str = "runner";
+/// The uid the runner runs as.
+pub const RUNNER_UID: i64 = 1000;
+
+/// Where a session's workspace lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceVolume {
+    /// A PersistentVolumeClaim per session, kept across runs (a continued session resumes
+    /// its files and its conversation).
+    Pvc {
+        /// Its size (`10Gi`).
+        size: String,
+        /// Its storage class; the cluster's default when `None`.
+        storage_class: Option<String>,
+    },
+    /// An `emptyDir` per run: nothing survives a run.
+    EmptyDir {
+        /// Its size limit (`10Gi`), if any.
+        size_limit: Option<String>,
+    },
+}
+
+/// How the operator runs sessions in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The runner image.
+    pub runner_image: String,
+    /// Its pull policy (`IfNotPresent`, `Always`).
+    pub image_pull_policy: String,
+    /// The server's API as runners reach it (`http://ambient-server.ambient-code.svc:3000/api`).
+    pub server_api_url: String,
+    /// The namespace the server runs in (runners may reach it there).
+    pub server_namespace: String,
+    /// Only this namespace (a project) is watched, when set; every managed namespace
+    /// otherwise.
+    pub watch_namespace: Option<String>,
+    /// The workspace volume.
+    pub workspace: WorkspaceVolume,
+    /// CPU and memory requests of the runner (`500m`, `512Mi`).
+    pub requests: (String, String),
+    /// CPU and memory limits of the runner (`2`, `8Gi`).
+    pub limits: (String, String),
+    /// Model of sessions that name none.
+    pub default_model: String,
+    /// Inactivity timeout when neither the session nor its project sets one (seconds).
+    pub default_inactivity_timeout: i64,
+    /// The ServiceAccount runner pods use (no token is mounted).
+    pub runner_service_account: String,
+    /// Seconds a runner gets to stop after SIGTERM.
+    pub stop_grace_seconds: i64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            runner_image: "localhost/ambient-runner:latest".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            server_api_url: "http://ambient-server.ambient-code.svc:3000/api".into(),
+            server_namespace: "ambient-code".into(),
+            watch_namespace: None,
+            workspace: WorkspaceVolume::Pvc {
+                size: "10Gi".into(),
+                storage_class: None,
+            },
+            requests: ("500m".into(), "512Mi".into()),
+            limits: ("2".into(), "8Gi".into()),
+            default_model: "claude-sonnet-4-6".into(),
+            default_inactivity_timeout: 86_400,
+            runner_service_account: "ambient-runner".into(),
+            stop_grace_seconds: 30,
+        }
+    }
+}
+
+/// One run of a session, as the operator starts it.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// Which start of the session this is (1, 2, ...).
+    pub generation: u64,
+    /// Continue the previous conversation.
+    pub resume: bool,
+    /// Highest user message the runner must consider handled at start.
+    pub handled_through: u64,
+    /// The project's MCP servers.
+    pub project_mcp_servers: Option<&'a McpServers>,
+}
+
+/// A Kubernetes name of at most 63 characters: `base` then `suffix`, the base shortened and
+/// followed by a hash of the whole name when it is too long (two long names that share a
+/// beginning stay distinct).
+pub fn object_name(base: &str, suffix: &str) -> String {
+    const MAX: usize = 63;
+    let full = format!("{base}{suffix}");
+    if full.len() <= MAX {
+        return full;
+    }
+    let hash = hex::encode(Sha256::digest(full.as_bytes()));
+    let keep = MAX.saturating_sub(suffix.len() + 9).min(base.len());
+    let head = base[..keep].trim_end_matches('-');
+    format!("{head}-{}{suffix}", &hash[..8])
+}
+
+/// The Job of run `generation` of a session.
+pub fn job_name(session: &str, generation: u64) -> String {
+    object_name(session, &format!("-runner-{generation}"))
+}
+
+/// The Secret holding a session's current runner token.
+pub fn token_secret_name(session: &str) -> String {
+    object_name(session, "-runner-token")
+}
+
+/// The PersistentVolumeClaim of a session's workspace.
+pub fn workspace_claim_name(session: &str) -> String {
+    object_name(session, "-workspace")
+}
+
+fn name_of(session: &AgenticSession) -> String {
+    session.metadata.name.clone().unwrap_or_default()
+}
+
+/// The controller reference to the session: its objects go when it goes.
+pub fn owner(session: &AgenticSession) -> OwnerReference {
+    OwnerReference {
+        api_version: "vteam.ambient-code/v1alpha1".into(),
+        kind: "AgenticSession".into(),
+        name: name_of(session),
+        uid: session.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The labels of every object of a session.
+pub fn labels(session: &AgenticSession) -> BTreeMap<String, String> {
+    let name = name_of(session);
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "ambient-runner".into()),
+        ("app.kubernetes.io/instance".into(), name.clone()),
+        ("app.kubernetes.io/part-of".into(), "ambient-code".into()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "ambient-operator".into(),
+        ),
+        (SESSION_LABEL.into(), name),
+    ])
+}
+
+fn meta(session: &AgenticSession, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: session.metadata.namespace.clone(),
+        labels: Some(labels(session)),
+        owner_references: Some(vec![owner(session)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The Secret with the runner token of the current run (its content replaced on each start).
+pub fn token_secret(session: &AgenticSession, token: &str, generation: u64) -> Secret {
+    let mut meta = meta(session, token_secret_name(&name_of(session)));
+    meta.labels
+        .get_or_insert_default()
+        .insert(RUN_LABEL.into(), generation.to_string());
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.into(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// The session's workspace claim, when workspaces are claims.
+pub fn workspace_claim(
+    session: &AgenticSession,
+    config: &ClusterConfig,
+) -> Option<PersistentVolumeClaim> {
+    let WorkspaceVolume::Pvc {
+        size,
+        storage_class,
+    } = &config.workspace
+    else {
+        return None;
+    };
+    Some(PersistentVolumeClaim {
+        metadata: meta(session, workspace_claim_name(&name_of(session))),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), Quantity(size.clone()))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    })
+}
+
+fn literal(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    }
+}
+
+fn from_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(optional),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// The runner container's environment: the shared runner contract (`runner_env`), the
+/// credentials as references to the project's Secret (never their values), the token from
+/// its own Secret. Each name once, the last value winning as in `runner_env`.
+pub fn runner_container_env(
+    session: &AgenticSession,
+    run: &Run<'_>,
+    config: &ClusterConfig,
+) -> Vec<EnvVar> {
+    let workspace = std::path::Path::new(WORKSPACE_MOUNT);
+    let none = Credentials::default();
+    let spec = RunSpec {
+        generation: run.generation,
+        token: None,
+        resume: run.resume,
+        handled_through: run.handled_through,
+        workspace,
+        backend_api_url: &config.server_api_url,
+        claude_bin: None,
+        default_model: &config.default_model,
+        credentials: &none,
+        project_mcp_servers: run.project_mcp_servers,
+        // The pod is the sandbox.
+        sandbox: "off",
+    };
+    let mut vars: Vec<EnvVar> = runner_env(session, &spec)
+        .into_iter()
+        .map(|(k, v)| literal(&k, v))
+        .collect();
+    vars.push(literal("HOME", RUNNER_HOME.into()));
+    vars.extend(
+        Credentials::KEYS
+            .iter()
+            .map(|k| from_secret(k, RUNNER_SECRETS, k, true)),
+    );
+    vars.push(EnvVar {
+        name: "AMBIENT_POD_NAME".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    });
+    vars.push(from_secret(
+        env::RUNNER_TOKEN,
+        &token_secret_name(&name_of(session)),
+        TOKEN_KEY,
+        false,
+    ));
+    // Later wins: keep the last of each name, in order of first appearance.
+    let mut out: Vec<EnvVar> = Vec::with_capacity(vars.len());
+    for v in vars {
+        match out.iter_mut().find(|o| o.name == v.name) {
+            Some(o) => *o = v,
+            None => out.push(v),
+        }
+    }
+    out
+}
+
+fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([
+        ("cpu".into(), Quantity(cpu.into())),
+        ("memory".into(), Quantity(memory.into())),
+    ])
+}
+
+/// The Job of one run: one pod, never restarted, non-root, no privilege, no API token.
+pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConfig) -> Job {
+    let name = name_of(session);
+    let mut meta = meta(session, job_name(&name, run.generation));
+    meta.labels
+        .get_or_insert_default()
+        .insert(RUN_LABEL.into(), run.generation.to_string());
+    let mut pod_labels = meta.labels.clone().unwrap_or_default();
+    pod_labels.insert("app.kubernetes.io/component".into(), "runner".into());
+    let workspace_volume = match &config.workspace {
+        WorkspaceVolume::Pvc { .. } => Volume {
+            name: "workspace".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: workspace_claim_name(&name),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        WorkspaceVolume::EmptyDir { size_limit } => Volume {
+            name: "workspace".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: size_limit.clone().map(Quantity),
+            }),
+            ..Volume::default()
+        },
+    };
+    let scratch = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    };
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        env: Some(runner_container_env(session, run, config)),
+        working_dir: Some(WORKSPACE_MOUNT.into()),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&config.requests.0, &config.requests.1)),
+            limits: Some(quantities(&config.limits.0, &config.limits.1)),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("workspace", WORKSPACE_MOUNT),
+            mount("tmp", "/tmp"),
+            mount("home", RUNNER_HOME),
+        ]),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+    // A backstop for the operator's own timeout: the Job ends at the deadline even if the
+    // operator is away.
+    let deadline = session
+        .spec
+        .timeout
+        .filter(|t| *t > 0)
+        .map(|t| t.saturating_add(config.stop_grace_seconds.max(0) + 60));
+    Job {
+        metadata: meta.clone(),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: deadline,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(config.runner_service_account.clone()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(config.stop_grace_seconds),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUNNER_UID),
+                        run_as_group: Some(RUNNER_UID),
+                        fs_group: Some(RUNNER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![workspace_volume, scratch("tmp"), scratch("home")]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

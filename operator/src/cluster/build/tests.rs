@@ -1,0 +1,211 @@
+use model::AgenticSessionSpec;
+use model::session::UserContext;
+
+use super::*;
+
+fn session() -> AgenticSession {
+    let mut s = AgenticSession::new(
+        "session-1",
+        AgenticSessionSpec {
+            initial_prompt: Some("create notes.md".into()),
+            timeout: Some(600),
+            environment_variables: BTreeMap::from([
+                ("LOG_LEVEL".into(), "debug".into()),
+                // Reserved: never reaches the runner.
+                ("WORKSPACE_PATH".into(), "/home/evil".into()),
+            ]),
+            user_context: Some(UserContext {
+                user_id: "ada".into(),
+                ..UserContext::default()
+            }),
+            ..AgenticSessionSpec::default()
+        },
+    );
+    s.metadata.namespace = Some("team-a".into());
+    s.metadata.uid = Some("uid-1".into());
+    s
+}
+
+fn run() -> Run<'static> {
+    Run {
+        generation: 2,
+        resume: true,
+        handled_through: 5,
+        project_mcp_servers: None,
+    }
+}
+
+#[test]
+fn names_fit_63_characters_and_stay_distinct() {
+    assert_eq!(job_name("s", 3), "s-runner-3");
+    let long = "a".repeat(63);
+    let other = format!("{}b", "a".repeat(62));
+    for n in [
+        job_name(&long, 12),
+        token_secret_name(&long),
+        workspace_claim_name(&long),
+    ] {
+        assert!(n.len() <= 63, "{n}");
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
+    assert_ne!(job_name(&long, 1), job_name(&other, 1));
+    assert!(job_name(&long, 1).ends_with("-runner-1"));
+    // Cut where the name has a dash: no double dash.
+    let dashed = format!("{}-{}", "a".repeat(44), "b".repeat(30));
+    assert!(
+        !job_name(&dashed, 1).contains("--"),
+        "{}",
+        job_name(&dashed, 1)
+    );
+}
+
+#[test]
+fn the_job_runs_one_locked_down_pod_with_the_contract_environment() {
+    let s = session();
+    let job = desired_job(&s, &run(), &ClusterConfig::default());
+    assert_eq!(job.metadata.name.as_deref(), Some("session-1-runner-2"));
+    assert_eq!(job.metadata.namespace.as_deref(), Some("team-a"));
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("AgenticSession", "uid-1", Some(true))
+    );
+    let labels = job.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels[SESSION_LABEL], "session-1");
+    assert_eq!(labels[RUN_LABEL], "2");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "ambient-operator");
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.active_deadline_seconds, Some(600 + 30 + 60));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_owned()][..])
+    );
+    assert_eq!(
+        c.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    let res = c.resources.as_ref().unwrap();
+    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "512Mi");
+    assert_eq!(res.limits.as_ref().unwrap()["cpu"].0, "2");
+    let mounts: Vec<_> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(mounts, [WORKSPACE_MOUNT, "/tmp", RUNNER_HOME]);
+    let claim = pod.volumes.as_ref().unwrap()[0]
+        .persistent_volume_claim
+        .as_ref()
+        .unwrap();
+    assert_eq!(claim.claim_name, "session-1-workspace");
+
+    let env = c.env.as_ref().unwrap();
+    let get = |k: &str| {
+        env.iter()
+            .find(|e| e.name == k)
+            .unwrap_or_else(|| panic!("{k}"))
+    };
+    assert_eq!(
+        get(env::WORKSPACE_PATH).value.as_deref(),
+        Some(WORKSPACE_MOUNT)
+    );
+    assert_eq!(get(env::IS_RESUME).value.as_deref(), Some("true"));
+    assert_eq!(get(env::RUNNER_GENERATION).value.as_deref(), Some("2"));
+    assert_eq!(get(env::HANDLED_THROUGH).value.as_deref(), Some("5"));
+    assert_eq!(get(env::SANDBOX).value.as_deref(), Some("off"));
+    assert_eq!(get("LOG_LEVEL").value.as_deref(), Some("debug"));
+    // Secrets only by reference.
+    let token = get(env::RUNNER_TOKEN)
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (token.name.as_str(), token.key.as_str(), token.optional),
+        ("session-1-runner-token", TOKEN_KEY, Some(false))
+    );
+    for k in Credentials::KEYS {
+        let r = get(k)
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.key.as_str(), r.optional),
+            (RUNNER_SECRETS, k, Some(true))
+        );
+        assert!(get(k).value.is_none());
+    }
+    assert_eq!(
+        get("AMBIENT_POD_NAME")
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.name"
+    );
+    // Each name once.
+    let mut names: Vec<_> = env.iter().map(|e| e.name.as_str()).collect();
+    let all = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), all);
+}
+
+#[test]
+fn the_token_secret_and_the_workspace_claim() {
+    let s = session();
+    let secret = token_secret(&s, "art_x", 2);
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("session-1-runner-token")
+    );
+    assert_eq!(secret.data.as_ref().unwrap()[TOKEN_KEY].0, b"art_x");
+    assert_eq!(secret.metadata.labels.as_ref().unwrap()[RUN_LABEL], "2");
+    let claim = workspace_claim(&s, &ClusterConfig::default()).unwrap();
+    let spec = claim.spec.unwrap();
+    assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce"]);
+    assert_eq!(
+        spec.resources.unwrap().requests.unwrap()["storage"].0,
+        "10Gi"
+    );
+    // With emptyDir workspaces there is no claim, and the Job mounts an emptyDir.
+    let config = ClusterConfig {
+        workspace: WorkspaceVolume::EmptyDir {
+            size_limit: Some("1Gi".into()),
+        },
+        ..ClusterConfig::default()
+    };
+    assert!(workspace_claim(&s, &config).is_none());
+    let job = desired_job(&s, &run(), &config);
+    let v = &job.spec.unwrap().template.spec.unwrap().volumes.unwrap()[0];
+    assert_eq!(
+        v.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0,
+        "1Gi"
+    );
+}

@@ -1,0 +1,585 @@
+//! The controllers that run sessions in a cluster: one on `AgenticSession` (owning Jobs,
+//! watching runner Pods and the managed namespaces), one on the managed namespaces
+//! (projects). Both observe, decide with the pure functions of this crate, and apply.
+//!
+//! A session's reconcile: read the current run's Job and Pods → [`observe`] → the same
+//! [`lifecycle::plan`] the local driver uses → write the status as a merge diff with the
+//! resource version as precondition (a conflict means plan again) → clear the desired
+//! phase → record a Kubernetes Event → create the run's objects or delete its Job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    Namespace, ObjectReference, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use model::annotations::{DESIRED_PHASE, STOP_REASON};
+use model::{AgenticSession, Phase, ProjectSettings};
+use serde_json::json;
+
+use super::build::{
+    self, ClusterConfig, RUN_LABEL, Run, SESSION_LABEL, job_name, token_secret, workspace_claim,
+};
+use super::merge_diff;
+use super::observe::observe;
+use super::project::{self, MANAGED_LABEL, SETTINGS_NAME};
+use crate::lifecycle::{self, Context, Runner};
+use crate::token::{new_token, token_hash_hex};
+
+/// The field manager and event reporter name of the operator.
+pub const MANAGER: &str = "ambient-operator";
+
+/// Failures of a reconcile; every one is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The session changed since it was read: plan again.
+    #[error("the session changed concurrently")]
+    Conflict,
+    /// An object without a namespace or a name (cannot happen for namespaced resources).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn conflict(e: kube::Error) -> Error {
+    match &e {
+        kube::Error::Api(s) if s.code == 409 && !s.is_already_exists() => Error::Conflict,
+        _ => Error::Kube(e),
+    }
+}
+
+/// What the controllers share.
+pub struct Ctx {
+    client: Client,
+    config: ClusterConfig,
+    recorder: Recorder,
+    /// The managed namespaces (the project controller's cache).
+    projects: Store<Namespace>,
+    /// Consecutive failures per session, for back-off.
+    failures: Mutex<HashMap<ObjectRef<AgenticSession>, u32>>,
+}
+
+impl Ctx {
+    fn backoff(&self, key: ObjectRef<AgenticSession>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key).or_default();
+        *n = n.saturating_add(1);
+        // 250 ms, 500 ms, 1 s ... 60 s.
+        Duration::from_millis(250u64.saturating_mul(1 << (*n - 1).min(8)))
+            .min(Duration::from_secs(60))
+    }
+
+    fn succeeded(&self, key: &ObjectRef<AgenticSession>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Runs the session and project controllers until `shutdown` completes; each finishes the
+/// reconciles in flight, then returns.
+pub async fn run(
+    client: Client,
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+    if let Some(ns) = &config.watch_namespace {
+        managed = managed.fields(&format!("metadata.name={ns}"));
+    }
+    let scoped = config.watch_namespace.clone();
+    let api = |client: &Client| match &scoped {
+        Some(ns) => (
+            Api::<AgenticSession>::namespaced(client.clone(), ns),
+            Api::<Job>::namespaced(client.clone(), ns),
+            Api::<Pod>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<AgenticSession>::all(client.clone()),
+            Api::<Job>::all(client.clone()),
+            Api::<Pod>::all(client.clone()),
+        ),
+    };
+    let (session_api, job_api, pod_api) = api(&client);
+    let projects = Controller::new(Api::<Namespace>::all(client.clone()), managed.clone());
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("AMBIENT_POD_NAME").ok(),
+            },
+        ),
+        config,
+        projects: projects.store(),
+        failures: Mutex::default(),
+    });
+
+    let ours = watcher::Config::default().labels(SESSION_LABEL);
+    let sessions = Controller::new(session_api, watcher::Config::default());
+    let cached = sessions.store();
+    let sessions = sessions
+        .owns(job_api, ours.clone())
+        .watches(pod_api, ours, |pod| {
+            let name = pod.labels().get(SESSION_LABEL).cloned();
+            let ns = pod.namespace();
+            name.zip(ns)
+                .map(|(name, ns)| ObjectRef::new(&name).within(&ns))
+        })
+        // A namespace that becomes a project: its sessions start.
+        .watches(Api::<Namespace>::all(client.clone()), managed, move |ns| {
+            let name = ns.name_any();
+            cached
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace().as_deref() == Some(name.as_str()))
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|r| {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "session controller");
+            }
+            futures::future::ready(())
+        });
+    let projects = projects
+        .graceful_shutdown_on(stopped())
+        .run(reconcile_project, project_error_policy, ctx)
+        .for_each(|r| {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "project controller");
+            }
+            futures::future::ready(())
+        });
+    futures::join!(sessions, projects);
+}
+
+fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Ctx>) -> Action {
+    let key = ObjectRef::from_obj(&*session);
+    if matches!(error, Error::Conflict) {
+        return Action::requeue(Duration::from_millis(50));
+    }
+    let after = ctx.backoff(key.clone());
+    tracing::warn!(session = %key, error = %error, retry_in = ?after, "reconcile failed");
+    Action::requeue(after)
+}
+
+/// Everything read of one session's run.
+struct Observed {
+    generation: u64,
+    job: Option<Job>,
+    runner: Runner,
+}
+
+async fn observe_run(
+    ctx: &Ctx,
+    session: &AgenticSession,
+    ns: &str,
+    name: &str,
+) -> Result<Observed, Error> {
+    let st = session.status.clone().unwrap_or_default();
+    let generation = u64::try_from(st.run_generation.unwrap_or(0)).unwrap_or(0);
+    let phase = session.phase();
+    if generation == 0 || !phase.is_active() {
+        return Ok(Observed {
+            generation,
+            job: None,
+            runner: Runner::Absent,
+        });
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let job = jobs.get_opt(&job_name(name, generation)).await?;
+    let pods = match &job {
+        Some(_) => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            let selector = format!("{SESSION_LABEL}={name},{RUN_LABEL}={generation}");
+            pods.list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+        }
+        None => Vec::new(),
+    };
+    let connected = st.runner_connected_generation == st.run_generation;
+    let was_running = matches!(phase, Phase::Running | Phase::Stopping);
+    let mut runner = observe(job.as_ref(), &pods, connected, was_running);
+    if let Runner::Exited(exit) = &mut runner {
+        // The run's totals, as the server recorded them from the runner's result.
+        exit.summary = st.result.clone();
+    }
+    Ok(Observed {
+        generation,
+        job,
+        runner,
+    })
+}
+
+async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(&*session);
+    let action = reconcile_session(&session, &ctx).await?;
+    ctx.succeeded(&key);
+    Ok(action)
+}
+
+async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = session
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a session without a namespace".into()))?;
+    let name = session.name_any();
+    tracing::debug!(session = %name, namespace = %ns, "reconcile");
+    let is_project =
+        |n: &Namespace| n.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true");
+    // The project cache first; while it is filling (a start), the API server.
+    let managed = match ctx.projects.get(&ObjectRef::new(&ns)) {
+        Some(n) => is_project(&n),
+        None => Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&ns)
+            .await?
+            .is_some_and(|n| is_project(&n)),
+    };
+    if !managed || session.meta().deletion_timestamp.is_some() {
+        tracing::debug!(session = %name, namespace = %ns, managed, "not ours to run");
+        // Not a project (yet), or going: its objects go with it (owner references).
+        return Ok(Action::await_change());
+    }
+    let observed = observe_run(ctx, session, &ns, &name).await?;
+    tracing::debug!(session = %name, namespace = %ns, phase = %session.phase(), runner = ?observed.runner, "observed");
+    if session.phase() == Phase::Creating && observed.generation > 0 && observed.job.is_none() {
+        // The run was decided but its objects were not all made (the operator stopped in
+        // between): make them, with a new token, since only its hash was kept.
+        start_run(ctx, session, &ns, observed.generation, None).await?;
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let settings: Api<ProjectSettings> = Api::namespaced(ctx.client.clone(), &ns);
+    let project_inactivity_timeout = if session.phase().is_active() {
+        settings
+            .get_opt(SETTINGS_NAME)
+            .await?
+            .and_then(|s| s.spec.inactivity_timeout_seconds)
+    } else {
+        None
+    };
+    let lctx = Context {
+        now: Timestamp::now(),
+        default_inactivity_timeout: ctx.config.default_inactivity_timeout,
+        project_inactivity_timeout,
+        // The server asks for a continuation (desired phase Running) when messages wait.
+        unhandled_messages: false,
+        no_room: None,
+    };
+    let plan = lifecycle::plan(session, &observed.runner, &lctx);
+    let start = match plan.action {
+        Some(lifecycle::Action::Start { resume }) => Some(resume),
+        _ => None,
+    };
+    let mut status = plan.status.clone();
+    let mut token = None;
+    if start.is_some() {
+        let t = new_token();
+        let st = status.get_or_insert_with(|| session.status.clone().unwrap_or_default());
+        st.run_generation = Some(observed.generation as i64 + 1);
+        st.runner_token_hash = Some(token_hash_hex(&t));
+        token = Some(t);
+    }
+    let mut version = session.resource_version();
+    if let Some(new) = &status {
+        version = Some(write_status(ctx, session, &ns, new).await?);
+    }
+    if plan.clear_desired_phase {
+        clear_desired_phase(ctx, &ns, &name, version.as_deref()).await?;
+    }
+    if let Some(change) = &plan.event {
+        let failed = change.phase == Phase::Failed;
+        let event = Event {
+            type_: if failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: change
+                .reason
+                .clone()
+                .unwrap_or_else(|| change.phase.to_string()),
+            note: Some(
+                change
+                    .message
+                    .clone()
+                    .map(|m| format!("{}: {m}", change.phase))
+                    .unwrap_or_else(|| change.phase.to_string())
+                    .chars()
+                    .take(1000)
+                    .collect(),
+            ),
+            action: "Phase".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx
+            .recorder
+            .publish(&event, &object_reference(session))
+            .await
+        {
+            tracing::warn!(session = %name, error = %e, "could not record an event");
+        }
+    }
+    match plan.action {
+        Some(lifecycle::Action::Start { resume }) => {
+            let generation = observed.generation + 1;
+            let mut updated = session.clone();
+            updated.status = status;
+            start_run(ctx, &updated, &ns, generation, Some((resume, token))).await?;
+            tracing::info!(session = %name, namespace = %ns, generation, resume, "run started");
+        }
+        Some(lifecycle::Action::Stop { reason }) => {
+            if observed.generation > 0 {
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+                delete(
+                    &jobs,
+                    &job_name(&name, observed.generation),
+                    &DeleteParams::foreground(),
+                )
+                .await?;
+                tracing::info!(session = %name, namespace = %ns, ?reason, "run stopping");
+            }
+        }
+        None => {
+            let ended = status.as_ref().is_some_and(|s| s.phase.is_terminal());
+            let pod_left = matches!(
+                observed.runner,
+                Runner::Unstartable { .. } | Runner::Waiting { .. } | Runner::Alive { .. }
+            );
+            if ended && pod_left && observed.job.is_some() {
+                // Failed while its pod still exists (an image that cannot be pulled): the
+                // pod must not wait on for ever.
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+                delete(
+                    &jobs,
+                    &job_name(&name, observed.generation),
+                    &DeleteParams::background(),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after.max(Duration::from_millis(10))),
+        // Watches bring every change; a periodic look catches anything missed.
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+fn object_reference(session: &AgenticSession) -> ObjectReference {
+    session.object_ref(&())
+}
+
+/// Writes `new` as the diff from the session's status, only if the session is still at the
+/// version that was planned from. Returns the new resource version.
+async fn write_status(
+    ctx: &Ctx,
+    session: &AgenticSession,
+    ns: &str,
+    new: &model::session::AgenticSessionStatus,
+) -> Result<String, Error> {
+    let old = serde_json::to_value(session.status.clone().unwrap_or_default())
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let new = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
+    let Some(diff) = merge_diff(&old, &new) else {
+        return Ok(session.resource_version().unwrap_or_default());
+    };
+    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "metadata": {"resourceVersion": session.resource_version()},
+        "status": diff,
+    });
+    let written = api
+        .patch_status(
+            &session.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(conflict)?;
+    Ok(written.resource_version().unwrap_or_default())
+}
+
+/// Removes the desired-phase request (taken), unless the session changed since.
+async fn clear_desired_phase(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(), Error> {
+    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": version,
+            "annotations": {DESIRED_PHASE: null, STOP_REASON: null},
+        }
+    });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(conflict)?;
+    Ok(())
+}
+
+/// Makes what run `generation` needs: the workspace claim (kept across runs), the token
+/// Secret (a new token), the Job; and removes the Jobs of earlier runs. `fresh` is the
+/// planned start (resume, token); `None` re-makes the objects of a run whose start was
+/// interrupted (a new token, its hash written first).
+async fn start_run(
+    ctx: &Ctx,
+    session: &AgenticSession,
+    ns: &str,
+    generation: u64,
+    fresh: Option<(bool, Option<String>)>,
+) -> Result<(), Error> {
+    let name = session.name_any();
+    let (resume, token) = match fresh {
+        Some((resume, Some(token))) => (resume, token),
+        Some((resume, None)) => (resume, new_token()),
+        None => {
+            let token = new_token();
+            let mut st = session.status.clone().unwrap_or_default();
+            st.runner_token_hash = Some(token_hash_hex(&token));
+            write_status(ctx, session, ns, &st).await?;
+            (session.has_conversation(), token)
+        }
+    };
+    // The pod runs as the project's runner account: it must exist before the Job (the
+    // project controller may not have made it yet in a new project).
+    create_if_missing(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), ns),
+        &project::runner_service_account(ns, &ctx.config.runner_service_account),
+    )
+    .await?;
+    if let Some(claim) = workspace_claim(session, &ctx.config) {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        create_if_missing(&claims, &claim).await?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = token_secret(session, &token, generation);
+    secrets
+        .patch(
+            &secret.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    let settings: Api<ProjectSettings> = Api::namespaced(ctx.client.clone(), ns);
+    let project_mcp = settings
+        .get_opt(SETTINGS_NAME)
+        .await?
+        .and_then(|s| s.spec.mcp_servers);
+    let run = Run {
+        generation,
+        resume,
+        // The event log, and so what the agent has handled, is the server's; the operator
+        // cannot know it. (Not yet built: the server telling the runner at connect.)
+        handled_through: 0,
+        project_mcp_servers: project_mcp.as_ref(),
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    create_if_missing(&jobs, &build::desired_job(session, &run, &ctx.config)).await?;
+    // Earlier runs' Jobs (finished) go: one Job per session at a time.
+    let earlier = jobs
+        .list(&ListParams::default().labels(&format!("{SESSION_LABEL}={name}")))
+        .await?;
+    for job in earlier.items {
+        let old = job
+            .labels()
+            .get(RUN_LABEL)
+            .and_then(|g| g.parse::<u64>().ok());
+        if old.is_some_and(|g| g < generation) {
+            delete(&jobs, &job.name_any(), &DeleteParams::background()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn create_if_missing<K>(api: &Api<K>, object: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn project_error_policy(ns: Arc<Namespace>, error: &Error, _: Arc<Ctx>) -> Action {
+    tracing::warn!(project = %ns.name_any(), error = %error, "project reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// A project holds its settings, the runners' ServiceAccount, the credentials Secret (made
+/// empty; never overwritten) and the runners' NetworkPolicy (kept as built).
+async fn reconcile_project(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let name = ns.name_any();
+    if ns.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let client = ctx.client.clone();
+    create_if_missing(
+        &Api::<ProjectSettings>::namespaced(client.clone(), &name),
+        &project::default_settings(&name),
+    )
+    .await?;
+    create_if_missing(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &name),
+        &project::runner_service_account(&name, &ctx.config.runner_service_account),
+    )
+    .await?;
+    create_if_missing(
+        &Api::<Secret>::namespaced(client.clone(), &name),
+        &project::runner_secrets(&name),
+    )
+    .await?;
+    let policy = project::runner_network_policy(&name, &ctx.config.server_namespace);
+    Api::<NetworkPolicy>::namespaced(client, &name)
+        .patch(
+            project::NETWORK_POLICY,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&policy),
+        )
+        .await?;
+    Ok(Action::requeue(Duration::from_secs(600)))
+}

@@ -1,0 +1,170 @@
+//! What the cluster says about a run, as the lifecycle's [`Runner`]: a pure function of the
+//! run's Job and its Pods (the original operator's phase table, §4.2 of the catalogue).
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use super::build::CONTAINER;
+use crate::lifecycle::{Exit, Runner};
+
+/// Container waiting reasons after which the runner will not start without a change.
+const UNSTARTABLE: [&str; 5] = [
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImageNeverPull",
+];
+
+/// The run as the cluster shows it. `job` is the current run's Job (if it exists), `pods`
+/// its pods (any order), `connected` whether the server saw this run's runner connect,
+/// `was_running` whether the session had reached `Running` (a runner that vanishes then is
+/// lost, not absent).
+pub fn observe(job: Option<&Job>, pods: &[Pod], connected: bool, was_running: bool) -> Runner {
+    let Some(job) = job else {
+        return if was_running {
+            Runner::Lost {
+                reason: "the runner's Job is gone".into(),
+            }
+        } else {
+            Runner::Absent
+        };
+    };
+    // The newest pod speaks for the run (a Job may have replaced a deleted one); a pod
+    // being deleted speaks only when no other is left (a runner stopping still runs).
+    let newest = |deleting: bool| {
+        pods.iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_some() == deleting)
+            .max_by_key(|p| p.metadata.creation_timestamp.clone())
+    };
+    let pod = newest(false).or_else(|| newest(true));
+    if let Some(reason) = job_failure(job) {
+        let (reason, message) = reason;
+        return Runner::Exited(Exit {
+            code: pod.and_then(container).and_then(terminated_code),
+            reason: Some(reason),
+            stderr_tail: vec![message],
+            ..Exit::default()
+        });
+    }
+    let Some(pod) = pod else {
+        if was_running || job.metadata.deletion_timestamp.is_some() {
+            return Runner::Lost {
+                reason: "the runner's pod vanished".into(),
+            };
+        }
+        return Runner::Waiting {
+            reason: "PodPending".into(),
+            message: "waiting for the Job to create the runner's pod".into(),
+        };
+    };
+    let status = pod.status.clone().unwrap_or_default();
+    // Evicted (node pressure) or otherwise failed before any container state is known.
+    if status.phase.as_deref() == Some("Failed") && status.reason.is_some() {
+        let reason = status.reason.clone().unwrap_or_default();
+        return Runner::Exited(Exit {
+            code: container(pod).and_then(terminated_code),
+            reason: Some(reason),
+            stderr_tail: status.message.clone().into_iter().collect(),
+            ..Exit::default()
+        });
+    }
+    if let Some(c) = container(pod) {
+        let state = c.state.clone().unwrap_or_default();
+        if let Some(t) = state.terminated {
+            let reason = match t.reason.as_deref() {
+                // What the kubelet calls a plain exit is not a reason of its own.
+                None | Some("Completed" | "Error") => None,
+                Some(other) => Some(other.to_owned()),
+            };
+            return Runner::Exited(Exit {
+                code: Some(t.exit_code),
+                signal: t.signal,
+                reason,
+                stderr_tail: tail(t.message.as_deref()),
+                ..Exit::default()
+            });
+        }
+        if state.running.is_some() {
+            return Runner::Alive { connected };
+        }
+        if let Some(w) = state.waiting {
+            let reason = w.reason.unwrap_or_else(|| "ContainerCreating".into());
+            let message = w.message.unwrap_or_else(|| reason.clone());
+            return if UNSTARTABLE.contains(&reason.as_str()) {
+                Runner::Unstartable { reason, message }
+            } else {
+                Runner::Waiting { reason, message }
+            };
+        }
+    }
+    // Not scheduled: say why (the scheduler's message names what is missing).
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    if let Some(c) = unscheduled {
+        return Runner::Waiting {
+            reason: c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+            message: c
+                .message
+                .clone()
+                .unwrap_or_else(|| "the pod cannot be scheduled".into()),
+        };
+    }
+    Runner::Waiting {
+        reason: "PodPending".into(),
+        message: "the runner's pod is starting".into(),
+    }
+}
+
+/// The runner container's status.
+fn container(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER)
+}
+
+fn terminated_code(c: &ContainerStatus) -> Option<i32> {
+    Some(c.state.as_ref()?.terminated.as_ref()?.exit_code)
+}
+
+/// Why a Job failed as a whole (its deadline passed), if it did.
+fn job_failure(job: &Job) -> Option<(String, String)> {
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| {
+            c.type_ == "Failed"
+                && c.status == "True"
+                && c.reason.as_deref() == Some("DeadlineExceeded")
+        })
+        .map(|c| {
+            (
+                "DeadlineExceeded".to_owned(),
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "the Job ran past its deadline".into()),
+            )
+        })
+}
+
+/// The last lines of a termination message (the log's tail with `FallbackToLogsOnError`).
+fn tail(message: Option<&str>) -> Vec<String> {
+    let lines: Vec<String> = message
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    lines[lines.len().saturating_sub(20)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! What every project (a namespace labelled `ambient-code.io/managed=true`) holds for its
+//! sessions: pure builders of its ProjectSettings, the runners' ServiceAccount, the empty
+//! credentials Secret and the runners' NetworkPolicy.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use model::{ProjectSettings, ProjectSettingsSpec};
+
+use super::build::RUNNER_SECRETS;
+
+/// The label that makes a namespace a project.
+pub const MANAGED_LABEL: &str = "ambient-code.io/managed";
+/// The one ProjectSettings of a project.
+pub const SETTINGS_NAME: &str = "projectsettings";
+/// The runners' NetworkPolicy.
+pub const NETWORK_POLICY: &str = "ambient-runner-egress";
+
+fn meta(namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(BTreeMap::from([
+            ("app.kubernetes.io/part-of".into(), "ambient-code".into()),
+            (
+                "app.kubernetes.io/managed-by".into(),
+                "ambient-operator".into(),
+            ),
+        ])),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The project's settings as first made (nobody else given access, the default timeout).
+pub fn default_settings(namespace: &str) -> ProjectSettings {
+    ProjectSettings {
+        metadata: meta(namespace, SETTINGS_NAME),
+        spec: ProjectSettingsSpec::default(),
+        status: None,
+    }
+}
+
+/// The ServiceAccount runner pods run as (its token is never mounted).
+pub fn runner_service_account(namespace: &str, name: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(namespace, name),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+/// The project's credentials Secret, empty until someone sets a key.
+pub fn runner_secrets(namespace: &str) -> Secret {
+    Secret {
+        metadata: meta(namespace, RUNNER_SECRETS),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// Runner pods take no connection, and reach only the server, DNS and the world outside the
+/// cluster's private ranges (not the cloud's metadata service, not other pods).
+pub fn runner_network_policy(namespace: &str, server_namespace: &str) -> NetworkPolicy {
+    let runners = LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "app.kubernetes.io/name".into(),
+            "ambient-runner".into(),
+        )])),
+        ..LabelSelector::default()
+    };
+    let namespace_named = |name: &str| LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".into(),
+            name.to_owned(),
+        )])),
+        ..LabelSelector::default()
+    };
+    let port = |protocol: &str, n: i32| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(n)),
+        ..NetworkPolicyPort::default()
+    };
+    let server = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(namespace_named(server_namespace)),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/name".into(),
+                    "ambient-server".into(),
+                )])),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: None,
+    };
+    let dns = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(namespace_named("kube-system")),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+    };
+    let outside = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "0.0.0.0/0".into(),
+                except: Some(
+                    [
+                        "10.0.0.0/8",
+                        "172.16.0.0/12",
+                        "192.168.0.0/16",
+                        "100.64.0.0/10",
+                        "169.254.0.0/16",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ),
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: None,
+    };
+    NetworkPolicy {
+        metadata: meta(namespace, NETWORK_POLICY),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(runners),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![]),
+            egress: Some(vec![server, dns, outside]),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runners_take_no_connection_and_reach_only_the_server_dns_and_outside() {
+        let p = runner_network_policy("team-a", "ambient-code");
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.ingress, Some(vec![]));
+        assert_eq!(
+            spec.policy_types.unwrap(),
+            ["Ingress".to_owned(), "Egress".to_owned()]
+        );
+        let egress = spec.egress.unwrap();
+        assert_eq!(egress.len(), 3);
+        let outside = egress[2].to.as_ref().unwrap()[0].ip_block.as_ref().unwrap();
+        assert!(
+            outside
+                .except
+                .as_ref()
+                .unwrap()
+                .contains(&"169.254.0.0/16".to_owned())
+        );
+        let server = &egress[0].to.as_ref().unwrap()[0];
+        assert_eq!(
+            server
+                .namespace_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["kubernetes.io/metadata.name"],
+            "ambient-code"
+        );
+    }
+
+    #[test]
+    fn the_runner_account_mounts_no_token() {
+        assert_eq!(
+            runner_service_account("team-a", "ambient-runner").automount_service_account_token,
+            Some(false)
+        );
+        assert_eq!(
+            runner_secrets("team-a").metadata.name.as_deref(),
+            Some(RUNNER_SECRETS)
+        );
+        assert_eq!(
+            default_settings("team-a").metadata.name.as_deref(),
+            Some(SETTINGS_NAME)
+        );
+    }
+}
