@@ -21,7 +21,7 @@ K8S_BIN := $(HOME)/.cache/ambient-code/k8s-v1.20.2
 K8S_RUN := $(ROOT)/target/k8s-testenv
 
 .PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s build run test \
-	lint unit e2e fuzz leftovers crds bench bench-ui loadtest
+	lint unit e2e fuzz leftovers crds bench bench-k8s bench-ui loadtest
 
 help:
 	@echo "make run    build and start the platform in local mode (http://127.0.0.1:3000)"
@@ -138,6 +138,13 @@ fuzz: build setup-fuzz
 bench: build
 	cargo bench -p server --bench control_plane
 	cargo bench -p server --bench runner
+
+# The operator on the test API server: 1,000 sessions → Jobs, its peak RSS (BENCHMARKS.md).
+bench-k8s: build setup-k8s
+	tools/k8s/testenv.sh start $(K8S_BIN) $(K8S_RUN)
+	AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo bench -p operator --bench cluster \
+		|| { rc=$$?; tools/k8s/testenv.sh stop $(K8S_RUN); exit $$rc; }
+	tools/k8s/testenv.sh stop $(K8S_RUN)
 
 # The session page in Chromium: bytes transferred and time to first entry (BENCHMARKS.md, "Web UI").
 bench-ui: build setup-e2e

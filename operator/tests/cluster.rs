@@ -49,12 +49,21 @@ async fn client() -> Client {
 }
 
 /// Polls `check` until it gives a value (a failure after 30 s names what was awaited).
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_within(WAIT, what, check).await
+}
+
+/// [`wait_for`] with a time limit of its own.
+async fn wait_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
@@ -772,15 +781,21 @@ async fn deleting_a_session_removes_its_objects() {
         p.api::<Secret>(),
         p.api::<PersistentVolumeClaim>(),
     );
-    wait_for("Job, Secret and PVC collected", || {
-        let (jobs, secrets, claims) = (jobs.clone(), secrets.clone(), claims.clone());
-        async move {
-            let job = jobs.get_opt(&job_name("gone", 1)).await.ok()?;
-            let secret = secrets.get_opt(&token_secret_name("gone")).await.ok()?;
-            let claim = claims.get_opt(&workspace_claim_name("gone")).await.ok()?;
-            (job.is_none() && secret.is_none() && claim.is_none()).then_some(())
-        }
-    })
+    // The garbage collector learns of a new resource type (the CRD) by re-discovering the
+    // API every 30 s, so the first collection after the CRDs were applied can take that long.
+    wait_within(
+        Duration::from_secs(90),
+        "Job, Secret and PVC collected",
+        || {
+            let (jobs, secrets, claims) = (jobs.clone(), secrets.clone(), claims.clone());
+            async move {
+                let job = jobs.get_opt(&job_name("gone", 1)).await.ok()?;
+                let secret = secrets.get_opt(&token_secret_name("gone")).await.ok()?;
+                let claim = claims.get_opt(&workspace_claim_name("gone")).await.ok()?;
+                (job.is_none() && secret.is_none() && claim.is_none()).then_some(())
+            }
+        },
+    )
     .await;
     p.finish().await;
 }

@@ -19,10 +19,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use model::annotations::{DESIRED_PHASE, STOP_REASON};
 use model::{AgenticSession, Phase, ProjectSettings};
@@ -39,6 +39,10 @@ use crate::token::{new_token, token_hash_hex};
 
 /// The field manager and event reporter name of the operator.
 pub const MANAGER: &str = "ambient-operator";
+
+/// Reconciles run at once at most (each holds API connections; unbounded, a burst of a
+/// thousand sessions opened a thousand TLS connections).
+const CONCURRENCY: u16 = 16;
 
 /// Failures of a reconcile; every one is retried.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,14 @@ pub struct Ctx {
     recorder: Recorder,
     /// The managed namespaces (the project controller's cache).
     projects: Store<Namespace>,
+    /// The runs' Jobs (metadata and status).
+    jobs: Store<Job>,
+    /// The runs' Pods (metadata and status).
+    pods: Store<Pod>,
+    /// Every project's settings.
+    settings: Store<ProjectSettings>,
+    /// Namespaces where the runner ServiceAccount is known to exist.
+    accounts: Mutex<std::collections::HashSet<String>>,
     /// Consecutive failures per session, for back-off.
     failures: Mutex<HashMap<ObjectRef<AgenticSession>, u32>>,
 }
@@ -113,20 +125,54 @@ pub async fn run(
     if let Some(ns) = &config.watch_namespace {
         managed = managed.fields(&format!("metadata.name={ns}"));
     }
-    let scoped = config.watch_namespace.clone();
-    let api = |client: &Client| match &scoped {
+    let (session_api, job_api, pod_api, settings_api) = match &config.watch_namespace {
         Some(ns) => (
             Api::<AgenticSession>::namespaced(client.clone(), ns),
             Api::<Job>::namespaced(client.clone(), ns),
             Api::<Pod>::namespaced(client.clone(), ns),
+            Api::<ProjectSettings>::namespaced(client.clone(), ns),
         ),
         None => (
             Api::<AgenticSession>::all(client.clone()),
             Api::<Job>::all(client.clone()),
             Api::<Pod>::all(client.clone()),
+            Api::<ProjectSettings>::all(client.clone()),
         ),
     };
-    let (session_api, job_api, pod_api) = api(&client);
+    // Caches of the runs' Jobs and Pods (only what observation reads), filled by the same
+    // watches that trigger reconciles: a reconcile reads memory, not the API server.
+    let ours = watcher::Config::default().labels(SESSION_LABEL);
+    let (jobs, jobs_writer) = reflector::store();
+    let job_stream = reflector(
+        jobs_writer,
+        watcher(job_api, ours.clone())
+            .default_backoff()
+            .modify(|job: &mut Job| {
+                job.metadata.managed_fields = None;
+                job.metadata.annotations = None;
+                job.spec = None;
+            }),
+    )
+    .touched_objects();
+    let (pods, pods_writer) = reflector::store();
+    let pod_stream = reflector(
+        pods_writer,
+        watcher(pod_api, ours)
+            .default_backoff()
+            .modify(|pod: &mut Pod| {
+                pod.metadata.managed_fields = None;
+                pod.metadata.annotations = None;
+                pod.spec = None;
+            }),
+    )
+    .touched_objects();
+    let (settings, settings_writer) = reflector::store();
+    let settings_stream = reflector(
+        settings_writer,
+        watcher(settings_api, watcher::Config::default()).default_backoff(),
+    )
+    .for_each(|_| futures::future::ready(()));
+
     let projects = Controller::new(Api::<Namespace>::all(client.clone()), managed.clone());
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -139,15 +185,19 @@ pub async fn run(
         ),
         config,
         projects: projects.store(),
+        jobs,
+        pods,
+        settings,
+        accounts: Mutex::default(),
         failures: Mutex::default(),
     });
 
-    let ours = watcher::Config::default().labels(SESSION_LABEL);
-    let sessions = Controller::new(session_api, watcher::Config::default());
+    let sessions = Controller::new(session_api, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(CONCURRENCY));
     let cached = sessions.store();
     let sessions = sessions
-        .owns(job_api, ours.clone())
-        .watches(pod_api, ours, |pod| {
+        .owns_stream(job_stream)
+        .watches_stream(pod_stream, |pod| {
             let name = pod.labels().get(SESSION_LABEL).cloned();
             let ns = pod.namespace();
             name.zip(ns)
@@ -172,6 +222,7 @@ pub async fn run(
             futures::future::ready(())
         });
     let projects = projects
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(stopped())
         .run(reconcile_project, project_error_policy, ctx)
         .for_each(|r| {
@@ -180,7 +231,15 @@ pub async fn run(
             }
             futures::future::ready(())
         });
-    futures::join!(sessions, projects);
+    // The controllers end after their graceful shutdown; the settings cache with them.
+    let settings_cache = async {
+        settings_stream.await;
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = futures::future::join(sessions, projects) => {}
+        _ = settings_cache => {}
+    }
 }
 
 fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Ctx>) -> Action {
@@ -216,21 +275,54 @@ async fn observe_run(
             runner: Runner::Absent,
         });
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let job = jobs.get_opt(&job_name(name, generation)).await?;
-    let pods = match &job {
-        Some(_) => {
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-            let selector = format!("{SESSION_LABEL}={name},{RUN_LABEL}={generation}");
-            pods.list(&ListParams::default().labels(&selector))
+    let job_ref = ObjectRef::new(&job_name(name, generation)).within(ns);
+    let job = match ctx.jobs.get(&job_ref) {
+        Some(job) => Some((*job).clone()),
+        // Not cached (yet): ask, since a missing Job means objects to make.
+        None => {
+            Api::<Job>::namespaced(ctx.client.clone(), ns)
+                .get_opt(&job_ref.name)
                 .await?
-                .items
         }
+    };
+    let run = generation.to_string();
+    let pods: Vec<Pod> = match &job {
+        Some(_) => ctx
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| {
+                let labels = p.labels();
+                p.namespace().as_deref() == Some(ns)
+                    && labels.get(SESSION_LABEL).map(String::as_str) == Some(name)
+                    && labels.get(RUN_LABEL) == Some(&run)
+            })
+            .map(|p| (*p).clone())
+            .collect(),
         None => Vec::new(),
     };
     let connected = st.runner_connected_generation == st.run_generation;
     let was_running = matches!(phase, Phase::Running | Phase::Stopping);
     let mut runner = observe(job.as_ref(), &pods, connected, was_running);
+    let mut job = job;
+    if matches!(runner, Runner::Lost { .. }) {
+        // A cache that is still filling (an operator that just started) must not fail a
+        // running session: a loss is confirmed with the API server.
+        job = Api::<Job>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&job_ref.name)
+            .await?;
+        let selector = format!("{SESSION_LABEL}={name},{RUN_LABEL}={generation}");
+        let pods = match &job {
+            Some(_) => {
+                Api::<Pod>::namespaced(ctx.client.clone(), ns)
+                    .list(&ListParams::default().labels(&selector))
+                    .await?
+                    .items
+            }
+            None => Vec::new(),
+        };
+        runner = observe(job.as_ref(), &pods, connected, was_running);
+    }
     if let Runner::Exited(exit) = &mut runner {
         // The run's totals, as the server recorded them from the runner's result.
         exit.summary = st.result.clone();
@@ -278,10 +370,8 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
         start_run(ctx, session, &ns, observed.generation, None).await?;
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let settings: Api<ProjectSettings> = Api::namespaced(ctx.client.clone(), &ns);
     let project_inactivity_timeout = if session.phase().is_active() {
-        settings
-            .get_opt(SETTINGS_NAME)
+        project_settings(ctx, &ns)
             .await?
             .and_then(|s| s.spec.inactivity_timeout_seconds)
     } else {
@@ -395,6 +485,18 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
     })
 }
 
+/// A project's settings: from the cache, else (a start, a new project) from the API server.
+async fn project_settings(ctx: &Ctx, ns: &str) -> Result<Option<Arc<ProjectSettings>>, Error> {
+    let key = ObjectRef::new(SETTINGS_NAME).within(ns);
+    if let Some(s) = ctx.settings.get(&key) {
+        return Ok(Some(s));
+    }
+    Ok(Api::<ProjectSettings>::namespaced(ctx.client.clone(), ns)
+        .get_opt(SETTINGS_NAME)
+        .await?
+        .map(Arc::new))
+}
+
 fn object_reference(session: &AgenticSession) -> ObjectReference {
     session.object_ref(&())
 }
@@ -474,11 +576,22 @@ async fn start_run(
     };
     // The pod runs as the project's runner account: it must exist before the Job (the
     // project controller may not have made it yet in a new project).
-    create_if_missing(
-        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), ns),
-        &project::runner_service_account(ns, &ctx.config.runner_service_account),
-    )
-    .await?;
+    let known = ctx
+        .accounts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(ns);
+    if !known {
+        create_if_missing(
+            &Api::<ServiceAccount>::namespaced(ctx.client.clone(), ns),
+            &project::runner_service_account(ns, &ctx.config.runner_service_account),
+        )
+        .await?;
+        ctx.accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ns.to_owned());
+    }
     if let Some(claim) = workspace_claim(session, &ctx.config) {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
         create_if_missing(&claims, &claim).await?;
@@ -492,11 +605,9 @@ async fn start_run(
             &Patch::Apply(&secret),
         )
         .await?;
-    let settings: Api<ProjectSettings> = Api::namespaced(ctx.client.clone(), ns);
-    let project_mcp = settings
-        .get_opt(SETTINGS_NAME)
+    let project_mcp = project_settings(ctx, ns)
         .await?
-        .and_then(|s| s.spec.mcp_servers);
+        .and_then(|s| s.spec.mcp_servers.clone());
     let run = Run {
         generation,
         resume,
@@ -507,6 +618,9 @@ async fn start_run(
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     create_if_missing(&jobs, &build::desired_job(session, &run, &ctx.config)).await?;
+    if generation == 1 {
+        return Ok(());
+    }
     // Earlier runs' Jobs (finished) go: one Job per session at a time.
     let earlier = jobs
         .list(&ListParams::default().labels(&format!("{SESSION_LABEL}={name}")))
