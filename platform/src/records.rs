@@ -1,13 +1,14 @@
 //! The records seam: where sessions, projects, project settings and credentials live. The
-//! SQLite implementation ([`SqliteRecords`]) serves local mode; a Kubernetes implementation
-//! maps the same operations to `AgenticSession` resources, namespaces, `ProjectSettings` and
-//! the `ambient-runner-secrets` Secret. Event logs are not records: they stay in the
+//! SQLite implementation ([`SqliteRecords`]) serves local mode; the Kubernetes one
+//! ([`KubeRecords`]) maps the same operations to `AgenticSession` resources, namespaces,
+//! `ProjectSettings` and the `ambient-runner-secrets` Secret. Event logs are not records: they stay in the
 //! server's own store ([`crate::log`]) in both modes.
 //!
 //! Every method takes the [`Caller`], so an implementation can act with the caller's own
 //! identity. Resource versions are opaque strings (`metadata.resourceVersion`); a write
 //! that names one fails with [`RecordsError::Conflict`] when the record changed since.
 
+pub mod cluster;
 pub mod sqlite;
 
 use model::AgenticSession;
@@ -17,6 +18,7 @@ use model::runner_env::Credentials;
 use model::session::AgenticSessionStatus;
 use model::session::SessionKey;
 
+pub use cluster::KubeRecords;
 pub use sqlite::SqliteRecords;
 
 use crate::auth::Caller;
