@@ -6,7 +6,8 @@
 //! - [`services`]: the operations, which validate, authorise and act; [`services::Driver`]
 //!   is how they tell whatever runs sessions;
 //! - [`records`]: the seam to where sessions, projects, settings and credentials live
-//!   ([`records::Records`]), with the SQLite implementation of local mode;
+//!   ([`records::Records`]), with the SQLite implementation of local mode and the
+//!   Kubernetes one;
 //! - [`log`]: the sessions' event logs and their counters, in the server's own database in
 //!   both modes; told commits go to a [`log::CommitListener`];
 //! - [`hub`]: the live side: fan-out of committed events to viewers (the log's listener),
@@ -15,9 +16,11 @@
 //!   secret, access keys, login links, browser sessions); [`error`]: errors as clients see
 //!   them;
 //! - [`db`], [`schema`]: the SQLite database under the records and the logs;
-//! - [`local`]: local mode's wiring of the local driver.
+//! - [`local`]: local mode's wiring of the local driver; [`cluster`]: Kubernetes mode's
+//!   wiring (records in the cluster, the server following its sessions).
 
 pub mod auth;
+pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod hub;

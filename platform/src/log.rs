@@ -147,6 +147,26 @@ impl EventLog {
             .await
     }
 
+    /// The phase of the last phase event in `log`, if it has one.
+    pub async fn last_phase(&self, log: LogId) -> Result<Option<model::Phase>, StoreError> {
+        let body: Option<String> = self
+            .db
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT body FROM events WHERE log_id = ?1 AND kind = 'phase' ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([log.0], |r| r.get(0))
+                .optional()?)
+            })
+            .await?;
+        Ok(
+            match body.map(|b| serde_json::from_str::<SessionEvent>(&b)) {
+                Some(Ok(SessionEvent::Phase(p))) => Some(p.phase),
+                _ => None,
+            },
+        )
+    }
+
     /// Deletes the log of `uid` with its events; its viewers are told.
     pub async fn delete(&self, uid: &str) -> Result<(), StoreError> {
         let uid = uid.to_owned();

@@ -55,6 +55,16 @@ pub struct Config {
     /// external operator runs them, or for load tests with simulated runners.
     #[arg(long, env = "AMBIENT_LOCAL_DRIVER", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_driver: bool,
+    /// Where sessions, projects and credentials live: `local` (this machine: SQLite, runners
+    /// as child processes) or `kubernetes` (AgenticSession resources, managed namespaces and
+    /// Secrets; an operator runs sessions as Jobs). Default: `kubernetes` inside a cluster
+    /// (KUBERNETES_SERVICE_HOST is set), `local` elsewhere.
+    #[arg(long, env = "AMBIENT_MODE", value_parser = ["local", "kubernetes"])]
+    pub mode: Option<String>,
+    /// The kubeconfig of Kubernetes mode; default: the pod's ServiceAccount in a cluster,
+    /// else `~/.kube/config`.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// Stop every session's runner when the server stops (for test servers: normally
     /// runners outlive a restart and the next server adopts them).
     #[arg(long, env = "AMBIENT_STOP_RUNNERS_ON_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
@@ -100,9 +110,23 @@ pub struct Config {
     pub gitlab_token: Option<String>,
 }
 
+/// Where the records live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// On this machine.
+    Local,
+    /// In a Kubernetes cluster, reached with this kubeconfig (else the defaults).
+    Kubernetes {
+        /// A kubeconfig file.
+        kubeconfig: Option<PathBuf>,
+    },
+}
+
 /// The configuration, checked and resolved.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// Local or Kubernetes mode.
+    pub mode: Mode,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Runner executable.
@@ -142,7 +166,17 @@ impl Config {
         home: Option<PathBuf>,
         xdg_data_home: Option<PathBuf>,
         user: Option<String>,
+        in_cluster: bool,
     ) -> Result<Resolved, String> {
+        let mode = match self.mode.as_deref() {
+            Some("kubernetes") => Mode::Kubernetes {
+                kubeconfig: self.kubeconfig.clone(),
+            },
+            None if in_cluster => Mode::Kubernetes {
+                kubeconfig: self.kubeconfig.clone(),
+            },
+            _ => Mode::Local,
+        };
         let data_dir = match (
             &self.data_dir,
             xdg_data_home.filter(|p| p.is_absolute()),
@@ -161,7 +195,8 @@ impl Config {
                 .map_err(|e| format!("cannot locate the runner: {e}; set AMBIENT_RUNNER_BIN"))?
                 .with_file_name("runner"),
         };
-        if !runner_bin.is_file() {
+        // In Kubernetes mode runners are pods of the runner image.
+        if mode == Mode::Local && !runner_bin.is_file() {
             return Err(format!(
                 "runner executable not found at {}: build it with `cargo build --release -p runner` or set AMBIENT_RUNNER_BIN",
                 runner_bin.display()
@@ -220,6 +255,7 @@ impl Config {
             ..Credentials::default()
         };
         Ok(Resolved {
+            mode,
             data_dir,
             runner_bin,
             claude_bin: self.claude_bin.clone(),
@@ -262,18 +298,18 @@ mod tests {
         let base = ["--runner-bin", runner.to_str().unwrap()];
         let c = parse(&base);
         let r = c
-            .resolve(Some("/home/a".into()), Some("/xdg".into()), None)
+            .resolve(Some("/home/a".into()), Some("/xdg".into()), None, false)
             .unwrap();
         assert_eq!(r.data_dir, PathBuf::from("/xdg/ambient-code"));
         let r = c
-            .resolve(Some("/home/a".into()), Some("relative".into()), None)
+            .resolve(Some("/home/a".into()), Some("relative".into()), None, false)
             .unwrap();
         assert_eq!(
             r.data_dir,
             PathBuf::from("/home/a/.local/share/ambient-code")
         );
         assert!(
-            c.resolve(None, None, None)
+            c.resolve(None, None, None, false)
                 .unwrap_err()
                 .contains("AMBIENT_DATA_DIR")
         );
@@ -283,7 +319,7 @@ mod tests {
     #[test]
     fn bad_values_are_one_clear_line() {
         let err = parse(&["--runner-bin", "/nonexistent/runner"])
-            .resolve(Some("/h".into()), None, None)
+            .resolve(Some("/h".into()), None, None, false)
             .unwrap_err();
         assert!(
             err.contains("runner executable not found at /nonexistent/runner"),
@@ -296,7 +332,7 @@ mod tests {
             "--default-model",
             "gpt",
         ])
-        .resolve(Some("/h".into()), None, None)
+        .resolve(Some("/h".into()), None, None, false)
         .unwrap_err();
         assert!(err.contains("'gpt' is not among"), "{err}");
         assert!(!err.contains('\n'));
@@ -313,7 +349,7 @@ mod tests {
             "--anthropic-base-url",
             "http://x",
         ]);
-        let r = c.resolve(Some("/h".into()), None, None).unwrap();
+        let r = c.resolve(Some("/h".into()), None, None, false).unwrap();
         assert_eq!(r.credentials.anthropic_api_key, None);
         assert_eq!(
             r.credentials.anthropic_base_url.as_deref(),

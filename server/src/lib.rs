@@ -31,7 +31,7 @@ use platform::services::Settings;
 use platform::{Caller, Services};
 use tokio::net::TcpListener;
 
-use crate::config::Resolved;
+use crate::config::{Mode, Resolved};
 use crate::state::AppState;
 
 /// The whole HTTP surface: API, WebSockets, UI pages, server functions, static assets,
@@ -117,7 +117,9 @@ pub async fn run(
         require_sandbox: config.require_sandbox,
         max_running: config.max_running,
     });
-    if config.local_driver
+    let local = config.mode == Mode::Local;
+    if local
+        && config.local_driver
         && let Err(why) = operator::local::probe_sandbox()
     {
         if config.require_sandbox {
@@ -131,10 +133,37 @@ pub async fn run(
         println!("warning: agents will run without a sandbox: {why}");
     }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let (services, driver_task) =
-        platform::local::open(&config.data_dir, settings, driver, shutdown_rx.clone())
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    ensure_default_project(&services).await?;
+    let stopped = |rx: &tokio::sync::watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    };
+    let (services, background) = match &config.mode {
+        Mode::Local => {
+            let (services, driver_task) =
+                platform::local::open(&config.data_dir, settings, driver, shutdown_rx.clone())
+                    .with_context(|| {
+                        format!("opening the store in {}", config.data_dir.display())
+                    })?;
+            ensure_default_project(&services).await?;
+            let task = driver_task.map(|task| tokio::spawn(task.run(stopped(&shutdown_rx))));
+            (services, task)
+        }
+        Mode::Kubernetes { kubeconfig } => {
+            let client = kube_client(kubeconfig.as_deref()).await?;
+            let (services, follower) =
+                platform::cluster::open(&config.data_dir, settings, client, shutdown_rx.clone())
+                    .with_context(|| {
+                        format!("opening the event logs in {}", config.data_dir.display())
+                    })?;
+            tracing::info!("Kubernetes mode: sessions are AgenticSession resources");
+            (
+                services,
+                Some(tokio::spawn(follower.run(stopped(&shutdown_rx)))),
+            )
+        }
+    };
     if config.print_login_link {
         let base = config
             .public_url
@@ -144,12 +173,6 @@ pub async fn run(
         let token = services.identities.create_login_token().await?;
         println!("sign in: {base}/login?token={token}");
     }
-    let driver_handle = driver_task.map(|task| {
-        let mut driver_shutdown = shutdown_rx.clone();
-        tokio::spawn(task.run(async move {
-            let _ = driver_shutdown.changed().await;
-        }))
-    });
     let app = router(AppState {
         leptos_options,
         services,
@@ -174,10 +197,26 @@ pub async fn run(
             let _ = serve_shutdown.changed().await;
         })
         .await?;
-    if let Some(handle) = driver_handle {
+    if let Some(handle) = background {
         let _ = handle.await;
     }
     Ok(())
+}
+
+/// A client of the cluster: from `kubeconfig`, else the pod's ServiceAccount or the user's
+/// kubeconfig.
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no cluster to reach: not in a pod and no kubeconfig (KUBECONFIG)")?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// The project every installation starts with.

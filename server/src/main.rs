@@ -40,6 +40,7 @@ async fn main() -> std::process::ExitCode {
         env("HOME"),
         env("XDG_DATA_HOME"),
         std::env::var("USER").ok(),
+        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
     ) {
         Ok(r) => r,
         Err(line) => {

@@ -283,6 +283,7 @@ pub fn config(
     runner_bin: std::path::PathBuf,
 ) -> server::config::Resolved {
     server::config::Resolved {
+        mode: server::config::Mode::Local,
         data_dir,
         runner_bin,
         claude_bin: None,

@@ -4,7 +4,7 @@
 //!
 //! Topics: [`doors`] (authentication, host and origin checks), [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
 //! hub's WebSockets with simulated peers); [`session_e2e`], [`runner_failures`],
-//! [`runner_git`] (whole sessions); [`restart`] (a killed server); [`sandbox`] (what an agent can see); [`assets`] (the UI's
+//! [`runner_git`] (whole sessions); [`restart`] (a killed server); [`kubernetes`] (Kubernetes mode on the test API server); [`sandbox`] (what an agent can see); [`assets`] (the UI's
 //! assets). [`common`] starts servers and talks to them.
 
 mod api_control;
@@ -14,6 +14,7 @@ mod assets;
 mod common;
 mod doors;
 mod hub;
+mod kubernetes;
 mod restart;
 mod runner_failures;
 mod runner_git;

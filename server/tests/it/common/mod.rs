@@ -68,6 +68,8 @@ pub struct Options {
     pub site_root: Option<PathBuf>,
     /// Most sessions running at once.
     pub max_running: usize,
+    /// Kubernetes mode, with this kubeconfig.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Options {
@@ -83,6 +85,7 @@ impl Options {
             stop_runners_on_exit: false,
             site_root: None,
             max_running: 64,
+            kubeconfig: None,
         }
     }
 
@@ -117,6 +120,11 @@ impl TestServer {
         config.local_driver = opts.local_driver;
         config.stop_runners_on_exit = opts.stop_runners_on_exit;
         config.max_running = opts.max_running;
+        if let Some(kubeconfig) = &opts.kubeconfig {
+            config.mode = server::config::Mode::Kubernetes {
+                kubeconfig: Some(kubeconfig.clone()),
+            };
+        }
         for (k, v) in &opts.credentials {
             config
                 .credentials

@@ -1,0 +1,266 @@
+//! The server's part in Kubernetes mode. The operator runs sessions (Jobs, phases); the
+//! server keeps the event logs and writes into a session's status only what it alone knows:
+//! that the runner of run G connected, the last activity, the run's totals. It follows every
+//! `AgenticSession` (made in the UI or with `kubectl`) with a watch:
+//!
+//! - a session's phase changes are appended to its log (viewers see them live);
+//! - a new run begins its log (the runner's events are accepted from then on);
+//! - a session that completed while a message waited is asked to continue;
+//! - a deleted session's log goes and its viewers are told.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING};
+use model::protocol::{PhaseChange, SessionEvent};
+use model::session::SessionKey;
+use model::{AgenticSession, Phase};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::auth::Caller;
+use crate::services::{Driver, Services, uid_of};
+
+/// How stale a session's `lastActivityTime` may be before the server writes it again (the
+/// operator's inactivity timeout reads it; the UI reads the log).
+const ACTIVITY_WRITE_EVERY_MS: i64 = 30_000;
+
+/// The services' driver in Kubernetes mode: a change the server made (a runner connected or
+/// left, a message sent) is looked at by the [`Follower`].
+pub struct ClusterLink {
+    tx: mpsc::UnboundedSender<SessionKey>,
+}
+
+impl Driver for ClusterLink {
+    fn notify(&self, key: SessionKey) {
+        let _ = self.tx.send(key);
+    }
+
+    fn deleted(&self, _: SessionKey) {
+        // The API server's garbage collector removes the session's Job, Secret and claim.
+    }
+}
+
+/// Follows the cluster's sessions; run with [`Follower::run`].
+pub struct Follower {
+    services: Services,
+    client: Client,
+    rx: mpsc::UnboundedReceiver<SessionKey>,
+    /// The last phase appended to each log (by uid).
+    phases: HashMap<String, Phase>,
+    /// Sessions with a run in progress (by uid): looked at every half minute, so their last
+    /// activity reaches the operator even when nothing else changes.
+    active: HashMap<String, SessionKey>,
+}
+
+/// Kubernetes mode's platform: records in the cluster (through `client`), event logs in
+/// `data_dir`'s SQLite database. The returned follower must run for sessions to be followed.
+pub fn open(
+    data_dir: &std::path::Path,
+    settings: crate::services::Settings,
+    client: Client,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(Services, Follower), crate::db::StoreError> {
+    let db = crate::db::Db::open_in(data_dir)?;
+    let fanout = crate::hub::Fanout::default();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let services = Services {
+        identities: crate::identity::Identities::open(db.clone(), data_dir)?,
+        records: Arc::new(crate::records::KubeRecords::new(client.clone())),
+        log: crate::log::EventLog::new(db, Arc::new(fanout.clone())),
+        fanout,
+        runners: Default::default(),
+        driver: Arc::new(ClusterLink { tx }),
+        settings: Arc::new(settings),
+        shutdown,
+    };
+    let follower = Follower {
+        services: services.clone(),
+        client,
+        rx,
+        phases: HashMap::new(),
+        active: HashMap::new(),
+    };
+    Ok((services, follower))
+}
+
+impl Follower {
+    /// Follows sessions until `shutdown` completes.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let api: Api<AgenticSession> = Api::all(self.client.clone());
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+            ACTIVITY_WRITE_EVERY_MS as u64,
+        ));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                Some(key) = self.rx.recv() => self.follow_key(&key).await,
+                _ = tick.tick() => {
+                    let keys: Vec<SessionKey> = self.active.values().cloned().collect();
+                    for key in keys {
+                        self.follow_key(&key).await;
+                    }
+                }
+                event = events.next() => match event {
+                    Some(Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))) => {
+                        self.follow(&s).await;
+                    }
+                    Some(Ok(watcher::Event::Delete(s))) => self.forget(&s).await,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "watching sessions"),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn follow_key(&mut self, key: &SessionKey) {
+        match self
+            .services
+            .records
+            .get_session(&Caller::system(), key)
+            .await
+        {
+            Ok(record) => self.follow(&record.session).await,
+            Err(e) => tracing::debug!(session = %key, error = %e, "not followed"),
+        }
+    }
+
+    async fn forget(&mut self, session: &AgenticSession) {
+        let uid = uid_of(session).to_owned();
+        self.phases.remove(&uid);
+        self.active.remove(&uid);
+        if let Err(e) = self.services.log.delete(&uid).await {
+            tracing::warn!(session = %session.name_any(), error = %e, "could not delete a log");
+        }
+    }
+
+    async fn follow(&mut self, session: &AgenticSession) {
+        if let Err(e) = self.try_follow(session).await {
+            tracing::warn!(session = %session.name_any(), error = %e, "following a session");
+        }
+    }
+
+    async fn try_follow(&mut self, session: &AgenticSession) -> anyhow::Result<()> {
+        if session.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let s = &self.services;
+        let uid = uid_of(session).to_owned();
+        let key = SessionKey::of(session);
+        let log = s.log.open(&uid).await?;
+        let phase = session.phase();
+        let last = match self.phases.get(&uid) {
+            Some(p) => Some(*p),
+            None => s.log.last_phase(log).await?,
+        };
+        // A session made with kubectl starts Pending with nothing in its log: that is no
+        // change to tell.
+        if last.is_some_and(|l| l != phase) || (last.is_none() && phase != Phase::Pending) {
+            let ready = session
+                .status
+                .as_ref()
+                .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Ready"));
+            s.log
+                .append(
+                    log,
+                    SessionEvent::Phase(PhaseChange {
+                        phase,
+                        reason: ready.map(|c| c.reason.clone()),
+                        message: ready.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+                    }),
+                )
+                .await?;
+        }
+        self.phases.insert(uid.clone(), phase);
+        if phase.is_active() {
+            self.active.insert(uid, key.clone());
+        } else {
+            self.active.remove(&uid);
+        }
+
+        let st = session.status.clone().unwrap_or_default();
+        let generation = st
+            .run_generation
+            .and_then(|g| u64::try_from(g).ok())
+            .unwrap_or(0);
+        let mut counters = s.log.counters(log).await?;
+        if generation > counters.generation {
+            // A new run: its runner's events are accepted from now on; a resumed
+            // conversation goes on from what its agent has handled.
+            s.log
+                .begin_run(log, generation, session.has_conversation())
+                .await?;
+            counters = s.log.counters(log).await?;
+        }
+        let mut status = serde_json::Map::new();
+        if generation > 0
+            && s.runners.is_connected(log, generation)
+            && st.runner_connected_generation != Some(generation as i64)
+        {
+            status.insert("runnerConnectedGeneration".into(), json!(generation));
+        }
+        let written = st
+            .last_activity_time
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+            .unwrap_or(0);
+        if let Some(last) = counters.last_activity
+            && phase.is_active()
+            && last.saturating_sub(written) >= ACTIVITY_WRITE_EVERY_MS
+            && let Ok(ts) = Timestamp::from_millisecond(last)
+        {
+            status.insert("lastActivityTime".into(), json!(Time(ts)));
+        }
+        if let Some(summary) = &counters.summary {
+            let recorded = st.result.as_ref();
+            let differs = recorded.is_none_or(|r| {
+                (r.turns, r.input_tokens, r.output_tokens)
+                    != (summary.turns, summary.input_tokens, summary.output_tokens)
+                    || r.cost_usd != summary.cost_usd
+            });
+            if differs && counters.generation == generation {
+                // Totals only: the exit code is the operator's to write.
+                status.insert(
+                    "result".into(),
+                    json!({
+                        "turns": summary.turns,
+                        "inputTokens": summary.input_tokens,
+                        "outputTokens": summary.output_tokens,
+                        "costUsd": summary.cost_usd,
+                    }),
+                );
+            }
+        }
+        let api: Api<AgenticSession> = Api::namespaced(self.client.clone(), &key.project);
+        if !status.is_empty() {
+            api.patch_status(
+                &key.name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await?;
+        }
+        // Completed while a message waited: the conversation goes on.
+        if phase == Phase::Completed
+            && counters.unhandled_messages
+            && session.annotation(DESIRED_PHASE).is_none()
+        {
+            let patch = json!({"metadata": {
+                "resourceVersion": session.resource_version(),
+                "annotations": {DESIRED_PHASE: DESIRED_RUNNING},
+            }});
+            api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        Ok(())
+    }
+}
