@@ -253,6 +253,17 @@ impl LinkTask {
             }
             Err(_) => return Ended::Retry("no welcome within 10 s".into()),
         };
+        if acked >= self.next_rseq {
+            // The server holds more of this run than this runner ever sent: another runner
+            // of the same run (a pod that replaced a deleted one) wrote them. Going on would
+            // number new events over them.
+            return Ended::Fatal(format!(
+                "the server already has {acked} events of run {} that this runner did not send \
+                 (another runner of the same run, such as a replaced pod, sent them); \
+                 stopping rather than overwrite them",
+                self.config.generation
+            ));
+        }
         *backoff = Duration::from_millis(100);
         self.ack(acked);
         for e in self.outbox.clone() {

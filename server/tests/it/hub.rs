@@ -591,3 +591,43 @@ async fn an_oversized_event_is_cut_and_the_next_one_still_arrives() {
     assert!(texts[0].len() < 1024 * 1024);
     assert_eq!(texts[1], "the next one");
 }
+
+/// A second runner of the same run (a pod that replaced a deleted one) finds the run's
+/// events already in the log: it stops, saying why, instead of numbering new events over
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_runner_of_the_same_run_refuses_to_go_on() {
+    let (s, seeded, _dir) = seeded_server(1).await;
+    let session = &seeded[0];
+    let mut first = FakeRunner::connect(&s.addr.to_string(), session, 1)
+        .await
+        .unwrap();
+    first.send(text(1)).await.unwrap();
+    first.send(text(2)).await.unwrap();
+    first.wait_ack(2).await.unwrap();
+    drop(first);
+    let (_link, mut down) = testkit::Link::start(testkit::LinkConfig {
+        url: FakeRunner::url(&s.addr.to_string(), &session.project, &session.name),
+        token: session.token.clone(),
+        generation: session.generation,
+        handled_through: 1,
+        give_up_after: Duration::from_secs(30),
+    });
+    let why = loop {
+        match tokio::time::timeout(Duration::from_secs(30), down.recv())
+            .await
+            .expect("the new runner is told in time")
+        {
+            Some(testkit::Down::Fatal(why)) => break why,
+            Some(_) => continue,
+            None => panic!("the link ended without a reason"),
+        }
+    };
+    assert!(why.contains("another runner of the same run"), "{why}");
+    let events = crate::common::exported_events(&s, &session.name).await;
+    let runner_texts = events
+        .iter()
+        .filter(|e| matches!(&e.event, SessionEvent::AgentMessage(_)))
+        .count();
+    assert_eq!(runner_texts, 2, "the first runner's events stand alone");
+}
