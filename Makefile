@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 K8S_BIN := $(HOME)/.cache/ambient-code/k8s-v1.20.2
 K8S_RUN := $(ROOT)/target/k8s-testenv
 
-.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s build run test \
+.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s setup-kubeval build run test \
 	lint unit e2e fuzz leftovers crds bench bench-k8s bench-ui loadtest
 
 help:
@@ -101,11 +101,22 @@ lint: setup
 # The Rust tests. The operator's cluster tests need a real API server: the test cluster
 # (etcd, kube-apiserver and kube-controller-manager v1.20.2, built once from Debian's source
 # package into $(K8S_BIN)) runs on loopback for the duration and is stopped after, pass or fail.
-unit: build setup-k8s
+unit: build setup-k8s setup-kubeval
 	tools/k8s/testenv.sh start $(K8S_BIN) $(K8S_RUN)
-	AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo test --release --workspace --exclude xtask \
+	{ AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo test --release --workspace --exclude xtask \
+		&& tools/k8s/check-manifests.sh $(K8S_RUN)/kubeconfig $(KUBEVAL); } \
 		|| { rc=$$?; tools/k8s/testenv.sh stop $(K8S_RUN); exit $$rc; }
 	tools/k8s/testenv.sh stop $(K8S_RUN)
+
+# kubernetes-validate (PyPI) for the manifests in deploy/ (tools/k8s/check-manifests.sh).
+KUBEVAL_VERSION := 1.37.0
+KUBEVAL := $(HOME)/.cache/ambient-code/kubernetes-validate-$(KUBEVAL_VERSION)/bin/kubernetes-validate
+setup-kubeval: $(KUBEVAL)
+
+$(KUBEVAL):
+	python3 -m venv $(HOME)/.cache/ambient-code/kubernetes-validate-$(KUBEVAL_VERSION)
+	$(HOME)/.cache/ambient-code/kubernetes-validate-$(KUBEVAL_VERSION)/bin/pip install -q \
+		--disable-pip-version-check kubernetes-validate==$(KUBEVAL_VERSION)
 
 # kube-apiserver and kube-controller-manager for the tests (about 7 minutes, once per machine),
 # with etcd and kubectl from Debian.
