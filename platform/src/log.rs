@@ -423,7 +423,8 @@ impl EventLog {
     /// Starts run `generation`: its runner's events are accepted from now on, acknowledged
     /// from zero. A fresh run gets the initial prompt from its environment, so the prompt's
     /// event (the first user message) counts as handled; a resumed one goes on from where the
-    /// agent got. Returns the highest user message the new runner must consider handled.
+    /// agent got. Returns the highest user message the new runner must consider handled. A
+    /// run already begun is left as it is.
     pub async fn begin_run(
         &self,
         log: LogId,
@@ -441,14 +442,21 @@ impl EventLog {
                         |r| r.get(0),
                     )?
                 };
+                // Once per run: a second call (the server and its follower both saw the new
+                // run) must not reset what the run's runner already delivered.
                 let n = tx.execute(
                     "UPDATE logs SET generation = ?2, runner_acked = 0, run_summary = NULL,
                          handled_through = MAX(handled_through, ?3)
-                     WHERE id = ?1",
+                     WHERE id = ?1 AND generation < ?2",
                     params![log.0, generation as i64, handled],
                 )?;
                 if n == 0 {
-                    return Err(StoreError::NotFound("the session's event log".into()));
+                    let current: Option<i64> = tx
+                        .query_row("SELECT handled_through FROM logs WHERE id = ?1", [log.0], |r| r.get(0))
+                        .optional()?;
+                    return current
+                        .map(|h| h as u64)
+                        .ok_or_else(|| StoreError::NotFound("the session's event log".into()));
                 }
                 Ok(handled as u64)
             })
@@ -477,7 +485,16 @@ impl EventLog {
                     "UPDATE logs SET handled_through = MAX(handled_through, ?3) WHERE id = ?1 AND generation = ?2",
                     params![log.0, generation as i64, taken],
                 )?;
-                Ok(taken as u64)
+                // What the log knows was handled counts too: a runner that got its first
+                // message from its environment may report less (a pod's runner says 0).
+                let stored: Option<i64> = tx
+                    .query_row(
+                        "SELECT handled_through FROM logs WHERE id = ?1 AND generation = ?2",
+                        params![log.0, generation as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(stored.unwrap_or(taken).max(taken) as u64)
             })
             .await
     }
@@ -525,6 +542,27 @@ mod tests {
             ts: 5,
             event: line(&format!("r{rseq}")),
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_begins_once_and_what_the_log_handled_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(
+            Db::open_in(dir.path()).unwrap(),
+            Arc::new(Recorder::default()),
+        );
+        let a = log.open("uid-a").await.unwrap();
+        log.append(a, prompt("do it")).await.unwrap();
+        assert_eq!(log.begin_run(a, 1, false).await.unwrap(), 1);
+        log.append_runner_events(a, 1, vec![runner_event(1), runner_event(2)], |_| {})
+            .await
+            .unwrap();
+        // Begun again (the server and its follower both saw the run): nothing is reset.
+        assert_eq!(log.begin_run(a, 1, false).await.unwrap(), 1);
+        assert_eq!(log.counters(a).await.unwrap().runner_acked, 2);
+        // A runner that got the prompt from its environment says 0: the prompt stays handled.
+        assert_eq!(log.set_handled_through(a, 1, 0).await.unwrap(), 1);
+        assert!(log.pending_messages(a, 1).await.unwrap().is_empty());
     }
 
     #[tokio::test]

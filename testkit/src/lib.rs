@@ -2,7 +2,9 @@
 //! nothing here ships. Simulated peers: sessions seeded with runner tokens, a runner that
 //! speaks the protocol by hand, and a viewer client, over real WebSockets on loopback (the
 //! runner's own [`Connection`]): only the agent behind the runner is missing. In-process
-//! servers: [`config`], [`spawn`].
+//! servers: [`config`], [`spawn`]. A kubelet for the test API server: [`kubelet`].
+
+pub mod kubelet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;

@@ -166,6 +166,19 @@ impl RunnerEndpoint {
                 ),
             );
         }
+        if live.counters.generation < current {
+            // Kubernetes mode: the run was decided in the cluster and its pod connected
+            // before the server's follower saw it. Begin it now (once; the follower's turn
+            // then changes nothing).
+            if let Err(e) = self
+                .services
+                .log
+                .begin_run(live.log, current, live.record.session.has_conversation())
+                .await
+            {
+                return End::internal(e);
+            }
+        }
         let (out, mut out_rx) = mpsc::unbounded_channel();
         let superseded = Arc::new(Notify::new());
         let Some(conn) =

@@ -295,3 +295,259 @@ async fn a_session_runs_through_the_cluster_and_its_viewer_sees_every_event() {
         .await;
     server.stop().await;
 }
+
+/// A project with its operator and kubelet, for scenarios with the real runner.
+struct Cluster {
+    client: Client,
+    server: TestServer,
+    project: String,
+    kubelet: testkit::kubelet::Kubelet,
+    stop_operator: Option<tokio::sync::oneshot::Sender<()>>,
+    operator: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(prefix: &str, mock_url: Option<&str>) -> Cluster {
+        let client = client().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options::new(dir.path());
+        opts.local_driver = false;
+        opts.kubeconfig = Some(kubeconfig());
+        let server = TestServer::start(opts).await;
+        let project = format!("{prefix}-{}", std::process::id() % 100_000);
+        let resp = server
+            .http
+            .post(server.url("/api/projects"))
+            .json(&json!({"name": project}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        if let Some(url) = mock_url {
+            let resp = server
+                .http
+                .put(server.url(&format!("/api/projects/{project}/runner-secrets")))
+                .json(&json!({"data": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "sk-test"}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        }
+        let kubelet = testkit::kubelet::Kubelet::start(
+            client.clone(),
+            testkit::kubelet::KubeletConfig {
+                namespace: project.clone(),
+                image: ClusterConfig::default().runner_image,
+                runner_bin: crate::common::runner_bin(),
+                extra_env: vec![(
+                    "AMBIENT_CLAUDE_BIN".into(),
+                    crate::common::claude_bin().display().to_string(),
+                )],
+                root: dir.path().join("kubelet"),
+            },
+        );
+        let mut c = Cluster {
+            client,
+            server,
+            project,
+            kubelet,
+            stop_operator: None,
+            operator: None,
+            _dir: dir,
+        };
+        c.start_operator();
+        c
+    }
+
+    fn start_operator(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.operator = Some(tokio::spawn(controller::run(
+            self.client.clone(),
+            ClusterConfig {
+                watch_namespace: Some(self.project.clone()),
+                server_api_url: self.server.url("/api"),
+                stop_grace_seconds: 5,
+                ..ClusterConfig::default()
+            },
+            async move {
+                let _ = rx.await;
+            },
+        )));
+        self.stop_operator = Some(tx);
+    }
+
+    async fn stop_operator(&mut self) {
+        if let Some(tx) = self.stop_operator.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.operator.take() {
+            let _ = task.await;
+        }
+    }
+
+    fn path(&self, rest: &str) -> String {
+        self.server.url(&format!(
+            "/api/projects/{}/agentic-sessions{rest}",
+            self.project
+        ))
+    }
+
+    async fn create(&self, prompt: &str) -> String {
+        let resp = self
+            .server
+            .http
+            .post(self.path(""))
+            .json(&json!({"initialPrompt": prompt}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        resp.json::<serde_json::Value>().await.unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn viewer(&self, name: &str, after: u64) -> crate::common::Viewer {
+        crate::common::Viewer {
+            client: testkit::ViewerClient::connect(
+                &self.server.addr.to_string(),
+                &self.server.key,
+                &self.project,
+                name,
+                after,
+            )
+            .await
+            .unwrap(),
+        }
+    }
+
+    async fn session(&self, name: &str) -> AgenticSession {
+        Api::<AgenticSession>::namespaced(self.client.clone(), &self.project)
+            .get(name)
+            .await
+            .unwrap()
+    }
+
+    async fn finish(mut self) {
+        self.stop_operator().await;
+        let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .delete(&self.project, &DeleteParams::default())
+            .await;
+        self.server.stop().await;
+    }
+}
+
+fn gap_free(events: &[model::protocol::StoredEvent]) {
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+}
+
+/// Scenarios 1 and 3: a session runs in a pod (the real runner, the real `claude`, the mock
+/// model), writes a file into its workspace claim and completes; continued, it runs a second
+/// Job that resumes the conversation in the same workspace, and the first run's token is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_runs_in_a_pod_and_continues_in_a_second_one() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-run", Some(&mock.url())).await;
+    let name = c.create("Please create hello.txt").await;
+    let mut viewer = c.viewer(&name, 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(90), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind()).collect();
+    assert!(
+        is_phase(events.last().unwrap(), &["Completed"]),
+        "{events:?}"
+    );
+    gap_free(&events);
+    for phase in ["Creating", "Running"] {
+        assert!(
+            events.iter().any(|e| is_phase(e, &[phase])),
+            "{phase}: {kinds:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::ToolUse(t) if t.name == "Write")),
+        "{kinds:?}"
+    );
+    let claim = c
+        .kubelet
+        .claim_dir(&operator::cluster::build::workspace_claim_name(&name));
+    assert_eq!(
+        std::fs::read_to_string(claim.join("artifacts/hello.txt")).unwrap(),
+        "Hello from the mock Anthropic API!\n"
+    );
+    let s = c.session(&name).await;
+    let st = s.status.clone().unwrap();
+    assert_eq!(st.result.as_ref().and_then(|r| r.exit_code), Some(0));
+    assert!(st.result.as_ref().is_some_and(|r| r.turns >= 1), "{st:?}");
+    assert!(s.has_conversation(), "the server recorded the conversation");
+    let first_token = String::from_utf8(
+        Api::<Secret>::namespaced(c.client.clone(), &c.project)
+            .get(&token_secret_name(&name))
+            .await
+            .unwrap()
+            .data
+            .unwrap()["token"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+
+    // Continue: a second Job, resuming, on the same claim.
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/start")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), &c.project);
+    let job = until("the second Job", || {
+        let jobs = jobs.clone();
+        let job = job_name(&name, 2);
+        async move { jobs.get_opt(&job).await.ok()? }
+    })
+    .await;
+    let env = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "IS_RESUME" && e.value.as_deref() == Some("true"))
+    );
+    let more = viewer
+        .events_until(Duration::from_secs(90), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    assert!(is_phase(more.last().unwrap(), &["Completed"]), "{more:?}");
+    let s = c.session(&name).await;
+    assert_eq!(s.status.unwrap().run_generation, Some(2));
+    let seeded = Seeded {
+        project: c.project.clone(),
+        name: name.clone(),
+        generation: 1,
+        token: first_token,
+    };
+    assert!(
+        FakeRunner::connect_once(&c.server.addr.to_string(), &seeded, 0)
+            .await
+            .is_err(),
+        "the first run's token is refused"
+    );
+    c.finish().await;
+}

@@ -1,0 +1,483 @@
+//! A kubelet for tests: the test API server has none, so this plays its part for the runner
+//! pods of one namespace. It binds each pod, resolves the container's environment the way the
+//! kubelet does (`value` with `$(VAR)` references, `secretKeyRef`, `fieldRef`; a missing
+//! required key is `CreateContainerConfigError`), maps volumes to directories (one per
+//! claim, so a later run sees the same files; one per `emptyDir`), maps the runner image to
+//! the built runner binary and runs it as a real process, and reports what really happens in
+//! `pods/status`: running, terminated with the exit code and the log's tail. A deleted pod's
+//! process gets SIGTERM, then SIGKILL after the grace period. An unknown image is
+//! `ErrImagePull` then `ImagePullBackOff`; [`Kubelet::oom`] kills a runner as the kernel's
+//! OOM killer would (exit 137, `OOMKilled`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+/// What the kubelet runs, and where.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// The namespace whose pods it runs.
+    pub namespace: String,
+    /// The image it can run (`localhost/ambient-runner:latest`): the runner binary.
+    pub image: String,
+    /// The runner binary.
+    pub runner_bin: PathBuf,
+    /// Variables added to every container's environment (`AMBIENT_CLAUDE_BIN`: the
+    /// pinned CLI the runner image carries).
+    pub extra_env: Vec<(String, String)>,
+    /// Where volumes live: `<root>/claims/<claim>`, `<root>/pods/<pod uid>/<volume>`.
+    pub root: PathBuf,
+}
+
+#[derive(Default)]
+struct Running {
+    /// Process ids by pod name.
+    pids: HashMap<String, u32>,
+    /// Pods whose runner was killed as out of memory.
+    oom: std::collections::HashSet<String>,
+}
+
+/// The running kubelet; stops when dropped.
+pub struct Kubelet {
+    running: Arc<Mutex<Running>>,
+    task: tokio::task::JoinHandle<()>,
+    config: KubeletConfig,
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in running.pids.values() {
+            kill_group(*pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn kill_group(pid: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+impl Kubelet {
+    /// Starts following the namespace's pods.
+    pub fn start(client: Client, config: KubeletConfig) -> Kubelet {
+        let running = Arc::new(Mutex::new(Running::default()));
+        let task = tokio::spawn(follow(client, config.clone(), running.clone()));
+        Kubelet {
+            running,
+            task,
+            config,
+        }
+    }
+
+    /// The directory of a workspace claim.
+    pub fn claim_dir(&self, claim: &str) -> PathBuf {
+        self.config.root.join("claims").join(claim)
+    }
+
+    /// Kills the runner of `pod` as the OOM killer would; `false` if it does not run.
+    pub fn oom(&self, pod: &str) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pid) = running.pids.get(pod).copied() else {
+            return false;
+        };
+        running.oom.insert(pod.to_owned());
+        kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+        true
+    }
+
+    /// The pid of the runner of `pod`, while it runs.
+    pub fn pid(&self, pod: &str) -> Option<u32> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.pids.get(pod).copied()
+    }
+}
+
+async fn follow(client: Client, config: KubeletConfig, running: Arc<Mutex<Running>>) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
+    let mut events = std::pin::pin!(
+        watcher(pods.clone(), watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+    );
+    let mut started = std::collections::HashSet::new();
+    let mut stopping = std::collections::HashSet::new();
+    while let Some(event) = events.next().await {
+        let Ok(pod) = event else { continue };
+        let name = pod.name_any();
+        if pod.metadata.deletion_timestamp.is_some() {
+            if stopping.insert(name.clone()) {
+                tokio::spawn(stop(pods.clone(), pod, running.clone()));
+            }
+            continue;
+        }
+        if started.insert(name) {
+            tokio::spawn(run(client.clone(), config.clone(), pod, running.clone()));
+        }
+    }
+}
+
+/// A deleted pod: SIGTERM, SIGKILL after the grace period, then the pod is gone.
+async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
+    let name = pod.name_any();
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0) as u64;
+    let pid = running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pids
+        .get(&name)
+        .copied();
+    if let Some(pid) = pid {
+        kill_group(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
+        while tokio::time::Instant::now() < deadline {
+            let alive = running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pids
+                .contains_key(&name);
+            if !alive {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = pods
+        .delete(&name, &DeleteParams::default().grace_period(0))
+        .await;
+}
+
+async fn report(pods: &Api<Pod>, name: &str, phase: &str, state: serde_json::Value) {
+    let ready = phase == "Running";
+    let patch = json!({"status": {
+        "phase": phase,
+        "conditions": [{"type": "PodScheduled", "status": "True"},
+                       {"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        "containerStatuses": [{
+            "name": "runner", "image": "", "imageID": "", "ready": ready,
+            "restartCount": 0, "state": state,
+        }],
+    }});
+    if let Err(e) = pods
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::debug!(pod = name, error = %e, "pod status");
+    }
+}
+
+async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex<Running>>) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
+    let name = pod.name_any();
+    // Bind it to this "node".
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "test-kubelet"},
+    });
+    if let Err(e) = pods
+        .create_subresource::<serde_json::Value, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        tracing::debug!(pod = %name, error = %e, "binding");
+    }
+    let Some(spec) = pod.spec.clone() else { return };
+    let Some(container) = spec.containers.first().cloned() else {
+        return;
+    };
+    if container.image.as_deref() != Some(config.image.as_str()) {
+        let image = container.image.clone().unwrap_or_default();
+        let message = format!("failed to pull image \"{image}\": not found");
+        report(
+            &pods,
+            &name,
+            "Pending",
+            json!({"waiting": {"reason": "ErrImagePull", "message": message}}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let message = format!("Back-off pulling image \"{image}\"");
+        report(
+            &pods,
+            &name,
+            "Pending",
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": message}}),
+        )
+        .await;
+        return;
+    }
+    // Volumes as directories; mount paths mapped to them.
+    let uid = pod.uid().unwrap_or_default();
+    let mut volumes: HashMap<String, PathBuf> = HashMap::new();
+    for v in spec.volumes.iter().flatten() {
+        let dir = match &v.persistent_volume_claim {
+            Some(claim) => config.root.join("claims").join(&claim.claim_name),
+            None => config.root.join("pods").join(&uid).join(&v.name),
+        };
+        let _ = std::fs::create_dir_all(&dir);
+        volumes.insert(v.name.clone(), dir);
+    }
+    let mounts: Vec<(String, PathBuf)> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| Some((m.mount_path.clone(), volumes.get(&m.name)?.clone())))
+        .collect();
+    let env = match resolve_env(&client, &config.namespace, &pod, &container).await {
+        Ok(env) => env,
+        Err(message) => {
+            report(
+                &pods,
+                &name,
+                "Pending",
+                json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}}),
+            )
+            .await;
+            return;
+        }
+    };
+    let host_path = |p: &str| -> String {
+        for (mount, dir) in &mounts {
+            if p == mount {
+                return dir.display().to_string();
+            }
+            if let Some(rest) = p.strip_prefix(&format!("{mount}/")) {
+                return dir.join(rest).display().to_string();
+            }
+        }
+        p.to_owned()
+    };
+    let workdir = container
+        .working_dir
+        .as_deref()
+        .map(&host_path)
+        .unwrap_or_else(|| config.root.display().to_string());
+    let log_path = config.root.join("pods").join(&uid).join("container.log");
+    let _ = std::fs::create_dir_all(config.root.join("pods").join(&uid));
+    let log = match std::fs::File::create(&log_path) {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    let mut cmd = tokio::process::Command::new(&config.runner_bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(&workdir)
+        .stdin(std::process::Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map(Into::into)
+                .unwrap_or_else(|_| std::process::Stdio::null()),
+        )
+        .stderr(log)
+        .process_group(0);
+    if let Some(tmp) = mounts.iter().find(|(m, _)| m == "/tmp") {
+        cmd.env("TMPDIR", &tmp.1);
+    }
+    for (k, v) in env {
+        cmd.env(k, host_path(&v));
+    }
+    for (k, v) in &config.extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            report(&pods, &name, "Failed", json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": e.to_string()}})).await;
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or_default();
+    running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pids
+        .insert(name.clone(), pid);
+    report(
+        &pods,
+        &name,
+        "Running",
+        json!({"running": {"startedAt": now()}}),
+    )
+    .await;
+    let status = child.wait().await;
+    let oom = {
+        let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+        r.pids.remove(&name);
+        r.oom.remove(&name)
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let (code, signal) = match &status {
+        Ok(s) => (s.code(), s.signal()),
+        Err(_) => (None, None),
+    };
+    let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
+    let reason = if oom {
+        "OOMKilled"
+    } else if exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    // FallbackToLogsOnError: a failed container's message is the tail of its log.
+    let message = if exit_code != 0 {
+        tail(&log_path, 20)
+    } else {
+        String::new()
+    };
+    let phase = if exit_code == 0 {
+        "Succeeded"
+    } else {
+        "Failed"
+    };
+    report(
+        &pods,
+        &name,
+        phase,
+        json!({"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
+            "startedAt": now(), "finishedAt": now()}}),
+    )
+    .await;
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// The container's environment as the kubelet makes it.
+async fn resolve_env(
+    client: &Client,
+    namespace: &str,
+    pod: &Pod,
+    container: &Container,
+) -> Result<Vec<(String, String)>, String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut cache: HashMap<String, Option<BTreeMap<String, String>>> = HashMap::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for EnvVar {
+        name,
+        value,
+        value_from,
+    } in container.env.iter().flatten()
+    {
+        let resolved = if let Some(v) = value {
+            Some(expand(v, &out))
+        } else if let Some(from) = value_from {
+            if let Some(r) = &from.secret_key_ref {
+                if !cache.contains_key(&r.name) {
+                    let data = secrets.get_opt(&r.name).await.ok().flatten().map(|s| {
+                        s.data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                            .collect()
+                    });
+                    cache.insert(r.name.clone(), data);
+                }
+                let optional = r.optional.unwrap_or(false);
+                match cache.get(&r.name).cloned().flatten() {
+                    Some(data) => match data.get(&r.key) {
+                        Some(v) => Some(v.clone()),
+                        None if optional => None,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {namespace}/{}",
+                                r.key, r.name
+                            ));
+                        }
+                    },
+                    None if optional => None,
+                    None => return Err(format!("secret \"{}\" not found", r.name)),
+                }
+            } else if let Some(f) = &from.field_ref {
+                match f.field_path.as_str() {
+                    "metadata.name" => Some(pod.name_any()),
+                    "metadata.namespace" => Some(namespace.to_owned()),
+                    "metadata.uid" => pod.uid(),
+                    other => return Err(format!("unsupported fieldRef {other}")),
+                }
+            } else {
+                None
+            }
+        } else {
+            Some(String::new())
+        };
+        if let Some(v) = resolved {
+            out.retain(|(k, _)| k != name);
+            out.push((name.clone(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// `$(VAR)` of a variable defined earlier becomes its value; `$$(VAR)` stays `$(VAR)`.
+fn expand(value: &str, defined: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(escaped) = after.strip_prefix("$(") {
+            out.push_str("$(");
+            rest = escaped;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let var = &inner[..end];
+            match defined.iter().rev().find(|(k, _)| k == var) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(var);
+                    out.push(')');
+                }
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn references_expand_like_the_kubelet() {
+        let defined = vec![("A".to_owned(), "x".to_owned())];
+        assert_eq!(expand("$(A)/y", &defined), "x/y");
+        assert_eq!(expand("$(B)", &defined), "$(B)");
+        assert_eq!(expand("$$(A)", &defined), "$(A)");
+        assert_eq!(expand("cost $5", &defined), "cost $5");
+    }
+}
