@@ -96,6 +96,18 @@ impl Kubelet {
         true
     }
 
+    /// Kills the runner of `pod` (SIGKILL to its process group), as if it crashed; `false`
+    /// if it does not run.
+    pub fn kill(&self, pod: &str) -> bool {
+        match self.pid(pod) {
+            Some(pid) => {
+                kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The pid of the runner of `pod`, while it runs.
     pub fn pid(&self, pod: &str) -> Option<u32> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());

@@ -304,7 +304,7 @@ struct Cluster {
     kubelet: testkit::kubelet::Kubelet,
     stop_operator: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -354,7 +354,7 @@ impl Cluster {
             kubelet,
             stop_operator: None,
             operator: None,
-            _dir: dir,
+            dir,
         };
         c.start_operator();
         c
@@ -384,6 +384,55 @@ impl Cluster {
         if let Some(task) = self.operator.take() {
             let _ = task.await;
         }
+    }
+
+    /// Stops the server and starts another on the same address and data (runners keep
+    /// running and reconnect).
+    async fn restart_server(&mut self) {
+        let addr = self.server.addr;
+        let mut opts = Options::new(self.dir.path());
+        opts.local_driver = false;
+        opts.kubeconfig = Some(kubeconfig());
+        opts.addr = Some(addr);
+        self.server.halt().await;
+        self.server = TestServer::start(opts).await;
+    }
+
+    async fn pods_of(&self, name: &str) -> Vec<Pod> {
+        Api::<Pod>::namespaced(self.client.clone(), &self.project)
+            .list(&ListParams::default().labels(&format!("{SESSION_LABEL}={name}")))
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// The running pod of `name` (its runner started).
+    async fn running_pod(&self, name: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            for p in self.pods_of(name).await {
+                if self.kubelet.pid(&p.name_any()).is_some() {
+                    return p.name_any();
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no runner of {name} runs"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn ready(&self, name: &str) -> (String, String) {
+        let s = self.session(name).await;
+        let c = s
+            .status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("a Ready condition");
+        (c.reason, c.message)
     }
 
     fn path(&self, rest: &str) -> String {
@@ -549,5 +598,246 @@ async fn a_session_runs_in_a_pod_and_continues_in_a_second_one() {
             .is_err(),
         "the first run's token is refused"
     );
+    c.finish().await;
+}
+
+/// Waits until the viewer has seen some of the agent's streamed text.
+async fn until_streaming(viewer: &mut crate::common::Viewer) -> Vec<model::protocol::StoredEvent> {
+    viewer
+        .events_until(WAIT, |e| matches!(e.event, SessionEvent::AgentDelta(_)))
+        .await
+}
+
+/// Scenario 2: stopped during a slow reply, the session is Stopped once no pod is left; its
+/// workspace claim stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-stop", Some(&mock.url())).await;
+    let name = c.create("slow 400").await;
+    let mut viewer = c.viewer(&name, 0).await;
+    until_streaming(&mut viewer).await;
+    let pod = c.running_pod(&name).await;
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/stop")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let events = viewer
+        .events_until(WAIT, |e| is_phase(e, &["Stopped", "Failed", "Completed"]))
+        .await;
+    assert!(is_phase(events.last().unwrap(), &["Stopped"]), "{events:?}");
+    assert!(c.kubelet.pid(&pod).is_none(), "the runner process ended");
+    until("no pod left", || async {
+        c.pods_of(&name).await.is_empty().then_some(())
+    })
+    .await;
+    let claim = operator::cluster::build::workspace_claim_name(&name);
+    assert!(
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+            c.client.clone(),
+            &c.project
+        )
+        .get_opt(&claim)
+        .await
+        .unwrap()
+        .is_some()
+    );
+    let kept = std::fs::read_dir(c.kubelet.claim_dir(&claim))
+        .unwrap()
+        .count();
+    assert!(kept > 0, "the workspace's files stay");
+    c.finish().await;
+}
+
+/// Scenario 4: a runner killed, one killed for memory, and one without credentials each
+/// fail with their reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_oom_and_unconfigured_runners_fail_with_their_reasons() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-fail", Some(&mock.url())).await;
+    let killed = c.create("slow 400").await;
+    let mut viewer = c.viewer(&killed, 0).await;
+    until_streaming(&mut viewer).await;
+    let pod = c.running_pod(&killed).await;
+    assert!(c.kubelet.kill(&pod));
+    let events = viewer
+        .events_until(WAIT, |e| is_phase(e, &["Failed", "Completed"]))
+        .await;
+    assert!(is_phase(events.last().unwrap(), &["Failed"]), "{events:?}");
+    let (reason, message) = c.ready(&killed).await;
+    assert_eq!(reason, "RunnerExit");
+    assert!(message.contains("code 137"), "{message}");
+
+    let oom = c.create("slow 400").await;
+    let mut viewer = c.viewer(&oom, 0).await;
+    until_streaming(&mut viewer).await;
+    let pod = c.running_pod(&oom).await;
+    assert!(c.kubelet.oom(&pod));
+    viewer
+        .events_until(WAIT, |e| is_phase(e, &["Failed", "Completed"]))
+        .await;
+    assert_eq!(c.ready(&oom).await.0, "OOMKilled");
+    c.finish().await;
+
+    // A project without model credentials: the runner stops at once, saying so.
+    let bare = Cluster::start("k8s-bare", None).await;
+    let name = bare.create("say hi").await;
+    let mut viewer = bare.viewer(&name, 0).await;
+    viewer
+        .events_until(WAIT, |e| is_phase(e, &["Failed", "Completed"]))
+        .await;
+    let (reason, message) = bare.ready(&name).await;
+    assert_eq!(reason, "PrerequisiteFailed", "{message}");
+    assert!(
+        message.contains("ANTHROPIC"),
+        "the log's tail says what is missing: {message}"
+    );
+    bare.finish().await;
+}
+
+/// Scenario 6: the operator restarted mid-run makes no second Job; the server restarted
+/// mid-run loses and repeats no event (the runner reconnects and re-sends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_of_the_operator_and_the_server_lose_nothing() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let mut c = Cluster::start("k8s-restart", Some(&mock.url())).await;
+    let name = c.create("slow 24").await;
+    let mut viewer = c.viewer(&name, 0).await;
+    until_streaming(&mut viewer).await;
+    c.stop_operator().await;
+    c.start_operator();
+    c.restart_server().await;
+    let mut viewer = c.viewer(&name, 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(60), |e| {
+            is_phase(e, &["Completed", "Failed", "Stopped"])
+        })
+        .await;
+    assert!(
+        is_phase(events.last().unwrap(), &["Completed"]),
+        "{events:?}"
+    );
+    gap_free(&events);
+    let chunks: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::AgentDelta(d) => Some(d.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let text = chunks.concat();
+    for i in 1..=24 {
+        assert_eq!(
+            text.matches(&format!("chunk {i} ")).count(),
+            1,
+            "chunk {i} once in {text:?}"
+        );
+    }
+    let jobs = Api::<Job>::namespaced(c.client.clone(), &c.project)
+        .list(&ListParams::default().labels(&format!("{SESSION_LABEL}={name}")))
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 1, "one Job for the one run");
+    c.finish().await;
+}
+
+/// Scenario 7: a session applied with kubectl runs like one made in the UI; deleting it
+/// removes its Job, pods, Secret and claim, and closes its viewers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_applied_with_kubectl_runs_and_its_deletion_removes_everything() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-apply", Some(&mock.url())).await;
+    let manifest = c.dir.path().join("session.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: applied\n  namespace: {}\nspec:\n  initialPrompt: Please create hello.txt\n",
+            c.project
+        ),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig())
+            .args(args)
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    let mut viewer = c.viewer("applied", 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(90), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    assert!(
+        is_phase(events.last().unwrap(), &["Completed"]),
+        "{events:?}"
+    );
+    let claim = operator::cluster::build::workspace_claim_name("applied");
+    assert!(
+        c.kubelet
+            .claim_dir(&claim)
+            .join("artifacts/hello.txt")
+            .is_file()
+    );
+
+    kubectl(&[
+        "delete",
+        "-n",
+        &c.project,
+        "agenticsession",
+        "applied",
+        "--wait=false",
+    ]);
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            if viewer.client.recv().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the viewer is closed");
+    let (jobs, secrets, claims) = (
+        Api::<Job>::namespaced(c.client.clone(), &c.project),
+        Api::<Secret>::namespaced(c.client.clone(), &c.project),
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+            c.client.clone(),
+            &c.project,
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let job = jobs.get_opt(&job_name("applied", 1)).await.unwrap();
+        let secret = secrets
+            .get_opt(&token_secret_name("applied"))
+            .await
+            .unwrap();
+        let pvc = claims.get_opt(&claim).await.unwrap();
+        let pods = c.pods_of("applied").await;
+        if job.is_none() && secret.is_none() && pvc.is_none() && pods.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left: job {} secret {} pvc {} pods {}",
+            job.is_some(),
+            secret.is_some(),
+            pvc.is_some(),
+            pods.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.finish().await;
 }

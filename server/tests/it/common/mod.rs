@@ -154,6 +154,11 @@ impl TestServer {
 
     /// Stops the server (runners keep running) and waits for it to finish.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// [`TestServer::stop`] in place (to start another on its address).
+    pub async fn halt(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
