@@ -150,10 +150,12 @@ bench: build
 	cargo bench -p server --bench control_plane
 	cargo bench -p server --bench runner
 
-# The operator on the test API server: 1,000 sessions → Jobs, its peak RSS (BENCHMARKS.md).
+# Kubernetes mode on the test API server: 1,000 sessions → Jobs and the operator's peak RSS;
+# create → runner connected through the test kubelet (BENCHMARKS.md).
 bench-k8s: build setup-k8s
 	tools/k8s/testenv.sh start $(K8S_BIN) $(K8S_RUN)
-	AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo bench -p operator --bench cluster \
+	{ AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo bench -p operator --bench cluster \
+		&& AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo bench -p server --bench cluster; } \
 		|| { rc=$$?; tools/k8s/testenv.sh stop $(K8S_RUN); exit $$rc; }
 	tools/k8s/testenv.sh stop $(K8S_RUN)
 

@@ -26,21 +26,7 @@ use model::{AgenticSession, Phase};
 use platform::records::NewProject;
 use server::config::Resolved;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn report(what: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{what}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
-        samples.len(),
-        percentile(&samples, 0.50).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3
-    );
-}
+use testkit::report;
 
 fn release_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();

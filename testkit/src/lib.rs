@@ -371,3 +371,19 @@ pub fn client_with_key(key: &str) -> reqwest::Client {
         .build()
         .expect("an HTTP client")
 }
+
+/// Prints a benchmark's latencies: count, p50, p99 and maximum, in milliseconds.
+pub fn report(what: &str, mut samples: Vec<std::time::Duration>) {
+    samples.sort();
+    let at = |p: f64| {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i].as_secs_f64() * 1e3
+    };
+    println!(
+        "{what}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        samples.last().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+    );
+}

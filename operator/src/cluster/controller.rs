@@ -406,39 +406,6 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
     if plan.clear_desired_phase {
         clear_desired_phase(ctx, &ns, &name, version.as_deref()).await?;
     }
-    if let Some(change) = &plan.event {
-        let failed = change.phase == Phase::Failed;
-        let event = Event {
-            type_: if failed {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: change
-                .reason
-                .clone()
-                .unwrap_or_else(|| change.phase.to_string()),
-            note: Some(
-                change
-                    .message
-                    .clone()
-                    .map(|m| format!("{}: {m}", change.phase))
-                    .unwrap_or_else(|| change.phase.to_string())
-                    .chars()
-                    .take(1000)
-                    .collect(),
-            ),
-            action: "Phase".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx
-            .recorder
-            .publish(&event, &object_reference(session))
-            .await
-        {
-            tracing::warn!(session = %name, error = %e, "could not record an event");
-        }
-    }
     match plan.action {
         Some(lifecycle::Action::Start { resume }) => {
             let generation = observed.generation + 1;
@@ -476,6 +443,40 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
                 )
                 .await?;
             }
+        }
+    }
+    // After the action: the Event is for people, the run's objects are on the critical path.
+    if let Some(change) = &plan.event {
+        let failed = change.phase == Phase::Failed;
+        let event = Event {
+            type_: if failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: change
+                .reason
+                .clone()
+                .unwrap_or_else(|| change.phase.to_string()),
+            note: Some(
+                change
+                    .message
+                    .clone()
+                    .map(|m| format!("{}: {m}", change.phase))
+                    .unwrap_or_else(|| change.phase.to_string())
+                    .chars()
+                    .take(1000)
+                    .collect(),
+            ),
+            action: "Phase".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx
+            .recorder
+            .publish(&event, &object_reference(session))
+            .await
+        {
+            tracing::warn!(session = %name, error = %e, "could not record an event");
         }
     }
     Ok(match plan.requeue_after {
@@ -592,27 +593,38 @@ async fn start_run(
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns.to_owned());
     }
-    if let Some(claim) = workspace_claim(session, &ctx.config) {
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
-        create_if_missing(&claims, &claim).await?;
-    }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = token_secret(session, &token, generation);
-    secrets
-        .patch(
-            &secret.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    // The claim and the token Secret at once; the Job after both (its pod reads the Secret).
+    let claim = async {
+        match workspace_claim(session, &ctx.config) {
+            Some(claim) => {
+                let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+                create_if_missing(&claims, &claim).await
+            }
+            None => Ok(()),
+        }
+    };
+    let secret = async {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+        let secret = token_secret(session, &token, generation);
+        secrets
+            .patch(
+                &secret.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .map(|_| ())
+            .map_err(Error::from)
+    };
+    futures::try_join!(claim, secret)?;
     let project_mcp = project_settings(ctx, ns)
         .await?
         .and_then(|s| s.spec.mcp_servers.clone());
     let run = Run {
         generation,
         resume,
-        // The event log, and so what the agent has handled, is the server's; the operator
-        // cannot know it. (Not yet built: the server telling the runner at connect.)
+        // The event log, and so what the agent has handled, is the server's: the runner
+        // reports 0 and the server counts what its log knows was handled.
         handled_through: 0,
         project_mcp_servers: project_mcp.as_ref(),
     };
