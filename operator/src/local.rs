@@ -7,7 +7,7 @@
 //! restart; the next server adopts them by pid (checked against their start time) and they
 //! reconnect by themselves.
 
-mod process;
+pub mod process;
 mod store;
 
 use std::collections::{HashMap, HashSet, VecDeque};

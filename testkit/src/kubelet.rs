@@ -39,8 +39,8 @@ pub struct KubeletConfig {
 
 #[derive(Default)]
 struct Running {
-    /// Process ids by pod name.
-    pids: HashMap<String, u32>,
+    /// Process ids (and their start times) by pod name.
+    pids: HashMap<String, (u32, u64)>,
     /// Pods whose runner was killed as out of memory.
     oom: std::collections::HashSet<String>,
 }
@@ -56,16 +56,16 @@ impl Drop for Kubelet {
     fn drop(&mut self) {
         self.task.abort();
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for pid in running.pids.values() {
-            kill_group(*pid, nix::sys::signal::Signal::SIGKILL);
+        for (pid, ticks) in running.pids.values() {
+            kill_container(*pid, *ticks);
         }
     }
 }
 
-fn kill_group(pid: u32, signal: nix::sys::signal::Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
-    }
+/// Ends everything in a "container" at once, as a kubelet ending its cgroup does: the
+/// runner and every process below it (the agent runs in a process group of its own).
+fn kill_container(pid: u32, ticks: u64) {
+    operator::local::process::kill_tree(pid, ticks);
 }
 
 impl Kubelet {
@@ -88,20 +88,27 @@ impl Kubelet {
     /// Kills the runner of `pod` as the OOM killer would; `false` if it does not run.
     pub fn oom(&self, pod: &str) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pid) = running.pids.get(pod).copied() else {
+        let Some((pid, ticks)) = running.pids.get(pod).copied() else {
             return false;
         };
         running.oom.insert(pod.to_owned());
-        kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+        kill_container(pid, ticks);
         true
     }
 
     /// Kills the runner of `pod` (SIGKILL to its process group), as if it crashed; `false`
     /// if it does not run.
     pub fn kill(&self, pod: &str) -> bool {
-        match self.pid(pod) {
-            Some(pid) => {
-                kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+        let found = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pids
+            .get(pod)
+            .copied();
+        match found {
+            Some((pid, ticks)) => {
+                kill_container(pid, ticks);
                 true
             }
             None => false,
@@ -111,7 +118,7 @@ impl Kubelet {
     /// The pid of the runner of `pod`, while it runs.
     pub fn pid(&self, pod: &str) -> Option<u32> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.pids.get(pod).copied()
+        running.pids.get(pod).map(|(pid, _)| *pid)
     }
 }
 
@@ -154,8 +161,13 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
         .pids
         .get(&name)
         .copied();
-    if let Some(pid) = pid {
-        kill_group(pid, nix::sys::signal::Signal::SIGTERM);
+    if let Some((pid, ticks)) = pid {
+        // SIGTERM to the runner (it stops its agent), as the kubelet signals the container's
+        // first process.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
         while tokio::time::Instant::now() < deadline {
             let alive = running
@@ -168,7 +180,7 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+        kill_container(pid, ticks);
     }
     let _ = pods
         .delete(&name, &DeleteParams::default().grace_period(0))
@@ -320,11 +332,12 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         }
     };
     let pid = child.id().unwrap_or_default();
+    let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
     running
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .pids
-        .insert(name.clone(), pid);
+        .insert(name.clone(), (pid, ticks));
     report(
         &pods,
         &name,

@@ -480,6 +480,20 @@ impl Cluster {
     }
 
     async fn finish(mut self) {
+        // Every session of these tests has ended: nothing may still run in a "pod".
+        let root = self.dir.path().join("kubelet");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = crate::common::processes_in(&root);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "processes left behind by runner pods: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.stop_operator().await;
         let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
             .delete(&self.project, &DeleteParams::default())
