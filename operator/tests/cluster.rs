@@ -859,3 +859,13 @@ async fn kubectl_shows_the_sessions_columns() {
     );
     p.finish().await;
 }
+
+/// Asked to stop while it is still filling its caches, the operator stops (kube-runtime's
+/// controller alone would wait for its cache for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_stopped_as_it_starts_stops() {
+    let mut p = Project::new("quickstop").await;
+    // `stop_operator` fails the test if the task does not end within 30 s.
+    p.stop_operator().await;
+    p.finish().await;
+}

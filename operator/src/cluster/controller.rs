@@ -40,6 +40,9 @@ use crate::token::{new_token, token_hash_hex};
 /// The field manager and event reporter name of the operator.
 pub const MANAGER: &str = "ambient-operator";
 
+/// How long reconciles in flight get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Reconciles run at once at most (each holds API connections; unbounded, a burst of a
 /// thousand sessions opened a thousand TLS connections).
 const CONCURRENCY: u16 = 16;
@@ -236,9 +239,16 @@ pub async fn run(
         settings_stream.await;
         std::future::pending::<()>().await
     };
+    // A controller asked to stop before its cache is filled waits for the cache for ever
+    // (kube-runtime): past a grace period the operator stops anyway.
+    let overdue = async {
+        stopped().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
     tokio::select! {
         _ = futures::future::join(sessions, projects) => {}
         _ = settings_cache => {}
+        _ = overdue => tracing::warn!("reconciles did not end within the shutdown grace period"),
     }
 }
 

@@ -305,10 +305,17 @@ struct Cluster {
     stop_operator: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
     dir: tempfile::TempDir,
+    /// The runner image the operator's Jobs name.
+    image: String,
 }
 
 impl Cluster {
     async fn start(prefix: &str, mock_url: Option<&str>) -> Cluster {
+        Self::start_with(prefix, mock_url, &ClusterConfig::default().runner_image).await
+    }
+
+    /// [`Cluster::start`] with an operator whose Jobs name `image`.
+    async fn start_with(prefix: &str, mock_url: Option<&str>, image: &str) -> Cluster {
         let client = client().await;
         let dir = tempfile::tempdir().unwrap();
         let mut opts = Options::new(dir.path());
@@ -355,6 +362,7 @@ impl Cluster {
             stop_operator: None,
             operator: None,
             dir,
+            image: image.to_owned(),
         };
         c.start_operator();
         c
@@ -368,6 +376,7 @@ impl Cluster {
                 watch_namespace: Some(self.project.clone()),
                 server_api_url: self.server.url("/api"),
                 stop_grace_seconds: 5,
+                runner_image: self.image.clone(),
                 ..ClusterConfig::default()
             },
             async move {
@@ -686,6 +695,21 @@ async fn killed_oom_and_unconfigured_runners_fail_with_their_reasons() {
     assert_eq!(reason, "RunnerExit");
     assert!(message.contains("code 137"), "{message}");
 
+    // A timeout stops a running agent, saying so.
+    let resp = c
+        .server
+        .http
+        .post(c.path(""))
+        .json(&json!({"initialPrompt": "slow 400", "timeout": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let late = resp.json::<serde_json::Value>().await.unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let oom = c.create("slow 400").await;
     let mut viewer = c.viewer(&oom, 0).await;
     until_streaming(&mut viewer).await;
@@ -695,7 +719,34 @@ async fn killed_oom_and_unconfigured_runners_fail_with_their_reasons() {
         .events_until(WAIT, |e| is_phase(e, &["Failed", "Completed"]))
         .await;
     assert_eq!(c.ready(&oom).await.0, "OOMKilled");
+    let mut viewer = c.viewer(&late, 0).await;
+    viewer
+        .events_until(WAIT, |e| is_phase(e, &["Stopped", "Failed", "Completed"]))
+        .await;
+    let s = c.session(&late).await;
+    assert_eq!(s.phase(), model::Phase::Stopped);
+    assert_eq!(
+        s.status.unwrap().stopped_reason,
+        Some(model::session::StoppedReason::Timeout)
+    );
     c.finish().await;
+
+    // An image the kubelet cannot pull: Failed with the kubelet's reason.
+    let unpullable = Cluster::start_with(
+        "k8s-image",
+        Some(&mock.url()),
+        "localhost/no-such-image:latest",
+    )
+    .await;
+    let name = unpullable.create("say hi").await;
+    let mut viewer = unpullable.viewer(&name, 0).await;
+    viewer
+        .events_until(WAIT, |e| is_phase(e, &["Failed", "Completed"]))
+        .await;
+    let (reason, message) = unpullable.ready(&name).await;
+    assert_eq!(reason, "ImagePullBackOff", "{message}");
+    assert!(message.contains("no-such-image"), "{message}");
+    unpullable.finish().await;
 
     // A project without model credentials: the runner stops at once, saying so.
     let bare = Cluster::start("k8s-bare", None).await;
