@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 K8S_BIN := $(HOME)/.cache/ambient-code/k8s-v1.20.2
 K8S_RUN := $(ROOT)/target/k8s-testenv
 
-.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s setup-kubeval build run test \
+.PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s setup-kubeval setup-images images build run test \
 	lint unit e2e fuzz leftovers crds bench bench-k8s bench-ui loadtest
 
 help:
@@ -139,7 +139,23 @@ leftovers:
 	done; \
 	if [ -n "$$left" ]; then echo "processes left behind by the browser tests:"; printf '%s' "$$left"; exit 1; fi
 
-test: lint unit e2e fuzz
+test: lint unit e2e fuzz images
+
+# The server, operator and runner images, built offline (base images from Debian packages
+# with mmdebstrap, then buildah) and smoke-tested with podman (tools/images.sh).
+images: build setup-images
+	tools/images.sh
+
+setup-images:
+	@if ! command -v buildah > /dev/null || ! command -v podman > /dev/null \
+		|| ! command -v mmdebstrap > /dev/null || ! command -v runc > /dev/null; then \
+		echo "==> installing buildah, podman, mmdebstrap, runc"; \
+		for i in 1 2 3; do \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+				buildah podman mmdebstrap runc uidmap && break; \
+			$(SUDO) apt-get update -q || true; \
+		done; \
+	fi
 
 # The REST API fuzzed from its OpenAPI document (tools/fuzz-api.sh).
 fuzz: build setup-fuzz
