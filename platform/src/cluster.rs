@@ -60,18 +60,24 @@ pub struct Follower {
 }
 
 /// Kubernetes mode's platform: records in the cluster (through `client`), event logs in
-/// `data_dir`'s SQLite database. The returned follower must run for sessions to be followed.
+/// `data_dir`'s SQLite database, the install secret given (from a Kubernetes Secret) or kept
+/// in `data_dir`. The returned follower must run for sessions to be followed.
 pub fn open(
     data_dir: &std::path::Path,
     settings: crate::services::Settings,
     client: Client,
+    install_secret: Option<&str>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Services, Follower), crate::db::StoreError> {
     let db = crate::db::Db::open_in(data_dir)?;
+    let identities = match install_secret {
+        Some(secret) => crate::identity::Identities::with_secret(db.clone(), secret)?,
+        None => crate::identity::Identities::open(db.clone(), data_dir)?,
+    };
     let fanout = crate::hub::Fanout::default();
     let (tx, rx) = mpsc::unbounded_channel();
     let services = Services {
-        identities: crate::identity::Identities::open(db.clone(), data_dir)?,
+        identities,
         records: Arc::new(crate::records::KubeRecords::new(client.clone())),
         log: crate::log::EventLog::new(db, Arc::new(fanout.clone())),
         fanout,

@@ -115,6 +115,23 @@ impl Identities {
         })
     }
 
+    /// Identities whose install secret is given (Kubernetes mode: from a Secret, through
+    /// `AMBIENT_INSTALL_SECRET`) instead of kept in the data directory.
+    pub fn with_secret(db: Db, secret: &str) -> Result<Identities, StoreError> {
+        let secret = secret.trim();
+        let random = secret.strip_prefix(KEY_PREFIX).unwrap_or_default();
+        if random.len() < 32 || !random.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StoreError::Corrupt(format!(
+                "the install secret must be an access key: {KEY_PREFIX} then at least 32 letters or digits \
+                 (for example {KEY_PREFIX}$(openssl rand -hex 32))"
+            )));
+        }
+        Ok(Identities {
+            db,
+            install_secret: Arc::new(secret.to_owned()),
+        })
+    }
+
     /// The install secret (the owner's key).
     pub fn install_secret(&self) -> &str {
         &self.install_secret
@@ -347,6 +364,30 @@ fn write_private(path: &Path, text: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_given_install_secret_is_used_and_a_weak_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_in(dir.path()).unwrap();
+        let given = format!("{KEY_PREFIX}{}", "a1".repeat(16));
+        let ids = Identities::with_secret(db.clone(), &given).unwrap();
+        assert_eq!(
+            ids.check_key(&given).await.unwrap(),
+            Some(Proof::InstallSecret)
+        );
+        assert!(
+            !dir.path().join(INSTALL_SECRET_FILE).exists(),
+            "nothing written"
+        );
+        for weak in [
+            "",
+            "ak_short",
+            "password-password-password-password-1",
+            "ak_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
+            assert!(Identities::with_secret(db.clone(), weak).is_err(), "{weak}");
+        }
+    }
 
     #[tokio::test]
     async fn keys_login_links_and_sessions() {

@@ -61,6 +61,10 @@ pub struct Config {
     /// (KUBERNETES_SERVICE_HOST is set), `local` elsewhere.
     #[arg(long, env = "AMBIENT_MODE", value_parser = ["local", "kubernetes"])]
     pub mode: Option<String>,
+    /// Kubernetes mode: the install secret (an access key, `ak_` and 32 or more letters or
+    /// digits), from a Kubernetes Secret, instead of one kept in the data directory.
+    #[arg(long, env = "AMBIENT_INSTALL_SECRET", hide_env_values = true)]
+    pub install_secret: Option<String>,
     /// The kubeconfig of Kubernetes mode; default: the pod's ServiceAccount in a cluster,
     /// else `~/.kube/config`.
     #[arg(long, env = "KUBECONFIG")]
@@ -127,6 +131,8 @@ pub enum Mode {
 pub struct Resolved {
     /// Local or Kubernetes mode.
     pub mode: Mode,
+    /// The install secret given (Kubernetes mode), if any.
+    pub install_secret: Option<String>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Runner executable.
@@ -195,6 +201,12 @@ impl Config {
                 .map_err(|e| format!("cannot locate the runner: {e}; set AMBIENT_RUNNER_BIN"))?
                 .with_file_name("runner"),
         };
+        if mode == Mode::Local && self.install_secret.is_some() {
+            return Err(
+                "AMBIENT_INSTALL_SECRET is for Kubernetes mode; local mode keeps its install secret in its data directory"
+                    .into(),
+            );
+        }
         // In Kubernetes mode runners are pods of the runner image.
         if mode == Mode::Local && !runner_bin.is_file() {
             return Err(format!(
@@ -256,6 +268,7 @@ impl Config {
         };
         Ok(Resolved {
             mode,
+            install_secret: self.install_secret.clone(),
             data_dir,
             runner_bin,
             claude_bin: self.claude_bin.clone(),
@@ -314,6 +327,28 @@ mod tests {
                 .contains("AMBIENT_DATA_DIR")
         );
         assert_eq!(r.user, "local user");
+    }
+
+    #[test]
+    fn the_mode_is_kubernetes_in_a_cluster_and_an_install_secret_only_there() {
+        let runner = std::env::current_exe().unwrap();
+        let runner = runner.to_str().unwrap();
+        let local = parse(&["--runner-bin", runner])
+            .resolve(Some("/h".into()), None, None, false)
+            .unwrap();
+        assert_eq!(local.mode, Mode::Local);
+        // In a pod: Kubernetes mode, and no runner binary is needed.
+        let cluster = parse(&["--runner-bin", "/nonexistent/runner"])
+            .resolve(Some("/h".into()), None, None, true)
+            .unwrap();
+        assert_eq!(cluster.mode, Mode::Kubernetes { kubeconfig: None });
+        let err = parse(&["--runner-bin", runner, "--install-secret", "ak_x"])
+            .resolve(Some("/h".into()), None, None, false)
+            .unwrap_err();
+        assert!(
+            err.contains("AMBIENT_INSTALL_SECRET is for Kubernetes mode"),
+            "{err}"
+        );
     }
 
     #[test]

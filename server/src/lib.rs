@@ -152,11 +152,14 @@ pub async fn run(
         }
         Mode::Kubernetes { kubeconfig } => {
             let client = kube_client(kubeconfig.as_deref()).await?;
-            let (services, follower) =
-                platform::cluster::open(&config.data_dir, settings, client, shutdown_rx.clone())
-                    .with_context(|| {
-                        format!("opening the event logs in {}", config.data_dir.display())
-                    })?;
+            let (services, follower) = platform::cluster::open(
+                &config.data_dir,
+                settings,
+                client,
+                config.install_secret.as_deref(),
+                shutdown_rx.clone(),
+            )
+            .with_context(|| format!("opening the event logs in {}", config.data_dir.display()))?;
             tracing::info!("Kubernetes mode: sessions are AgenticSession resources");
             (
                 services,

@@ -286,6 +286,7 @@ pub fn config(
 ) -> server::config::Resolved {
     server::config::Resolved {
         mode: server::config::Mode::Local,
+        install_secret: None,
         data_dir,
         runner_bin,
         claude_bin: None,
