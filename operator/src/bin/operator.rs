@@ -74,6 +74,10 @@ struct Config {
         default_value = "ambient-runner"
     )]
     runner_service_account: String,
+    /// The uid runner pods run as, or `namespace` to let the platform choose one (OpenShift's
+    /// restricted policy assigns it from the namespace's range).
+    #[arg(long, env = "AMBIENT_RUNNER_UID", default_value = "1000")]
+    runner_uid: String,
     /// Seconds a runner gets to stop after SIGTERM.
     #[arg(long, env = "AMBIENT_STOP_GRACE_SECONDS", default_value_t = 30,
         value_parser = clap::value_parser!(i64).range(1..=3600))]
@@ -81,8 +85,15 @@ struct Config {
 }
 
 impl Config {
-    fn cluster(self) -> ClusterConfig {
-        ClusterConfig {
+    fn cluster(self) -> Result<ClusterConfig, String> {
+        let runner_uid = match self.runner_uid.as_str() {
+            "namespace" => None,
+            uid => Some(uid.parse::<i64>().ok().filter(|u| *u > 0).ok_or_else(|| {
+                format!("AMBIENT_RUNNER_UID must be a uid above 0 or `namespace`, not {uid:?}")
+            })?),
+        };
+        Ok(ClusterConfig {
+            runner_uid,
             runner_image: self.runner_image,
             image_pull_policy: self.image_pull_policy,
             server_api_url: self.server_api_url,
@@ -104,7 +115,7 @@ impl Config {
             default_inactivity_timeout: self.inactivity_timeout,
             runner_service_account: self.runner_service_account,
             stop_grace_seconds: self.stop_grace_seconds,
-        }
+        })
     }
 }
 
@@ -117,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::parse().cluster();
+    let config = Config::parse().cluster().map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
     tracing::info!(image = %config.runner_image, server = %config.server_api_url, "operator starting");
     controller::run(client, config, shutdown()).await;

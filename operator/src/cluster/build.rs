@@ -34,7 +34,7 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 pub const RUNNER_HOME: &str = "/home/runner";
 /// The runner container's name.
 pub const CONTAINER: &str = "runner";
-/// The uid the runner runs as.
+/// The uid the runner runs as by default (the runner image's user).
 pub const RUNNER_UID: i64 = 1000;
 
 /// Where a session's workspace lives.
@@ -83,6 +83,9 @@ pub struct ClusterConfig {
     pub runner_service_account: String,
     /// Seconds a runner gets to stop after SIGTERM.
     pub stop_grace_seconds: i64,
+    /// The uid (and gid, fsGroup) runner pods run as; `None` leaves it to the platform
+    /// (OpenShift assigns one from the namespace's range and refuses any other).
+    pub runner_uid: Option<i64>,
 }
 
 impl Default for ClusterConfig {
@@ -103,6 +106,7 @@ impl Default for ClusterConfig {
             default_inactivity_timeout: 86_400,
             runner_service_account: "ambient-runner".into(),
             stop_grace_seconds: 30,
+            runner_uid: Some(RUNNER_UID),
         }
     }
 }
@@ -419,9 +423,9 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
                     termination_grace_period_seconds: Some(config.stop_grace_seconds),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(RUNNER_UID),
-                        run_as_group: Some(RUNNER_UID),
-                        fs_group: Some(RUNNER_UID),
+                        run_as_user: config.runner_uid,
+                        run_as_group: config.runner_uid,
+                        fs_group: config.runner_uid,
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             localhost_profile: None,

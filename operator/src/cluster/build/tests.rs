@@ -209,3 +209,29 @@ fn the_token_secret_and_the_workspace_claim() {
         "1Gi"
     );
 }
+
+#[test]
+fn on_openshift_the_platform_chooses_the_runners_uid() {
+    let config = ClusterConfig {
+        runner_uid: None,
+        ..ClusterConfig::default()
+    };
+    let job = desired_job(&session(), &run(), &config);
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let sc = pod.security_context.unwrap();
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_group, sc.fs_group),
+        (None, None, None)
+    );
+    assert_eq!(sc.run_as_non_root, Some(true), "still never root");
+    let default = desired_job(&session(), &run(), &ClusterConfig::default());
+    let sc = default
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .security_context
+        .unwrap();
+    assert_eq!(sc.run_as_user, Some(RUNNER_UID));
+}
