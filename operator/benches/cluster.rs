@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, ResourceExt};
+use kube::api::{Api, ListParams, PostParams};
 use model::session::AgenticSessionSpec;
 use model::{AgenticSession, Phase};
 
@@ -32,24 +29,10 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 async fn main() {
     let path = std::env::var("AMBIENT_TEST_KUBECONFIG")
         .expect("AMBIENT_TEST_KUBECONFIG: run through `make bench-k8s`");
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let client = Client::try_from(config).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in operator::crd::crds() {
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&crd),
-        )
+    let client = operator::cluster::connect(Some(std::path::Path::new(&path)))
         .await
         .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    operator::crd::apply(&client, "bench").await.unwrap();
     let ns = format!("bench-{}", std::process::id());
     let mut n = Namespace::default();
     n.metadata.name = Some(ns.clone());

@@ -13,9 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED};
 use model::session::{AgenticSessionSpec, LlmSettings};
@@ -30,22 +28,26 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A client of the test API server, with the platform's CRDs applied for real (a server
+/// that refuses them fails the test).
 async fn client() -> Client {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let path = std::env::var("AMBIENT_TEST_KUBECONFIG").unwrap_or_else(|_| {
+    let path = std::env::var_os("AMBIENT_TEST_KUBECONFIG").unwrap_or_else(|| {
         panic!(
             "AMBIENT_TEST_KUBECONFIG is not set: these tests need the test API server; \
              run them with `make unit` (or start it with tools/k8s/testenv.sh)"
         )
     });
-    let kubeconfig = Kubeconfig::read_from(&path).expect("the test kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let client = operator::cluster::connect(Some(std::path::Path::new(&path)))
         .await
-        .expect("a client configuration");
-    Client::try_from(config).expect("a client")
+        .expect("a client of the test API server");
+    operator::crd::apply(&client, "ambient-tests")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
 }
 
 /// Polls `check` until it gives a value (a failure after 30 s names what was awaited).
@@ -76,35 +78,6 @@ where
     }
 }
 
-/// The platform's CRDs, applied for real: a server that refuses them fails the test.
-async fn apply_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in operator::crd::crds() {
-        api.patch(
-            &crd.name_any(),
-            &PatchParams::apply("ambient-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the API server refused the CRD {}: {e}", crd.name_any()));
-    }
-    for (_, crd) in operator::crd::crds() {
-        wait_for(&format!("{} established", crd.name_any()), || {
-            let api = api.clone();
-            let name = crd.name_any();
-            async move {
-                let c = api.get(&name).await.ok()?;
-                c.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
-    }
-}
-
 /// One test's project and operator.
 struct Project {
     client: Client,
@@ -116,7 +89,6 @@ struct Project {
 impl Project {
     async fn new(prefix: &str) -> Project {
         let client = client().await;
-        apply_crds(&client).await;
         let ns = format!("{prefix}-{}", std::process::id() % 100_000);
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let _ = namespaces.delete(&ns, &DeleteParams::default()).await;

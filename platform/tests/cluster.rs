@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use model::AgenticSession;
 use model::project_settings::ProjectSettingsSpec;
@@ -14,32 +12,21 @@ use model::session::{AgenticSessionSpec, SessionKey};
 use platform::auth::Caller;
 use platform::records::{KubeRecords, NewProject, Page, Records, RecordsError, Run};
 
+/// A client of the test API server, with the platform's CRDs applied for real (a server
+/// that refuses them fails the test).
 async fn client() -> Client {
-    let path = std::env::var("AMBIENT_TEST_KUBECONFIG").unwrap_or_else(|_| {
+    let path = std::env::var_os("AMBIENT_TEST_KUBECONFIG").unwrap_or_else(|| {
         panic!(
             "AMBIENT_TEST_KUBECONFIG is not set: these tests need the test API server; \
              run them with `make unit` (or start it with tools/k8s/testenv.sh)"
         )
     });
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path).expect("the test kubeconfig"),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .expect("a client configuration");
-    let client = Client::try_from(config).expect("a client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in operator::crd::crds() {
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("ambient-tests").force(),
-            &Patch::Apply(&crd),
-        )
+    let client = operator::cluster::connect(Some(std::path::Path::new(&path)))
         .await
-        .expect("the CRDs");
-    }
-    // Established within a second on this server.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        .expect("a client of the test API server");
+    operator::crd::apply(&client, "ambient-tests")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client
 }
 

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use model::Phase;
 use model::protocol::{ServerToBrowser, SessionEvent};
 use operator::cluster::{ClusterConfig, controller};
@@ -22,28 +21,8 @@ async fn main() {
     let kubeconfig: std::path::PathBuf = std::env::var_os("AMBIENT_TEST_KUBECONFIG")
         .expect("AMBIENT_TEST_KUBECONFIG: run through `make bench-k8s`")
         .into();
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            Kubeconfig::read_from(&kubeconfig).unwrap(),
-            &KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
-    let crds: kube::Api<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    > = kube::Api::all(client.clone());
-    for (_, crd) in operator::crd::crds() {
-        use kube::ResourceExt;
-        crds.patch(
-            &crd.name_any(),
-            &kube::api::PatchParams::apply("bench").force(),
-            &kube::api::Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
+    let client = operator::cluster::connect(Some(&kubeconfig)).await.unwrap();
+    operator::crd::apply(&client, "bench").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let claude = dir.path().join("fake-claude");
     std::fs::write(&claude, "#!/bin/sh\nexec cat > /dev/null\n").unwrap();

@@ -151,7 +151,9 @@ pub async fn run(
             (services, task)
         }
         Mode::Kubernetes { kubeconfig } => {
-            let client = kube_client(kubeconfig.as_deref()).await?;
+            let client = operator::cluster::connect(kubeconfig.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
             let (services, follower) = platform::cluster::open(
                 &config.data_dir,
                 settings,
@@ -204,22 +206,6 @@ pub async fn run(
         let _ = handle.await;
     }
     Ok(())
-}
-
-/// A client of the cluster: from `kubeconfig`, else the pod's ServiceAccount or the user's
-/// kubeconfig.
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no cluster to reach: not in a pod and no kubeconfig (KUBECONFIG)")?,
-    };
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// The project every installation starts with.

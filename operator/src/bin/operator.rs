@@ -129,7 +129,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::parse().cluster().map_err(anyhow::Error::msg)?;
-    let client = kube::Client::try_default().await?;
+    let client = operator::cluster::connect(None)
+        .await
+        .map_err(anyhow::Error::msg)?;
     tracing::info!(image = %config.runner_image, server = %config.server_api_url, "operator starting");
     controller::run(client, config, shutdown()).await;
     tracing::info!("operator stopped");

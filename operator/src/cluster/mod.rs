@@ -14,6 +14,24 @@ pub mod project;
 
 pub use build::{ClusterConfig, WorkspaceVolume};
 
+/// A client of the cluster: from `kubeconfig`, else the pod's ServiceAccount or the user's
+/// kubeconfig (`$KUBECONFIG`, `~/.kube/config`). The error is one line for the user.
+pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading the kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| format!("the kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            format!("no cluster to reach: not in a pod and no kubeconfig (KUBECONFIG): {e}")
+        })?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
 /// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed and new fields set,
 /// removed fields `null`, arrays replaced whole. A status is written as this diff, so a
 /// field another writer owns (the server's `lastActivityTime`) is left as it is.

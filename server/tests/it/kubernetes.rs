@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use model::AgenticSession;
 use model::protocol::{AgentMessage, ServerToBrowser, SessionEvent};
@@ -35,25 +33,14 @@ fn kubeconfig() -> std::path::PathBuf {
         .into()
 }
 
+/// A client of the test API server, with the platform's CRDs applied for real.
 async fn client() -> Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig()).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let client = Client::try_from(config).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in operator::crd::crds() {
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("ambient-tests").force(),
-            &Patch::Apply(&crd),
-        )
+    let client = operator::cluster::connect(Some(&kubeconfig()))
         .await
-        .expect("the CRDs");
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        .expect("a client of the test API server");
+    operator::crd::apply(&client, "ambient-tests")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client
 }
 
