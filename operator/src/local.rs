@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use crate::lifecycle::{self, Action, Context, Exit, Runner};
 use crate::runner_env::{RunSpec, runner_env};
 
-pub use process::{descendants, kill_descendants, kill_tree, probe_sandbox, start_ticks};
+pub use process::{
+    descendants, kill_descendants, kill_tree, probe_sandbox, probe_sandbox_with, start_ticks,
+};
 pub use store::{Loaded, RunTicket, SessionStore, StoreError};
 
 /// Folder under the workspaces where deleted sessions' workspaces wait for removal (a name

@@ -31,6 +31,24 @@ pub fn spawn(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::proces
     Ok(child)
 }
 
+/// [`spawn`] for a blocking [`std::process::Command`].
+pub fn spawn_std(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut owned = owned();
+    let child = cmd.spawn()?;
+    owned.insert(child.id());
+    Ok(child)
+}
+
+/// Runs `cmd` to its end and returns its output, as [`std::process::Command::output`]
+/// does, with the reaper kept off its exit status.
+pub fn output(cmd: &mut std::process::Command) -> std::io::Result<std::process::Output> {
+    let child = spawn_std(cmd)?;
+    let pid = child.id();
+    let out = child.wait_with_output();
+    release(pid);
+    out
+}
+
 /// The child `pid` started by [`spawn`] was waited for.
 pub fn release(pid: u32) {
     owned().remove(&pid);
@@ -72,8 +90,13 @@ pub fn reap_where(take: impl Fn(u32) -> bool) -> Vec<u32> {
 
 /// Collects the exited orphans the runner inherited.
 pub fn reap_orphans() -> Vec<u32> {
+    reap_orphans_where(|_| true)
+}
+
+/// Collects the exited orphans the runner inherited that `take` accepts.
+fn reap_orphans_where(take: impl Fn(u32) -> bool) -> Vec<u32> {
     let owned = owned();
-    reap_where(|pid| !owned.contains(&pid))
+    reap_where(|pid| !owned.contains(&pid) && take(pid))
 }
 
 /// Reaps orphans whenever a child exits, for the life of the runner.
@@ -99,6 +122,30 @@ pub fn start() {
 mod tests {
     use super::*;
 
+    fn wait_until_zombie(pid: u32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains(") Z "))
+        {
+            assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// A child started for its owner keeps its exit status for its owner, even when the
+    /// reaper looks for orphans after it exited (the sandbox probe lost its status so, and
+    /// the agent ran unconfined).
+    #[test]
+    fn the_reaper_leaves_an_owned_child_to_its_owner() {
+        let mut child = spawn_std(std::process::Command::new("sh").args(["-c", "exit 3"])).unwrap();
+        let pid = child.id();
+        wait_until_zombie(pid);
+        // (Only this child: the other tests' belong to them.)
+        assert!(reap_orphans_where(|p| p == pid).is_empty());
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+        release(child.id());
+    }
+
     /// An orphan inherited by a subreaper is collected (only that one: the other tests'
     /// children belong to them).
     #[test]
@@ -114,19 +161,8 @@ mod tests {
             .parse()
             .unwrap();
         // Its parent is gone: it is ours now; once it exits it is a zombie until reaped.
-        let zombie = || {
-            std::fs::read_to_string(format!("/proc/{orphan}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !zombie() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never became a zombie"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert_eq!(reap_where(|pid| pid == orphan), vec![orphan]);
+        wait_until_zombie(orphan);
+        assert_eq!(reap_orphans_where(|pid| pid == orphan), vec![orphan]);
         assert!(!std::path::Path::new(&format!("/proc/{orphan}")).exists());
     }
 }

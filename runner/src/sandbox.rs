@@ -18,20 +18,6 @@ use std::path::{Path, PathBuf};
 /// Where the agent's home is inside the sandbox (a private, empty tmpfs).
 pub const HOME: &str = "/home/agent";
 
-/// Directories of the system the agent may read: what programs need to run.
-const SYSTEM: [&str; 9] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/etc",
-];
-/// Files of `/etc` the agent must not read (hidden behind an empty file).
-const HIDDEN_FILES: [&str; 4] = [
-    "/etc/shadow",
-    "/etc/gshadow",
-    "/etc/shadow-",
-    "/etc/gshadow-",
-];
-/// Directories of `/etc` the agent must not read (hidden behind an empty directory).
-const HIDDEN_DIRS: [&str; 2] = ["/etc/ssh", "/etc/sudoers.d"];
-
 /// How the agent is started: in the sandbox, or (where it cannot run) as a plain process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
@@ -53,12 +39,16 @@ pub enum Mode {
     Off,
 }
 
-/// Finds out whether bubblewrap can run here (see [`operator::local::probe_sandbox`]).
+/// Finds out whether bubblewrap can run here (see [`operator::local::probe_sandbox`]),
+/// with the runner's reaper kept off the probe.
 pub fn probe(mode: Mode) -> Result<Isolation, String> {
     if mode == Mode::Off {
         return Ok(Isolation::None("the sandbox is turned off".into()));
     }
-    match (operator::local::probe_sandbox(), mode) {
+    match (
+        operator::local::probe_sandbox_with(crate::reap::output),
+        mode,
+    ) {
         (Ok(bwrap), _) => Ok(Isolation::Sandbox(bwrap)),
         (Err(why), Mode::Required) => Err(format!("the sandbox is required, but {why}")),
         (Err(why), _) => Ok(Isolation::None(why)),
@@ -131,38 +121,8 @@ pub fn command(
 
 /// bubblewrap's arguments for `agent` (everything before `--`).
 pub fn bwrap_args(agent: &Agent<'_>) -> Vec<String> {
-    let mut a: Vec<String> = Vec::new();
+    let mut a = operator::local::process::sandbox_base_args();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
-    push(&[
-        "--die-with-parent",
-        "--new-session",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-        "--hostname",
-        "agent",
-    ]);
-    if nix::unistd::geteuid().is_root() {
-        // Root in the sandbox keeps no capability: no mounts, no reading others' files.
-        push(&["--cap-drop", "ALL"]);
-    }
-    for dir in SYSTEM {
-        let path = Path::new(dir);
-        match std::fs::read_link(path) {
-            // Merged /usr: `/bin` is a link to `usr/bin`.
-            Ok(target) => push(&["--symlink", &target.to_string_lossy(), dir]),
-            Err(_) if path.is_dir() => push(&["--ro-bind", dir, dir]),
-            Err(_) => {}
-        }
-    }
-    for file in HIDDEN_FILES.iter().filter(|f| Path::new(f).exists()) {
-        push(&["--ro-bind", "/dev/null", file]);
-    }
-    for dir in HIDDEN_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
-        push(&["--tmpfs", dir]);
-    }
-    push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
     push(&["--tmpfs", "/home", "--dir", HOME]);
     let ws = agent.workspace.to_string_lossy().into_owned();
     push(&["--bind", &ws, &ws]);
@@ -174,7 +134,7 @@ pub fn bwrap_args(agent: &Agent<'_>) -> Vec<String> {
     push(&["--tmpfs", &state]);
     // The CLI's own files (a package outside the system directories).
     if let Some(package) = package_dir(agent.program)
-        && !SYSTEM.iter().any(|s| package.starts_with(s))
+        && !operator::local::process::in_sandbox_system(&package)
     {
         let p = package.to_string_lossy().into_owned();
         push(&["--ro-bind", &p, &p]);

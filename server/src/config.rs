@@ -73,8 +73,10 @@ pub struct Config {
     /// runners outlive a restart and the next server adopts them).
     #[arg(long, env = "AMBIENT_STOP_RUNNERS_ON_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
     pub stop_runners_on_exit: bool,
-    /// Run no agent outside its bubblewrap sandbox: where the sandbox cannot run, sessions
-    /// fail instead of running unconfined with a warning.
+    /// Run no agent outside its bubblewrap sandbox: where the sandbox cannot run, the
+    /// server does not start. Without it, where the sandbox cannot run agents run
+    /// unconfined, with a warning; where it runs at start it is required of every runner
+    /// either way (a runner whose sandbox fails later fails its run).
     #[arg(long, env = "AMBIENT_REQUIRE_SANDBOX", default_value_t = false, action = clap::ArgAction::Set)]
     pub require_sandbox: bool,
     /// Most sessions running at once; more wait in Pending and start in order as others

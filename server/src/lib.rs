@@ -104,6 +104,25 @@ pub async fn run(
             display_name: config.user.clone(),
         },
     };
+    // Whether agents can be sandboxed here is found out once, now: when they can, every
+    // runner is told the sandbox is required, so that a runner whose sandbox fails later
+    // fails its run instead of starting the agent unconfined.
+    let local = config.mode == Mode::Local;
+    let mut require_sandbox = config.require_sandbox;
+    if local && config.local_driver {
+        match operator::local::probe_sandbox() {
+            Ok(_) => require_sandbox = true,
+            Err(why) if config.require_sandbox => anyhow::bail!(
+                "AMBIENT_REQUIRE_SANDBOX is set, but the agents' sandbox cannot run: {why}"
+            ),
+            Err(why) => {
+                tracing::warn!(
+                    "agents will run WITHOUT a sandbox: {why} (install bubblewrap, or allow user namespaces)"
+                );
+                println!("warning: agents will run without a sandbox: {why}");
+            }
+        }
+    }
     // Without the local driver (an external operator runs sessions) nothing is told.
     let driver = config.local_driver.then(|| LocalConfig {
         runner_bin: config.runner_bin.clone(),
@@ -114,24 +133,9 @@ pub async fn run(
         default_inactivity_timeout: config.inactivity_timeout_secs,
         stop_grace: config.stop_grace,
         stop_runners_on_exit: config.stop_runners_on_exit,
-        require_sandbox: config.require_sandbox,
+        require_sandbox,
         max_running: config.max_running,
     });
-    let local = config.mode == Mode::Local;
-    if local
-        && config.local_driver
-        && let Err(why) = operator::local::probe_sandbox()
-    {
-        if config.require_sandbox {
-            anyhow::bail!(
-                "AMBIENT_REQUIRE_SANDBOX is set, but the agents' sandbox cannot run: {why}"
-            );
-        }
-        tracing::warn!(
-            "agents will run WITHOUT a sandbox: {why} (install bubblewrap, or allow user namespaces)"
-        );
-        println!("warning: agents will run without a sandbox: {why}");
-    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let stopped = |rx: &tokio::sync::watch::Receiver<bool>| {
         let mut rx = rx.clone();

@@ -102,9 +102,78 @@ pub fn kill_descendants(pid: u32) {
     }
 }
 
+/// Directories of the system the agent's sandbox shows, read-only: what programs need to run.
+const SYSTEM: [&str; 9] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/etc",
+];
+/// Files of `/etc` the sandbox hides (behind an empty file).
+const HIDDEN_FILES: [&str; 4] = [
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+];
+/// Directories of `/etc` the sandbox hides (behind an empty directory).
+const HIDDEN_DIRS: [&str; 2] = ["/etc/ssh", "/etc/sudoers.d"];
+
+/// Whether `path` lies in the system directories the sandbox shows anyway.
+pub fn in_sandbox_system(path: &Path) -> bool {
+    SYSTEM.iter().any(|s| path.starts_with(s))
+}
+
+/// bubblewrap's arguments that show the agent the system (read-only, without `/etc`'s
+/// secrets), its own process tree, `/dev` and private `/tmp`: the sandbox's base, which the
+/// runner completes with the workspace and the environment, and which [`probe_sandbox`]
+/// tries. Only these directories are bound, never `/` whole: a recursive bind of `/` fails
+/// when a mount below it comes or goes meanwhile.
+pub fn sandbox_base_args() -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
+    push(&[
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "agent",
+    ]);
+    if nix::unistd::geteuid().is_root() {
+        // Root in the sandbox keeps no capability: no mounts, no reading others' files.
+        push(&["--cap-drop", "ALL"]);
+    }
+    for dir in SYSTEM {
+        let path = Path::new(dir);
+        match std::fs::read_link(path) {
+            // Merged /usr: `/bin` is a link to `usr/bin`.
+            Ok(target) => push(&["--symlink", &target.to_string_lossy(), dir]),
+            Err(_) if path.is_dir() => push(&["--ro-bind", dir, dir]),
+            Err(_) => {}
+        }
+    }
+    for file in HIDDEN_FILES.iter().filter(|f| Path::new(f).exists()) {
+        push(&["--ro-bind", "/dev/null", file]);
+    }
+    for dir in HIDDEN_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
+        push(&["--tmpfs", dir]);
+    }
+    push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    a
+}
+
 /// Whether the agent's sandbox (bubblewrap) can run here: `bwrap` found on `PATH`, and able
-/// to make the namespaces it needs (a container may forbid them). Returns its path.
+/// to make the sandbox's namespaces and mounts (a container may forbid them). Returns its
+/// path. A failure is tried again twice (a short race of the kernel's must not decide).
 pub fn probe_sandbox() -> Result<std::path::PathBuf, String> {
+    probe_sandbox_with(std::process::Command::output)
+}
+
+/// [`probe_sandbox`], running the probe's process with `output` (a process that reaps
+/// orphans must keep its reaper off this child, whose status `output` waits for).
+pub fn probe_sandbox_with(
+    output: impl Fn(&mut std::process::Command) -> std::io::Result<std::process::Output>,
+) -> Result<std::path::PathBuf, String> {
     let bwrap = std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -112,34 +181,26 @@ pub fn probe_sandbox() -> Result<std::path::PathBuf, String> {
         .map(|dir| dir.join("bwrap"))
         .find(|p| p.is_file())
         .ok_or("bubblewrap (bwrap) is not installed")?;
-    let out = std::process::Command::new(&bwrap)
-        .args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--die-with-parent",
-            "--",
-            "true",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
+    let mut why = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = output(
+            std::process::Command::new(&bwrap)
+                .args(sandbox_base_args())
+                .args(["--", "true"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )
         .map_err(|e| format!("bubblewrap cannot start: {e}"))?;
-    if out.status.success() {
-        Ok(bwrap)
-    } else {
-        Err(format!(
-            "bubblewrap cannot make its namespaces here: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        if out.status.success() {
+            return Ok(bwrap);
+        }
+        why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     }
+    Err(format!("bubblewrap cannot make its namespaces here: {why}"))
 }
 
 /// The last `lines` non-empty lines of a file, reading at most the last 64 KiB from `offset`.

@@ -52,7 +52,26 @@ async fn the_agent_sees_no_secret_no_database_and_no_other_workspace() {
          echo HOME; ls -a $HOME ~root 2>&1 | head -5",
         other_ws.display()
     );
-    let name = s.create_session(&format!("run: {command}")).await;
+    let name = s.create_session(&format!("run: {command}; sleep 2")).await;
+    // The server found the sandbox working at start, so its runners must not do without:
+    // a runner whose sandbox fails later fails its run rather than free its agent.
+    s.wait_phase(&name, &["Running"], Duration::from_secs(30))
+        .await;
+    let runner = crate::common::processes_in(&s.workspace(&name))
+        .into_iter()
+        .find(|(_, cmd)| {
+            cmd.split(' ')
+                .next()
+                .is_some_and(|e| e.ends_with("/runner"))
+        })
+        .expect("the session's runner");
+    let environ = std::fs::read(format!("/proc/{}/environ", runner.0)).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == format!("{}=required", model::runner_env::SANDBOX).as_bytes()),
+        "the runner is not told the sandbox is required"
+    );
     let phase = s
         .wait_phase(&name, &["Completed", "Failed"], Duration::from_secs(90))
         .await;
