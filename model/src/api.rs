@@ -437,6 +437,70 @@ impl From<&SessionList> for SessionSummaries {
     }
 }
 
+/// What a person or a key may do in a project; each role includes the ones before it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read sessions and their transcripts, watch them live.
+    View,
+    /// Also create, steer (messages, interrupt), stop, continue and delete sessions, and set
+    /// the project's runner credentials.
+    Edit,
+    /// Also change the project's settings, share it (access keys) and delete it.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 3] = [Role::View, Role::Edit, Role::Admin];
+
+    /// Its name (`view`, `edit`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::View => "view",
+            Role::Edit => "edit",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a role (view, edit or admin)"))
+    }
+}
+
+/// `GET /api/projects/{project}/access`: what the caller may do in a project.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectAccess {
+    /// The project.
+    pub project: String,
+    /// Whether the caller may see it at all.
+    pub allowed: bool,
+    /// The caller's role in it, when allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_role: Option<Role>,
+    /// Whether the caller owns the installation (every project, every role).
+    pub owner: bool,
+    /// Why, when not allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// An access key as listed (its value is shown once, when it is made).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -453,9 +517,24 @@ pub struct AccessKey {
     /// When it was last used (RFC 3339), if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<String>,
+    /// The project it opens; none for the owner's keys, which open every project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Its role in that project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// When it stops working (RFC 3339), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Who made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
-/// `POST /api/keys`.
+/// Longest life of an access key: a year.
+pub const MAX_KEY_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
+/// `POST /api/keys` (the owner's keys) and `POST /api/projects/{project}/keys`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -463,9 +542,16 @@ pub struct CreateAccessKeyRequest {
     /// What the key is for (`ci`, `my laptop`): 1 to 100 characters.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
+    /// The key's role in the project (project keys only; default `edit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Seconds until the key stops working (1 to a year); none: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 31_622_400))]
+    pub expiration_seconds: Option<u64>,
 }
 
-/// Answer to `POST /api/keys`: the key itself, shown this once.
+/// Answer to making an access key: the key itself, shown this once.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]

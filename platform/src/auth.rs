@@ -1,6 +1,8 @@
-//! Who is calling. Local mode has one user, the owner of the installation, who proves it
-//! with an access key or a browser session ([`crate::identity`]; the server's doors check
-//! them and put the [`Caller`] in the request). Runner tokens authenticate runners on the
+//! Who is calling, and what they may do. Local mode has one owner of the installation, who
+//! proves it with the install secret, an owner's access key or a browser session; project
+//! access keys open one project with a [`Role`] ([`crate::identity`]; the server's doors
+//! check them and put the [`Caller`] in the request). Every service checks the caller's
+//! role before it acts ([`Caller::require`]). Runner tokens authenticate runners on the
 //! runner endpoint and nowhere else: presented anywhere else they are refused, so an agent
 //! cannot steer other sessions with its own token.
 
@@ -8,7 +10,23 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
+pub use model::api::Role;
+
 use crate::error::ApiError;
+
+/// What a caller may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Everything: the installation's owner (and the platform itself).
+    Owner,
+    /// One project, with a role (a project access key, or a browser signed in with one).
+    Project {
+        /// The project.
+        project: String,
+        /// The role in it.
+        role: Role,
+    },
+}
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +35,8 @@ pub struct Caller {
     pub user_id: String,
     /// Name shown to others (in transcripts, as the sender of messages).
     pub display_name: String,
+    /// What they may reach.
+    pub access: Access,
 }
 
 impl Caller {
@@ -25,6 +45,54 @@ impl Caller {
         Caller {
             user_id: "system:ambient-code".into(),
             display_name: "Ambient Code".into(),
+            access: Access::Owner,
+        }
+    }
+
+    /// Whether the caller owns the installation.
+    pub fn is_owner(&self) -> bool {
+        self.access == Access::Owner
+    }
+
+    /// The caller's role in `project`, if any.
+    pub fn role_in(&self, project: &str) -> Option<Role> {
+        match &self.access {
+            Access::Owner => Some(Role::Admin),
+            Access::Project { project: p, role } if p == project => Some(*role),
+            Access::Project { .. } => None,
+        }
+    }
+
+    /// The one project the caller may reach, when not the owner.
+    pub fn only_project(&self) -> Option<&str> {
+        match &self.access {
+            Access::Owner => None,
+            Access::Project { project, .. } => Some(project),
+        }
+    }
+
+    /// Refuses (403, saying what is missing) unless the caller has at least `need` in
+    /// `project`.
+    pub fn require(&self, project: &str, need: Role) -> Result<(), ApiError> {
+        match self.role_in(project) {
+            Some(role) if role >= need => Ok(()),
+            Some(role) => Err(ApiError::Forbidden(format!(
+                "you need {need} on project {project} (you have {role})"
+            ))),
+            None => Err(ApiError::Forbidden(format!(
+                "you have no access to project {project}"
+            ))),
+        }
+    }
+
+    /// Refuses (403) unless the caller owns the installation; `what` says what they tried.
+    pub fn require_owner(&self, what: &str) -> Result<(), ApiError> {
+        if self.is_owner() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "only the installation's owner can {what}"
+            )))
         }
     }
 }
@@ -76,5 +144,39 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(project: &str, role: Role) -> Caller {
+        Caller {
+            user_id: "u".into(),
+            display_name: "u".into(),
+            access: Access::Project {
+                project: project.into(),
+                role,
+            },
+        }
+    }
+
+    #[test]
+    fn roles_include_the_weaker_ones_and_stay_in_their_project() {
+        let view = key("p", Role::View);
+        assert!(view.require("p", Role::View).is_ok());
+        let refused = view.require("p", Role::Edit).unwrap_err().to_string();
+        assert!(
+            refused.contains("you need edit on project p (you have view)"),
+            "{refused}"
+        );
+        let other = view.require("q", Role::View).unwrap_err().to_string();
+        assert!(other.contains("no access to project q"), "{other}");
+        let admin = key("p", Role::Admin);
+        assert!(admin.require("p", Role::Edit).is_ok() && admin.require("p", Role::View).is_ok());
+        assert!(admin.require_owner("create projects").is_err());
+        assert!(Caller::system().require("q", Role::Admin).is_ok());
+        assert_eq!(admin.only_project(), Some("p"));
     }
 }

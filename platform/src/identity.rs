@@ -3,11 +3,13 @@
 //! - The **install secret**: created at the first start in the data directory (mode 0600),
 //!   it is the owner's access key (`Authorization: Bearer <secret>`).
 //! - **Access keys** made in the UI or the API: named, shown once at creation, stored as
-//!   their SHA-256 only, with their last use; revoked at once.
+//!   their SHA-256 only, with their last use; revoked at once. An owner's key opens every
+//!   project; a project key opens one project with a role, and may expire.
 //! - **Login links**: one-time tokens printed by the server (`/login?token=...`), valid for
 //!   a day; opening one gives the browser a session.
 //! - **Browser sessions**: a random id in an `HttpOnly`, `SameSite=Strict` cookie, stored as
-//!   its SHA-256, valid for 30 days after its last use.
+//!   its SHA-256, valid for 30 days after its last use. One signed in with a project key
+//!   has that key's access, and ends when the key is revoked or expires.
 //!
 //! Every secret is 256 random bits, so a plain SHA-256 of it is a safe thing to store.
 
@@ -19,6 +21,7 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::Role;
 use crate::db::{Db, StoreError, now_ms};
 
 /// File in the data directory holding the install secret.
@@ -58,6 +61,25 @@ pub struct KeyInfo {
     pub created_ms: i64,
     /// When it was last used, if ever.
     pub last_used_ms: Option<i64>,
+    /// The project it opens, with its role; none for the owner's keys.
+    pub scope: Option<(String, Role)>,
+    /// When it stops working, if ever.
+    pub expires_ms: Option<i64>,
+    /// Who made it.
+    pub created_by: Option<String>,
+}
+
+/// A key to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// Its name.
+    pub name: String,
+    /// The project it opens, with its role; none for an owner's key.
+    pub scope: Option<(String, Role)>,
+    /// When it stops working, if ever.
+    pub expires_ms: Option<i64>,
+    /// Who makes it.
+    pub created_by: String,
 }
 
 /// What a request's credentials turned out to be.
@@ -71,9 +93,36 @@ pub enum Proof {
         id: i64,
         /// Its name.
         name: String,
+        /// The project it opens, with its role; none for an owner's key.
+        scope: Option<(String, Role)>,
     },
-    /// A browser session.
+    /// A browser session of the owner's.
     Session,
+}
+
+const KEY_COLUMNS: &str =
+    "id, name, prefix, created_at, last_used_at, project, role, expires_at, created_by";
+
+fn key_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        created_ms: r.get(3)?,
+        last_used_ms: r.get(4)?,
+        scope: scope(r.get(5)?, r.get(6)?),
+        expires_ms: r.get(7)?,
+        created_by: r.get(8)?,
+    })
+}
+
+/// A key's project and role as stored; a project with a role unknown to this version opens
+/// nothing rather than too much (view).
+fn scope(project: Option<String>, role: Option<String>) -> Option<(String, Role)> {
+    project.map(|p| {
+        let role = role.and_then(|r| r.parse().ok()).unwrap_or(Role::View);
+        (p, role)
+    })
 }
 
 /// The identities of a local installation; cheap to clone.
@@ -149,22 +198,28 @@ impl Identities {
         let h = hash(token);
         let h2 = h.clone();
         // A read on every request; the use is written at most every TOUCH_EVERY_MS, so API
-        // clients do not queue behind the single writer.
-        let found: Option<(i64, String, Option<i64>)> = self
+        // clients do not queue behind the single writer. An expired key is no key.
+        let found: Option<KeyInfo> = self
             .db
             .read(move |c| {
                 Ok(c.query_row(
-                    "SELECT id, name, last_used_at FROM access_keys WHERE hash = ?1",
-                    [h],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    &format!(
+                        "SELECT {KEY_COLUMNS} FROM access_keys WHERE hash = ?1 \
+                         AND (expires_at IS NULL OR expires_at > ?2)"
+                    ),
+                    params![h, now_ms()],
+                    key_info,
                 )
                 .optional()?)
             })
             .await?;
-        let Some((id, name, last_used)) = found else {
+        let Some(key) = found else {
             return Ok(None);
         };
-        if last_used.is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS) {
+        if key
+            .last_used_ms
+            .is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
+        {
             self.db
                 .write(move |tx, _| {
                     tx.execute(
@@ -175,71 +230,98 @@ impl Identities {
                 })
                 .await?;
         }
-        Ok(Some(Proof::Key { id, name }))
+        Ok(Some(Proof::Key {
+            id: key.id,
+            name: key.name,
+            scope: key.scope,
+        }))
     }
 
-    /// Makes an access key named `name`; returns it (shown this once) and how it is listed.
-    pub async fn create_key(&self, name: &str) -> Result<(String, KeyInfo), StoreError> {
+    /// Makes an access key; returns it (shown this once) and how it is listed. At most
+    /// [`MAX_KEYS`] keys exist for the owner, and as many for each project.
+    pub async fn create_key(&self, new: NewKey) -> Result<(String, KeyInfo), StoreError> {
         let key = new_secret(KEY_PREFIX);
         let prefix: String = key.chars().take(KEY_PREFIX.len() + 6).collect();
-        let (h, name, p) = (hash(&key), name.to_owned(), prefix.clone());
+        let h = hash(&key);
         let info = self
             .db
             .write(move |tx, _| {
-                let count: i64 = tx.query_row("SELECT COUNT(*) FROM access_keys", [], |r| r.get(0))?;
+                let project = new.scope.as_ref().map(|(p, _)| p.clone());
+                let count: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM access_keys WHERE project IS ?1",
+                    [&project],
+                    |r| r.get(0),
+                )?;
                 if count as usize >= MAX_KEYS {
                     return Err(StoreError::Conflict(format!(
                         "there are {MAX_KEYS} access keys already; revoke one first"
                     )));
                 }
                 let created = now_ms();
+                let role = new.scope.as_ref().map(|(_, r)| r.as_str());
                 let id: i64 = tx.query_row(
-                    "INSERT INTO access_keys (name, hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-                    params![name, h, p, created],
+                    "INSERT INTO access_keys (name, hash, prefix, created_at, project, role, expires_at, created_by) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                    params![new.name, h, prefix, created, project, role, new.expires_ms, new.created_by],
                     |r| r.get(0),
                 )?;
                 Ok(KeyInfo {
                     id,
-                    name,
-                    prefix: p,
+                    name: new.name,
+                    prefix,
                     created_ms: created,
                     last_used_ms: None,
+                    scope: new.scope,
+                    expires_ms: new.expires_ms,
+                    created_by: Some(new.created_by),
                 })
             })
             .await?;
         Ok((key, info))
     }
 
-    /// Every access key, newest first.
-    pub async fn keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+    /// The access keys of `project` (none: the owner's keys), newest first; expired ones
+    /// are listed until revoked, to show that they expired.
+    pub async fn keys(&self, project: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
+        let project = project.map(str::to_owned);
         self.db
-            .read(|c| {
-                let mut stmt = c.prepare(
-                    "SELECT id, name, prefix, created_at, last_used_at FROM access_keys ORDER BY id DESC",
-                )?;
+            .read(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {KEY_COLUMNS} FROM access_keys WHERE project IS ?1 ORDER BY id DESC"
+                ))?;
                 let rows = stmt
-                    .query_map([], |r| {
-                        Ok(KeyInfo {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            prefix: r.get(2)?,
-                            created_ms: r.get(3)?,
-                            last_used_ms: r.get(4)?,
-                        })
-                    })?
+                    .query_map([project], key_info)?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
             .await
     }
 
-    /// Revokes an access key: it is refused from now on.
-    pub async fn revoke_key(&self, id: i64) -> Result<(), StoreError> {
+    /// Revokes the access key `id` of `project` (none: an owner's key): it is refused from
+    /// now on, and browsers signed in with it are signed out.
+    pub async fn revoke_key(&self, project: Option<&str>, id: i64) -> Result<(), StoreError> {
+        let project = project.map(str::to_owned);
         self.db
             .write(move |tx, _| {
-                if tx.execute("DELETE FROM access_keys WHERE id = ?1", [id])? == 0 {
+                let n = tx.execute(
+                    "DELETE FROM access_keys WHERE id = ?1 AND project IS ?2",
+                    params![id, project],
+                )?;
+                if n == 0 {
                     return Err(StoreError::NotFound(format!("access key {id}")));
                 }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Revokes every key of a project (it is deleted; a project made again by the same
+    /// name must not open to them).
+    pub async fn revoke_project_keys(&self, project: &str) -> Result<(), StoreError> {
+        let project = project.to_owned();
+        self.db
+            .write(move |tx, _| {
+                tx.execute("DELETE FROM access_keys WHERE project = ?1", [project])?;
                 Ok(())
             })
             .await
@@ -277,8 +359,9 @@ impl Identities {
             .await
     }
 
-    /// Starts a browser session; returns the cookie's value.
-    pub async fn create_session(&self) -> Result<String, StoreError> {
+    /// Starts a browser session, the owner's or (with `key`) with that key's access;
+    /// returns the cookie's value.
+    pub async fn create_session(&self, key: Option<i64>) -> Result<String, StoreError> {
         let id = new_secret("ws_");
         let h = hash(&id);
         self.db
@@ -286,8 +369,8 @@ impl Identities {
                 let now = now_ms();
                 tx.execute("DELETE FROM web_sessions WHERE expires_at < ?1", [now])?;
                 tx.execute(
-                    "INSERT INTO web_sessions (hash, created_at, last_seen_at, expires_at) VALUES (?1, ?2, ?2, ?3)",
-                    params![h, now, now + SESSION_TTL_MS],
+                    "INSERT INTO web_sessions (hash, created_at, last_seen_at, expires_at, key_id) VALUES (?1, ?2, ?2, ?3, ?4)",
+                    params![h, now, now + SESSION_TTL_MS, key],
                 )?;
                 Ok(())
             })
@@ -295,23 +378,59 @@ impl Identities {
         Ok(id)
     }
 
-    /// Whether a session cookie's value is a live session; its life is extended.
-    pub async fn check_session(&self, id: &str) -> Result<bool, StoreError> {
+    /// What a session cookie's value proves, if it is a live session: the owner's session,
+    /// or the key it was signed in with (while that key works). Its life is extended.
+    pub async fn check_session(&self, id: &str) -> Result<Option<Proof>, StoreError> {
         let h = hash(id);
         let h2 = h.clone();
-        let seen: Option<i64> = self
+        type Row = (i64, Option<i64>, Option<KeyInfo>);
+        let found: Option<Row> = self
             .db
             .read(move |c| {
                 Ok(c.query_row(
-                    "SELECT last_seen_at FROM web_sessions WHERE hash = ?1 AND expires_at >= ?2",
+                    &format!(
+                        "SELECT s.last_seen_at, s.key_id, {} FROM web_sessions s \
+                         LEFT JOIN access_keys k ON k.id = s.key_id \
+                         WHERE s.hash = ?1 AND s.expires_at >= ?2",
+                        KEY_COLUMNS
+                            .split(", ")
+                            .map(|c| format!("k.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     params![h, now_ms()],
-                    |r| r.get(0),
+                    |r| {
+                        let key = match r.get::<_, Option<i64>>(2)? {
+                            Some(_) => Some(KeyInfo {
+                                id: r.get(2)?,
+                                name: r.get(3)?,
+                                prefix: r.get(4)?,
+                                created_ms: r.get(5)?,
+                                last_used_ms: r.get(6)?,
+                                scope: scope(r.get(7)?, r.get(8)?),
+                                expires_ms: r.get(9)?,
+                                created_by: r.get(10)?,
+                            }),
+                            None => None,
+                        };
+                        Ok((r.get(0)?, r.get(1)?, key))
+                    },
                 )
                 .optional()?)
             })
             .await?;
-        let Some(seen) = seen else {
-            return Ok(false);
+        let Some((seen, key_id, key)) = found else {
+            return Ok(None);
+        };
+        let proof = match (key_id, key) {
+            (None, _) => Proof::Session,
+            (Some(_), Some(k)) if k.expires_ms.is_none_or(|t| t > now_ms()) => Proof::Key {
+                id: k.id,
+                name: k.name,
+                scope: k.scope,
+            },
+            // Its key expired (a revoked key took its sessions with it).
+            (Some(_), _) => return Ok(None),
         };
         if now_ms() - seen > TOUCH_EVERY_MS {
             self.db
@@ -325,7 +444,7 @@ impl Identities {
                 })
                 .await?;
         }
-        Ok(true)
+        Ok(Some(proof))
     }
 
     /// Ends a browser session.
@@ -409,15 +528,56 @@ mod tests {
             Some(Proof::InstallSecret)
         );
 
-        let (key, info) = ids.create_key("ci").await.unwrap();
+        let owners = |name: &str| NewKey {
+            name: name.into(),
+            scope: None,
+            expires_ms: None,
+            created_by: "me".into(),
+        };
+        let (key, info) = ids.create_key(owners("ci")).await.unwrap();
         assert!(key.starts_with(&info.prefix) && info.last_used_ms.is_none());
         assert!(
-            matches!(ids.check_key(&key).await.unwrap(), Some(Proof::Key { ref name, .. }) if name == "ci")
+            matches!(ids.check_key(&key).await.unwrap(), Some(Proof::Key { ref name, scope: None, .. }) if name == "ci")
         );
-        assert!(ids.keys().await.unwrap()[0].last_used_ms.is_some());
-        ids.revoke_key(info.id).await.unwrap();
+        assert!(ids.keys(None).await.unwrap()[0].last_used_ms.is_some());
+        assert!(ids.revoke_key(Some("p"), info.id).await.is_err(), "not p's");
+        ids.revoke_key(None, info.id).await.unwrap();
         assert_eq!(ids.check_key(&key).await.unwrap(), None);
         assert_eq!(ids.check_key("ak_guess").await.unwrap(), None);
+
+        // A project key: its scope, its expiry; listed with its project only.
+        let viewer = NewKey {
+            scope: Some(("p".into(), Role::View)),
+            ..owners("viewer")
+        };
+        let (view_key, view_info) = ids.create_key(viewer.clone()).await.unwrap();
+        assert!(matches!(
+            ids.check_key(&view_key).await.unwrap(),
+            Some(Proof::Key { scope: Some((ref p, Role::View)), .. }) if p == "p"
+        ));
+        assert_eq!(ids.keys(Some("p")).await.unwrap().len(), 1);
+        assert!(ids.keys(None).await.unwrap().is_empty());
+        let (expired, _) = ids
+            .create_key(NewKey {
+                expires_ms: Some(now_ms() - 1),
+                ..viewer
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids.check_key(&expired).await.unwrap(), None, "expired");
+
+        // A browser signed in with the key has its access, and loses it with the key.
+        let web = ids.create_session(Some(view_info.id)).await.unwrap();
+        assert!(matches!(
+            ids.check_session(&web).await.unwrap(),
+            Some(Proof::Key {
+                scope: Some((_, Role::View)),
+                ..
+            })
+        ));
+        ids.revoke_project_keys("p").await.unwrap();
+        assert_eq!(ids.check_key(&view_key).await.unwrap(), None);
+        assert_eq!(ids.check_session(&web).await.unwrap(), None);
 
         let token = ids.create_login_token().await.unwrap();
         assert!(ids.redeem_login_token(&token).await.unwrap());
@@ -426,9 +586,12 @@ mod tests {
             "one time only"
         );
 
-        let session = ids.create_session().await.unwrap();
-        assert!(ids.check_session(&session).await.unwrap());
+        let session = ids.create_session(None).await.unwrap();
+        assert_eq!(
+            ids.check_session(&session).await.unwrap(),
+            Some(Proof::Session)
+        );
         ids.end_session(&session).await.unwrap();
-        assert!(!ids.check_session(&session).await.unwrap());
+        assert_eq!(ids.check_session(&session).await.unwrap(), None);
     }
 }

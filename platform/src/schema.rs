@@ -172,6 +172,17 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE logs ADD COLUMN open_turns INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 7: roles. An access key may open one project with a role (view, edit, admin) and
+    //    expire; a key without a project is the owner's, as every key was before. A browser
+    //    signed in with a key has that key's access, and ends with it.
+    r#"
+    ALTER TABLE access_keys ADD COLUMN project TEXT;
+    ALTER TABLE access_keys ADD COLUMN role TEXT;
+    ALTER TABLE access_keys ADD COLUMN expires_at INTEGER;
+    ALTER TABLE access_keys ADD COLUMN created_by TEXT;
+    CREATE INDEX access_keys_project ON access_keys (project);
+    ALTER TABLE web_sessions ADD COLUMN key_id INTEGER REFERENCES access_keys(id) ON DELETE CASCADE;
+    "#,
 ];
 
 /// Brings the database to the newest schema.

@@ -22,7 +22,7 @@ use model::session::SessionKey;
 pub use control::CONTINUE_PROMPT;
 pub use sessions::{DEFAULT_PAGE, EventWindow, MAX_PAGE, MAX_WINDOW};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::hub::{Fanout, Runners};
 use crate::log::{Counters, EventLog, LogId};
@@ -119,6 +119,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<LiveSession, ApiError> {
+        caller.require(&key.project, Role::View)?;
         let mut record = self.records.get_session(caller, key).await?;
         let uid = uid_of(&record.session);
         // A session made elsewhere (a resource applied to the cluster) has no log yet.

@@ -46,6 +46,9 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(control::export))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
+        .routes(routes!(keys::list_project, keys::create_project))
+        .routes(routes!(keys::revoke_project))
+        .routes(routes!(keys::access))
         .routes(routes!(viewer::viewer_ws))
         .routes(routes!(runner::runner_ws))
         .split_for_parts();

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use model::runner_env::RUNNER_TOKEN_PREFIX;
+use platform::auth::Access;
 use platform::auth::{AuthError, bearer};
 use platform::identity::{Proof, SESSION_TTL_MS};
 use platform::{ApiError, Caller, Services};
@@ -128,13 +129,35 @@ enum Proven {
     Nobody,
 }
 
+/// The caller a proof makes: the owner, or (a project's key) the key with its role there.
+fn caller_of(owner: &Caller, proof: Proof) -> Caller {
+    match proof {
+        Proof::InstallSecret | Proof::Session => owner.clone(),
+        Proof::Key {
+            name, scope: None, ..
+        } => Caller {
+            display_name: format!("{} (key {name})", owner.display_name),
+            ..owner.clone()
+        },
+        Proof::Key {
+            id,
+            name,
+            scope: Some((project, role)),
+        } => Caller {
+            user_id: format!("key:{id}"),
+            display_name: format!("{name} ({role} key)"),
+            access: Access::Project { project, role },
+        },
+    }
+}
+
 async fn prove(
     services: &Services,
     doors: &Doors,
     headers: &HeaderMap,
 ) -> Result<Proven, ApiError> {
     let ids = &services.identities;
-    let owner = services.settings.local_user.clone();
+    let owner = &services.settings.local_user;
     match bearer(headers) {
         Err(AuthError::Invalid(why)) => return Err(ApiError::Unauthorized(why)),
         Err(AuthError::RunnerToken) => return Err(AuthError::RunnerToken.into_api()),
@@ -143,21 +166,20 @@ async fn prove(
         }
         Ok(Some(token)) => {
             return match ids.check_key(token).await? {
-                Some(Proof::Key { name, .. }) => Ok(Proven::Key(Caller {
-                    display_name: format!("{} (key {name})", owner.display_name),
-                    ..owner
-                })),
-                Some(_) => Ok(Proven::Key(owner)),
+                Some(proof) => Ok(Proven::Key(caller_of(owner, proof))),
                 None => Err(ApiError::Unauthorized(
-                    "this access key is not valid (revoked, or never made)".into(),
+                    "this access key is not valid (revoked, expired, or never made)".into(),
                 )),
             };
         }
         Ok(None) => {}
     }
     match cookie(headers, &doors.cookie_name) {
-        Some(id) if ids.check_session(id).await? => Ok(Proven::Cookie(owner)),
-        _ => Ok(Proven::Nobody),
+        Some(id) => Ok(match ids.check_session(id).await? {
+            Some(proof) => Proven::Cookie(caller_of(owner, proof)),
+            None => Proven::Nobody,
+        }),
+        None => Ok(Proven::Nobody),
     }
 }
 
@@ -267,7 +289,7 @@ pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery
         return login_page(StatusCode::OK, None);
     };
     match state.services.identities.redeem_login_token(&token).await {
-        Ok(true) => signed_in(&state).await,
+        Ok(true) => signed_in(&state, None).await,
         Ok(false) => login_page(
             StatusCode::UNAUTHORIZED,
             Some(
@@ -290,7 +312,9 @@ pub async fn login_key(
     axum::Form(form): axum::Form<KeyForm>,
 ) -> Response {
     match state.services.identities.check_key(form.key.trim()).await {
-        Ok(Some(_)) => signed_in(&state).await,
+        // A browser signed in with a key has that key's access, and ends with it.
+        Ok(Some(Proof::Key { id, .. })) => signed_in(&state, Some(id)).await,
+        Ok(Some(_)) => signed_in(&state, None).await,
         Ok(None) => login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not a valid access key."),
@@ -310,8 +334,8 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     resp
 }
 
-async fn signed_in(state: &AppState) -> Response {
-    match state.services.identities.create_session().await {
+async fn signed_in(state: &AppState, key: Option<i64>) -> Response {
+    match state.services.identities.create_session(key).await {
         Ok(id) => {
             let mut resp = Redirect::to("/projects").into_response();
             resp.headers_mut().insert(

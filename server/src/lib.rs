@@ -102,6 +102,7 @@ pub async fn run(
         local_user: Caller {
             user_id: config.user.clone(),
             display_name: config.user.clone(),
+            access: platform::auth::Access::Owner,
         },
     };
     // Whether agents can be sandboxed here is found out once, now: when they can, every

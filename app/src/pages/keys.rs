@@ -13,7 +13,7 @@ use crate::error::AppError;
 pub async fn list_keys() -> Result<Vec<AccessKey>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
-        .access_keys(&caller)
+        .access_keys(&caller, None)
         .await
         .map_err(crate::ssr::refusal)
 }
@@ -23,7 +23,15 @@ pub async fn list_keys() -> Result<Vec<AccessKey>, AppError> {
 pub async fn create_key(name: String) -> Result<CreatedAccessKey, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
-        .create_access_key(&caller, model::api::CreateAccessKeyRequest { name })
+        .create_access_key(
+            &caller,
+            None,
+            model::api::CreateAccessKeyRequest {
+                name,
+                role: None,
+                expiration_seconds: None,
+            },
+        )
         .await
         .map_err(crate::ssr::refusal)
 }
@@ -33,7 +41,7 @@ pub async fn create_key(name: String) -> Result<CreatedAccessKey, AppError> {
 pub async fn revoke_key(id: i64) -> Result<(), AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
-        .revoke_access_key(&caller, id)
+        .revoke_access_key(&caller, None, id)
         .await
         .map_err(crate::ssr::refusal)
 }

@@ -19,7 +19,7 @@ use model::validate;
 use model::{AgenticSession, Phase};
 
 use super::Services;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::log::LogId;
 use crate::records::update_session;
@@ -36,6 +36,7 @@ impl Services {
         key: &SessionKey,
         text: String,
     ) -> Result<u64, ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         validate::message_text("text", &text)?;
         let live = self.live_session(caller, key).await?;
         let _guard = self.runners.lock(live.log).await;
@@ -62,6 +63,7 @@ impl Services {
 
     /// Interrupts the agent's current turn; the session goes on.
     pub async fn interrupt(&self, caller: &Caller, key: &SessionKey) -> Result<(), ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         let live = self.live_session(caller, key).await?;
         if !self
             .runners
@@ -90,6 +92,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         let now = Timestamp::now().to_string();
         let record = update_session(&*self.records, caller, key, |s| {
             if s.phase().is_terminal() {
@@ -127,6 +130,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         let live = self.live_session(caller, key).await?;
         let phase = live.record.session.phase();
         if !phase.is_terminal() {

@@ -1,12 +1,14 @@
-//! Access keys: made, listed, revoked.
+//! Access keys: made, listed, revoked. The owner's keys (every project) are the owner's to
+//! manage; a project's keys (one role in that project) its admins'.
 
-use model::api::{AccessKey, CreateAccessKeyRequest, CreatedAccessKey};
+use model::api::{AccessKey, CreateAccessKeyRequest, CreatedAccessKey, MAX_KEY_LIFETIME_SECS};
 use model::validate::Invalid;
 
 use super::Services;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
+use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::identity::KeyInfo;
+use crate::identity::{KeyInfo, NewKey};
 
 /// Longest key name.
 const MAX_NAME: usize = 100;
@@ -25,26 +27,54 @@ impl From<KeyInfo> for AccessKey {
             prefix: k.prefix,
             created: rfc3339(k.created_ms),
             last_used: k.last_used_ms.map(rfc3339),
+            role: k.scope.as_ref().map(|(_, r)| *r),
+            project: k.scope.map(|(p, _)| p),
+            expires: k.expires_ms.map(rfc3339),
+            created_by: k.created_by,
         }
     }
 }
 
 impl Services {
-    /// Every access key, newest first.
-    pub async fn access_keys(&self, _caller: &Caller) -> Result<Vec<AccessKey>, ApiError> {
+    /// Refuses unless the caller may manage the keys of `project` (none: the owner's), and
+    /// the project exists.
+    async fn may_manage_keys(
+        &self,
+        caller: &Caller,
+        project: Option<&str>,
+    ) -> Result<(), ApiError> {
+        match project {
+            None => caller.require_owner("manage the owner's access keys"),
+            Some(p) => {
+                caller.require(p, Role::Admin)?;
+                self.records.get_project(caller, p).await.map(|_| ())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The access keys of `project` (none: the owner's), newest first.
+    pub async fn access_keys(
+        &self,
+        caller: &Caller,
+        project: Option<&str>,
+    ) -> Result<Vec<AccessKey>, ApiError> {
+        self.may_manage_keys(caller, project).await?;
         Ok(self
             .identities
-            .keys()
+            .keys(project)
             .await?
             .into_iter()
             .map(AccessKey::from)
             .collect())
     }
 
-    /// Makes an access key; its value is in the answer, and nowhere else ever.
+    /// Makes an access key for `project` (none: an owner's key); its value is in the
+    /// answer, and nowhere else ever.
     pub async fn create_access_key(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
+        project: Option<&str>,
         req: CreateAccessKeyRequest,
     ) -> Result<CreatedAccessKey, ApiError> {
         let name = req.name.trim();
@@ -56,15 +86,52 @@ impl Services {
             )
             .into());
         }
-        let (key, info) = self.identities.create_key(name).await?;
+        let expires_ms = match req.expiration_seconds {
+            None => None,
+            Some(s) if (1..=MAX_KEY_LIFETIME_SECS).contains(&s) => Some(now_ms() + s as i64 * 1000),
+            Some(_) => {
+                return Err(Invalid::new(
+                    "expirationSeconds",
+                    format!("must be 1 to {MAX_KEY_LIFETIME_SECS} (a year)"),
+                )
+                .into());
+            }
+        };
+        let scope = match (project, req.role) {
+            (Some(p), role) => Some((p.to_owned(), role.unwrap_or(Role::Edit))),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(Invalid::new(
+                    "role",
+                    "the owner's keys open every project with every role; make a project's key for one role",
+                )
+                .into());
+            }
+        };
+        self.may_manage_keys(caller, project).await?;
+        let (key, info) = self
+            .identities
+            .create_key(NewKey {
+                name: name.to_owned(),
+                scope,
+                expires_ms,
+                created_by: caller.display_name.clone(),
+            })
+            .await?;
         Ok(CreatedAccessKey {
             key,
             access_key: info.into(),
         })
     }
 
-    /// Revokes an access key: refused from now on.
-    pub async fn revoke_access_key(&self, _caller: &Caller, id: i64) -> Result<(), ApiError> {
-        Ok(self.identities.revoke_key(id).await?)
+    /// Revokes an access key of `project` (none: an owner's key): refused from now on.
+    pub async fn revoke_access_key(
+        &self,
+        caller: &Caller,
+        project: Option<&str>,
+        id: i64,
+    ) -> Result<(), ApiError> {
+        self.may_manage_keys(caller, project).await?;
+        Ok(self.identities.revoke_key(project, id).await?)
     }
 }

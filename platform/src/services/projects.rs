@@ -1,12 +1,12 @@
 //! Projects.
 
-use model::api::{CreateProjectRequest, Project, ProjectList, UpdateProjectRequest};
+use model::api::{CreateProjectRequest, Project, ProjectAccess, ProjectList, UpdateProjectRequest};
 use model::session::SessionKey;
 use model::validate::{self, Invalid};
 
 use super::Services;
 use super::sessions::page;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::records::NewProject;
 
@@ -32,6 +32,7 @@ impl Services {
         caller: &Caller,
         req: CreateProjectRequest,
     ) -> Result<Project, ApiError> {
+        caller.require_owner("create projects")?;
         validate::dns1123_label("name", &req.name)?;
         if RESERVED_PREFIXES.iter().any(|p| req.name.starts_with(p)) {
             return Err(Invalid::new(
@@ -67,11 +68,60 @@ impl Services {
         limit: Option<u64>,
     ) -> Result<ProjectList, ApiError> {
         let page = page(search, offset, limit)?;
+        // A project's key sees its project, if the search matches it, and nothing else.
+        if let Some(only) = caller.only_project() {
+            let project = self.records.get_project(caller, only).await?;
+            let wanted = page
+                .search
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_lowercase();
+            let matches = [&project.name, &project.display_name]
+                .iter()
+                .any(|n| n.to_lowercase().contains(&wanted));
+            let items: Vec<Project> = if matches && page.offset == 0 {
+                vec![project]
+            } else {
+                Vec::new()
+            };
+            return Ok(ProjectList {
+                total_count: u64::from(matches),
+                items,
+                offset: page.offset,
+                limit: page.limit,
+                has_more: false,
+            });
+        }
         Ok(self.records.list_projects(caller, &page).await?)
+    }
+
+    /// What the caller may do in `project`.
+    pub async fn project_access(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<ProjectAccess, ApiError> {
+        validate::dns1123_label("project", project)?;
+        let role = caller.role_in(project);
+        if role.is_some() {
+            // A project that does not exist is 404 to whoever could see it.
+            self.records.get_project(caller, project).await?;
+        }
+        Ok(ProjectAccess {
+            project: project.to_owned(),
+            allowed: role.is_some(),
+            user_role: role,
+            owner: caller.is_owner(),
+            reason: role
+                .is_none()
+                .then(|| format!("you have no access to project {project}")),
+        })
     }
 
     /// A project.
     pub async fn get_project(&self, caller: &Caller, name: &str) -> Result<Project, ApiError> {
+        caller.require(name, Role::View)?;
         Ok(self.records.get_project(caller, name).await?)
     }
 
@@ -82,6 +132,7 @@ impl Services {
         name: &str,
         req: UpdateProjectRequest,
     ) -> Result<Project, ApiError> {
+        caller.require(name, Role::Admin)?;
         if let Some(d) = &req.display_name {
             if d.trim().is_empty() {
                 return Err(Invalid::new("displayName", "must not be empty").into());
@@ -103,10 +154,13 @@ impl Services {
     /// Deletes a project: its sessions are stopped and removed with their logs and
     /// workspaces.
     pub async fn delete_project(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        caller.require(name, Role::Admin)?;
         for removed in self.records.delete_project(caller, name).await? {
             self.forget(SessionKey::new(name, removed.name), &removed.uid)
                 .await?;
         }
+        // Its keys go with it: a project made again by the same name is not theirs.
+        self.identities.revoke_project_keys(name).await?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use model::validate::{self, Invalid};
 use model::{AgenticSession, protocol};
 
 use super::{Services, uid_of, with_activity};
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::records::{Page, update_session};
 
@@ -72,6 +72,7 @@ impl Services {
         project: &str,
         req: CreateSessionRequest,
     ) -> Result<CreateSessionResponse, ApiError> {
+        caller.require(project, Role::Edit)?;
         self.create_named_session(
             caller,
             project,
@@ -181,6 +182,7 @@ impl Services {
         key: &SessionKey,
         req: UpdateSessionRequest,
     ) -> Result<AgenticSession, ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         if let Some(p) = &req.initial_prompt {
             validate::message_text("initialPrompt", p)?;
         }
@@ -231,6 +233,7 @@ impl Services {
         key: &SessionKey,
         display_name: String,
     ) -> Result<AgenticSession, ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         validate_display_name(&display_name)?;
         let record = update_session(&*self.records, caller, key, |s| {
             s.spec.display_name = Some(display_name.trim().to_owned());
@@ -248,9 +251,11 @@ impl Services {
         key: &SessionKey,
         req: CloneSessionRequest,
     ) -> Result<CreateSessionResponse, ApiError> {
+        caller.require(&key.project, Role::View)?;
         let source = self.records.get_session(caller, key).await?.session;
         let target = req.target_project.unwrap_or_else(|| key.project.clone());
         validate::dns1123_label("targetProject", &target)?;
+        caller.require(&target, Role::Edit)?;
         self.records.get_project(caller, &target).await?;
         let new_name = match req.new_session_name {
             Some(n) => {
@@ -285,6 +290,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
+        caller.require(&key.project, Role::View)?;
         let mut session = self.records.get_session(caller, key).await?.session;
         let activity = self
             .log
@@ -303,6 +309,7 @@ impl Services {
         offset: Option<u64>,
         limit: Option<u64>,
     ) -> Result<SessionList, ApiError> {
+        caller.require(project, Role::View)?;
         self.records.get_project(caller, project).await?;
         let page = page(search, offset, limit)?;
         let mut list = self.records.list_sessions(caller, project, &page).await?;
@@ -325,6 +332,7 @@ impl Services {
         before: Option<u64>,
         limit: usize,
     ) -> Result<EventWindow, ApiError> {
+        caller.require(&key.project, Role::View)?;
         let live = self.live_session(caller, key).await?;
         let rows = self
             .log
@@ -348,6 +356,7 @@ impl Services {
     /// Deletes a session: its runner and every process it started are ended, its log and
     /// workspace removed.
     pub async fn delete_session(&self, caller: &Caller, key: &SessionKey) -> Result<(), ApiError> {
+        caller.require(&key.project, Role::Edit)?;
         let removed = self.records.delete_session(caller, key).await?;
         self.forget(key.clone(), &removed.uid).await
     }

@@ -10,7 +10,7 @@ use model::runner_env::Credentials;
 use model::validate::{self, Invalid};
 
 use super::Services;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 
 /// Longest credential value accepted.
@@ -23,6 +23,7 @@ impl Services {
         caller: &Caller,
         project: &str,
     ) -> Result<RunnerSecrets, ApiError> {
+        caller.require(project, Role::Edit)?;
         let mut items: Vec<_> = self
             .records
             .credentials(caller, project)
@@ -47,6 +48,7 @@ impl Services {
         project: &str,
         req: UpdateRunnerSecrets,
     ) -> Result<RunnerSecrets, ApiError> {
+        caller.require(project, Role::Edit)?;
         let mut changes = Vec::with_capacity(req.data.len());
         for (key, value) in req.data {
             if !RUNNER_SECRET_KEYS.contains(&key.as_str()) {
@@ -89,6 +91,7 @@ impl Services {
         caller: &Caller,
         project: &str,
     ) -> Result<Credentials, ApiError> {
+        caller.require(project, Role::Edit)?;
         let own = self.records.credentials(caller, project).await?;
         Ok(own.over(&self.settings.default_credentials))
     }
@@ -99,6 +102,7 @@ impl Services {
         caller: &Caller,
         project: &str,
     ) -> Result<ProjectSettingsBody, ApiError> {
+        caller.require(project, Role::View)?;
         let s = self.records.project_settings(caller, project).await?;
         Ok(ProjectSettingsBody {
             inactivity_timeout_seconds: s.inactivity_timeout_seconds,
@@ -113,6 +117,7 @@ impl Services {
         project: &str,
         body: ProjectSettingsBody,
     ) -> Result<ProjectSettingsBody, ApiError> {
+        caller.require(project, Role::Admin)?;
         validate::seconds("inactivityTimeoutSeconds", body.inactivity_timeout_seconds)?;
         if let Some(mcp) = &body.mcp_servers {
             validate::mcp_servers("mcpServers", mcp)?;

@@ -254,7 +254,7 @@ fn operations(doc: &mut Value) {
     use model::validate as v;
     doc["components"]["securitySchemes"] = json!({
         "accessKey": {"type": "http", "scheme": "bearer",
-            "description": "An access key: the install secret in the data directory, or one made under /keys or POST /api/keys."},
+            "description": "An access key: the install secret in the data directory, an owner's key (/keys, POST /api/keys), or a project's key with a role (POST /api/projects/{project}/keys)."},
         "browserSession": {"type": "apiKey", "in": "cookie", "name": "ambient_session_<port>",
             "description": "The cookie a login link or the login page sets (HttpOnly, SameSite=Strict)."}
     });
@@ -292,7 +292,7 @@ fn operations(doc: &mut Value) {
             add("401", "No valid access key or browser session");
             add(
                 "403",
-                "Refused: a runner token, a host name this server does not serve, or a request from another origin",
+                "Refused: the caller's role does not allow it (the message says what is needed), a runner token, a host name this server does not serve, or a request from another origin",
             );
             if path.contains('{') {
                 add("404", "No such project, session or key");
@@ -398,6 +398,10 @@ fn operations(doc: &mut Value) {
         &[("delete", "/api/keys/{id}")],
         json!({"id": "$response.body#/accessKey/id"}),
     );
+    let created_project_key = links(
+        &[("delete", "/api/projects/{project}/keys/{id}")],
+        json!({"project": "$request.path.project", "id": "$response.body#/accessKey/id"}),
+    );
     for (path, method, status, links) in [
         ("/api/projects", "post", "201", created_project),
         (
@@ -407,6 +411,12 @@ fn operations(doc: &mut Value) {
             created_session,
         ),
         ("/api/keys", "post", "201", created_key),
+        (
+            "/api/projects/{project}/keys",
+            "post",
+            "201",
+            created_project_key,
+        ),
     ] {
         if let Some(r) = paths.get_mut(path).and_then(|p| p.get_mut(method)) {
             r["responses"][status]["links"] = links;

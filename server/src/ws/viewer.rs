@@ -7,6 +7,7 @@
 
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use model::protocol::{
     BrowserToServer, DecodeError, Live, MAX_BROWSER_FRAME, Refusal, ServerToBrowser, close,
@@ -46,6 +47,11 @@ pub async fn viewer_ws(
     Query(query): Query<ViewerQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Refused before the upgrade, as HTTP: watching needs view; what the viewer sends
+    // (messages, interrupt, stop) is checked as it comes, needing edit.
+    if let Err(e) = caller.require(&project, platform::auth::Role::View) {
+        return e.into_response();
+    }
     ws.max_message_size(MAX_BROWSER_FRAME + 1024)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)

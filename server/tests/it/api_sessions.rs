@@ -661,6 +661,10 @@ async fn openapi_describes_every_route() {
         ("get", "/api/keys"),
         ("post", "/api/keys"),
         ("delete", "/api/keys/{id}"),
+        ("get", "/api/projects/{project}/keys"),
+        ("post", "/api/projects/{project}/keys"),
+        ("delete", "/api/projects/{project}/keys/{id}"),
+        ("get", "/api/projects/{project}/access"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths
