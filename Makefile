@@ -91,6 +91,7 @@ build: setup
 	./target/release/server --precompress-assets > /dev/null
 
 run: build
+	@echo "command-line client: ./target/release/ambient (ambient login http://127.0.0.1:3000; see README)"
 	./target/release/server
 
 lint: setup

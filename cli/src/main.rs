@@ -1,0 +1,500 @@
+//! `ambient`: the Ambient Code Platform from a terminal, a script or CI, against a server in
+//! local mode or in Kubernetes mode alike (it speaks the REST API and the viewer WebSocket).
+//!
+//! ```text
+//! ambient login http://127.0.0.1:3000        # the key from AMBIENT_KEY or standard input
+//! ambient sessions create "fix the flaky test" --repo https://github.com/org/repo
+//! ambient logs -f session-…                   # until it ends; exit 0 when Completed
+//! ambient send session-… "now add a test"; ambient continue session-…
+//! ambient sessions list -o json | jq …
+//! ```
+//!
+//! Exit codes are listed at [`client::Error::exit_code`] (and by `ambient --help`).
+
+mod client;
+mod config;
+mod follow;
+mod output;
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use model::AgenticSession;
+use model::api::{
+    CreateProjectRequest, CreateSessionRequest, CreateSessionResponse, MessageAccepted, Project,
+    ProjectList, SessionList, SessionSummary,
+};
+use model::session::{LlmSettings, SessionRepo};
+use reqwest::Method;
+
+use client::{Client, Error};
+use config::Profile;
+use output::{Format, Table};
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 other failure; 2 usage; 3 not signed in or the \
+key refused (401); 4 the key's role does not allow it (403); 5 not found (404); 6 conflict (409); \
+7 invalid input (400); 8 server unreachable or failed (5xx); 9 `logs -f`: the session ended \
+Failed or Stopped.";
+
+/// The Ambient Code Platform's command-line client.
+#[derive(Parser, Debug)]
+#[command(name = "ambient", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Project to work in.
+    #[arg(short, long, global = true, env = "AMBIENT_PROJECT", default_value = model::api::DEFAULT_PROJECT)]
+    project: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Signs in to a server: checks the access key (from AMBIENT_KEY, or the first line of
+    /// standard input) and stores URL and key, readable by you only.
+    Login {
+        /// The server's URL (`http://127.0.0.1:3000`).
+        url: String,
+    },
+    /// Forgets the stored URL and key.
+    Logout,
+    /// Projects.
+    #[command(subcommand)]
+    Projects(Projects),
+    /// Sessions of the project.
+    #[command(subcommand)]
+    Sessions(Sessions),
+    /// A session's events; `-f` follows them live until the session ends (exit 0 when it
+    /// Completed, 9 when it Failed or was Stopped), resuming after drops.
+    Logs {
+        /// The session.
+        session: String,
+        /// Follow: print events as they come, until the session ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Print only the events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Sends a message to a session's agent (the next turn of its conversation).
+    Send {
+        /// The session.
+        session: String,
+        /// The message ("-" reads it from standard input).
+        text: String,
+    },
+    /// Interrupts the agent's current turn.
+    Interrupt {
+        /// The session.
+        session: String,
+    },
+    /// Stops a session.
+    Stop {
+        /// The session.
+        session: String,
+    },
+    /// Continues a finished session (its conversation resumes).
+    Continue {
+        /// The session.
+        session: String,
+    },
+    /// Writes a session and its whole event log as JSON (the export).
+    Export {
+        /// The session.
+        session: String,
+    },
+    /// Prints a shell completion script (`ambient completions bash > /etc/bash_completion.d/ambient`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Projects {
+    /// Lists the projects you may see.
+    List {
+        /// Only those whose name or display name contains this.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Creates a project (the installation's owner).
+    Create {
+        /// Its name (lowercase letters, digits and dashes).
+        name: String,
+        /// Name shown in the UI.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Deletes a project with its sessions (admin).
+    Delete {
+        /// The project.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Sessions {
+    /// Lists the project's sessions, newest first.
+    List {
+        /// Only those whose name, display name or prompt contains this.
+        #[arg(long)]
+        search: Option<String>,
+        /// Most sessions to list (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Creates a session; prints its name.
+    Create {
+        /// What the agent should do ("-" reads it from standard input).
+        prompt: String,
+        /// A repository to clone (repeat for more): `URL` or `URL#branch`.
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+        /// The model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Name shown in the UI.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Wall-time limit of a run, in seconds.
+        #[arg(long)]
+        timeout: Option<i64>,
+    },
+    /// Shows a session.
+    Get {
+        /// The session.
+        session: String,
+    },
+    /// Deletes a session (stopping it first).
+    Delete {
+        /// The session.
+        session: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ambient: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A path segment of the API, checked before it is sent (the names are DNS labels).
+fn name(what: &str, value: &str) -> Result<String, Error> {
+    model::validate::dns1123_label(what, value).map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(value.to_owned())
+}
+
+/// `text`, or standard input when it is "-".
+fn text_or_stdin(text: String) -> Result<String, Error> {
+    if text != "-" {
+        return Ok(text);
+    }
+    let mut all = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut all)
+        .map_err(|e| Error::Local(format!("cannot read standard input: {e}")))?;
+    Ok(all)
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let format = cli.output;
+    match cli.command {
+        Command::Login { url } => return login(&url).await,
+        Command::Logout => {
+            let had = config::remove()?;
+            eprintln!(
+                "{}",
+                if had {
+                    "signed out"
+                } else {
+                    "was not signed in"
+                }
+            );
+            return Ok(());
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ambient", &mut out);
+            return output::write(&String::from_utf8_lossy(&out));
+        }
+        _ => {}
+    }
+    let client = Client::new(&config::load()?)?;
+    let project = name("project", &cli.project)?;
+    let sessions = format!("/api/projects/{project}/agentic-sessions");
+    match cli.command {
+        Command::Projects(Projects::List { search }) => {
+            let mut path = "/api/projects?limit=100".to_owned();
+            if let Some(s) = search {
+                path.push_str(&format!("&search={}", encode(&s)));
+            }
+            let list: ProjectList = client.get(&path).await?;
+            output::print(format, &list, |l| {
+                let mut t = Table::new(&["NAME", "DISPLAY NAME", "CREATED"]);
+                for p in &l.items {
+                    t.row(vec![
+                        p.name.clone(),
+                        p.display_name.clone(),
+                        p.creation_timestamp.clone(),
+                    ]);
+                }
+                t
+            })
+        }
+        Command::Projects(Projects::Create {
+            name: n,
+            display_name,
+            description,
+        }) => {
+            let req = CreateProjectRequest {
+                name: name("name", &n)?,
+                display_name,
+                description,
+            };
+            let p: Project = client
+                .call(Method::POST, "/api/projects", Some(&req))
+                .await?;
+            output::print(format, &p, |p| {
+                let mut t = Table::new(&["NAME", "DISPLAY NAME"]);
+                t.row(vec![p.name.clone(), p.display_name.clone()]);
+                t
+            })
+        }
+        Command::Projects(Projects::Delete { name: n }) => {
+            let n = name("name", &n)?;
+            client
+                .send_raw(Method::DELETE, &format!("/api/projects/{n}"), None::<&()>)
+                .await?;
+            eprintln!("deleted project {n}");
+            Ok(())
+        }
+        Command::Sessions(Sessions::List { search, limit }) => {
+            let mut path = format!("{sessions}?limit={limit}");
+            if let Some(s) = search {
+                path.push_str(&format!("&search={}", encode(&s)));
+            }
+            let list: SessionList = client.get(&path).await?;
+            output::print(format, &list, |l| {
+                let mut t = Table::new(&["NAME", "PHASE", "MODEL", "CREATED", "DISPLAY NAME"]);
+                for s in &l.items {
+                    let s = SessionSummary::of(s);
+                    t.row(vec![
+                        s.name,
+                        s.phase.to_string(),
+                        s.model,
+                        output::time(s.created_ms),
+                        s.display_name,
+                    ]);
+                }
+                t
+            })
+        }
+        Command::Sessions(Sessions::Create {
+            prompt,
+            repos,
+            model,
+            display_name,
+            timeout,
+        }) => {
+            let repos = repos
+                .iter()
+                .map(|r| {
+                    let (url, branch) = match r.split_once('#') {
+                        Some((u, b)) => (u.to_owned(), Some(b.to_owned())),
+                        None => (r.clone(), None),
+                    };
+                    SessionRepo {
+                        url,
+                        branch,
+                        auto_push: None,
+                        provider: None,
+                    }
+                })
+                .collect();
+            let req = CreateSessionRequest {
+                initial_prompt: text_or_stdin(prompt)?,
+                display_name,
+                llm_settings: model.map(|m| LlmSettings {
+                    model: Some(m),
+                    ..Default::default()
+                }),
+                timeout,
+                repos,
+                ..Default::default()
+            };
+            let created: CreateSessionResponse =
+                client.call(Method::POST, &sessions, Some(&req)).await?;
+            output::print(format, &created, |c| {
+                let mut t = Table::new(&["NAME", "BRANCH"]);
+                t.row(vec![c.name.clone(), c.auto_branch.clone()]);
+                t
+            })
+        }
+        Command::Sessions(Sessions::Get { session }) => {
+            let s: AgenticSession = client
+                .get(&format!("{sessions}/{}", name("session", &session)?))
+                .await?;
+            output::print(format, &s, |s| {
+                let s = SessionSummary::of(s);
+                let mut t = Table::new(&["FIELD", "VALUE"]);
+                t.row(vec!["name".into(), s.name]);
+                t.row(vec!["phase".into(), s.phase.to_string()]);
+                t.row(vec!["model".into(), s.model]);
+                t.row(vec!["created".into(), output::time(s.created_ms)]);
+                if let Some(m) = s.message {
+                    t.row(vec!["message".into(), m]);
+                }
+                if let Some(r) = s.result {
+                    t.row(vec!["turns".into(), r.turns.to_string()]);
+                    t.row(vec!["cost".into(), format!("${:.4}", r.cost_usd)]);
+                }
+                t.row(vec!["prompt".into(), s.initial_prompt]);
+                t
+            })
+        }
+        Command::Sessions(Sessions::Delete { session }) => {
+            let session = name("session", &session)?;
+            client
+                .send_raw(
+                    Method::DELETE,
+                    &format!("{sessions}/{session}"),
+                    None::<&()>,
+                )
+                .await?;
+            eprintln!("deleted session {session}");
+            Ok(())
+        }
+        Command::Logs {
+            session,
+            follow,
+            after,
+        } => {
+            follow::logs(
+                &client,
+                &project,
+                &name("session", &session)?,
+                after,
+                follow,
+                format,
+            )
+            .await
+        }
+        Command::Send { session, text } => {
+            let path = format!("{sessions}/{}/messages", name("session", &session)?);
+            let body = model::api::SendMessageRequest {
+                text: text_or_stdin(text)?,
+            };
+            let accepted: MessageAccepted = client.call(Method::POST, &path, Some(&body)).await?;
+            output::print(format, &accepted, |a| {
+                let mut t = Table::new(&["SEQ"]);
+                t.row(vec![a.seq.to_string()]);
+                t
+            })
+        }
+        Command::Interrupt { session } => control(&client, &sessions, &session, "interrupt").await,
+        Command::Stop { session } => control(&client, &sessions, &session, "stop").await,
+        Command::Continue { session } => control(&client, &sessions, &session, "start").await,
+        Command::Export { session } => {
+            let path = format!("{sessions}/{}/export", name("session", &session)?);
+            let mut resp = client.send_raw(Method::GET, &path, None::<&()>).await?;
+            // Streamed as it comes: a long log is never held whole.
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => output::write(&String::from_utf8_lossy(&chunk))?,
+                    Ok(None) => break,
+                    Err(e) => return Err(Error::Unreachable(format!("the export broke off: {e}"))),
+                }
+            }
+            output::write("\n")
+        }
+        Command::Login { .. } | Command::Logout | Command::Completions { .. } => Ok(()),
+    }
+}
+
+/// POSTs `…/{session}/{verb}` and says so.
+async fn control(client: &Client, sessions: &str, session: &str, verb: &str) -> Result<(), Error> {
+    let session = name("session", session)?;
+    client
+        .send_raw(
+            Method::POST,
+            &format!("{sessions}/{session}/{verb}"),
+            None::<&()>,
+        )
+        .await?;
+    let done = match verb {
+        "interrupt" => "interrupted",
+        "stop" => "stopping",
+        _ => "continuing",
+    };
+    eprintln!("{done} {session}");
+    Ok(())
+}
+
+/// A query parameter's value, percent-encoded.
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn login(url: &str) -> Result<(), Error> {
+    let url = client::parse_url(url)?;
+    let key = match std::env::var("AMBIENT_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        Some(k) => k,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprint!("access key: ");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| Error::Local(format!("cannot read the key: {e}")))?;
+            line
+        }
+    };
+    let key = key.trim().to_owned();
+    if key.is_empty() {
+        return Err(Error::Usage(
+            "no access key given (AMBIENT_KEY, or standard input)".into(),
+        ));
+    }
+    let profile = Profile {
+        url: url.as_str().trim_end_matches('/').to_owned(),
+        key,
+    };
+    let client = Client::new(&profile)?;
+    // The key is tried before it is kept.
+    let _: ProjectList = client.get("/api/projects?limit=1").await?;
+    let path = config::save(&profile)?;
+    eprintln!("signed in to {} (saved in {})", profile.url, path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["ambient", "-o", "json", "logs", "-f", "session-a"]).unwrap();
+        assert_eq!(cli.output, Format::Json);
+        assert!(matches!(cli.command, Command::Logs { follow: true, .. }));
+        assert!(Cli::try_parse_from(["ambient", "-o", "xml", "projects", "list"]).is_err());
+    }
+}
