@@ -292,7 +292,7 @@ async fn each_role_does_what_it_may_and_is_told_what_it_may_not() {
         assert_error(
             &call(&admin, "POST", "/api/projects/alpha/keys", Some(body)).await,
             400,
-            "bad_request",
+            "invalid",
             needle,
         );
     }
@@ -305,7 +305,7 @@ async fn each_role_does_what_it_may_and_is_told_what_it_may_not() {
         )
         .await,
         400,
-        "bad_request",
+        "invalid",
         "role",
     );
 }
