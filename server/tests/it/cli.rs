@@ -22,7 +22,7 @@ fn ambient(config: &Path) -> tokio::process::Command {
 }
 
 /// Runs `ambient args…` to its end (at most 120 s).
-async fn run(config: &Path, args: &[&str]) -> Output {
+pub async fn run(config: &Path, args: &[&str]) -> Output {
     tokio::time::timeout(
         Duration::from_secs(120),
         ambient(config).args(args).output(),
@@ -32,7 +32,7 @@ async fn run(config: &Path, args: &[&str]) -> Output {
     .expect("ambient runs")
 }
 
-fn text(out: &Output) -> String {
+pub fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -42,7 +42,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Signs in with `key`; returns the configuration file.
-async fn login(s: &TestServer, dir: &Path, key: &str) -> PathBuf {
+pub async fn login(s: &TestServer, dir: &Path, key: &str) -> PathBuf {
     let config = dir.join("ambient/config.json");
     let mut cmd = ambient(&config);
     cmd.args(["login", &s.url("")]).stdin(Stdio::piped());

@@ -893,3 +893,87 @@ async fn a_session_applied_with_kubectl_runs_and_its_deletion_removes_everything
     }
     c.finish().await;
 }
+
+/// The command-line client and a project's view key against Kubernetes mode: the same
+/// commands as in local mode (create, follow the log until Completed, export), and the
+/// same refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_a_view_key_work_in_kubernetes_mode() {
+    use crate::cli::{login, run, text};
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-cli", Some(&mock.url())).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = login(&c.server, home.path(), &c.server.key).await;
+    let p = c.project.as_str();
+
+    let out = run(
+        &config,
+        &[
+            "-p",
+            p,
+            "sessions",
+            "create",
+            "create hello.txt",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let name = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run(&config, &["-p", p, "logs", "-f", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("phase Creating") && printed.contains("phase Completed"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&config, &["-p", p, "export", &name]).await;
+    let export: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        export["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{}",
+        text(&out)
+    );
+
+    // A view key of this project: reads, is refused what edit may do, sees no other project.
+    let made: serde_json::Value = c
+        .server
+        .http
+        .post(c.server.url(&format!("/api/projects/{p}/keys")))
+        .json(&json!({"name": "carol", "role": "view"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let carol_home = tempfile::tempdir().unwrap();
+    let carol = login(&c.server, carol_home.path(), made["key"].as_str().unwrap()).await;
+    let out = run(&carol, &["-p", p, "sessions", "list"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&name),
+        "{}",
+        text(&out)
+    );
+    let out = run(&carol, &["-p", p, "logs", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    for refused in [
+        vec!["-p", p, "stop", &name],
+        vec!["-p", p, "send", &name, "hello"],
+        vec!["-p", p, "continue", &name],
+    ] {
+        let out = run(&carol, &refused).await;
+        assert_eq!(out.status.code(), Some(4), "{refused:?}: {}", text(&out));
+    }
+    let out = run(&carol, &["-p", "default", "sessions", "list"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = run(&carol, &["projects", "list", "-o", "json"]).await;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    c.finish().await;
+}
