@@ -54,7 +54,7 @@ pub async fn logs(
             Err(Closed::Code(code, reason)) => Ended::Closed(code, reason),
         };
         match ended {
-            Ended::Final(p) if p == Phase::Completed => return Ok(()),
+            Ended::Final(Phase::Completed) => return Ok(()),
             Ended::Final(p) => return Err(Error::SessionEnded(p.to_string())),
             Ended::Closed(code, reason) => match code {
                 close::NOT_FOUND | close::GONE => {

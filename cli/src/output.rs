@@ -153,7 +153,7 @@ mod tests {
         t.row(vec!["long-name\x1b[2J".into(), "Completed".into()]);
         assert_eq!(
             t.render(),
-            "NAME            PHASE\na               Running\nlong-name [2J  Completed\n"
+            "NAME           PHASE\na              Running\nlong-name [2J  Completed\n"
         );
     }
 
