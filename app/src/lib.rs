@@ -58,6 +58,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     pages::widgets::provide_now();
+    let me = pages::access::use_whoami();
     view! {
         <div id="app-state" hidden data-hydrated="false"></div>
         <Router>
@@ -66,7 +67,12 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/projects">"Ambient Code"</a>
                 <nav>
                     <a href="/projects">"Projects"</a>
-                    <a href="/keys">"Access keys"</a>
+                    // The owner's keys are the owner's: a project's key is not offered them.
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            me.await.ok().filter(|w| w.owner).map(|_| view! { <a href="/keys">"Access keys"</a> })
+                        })}
+                    </Suspense>
                     <form method="post" action="/logout" class="signout">
                         <button type="submit" class="link">"Sign out"</button>
                     </form>
@@ -79,6 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()}/>
                     <Route path=path!("/projects/:project/new") view={Lazy::<NewSessionRoute>::new()}/>
                     <Route path=path!("/projects/:project/settings") view={Lazy::<SettingsRoute>::new()}/>
+                    <Route path=path!("/projects/:project/sharing") view={Lazy::<SharingRoute>::new()}/>
                     <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
                 </Routes>
             </main>
@@ -112,6 +119,7 @@ lazy_page!(KeysRoute, pages::keys::KeysPage);
 lazy_page!(ProjectRoute, pages::project::ProjectPage);
 lazy_page!(NewSessionRoute, pages::new_session::NewSessionPage);
 lazy_page!(SettingsRoute, pages::settings::SettingsPage);
+lazy_page!(SharingRoute, pages::keys::SharingPage);
 
 /// Entry point of the browser build.
 #[cfg(feature = "hydrate")]

@@ -1,5 +1,6 @@
 //! The pages, one module each, with their server functions beside their components.
 
+pub mod access;
 pub mod keys;
 pub mod new_session;
 pub mod project;

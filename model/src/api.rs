@@ -482,6 +482,45 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Who the caller is, for a page to show only what they may do.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Whoami {
+    /// The name shown for the caller.
+    pub name: String,
+    /// Whether the caller owns the installation (every project, every role).
+    pub owner: bool,
+    /// The one project a project's key opens, with its role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The role in that project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+impl Whoami {
+    /// The caller's role in `project`, if any.
+    pub fn role_in(&self, project: &str) -> Option<Role> {
+        if self.owner {
+            return Some(Role::Admin);
+        }
+        self.role
+            .filter(|_| self.project.as_deref() == Some(project))
+    }
+
+    /// Why the caller cannot do what needs `need` in `project`; `None` when they can.
+    pub fn refusal(&self, project: &str, need: Role) -> Option<String> {
+        match self.role_in(project) {
+            Some(role) if role >= need => None,
+            Some(role) => Some(format!(
+                "your role in {project} is {role}; this needs {need}"
+            )),
+            None => Some(format!("you have no access to {project}")),
+        }
+    }
+}
+
 /// `GET /api/projects/{project}/access`: what the caller may do in a project.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,59 +1,114 @@
-//! `/keys`: access keys for scripts and other clients (`Authorization: Bearer <key>`): made
-//! with a name, shown once, listed with their last use, revoked at once.
+//! Access keys for scripts, the CLI and other clients (`Authorization: Bearer <key>`): made
+//! with a name, shown once, listed with their last use, revoked at once. `/keys`: the
+//! owner's keys (every project). `/projects/:project/sharing`: the project's keys, each with
+//! a role (view, edit, admin) and an optional expiry; its admins share the project so.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
-use model::api::{AccessKey, CreatedAccessKey};
+use leptos_router::hooks::use_params_map;
+use model::api::{AccessKey, CreatedAccessKey, Role};
 
 use super::widgets::{ConfirmButton, ErrorBanner, action_error};
 use crate::error::AppError;
 
-/// The access keys.
+/// The access keys of `project` (none: the owner's).
 #[server(prefix = "/rpc", input = Json)]
-pub async fn list_keys() -> Result<Vec<AccessKey>, AppError> {
+pub async fn list_keys(project: Option<String>) -> Result<Vec<AccessKey>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
-        .access_keys(&caller, None)
+        .access_keys(&caller, project.as_deref())
         .await
         .map_err(crate::ssr::refusal)
 }
 
-/// Makes an access key; the answer holds it, this once.
+/// Makes an access key (of `project`, with `role`, expiring after `expiration_days` when
+/// given); the answer holds it, this once.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn create_key(name: String) -> Result<CreatedAccessKey, AppError> {
+pub async fn create_key(
+    project: Option<String>,
+    name: String,
+    role: Option<Role>,
+    expiration_days: Option<u64>,
+) -> Result<CreatedAccessKey, AppError> {
     let (services, caller) = crate::ssr::context().await?;
+    let req = model::api::CreateAccessKeyRequest {
+        name,
+        role,
+        expiration_seconds: expiration_days.map(|d| d.saturating_mul(86_400)),
+    };
     services
-        .create_access_key(
-            &caller,
-            None,
-            model::api::CreateAccessKeyRequest {
-                name,
-                role: None,
-                expiration_seconds: None,
-            },
-        )
+        .create_access_key(&caller, project.as_deref(), req)
         .await
         .map_err(crate::ssr::refusal)
 }
 
 /// Revokes an access key.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn revoke_key(id: i64) -> Result<(), AppError> {
+pub async fn revoke_key(project: Option<String>, id: i64) -> Result<(), AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
-        .revoke_access_key(&caller, None, id)
+        .revoke_access_key(&caller, project.as_deref(), id)
         .await
         .map_err(crate::ssr::refusal)
 }
 
-/// The access keys page.
+/// The owner's access keys page.
 #[component]
 pub fn KeysPage() -> impl IntoView {
+    view! {
+        <section class="page-head">
+            <h1>"Access keys"</h1>
+        </section>
+        <KeysPanel project=None/>
+    }
+}
+
+/// A project's sharing page: its keys with their roles.
+#[component]
+pub fn SharingPage() -> impl IntoView {
+    let params = use_params_map();
+    let project = params.read_untracked().get("project").unwrap_or_default();
+    view! {
+        <section class="page-head">
+            <a class="muted" href=format!("/projects/{project}")>{format!("← {project}")}</a>
+            <h1>"Sharing"</h1>
+        </section>
+        <KeysPanel project=Some(project)/>
+    }
+}
+
+/// Lifetimes offered for a project's key, in days (none: until revoked).
+const LIFETIMES: [(&str, Option<u64>); 5] = [
+    ("never expires", None),
+    ("7 days", Some(7)),
+    ("30 days", Some(30)),
+    ("90 days", Some(90)),
+    ("a year", Some(365)),
+];
+
+#[component]
+fn KeysPanel(project: Option<String>) -> impl IntoView {
+    let scoped = project.is_some();
     let changed = RwSignal::new(0u32);
-    let keys = Resource::new(move || changed.get(), |_| list_keys());
+    let keys = {
+        let project = project.clone();
+        Resource::new(move || changed.get(), move |_| list_keys(project.clone()))
+    };
     let name = RwSignal::new(String::new());
-    let create = Action::new(|name: &String| create_key(name.clone()));
-    let revoke = Action::new(|id: &i64| revoke_key(*id));
+    let role = RwSignal::new(Role::View);
+    let lifetime = RwSignal::new(0usize);
+    let create = {
+        let project = project.clone();
+        Action::new(
+            move |(name, role, days): &(String, Option<Role>, Option<u64>)| {
+                create_key(project.clone(), name.clone(), *role, *days)
+            },
+        )
+    };
+    let revoke = {
+        let project = project.clone();
+        Action::new(move |id: &i64| revoke_key(project.clone(), *id))
+    };
     Effect::new(move |_| {
         if create.version().get() > 0 || revoke.version().get() > 0 {
             changed.update(|c| *c += 1);
@@ -62,24 +117,45 @@ pub fn KeysPage() -> impl IntoView {
     let created = Signal::derive(move || create.value().get().and_then(Result::ok));
     let create_error = action_error(create);
     let revoke_error = action_error(revoke);
+    let hint = if scoped {
+        "A project's key opens this project only, with its role: view reads and watches sessions; edit also starts, steers, stops and deletes them and sets credentials; admin also changes settings and shares the project. Send it as "
+    } else {
+        "An owner's key opens every project with every role (for a person or a script with less, make a project's key on the project's Sharing page). Send it as "
+    };
     view! {
-        <section class="page-head">
-            <h1>"Access keys"</h1>
-        </section>
         <section class="panel">
-            <p class="hint">"A key signs in a script, the CLI or any HTTP client: send it as "
-                <code>"Authorization: Bearer <key>"</code>". It is shown once, when it is made; revoking it refuses it at once."</p>
+            <p class="hint">{hint}<code>"Authorization: Bearer <key>"</code>
+                ", or sign in with it. It is shown once, when it is made; revoking it refuses it, and signs out browsers signed in with it, at once."</p>
             <form class="toolbar" on:submit=move |ev| {
                 ev.prevent_default();
                 let n = name.get_untracked();
                 if !n.trim().is_empty() {
-                    create.dispatch(n);
+                    let days = LIFETIMES.get(lifetime.get_untracked()).and_then(|(_, d)| *d);
+                    create.dispatch((n, scoped.then(|| role.get_untracked()), if scoped { days } else { None }));
                     name.set(String::new());
                 }
             }>
                 <label for="key-name" class="sr-only">"Key name"</label>
-                <input id="key-name" type="text" placeholder="What is it for? (e.g. ci)" maxlength="100"
+                <input id="key-name" type="text" placeholder="Who or what is it for? (e.g. ci)" maxlength="100"
                     prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
+                {scoped.then(|| view! {
+                    <label for="key-role" class="sr-only">"Role"</label>
+                    <select id="key-role" on:change=move |ev| {
+                        if let Ok(r) = event_target_value(&ev).parse() { role.set(r); }
+                    }>
+                        {Role::ALL.into_iter().map(|r| view! {
+                            <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option>
+                        }).collect_view()}
+                    </select>
+                    <label for="key-lifetime" class="sr-only">"Expires"</label>
+                    <select id="key-lifetime" on:change=move |ev| {
+                        if let Ok(i) = event_target_value(&ev).parse() { lifetime.set(i); }
+                    }>
+                        {LIFETIMES.iter().enumerate().map(|(i, (label, _))| view! {
+                            <option value=i.to_string()>{*label}</option>
+                        }).collect_view()}
+                    </select>
+                })}
                 <button type="submit" class="btn primary">"Make a key"</button>
             </form>
             <ErrorBanner error=create_error/>
@@ -95,32 +171,49 @@ pub fn KeysPage() -> impl IntoView {
                     match keys.await {
                         Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                         Ok(list) if list.is_empty() => view! { <p class="muted empty-list">"No access keys yet."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <table class="list keys">
-                                <thead><tr><th>"Name"</th><th>"Key"</th><th>"Made"</th><th>"Last used"</th><th></th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|k| {
-                                        let id = k.id;
-                                        view! {
-                                            <tr data-key-id=id>
-                                                <td>{k.name.clone()}</td>
-                                                <td><code>{format!("{}…", k.prefix)}</code></td>
-                                                <td class="muted">{k.created.clone()}</td>
-                                                <td class="muted">{k.last_used.clone().unwrap_or_else(|| "never".into())}</td>
-                                                <td class="actions">
-                                                    <ConfirmButton label="Revoke" class="danger-outline"
-                                                        question=format!("Revoke “{}”? Whatever uses it is refused at once.", k.name)
-                                                        on_confirm=Callback::new(move |_| { revoke.dispatch(id); })/>
-                                                </td>
-                                            </tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
+                        Ok(list) => view! { <KeyTable list scoped revoke/> }.into_any(),
                     }
                 })}
             </Transition>
         </section>
+    }
+}
+
+#[component]
+fn KeyTable(
+    list: Vec<AccessKey>,
+    scoped: bool,
+    revoke: Action<i64, Result<(), AppError>>,
+) -> impl IntoView {
+    view! {
+        <table class="list keys">
+            <thead><tr>
+                <th>"Name"</th><th>"Key"</th>
+                {scoped.then(|| view! { <th>"Role"</th><th>"Expires"</th><th>"Made by"</th> })}
+                <th>"Made"</th><th>"Last used"</th><th></th>
+            </tr></thead>
+            <tbody>
+                {list.into_iter().map(|k| {
+                    let id = k.id;
+                    let role = k.role.map(Role::as_str).unwrap_or("every");
+                    let expires = k.expires.clone().unwrap_or_else(|| "never".into());
+                    let by = k.created_by.clone().unwrap_or_default();
+                    view! {
+                        <tr data-key-id=id data-role=role>
+                            <td>{k.name.clone()}</td>
+                            <td><code>{format!("{}…", k.prefix)}</code></td>
+                            {scoped.then(|| view! { <td>{role}</td><td class="muted">{expires}</td><td class="muted">{by}</td> })}
+                            <td class="muted">{k.created.clone()}</td>
+                            <td class="muted">{k.last_used.clone().unwrap_or_else(|| "never".into())}</td>
+                            <td class="actions">
+                                <ConfirmButton label="Revoke" class="danger-outline"
+                                    question=format!("Revoke “{}”? Whatever uses it is refused at once.", k.name)
+                                    on_confirm=Callback::new(move |_| { revoke.dispatch(id); })/>
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }

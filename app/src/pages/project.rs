@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
-use model::api::{SessionSummaries, SessionSummary};
+use model::api::{Role, SessionSummaries, SessionSummary};
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, action_error, use_now};
@@ -125,15 +125,45 @@ pub fn ProjectPage() -> impl IntoView {
         _ => {}
     });
     let act_error = action_error(act);
+    let me = super::access::use_whoami();
+    // Why the caller may not start or steer sessions here (a view role), once known.
+    let why_not = move || async move {
+        let p = project.get_untracked();
+        me.await.ok().and_then(|w| w.refusal(&p, Role::Edit))
+    };
+    let admin = move || async move {
+        let p = project.get_untracked();
+        me.await
+            .ok()
+            .is_none_or(|w| w.refusal(&p, Role::Admin).is_none())
+    };
 
     view! {
         <section class="page-head">
             <a class="muted" href="/projects">"← Projects"</a>
             <h1>{move || project.get()}</h1>
-            <nav class="page-actions">
-                <a class="btn primary" href=move || format!("/projects/{}/new", project.get())>"New session"</a>
-                <a class="btn" href=move || format!("/projects/{}/settings", project.get())>"Settings"</a>
-            </nav>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let p = project.get();
+                    let why = why_not().await;
+                    let admin = admin().await;
+                    view! {
+                        <nav class="page-actions">
+                            {match why.clone() {
+                                None => view! {
+                                    <a class="btn primary" href=format!("/projects/{p}/new")>"New session"</a>
+                                    <a class="btn" href=format!("/projects/{p}/settings")>"Settings"</a>
+                                }.into_any(),
+                                Some(w) => view! {
+                                    <button type="button" class="btn primary" disabled title=w>"New session"</button>
+                                }.into_any(),
+                            }}
+                            {admin.then(|| view! { <a class="btn" href=format!("/projects/{p}/sharing")>"Sharing"</a> })}
+                        </nav>
+                        {why.map(super::access::role_note)}
+                    }
+                })}
+            </Suspense>
         </section>
         <section class="panel">
             <div class="toolbar">
@@ -147,7 +177,8 @@ pub fn ProjectPage() -> impl IntoView {
                         Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                         Ok(page) => {
                             any_active.set(page.items.iter().any(|s| !s.phase.is_terminal()));
-                            view! { <SessionTable page act offset/> }.into_any()
+                            let can_edit = why_not().await.is_none();
+                            view! { <SessionTable page act offset can_edit/> }.into_any()
                         }
                     }
                 })}
@@ -161,6 +192,8 @@ fn SessionTable(
     page: SessionSummaries,
     act: Action<(String, SessionAction), Result<Option<String>, AppError>>,
     offset: RwSignal<u64>,
+    /// Whether the caller may act on sessions (edit); otherwise no action is offered.
+    can_edit: bool,
 ) -> impl IntoView {
     if page.items.is_empty() {
         return view! { <p class="muted empty-list">"No sessions yet. Start one with “New session”."</p> }.into_any();
@@ -169,7 +202,7 @@ fn SessionTable(
     let rows = page
         .items
         .into_iter()
-        .map(|s| view! { <SessionRow s act/> })
+        .map(|s| view! { <SessionRow s act can_edit/> })
         .collect_view();
     view! {
         <table class="list sessions">
@@ -191,6 +224,7 @@ fn SessionTable(
 fn SessionRow(
     s: SessionSummary,
     act: Action<(String, SessionAction), Result<Option<String>, AppError>>,
+    can_edit: bool,
 ) -> impl IntoView {
     let now = use_now();
     let href = format!("/projects/{}/sessions/{}", s.project, s.name);
@@ -220,10 +254,12 @@ fn SessionRow(
                 {move || start.map(|st| time::duration(end.or(now.get()).unwrap_or(st) - st)).unwrap_or_default()}
             </td>
             <td class="actions">
-                {active.then(|| view! { <button class="btn" on:click=run(SessionAction::Stop)>"Stop"</button> })}
-                {(!active).then(|| view! { <button class="btn" on:click=run(SessionAction::Continue)>"Continue"</button> })}
-                <button class="btn" on:click=run(SessionAction::Clone)>"Clone"</button>
-                <ConfirmButton label="Delete" class="danger-outline" question on_confirm=Callback::new(del)/>
+                {can_edit.then(|| view! {
+                    {active.then(|| view! { <button class="btn" on:click=run(SessionAction::Stop)>"Stop"</button> })}
+                    {(!active).then(|| view! { <button class="btn" on:click=run(SessionAction::Continue)>"Continue"</button> })}
+                    <button class="btn" on:click=run(SessionAction::Clone)>"Clone"</button>
+                    <ConfirmButton label="Delete" class="danger-outline" question on_confirm=Callback::new(del)/>
+                })}
             </td>
         </tr>
     }

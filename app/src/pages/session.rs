@@ -38,6 +38,9 @@ pub struct SessionView {
     pub more_before: bool,
     /// User messages waiting for their turn's result (over the whole log).
     pub open_turns: u32,
+    /// Why the caller may not act on the session (start, steer, stop, rename, delete): a
+    /// view role; `None` when they may.
+    pub view_only: Option<String>,
 }
 
 /// Events before the ones a page has.
@@ -57,7 +60,12 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
     let s = services.get_session(&caller, &key).await;
     let window = services.event_window(&caller, &key, None, WINDOW).await;
     let window = window.map_err(crate::ssr::refusal)?;
+    let view_only = caller
+        .require(&key.project, model::api::Role::Edit)
+        .err()
+        .map(|e| e.to_string());
     Ok(SessionView {
+        view_only,
         session: SessionSummary::of(&s.map_err(crate::ssr::refusal)?),
         events: window.events,
         more_before: window.more_before,
@@ -200,11 +208,13 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let failure = summary.message.clone();
     let export = format!("/api/projects/{project}/agentic-sessions/{name}/export");
     let title = RwSignal::new(summary.display_name.clone());
+    let view_only = view.view_only.clone();
+    let can_edit = view_only.is_none();
 
     view! {
         <section class="session-header">
             <a class="muted" href=format!("/projects/{project}")>{format!("← {project}")}</a>
-            <DisplayName title project=project.clone() name=name.clone()/>
+            <DisplayName title project=project.clone() name=name.clone() editable=can_edit/>
             <div class="meta">
                 <PhaseBadge phase/>
                 <span class="muted" title="Model">{summary.model.clone()}</span>
@@ -214,17 +224,22 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 </span>
             </div>
             <div class="session-actions">
-                <Show when=move || !phase.get().is_terminal()>
+                <Show when=move || can_edit && !phase.get().is_terminal()>
                     <button class="btn" on:click=move |_| send.run(model::protocol::BrowserToServer::Stop)>"Stop"</button>
                 </Show>
-                <Show when=move || phase.get().is_terminal()>
+                <Show when=move || can_edit && phase.get().is_terminal()>
                     <button class="btn" on:click=move |_| { act.dispatch(SessionAction::Continue); }>"Continue"</button>
                 </Show>
-                <button class="btn" on:click=move |_| { act.dispatch(SessionAction::Clone); }>"Clone"</button>
+                {can_edit.then(|| view! {
+                    <button class="btn" on:click=move |_| { act.dispatch(SessionAction::Clone); }>"Clone"</button>
+                })}
                 <a class="btn" href=export.clone() download=format!("{name}.json")>"Export"</a>
-                <ConfirmButton label="Delete" class="danger-outline" question="Delete this session and its workspace?".to_owned()
-                    on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
+                {can_edit.then(|| view! {
+                    <ConfirmButton label="Delete" class="danger-outline" question="Delete this session and its workspace?".to_owned()
+                        on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
+                })}
             </div>
+            {view_only.map(super::access::role_note)}
             {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
             <ErrorBanner error=act_error/>
         </section>
@@ -245,7 +260,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         <Show when=move || !scroll.at_bottom.get()>
             <button class="btn jump-latest" on:click=move |_| scroll.to_bottom()>"↓ Jump to latest"</button>
         </Show>
-        <Composer busy phase send/>
+        {can_edit.then(|| view! { <Composer busy phase send/> })}
     }
 }
 
@@ -347,7 +362,13 @@ fn follow(
 
 /// The session's name, editable in place.
 #[component]
-fn DisplayName(title: RwSignal<String>, project: String, name: String) -> impl IntoView {
+fn DisplayName(
+    title: RwSignal<String>,
+    project: String,
+    name: String,
+    /// Whether the caller may rename it.
+    editable: bool,
+) -> impl IntoView {
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(String::new());
     let rename =
@@ -367,8 +388,10 @@ fn DisplayName(title: RwSignal<String>, project: String, name: String) -> impl I
             fallback=move || view! {
                 <h1 class="title">
                     <span>{move || title.get()}</span>
-                    <button class="btn icon" aria-label="Rename session" title="Rename"
-                        on:click=move |_| { draft.set(title.get_untracked()); editing.set(true); }>"✎"</button>
+                    {editable.then(|| view! {
+                        <button class="btn icon" aria-label="Rename session" title="Rename"
+                            on:click=move |_| { draft.set(title.get_untracked()); editing.set(true); }>"✎"</button>
+                    })}
                 </h1>
             }
         >
