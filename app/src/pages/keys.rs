@@ -136,7 +136,7 @@ fn KeysPanel(project: Option<String>) -> impl IntoView {
                 }
             }>
                 <label for="key-name" class="sr-only">"Key name"</label>
-                <input id="key-name" type="text" placeholder="Who or what is it for? (e.g. ci)" maxlength="100"
+                <input id="key-name" type="text" placeholder="What is it for? (e.g. ci)" maxlength="100"
                     prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
                 {scoped.then(|| view! {
                     <label for="key-role" class="sr-only">"Role"</label>
