@@ -109,8 +109,11 @@ fn KeysPanel(project: Option<String>) -> impl IntoView {
         let project = project.clone();
         Action::new(move |id: &i64| revoke_key(project.clone(), *id))
     };
+    // Both versions are read every time (an `||` would stop following the second once the
+    // first has changed, and a revoke after a create would not refresh the list).
     Effect::new(move |_| {
-        if create.version().get() > 0 || revoke.version().get() > 0 {
+        let (made, revoked) = (create.version().get(), revoke.version().get());
+        if made + revoked > 0 {
             changed.update(|c| *c += 1);
         }
     });
