@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED};
@@ -839,5 +841,122 @@ async fn an_operator_stopped_as_it_starts_stops() {
     let mut p = Project::new("quickstop").await;
     // `stop_operator` fails the test if the task does not end within 30 s.
     p.stop_operator().await;
+    p.finish().await;
+}
+
+/// `groupAccess` in a project's settings becomes RoleBindings to the project roles: a member
+/// of a listed group may do what its role allows in the namespace (the API server's own
+/// SubjectAccessReview says so), others may not, and removing the group revokes it; a
+/// RoleBinding made by hand is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_access_becomes_role_bindings_and_removing_it_revokes() {
+    let p = Project::new("groups").await;
+    // The project roles, as deploy/base installs them.
+    let roles: Api<ClusterRole> = Api::all(p.client.clone());
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/base/project-roles.yaml"
+    ))
+    .unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let role = <ClusterRole as serde::Deserialize>::deserialize(doc).unwrap();
+        roles
+            .patch(
+                &role.name_any(),
+                &PatchParams::apply("ambient-tests").force(),
+                &Patch::Apply(&role),
+            )
+            .await
+            .unwrap();
+    }
+    let settings: Api<ProjectSettings> = p.api();
+    wait_for("the project's settings", || {
+        let settings = settings.clone();
+        async move { settings.get_opt(SETTINGS_NAME).await.ok()? }
+    })
+    .await;
+    let bindings: Api<RoleBinding> = p.api();
+    let by_hand: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "by-hand"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ambient-project-view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "gina"}]
+    }))
+    .unwrap();
+    bindings
+        .create(&PostParams::default(), &by_hand)
+        .await
+        .unwrap();
+    let set = |access: serde_json::Value| {
+        let settings = settings.clone();
+        async move {
+            settings
+                .patch(
+                    SETTINGS_NAME,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"groupAccess": access}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let may = |user: &'static str, group: &'static str, verb: &'static str| {
+        let client = p.client.clone();
+        let ns = p.ns.clone();
+        async move {
+            let review: SubjectAccessReview = serde_json::from_value(json!({
+                "spec": {
+                    "user": user,
+                    "groups": [group, "system:authenticated"],
+                    "resourceAttributes": {
+                        "namespace": ns, "verb": verb,
+                        "group": "vteam.ambient-code", "resource": "agenticsessions"
+                    }
+                }
+            }))
+            .unwrap();
+            Api::<SubjectAccessReview>::all(client)
+                .create(&PostParams::default(), &review)
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|s| s.allowed)
+        }
+    };
+
+    set(json!([
+        {"groupName": "team-x", "role": "edit"},
+        {"groupName": "Auditors@Corp", "role": "view"}
+    ]))
+    .await;
+    wait_for("team-x may create sessions", || async {
+        may("dave", "team-x", "create").await.then_some(())
+    })
+    .await;
+    assert!(may("erin", "Auditors@Corp", "get").await, "view reads");
+    assert!(
+        !may("erin", "Auditors@Corp", "create").await,
+        "view does not create"
+    );
+    assert!(
+        !may("frank", "team-y", "get").await,
+        "other groups get nothing"
+    );
+    wait_for("the count in the settings' status", || {
+        let settings = settings.clone();
+        async move {
+            let s = settings.get(SETTINGS_NAME).await.ok()?;
+            (s.status?.group_bindings_created == Some(2)).then_some(())
+        }
+    })
+    .await;
+
+    // Removed from the list, team-x loses its access; the hand-made binding stays.
+    set(json!([{"groupName": "Auditors@Corp", "role": "view"}])).await;
+    wait_for("team-x revoked", || async {
+        (!may("dave", "team-x", "create").await).then_some(())
+    })
+    .await;
+    assert!(may("erin", "Auditors@Corp", "get").await);
+    assert!(bindings.get_opt("by-hand").await.unwrap().is_some());
     p.finish().await;
 }

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
     Namespace, ObjectReference, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -169,6 +170,7 @@ pub async fn run(
             }),
     )
     .touched_objects();
+    let settings_changes = settings_api.clone();
     let (settings, settings_writer) = reflector::store();
     let settings_stream = reflector(
         settings_writer,
@@ -225,6 +227,10 @@ pub async fn run(
             futures::future::ready(())
         });
     let projects = projects
+        // Changed settings (their `groupAccess`) reconcile their project.
+        .watches(settings_changes, watcher::Config::default(), |s| {
+            s.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
+        })
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(stopped())
         .run(reconcile_project, project_error_policy, ctx)
@@ -687,7 +693,8 @@ fn project_error_policy(ns: Arc<Namespace>, error: &Error, _: Arc<Ctx>) -> Actio
 }
 
 /// A project holds its settings, the runners' ServiceAccount, the credentials Secret (made
-/// empty; never overwritten) and the runners' NetworkPolicy (kept as built).
+/// empty; never overwritten), the runners' NetworkPolicy (kept as built) and a RoleBinding
+/// per group of its settings' `groupAccess` (kept as listed; re-run when the settings change).
 async fn reconcile_project(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = ns.name_any();
     if ns.meta().deletion_timestamp.is_some() {
@@ -710,12 +717,49 @@ async fn reconcile_project(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, 
     )
     .await?;
     let policy = project::runner_network_policy(&name, &ctx.config.server_namespace);
-    Api::<NetworkPolicy>::namespaced(client, &name)
+    Api::<NetworkPolicy>::namespaced(client.clone(), &name)
         .patch(
             project::NETWORK_POLICY,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&policy),
         )
         .await?;
+    // The groups of `groupAccess` get their RoleBindings; those of groups no longer listed
+    // go (only the ones made here: a RoleBinding made by hand stays).
+    let settings_api = Api::<ProjectSettings>::namespaced(client.clone(), &name);
+    let settings = settings_api.get_opt(SETTINGS_NAME).await?;
+    let access = settings
+        .as_ref()
+        .map(|s| s.spec.group_access.clone())
+        .unwrap_or_default();
+    let desired = project::group_bindings(&name, &access);
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &name);
+    for b in &desired {
+        bindings
+            .patch(
+                b.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(b),
+            )
+            .await?;
+    }
+    let made = bindings
+        .list(&ListParams::default().labels(&format!("{}=true", project::GROUP_ACCESS_LABEL)))
+        .await?;
+    for b in made.items {
+        if !desired.iter().any(|d| d.metadata.name == b.metadata.name) {
+            delete(&bindings, &b.name_any(), &DeleteParams::default()).await?;
+        }
+    }
+    let count = desired.len() as i64;
+    if settings.is_some_and(|s| s.status.and_then(|st| st.group_bindings_created) != Some(count)) {
+        settings_api
+            .patch_status(
+                SETTINGS_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"groupBindingsCreated": count}})),
+            )
+            .await?;
+    }
     Ok(Action::requeue(Duration::from_secs(600)))
 }

@@ -1,6 +1,6 @@
 //! What every project (a namespace labelled `ambient-code.io/managed=true`) holds for its
 //! sessions: pure builders of its ProjectSettings, the runners' ServiceAccount, the empty
-//! credentials Secret and the runners' NetworkPolicy.
+//! credentials Secret, the runners' NetworkPolicy and the RoleBindings of its `groupAccess`.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +9,10 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use model::project_settings::{GroupAccess, ProjectRole};
 use model::{ProjectSettings, ProjectSettingsSpec};
 
 use super::build::RUNNER_SECRETS;
@@ -138,6 +140,76 @@ pub fn runner_network_policy(namespace: &str, server_namespace: &str) -> Network
     }
 }
 
+/// The label of the RoleBindings made from a project's `groupAccess`: only those are pruned
+/// (a RoleBinding someone made by hand stays).
+pub const GROUP_ACCESS_LABEL: &str = "ambient-code.io/group-access";
+
+/// The ClusterRole a project role binds to (`deploy/base/project-roles.yaml`).
+pub fn project_cluster_role(role: ProjectRole) -> &'static str {
+    match role {
+        ProjectRole::Admin => "ambient-project-admin",
+        ProjectRole::Edit => "ambient-project-edit",
+        ProjectRole::View => "ambient-project-view",
+    }
+}
+
+/// A binding's name for `group` and the ClusterRole: readable, a valid object name whatever
+/// the group's name (`Auditors@Corp`), and distinct for groups that read the same once
+/// cleaned (a hash of the exact name ends it).
+fn group_binding_name(group: &str, cluster_role: &str) -> String {
+    use sha2::Digest;
+    let mut slug: String = group
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    slug.truncate(40);
+    let slug = slug.trim_matches('-');
+    let hash = hex::encode(&sha2::Sha256::digest(group.as_bytes())[..4]);
+    let role = cluster_role.trim_start_matches("ambient-project-");
+    if slug.is_empty() {
+        format!("ambient-group-{role}-{hash}")
+    } else {
+        format!("ambient-group-{role}-{slug}-{hash}")
+    }
+}
+
+/// The RoleBindings a project's `groupAccess` asks for: one per group and role, binding the
+/// group to the role's ClusterRole in the project's namespace.
+pub fn group_bindings(namespace: &str, access: &[GroupAccess]) -> Vec<RoleBinding> {
+    let mut out: Vec<RoleBinding> = Vec::new();
+    for a in access.iter().filter(|a| !a.group_name.trim().is_empty()) {
+        let cluster_role = project_cluster_role(a.role);
+        let name = group_binding_name(&a.group_name, cluster_role);
+        if out
+            .iter()
+            .any(|b| b.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            continue;
+        }
+        let mut metadata = meta(namespace, &name);
+        metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(GROUP_ACCESS_LABEL.into(), "true".into());
+        out.push(RoleBinding {
+            metadata,
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: cluster_role.into(),
+            },
+            subjects: Some(vec![Subject {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "Group".into(),
+                name: a.group_name.clone(),
+                namespace: None,
+            }]),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +259,63 @@ mod tests {
         assert_eq!(
             default_settings("team-a").metadata.name.as_deref(),
             Some(SETTINGS_NAME)
+        );
+    }
+
+    #[test]
+    fn group_access_becomes_one_binding_per_group_and_role() {
+        use model::project_settings::{GroupAccess, ProjectRole};
+        let access = [
+            GroupAccess {
+                group_name: "team-x".into(),
+                role: ProjectRole::Edit,
+            },
+            GroupAccess {
+                group_name: "Auditors@Corp".into(),
+                role: ProjectRole::View,
+            },
+            GroupAccess {
+                group_name: "auditors-corp".into(),
+                role: ProjectRole::View,
+            },
+            GroupAccess {
+                group_name: "team-x".into(),
+                role: ProjectRole::Edit,
+            },
+            GroupAccess {
+                group_name: " ".into(),
+                role: ProjectRole::Admin,
+            },
+        ];
+        let b = group_bindings("team-a", &access);
+        assert_eq!(b.len(), 3, "duplicates and blank names give nothing more");
+        let names: Vec<&str> = b
+            .iter()
+            .map(|b| b.metadata.name.as_deref().unwrap())
+            .collect();
+        assert!(
+            names[0].starts_with("ambient-group-edit-team-x-"),
+            "{names:?}"
+        );
+        assert!(
+            names[1].starts_with("ambient-group-view-auditors-corp-"),
+            "{names:?}"
+        );
+        assert_ne!(names[1], names[2], "groups that clean up alike stay apart");
+        assert!(names.iter().all(|n| {
+            n.len() <= 63
+                && n.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        }));
+        assert_eq!(b[0].role_ref.name, "ambient-project-edit");
+        let subject = &b[1].subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (subject.kind.as_str(), subject.name.as_str()),
+            ("Group", "Auditors@Corp")
+        );
+        assert_eq!(
+            b[0].metadata.labels.as_ref().unwrap()[GROUP_ACCESS_LABEL],
+            "true"
         );
     }
 }
