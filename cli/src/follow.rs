@@ -3,7 +3,9 @@
 //! every event once, in order; after a drop (a restarting server, a network blip) it
 //! connects again with backoff from the last event it printed; a cursor past the log (the
 //! session was made again) starts over. It ends when the session is in a final phase
-//! (Completed: exit 0; Failed or Stopped: exit 9), or is deleted.
+//! (Completed: exit 0; Failed or Stopped: exit 9) and goes no further, or is deleted. A
+//! session asked to go on (a message after its final phase, as `send` and `continue` leave
+//! in the log, or a start requested but not yet begun) is followed into its next run.
 
 use std::time::Duration;
 
@@ -37,14 +39,21 @@ pub async fn logs(
         return Ok(());
     }
     let mut cursor = after;
-    let mut phase: Option<Phase> = None;
+    let mut progress = Progress::default();
     let mut backoff = Duration::from_millis(250);
     loop {
         let url = client.ws_url(&format!("{base}/ws?after={cursor}"));
         let ended = match Connection::open(&url, Some(client.key()), READ_BUFFER).await {
             Ok(mut conn) => {
-                let ended =
-                    follow_one(&mut conn, &mut cursor, &mut phase, &mut backoff, format).await;
+                let ended = follow_one(
+                    &mut conn,
+                    (client, &base),
+                    &mut cursor,
+                    &mut progress,
+                    &mut backoff,
+                    format,
+                )
+                .await;
                 conn.close(1000, "done").await;
                 ended?
             }
@@ -80,7 +89,7 @@ pub async fn logs(
                         "ambient: the session's log was replaced; following it from the start"
                     );
                     cursor = 0;
-                    phase = None;
+                    progress = Progress::default();
                     continue;
                 }
                 _ => eprintln!("ambient: the connection closed ({reason}); connecting again"),
@@ -117,10 +126,48 @@ fn refused_upgrade(why: &str) -> Option<Error> {
     })
 }
 
+/// Where the session stands, from the events printed so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    /// The last phase the log recorded.
+    phase: Option<Phase>,
+    /// A user message came after that phase (the session goes on).
+    message_after: bool,
+}
+
+impl Progress {
+    fn saw(&mut self, event: &SessionEvent) {
+        match event {
+            SessionEvent::Phase(p) => {
+                self.phase = Some(p.phase);
+                self.message_after = false;
+            }
+            SessionEvent::UserMessage(_) => self.message_after = true,
+            _ => {}
+        }
+    }
+
+    /// The final phase the session is in, if the log says it goes no further.
+    fn ended(&self) -> Option<Phase> {
+        self.phase
+            .filter(|p| p.is_terminal() && !self.message_after)
+    }
+}
+
+/// The session's final phase, when it is in one and no start was asked for that has not
+/// begun yet (the log shows a start only once its run does).
+async fn settled(client: &Client, path: &str) -> Result<Option<Phase>, Error> {
+    let session: model::AgenticSession = client.get(path).await?;
+    let restarting = session.annotation(model::annotations::DESIRED_PHASE)
+        == Some(model::annotations::DESIRED_RUNNING);
+    Ok(Some(session.phase()).filter(|p| p.is_terminal() && !restarting))
+}
+
 async fn follow_one(
     conn: &mut Connection,
+    (client, path): (&Client, &str),
     cursor: &mut u64,
-    phase: &mut Option<Phase>,
+    progress: &mut Progress,
     backoff: &mut Duration,
     format: Format,
 ) -> Result<Ended, Error> {
@@ -156,17 +203,20 @@ async fn follow_one(
                 }
                 *cursor = e.seq;
                 *backoff = Duration::from_millis(250);
-                if let SessionEvent::Phase(p) = &e.event {
-                    *phase = Some(p.phase);
-                }
+                progress.saw(&e.event);
                 print_event(&e, format)?;
-                if live && phase.is_some_and(Phase::is_terminal) {
-                    return Ok(Ended::Final(phase.unwrap_or(Phase::Completed)));
+                if let (true, Some(p)) = (live, progress.ended()) {
+                    return Ok(Ended::Final(p));
                 }
             }
             ServerToBrowser::Live(_) => {
                 live = true;
-                if let Some(p) = phase.filter(|p| p.is_terminal()) {
+                // Over by the log (or, following from a cursor past its last phase, by the
+                // session itself), and not about to start again.
+                let unknown = progress.phase.is_none() && !progress.message_after;
+                if (progress.ended().is_some() || unknown)
+                    && let Some(p) = settled(client, path).await?
+                {
                     return Ok(Ended::Final(p));
                 }
             }
@@ -267,6 +317,32 @@ fn describe(event: &SessionEvent) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_after_the_final_phase_means_the_session_goes_on() {
+        use model::protocol::{PhaseChange, UserMessage};
+        let phase = |p| {
+            SessionEvent::Phase(PhaseChange {
+                phase: p,
+                reason: None,
+                message: None,
+            })
+        };
+        let mut p = Progress::default();
+        assert_eq!(p.ended(), None);
+        p.saw(&phase(Phase::Running));
+        assert_eq!(p.ended(), None);
+        p.saw(&phase(Phase::Completed));
+        assert_eq!(p.ended(), Some(Phase::Completed));
+        p.saw(&SessionEvent::UserMessage(UserMessage {
+            text: "go on".into(),
+            sender: "me".into(),
+        }));
+        assert_eq!(p.ended(), None, "sent or continued: the next run follows");
+        p.saw(&phase(Phase::Creating));
+        p.saw(&phase(Phase::Failed));
+        assert_eq!(p.ended(), Some(Phase::Failed));
+    }
 
     #[test]
     fn a_refused_upgrade_is_not_retried_and_a_drop_is() {

@@ -61,6 +61,12 @@ test('sharing: an admin makes a view key; a browser signed in with it is offered
   }
   await expect(view.locator('[data-phase]').first()).toHaveAttribute('data-phase', 'Completed', { timeout: 30_000 });
 
+  // The new-session form, reached by its address, says why it cannot start anything.
+  await view.goto(`/projects/${project}/new`);
+  await hydrated(view);
+  await expect(view.locator('.role-note')).toContainText('this needs edit');
+  await expect(view.getByRole('button', { name: 'Start session' })).toBeDisabled();
+
   // Revoked on the Sharing page: her browser is signed out at once.
   await row.getByRole('button', { name: 'Revoke' }).click();
   await page.getByRole('button', { name: 'Yes, revoke' }).click();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
+use model::api::Role;
 use model::api::{CreateSessionRequest, CreateSessionResponse};
 use model::session::{LlmSettings, SessionRepo};
 use model::validate;
@@ -117,6 +118,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let params = use_params_map();
     let project = Memo::new(move |_| params.read().get("project").unwrap_or_default());
     let models = Resource::new(|| (), |_| list_models());
+    let me = super::access::use_whoami();
 
     let prompt = RwSignal::new(String::new());
     let model = RwSignal::new(String::new());
@@ -268,11 +270,21 @@ pub fn NewSessionPage() -> impl IntoView {
             </details>
 
             <ErrorBanner error=server_error/>
-            <div class="actions">
-                <button type="submit" class="btn primary" disabled=move || create.pending().get()>
-                    {move || if create.pending().get() { "Starting…" } else { "Start session" }}
-                </button>
-            </div>
+            // Starting a session needs edit: a view role is told so, not offered the button.
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let why = me.await.ok().and_then(|w| w.refusal(&project.get_untracked(), Role::Edit));
+                    let blocked = why.is_some();
+                    view! {
+                        {why.map(super::access::role_note)}
+                        <div class="actions">
+                            <button type="submit" class="btn primary" disabled=move || blocked || create.pending().get()>
+                                {move || if create.pending().get() { "Starting…" } else { "Start session" }}
+                            </button>
+                        </div>
+                    }
+                })}
+            </Suspense>
         </form>
     }
 }

@@ -71,6 +71,7 @@ pub fn SettingsPage() -> impl IntoView {
     let params = use_params_map();
     let project = Memo::new(move |_| params.read().get("project").unwrap_or_default());
     let data = Resource::new(move || project.get(), load_settings);
+    let me = super::access::use_whoami();
     view! {
         <section class="page-head">
             <a class="muted" href=move || format!("/projects/{}", project.get())>{move || format!("← {}", project.get())}</a>
@@ -80,10 +81,15 @@ pub fn SettingsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Err(e) => view! { <p class="error banner" role="alert">{e.message}</p> }.into_any(),
-                    Ok((secrets, settings)) => view! {
-                        <Secrets project=project.get_untracked() secrets/>
-                        <Defaults project=project.get_untracked() settings/>
-                    }.into_any(),
+                    Ok((secrets, settings)) => {
+                        // Changing the defaults needs admin: an editor sees them, disabled, and why.
+                        let p = project.get_untracked();
+                        let admin_why = me.await.ok().and_then(|w| w.refusal(&p, model::api::Role::Admin));
+                        view! {
+                            <Secrets project=p.clone() secrets/>
+                            <Defaults project=p settings admin_why/>
+                        }.into_any()
+                    }
                 }
             })}
         </Suspense>
@@ -144,7 +150,13 @@ fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
 }
 
 #[component]
-fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
+fn Defaults(
+    project: String,
+    settings: ProjectSettingsBody,
+    /// Why the caller may not change them, when not an admin.
+    admin_why: Option<String>,
+) -> impl IntoView {
+    let locked = admin_why.is_some();
     let hours = RwSignal::new(
         settings
             .inactivity_timeout_seconds
@@ -167,6 +179,7 @@ fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
     view! {
         <section class="panel">
             <h2>"Session defaults"</h2>
+            {admin_why.map(super::access::role_note)}
             <form on:submit=move |ev| {
                 ev.prevent_default();
                 if input_error.get_untracked().is_some() {
@@ -175,6 +188,7 @@ fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
                 let secs = hours.get_untracked().trim().parse::<f64>().ok().map(|h| (h * 3600.0).round() as i64);
                 save.dispatch(ProjectSettingsBody { inactivity_timeout_seconds: secs, mcp_servers: mcp.clone() });
             }>
+                <fieldset class="plain" disabled=locked>
                 <div class="field">
                     <label for="inactivity-hours">"Stop sessions idle for (hours; empty: 24, 0: never)"</label>
                     <input id="inactivity-hours" type="text" inputmode="decimal" prop:value=hours
@@ -185,6 +199,7 @@ fn Defaults(project: String, settings: ProjectSettingsBody) -> impl IntoView {
                     <button type="submit" class="btn primary">"Save defaults"</button>
                     <Show when=move || saved.get()><span class="ok" role="status">"Saved"</span></Show>
                 </div>
+                </fieldset>
                 <ErrorBanner error/>
             </form>
         </section>

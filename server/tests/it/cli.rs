@@ -155,6 +155,12 @@ async fn the_cli_runs_a_whole_session_and_says_what_failed_by_its_exit_code() {
             .iter()
             .all(|e| e["seq"].is_u64() && e["event"]["type"].is_string())
     );
+    // It followed the continued run to its end, not the end of the one before.
+    let completed = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "phase" && e["event"]["phase"] == "Completed")
+        .count();
+    assert_eq!(completed, 3, "three runs: created, sent to, continued");
 
     // export: the session and every event, as JSON.
     let out = run(&config, &["export", &name]).await;
