@@ -571,7 +571,7 @@ pub struct AccessKey {
 }
 
 /// Longest life of an access key: a year.
-pub const MAX_KEY_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+pub const MAX_KEY_LIFETIME_SECS: i64 = 366 * 24 * 3600;
 
 /// `POST /api/keys` (the owner's keys) and `POST /api/projects/{project}/keys`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -585,9 +585,13 @@ pub struct CreateAccessKeyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// Seconds until the key stops working (1 to a year); none: until revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validate::whole_number"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 31_622_400))]
-    pub expiration_seconds: Option<u64>,
+    pub expiration_seconds: Option<i64>,
 }
 
 /// Answer to making an access key: the key itself, shown this once.

@@ -34,7 +34,8 @@ pub async fn create_key(
     let req = model::api::CreateAccessKeyRequest {
         name,
         role,
-        expiration_seconds: expiration_days.map(|d| d.saturating_mul(86_400)),
+        expiration_seconds: expiration_days
+            .map(|d| i64::try_from(d.saturating_mul(86_400)).unwrap_or(i64::MAX)),
     };
     services
         .create_access_key(&caller, project.as_deref(), req)

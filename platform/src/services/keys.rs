@@ -88,7 +88,7 @@ impl Services {
         }
         let expires_ms = match req.expiration_seconds {
             None => None,
-            Some(s) if (1..=MAX_KEY_LIFETIME_SECS).contains(&s) => Some(now_ms() + s as i64 * 1000),
+            Some(s) if (1..=MAX_KEY_LIFETIME_SECS).contains(&s) => Some(now_ms() + s * 1000),
             Some(_) => {
                 return Err(Invalid::new(
                     "expirationSeconds",

@@ -245,6 +245,20 @@ fn constrain(doc: &mut Value) {
         "name",
         json!({"type": "string", "pattern": TEXT, "minLength": 1, "maxLength": 100}),
     );
+    // The owner's keys open every project with every role: their request has no role.
+    let mut owner_key = schemas["CreateAccessKeyRequest"].clone();
+    if let Some(props) = owner_key["properties"].as_object_mut() {
+        props.remove("role");
+    }
+    owner_key["additionalProperties"] = json!(false);
+    owner_key["description"] =
+        json!("`POST /api/keys`: an owner's key (every project, every role).");
+    schemas["CreateOwnerKeyRequest"] = owner_key;
+    let owner_body = &mut doc["paths"]["/api/keys"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    if owner_body.is_object() {
+        *owner_body = json!({"$ref": "#/components/schemas/CreateOwnerKeyRequest"});
+    }
 }
 
 /// Every operation: a unique `operationId`, the errors the doors and extractors can answer
