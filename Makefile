@@ -21,7 +21,7 @@ K8S_BIN := $(HOME)/.cache/ambient-code/k8s-v1.20.2
 K8S_RUN := $(ROOT)/target/k8s-testenv
 
 .PHONY: help setup setup-rust setup-npm setup-sandbox setup-e2e setup-browser setup-fuzz setup-k8s setup-kubeval setup-images images build run test \
-	lint unit e2e fuzz leftovers crds bench bench-k8s bench-ui loadtest
+	lint unit e2e fuzz leftovers crds bench bench-cli bench-k8s bench-ui loadtest
 
 help:
 	@echo "make run    build and start the platform in local mode (http://127.0.0.1:3000)"
@@ -166,6 +166,10 @@ fuzz: build setup-fuzz
 bench: build
 	cargo bench -p server --bench control_plane
 	cargo bench -p server --bench runner
+
+# The `ambient` client: start-up and a REST call, `logs -f` and export of a finished session.
+bench-cli: build
+	tools/bench-cli.sh 20
 
 # Kubernetes mode on the test API server: 1,000 sessions → Jobs and the operator's peak RSS;
 # create → runner connected through the test kubelet (BENCHMARKS.md).
