@@ -85,7 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()}/>
                     <Route path=path!("/projects/:project/new") view={Lazy::<NewSessionRoute>::new()}/>
                     <Route path=path!("/projects/:project/settings") view={Lazy::<SettingsRoute>::new()}/>
-                    <Route path=path!("/projects/:project/sharing") view={Lazy::<SharingRoute>::new()}/>
+                    <Route path=path!("/projects/:project/sharing") view={Lazy::<KeysRoute>::new()}/>
                     <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
                 </Routes>
             </main>
@@ -119,7 +119,6 @@ lazy_page!(KeysRoute, pages::keys::KeysPage);
 lazy_page!(ProjectRoute, pages::project::ProjectPage);
 lazy_page!(NewSessionRoute, pages::new_session::NewSessionPage);
 lazy_page!(SettingsRoute, pages::settings::SettingsPage);
-lazy_page!(SharingRoute, pages::keys::SharingPage);
 
 /// Entry point of the browser build.
 #[cfg(feature = "hydrate")]

@@ -53,28 +53,24 @@ pub async fn revoke_key(project: Option<String>, id: i64) -> Result<(), AppError
         .map_err(crate::ssr::refusal)
 }
 
-/// The owner's access keys page.
+/// The access keys page: the owner's keys at `/keys`, a project's (its Sharing page) at
+/// `/projects/:project/sharing`. One page for both, so that the browser loads its code once
+/// (two lazy routes sharing the panel would move it into the main module).
 #[component]
 pub fn KeysPage() -> impl IntoView {
-    view! {
-        <section class="page-head">
-            <h1>"Access keys"</h1>
-        </section>
-        <KeysPanel project=None/>
-    }
-}
-
-/// A project's sharing page: its keys with their roles.
-#[component]
-pub fn SharingPage() -> impl IntoView {
     let params = use_params_map();
-    let project = params.read_untracked().get("project").unwrap_or_default();
-    view! {
-        <section class="page-head">
-            <a class="muted" href=format!("/projects/{project}")>{format!("← {project}")}</a>
+    let project = params.read_untracked().get("project");
+    let head = match &project {
+        None => view! { <h1>"Access keys"</h1> }.into_any(),
+        Some(p) => view! {
+            <a class="muted" href=format!("/projects/{p}")>{format!("← {p}")}</a>
             <h1>"Sharing"</h1>
-        </section>
-        <KeysPanel project=Some(project)/>
+        }
+        .into_any(),
+    };
+    view! {
+        <section class="page-head">{head}</section>
+        <KeysPanel project/>
     }
 }
 
