@@ -58,7 +58,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     pages::widgets::provide_now();
-    let me = pages::access::use_whoami();
     view! {
         <div id="app-state" hidden data-hydrated="false"></div>
         <Router>
@@ -67,12 +66,6 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/projects">"Ambient Code"</a>
                 <nav>
                     <a href="/projects">"Projects"</a>
-                    // The owner's keys are the owner's: a project's key is not offered them.
-                    <Suspense fallback=|| ()>
-                        {move || Suspend::new(async move {
-                            me.await.ok().filter(|w| w.owner).map(|_| view! { <a href="/keys">"Access keys"</a> })
-                        })}
-                    </Suspense>
                     <form method="post" action="/logout" class="signout">
                         <button type="submit" class="link">"Sign out"</button>
                     </form>

@@ -7,6 +7,12 @@ test('sharing: an admin makes a view key; a browser signed in with it is offered
   const project = await newProject(PORT, 'shared');
   const session = await newSession(PORT, project, { initialPrompt: 'slow 4', displayName: 'watched one' });
 
+  // The owner is offered the owner's keys and new projects.
+  await page.goto('/projects');
+  await hydrated(page);
+  await expect(page.getByRole('link', { name: 'Access keys' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'New project' })).toBeVisible();
+
   // The owner shares the project from its Sharing page: a view key, expiring in 30 days.
   await page.goto(`/projects/${project}`);
   await hydrated(page);
@@ -36,6 +42,7 @@ test('sharing: an admin makes a view key; a browser signed in with it is offered
   await hydrated(view);
   await expect(view.locator('main')).toContainText(project);
   await expect(view.getByRole('link', { name: 'Access keys' })).toHaveCount(0);
+  await expect(view.getByRole('heading', { name: 'New project' })).toHaveCount(0);
 
   // The project page: no way to start, steer, stop or delete, and the reason why.
   await view.goto(`/projects/${project}`);

@@ -45,6 +45,7 @@ pub async fn delete_project(name: String) -> Result<(), AppError> {
 /// The projects page.
 #[component]
 pub fn ProjectsPage() -> impl IntoView {
+    let me = super::access::use_whoami();
     let search = RwSignal::new(String::new());
     let changed = RwSignal::new(0u32);
     let list = Resource::new(
@@ -61,10 +62,22 @@ pub fn ProjectsPage() -> impl IntoView {
     let now = use_now();
 
     view! {
-        <section class="page-head">
-            <h1>"Projects"</h1>
-        </section>
-        <CreateProject/>
+        // What only the installation's owner may do (make projects, the owner's keys) is
+        // offered to the owner only; this page's own module holds the check, not every page's.
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let owner = me.await.ok().is_none_or(|w| w.owner);
+                view! {
+                    <section class="page-head">
+                        <h1>"Projects"</h1>
+                        {owner.then(|| view! {
+                            <nav class="page-actions"><a class="btn" href="/keys">"Access keys"</a></nav>
+                        })}
+                    </section>
+                    {owner.then(|| view! { <CreateProject/> })}
+                }
+            })}
+        </Suspense>
         <section class="panel">
             <div class="toolbar">
                 <input type="search" class="search" placeholder="Search projects" aria-label="Search projects"
