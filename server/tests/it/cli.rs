@@ -277,7 +277,12 @@ async fn logs_follow_resumes_after_the_server_restarts_and_prints_each_event_onc
     );
     let printed = seqs(&out.stdout);
     let export = crate::common::exported_events(&s, &name).await;
-    let shown: Vec<u64> = export
+    // Up to the final phase, where `logs -f` ends (the platform may log a line after it).
+    let last = export
+        .iter()
+        .rposition(|e| crate::common::is_phase(e, &["Completed"]))
+        .expect("the session completed");
+    let shown: Vec<u64> = export[..=last]
         .iter()
         .filter(|e| !matches!(e.event, model::protocol::SessionEvent::AgentDelta(_)))
         .map(|e| e.seq)
