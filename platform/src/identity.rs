@@ -104,15 +104,20 @@ const KEY_COLUMNS: &str =
     "id, name, prefix, created_at, last_used_at, project, role, expires_at, created_by";
 
 fn key_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    key_info_at(r, 0)
+}
+
+/// A key read from [`KEY_COLUMNS`] starting at column `at` of a row.
+fn key_info_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyInfo> {
     Ok(KeyInfo {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        prefix: r.get(2)?,
-        created_ms: r.get(3)?,
-        last_used_ms: r.get(4)?,
-        scope: scope(r.get(5)?, r.get(6)?),
-        expires_ms: r.get(7)?,
-        created_by: r.get(8)?,
+        id: r.get(at)?,
+        name: r.get(at + 1)?,
+        prefix: r.get(at + 2)?,
+        created_ms: r.get(at + 3)?,
+        last_used_ms: r.get(at + 4)?,
+        scope: scope(r.get(at + 5)?, r.get(at + 6)?),
+        expires_ms: r.get(at + 7)?,
+        created_by: r.get(at + 8)?,
     })
 }
 
@@ -400,17 +405,9 @@ impl Identities {
                     ),
                     params![h, now_ms()],
                     |r| {
+                        // The key's columns follow the session's (none: the owner's session).
                         let key = match r.get::<_, Option<i64>>(2)? {
-                            Some(_) => Some(KeyInfo {
-                                id: r.get(2)?,
-                                name: r.get(3)?,
-                                prefix: r.get(4)?,
-                                created_ms: r.get(5)?,
-                                last_used_ms: r.get(6)?,
-                                scope: scope(r.get(7)?, r.get(8)?),
-                                expires_ms: r.get(9)?,
-                                created_by: r.get(10)?,
-                            }),
+                            Some(_) => Some(key_info_at(r, 2)?),
                             None => None,
                         };
                         Ok((r.get(0)?, r.get(1)?, key))
