@@ -9,7 +9,7 @@ use std::time::Duration;
 use model::protocol::{BrowserToServer, SendMessage, ServerToBrowser};
 use serde_json::{Value, json};
 
-use crate::common::{Api, TestServer, assert_error, call, with_mock};
+use crate::common::{Api, Options, TestServer, assert_error, call};
 
 /// A client holding one key.
 struct As<'a> {
@@ -50,6 +50,16 @@ async fn key<'a>(s: &'a TestServer, project: &str, role: &str) -> (As<'a>, i64) 
     )
 }
 
+/// A server with the mock model whose runners end with it (a session of these tests may
+/// still run when they end).
+async fn server() -> (TestServer, mock_anthropic::MockHandle, tempfile::TempDir) {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path()).with_mock(&mock.url());
+    opts.stop_runners_on_exit = true;
+    (TestServer::start(opts).await, mock, dir)
+}
+
 fn names(list: &Value) -> Vec<&str> {
     list["items"]
         .as_array()
@@ -61,7 +71,7 @@ fn names(list: &Value) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_does_what_it_may_and_is_told_what_it_may_not() {
-    let (s, _mock, _dir) = with_mock().await;
+    let (s, _mock, _dir) = server().await;
     for p in ["alpha", "beta"] {
         let (st, body) = call(&s, "POST", "/api/projects", Some(json!({"name": p}))).await;
         assert_eq!(st, 201, "{body}");
@@ -308,11 +318,12 @@ async fn each_role_does_what_it_may_and_is_told_what_it_may_not() {
         "invalid",
         "role",
     );
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_or_expired_key_is_refused_at_once_and_so_is_its_browser() {
-    let (s, _mock, _dir) = with_mock().await;
+    let (s, _mock, _dir) = server().await;
     let (view, id) = key(&s, "default", "view").await;
     assert_eq!(
         call(&view, "GET", "/api/projects/default", None).await.0,
@@ -428,4 +439,5 @@ async fn a_revoked_or_expired_key_is_refused_at_once_and_so_is_its_browser() {
     let (st, _) = call(&s, "POST", "/api/projects", Some(json!({"name": "temp"}))).await;
     assert_eq!(st, 201);
     assert_eq!(call(&temp, "GET", "/api/projects/temp", None).await.0, 401);
+    s.stop().await;
 }
