@@ -49,7 +49,7 @@ test('sharing: an admin makes a view key; a browser signed in with it is offered
   await hydrated(view);
   const start = view.getByRole('button', { name: 'New session' });
   await expect(start).toBeDisabled();
-  await expect(start).toHaveAttribute('title', /your role in .* is view; this needs edit/);
+  await expect(start).toHaveAttribute('title', /you need edit on project .* \(you have view\)/);
   await expect(view.locator('.role-note')).toContainText('View only');
   await expect(view.getByRole('link', { name: 'Sharing' })).toHaveCount(0);
   await expect(view.getByRole('link', { name: 'Settings' })).toHaveCount(0);
@@ -71,7 +71,7 @@ test('sharing: an admin makes a view key; a browser signed in with it is offered
   // The new-session form, reached by its address, says why it cannot start anything.
   await view.goto(`/projects/${project}/new`);
   await hydrated(view);
-  await expect(view.locator('.role-note')).toContainText('this needs edit');
+  await expect(view.locator('.role-note')).toContainText('you need edit on project');
   await expect(view.getByRole('button', { name: 'Start session' })).toBeDisabled();
 
   // Revoked on the Sharing page: her browser is signed out at once.

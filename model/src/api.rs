@@ -120,6 +120,9 @@ pub struct Project {
     /// Number of sessions in the project.
     #[serde(default)]
     pub session_count: u64,
+    /// The caller's role in the project (in lists: what it may do there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_role: Option<Role>,
 }
 
 /// `POST /api/projects`.
@@ -497,6 +500,10 @@ pub struct Whoami {
     /// The role in that project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// Whether the caller may make projects (the owner; in Kubernetes mode, anyone the
+    /// cluster knows).
+    #[serde(default)]
+    pub may_create_projects: bool,
 }
 
 impl Whoami {
@@ -513,11 +520,17 @@ impl Whoami {
     pub fn refusal(&self, project: &str, need: Role) -> Option<String> {
         match self.role_in(project) {
             Some(role) if role >= need => None,
-            Some(role) => Some(format!(
-                "your role in {project} is {role}; this needs {need}"
-            )),
-            None => Some(format!("you have no access to {project}")),
+            role => Some(refusal(role, project, need)),
         }
+    }
+}
+
+/// What a caller with `role` in `project` is told when an action needs `need` (the server's
+/// 403 and the pages' notes say the same).
+pub fn refusal(role: Option<Role>, project: &str, need: Role) -> String {
+    match role {
+        Some(role) => format!("you need {need} on project {project} (you have {role})"),
+        None => format!("you have no access to project {project}"),
     }
 }
 

@@ -5,6 +5,13 @@
 //! role before it acts ([`Caller::require`]). Runner tokens authenticate runners on the
 //! runner endpoint and nowhere else: presented anywhere else they are refused, so an agent
 //! cannot steer other sessions with its own token.
+//!
+//! In Kubernetes mode a caller may also be a Kubernetes identity ([`Access::Cluster`]: the
+//! bearer of a Kubernetes token, or a user an OAuth proxy vouches for): what it may do in a
+//! project is the cluster's RBAC, asked with access reviews ([`crate::kube_identity`]);
+//! services ask through [`crate::Services::require`], which knows both kinds.
+
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -26,6 +33,33 @@ pub enum Access {
         /// The role in it.
         role: Role,
     },
+    /// A Kubernetes identity (Kubernetes mode): its role in a project is what the cluster's
+    /// RBAC grants it there, found with access reviews.
+    Cluster(Arc<ClusterUser>),
+}
+
+/// A Kubernetes user, as a TokenReview (or a trusted OAuth proxy) said.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterUser {
+    /// User name (`alice`, `system:serviceaccount:ns:name`).
+    pub name: String,
+    /// Its groups.
+    pub groups: Vec<String>,
+    /// The token it presented: the server reads with it and asks the cluster what it may do
+    /// with it (SelfSubjectAccessReview). `None` when a trusted proxy named the user without
+    /// a token (the server then asks with a SubjectAccessReview).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token: callers end up in logs.
+        f.debug_struct("ClusterUser")
+            .field("name", &self.name)
+            .field("groups", &self.groups)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Who is asking.
@@ -54,35 +88,38 @@ impl Caller {
         self.access == Access::Owner
     }
 
-    /// The caller's role in `project`, if any.
+    /// The Kubernetes identity of the caller, if it is one.
+    pub fn cluster_user(&self) -> Option<&ClusterUser> {
+        match &self.access {
+            Access::Cluster(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The caller's role in `project` as far as the caller itself says: the owner's and a
+    /// project key's. A Kubernetes identity's role is the cluster's to say: `None` here, and
+    /// [`crate::Services::role_in`] asks the cluster.
     pub fn role_in(&self, project: &str) -> Option<Role> {
         match &self.access {
             Access::Owner => Some(Role::Admin),
             Access::Project { project: p, role } if p == project => Some(*role),
-            Access::Project { .. } => None,
+            Access::Project { .. } | Access::Cluster(_) => None,
         }
     }
 
-    /// The one project the caller may reach, when not the owner.
+    /// The one project a project key reaches.
     pub fn only_project(&self) -> Option<&str> {
         match &self.access {
-            Access::Owner => None,
+            Access::Owner | Access::Cluster(_) => None,
             Access::Project { project, .. } => Some(project),
         }
     }
 
     /// Refuses (403, saying what is missing) unless the caller has at least `need` in
-    /// `project`.
+    /// `project`, by its own role ([`Caller::role_in`]); services use
+    /// [`crate::Services::require`], which also asks the cluster for a Kubernetes identity.
     pub fn require(&self, project: &str, need: Role) -> Result<(), ApiError> {
-        match self.role_in(project) {
-            Some(role) if role >= need => Ok(()),
-            Some(role) => Err(ApiError::Forbidden(format!(
-                "you need {need} on project {project} (you have {role})"
-            ))),
-            None => Err(ApiError::Forbidden(format!(
-                "you have no access to project {project}"
-            ))),
-        }
+        check(self.role_in(project), project, need)
     }
 
     /// Refuses (403) unless the caller owns the installation; `what` says what they tried.
@@ -94,6 +131,16 @@ impl Caller {
                 "only the installation's owner can {what}"
             )))
         }
+    }
+}
+
+/// `Ok` when `role` includes `need` in `project`; else the 403 that says what is missing.
+pub fn check(role: Option<Role>, project: &str, need: Role) -> Result<(), ApiError> {
+    match role {
+        Some(role) if role >= need => Ok(()),
+        _ => Err(ApiError::Forbidden(model::api::refusal(
+            role, project, need,
+        ))),
     }
 }
 

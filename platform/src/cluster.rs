@@ -66,6 +66,7 @@ pub fn open(
     data_dir: &std::path::Path,
     settings: crate::services::Settings,
     client: Client,
+    identity: Arc<crate::kube_identity::KubeIdentity>,
     install_secret: Option<&str>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Services, Follower), crate::db::StoreError> {
@@ -78,13 +79,17 @@ pub fn open(
     let (tx, rx) = mpsc::unbounded_channel();
     let services = Services {
         identities,
-        records: Arc::new(crate::records::KubeRecords::new(client.clone())),
+        records: Arc::new(crate::records::KubeRecords::with_identity(
+            client.clone(),
+            identity.clone(),
+        )),
         log: crate::log::EventLog::new(db, Arc::new(fanout.clone())),
         fanout,
         runners: Default::default(),
         driver: Arc::new(ClusterLink { tx }),
         settings: Arc::new(settings),
         shutdown,
+        cluster: Some(identity),
     };
     let follower = Follower {
         services: services.clone(),

@@ -103,6 +103,7 @@ impl From<RecordsError> for ApiError {
         match e {
             RecordsError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             RecordsError::Conflict(why) => ApiError::Conflict(why),
+            RecordsError::Forbidden(why) => ApiError::Forbidden(why),
             RecordsError::Backend(why) => {
                 tracing::error!(error = %why, "records failure");
                 ApiError::Internal

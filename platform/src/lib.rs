@@ -12,9 +12,10 @@
 //!   both modes; told commits go to a [`log::CommitListener`];
 //! - [`hub`]: the live side: fan-out of committed events to viewers (the log's listener),
 //!   connected runners;
-//! - [`auth`]: who is calling; [`identity`]: how they prove it in local mode (install
-//!   secret, access keys, login links, browser sessions); [`error`]: errors as clients see
-//!   them;
+//! - [`auth`]: who is calling; [`identity`]: how they prove it to the server itself
+//!   (install secret, access keys, login links, browser sessions); [`kube_identity`]:
+//!   Kubernetes identities and what the cluster lets them do (Kubernetes mode); [`error`]:
+//!   errors as clients see them;
 //! - [`db`], [`schema`]: the SQLite database under the records and the logs;
 //! - [`local`]: local mode's wiring of the local driver; [`cluster`]: Kubernetes mode's
 //!   wiring (records in the cluster, the server following its sessions).
@@ -25,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod hub;
 pub mod identity;
+pub mod kube_identity;
 pub mod local;
 pub mod log;
 pub mod records;

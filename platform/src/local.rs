@@ -181,6 +181,7 @@ pub fn open(
         driver: handle,
         settings: Arc::new(settings),
         shutdown,
+        cluster: None,
     };
     let task = unstarted.map(|u| {
         u.with_store(LocalSessions {

@@ -32,6 +32,9 @@ pub enum RecordsError {
     /// It exists already, or it changed since it was read.
     #[error("{0}")]
     Conflict(String),
+    /// The caller's own identity may not read it (Kubernetes mode reads as the caller).
+    #[error("{0}")]
+    Forbidden(String),
     /// The backend failed (details for the log, not for users).
     #[error("{0}")]
     Backend(String),

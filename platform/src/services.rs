@@ -79,6 +79,9 @@ pub struct Services {
     pub identities: crate::identity::Identities,
     /// Changes once when the server shuts down: long-lived connections close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Kubernetes identities (Kubernetes mode): who a Kubernetes token is, and what the
+    /// cluster lets it do.
+    pub cluster: Option<Arc<crate::kube_identity::KubeIdentity>>,
 }
 
 /// A session with its log and what the log says of it.
@@ -108,6 +111,29 @@ pub fn with_activity(session: &mut AgenticSession, last_activity_ms: Option<i64>
 }
 
 impl Services {
+    /// The caller's role in `project`: its own (the owner, a project's key), or what the
+    /// cluster grants a Kubernetes identity there.
+    pub async fn role_in(&self, caller: &Caller, project: &str) -> Result<Option<Role>, ApiError> {
+        match (&caller.access, &self.cluster) {
+            (crate::auth::Access::Cluster(user), Some(cluster)) => {
+                cluster.role_in(user, project).await
+            }
+            (crate::auth::Access::Cluster(_), None) => Ok(None),
+            _ => Ok(caller.role_in(project)),
+        }
+    }
+
+    /// Refuses (403, saying what is missing) unless the caller has at least `need` in
+    /// `project`.
+    pub async fn require(
+        &self,
+        caller: &Caller,
+        project: &str,
+        need: Role,
+    ) -> Result<(), ApiError> {
+        crate::auth::check(self.role_in(caller, project).await?, project, need)
+    }
+
     /// Asks the driver to look at a session.
     pub fn notify(&self, key: &SessionKey) {
         self.driver.notify(key.clone());
@@ -119,7 +145,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<LiveSession, ApiError> {
-        caller.require(&key.project, Role::View)?;
+        self.require(caller, &key.project, Role::View).await?;
         let mut record = self.records.get_session(caller, key).await?;
         let uid = uid_of(&record.session);
         // A session made elsewhere (a resource applied to the cluster) has no log yet.

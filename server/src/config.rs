@@ -69,6 +69,15 @@ pub struct Config {
     /// else `~/.kube/config`.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: believe the `X-Forwarded-User`, `-Email` and `-Groups` headers of
+    /// an OAuth proxy in front of the server (the `openshift` overlay's). Only behind such a
+    /// proxy: anyone who reaches the server directly could claim to be anyone.
+    #[arg(long, env = "AMBIENT_TRUST_PROXY_HEADERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_proxy_headers: bool,
+    /// Kubernetes mode: how long what the cluster said of a token (who it is) and of a role
+    /// (what it may do in a project) is kept; a RoleBinding removed takes effect within it.
+    #[arg(long, env = "AMBIENT_ACCESS_CACHE_SECONDS", default_value_t = 10)]
+    pub access_cache_secs: u64,
     /// Stop every session's runner when the server stops (for test servers: normally
     /// runners outlive a restart and the next server adopts them).
     #[arg(long, env = "AMBIENT_STOP_RUNNERS_ON_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
@@ -165,6 +174,10 @@ pub struct Resolved {
     pub user: String,
     /// Credentials given to projects without their own.
     pub credentials: Credentials,
+    /// Kubernetes mode: whether an OAuth proxy's identity headers are believed.
+    pub trust_proxy_headers: bool,
+    /// Kubernetes mode: how long access reviews are kept.
+    pub access_cache: Duration,
 }
 
 impl Config {
@@ -203,6 +216,15 @@ impl Config {
                 .map_err(|e| format!("cannot locate the runner: {e}; set AMBIENT_RUNNER_BIN"))?
                 .with_file_name("runner"),
         };
+        if mode == Mode::Local && self.trust_proxy_headers {
+            return Err(
+                "AMBIENT_TRUST_PROXY_HEADERS is for Kubernetes mode behind an OAuth proxy; local mode has no proxy to trust"
+                    .into(),
+            );
+        }
+        if self.access_cache_secs > 3600 {
+            return Err("AMBIENT_ACCESS_CACHE_SECONDS must be at most 3600 (an hour)".into());
+        }
         if mode == Mode::Local && self.install_secret.is_some() {
             return Err(
                 "AMBIENT_INSTALL_SECRET is for Kubernetes mode; local mode keeps its install secret in its data directory"
@@ -295,6 +317,8 @@ impl Config {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "local user".into()),
             credentials,
+            trust_proxy_headers: self.trust_proxy_headers,
+            access_cache: Duration::from_secs(self.access_cache_secs),
         })
     }
 }

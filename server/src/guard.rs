@@ -14,6 +14,13 @@
 //!    `text/plain` post is refused with 415.
 //!
 //! `/login` and `/logout` turn login links and access keys into browser sessions.
+//!
+//! In Kubernetes mode a caller may also prove itself with a Kubernetes token: as a bearer
+//! token (scripts, the CLI), typed into the sign-in page (a browser session whose token
+//! stays in the server's memory), or forwarded by an OAuth proxy in
+//! `X-Forwarded-Access-Token`; with `AMBIENT_TRUST_PROXY_HEADERS`, the proxy's
+//! `X-Forwarded-User` and `X-Forwarded-Groups` are believed without a token. A proxy's
+//! requests are a browser's: the Origin rule for cookies applies to them.
 
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -21,8 +28,10 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use model::runner_env::RUNNER_TOKEN_PREFIX;
 use platform::auth::Access;
+use platform::auth::ClusterUser;
 use platform::auth::{AuthError, bearer};
-use platform::identity::{Proof, SESSION_TTL_MS};
+use platform::identity::{KEY_PREFIX, Proof, SESSION_TTL_MS};
+use platform::kube_identity::{KubeIdentity, SIGN_IN_PREFIX, SIGN_IN_TTL};
 use platform::{ApiError, Caller, Services};
 use serde::Deserialize;
 
@@ -151,6 +160,43 @@ fn caller_of(owner: &Caller, proof: Proof) -> Caller {
     }
 }
 
+/// The caller a Kubernetes identity makes.
+fn cluster_caller(user: ClusterUser) -> Caller {
+    Caller {
+        user_id: user.name.clone(),
+        display_name: user.name.clone(),
+        access: Access::Cluster(std::sync::Arc::new(user)),
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The identity an OAuth proxy in front vouches for: the token it forwards (checked with
+/// the cluster like any other), or, when trusted, the user and groups it names.
+async fn proxied(cluster: &KubeIdentity, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    if let Some(token) = header_text(headers, "x-forwarded-access-token") {
+        return match cluster.authenticate(token).await? {
+            Some(user) => Ok(Some(cluster_caller(user))),
+            None => Err(ApiError::Unauthorized(
+                "the token the proxy forwarded is not valid in this cluster".into(),
+            )),
+        };
+    }
+    if cluster.trust_proxy
+        && let Some(user) = header_text(headers, "x-forwarded-user")
+    {
+        let groups = header_text(headers, "x-forwarded-groups").unwrap_or_default();
+        return Ok(Some(cluster_caller(cluster.proxy_user(user, groups, None))));
+    }
+    Ok(None)
+}
+
 async fn prove(
     services: &Services,
     doors: &Doors,
@@ -158,11 +204,26 @@ async fn prove(
 ) -> Result<Proven, ApiError> {
     let ids = &services.identities;
     let owner = &services.settings.local_user;
+    let cluster = services.cluster.as_deref();
+    if let Some(cluster) = cluster
+        && let Some(caller) = proxied(cluster, headers).await?
+    {
+        return Ok(Proven::Cookie(caller));
+    }
     match bearer(headers) {
         Err(AuthError::Invalid(why)) => return Err(ApiError::Unauthorized(why)),
         Err(AuthError::RunnerToken) => return Err(AuthError::RunnerToken.into_api()),
         Ok(Some(token)) if token.starts_with(RUNNER_TOKEN_PREFIX) => {
             return Err(AuthError::RunnerToken.into_api());
+        }
+        Ok(Some(token)) if !token.starts_with(KEY_PREFIX) && cluster.is_some() => {
+            let cluster = cluster.expect("checked");
+            return match cluster.authenticate(token).await? {
+                Some(user) => Ok(Proven::Key(cluster_caller(user))),
+                None => Err(ApiError::Unauthorized(
+                    "this token is not valid: not an access key of this server, nor a Kubernetes token the cluster accepts (expired, revoked or unknown)".into(),
+                )),
+            };
         }
         Ok(Some(token)) => {
             return match ids.check_key(token).await? {
@@ -175,6 +236,13 @@ async fn prove(
         Ok(None) => {}
     }
     match cookie(headers, &doors.cookie_name) {
+        Some(id) if id.starts_with(SIGN_IN_PREFIX) => Ok(match cluster {
+            Some(cluster) => match cluster.signed_in(id).await? {
+                Some(user) => Proven::Cookie(cluster_caller(user)),
+                None => Proven::Nobody,
+            },
+            None => Proven::Nobody,
+        }),
         Some(id) => Ok(match ids.check_session(id).await? {
             Some(proof) => Proven::Cookie(caller_of(owner, proof)),
             None => Proven::Nobody,
@@ -260,10 +328,21 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return refusal(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "sign in first: open the login link the server printed, or send Authorization: Bearer <access key>".into(),
+                if state.services.cluster.is_some() {
+                    "sign in first: send Authorization: Bearer <Kubernetes token or access key>"
+                } else {
+                    "sign in first: open the login link the server printed, or send Authorization: Bearer <access key>"
+                }
+                .into(),
             );
         }
-        Proven::Nobody => return login_page(StatusCode::UNAUTHORIZED, None),
+        Proven::Nobody => {
+            return login_page(
+                StatusCode::UNAUTHORIZED,
+                None,
+                state.services.cluster.is_some(),
+            );
+        }
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
@@ -286,7 +365,7 @@ pub struct LinkQuery {
 /// `GET /login`: with a token, signs the browser in; without, the login page.
 pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery>) -> Response {
     let Some(token) = q.token else {
-        return login_page(StatusCode::OK, None);
+        return login_page(StatusCode::OK, None, state.services.cluster.is_some());
     };
     match state.services.identities.redeem_login_token(&token).await {
         Ok(true) => signed_in(&state, None).await,
@@ -295,6 +374,7 @@ pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery
             Some(
                 "This login link was used already or has expired. Ask the server for a new one (server login-url), or sign in with an access key.",
             ),
+            state.services.cluster.is_some(),
         ),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -311,13 +391,41 @@ pub async fn login_key(
     State(state): State<AppState>,
     axum::Form(form): axum::Form<KeyForm>,
 ) -> Response {
-    match state.services.identities.check_key(form.key.trim()).await {
+    let key = form.key.trim();
+    let cluster = state.services.cluster.as_deref();
+    if let Some(cluster) = cluster
+        && !key.starts_with(KEY_PREFIX)
+    {
+        // A Kubernetes token: the browser session stands for it, in this process only.
+        return match cluster.sign_in(key).await {
+            Ok(Some(id)) => {
+                let mut resp = Redirect::to("/projects").into_response();
+                resp.headers_mut().insert(
+                    header::SET_COOKIE,
+                    state
+                        .doors
+                        .cookie(&id, i64::try_from(SIGN_IN_TTL.as_secs()).unwrap_or(0)),
+                );
+                resp
+            }
+            Ok(None) => login_page(
+                StatusCode::UNAUTHORIZED,
+                Some(
+                    "That is neither an access key of this server nor a Kubernetes token the cluster accepts.",
+                ),
+                true,
+            ),
+            Err(e) => e.into_response(),
+        };
+    }
+    match state.services.identities.check_key(key).await {
         // A browser signed in with a key has that key's access, and ends with it.
         Ok(Some(Proof::Key { id, .. })) => signed_in(&state, Some(id)).await,
         Ok(Some(_)) => signed_in(&state, None).await,
         Ok(None) => login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not a valid access key."),
+            cluster.is_some(),
         ),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -326,7 +434,12 @@ pub async fn login_key(
 /// `POST /logout`: ends the browser session.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, &state.doors.cookie_name) {
-        let _ = state.services.identities.end_session(id).await;
+        match state.services.cluster.as_deref() {
+            Some(cluster) if id.starts_with(SIGN_IN_PREFIX) => cluster.sign_out(id),
+            _ => {
+                let _ = state.services.identities.end_session(id).await;
+            }
+        }
     }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut()
@@ -348,8 +461,20 @@ async fn signed_in(state: &AppState, key: Option<i64>) -> Response {
     }
 }
 
-/// The login page: self-contained (it is shown before any session exists).
-pub fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+/// The login page: self-contained (it is shown before any session exists). In Kubernetes
+/// mode (`kubernetes`) it also takes a Kubernetes token.
+pub fn login_page(status: StatusCode, problem: Option<&str>, kubernetes: bool) -> Response {
+    let (label, how) = if kubernetes {
+        (
+            "Kubernetes token or access key",
+            "Sign in with your Kubernetes token (<code>kubectl create token &lt;service account&gt;</code>, or <code>oc whoami -t</code>): you get the roles the cluster gives you. An access key of this server works too.",
+        )
+    } else {
+        (
+            "Access key",
+            "Open the login link the server printed when it started, or run <code>server login-url</code> for a new one. Or sign in with an access key (the install secret in the data directory is one):",
+        )
+    };
     let problem = problem
         .map(|p| format!("<p class=\"problem\" role=\"alert\">{}</p>", escape(p)))
         .unwrap_or_default();
@@ -362,8 +487,8 @@ pub fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
 input{{width:100%;padding:.5rem;font:inherit;box-sizing:border-box}}button{{margin-top:.75rem;padding:.5rem 1rem;font:inherit}}
 .problem{{color:#c92a2a}}code{{font-size:.9em}}</style></head>
 <body><main id="login"><h1>Sign in</h1>{problem}
-<p>Open the login link the server printed when it started, or run <code>server login-url</code> for a new one. Or sign in with an access key (the install secret in the data directory is one):</p>
-<form method="post" action="/login"><label for="key">Access key</label>
+<p>{how}</p>
+<form method="post" action="/login"><label for="key">{label}</label>
 <input id="key" name="key" type="password" autocomplete="off" required autofocus>
 <button type="submit">Sign in</button></form></main></body></html>"#
     );

@@ -156,13 +156,21 @@ pub async fn run(
             (services, task)
         }
         Mode::Kubernetes { kubeconfig } => {
-            let client = operator::cluster::connect(kubeconfig.as_deref())
+            let cluster = operator::cluster::config(kubeconfig.as_deref())
                 .await
                 .map_err(anyhow::Error::msg)?;
+            let client = kube::Client::try_from(cluster.clone())?;
+            let identity = std::sync::Arc::new(platform::kube_identity::KubeIdentity::new(
+                client.clone(),
+                cluster,
+                config.access_cache,
+                config.trust_proxy_headers,
+            ));
             let (services, follower) = platform::cluster::open(
                 &config.data_dir,
                 settings,
                 client,
+                identity,
                 config.install_secret.as_deref(),
                 shutdown_rx.clone(),
             )

@@ -302,6 +302,8 @@ pub fn config(
         print_login_link: false,
         user: "tester".into(),
         credentials: Default::default(),
+        trust_proxy_headers: false,
+        access_cache: std::time::Duration::from_secs(10),
     }
 }
 

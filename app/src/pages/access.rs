@@ -7,36 +7,55 @@ use model::api::Whoami;
 
 use crate::error::AppError;
 
-/// Who the caller is.
+/// Who the caller is, and (given a project) its role there.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn caller_access() -> Result<Whoami, AppError> {
-    let (_, caller) = crate::ssr::context().await?;
-    Ok(ssr::whoami(&caller))
+pub async fn caller_access(project: Option<String>) -> Result<Whoami, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    ssr::whoami(&services, &caller, project)
+        .await
+        .map_err(crate::ssr::refusal)
 }
 
 #[cfg(feature = "ssr")]
 mod ssr {
     use model::api::Whoami;
-    use platform::Caller;
     use platform::auth::Access;
+    use platform::{ApiError, Caller, Services};
 
-    pub fn whoami(caller: &Caller) -> Whoami {
-        let (project, role) = match &caller.access {
-            Access::Owner => (None, None),
-            Access::Project { project, role } => (Some(project.clone()), Some(*role)),
+    pub async fn whoami(
+        services: &Services,
+        caller: &Caller,
+        project: Option<String>,
+    ) -> Result<Whoami, ApiError> {
+        let (project, role) = match (&caller.access, project) {
+            (Access::Owner, _) => (None, None),
+            (Access::Project { project, role }, _) => (Some(project.clone()), Some(*role)),
+            // A Kubernetes identity's role is the cluster's, asked per project.
+            (Access::Cluster(_), Some(p)) => {
+                model::validate::dns1123_label("project", &p)?;
+                let role = services.role_in(caller, &p).await?;
+                (Some(p), role)
+            }
+            (Access::Cluster(_), None) => (None, None),
         };
-        Whoami {
+        Ok(Whoami {
             name: caller.display_name.clone(),
             owner: caller.is_owner(),
             project,
             role,
-        }
+            may_create_projects: caller.is_owner() || caller.cluster_user().is_some(),
+        })
     }
 }
 
 /// The caller, loaded once per page.
 pub fn use_whoami() -> Resource<Result<Whoami, AppError>> {
-    Resource::new(|| (), |_| caller_access())
+    Resource::new(|| (), |_| caller_access(None))
+}
+
+/// The caller and its role in the page's project, loaded once per project.
+pub fn use_whoami_in(project: Memo<String>) -> Resource<Result<Whoami, AppError>> {
+    Resource::new(move || project.get(), |p| caller_access(Some(p)))
 }
 
 /// The note shown where actions a role does not allow are not offered.

@@ -118,7 +118,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let params = use_params_map();
     let project = Memo::new(move |_| params.read().get("project").unwrap_or_default());
     let models = Resource::new(|| (), |_| list_models());
-    let me = super::access::use_whoami();
+    let me = super::access::use_whoami_in(project);
 
     let prompt = RwSignal::new(String::new());
     let model = RwSignal::new(String::new());

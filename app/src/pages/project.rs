@@ -125,7 +125,7 @@ pub fn ProjectPage() -> impl IntoView {
         _ => {}
     });
     let act_error = action_error(act);
-    let me = super::access::use_whoami();
+    let me = super::access::use_whoami_in(project);
     // Why the caller may not start or steer sessions here (a view role), once known.
     let why_not = move || async move {
         let p = project.get_untracked();

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_navigate;
-use model::api::{CreateProjectRequest, Project, ProjectList};
+use model::api::{CreateProjectRequest, Project, ProjectList, Role};
 use model::validate;
 
 use super::widgets::{ConfirmButton, ErrorBanner, FieldError, action_error, use_now};
@@ -66,7 +66,9 @@ pub fn ProjectsPage() -> impl IntoView {
         // offered to the owner only; this page's own module holds the check, not every page's.
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                let owner = me.await.ok().is_none_or(|w| w.owner);
+                let me = me.await.ok();
+                let owner = me.as_ref().is_none_or(|w| w.owner);
+                let may_create = me.as_ref().is_none_or(|w| w.may_create_projects);
                 view! {
                     <section class="page-head">
                         <h1>"Projects"</h1>
@@ -74,7 +76,7 @@ pub fn ProjectsPage() -> impl IntoView {
                             <nav class="page-actions"><a class="btn" href="/keys">"Access keys"</a></nav>
                         })}
                     </section>
-                    {owner.then(|| view! { <CreateProject/> })}
+                    {may_create.then(|| view! { <CreateProject/> })}
                 }
             })}
         </Suspense>
@@ -106,8 +108,10 @@ pub fn ProjectsPage() -> impl IntoView {
                                                 <td>{p.session_count}</td>
                                                 <td class="muted" title=p.creation_timestamp.clone()>{move || created_ago(now.get(), &created)}</td>
                                                 <td class="actions">
-                                                    <ConfirmButton label="Delete" class="danger-outline" question
-                                                        on_confirm=Callback::new(move |_| { delete.dispatch(name.clone()); })/>
+                                                    {(p.user_role == Some(Role::Admin)).then(|| view! {
+                                                        <ConfirmButton label="Delete" class="danger-outline" question
+                                                            on_confirm=Callback::new(move |_| { delete.dispatch(name.clone()); })/>
+                                                    })}
                                                 </td>
                                             </tr>
                                         }

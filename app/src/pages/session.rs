@@ -60,8 +60,9 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
     let s = services.get_session(&caller, &key).await;
     let window = services.event_window(&caller, &key, None, WINDOW).await;
     let window = window.map_err(crate::ssr::refusal)?;
-    let view_only = caller
-        .require(&key.project, model::api::Role::Edit)
+    let view_only = services
+        .require(&caller, &key.project, model::api::Role::Edit)
+        .await
         .err()
         .map(|e| e.to_string());
     Ok(SessionView {

@@ -71,7 +71,7 @@ pub fn SettingsPage() -> impl IntoView {
     let params = use_params_map();
     let project = Memo::new(move |_| params.read().get("project").unwrap_or_default());
     let data = Resource::new(move || project.get(), load_settings);
-    let me = super::access::use_whoami();
+    let me = super::access::use_whoami_in(project);
     view! {
         <section class="page-head">
             <a class="muted" href=move || format!("/projects/{}", project.get())>{move || format!("← {}", project.get())}</a>

@@ -17,7 +17,13 @@ pub use build::{ClusterConfig, WorkspaceVolume};
 /// A client of the cluster: from `kubeconfig`, else the pod's ServiceAccount or the user's
 /// kubeconfig (`$KUBECONFIG`, `~/.kube/config`). The error is one line for the user.
 pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
-    let config = match kubeconfig {
+    kube::Client::try_from(config(kubeconfig).await?).map_err(|e| e.to_string())
+}
+
+/// The configuration [`connect`] makes its client with (the server also makes clients of its
+/// users' tokens from it).
+pub async fn config(kubeconfig: Option<&std::path::Path>) -> Result<kube::Config, String> {
+    Ok(match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| format!("reading the kubeconfig {}: {e}", path.display()))?;
@@ -28,8 +34,7 @@ pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<kube::Clien
         None => kube::Config::infer().await.map_err(|e| {
             format!("no cluster to reach: not in a pod and no kubeconfig (KUBECONFIG): {e}")
         })?,
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    })
 }
 
 /// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed and new fields set,

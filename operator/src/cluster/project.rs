@@ -157,20 +157,26 @@ pub fn project_cluster_role(role: ProjectRole) -> &'static str {
 /// the group's name (`Auditors@Corp`), and distinct for groups that read the same once
 /// cleaned (a hash of the exact name ends it).
 fn group_binding_name(group: &str, cluster_role: &str) -> String {
+    let role = cluster_role.trim_start_matches("ambient-project-");
+    binding_name(&format!("ambient-group-{role}"), group)
+}
+
+/// `<prefix>-<subject made DNS-safe>-<hash>`: a valid object name whatever the subject's
+/// name, and distinct for names that read the same once cleaned (`a.b`, `a-b`).
+pub fn binding_name(prefix: &str, subject: &str) -> String {
     use sha2::Digest;
-    let mut slug: String = group
+    let mut slug: String = subject
         .to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     slug.truncate(40);
     let slug = slug.trim_matches('-');
-    let hash = hex::encode(&sha2::Sha256::digest(group.as_bytes())[..4]);
-    let role = cluster_role.trim_start_matches("ambient-project-");
+    let hash = hex::encode(&sha2::Sha256::digest(subject.as_bytes())[..4]);
     if slug.is_empty() {
-        format!("ambient-group-{role}-{hash}")
+        format!("{prefix}-{hash}")
     } else {
-        format!("ambient-group-{role}-{slug}-{hash}")
+        format!("{prefix}-{slug}-{hash}")
     }
 }
 

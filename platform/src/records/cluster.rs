@@ -5,10 +5,14 @@
 //! `AgenticSession` resource. A session made with `kubectl apply` is a session like any
 //! other. The operator writes the status; the server writes only what it alone knows.
 //!
-//! Until the identity issue, every call is made with the server's own ServiceAccount (the
-//! [`Caller`] is not yet mapped to a Kubernetes identity).
+//! A caller who is a Kubernetes identity ([`crate::auth::Access::Cluster`]) reads its
+//! sessions and settings with a client of its own token, sees only the projects the cluster
+//! lets it see, and is given the admin role in a project it creates; every write is made with
+//! the server's ServiceAccount, after the services checked the caller's role
+//! ([`crate::kube_identity`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -25,6 +29,7 @@ use serde_json::json;
 
 use super::{NewProject, Page, Records, RecordsError, Removed, Result, Run, SessionRecord};
 use crate::auth::Caller;
+use crate::kube_identity::KubeIdentity;
 
 /// The annotation with a project's display name.
 pub const DISPLAY_NAME: &str = "openshift.io/display-name";
@@ -37,12 +42,65 @@ const MANAGER: &str = "ambient-server";
 #[derive(Clone)]
 pub struct KubeRecords {
     client: Client,
+    identity: Option<Arc<KubeIdentity>>,
 }
 
 impl KubeRecords {
-    /// Records through `client` (the server's ServiceAccount, or a kubeconfig).
+    /// Records through `client` (the server's ServiceAccount, or a kubeconfig), for callers
+    /// of the server's own (the owner, access keys).
     pub fn new(client: Client) -> Self {
-        KubeRecords { client }
+        KubeRecords {
+            client,
+            identity: None,
+        }
+    }
+
+    /// Records that also serve Kubernetes identities, as `identity` knows them.
+    pub fn with_identity(client: Client, identity: Arc<KubeIdentity>) -> Self {
+        KubeRecords {
+            client,
+            identity: Some(identity),
+        }
+    }
+
+    /// The client reads for `caller` are made with: its own for a Kubernetes identity, the
+    /// server's for anyone else.
+    fn reader(&self, caller: &Caller) -> Result<Client> {
+        match (caller.cluster_user(), &self.identity) {
+            (Some(user), Some(identity)) => identity
+                .reader(user)
+                .map_err(|e| RecordsError::Backend(e.to_string())),
+            (Some(_), None) => Err(RecordsError::Forbidden(
+                "Kubernetes identities are not accepted here".into(),
+            )),
+            _ => Ok(self.client.clone()),
+        }
+    }
+
+    /// Keeps of `projects` those `caller` may see (all, unless a Kubernetes identity).
+    async fn visible(&self, caller: &Caller, projects: Vec<Project>) -> Result<Vec<Project>> {
+        let (Some(user), Some(identity)) = (caller.cluster_user(), &self.identity) else {
+            return Ok(projects);
+        };
+        // Ten reviews at a time (each asks the cluster a few questions, once per cache time).
+        let mut roles = Vec::with_capacity(projects.len());
+        for chunk in projects.chunks(10) {
+            let mut asked = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                asked.push(identity.role_in(user, &p.name));
+            }
+            roles.extend(futures::future::join_all(asked).await);
+        }
+        let mut out = Vec::new();
+        for (p, role) in projects.into_iter().zip(roles) {
+            if role
+                .map_err(|e| RecordsError::Backend(e.to_string()))?
+                .is_some()
+            {
+                out.push(p);
+            }
+        }
+        Ok(out)
     }
 
     fn sessions(&self, project: &str) -> Api<AgenticSession> {
@@ -108,12 +166,14 @@ fn project_of(ns: &Namespace) -> Project {
             .unwrap_or_default(),
         name,
         session_count: 0,
+        user_role: None,
     }
 }
 
 fn backend(e: kube::Error) -> RecordsError {
     match e {
         kube::Error::Api(s) if s.is_not_found() => RecordsError::NotFound(s.message),
+        kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
         kube::Error::Api(s) if s.code == 409 => RecordsError::Conflict(s.message),
         other => RecordsError::Backend(other.to_string()),
     }
@@ -132,6 +192,7 @@ fn session_error(e: kube::Error, key: &SessionKey) -> RecordsError {
         kube::Error::Api(s) if s.code == 409 => {
             RecordsError::Conflict(format!("session '{}' changed since it was read", key.name))
         }
+        kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
         other => RecordsError::Backend(other.to_string()),
     }
 }
@@ -192,7 +253,7 @@ fn search_term(page: &Page) -> Option<String> {
 
 #[async_trait::async_trait]
 impl Records for KubeRecords {
-    async fn create_project(&self, _: &Caller, project: NewProject) -> Result<Project> {
+    async fn create_project(&self, caller: &Caller, project: NewProject) -> Result<Project> {
         let mut ns = Namespace::default();
         ns.metadata.name = Some(project.name.clone());
         ns.metadata.labels = Some(BTreeMap::from([
@@ -216,6 +277,19 @@ impl Records for KubeRecords {
             }
             Err(e) => return Err(backend(e)),
         };
+        if let (Some(user), Some(identity)) = (caller.cluster_user(), &self.identity)
+            && let Err(e) = identity.bind_creator(user, &project.name).await
+        {
+            // A project nobody may reach is no project: take it back.
+            let _ = self
+                .namespaces()
+                .delete(&project.name, &DeleteParams::background())
+                .await;
+            return Err(RecordsError::Backend(format!(
+                "giving the creator of '{}' its admin role: {e}",
+                project.name
+            )));
+        }
         Ok(project_of(&created))
     }
 
@@ -224,14 +298,14 @@ impl Records for KubeRecords {
         self.project(&ns).await
     }
 
-    async fn list_projects(&self, _: &Caller, page: &Page) -> Result<ProjectList> {
+    async fn list_projects(&self, caller: &Caller, page: &Page) -> Result<ProjectList> {
         let list = self
             .namespaces()
             .list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
             .await
             .map_err(backend)?;
         let term = search_term(page).map(|t| t.to_lowercase());
-        let mut all: Vec<Project> = list
+        let all: Vec<Project> = list
             .items
             .iter()
             .filter(|ns| ns.metadata.deletion_timestamp.is_none())
@@ -242,6 +316,7 @@ impl Records for KubeRecords {
                 })
             })
             .collect();
+        let mut all = self.visible(caller, all).await?;
         all.sort_by(|a, b| a.name.cmp(&b.name));
         let (mut items, total, has_more) = page_of(all, page);
         for p in &mut items {
@@ -303,8 +378,12 @@ impl Records for KubeRecords {
         Ok(removed)
     }
 
-    async fn project_settings(&self, _: &Caller, project: &str) -> Result<ProjectSettingsSpec> {
-        let api: Api<ProjectSettings> = Api::namespaced(self.client.clone(), project);
+    async fn project_settings(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<ProjectSettingsSpec> {
+        let api: Api<ProjectSettings> = Api::namespaced(self.reader(caller)?, project);
         match api.get_opt(SETTINGS_NAME).await.map_err(backend)? {
             Some(s) => Ok(s.spec),
             // Not made yet (the operator makes it): the defaults, if the project exists.
@@ -420,19 +499,22 @@ impl Records for KubeRecords {
         Ok(record(created))
     }
 
-    async fn get_session(&self, _: &Caller, key: &SessionKey) -> Result<SessionRecord> {
-        let s = self
-            .sessions(&key.project)
+    async fn get_session(&self, caller: &Caller, key: &SessionKey) -> Result<SessionRecord> {
+        let s = Api::<AgenticSession>::namespaced(self.reader(caller)?, &key.project)
             .get(&key.name)
             .await
             .map_err(|e| session_error(e, key))?;
         Ok(record(s))
     }
 
-    async fn list_sessions(&self, _: &Caller, project: &str, page: &Page) -> Result<SessionList> {
+    async fn list_sessions(
+        &self,
+        caller: &Caller,
+        project: &str,
+        page: &Page,
+    ) -> Result<SessionList> {
         self.namespace(project).await?;
-        let list = self
-            .sessions(project)
+        let list = Api::<AgenticSession>::namespaced(self.reader(caller)?, project)
             .list(&ListParams::default())
             .await
             .map_err(backend)?;

@@ -36,7 +36,7 @@ impl Services {
         key: &SessionKey,
         text: String,
     ) -> Result<u64, ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         validate::message_text("text", &text)?;
         let live = self.live_session(caller, key).await?;
         let _guard = self.runners.lock(live.log).await;
@@ -63,7 +63,7 @@ impl Services {
 
     /// Interrupts the agent's current turn; the session goes on.
     pub async fn interrupt(&self, caller: &Caller, key: &SessionKey) -> Result<(), ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         let live = self.live_session(caller, key).await?;
         if !self
             .runners
@@ -92,7 +92,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         let now = Timestamp::now().to_string();
         let record = update_session(&*self.records, caller, key, |s| {
             if s.phase().is_terminal() {
@@ -130,7 +130,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         let live = self.live_session(caller, key).await?;
         let phase = live.record.session.phase();
         if !phase.is_terminal() {

@@ -46,7 +46,7 @@ impl Services {
         match project {
             None => caller.require_owner("manage the owner's access keys"),
             Some(p) => {
-                caller.require(p, Role::Admin)?;
+                self.require(caller, p, Role::Admin).await?;
                 self.records.get_project(caller, p).await.map(|_| ())?;
                 Ok(())
             }

@@ -32,7 +32,11 @@ impl Services {
         caller: &Caller,
         req: CreateProjectRequest,
     ) -> Result<Project, ApiError> {
-        caller.require_owner("create projects")?;
+        // In Kubernetes mode anyone the cluster knows may make a project (as in the
+        // original), and is given the admin role in it.
+        if caller.cluster_user().is_none() {
+            caller.require_owner("create projects")?;
+        }
         validate::dns1123_label("name", &req.name)?;
         if RESERVED_PREFIXES.iter().any(|p| req.name.starts_with(p)) {
             return Err(Invalid::new(
@@ -56,7 +60,9 @@ impl Services {
             display_name,
             description: req.description.unwrap_or_default(),
         };
-        Ok(self.records.create_project(caller, project).await?)
+        let mut created = self.records.create_project(caller, project).await?;
+        created.user_role = self.role_in(caller, &created.name).await?;
+        Ok(created)
     }
 
     /// A page of projects by name.
@@ -81,7 +87,10 @@ impl Services {
                 .iter()
                 .any(|n| n.to_lowercase().contains(&wanted));
             let items: Vec<Project> = if matches && page.offset == 0 {
-                vec![project]
+                vec![Project {
+                    user_role: caller.role_in(only),
+                    ..project
+                }]
             } else {
                 Vec::new()
             };
@@ -93,7 +102,11 @@ impl Services {
                 has_more: false,
             });
         }
-        Ok(self.records.list_projects(caller, &page).await?)
+        let mut list = self.records.list_projects(caller, &page).await?;
+        for p in &mut list.items {
+            p.user_role = self.role_in(caller, &p.name).await?;
+        }
+        Ok(list)
     }
 
     /// What the caller may do in `project`.
@@ -103,7 +116,7 @@ impl Services {
         project: &str,
     ) -> Result<ProjectAccess, ApiError> {
         validate::dns1123_label("project", project)?;
-        let role = caller.role_in(project);
+        let role = self.role_in(caller, project).await?;
         if role.is_some() {
             // A project that does not exist is 404 to whoever could see it.
             self.records.get_project(caller, project).await?;
@@ -121,8 +134,12 @@ impl Services {
 
     /// A project.
     pub async fn get_project(&self, caller: &Caller, name: &str) -> Result<Project, ApiError> {
-        caller.require(name, Role::View)?;
-        Ok(self.records.get_project(caller, name).await?)
+        self.require(caller, name, Role::View).await?;
+        let project = self.records.get_project(caller, name).await?;
+        Ok(Project {
+            user_role: self.role_in(caller, name).await?,
+            ..project
+        })
     }
 
     /// Changes a project's display name or description.
@@ -132,7 +149,7 @@ impl Services {
         name: &str,
         req: UpdateProjectRequest,
     ) -> Result<Project, ApiError> {
-        caller.require(name, Role::Admin)?;
+        self.require(caller, name, Role::Admin).await?;
         if let Some(d) = &req.display_name {
             if d.trim().is_empty() {
                 return Err(Invalid::new("displayName", "must not be empty").into());
@@ -154,7 +171,7 @@ impl Services {
     /// Deletes a project: its sessions are stopped and removed with their logs and
     /// workspaces.
     pub async fn delete_project(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
-        caller.require(name, Role::Admin)?;
+        self.require(caller, name, Role::Admin).await?;
         for removed in self.records.delete_project(caller, name).await? {
             self.forget(SessionKey::new(name, removed.name), &removed.uid)
                 .await?;

@@ -72,7 +72,7 @@ impl Services {
         project: &str,
         req: CreateSessionRequest,
     ) -> Result<CreateSessionResponse, ApiError> {
-        caller.require(project, Role::Edit)?;
+        self.require(caller, project, Role::Edit).await?;
         self.create_named_session(
             caller,
             project,
@@ -182,7 +182,7 @@ impl Services {
         key: &SessionKey,
         req: UpdateSessionRequest,
     ) -> Result<AgenticSession, ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         if let Some(p) = &req.initial_prompt {
             validate::message_text("initialPrompt", p)?;
         }
@@ -233,7 +233,7 @@ impl Services {
         key: &SessionKey,
         display_name: String,
     ) -> Result<AgenticSession, ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         validate_display_name(&display_name)?;
         let record = update_session(&*self.records, caller, key, |s| {
             s.spec.display_name = Some(display_name.trim().to_owned());
@@ -251,11 +251,11 @@ impl Services {
         key: &SessionKey,
         req: CloneSessionRequest,
     ) -> Result<CreateSessionResponse, ApiError> {
-        caller.require(&key.project, Role::View)?;
+        self.require(caller, &key.project, Role::View).await?;
         let source = self.records.get_session(caller, key).await?.session;
         let target = req.target_project.unwrap_or_else(|| key.project.clone());
         validate::dns1123_label("targetProject", &target)?;
-        caller.require(&target, Role::Edit)?;
+        self.require(caller, &target, Role::Edit).await?;
         self.records.get_project(caller, &target).await?;
         let new_name = match req.new_session_name {
             Some(n) => {
@@ -290,7 +290,7 @@ impl Services {
         caller: &Caller,
         key: &SessionKey,
     ) -> Result<AgenticSession, ApiError> {
-        caller.require(&key.project, Role::View)?;
+        self.require(caller, &key.project, Role::View).await?;
         let mut session = self.records.get_session(caller, key).await?.session;
         let activity = self
             .log
@@ -309,7 +309,7 @@ impl Services {
         offset: Option<u64>,
         limit: Option<u64>,
     ) -> Result<SessionList, ApiError> {
-        caller.require(project, Role::View)?;
+        self.require(caller, project, Role::View).await?;
         self.records.get_project(caller, project).await?;
         let page = page(search, offset, limit)?;
         let mut list = self.records.list_sessions(caller, project, &page).await?;
@@ -332,7 +332,7 @@ impl Services {
         before: Option<u64>,
         limit: usize,
     ) -> Result<EventWindow, ApiError> {
-        caller.require(&key.project, Role::View)?;
+        self.require(caller, &key.project, Role::View).await?;
         let live = self.live_session(caller, key).await?;
         let rows = self
             .log
@@ -356,7 +356,7 @@ impl Services {
     /// Deletes a session: its runner and every process it started are ended, its log and
     /// workspace removed.
     pub async fn delete_session(&self, caller: &Caller, key: &SessionKey) -> Result<(), ApiError> {
-        caller.require(&key.project, Role::Edit)?;
+        self.require(caller, &key.project, Role::Edit).await?;
         let removed = self.records.delete_session(caller, key).await?;
         self.forget(key.clone(), &removed.uid).await
     }

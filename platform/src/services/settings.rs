@@ -23,7 +23,7 @@ impl Services {
         caller: &Caller,
         project: &str,
     ) -> Result<RunnerSecrets, ApiError> {
-        caller.require(project, Role::Edit)?;
+        self.require(caller, project, Role::Edit).await?;
         let mut items: Vec<_> = self
             .records
             .credentials(caller, project)
@@ -48,7 +48,7 @@ impl Services {
         project: &str,
         req: UpdateRunnerSecrets,
     ) -> Result<RunnerSecrets, ApiError> {
-        caller.require(project, Role::Edit)?;
+        self.require(caller, project, Role::Edit).await?;
         let mut changes = Vec::with_capacity(req.data.len());
         for (key, value) in req.data {
             if !RUNNER_SECRET_KEYS.contains(&key.as_str()) {
@@ -91,7 +91,7 @@ impl Services {
         caller: &Caller,
         project: &str,
     ) -> Result<Credentials, ApiError> {
-        caller.require(project, Role::Edit)?;
+        self.require(caller, project, Role::Edit).await?;
         let own = self.records.credentials(caller, project).await?;
         Ok(own.over(&self.settings.default_credentials))
     }
@@ -102,7 +102,7 @@ impl Services {
         caller: &Caller,
         project: &str,
     ) -> Result<ProjectSettingsBody, ApiError> {
-        caller.require(project, Role::View)?;
+        self.require(caller, project, Role::View).await?;
         let s = self.records.project_settings(caller, project).await?;
         Ok(ProjectSettingsBody {
             inactivity_timeout_seconds: s.inactivity_timeout_seconds,
@@ -117,7 +117,7 @@ impl Services {
         project: &str,
         body: ProjectSettingsBody,
     ) -> Result<ProjectSettingsBody, ApiError> {
-        caller.require(project, Role::Admin)?;
+        self.require(caller, project, Role::Admin).await?;
         validate::seconds("inactivityTimeoutSeconds", body.inactivity_timeout_seconds)?;
         if let Some(mcp) = &body.mcp_servers {
             validate::mcp_servers("mcpServers", mcp)?;

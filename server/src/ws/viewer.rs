@@ -49,7 +49,10 @@ pub async fn viewer_ws(
 ) -> Response {
     // Refused before the upgrade, as HTTP: watching needs view; what the viewer sends
     // (messages, interrupt, stop) is checked as it comes, needing edit.
-    if let Err(e) = caller.require(&project, platform::auth::Role::View) {
+    if let Err(e) = services
+        .require(&caller, &project, platform::auth::Role::View)
+        .await
+    {
         return e.into_response();
     }
     ws.max_message_size(MAX_BROWSER_FRAME + 1024)

@@ -21,6 +21,7 @@ fn row_to_project(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
         description: row.get(2)?,
         creation_timestamp: rfc3339(row.get(3)?),
         session_count: row.get::<_, i64>(4)? as u64,
+        user_role: None,
     })
 }
 
@@ -50,6 +51,7 @@ pub(super) async fn create(db: &Db, project: NewProject) -> Result<Project, Stor
             description,
             creation_timestamp: rfc3339(created),
             session_count: 0,
+            user_role: None,
         })
     })
     .await

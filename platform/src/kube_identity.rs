@@ -1,0 +1,467 @@
+//! Kubernetes identities (Kubernetes mode), as the original platform has them: a person is
+//! whoever their Kubernetes token says (a TokenReview), or the user a trusted OAuth proxy
+//! names; what they may do in a project is what the cluster's RBAC grants them in its
+//! namespace, asked with a SelfSubjectAccessReview made with their own token (a
+//! SubjectAccessReview for a proxy's user without a token); reads are made with a client
+//! built from their token. Writes are made by the server's ServiceAccount, after the check.
+//!
+//! Roles are checked by verb, each role needing every check of the roles below it:
+//! view = list and get `agenticsessions`; edit = create, update and delete them; admin =
+//! update `projectsettings` and create `rolebindings` (what `ambient-project-view/edit/admin`
+//! grant, `deploy/base/project-roles.yaml`). Answers are kept for [`KubeIdentity::ttl`]
+//! (a binding removed takes effect within it).
+//!
+//! Also here: the browser sessions of the token sign-in page (the token stays in this
+//! process's memory, never on disk nor in the browser), and the admin binding a project's
+//! creator gets.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderValue, header};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
+    SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use kube::api::{Api, PostParams};
+use kube::{Client, Config};
+use model::project_settings::ProjectRole;
+use operator::cluster::project::{binding_name, project_cluster_role};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{ClusterUser, Role};
+use crate::error::ApiError;
+
+/// Most entries of each cache (tokens, roles, clients, sign-ins); beyond it the expired go,
+/// then the oldest.
+const MAX_ENTRIES: usize = 10_000;
+/// Most user clients kept (each holds a connection pool).
+const MAX_CLIENTS: usize = 256;
+/// How long a browser signed in with a Kubernetes token stays signed in (the token's own
+/// expiry ends it sooner: it is reviewed again every [`KubeIdentity::ttl`]).
+pub const SIGN_IN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// The prefix of the cookie value of a browser signed in with a Kubernetes token.
+pub const SIGN_IN_PREFIX: &str = "ks_";
+/// The label on what the platform makes for people (the creator's binding).
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ambient-code");
+
+/// A resource check: API group, resource, verb.
+type Check = (&'static str, &'static str, &'static str);
+
+const SESSIONS: &str = "agenticsessions";
+const GROUP: &str = "vteam.ambient-code";
+
+/// What each role needs (on top of the roles below it).
+const CHECKS: [(Role, &[Check]); 3] = [
+    (
+        Role::View,
+        &[(GROUP, SESSIONS, "list"), (GROUP, SESSIONS, "get")],
+    ),
+    (
+        Role::Edit,
+        &[
+            (GROUP, SESSIONS, "create"),
+            (GROUP, SESSIONS, "update"),
+            (GROUP, SESSIONS, "delete"),
+        ],
+    ),
+    (
+        Role::Admin,
+        &[
+            (GROUP, "projectsettings", "update"),
+            ("rbac.authorization.k8s.io", "rolebindings", "create"),
+        ],
+    ),
+];
+
+/// A small map whose entries expire.
+struct Cache<K, V> {
+    ttl: Duration,
+    max: usize,
+    map: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
+    fn new(ttl: Duration, max: usize) -> Self {
+        Cache {
+            ttl,
+            max,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, k: &K) -> Option<V> {
+        let map = self.lock();
+        map.get(k)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, k: K, v: V) {
+        let mut map = self.lock();
+        if map.len() >= self.max {
+            map.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        }
+        if map.len() >= self.max
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(k, (Instant::now(), v));
+    }
+
+    fn remove_where(&self, f: impl Fn(&K) -> bool) {
+        self.lock().retain(|k, _| !f(k));
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Kubernetes identities: cheap to share (`Arc`).
+pub struct KubeIdentity {
+    /// The server's own client (its ServiceAccount).
+    server: Client,
+    /// The cluster's configuration, for clients of users' tokens.
+    base: Config,
+    /// How long answers are kept.
+    ttl: Duration,
+    /// Whether `X-Forwarded-User`/`-Groups` are believed (an OAuth proxy in front sets them).
+    pub trust_proxy: bool,
+    /// Token digest → the user it is (`None`: not a valid token).
+    reviews: Cache<[u8; 32], Option<(String, Vec<String>)>>,
+    /// (identity, project) → role.
+    roles: Cache<(String, String), Option<Role>>,
+    /// Token digest → a client reading as it.
+    clients: Cache<[u8; 32], Client>,
+    /// Sign-in cookie digest → the token it stands for.
+    sign_ins: Cache<[u8; 32], String>,
+}
+
+impl KubeIdentity {
+    /// Identities checked with the cluster `base` reaches (`server`, its client); answers
+    /// kept for `ttl`.
+    pub fn new(server: Client, base: Config, ttl: Duration, trust_proxy: bool) -> Self {
+        KubeIdentity {
+            server,
+            base,
+            ttl,
+            trust_proxy,
+            reviews: Cache::new(ttl, MAX_ENTRIES),
+            roles: Cache::new(ttl, MAX_ENTRIES),
+            clients: Cache::new(Duration::from_secs(300), MAX_CLIENTS),
+            sign_ins: Cache::new(SIGN_IN_TTL, MAX_ENTRIES),
+        }
+    }
+
+    /// How long answers are kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The user a Kubernetes token is (a TokenReview by the server); `None` when the cluster
+    /// does not know it (invalid, expired, revoked).
+    pub async fn authenticate(&self, token: &str) -> Result<Option<ClusterUser>, ApiError> {
+        let key = digest(token);
+        let known = match self.reviews.get(&key) {
+            Some(known) => known,
+            None => {
+                let review = TokenReview {
+                    spec: TokenReviewSpec {
+                        token: Some(token.to_owned()),
+                        audiences: None,
+                    },
+                    ..Default::default()
+                };
+                let done = Api::<TokenReview>::all(self.server.clone())
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .map_err(|e| unavailable("reviewing a token", e))?;
+                let status = done.status.unwrap_or_default();
+                let known = match (status.authenticated, status.user) {
+                    (Some(true), Some(user)) => Some((
+                        user.username.unwrap_or_default(),
+                        user.groups.unwrap_or_default(),
+                    )),
+                    _ => None,
+                };
+                self.reviews.put(key, known.clone());
+                known
+            }
+        };
+        Ok(known
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, groups)| ClusterUser {
+                name,
+                groups,
+                token: Some(token.to_owned()),
+            }))
+    }
+
+    /// A user a trusted proxy names, with its groups (`X-Forwarded-Groups`, comma-separated).
+    pub fn proxy_user(&self, name: &str, groups: &str, token: Option<&str>) -> ClusterUser {
+        ClusterUser {
+            name: name.to_owned(),
+            groups: groups
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    fn identity_key(user: &ClusterUser) -> String {
+        match &user.token {
+            Some(t) => format!("t:{}", hex::encode(digest(t))),
+            None => format!("u:{}|{}", user.name, user.groups.join(",")),
+        }
+    }
+
+    /// The user's role in `project`: the highest whose checks (and the lower roles') the
+    /// cluster allows.
+    pub async fn role_in(
+        &self,
+        user: &ClusterUser,
+        project: &str,
+    ) -> Result<Option<Role>, ApiError> {
+        let key = (Self::identity_key(user), project.to_owned());
+        if let Some(role) = self.roles.get(&key) {
+            return Ok(role);
+        }
+        let checks = CHECKS
+            .iter()
+            .flat_map(|(_, checks)| checks.iter().map(|c| self.allowed(user, project, *c)));
+        let answers = futures::future::try_join_all(checks).await?;
+        let mut answers = answers.into_iter();
+        let mut role = None;
+        for (r, checks) in CHECKS {
+            let all = answers
+                .by_ref()
+                .take(checks.len())
+                .fold(true, |a, b| a && b);
+            if !all {
+                break;
+            }
+            role = Some(r);
+        }
+        self.roles.put(key, role);
+        Ok(role)
+    }
+
+    /// Forgets what is known of `user`'s roles in `project` (it just changed).
+    pub fn forget_role(&self, user: &ClusterUser, project: &str) {
+        let id = Self::identity_key(user);
+        self.roles.remove_where(|(i, p)| *i == id && p == project);
+    }
+
+    /// Whether the cluster allows `user` one check in `project`.
+    async fn allowed(
+        &self,
+        user: &ClusterUser,
+        project: &str,
+        check: Check,
+    ) -> Result<bool, ApiError> {
+        let (group, resource, verb) = check;
+        let attributes = ResourceAttributes {
+            namespace: Some(project.to_owned()),
+            group: Some(group.to_owned()),
+            resource: Some(resource.to_owned()),
+            verb: Some(verb.to_owned()),
+            ..Default::default()
+        };
+        let allowed = match &user.token {
+            Some(token) => {
+                let review = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(attributes),
+                        non_resource_attributes: None,
+                    },
+                    ..Default::default()
+                };
+                Api::<SelfSubjectAccessReview>::all(self.client_of(token)?)
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .map_err(|e| unavailable("asking the cluster what you may do", e))?
+                    .status
+                    .is_some_and(|s| s.allowed)
+            }
+            None => {
+                let review = SubjectAccessReview {
+                    spec: SubjectAccessReviewSpec {
+                        user: Some(user.name.clone()),
+                        groups: Some(user.groups.clone()),
+                        resource_attributes: Some(attributes),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                Api::<SubjectAccessReview>::all(self.server.clone())
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .map_err(|e| unavailable("asking the cluster what you may do", e))?
+                    .status
+                    .is_some_and(|s| s.allowed)
+            }
+        };
+        Ok(allowed)
+    }
+
+    /// A client that acts as the bearer of `token`.
+    fn client_of(&self, token: &str) -> Result<Client, ApiError> {
+        let key = digest(token);
+        if let Some(client) = self.clients.get(&key) {
+            return Ok(client);
+        }
+        let mut config = self.base.clone();
+        config.auth_info = Default::default();
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ApiError::Unauthorized("this token is not valid".into()))?;
+        bearer.set_sensitive(true);
+        config.headers.push((header::AUTHORIZATION, bearer));
+        let client = Client::try_from(config).map_err(|e| unavailable("making a client", e))?;
+        self.clients.put(key, client.clone());
+        Ok(client)
+    }
+
+    /// The client reads are made with for `user`: one of its token; without a token (a
+    /// proxy's user), the server's, after the access check.
+    pub fn reader(&self, user: &ClusterUser) -> Result<Client, ApiError> {
+        match &user.token {
+            Some(token) => self.client_of(token),
+            None => Ok(self.server.clone()),
+        }
+    }
+
+    /// Signs a browser in with a Kubernetes token: the cookie value, or `None` when the
+    /// cluster does not know the token.
+    pub async fn sign_in(&self, token: &str) -> Result<Option<String>, ApiError> {
+        if self.authenticate(token).await?.is_none() {
+            return Ok(None);
+        }
+        let id = format!(
+            "{SIGN_IN_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 32]>())
+        );
+        self.sign_ins.put(digest(&id), token.to_owned());
+        Ok(Some(id))
+    }
+
+    /// The user a sign-in cookie stands for, while its token is valid.
+    pub async fn signed_in(&self, id: &str) -> Result<Option<ClusterUser>, ApiError> {
+        match self.sign_ins.get(&digest(id)) {
+            Some(token) => self.authenticate(&token).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a sign-in.
+    pub fn sign_out(&self, id: &str) {
+        let key = digest(id);
+        self.sign_ins.remove_where(|k| *k == key);
+    }
+
+    /// Gives the creator of `project` its admin role there (a RoleBinding to
+    /// `ambient-project-admin`, made by the server), and waits (a few seconds at most) until
+    /// the cluster's authorizer counts it.
+    pub async fn bind_creator(&self, user: &ClusterUser, project: &str) -> Result<(), kube::Error> {
+        let binding = RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some(binding_name("ambient-admin", &user.name)),
+                labels: Some([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())].into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: project_cluster_role(ProjectRole::Admin).into(),
+            },
+            subjects: Some(vec![subject_of(&user.name)]),
+        };
+        Api::<RoleBinding>::namespaced(self.server.clone(), project)
+            .create(&PostParams::default(), &binding)
+            .await?;
+        self.forget_role(user, project);
+        for _ in 0..50 {
+            if matches!(self.role_in(user, project).await, Ok(Some(Role::Admin))) {
+                return Ok(());
+            }
+            self.forget_role(user, project);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!(user = %user.name, project, "the creator's admin binding is not in effect yet");
+        Ok(())
+    }
+}
+
+/// The RBAC subject of a user name: a ServiceAccount's (`system:serviceaccount:ns:name`) or
+/// a user's.
+pub fn subject_of(name: &str) -> Subject {
+    match name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((namespace, sa)) => Subject {
+            kind: "ServiceAccount".into(),
+            name: sa.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            api_group: None,
+        },
+        None => Subject {
+            kind: "User".into(),
+            name: name.to_owned(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".into()),
+        },
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "{what}");
+    ApiError::Internal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_name_users_safely_and_distinctly() {
+        let a = binding_name("ambient-admin", "Alice@example.com");
+        assert!(a.starts_with("ambient-admin-alice-example-com-"), "{a}");
+        assert_ne!(binding_name("x", "a.b"), binding_name("x", "a-b"));
+        assert!(binding_name("x", &"y".repeat(500)).len() < 63);
+        let sa = subject_of("system:serviceaccount:team:ci");
+        assert_eq!(
+            (sa.kind.as_str(), sa.name.as_str()),
+            ("ServiceAccount", "ci")
+        );
+        assert_eq!(sa.namespace.as_deref(), Some("team"));
+        assert_eq!(subject_of("alice").kind, "User");
+    }
+
+    #[test]
+    fn caches_expire_and_stay_bounded() {
+        let c: Cache<u32, u32> = Cache::new(Duration::from_millis(20), 3);
+        for i in 0..10 {
+            c.put(i, i);
+        }
+        assert!(c.lock().len() <= 3);
+        assert_eq!(c.get(&9), Some(9));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(c.get(&9), None);
+    }
+}
