@@ -14,7 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED};
@@ -852,23 +852,9 @@ async fn an_operator_stopped_as_it_starts_stops() {
 async fn group_access_becomes_role_bindings_and_removing_it_revokes() {
     let p = Project::new("groups").await;
     // The project roles, as deploy/base installs them.
-    let roles: Api<ClusterRole> = Api::all(p.client.clone());
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/base/project-roles.yaml"
-    ))
-    .unwrap();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let role = <ClusterRole as serde::Deserialize>::deserialize(doc).unwrap();
-        roles
-            .patch(
-                &role.name_any(),
-                &PatchParams::apply("ambient-tests").force(),
-                &Patch::Apply(&role),
-            )
-            .await
-            .unwrap();
-    }
+    operator::cluster::project::apply_project_roles(&p.client, "ambient-tests")
+        .await
+        .unwrap();
     let settings: Api<ProjectSettings> = p.api();
     wait_for("the project's settings", || {
         let settings = settings.clone();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real Kubernetes API server for the tests, on loopback: etcd, kube-apiserver and
 # kube-controller-manager v1.20.2 (built by tools/k8s/build.sh). There is no kubelet and no
-# scheduler: the tests' own kubelet runs the pods.
+# scheduler: the tests' own kubelet runs the pods. Users alice, bob, carol and dave (group
+# ambient-testers) sign in with the tokens in <run dir>/tokens.csv.
 #   tools/k8s/testenv.sh start <bin dir> <run dir>   starts them, writes <run dir>/kubeconfig
 #   tools/k8s/testenv.sh stop <run dir>              stops what `start` started (by pid)
 set -euo pipefail
@@ -42,6 +43,12 @@ start)
 	api_port="$(free_port)"
 	token="$(openssl rand -hex 24)"
 	echo "$token,admin,admin-uid,\"system:masters\"" > "$run/tokens.csv"
+	# People for the permission tests: alice, bob and carol alone; dave in ambient-testers.
+	for user in alice bob carol dave; do
+		groups=""
+		[ "$user" = dave ] && groups="ambient-testers"
+		echo "$(openssl rand -hex 24),$user,$user-uid,\"$groups\"" >> "$run/tokens.csv"
+	done
 	openssl genrsa -out "$run/certs/sa.key" 2048 2> /dev/null
 	openssl rsa -in "$run/certs/sa.key" -pubout -out "$run/certs/sa.pub" 2> /dev/null
 	etcd --data-dir "$run/etcd" --name test \

@@ -22,7 +22,7 @@ use crate::common::{Options, TestServer, is_phase};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn kubeconfig() -> std::path::PathBuf {
+pub(crate) fn kubeconfig() -> std::path::PathBuf {
     std::env::var_os("AMBIENT_TEST_KUBECONFIG")
         .unwrap_or_else(|| {
             panic!(
@@ -34,17 +34,20 @@ fn kubeconfig() -> std::path::PathBuf {
 }
 
 /// A client of the test API server, with the platform's CRDs applied for real.
-async fn client() -> Client {
+pub(crate) async fn client() -> Client {
     let client = operator::cluster::connect(Some(&kubeconfig()))
         .await
         .expect("a client of the test API server");
     operator::crd::apply(&client, "ambient-tests")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    operator::cluster::project::apply_project_roles(&client, "ambient-tests")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     client
 }
 
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn until<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -284,10 +287,10 @@ async fn a_session_runs_through_the_cluster_and_its_viewer_sees_every_event() {
 }
 
 /// A project with its operator and kubelet, for scenarios with the real runner.
-struct Cluster {
-    client: Client,
-    server: TestServer,
-    project: String,
+pub(crate) struct Cluster {
+    pub(crate) client: Client,
+    pub(crate) server: TestServer,
+    pub(crate) project: String,
     kubelet: testkit::kubelet::Kubelet,
     stop_operator: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
@@ -297,7 +300,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(prefix: &str, mock_url: Option<&str>) -> Cluster {
+    pub(crate) async fn start(prefix: &str, mock_url: Option<&str>) -> Cluster {
         Self::start_with(prefix, mock_url, &ClusterConfig::default().runner_image).await
     }
 
@@ -475,7 +478,7 @@ impl Cluster {
             .unwrap()
     }
 
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         // Every session of these tests has ended: nothing may still run in a "pod".
         let root = self.dir.path().join("kubelet");
         let deadline = tokio::time::Instant::now() + WAIT;

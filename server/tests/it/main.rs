@@ -2,7 +2,7 @@
 //! instead of one per topic): a real server on a loopback port, the real router, real
 //! WebSockets, the real runner and `claude` CLI against a mock model.
 //!
-//! Topics: [`doors`] (authentication, host and origin checks), [`permissions`] (roles and project keys), [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
+//! Topics: [`doors`] (authentication, host and origin checks), [`permissions`] (roles and project keys), [`people`] (Kubernetes identities and their roles), [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
 //! hub's WebSockets with simulated peers); [`session_e2e`], [`runner_failures`],
 //! [`runner_git`] (whole sessions); [`restart`] (a killed server); [`kubernetes`] (Kubernetes mode on the test API server); [`sandbox`] (what an agent can see); [`cli`] (the `ambient` client); [`assets`] (the UI's
 //! assets). [`common`] starts servers and talks to them.
@@ -16,6 +16,7 @@ mod common;
 mod doors;
 mod hub;
 mod kubernetes;
+mod people;
 mod permissions;
 mod restart;
 mod runner_failures;

@@ -70,6 +70,10 @@ pub struct Options {
     pub max_running: usize,
     /// Kubernetes mode, with this kubeconfig.
     pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: how long access reviews are kept.
+    pub access_cache: Duration,
+    /// Kubernetes mode: believe an OAuth proxy's identity headers.
+    pub trust_proxy_headers: bool,
 }
 
 impl Options {
@@ -86,6 +90,8 @@ impl Options {
             site_root: None,
             max_running: 64,
             kubeconfig: None,
+            access_cache: Duration::from_secs(1),
+            trust_proxy_headers: false,
         }
     }
 
@@ -120,6 +126,8 @@ impl TestServer {
         config.local_driver = opts.local_driver;
         config.stop_runners_on_exit = opts.stop_runners_on_exit;
         config.max_running = opts.max_running;
+        config.access_cache = opts.access_cache;
+        config.trust_proxy_headers = opts.trust_proxy_headers;
         if let Some(kubeconfig) = &opts.kubeconfig {
             config.mode = server::config::Mode::Kubernetes {
                 kubeconfig: Some(kubeconfig.clone()),

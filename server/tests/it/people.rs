@@ -1,0 +1,395 @@
+//! People in Kubernetes mode, on the test API server: alice, bob, carol and dave are users of
+//! the cluster with their own tokens (`tools/k8s/testenv.sh` makes them; dave is in the group
+//! `ambient-testers`). What each may do in a project is what the cluster's RBAC grants, as the
+//! server finds out with access reviews: alice creates a project (she gets its admin
+//! binding), bob may neither see nor touch it, carol with view reads and watches but may not
+//! steer, and a group in the project's `groupAccess` grants its members edit until it is
+//! removed.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use model::ProjectSettings;
+use model::protocol::{BrowserToServer, SendMessage, ServerToBrowser};
+use serde_json::json;
+
+use crate::common::{Options, TestServer};
+use crate::kubernetes::{Cluster, client, kubeconfig, until};
+
+/// The token of a test user (`tools/k8s/testenv.sh` wrote it next to the kubeconfig).
+fn token(user: &str) -> String {
+    let file = kubeconfig().with_file_name("tokens.csv");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&user))
+        .map(|f| f[0].to_owned())
+        .unwrap_or_else(|| panic!("no user {user} in {}", file.display()))
+}
+
+fn as_user(user: &str) -> reqwest::Client {
+    testkit::client_with_key(&token(user))
+}
+
+async fn status_and_body(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(json!({ "text": text })),
+    )
+}
+
+async fn start(opts_of: impl FnOnce(Options) -> Options) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.local_driver = false;
+    opts.kubeconfig = Some(kubeconfig());
+    (TestServer::start(opts_of(opts)).await, dir)
+}
+
+fn bind(name: &str, role: &str, user: &str) -> RoleBinding {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_get_what_their_roles_in_the_cluster_allow() {
+    let admin = client().await;
+    let (server, _dir) = start(|o| o).await;
+    let (alice, bob, carol) = (as_user("alice"), as_user("bob"), as_user("carol"));
+    let p = format!("people-{}", std::process::id() % 100_000);
+    let url = |rest: &str| server.url(&format!("/api/projects/{p}{rest}"));
+
+    // Alice makes a project: a managed namespace, and she is its admin.
+    let (status, made) = status_and_body(
+        alice
+            .post(server.url("/api/projects"))
+            .json(&json!({"name": p}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["userRole"], "admin", "{made}");
+    let ns = Api::<Namespace>::all(admin.clone()).get(&p).await.unwrap();
+    assert_eq!(
+        ns.labels()
+            .get("ambient-code.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &p);
+    let hers = bindings.list(&Default::default()).await.unwrap().items;
+    assert!(
+        hers.iter()
+            .any(|b| b.role_ref.name == "ambient-project-admin"
+                && b.subjects
+                    .iter()
+                    .flatten()
+                    .any(|s| s.kind == "User" && s.name == "alice")),
+        "no admin binding for alice: {hers:?}"
+    );
+
+    // She sees it in her list; bob does not, and is refused it.
+    let listed = |c: reqwest::Client| {
+        let u = server.url("/api/projects");
+        async move {
+            let l: serde_json::Value = c.get(u).send().await.unwrap().json().await.unwrap();
+            l["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(listed(alice.clone()).await.contains(&p));
+    assert!(!listed(bob.clone()).await.contains(&p));
+    for resp in [
+        bob.get(url("")).send().await.unwrap(),
+        bob.get(url("/agentic-sessions")).send().await.unwrap(),
+        bob.post(url("/agentic-sessions"))
+            .json(&json!({"initialPrompt": "mine now"}))
+            .send()
+            .await
+            .unwrap(),
+        bob.delete(url("")).send().await.unwrap(),
+    ] {
+        let (status, body) = status_and_body(resp).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("no access to project {p}")),
+            "{body}"
+        );
+    }
+
+    // Alice starts a session; carol is given view (a RoleBinding, as `kubectl` or the
+    // Sharing page makes it).
+    let (status, session) = status_and_body(
+        alice
+            .post(url("/agentic-sessions"))
+            .json(&json!({"initialPrompt": "hello from alice"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{session}");
+    let name = session["name"].as_str().unwrap().to_owned();
+    bindings
+        .create(
+            &PostParams::default(),
+            &bind("carol-view", "ambient-project-view", "carol"),
+        )
+        .await
+        .unwrap();
+
+    // Carol reads and watches ...
+    let access = until("carol's view role", || {
+        let c = carol.clone();
+        let u = url("/access");
+        async move {
+            let a: serde_json::Value = c.get(u).send().await.ok()?.json().await.ok()?;
+            (a["userRole"] == "view").then_some(a)
+        }
+    })
+    .await;
+    assert_eq!(access["allowed"], true, "{access}");
+    assert!(listed(carol.clone()).await.contains(&p));
+    let resp = carol
+        .get(url(&format!("/agentic-sessions/{name}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut viewer =
+        testkit::ViewerClient::connect(&server.addr.to_string(), &token("carol"), &p, &name, 0)
+            .await
+            .expect("carol may watch");
+    let first = tokio::time::timeout(Duration::from_secs(10), viewer.recv())
+        .await
+        .expect("an event")
+        .expect("a frame");
+    assert!(
+        matches!(first, ServerToBrowser::Event(_) | ServerToBrowser::Live(_)),
+        "{first:?}"
+    );
+    // ... but may not steer: not over REST, not over her viewer socket.
+    for resp in [
+        carol
+            .post(url(&format!("/agentic-sessions/{name}/stop")))
+            .send()
+            .await
+            .unwrap(),
+        carol
+            .post(url(&format!("/agentic-sessions/{name}/messages")))
+            .json(&json!({"text": "stop that"}))
+            .send()
+            .await
+            .unwrap(),
+        carol
+            .delete(url(&format!("/agentic-sessions/{name}")))
+            .send()
+            .await
+            .unwrap(),
+        carol
+            .put(url("/runner-secrets"))
+            .json(&json!({"data": {"GITHUB_TOKEN": "ghp_x"}}))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        let (status, body) = status_and_body(resp).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("you need edit on project {p} (you have view)")),
+            "{body}"
+        );
+    }
+    viewer
+        .send(&BrowserToServer::SendMessage(SendMessage {
+            text: "from the socket".into(),
+        }))
+        .await
+        .unwrap();
+    let refused = loop {
+        match tokio::time::timeout(Duration::from_secs(10), viewer.recv())
+            .await
+            .expect("an answer")
+            .expect("a frame")
+        {
+            ServerToBrowser::Error(r) => break r,
+            _ => continue,
+        }
+    };
+    assert!(refused.message.contains("you need edit"), "{refused:?}");
+
+    // A token the cluster does not know, and a runner token, get nothing.
+    let resp = testkit::client_with_key("not-a-token")
+        .get(url("/agentic-sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // The sign-in page takes a Kubernetes token: the browser session is carol's.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = browser
+        .post(server.url("/login"))
+        .form(&[("key", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await.unwrap().contains("Kubernetes token"));
+    let resp = browser
+        .post(server.url("/login"))
+        .form(&[("key", token("carol"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("=ks_"), "{cookie}");
+    let resp = browser
+        .get(url("/agentic-sessions"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = browser
+        .post(url(&format!("/agentic-sessions/{name}/stop")))
+        .header("cookie", &cookie)
+        .header("origin", server.url(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // An OAuth proxy's forwarded token is a token like any other; the user it names is
+    // believed only by a server told to trust it.
+    let resp = browser
+        .get(url("/agentic-sessions"))
+        .header("x-forwarded-access-token", token("carol"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = browser
+        .get(url("/agentic-sessions"))
+        .header("x-forwarded-user", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "an untrusted proxy header let someone in"
+    );
+    let (trusting, _dir2) = start(|mut o| {
+        o.trust_proxy_headers = true;
+        o
+    })
+    .await;
+    let proxied = |user: &str| {
+        browser
+            .get(trusting.url(&format!("/api/projects/{p}/agentic-sessions")))
+            .header("x-forwarded-user", user)
+            .header("x-forwarded-groups", "staff, readers")
+    };
+    assert_eq!(proxied("carol").send().await.unwrap().status(), 200);
+    assert_eq!(proxied("bob").send().await.unwrap().status(), 403);
+    trusting.stop().await;
+
+    // Bob may not delete it; alice may.
+    assert_eq!(bob.delete(url("")).send().await.unwrap().status(), 403);
+    let resp = alice.delete(url("")).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    server.stop().await;
+}
+
+/// A group in a project's `groupAccess` gives its members the group's role (the operator
+/// turns it into a RoleBinding), and removing it takes the role away within the server's
+/// cache time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_in_group_access_grants_its_members_and_removing_it_revokes() {
+    let c = Cluster::start("groups-srv", None).await;
+    let dave = as_user("dave");
+    let p = c.project.clone();
+    let access = |c: &Cluster| c.server.url(&format!("/api/projects/{p}/access"));
+    let role_of_dave = || {
+        let dave = dave.clone();
+        let u = access(&c);
+        async move {
+            let a: serde_json::Value = dave.get(u).send().await.ok()?.json().await.ok()?;
+            Some(a["userRole"].as_str().map(str::to_owned))
+        }
+    };
+    assert_eq!(role_of_dave().await, Some(None));
+    let create = || {
+        dave.post(c.server.url(&format!("/api/projects/{p}/agentic-sessions")))
+            .json(&json!({"initialPrompt": "from the group"}))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), 403);
+
+    let settings: Api<ProjectSettings> = Api::namespaced(c.client.clone(), &p);
+    until("the project's settings", || {
+        let settings = settings.clone();
+        async move { settings.get_opt("projectsettings").await.ok()? }
+    })
+    .await;
+    let set = |groups: serde_json::Value| {
+        let settings = settings.clone();
+        async move {
+            settings
+                .patch(
+                    "projectsettings",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"groupAccess": groups}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set(json!([{"groupName": "ambient-testers", "role": "edit"}])).await;
+    until("dave's edit role through his group", || async {
+        (role_of_dave().await? == Some("edit".into())).then_some(())
+    })
+    .await;
+    let resp = create().await.unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+
+    set(json!([])).await;
+    until("dave's role gone with his group's", || async {
+        (role_of_dave().await? == None).then_some(())
+    })
+    .await;
+    assert_eq!(create().await.unwrap().status(), 403);
+    c.finish().await;
+}
