@@ -239,7 +239,19 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
     };
     assert!(refused.message.contains("you need edit"), "{refused:?}");
 
-    // A token the cluster does not know, and a runner token, get nothing.
+    // The command-line client signs in with her Kubernetes token and gets the same.
+    let home = tempfile::tempdir().unwrap();
+    let cli = crate::cli::login(&server, home.path(), &token("carol")).await;
+    let out = crate::cli::run(&cli, &["-p", &p, "sessions", "list"]).await;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&name),
+        "{}",
+        crate::cli::text(&out)
+    );
+    let out = crate::cli::run(&cli, &["-p", &p, "stop", &name]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", crate::cli::text(&out));
+
+    // A token the cluster does not know gets nothing.
     let resp = testkit::client_with_key("not-a-token")
         .get(url("/agentic-sessions"))
         .send()
