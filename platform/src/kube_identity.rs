@@ -249,11 +249,8 @@ impl KubeIdentity {
         let mut answers = answers.into_iter();
         let mut role = None;
         for (r, checks) in CHECKS {
-            let all = answers
-                .by_ref()
-                .take(checks.len())
-                .fold(true, |a, b| a && b);
-            if !all {
+            // A refusal ends the climb (the answers left are not needed).
+            if !answers.by_ref().take(checks.len()).all(|allowed| allowed) {
                 break;
             }
             role = Some(r);

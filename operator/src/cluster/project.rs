@@ -216,6 +216,31 @@ pub fn group_bindings(namespace: &str, access: &[GroupAccess]) -> Vec<RoleBindin
     out
 }
 
+/// The project roles as `deploy/base/project-roles.yaml` installs them.
+pub const PROJECT_ROLES_YAML: &str = include_str!("../../../deploy/base/project-roles.yaml");
+
+/// Applies the project roles (`ambient-project-view/edit/admin`) with server-side apply as
+/// `manager` (for test clusters and a first install without kustomize).
+pub async fn apply_project_roles(client: &kube::Client, manager: &str) -> Result<(), String> {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    use kube::ResourceExt;
+    use kube::api::{Api, Patch, PatchParams};
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    for doc in serde_yaml::Deserializer::from_str(PROJECT_ROLES_YAML) {
+        let role = <ClusterRole as serde::Deserialize>::deserialize(doc)
+            .map_err(|e| format!("deploy/base/project-roles.yaml: {e}"))?;
+        roles
+            .patch(
+                &role.name_any(),
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&role),
+            )
+            .await
+            .map_err(|e| format!("the API server refused the role {}: {e}", role.name_any()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,29 +349,4 @@ mod tests {
             "true"
         );
     }
-}
-
-/// The project roles as `deploy/base/project-roles.yaml` installs them.
-pub const PROJECT_ROLES_YAML: &str = include_str!("../../../deploy/base/project-roles.yaml");
-
-/// Applies the project roles (`ambient-project-view/edit/admin`) with server-side apply as
-/// `manager` (for test clusters and a first install without kustomize).
-pub async fn apply_project_roles(client: &kube::Client, manager: &str) -> Result<(), String> {
-    use k8s_openapi::api::rbac::v1::ClusterRole;
-    use kube::ResourceExt;
-    use kube::api::{Api, Patch, PatchParams};
-    let roles: Api<ClusterRole> = Api::all(client.clone());
-    for doc in serde_yaml::Deserializer::from_str(PROJECT_ROLES_YAML) {
-        let role = <ClusterRole as serde::Deserialize>::deserialize(doc)
-            .map_err(|e| format!("deploy/base/project-roles.yaml: {e}"))?;
-        roles
-            .patch(
-                &role.name_any(),
-                &PatchParams::apply(manager).force(),
-                &Patch::Apply(&role),
-            )
-            .await
-            .map_err(|e| format!("the API server refused the role {}: {e}", role.name_any()))?;
-    }
-    Ok(())
 }

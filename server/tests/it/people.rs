@@ -399,7 +399,7 @@ async fn a_group_in_group_access_grants_its_members_and_removing_it_revokes() {
 
     set(json!([])).await;
     until("dave's role gone with his group's", || async {
-        (role_of_dave().await? == None).then_some(())
+        role_of_dave().await?.is_none().then_some(())
     })
     .await;
     assert_eq!(create().await.unwrap().status(), 403);
