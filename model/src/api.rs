@@ -586,6 +586,85 @@ pub struct AccessKey {
 /// Longest life of an access key: a year.
 pub const MAX_KEY_LIFETIME_SECS: i64 = 366 * 24 * 3600;
 
+/// Who a project is shared with: a user or a group of the cluster (Kubernetes mode).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectType {
+    /// A user (`alice`, `system:serviceaccount:ns:name`).
+    User,
+    /// A group.
+    Group,
+}
+
+impl std::fmt::Display for SubjectType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SubjectType::User => "user",
+            SubjectType::Group => "group",
+        })
+    }
+}
+
+impl std::str::FromStr for SubjectType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(SubjectType::User),
+            "group" => Ok(SubjectType::Group),
+            _ => Err(format!("'{s}' is not a subject type (user or group)")),
+        }
+    }
+}
+
+/// Where a permission comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionSource {
+    /// Given on the Sharing page or with `POST .../permissions`: removable there.
+    Sharing,
+    /// The project's `groupAccess` setting (the operator's binding): changed there.
+    GroupAccess,
+    /// A RoleBinding made some other way (`kubectl`, the project's creator): changed there.
+    Binding,
+}
+
+/// One person's or group's role in a project (Kubernetes mode: a RoleBinding to
+/// `ambient-project-<role>`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    /// User or group.
+    pub subject_type: SubjectType,
+    /// Its name.
+    pub subject_name: String,
+    /// The role.
+    pub role: Role,
+    /// Where it comes from.
+    pub source: PermissionSource,
+    /// The RoleBinding that gives it.
+    pub binding: String,
+}
+
+/// Longest user or group name (a Kubernetes object name's limit).
+pub const MAX_SUBJECT_NAME: usize = 253;
+
+/// `POST /api/projects/{project}/permissions`: gives a user or group a role in the project
+/// (replacing the role it was given there before).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrantRequest {
+    /// User or group.
+    pub subject_type: SubjectType,
+    /// Its name, as the cluster knows it (1 to 253 characters).
+    pub subject_name: String,
+    /// The role.
+    pub role: Role,
+}
+
 /// `POST /api/keys` (the owner's keys) and `POST /api/projects/{project}/keys`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

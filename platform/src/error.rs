@@ -104,6 +104,7 @@ impl From<RecordsError> for ApiError {
             RecordsError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             RecordsError::Conflict(why) => ApiError::Conflict(why),
             RecordsError::Forbidden(why) => ApiError::Forbidden(why),
+            RecordsError::Unsupported(why) => ApiError::Invalid(why),
             RecordsError::Backend(why) => {
                 tracing::error!(error = %why, "records failure");
                 ApiError::Internal

@@ -121,8 +121,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         map.insert(k, (Instant::now(), v));
     }
 
-    fn remove_where(&self, f: impl Fn(&K) -> bool) {
-        self.lock().retain(|k, _| !f(k));
+    fn remove_where(&self, f: impl Fn(&K, &V) -> bool) {
+        self.lock().retain(|k, (_, v)| !f(k, v));
     }
 }
 
@@ -190,13 +190,26 @@ impl KubeIdentity {
                     .await
                     .map_err(|e| unavailable("reviewing a token", e))?;
                 let status = done.status.unwrap_or_default();
-                let known = match (status.authenticated, status.user) {
+                let mut known = match (status.authenticated, status.user) {
                     (Some(true), Some(user)) => Some((
                         user.username.unwrap_or_default(),
                         user.groups.unwrap_or_default(),
                     )),
                     _ => None,
                 };
+                // A project's access key: valid while its ServiceAccount exists (asked of
+                // the API server itself, so a revoked key is refused at once, not when the
+                // authenticator's cache catches up), and its use is recorded.
+                if let Some((project, id)) = known
+                    .as_ref()
+                    .and_then(|(name, _)| crate::kube_keys::key_of_user(name))
+                {
+                    if crate::kube_keys::exists(&self.server, &project, id).await? {
+                        tokio::spawn(crate::kube_keys::touch(self.server.clone(), project, id));
+                    } else {
+                        known = None;
+                    }
+                }
                 self.reviews.put(key, known.clone());
                 known
             }
@@ -259,10 +272,34 @@ impl KubeIdentity {
         Ok(role)
     }
 
+    /// Forgets every token of the user `name` (its key was revoked): the next use is
+    /// reviewed again, and refused.
+    pub fn forget_user(&self, name: &str) {
+        self.reviews
+            .remove_where(|_, known| known.as_ref().is_some_and(|(n, _)| n == name));
+    }
+
+    /// The client that manages access keys for `user`: its own (the cluster checks what it
+    /// may do); a proxy's user without a token cannot.
+    pub fn key_client(&self, user: &ClusterUser) -> Result<Client, ApiError> {
+        match &user.token {
+            Some(token) => self.client_of(token),
+            None => Err(ApiError::Forbidden(
+                "access keys are made with your own Kubernetes token; sign in with one".into(),
+            )),
+        }
+    }
+
+    /// The server's own client.
+    pub fn server(&self) -> &Client {
+        &self.server
+    }
+
     /// Forgets what is known of `user`'s roles in `project` (it just changed).
     pub fn forget_role(&self, user: &ClusterUser, project: &str) {
         let id = Self::identity_key(user);
-        self.roles.remove_where(|(i, p)| *i == id && p == project);
+        self.roles
+            .remove_where(|(i, p), _| *i == id && p == project);
     }
 
     /// Whether the cluster allows `user` one check in `project`.
@@ -368,7 +405,7 @@ impl KubeIdentity {
     /// Ends a sign-in.
     pub fn sign_out(&self, id: &str) {
         let key = digest(id);
-        self.sign_ins.remove_where(|k| *k == key);
+        self.sign_ins.remove_where(|k, _| *k == key);
     }
 
     /// Gives the creator of `project` its admin role there (a RoleBinding to

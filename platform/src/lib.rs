@@ -14,7 +14,8 @@
 //!   connected runners;
 //! - [`auth`]: who is calling; [`identity`]: how they prove it to the server itself
 //!   (install secret, access keys, login links, browser sessions); [`kube_identity`]:
-//!   Kubernetes identities and what the cluster lets them do (Kubernetes mode); [`error`]:
+//!   Kubernetes identities and what the cluster lets them do (Kubernetes mode), and
+//!   [`kube_keys`] their projects' access keys (ServiceAccount tokens); [`error`]:
 //!   errors as clients see them;
 //! - [`db`], [`schema`]: the SQLite database under the records and the logs;
 //! - [`local`]: local mode's wiring of the local driver; [`cluster`]: Kubernetes mode's
@@ -27,6 +28,7 @@ pub mod error;
 pub mod hub;
 pub mod identity;
 pub mod kube_identity;
+pub mod kube_keys;
 pub mod local;
 pub mod log;
 pub mod records;

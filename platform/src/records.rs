@@ -12,7 +12,7 @@ pub mod cluster;
 pub mod sqlite;
 
 use model::AgenticSession;
-use model::api::{Project, ProjectList, SessionList};
+use model::api::{GrantRequest, Permission, Project, ProjectList, SessionList, SubjectType};
 use model::project_settings::ProjectSettingsSpec;
 use model::runner_env::Credentials;
 use model::session::AgenticSessionStatus;
@@ -35,6 +35,9 @@ pub enum RecordsError {
     /// The caller's own identity may not read it (Kubernetes mode reads as the caller).
     #[error("{0}")]
     Forbidden(String),
+    /// This backend does not have it (the text says what to do instead).
+    #[error("{0}")]
+    Unsupported(String),
     /// The backend failed (details for the log, not for users).
     #[error("{0}")]
     Backend(String),
@@ -89,6 +92,9 @@ pub struct NewProject {
     pub description: String,
 }
 
+/// Why local mode refuses to share with people.
+pub const NO_PEOPLE: &str = "projects are shared with people and groups in Kubernetes mode; in local mode, give a project key with a role";
+
 /// Result of the records operations.
 pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
 
@@ -97,6 +103,32 @@ pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
 pub trait Records: Send + Sync + 'static {
     /// Creates a project; [`RecordsError::Conflict`] if the name is taken.
     async fn create_project(&self, caller: &Caller, project: NewProject) -> Result<Project>;
+
+    /// Who the project is shared with: the cluster's users and groups and their roles
+    /// (Kubernetes mode). Local mode has one owner and shares with project keys only.
+    async fn permissions(&self, _caller: &Caller, _project: &str) -> Result<Vec<Permission>> {
+        Err(RecordsError::Unsupported(NO_PEOPLE.into()))
+    }
+    /// Gives a user or group a role in the project, replacing the one given before.
+    async fn grant(
+        &self,
+        _caller: &Caller,
+        _project: &str,
+        _grant: &GrantRequest,
+    ) -> Result<Permission> {
+        Err(RecordsError::Unsupported(NO_PEOPLE.into()))
+    }
+    /// Takes back what was given to a user or group in the project;
+    /// [`RecordsError::NotFound`] if nothing was.
+    async fn revoke(
+        &self,
+        _caller: &Caller,
+        _project: &str,
+        _subject_type: SubjectType,
+        _subject_name: &str,
+    ) -> Result<()> {
+        Err(RecordsError::Unsupported(NO_PEOPLE.into()))
+    }
     /// A project.
     async fn get_project(&self, caller: &Caller, name: &str) -> Result<Project>;
     /// A page of projects by name.

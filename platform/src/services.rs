@@ -3,10 +3,12 @@
 //!
 //! Layout: [`projects`], [`settings`] (credentials, defaults), [`sessions`] (create, read,
 //! list, update, clone, delete), [`control`] (messages, interrupt, stop, continue, delivery
-//! to runners), [`keys`] (access keys).
+//! to runners), [`keys`] (access keys), [`permissions`] (sharing with the cluster's people
+//! and groups).
 
 mod control;
 mod keys;
+mod permissions;
 mod projects;
 mod sessions;
 mod settings;

@@ -3,12 +3,13 @@
 //! route cannot exist without its description).
 //!
 //! Layout: [`extract`] (extractors answering bad input with our error body), [`docs`]
-//! (the document), [`projects`], [`settings`], [`sessions`], [`control`], [`keys`].
+//! (the document), [`projects`], [`settings`], [`sessions`], [`control`], [`keys`], [`permissions`].
 
 mod control;
 pub mod docs;
 pub mod extract;
 mod keys;
+mod permissions;
 mod projects;
 mod sessions;
 mod settings;
@@ -49,6 +50,8 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(keys::list_project, keys::create_project))
         .routes(routes!(keys::revoke_project))
         .routes(routes!(keys::access))
+        .routes(routes!(permissions::list, permissions::grant))
+        .routes(routes!(permissions::revoke))
         .routes(routes!(viewer::viewer_ws))
         .routes(routes!(runner::runner_ws))
         .split_for_parts();

@@ -1,12 +1,14 @@
 //! Access keys for scripts, the CLI and other clients (`Authorization: Bearer <key>`): made
 //! with a name, shown once, listed with their last use, revoked at once. `/keys`: the
 //! owner's keys (every project). `/projects/:project/sharing`: the project's keys, each with
-//! a role (view, edit, admin) and an optional expiry; its admins share the project so.
+//! a role (view, edit, admin) and an optional expiry; its admins share the project so. In
+//! Kubernetes mode the Sharing page also lists the cluster's people and groups with a role in
+//! the project (its RoleBindings) and gives and takes roles.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_params_map;
-use model::api::{AccessKey, CreatedAccessKey, Role};
+use model::api::{AccessKey, CreatedAccessKey, Permission, PermissionSource, Role, SubjectType};
 
 use super::widgets::{ConfirmButton, ErrorBanner, action_error};
 use crate::error::AppError;
@@ -53,6 +55,54 @@ pub async fn revoke_key(project: Option<String>, id: i64) -> Result<(), AppError
         .map_err(crate::ssr::refusal)
 }
 
+/// Who `project` is shared with; `None` in local mode (no people but the owner).
+#[server(prefix = "/rpc", input = Json)]
+pub async fn list_people(project: String) -> Result<Option<Vec<Permission>>, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    if services.cluster.is_none() {
+        return Ok(None);
+    }
+    services
+        .permissions(&caller, &project)
+        .await
+        .map(Some)
+        .map_err(crate::ssr::refusal)
+}
+
+/// Gives a user or group a role in `project`.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn share(
+    project: String,
+    subject_type: SubjectType,
+    subject_name: String,
+    role: Role,
+) -> Result<Permission, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    let req = model::api::GrantRequest {
+        subject_type,
+        subject_name,
+        role,
+    };
+    services
+        .grant(&caller, &project, req)
+        .await
+        .map_err(crate::ssr::refusal)
+}
+
+/// Takes back the role given to a user or group in `project`.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn unshare(
+    project: String,
+    subject_type: SubjectType,
+    subject_name: String,
+) -> Result<(), AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .revoke_permission(&caller, &project, &subject_type.to_string(), &subject_name)
+        .await
+        .map_err(crate::ssr::refusal)
+}
+
 /// The access keys page: the owner's keys at `/keys`, a project's (its Sharing page) at
 /// `/projects/:project/sharing`. One page for both, so that the browser loads its code once
 /// (two lazy routes sharing the panel would move it into the main module).
@@ -70,7 +120,114 @@ pub fn KeysPage() -> impl IntoView {
     };
     view! {
         <section class="page-head">{head}</section>
+        {project.clone().map(|project| view! { <PeoplePanel project/> })}
         <KeysPanel project/>
+    }
+}
+
+/// The cluster's people and groups with a role in the project (Kubernetes mode only).
+#[component]
+fn PeoplePanel(project: String) -> impl IntoView {
+    let changed = RwSignal::new(0u32);
+    let people = {
+        let project = project.clone();
+        Resource::new(move || changed.get(), move |_| list_people(project.clone()))
+    };
+    let name = RwSignal::new(String::new());
+    let kind = RwSignal::new(SubjectType::User);
+    let role = RwSignal::new(Role::View);
+    let give = {
+        let project = project.clone();
+        Action::new(move |(t, n, r): &(SubjectType, String, Role)| {
+            share(project.clone(), *t, n.clone(), *r)
+        })
+    };
+    let take = {
+        let project = project.clone();
+        Action::new(move |(t, n): &(SubjectType, String)| unshare(project.clone(), *t, n.clone()))
+    };
+    Effect::new(move |_| {
+        let (given, taken) = (give.version().get(), take.version().get());
+        if given + taken > 0 {
+            changed.update(|c| *c += 1);
+        }
+    });
+    let give_error = action_error(give);
+    let take_error = action_error(take);
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match people.await {
+                    Ok(None) => ().into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                    Ok(Some(list)) => view! {
+                        <section class="panel people" aria-label="People and groups">
+                            <h2>"People and groups"</h2>
+                            <p class="hint">"Users and groups of the cluster with a role here (RoleBindings to ambient-project-view, -edit, -admin). A change takes effect within the server's access cache time."</p>
+                            <form class="toolbar" on:submit=move |ev| {
+                                ev.prevent_default();
+                                let n = name.get_untracked();
+                                if !n.trim().is_empty() {
+                                    give.dispatch((kind.get_untracked(), n, role.get_untracked()));
+                                    name.set(String::new());
+                                }
+                            }>
+                                <label for="subject-type" class="sr-only">"User or group"</label>
+                                <select id="subject-type" on:change=move |ev| {
+                                    kind.set(if event_target_value(&ev) == "group" { SubjectType::Group } else { SubjectType::User });
+                                }>
+                                    <option value="user">"user"</option>
+                                    <option value="group">"group"</option>
+                                </select>
+                                <label for="subject-name" class="sr-only">"Name"</label>
+                                <input id="subject-name" type="text" placeholder="Name in the cluster (e.g. alice)" maxlength="253"
+                                    prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
+                                <label for="subject-role" class="sr-only">"Role"</label>
+                                <select id="subject-role" on:change=move |ev| {
+                                    if let Ok(r) = event_target_value(&ev).parse() { role.set(r); }
+                                }>
+                                    {Role::ALL.into_iter().map(|r| view! {
+                                        <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option>
+                                    }).collect_view()}
+                                </select>
+                                <button type="submit" class="btn primary">"Share"</button>
+                            </form>
+                            <ErrorBanner error=give_error/>
+                            <ErrorBanner error=take_error/>
+                            <table class="list people">
+                                <thead><tr><th>"Name"</th><th>"Type"</th><th>"Role"</th><th>"Given by"</th><th></th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|p| {
+                                        let from = match p.source {
+                                            PermissionSource::Sharing => "this page".to_owned(),
+                                            PermissionSource::GroupAccess => "the project's groupAccess".to_owned(),
+                                            PermissionSource::Binding => format!("RoleBinding {}", p.binding),
+                                        };
+                                        let removable = p.source == PermissionSource::Sharing;
+                                        let (t, n) = (p.subject_type, p.subject_name.clone());
+                                        view! {
+                                            <tr data-subject=p.subject_name.clone() data-role=p.role.as_str()>
+                                                <td>{p.subject_name.clone()}</td>
+                                                <td>{p.subject_type.to_string()}</td>
+                                                <td>{p.role.as_str()}</td>
+                                                <td class="muted">{from}</td>
+                                                <td class="actions">
+                                                    {removable.then(|| view! {
+                                                        <ConfirmButton label="Remove" class="danger-outline"
+                                                            question=format!("Take {}'s role away?", p.subject_name)
+                                                            on_confirm=Callback::new(move |_| { take.dispatch((t, n.clone())); })/>
+                                                    })}
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </section>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
     }
 }
 

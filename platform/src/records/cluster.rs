@@ -15,16 +15,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use model::AgenticSession;
 use model::ProjectSettings;
-use model::api::{Project, ProjectList, SessionList};
+use model::api::{
+    GrantRequest, Permission, PermissionSource, Project, ProjectList, Role, SessionList,
+    SubjectType,
+};
 use model::project_settings::ProjectSettingsSpec;
 use model::runner_env::Credentials;
 use model::session::{AgenticSessionStatus, SessionKey};
 use operator::cluster::build::RUNNER_SECRETS;
-use operator::cluster::project::{MANAGED_LABEL, SETTINGS_NAME};
+use operator::cluster::project::{
+    GROUP_ACCESS_LABEL, MANAGED_LABEL, SETTINGS_NAME, binding_name, project_cluster_role,
+};
 use serde_json::json;
 
 use super::{NewProject, Page, Records, RecordsError, Removed, Result, Run, SessionRecord};
@@ -35,6 +41,8 @@ use crate::kube_identity::KubeIdentity;
 pub const DISPLAY_NAME: &str = "openshift.io/display-name";
 /// The annotation with a project's description.
 pub const DESCRIPTION: &str = "openshift.io/description";
+/// The label of the RoleBindings the Sharing page makes (only those it changes or removes).
+pub const PERMISSION_LABEL: &str = "ambient-code.io/permission";
 /// The server's field manager.
 const MANAGER: &str = "ambient-server";
 
@@ -251,6 +259,76 @@ fn search_term(page: &Page) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The project role a ClusterRole gives, if it is one of the project roles.
+fn project_role(cluster_role: &str) -> Option<Role> {
+    [Role::View, Role::Edit, Role::Admin]
+        .into_iter()
+        .find(|r| project_cluster_role(project_role_of(*r)) == cluster_role)
+}
+
+fn project_role_of(role: Role) -> model::project_settings::ProjectRole {
+    use model::project_settings::ProjectRole;
+    match role {
+        Role::View => ProjectRole::View,
+        Role::Edit => ProjectRole::Edit,
+        Role::Admin => ProjectRole::Admin,
+    }
+}
+
+/// The user or group a binding's subject is (a ServiceAccount is the user the cluster
+/// calls it).
+fn subject_id(s: &Subject, project: &str) -> Option<(SubjectType, String)> {
+    match s.kind.as_str() {
+        "User" => Some((SubjectType::User, s.name.clone())),
+        "Group" => Some((SubjectType::Group, s.name.clone())),
+        "ServiceAccount" => Some((
+            SubjectType::User,
+            format!(
+                "system:serviceaccount:{}:{}",
+                s.namespace.as_deref().unwrap_or(project),
+                s.name
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Every permission a project's RoleBindings give.
+fn permissions_of(bindings: &[RoleBinding], project: &str) -> Vec<Permission> {
+    let mut out = Vec::new();
+    for b in bindings {
+        if b.role_ref.kind != "ClusterRole" {
+            continue;
+        }
+        let Some(role) = project_role(&b.role_ref.name) else {
+            continue;
+        };
+        let labels = b.labels();
+        let source = if labels.get(PERMISSION_LABEL).is_some_and(|v| v == "true") {
+            PermissionSource::Sharing
+        } else if labels.contains_key(GROUP_ACCESS_LABEL) {
+            PermissionSource::GroupAccess
+        } else {
+            PermissionSource::Binding
+        };
+        for s in b.subjects.iter().flatten() {
+            if let Some((subject_type, subject_name)) = subject_id(s, project) {
+                out.push(Permission {
+                    subject_type,
+                    subject_name,
+                    role,
+                    source,
+                    binding: b.name_any(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.subject_type, &a.subject_name, a.role).cmp(&(b.subject_type, &b.subject_name, b.role))
+    });
+    out
+}
+
 #[async_trait::async_trait]
 impl Records for KubeRecords {
     async fn create_project(&self, caller: &Caller, project: NewProject) -> Result<Project> {
@@ -291,6 +369,121 @@ impl Records for KubeRecords {
             )));
         }
         Ok(project_of(&created))
+    }
+
+    async fn permissions(&self, caller: &Caller, project: &str) -> Result<Vec<Permission>> {
+        self.namespace(project).await?;
+        let bindings = Api::<RoleBinding>::namespaced(self.reader(caller)?, project)
+            .list(&ListParams::default())
+            .await
+            .map_err(backend)?;
+        Ok(permissions_of(&bindings.items, project))
+    }
+
+    async fn grant(&self, _: &Caller, project: &str, grant: &GrantRequest) -> Result<Permission> {
+        self.namespace(project).await?;
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), project);
+        let subject = match grant.subject_type {
+            SubjectType::User => crate::kube_identity::subject_of(&grant.subject_name),
+            SubjectType::Group => Subject {
+                kind: "Group".into(),
+                name: grant.subject_name.clone(),
+                namespace: None,
+                api_group: Some("rbac.authorization.k8s.io".into()),
+            },
+        };
+        let name = binding_name(
+            &format!("ambient-permission-{}-{}", grant.role, grant.subject_type),
+            &grant.subject_name,
+        );
+        let binding = RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(BTreeMap::from([
+                    (PERMISSION_LABEL.to_owned(), "true".to_owned()),
+                    (
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "ambient-code".to_owned(),
+                    ),
+                ])),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: project_cluster_role(project_role_of(grant.role)).into(),
+            },
+            subjects: Some(vec![subject]),
+        };
+        match api.create(&PostParams::default(), &binding).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(e) => return Err(backend(e)),
+        }
+        // The role given before (another binding of the Sharing page) goes.
+        let shared = api
+            .list(&ListParams::default().labels(&format!("{PERMISSION_LABEL}=true")))
+            .await
+            .map_err(backend)?;
+        let wanted = (grant.subject_type, grant.subject_name.clone());
+        for old in permissions_of(&shared.items, project) {
+            if (old.subject_type, old.subject_name.clone()) == wanted && old.binding != name {
+                match api.delete(&old.binding, &DeleteParams::default()).await {
+                    Ok(_) | Err(kube::Error::Api(_)) => {}
+                    Err(e) => return Err(backend(e)),
+                }
+            }
+        }
+        Ok(Permission {
+            subject_type: grant.subject_type,
+            subject_name: grant.subject_name.clone(),
+            role: grant.role,
+            source: PermissionSource::Sharing,
+            binding: name,
+        })
+    }
+
+    async fn revoke(
+        &self,
+        _: &Caller,
+        project: &str,
+        subject_type: SubjectType,
+        subject_name: &str,
+    ) -> Result<()> {
+        self.namespace(project).await?;
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), project);
+        let all = api.list(&ListParams::default()).await.map_err(backend)?;
+        let theirs: Vec<Permission> = permissions_of(&all.items, project)
+            .into_iter()
+            .filter(|p| p.subject_type == subject_type && p.subject_name == subject_name)
+            .collect();
+        let (shared, other): (Vec<_>, Vec<_>) = theirs
+            .into_iter()
+            .partition(|p| p.source == PermissionSource::Sharing);
+        if shared.is_empty() {
+            return Err(match other.first() {
+                Some(p) => RecordsError::Conflict(format!(
+                    "the {subject_type} {subject_name} has its role from the RoleBinding {} ({}); change it there",
+                    p.binding,
+                    if p.source == PermissionSource::GroupAccess {
+                        "the project's groupAccess setting"
+                    } else {
+                        "made outside the Sharing page"
+                    }
+                )),
+                None => RecordsError::NotFound(format!(
+                    "a role of the {subject_type} {subject_name} in project '{project}'"
+                )),
+            });
+        }
+        for p in shared {
+            match api.delete(&p.binding, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(())
     }
 
     async fn get_project(&self, _: &Caller, name: &str) -> Result<Project> {

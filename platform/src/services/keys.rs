@@ -1,5 +1,8 @@
 //! Access keys: made, listed, revoked. The owner's keys (every project) are the owner's to
-//! manage; a project's keys (one role in that project) its admins'.
+//! manage; a project's keys (one role in that project) its admins'. In Kubernetes mode a key
+//! an admin with a Kubernetes identity makes is a ServiceAccount token ([`crate::kube_keys`]),
+//! made with that identity; the server's own keys (hashed in its database) are listed and
+//! revoked beside them.
 
 use model::api::{AccessKey, CreateAccessKeyRequest, CreatedAccessKey, MAX_KEY_LIFETIME_SECS};
 use model::validate::Invalid;
@@ -9,6 +12,7 @@ use crate::auth::{Caller, Role};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::identity::{KeyInfo, NewKey};
+use crate::kube_keys;
 
 /// Longest key name.
 const MAX_NAME: usize = 100;
@@ -60,13 +64,24 @@ impl Services {
         project: Option<&str>,
     ) -> Result<Vec<AccessKey>, ApiError> {
         self.may_manage_keys(caller, project).await?;
-        Ok(self
-            .identities
-            .keys(project)
-            .await?
-            .into_iter()
-            .map(AccessKey::from)
-            .collect())
+        let mut keys = self.identities.keys(project).await?;
+        if let (Some(p), Some(client)) = (project, self.cluster_key_client(caller)?) {
+            keys.extend(kube_keys::list(&client, p).await?);
+            keys.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        }
+        Ok(keys.into_iter().map(AccessKey::from).collect())
+    }
+
+    /// The client that reads and changes a project's ServiceAccount keys for `caller`
+    /// (Kubernetes mode): a Kubernetes identity's own, the server's for its own callers.
+    fn cluster_key_client(&self, caller: &Caller) -> Result<Option<kube::Client>, ApiError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        Ok(Some(match caller.cluster_user() {
+            Some(user) => cluster.key_client(user)?,
+            None => cluster.server().clone(),
+        }))
     }
 
     /// Makes an access key for `project` (none: an owner's key); its value is in the
@@ -109,6 +124,19 @@ impl Services {
             }
         };
         self.may_manage_keys(caller, project).await?;
+        // A Kubernetes identity's key is a token of the cluster, made with that identity.
+        if let (Some(cluster), Some(user), Some((p, role))) =
+            (&self.cluster, caller.cluster_user(), &scope)
+        {
+            let client = cluster.key_client(user)?;
+            let lifetime = req.expiration_seconds.unwrap_or(MAX_KEY_LIFETIME_SECS);
+            let (key, info) =
+                kube_keys::create(&client, p, name, *role, lifetime, &caller.display_name).await?;
+            return Ok(CreatedAccessKey {
+                key,
+                access_key: info.into(),
+            });
+        }
         let (key, info) = self
             .identities
             .create_key(NewKey {
@@ -132,6 +160,17 @@ impl Services {
         id: i64,
     ) -> Result<(), ApiError> {
         self.may_manage_keys(caller, project).await?;
+        if let (Some(p), Some(cluster)) = (project, &self.cluster)
+            && kube_keys::is_cluster_key(id)
+        {
+            let client = self
+                .cluster_key_client(caller)?
+                .unwrap_or_else(|| cluster.server().clone());
+            kube_keys::revoke(&client, p, id).await?;
+            // Refused at once, not after the cache time.
+            cluster.forget_user(&kube_keys::user_of(p, id));
+            return Ok(());
+        }
         Ok(self.identities.revoke_key(project, id).await?)
     }
 }

@@ -11,7 +11,7 @@ pub const ERRORS: &str = "Errors are `{\"error\": kind, \"message\": text}` with
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Ambient Code Platform API", description = "Local mode of the Ambient Code Platform. Every route but /health needs an access key (`Authorization: Bearer <key>`) or a browser session. Errors are `{\"error\", \"message\"}` JSON with a 4xx status for client mistakes."),
+    info(title = "Ambient Code Platform API", description = "The Ambient Code Platform. Every route but /health needs an access key (`Authorization: Bearer <key>`; in Kubernetes mode also a Kubernetes token) or a browser session. Errors are `{\"error\", \"message\"}` JSON with a 4xx status for client mistakes."),
     components(schemas(model::api::ApiError)),
     tags(
         (name = "projects", description = "Projects (namespaces) and their settings"),
@@ -19,6 +19,7 @@ pub const ERRORS: &str = "Errors are `{\"error\": kind, \"message\": text}` with
         (name = "control", description = "Steering running sessions"),
         (name = "realtime", description = "WebSocket endpoints"),
         (name = "keys", description = "Access keys (`Authorization: Bearer <key>`)"),
+        (name = "sharing", description = "Who a project is shared with (Kubernetes mode: the cluster's users and groups)"),
         (name = "meta", description = "Server information"),
     )
 )]

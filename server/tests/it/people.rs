@@ -405,3 +405,336 @@ async fn a_group_in_group_access_grants_its_members_and_removing_it_revokes() {
     assert_eq!(create().await.unwrap().status(), 403);
     c.finish().await;
 }
+
+/// An admin shares a project on the Sharing page's API: users and groups get a role (a
+/// RoleBinding), a second role replaces the first, removing it takes the role away, and what
+/// another way gave (the creator's binding) is listed but not removed here. Non-admins may
+/// neither see nor change it; local mode has no people to share with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_share_a_project_with_people_and_groups() {
+    client().await;
+    let (server, _dir) = start(|o| o).await;
+    let (alice, bob, carol, dave) = (
+        as_user("alice"),
+        as_user("bob"),
+        as_user("carol"),
+        as_user("dave"),
+    );
+    let p = format!("sharing-{}", std::process::id() % 100_000);
+    let url = |rest: &str| server.url(&format!("/api/projects/{p}{rest}"));
+    let resp = alice
+        .post(server.url("/api/projects"))
+        .json(&json!({"name": p}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let people = || async {
+        let l: serde_json::Value = alice
+            .get(url("/permissions"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        l.as_array().unwrap().clone()
+    };
+    let listed = people().await;
+    assert!(
+        listed.iter().any(|p| p["subjectName"] == "alice"
+            && p["role"] == "admin"
+            && p["source"] == "binding"),
+        "{listed:?}"
+    );
+    assert_eq!(
+        bob.get(url("/permissions")).send().await.unwrap().status(),
+        403
+    );
+    let role_of = |c: reqwest::Client| {
+        let u = url("/access");
+        async move {
+            let a: serde_json::Value = c.get(u).send().await.ok()?.json().await.ok()?;
+            Some(a["userRole"].as_str().map(str::to_owned))
+        }
+    };
+
+    let grant = |who: &str, kind: &str, role: &str| {
+        alice
+            .post(url("/permissions"))
+            .json(&json!({"subjectType": kind, "subjectName": who, "role": role}))
+            .send()
+    };
+    let (status, given) = status_and_body(grant("carol", "user", "view").await.unwrap()).await;
+    assert_eq!(status, 201, "{given}");
+    assert_eq!(given["source"], "sharing");
+    until("carol's view role", || async {
+        (role_of(carol.clone()).await? == Some("view".into())).then_some(())
+    })
+    .await;
+    // A second role replaces the first.
+    assert_eq!(grant("carol", "user", "edit").await.unwrap().status(), 201);
+    let carols: Vec<_> = people()
+        .await
+        .into_iter()
+        .filter(|p| p["subjectName"] == "carol")
+        .collect();
+    assert_eq!(carols.len(), 1, "{carols:?}");
+    assert_eq!(carols[0]["role"], "edit");
+    until("carol's edit role", || async {
+        (role_of(carol.clone()).await? == Some("edit".into())).then_some(())
+    })
+    .await;
+    // Edit is not admin: carol may not share.
+    let resp = carol
+        .post(url("/permissions"))
+        .json(&json!({"subjectType": "user", "subjectName": "bob", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // A group's members get its role.
+    assert_eq!(
+        grant("ambient-testers", "group", "view")
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    until("dave's view role through his group", || async {
+        (role_of(dave.clone()).await? == Some("view".into())).then_some(())
+    })
+    .await;
+    // Bad input is refused and changes nothing.
+    for (body, status) in [
+        (
+            json!({"subjectType": "user", "subjectName": " ", "role": "view"}),
+            400,
+        ),
+        (
+            json!({"subjectType": "robot", "subjectName": "r2", "role": "view"}),
+            400,
+        ),
+        (
+            json!({"subjectType": "user", "subjectName": "x".repeat(300), "role": "view"}),
+            400,
+        ),
+        (
+            json!({"subjectType": "user", "subjectName": "eve", "role": "owner"}),
+            400,
+        ),
+    ] {
+        let resp = alice
+            .post(url("/permissions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{body}");
+    }
+
+    // Removing takes the role away; what another way gave stays, and says where it is.
+    let resp = alice
+        .delete(url("/permissions/user/carol"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    until("carol's role gone", || async {
+        role_of(carol.clone()).await?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        alice
+            .delete(url("/permissions/user/carol"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let (status, body) = status_and_body(
+        alice
+            .delete(url("/permissions/user/alice"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("change it there"),
+        "{body}"
+    );
+    assert_eq!(
+        alice
+            .delete(url("/permissions/robot/r2"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(
+        alice
+            .delete(url(""))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    server.stop().await;
+
+    // Local mode shares with project keys, not people.
+    let dir = tempfile::tempdir().unwrap();
+    let local = TestServer::start(Options::new(dir.path())).await;
+    let (status, body) = status_and_body(
+        local
+            .http
+            .get(local.url("/api/projects/default/permissions"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Kubernetes mode"),
+        "{body}"
+    );
+    local.stop().await;
+}
+
+/// In Kubernetes mode a key an admin makes is a ServiceAccount token with the key's role,
+/// made with the admin's identity: it works as a bearer token with that role, is listed with
+/// its last use, and is refused at once when revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
+    let admin = client().await;
+    let (server, _dir) = start(|o| o).await;
+    let alice = as_user("alice");
+    let p = format!("sakeys-{}", std::process::id() % 100_000);
+    let url = |rest: &str| server.url(&format!("/api/projects/{p}{rest}"));
+    let resp = alice
+        .post(server.url("/api/projects"))
+        .json(&json!({"name": p}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let (status, made) = status_and_body(
+        alice
+            .post(url("/keys"))
+            .json(&json!({"name": "ci", "role": "view", "expirationSeconds": 3600}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    assert!(!key.starts_with("ak_"), "a server key was made: {made}");
+    let id = made["accessKey"]["id"].as_i64().unwrap();
+    assert_eq!(made["accessKey"]["role"], "view");
+    assert_eq!(made["accessKey"]["createdBy"], "alice");
+    // A ServiceAccount bound to the view role.
+    let account = format!("ambient-key-{id}");
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), &p)
+        .get(&account)
+        .await
+        .expect("the key's ServiceAccount");
+    let binding = Api::<RoleBinding>::namespaced(admin.clone(), &p)
+        .get(&account)
+        .await
+        .unwrap();
+    assert_eq!(binding.role_ref.name, "ambient-project-view");
+
+    // The key reads, and is refused what view may not do.
+    let ci = testkit::client_with_key(&key);
+    assert_eq!(
+        ci.get(url("/agentic-sessions"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resp = ci
+        .post(url("/agentic-sessions"))
+        .json(&json!({"initialPrompt": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // Listed with its last use, to alice and to the installation's owner.
+    let listed = until("the key's last use", || async {
+        let l: serde_json::Value = alice
+            .get(url("/keys"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let k = l.as_array()?.iter().find(|k| k["id"] == id)?.clone();
+        k.get("lastUsed").is_some().then_some(k)
+    })
+    .await;
+    assert_eq!(listed["name"], "ci", "{listed}");
+    assert!(listed["expires"].is_string(), "{listed}");
+    let owner: serde_json::Value = server
+        .http
+        .get(url("/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        owner.as_array().unwrap().iter().any(|k| k["id"] == id),
+        "{owner}"
+    );
+
+    // Revoked: refused from the next request on.
+    let resp = alice
+        .delete(url(&format!("/keys/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        ci.get(url("/agentic-sessions"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        alice
+            .delete(url(&format!("/keys/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(
+        alice
+            .delete(url(""))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    server.stop().await;
+}
