@@ -39,6 +39,14 @@ use crate::error::ApiError;
 /// Most entries of each cache (tokens, roles, clients, sign-ins); beyond it the expired go,
 /// then the oldest.
 const MAX_ENTRIES: usize = 10_000;
+/// Most refused tokens remembered.
+const MAX_REJECTED: usize = 1024;
+/// Longest token sent to the cluster for review (a JWT is a few KiB at most).
+const MAX_TOKEN: usize = 16 * 1024;
+/// The key of a TokenReview's `extra` that marks an OpenShift token scoped to less than the
+/// user's rights (the OAuth proxy's, by default): such a token cannot read as the user, so
+/// the server asks for the user by name (SubjectAccessReview) and reads with its own client.
+const SCOPES: &str = "scopes.authorization.openshift.io";
 /// Most user clients kept (each holds a connection pool).
 const MAX_CLIENTS: usize = 256;
 /// How long a browser signed in with a Kubernetes token stays signed in (the token's own
@@ -54,6 +62,9 @@ type Check = (&'static str, &'static str, &'static str);
 
 const SESSIONS: &str = "agenticsessions";
 const GROUP: &str = "vteam.ambient-code";
+
+/// What making a project needs (cluster-wide).
+const PROJECT_CREATION: Check = (GROUP, "projects", "create");
 
 /// What each role needs (on top of the roles below it).
 const CHECKS: [(Role, &[Check]); 3] = [
@@ -77,6 +88,15 @@ const CHECKS: [(Role, &[Check]); 3] = [
         ],
     ),
 ];
+
+/// What a TokenReview said of a token.
+#[derive(Clone)]
+struct Reviewed {
+    name: String,
+    groups: Vec<String>,
+    /// A scoped token (OpenShift): not used to read or to ask as the user.
+    scoped: bool,
+}
 
 /// A small map whose entries expire.
 struct Cache<K, V> {
@@ -121,6 +141,19 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         map.insert(k, (Instant::now(), v));
     }
 
+    /// Puts `v` unless the map is full of live entries (nothing is evicted).
+    fn put_if_room(&self, k: K, v: V) -> bool {
+        let mut map = self.lock();
+        if map.len() >= self.max {
+            map.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        }
+        if map.len() >= self.max {
+            return false;
+        }
+        map.insert(k, (Instant::now(), v));
+        true
+    }
+
     fn remove_where(&self, f: impl Fn(&K, &V) -> bool) {
         self.lock().retain(|k, (_, v)| !f(k, v));
     }
@@ -141,7 +174,9 @@ pub struct KubeIdentity {
     /// Whether `X-Forwarded-User`/`-Groups` are believed (an OAuth proxy in front sets them).
     pub trust_proxy: bool,
     /// Token digest → the user it is (`None`: not a valid token).
-    reviews: Cache<[u8; 32], Option<(String, Vec<String>)>>,
+    reviews: Cache<[u8; 32], Option<Reviewed>>,
+    /// Digests of tokens the cluster refused (kept apart and smaller: anyone can send them).
+    rejected: Cache<[u8; 32], ()>,
     /// (identity, project) → role.
     roles: Cache<(String, String), Option<Role>>,
     /// Token digest → a client reading as it.
@@ -160,6 +195,7 @@ impl KubeIdentity {
             ttl,
             trust_proxy,
             reviews: Cache::new(ttl, MAX_ENTRIES),
+            rejected: Cache::new(ttl, MAX_REJECTED),
             roles: Cache::new(ttl, MAX_ENTRIES),
             clients: Cache::new(Duration::from_secs(300), MAX_CLIENTS),
             sign_ins: Cache::new(SIGN_IN_TTL, MAX_ENTRIES),
@@ -174,67 +210,86 @@ impl KubeIdentity {
     /// The user a Kubernetes token is (a TokenReview by the server); `None` when the cluster
     /// does not know it (invalid, expired, revoked).
     pub async fn authenticate(&self, token: &str) -> Result<Option<ClusterUser>, ApiError> {
+        // Not worth asking the cluster about.
+        if token.len() > MAX_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Ok(None);
+        }
         let key = digest(token);
+        if self.rejected.get(&key).is_some() {
+            return Ok(None);
+        }
         let known = match self.reviews.get(&key) {
             Some(known) => known,
             None => {
-                let review = TokenReview {
-                    spec: TokenReviewSpec {
-                        token: Some(token.to_owned()),
-                        audiences: None,
-                    },
-                    ..Default::default()
-                };
-                let done = Api::<TokenReview>::all(self.server.clone())
-                    .create(&PostParams::default(), &review)
-                    .await
-                    .map_err(|e| unavailable("reviewing a token", e))?;
-                let status = done.status.unwrap_or_default();
-                let mut known = match (status.authenticated, status.user) {
-                    (Some(true), Some(user)) => Some((
-                        user.username.unwrap_or_default(),
-                        user.groups.unwrap_or_default(),
-                    )),
-                    _ => None,
-                };
-                // A project's access key: valid while its ServiceAccount exists (asked of
-                // the API server itself, so a revoked key is refused at once, not when the
-                // authenticator's cache catches up), and its use is recorded.
-                if let Some((project, id)) = known
-                    .as_ref()
-                    .and_then(|(name, _)| crate::kube_keys::key_of_user(name))
-                {
-                    if crate::kube_keys::exists(&self.server, &project, id).await? {
-                        tokio::spawn(crate::kube_keys::touch(self.server.clone(), project, id));
-                    } else {
-                        known = None;
-                    }
+                let known = self.review(token).await?;
+                match &known {
+                    Some(_) => self.reviews.put(key, known.clone()),
+                    None => self.rejected.put(key, ()),
                 }
-                self.reviews.put(key, known.clone());
                 known
             }
         };
-        Ok(known
-            .filter(|(name, _)| !name.is_empty())
-            .map(|(name, groups)| ClusterUser {
-                name,
-                groups,
+        Ok(known.map(|r| ClusterUser {
+            name: r.name,
+            groups: r.groups,
+            token: (!r.scoped).then(|| token.to_owned()),
+        }))
+    }
+
+    /// Asks the cluster who `token` is.
+    async fn review(&self, token: &str) -> Result<Option<Reviewed>, ApiError> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
-            }))
+                audiences: None,
+            },
+            ..Default::default()
+        };
+        let done = Api::<TokenReview>::all(self.server.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| unavailable("reviewing a token", e))?;
+        let status = done.status.unwrap_or_default();
+        let Some(user) = status.user.filter(|_| status.authenticated == Some(true)) else {
+            return Ok(None);
+        };
+        let name = user.username.unwrap_or_default();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        // A project's access key: valid while its ServiceAccount exists (asked of the API
+        // server itself, so a revoked key is refused at once, not when the authenticator's
+        // cache catches up), and its use is recorded.
+        if let Some((project, id)) = crate::kube_keys::key_of_user(&name) {
+            if !crate::kube_keys::exists(&self.server, &project, id).await? {
+                return Ok(None);
+            }
+            tokio::spawn(crate::kube_keys::touch(self.server.clone(), project, id));
+        }
+        Ok(Some(Reviewed {
+            scoped: user.extra.as_ref().is_some_and(|e| e.contains_key(SCOPES)),
+            name,
+            groups: user.groups.unwrap_or_default(),
+        }))
     }
 
     /// A user a trusted proxy names, with its groups (`X-Forwarded-Groups`, comma-separated).
-    pub fn proxy_user(&self, name: &str, groups: &str, token: Option<&str>) -> ClusterUser {
-        ClusterUser {
+    /// `None` for a `system:` user; `system:` groups (`system:masters`) are dropped: a
+    /// client could have sent them through a proxy that passes such headers on.
+    pub fn proxy_user(&self, name: &str, groups: &str, token: Option<&str>) -> Option<ClusterUser> {
+        if name.starts_with("system:") {
+            return None;
+        }
+        Some(ClusterUser {
             name: name.to_owned(),
             groups: groups
                 .split(',')
                 .map(str::trim)
-                .filter(|g| !g.is_empty())
+                .filter(|g| !g.is_empty() && !g.starts_with("system:"))
                 .map(str::to_owned)
                 .collect(),
             token: token.map(str::to_owned),
-        }
+        })
     }
 
     fn identity_key(user: &ClusterUser) -> String {
@@ -255,18 +310,22 @@ impl KubeIdentity {
         if let Some(role) = self.roles.get(&key) {
             return Ok(role);
         }
-        let checks = CHECKS
-            .iter()
-            .flat_map(|(_, checks)| checks.iter().map(|c| self.allowed(user, project, *c)));
-        let answers = futures::future::try_join_all(checks).await?;
-        let mut answers = answers.into_iter();
+        // View first (most projects a person is not in end here), then the rest at once.
         let mut role = None;
-        for (r, checks) in CHECKS {
-            // A refusal ends the climb (the answers left are not needed).
-            if !answers.by_ref().take(checks.len()).all(|allowed| allowed) {
-                break;
+        let (view, higher) = CHECKS.split_at(1);
+        for group in [view, higher] {
+            let checks = group.iter().flat_map(|(_, checks)| {
+                checks.iter().map(|c| self.allowed(user, Some(project), *c))
+            });
+            let mut answers = futures::future::try_join_all(checks).await?.into_iter();
+            for (r, checks) in group {
+                // A refusal ends the climb.
+                if !answers.by_ref().take(checks.len()).all(|allowed| allowed) {
+                    self.roles.put(key, role);
+                    return Ok(role);
+                }
+                role = Some(*r);
             }
-            role = Some(r);
         }
         self.roles.put(key, role);
         Ok(role)
@@ -276,7 +335,7 @@ impl KubeIdentity {
     /// reviewed again, and refused.
     pub fn forget_user(&self, name: &str) {
         self.reviews
-            .remove_where(|_, known| known.as_ref().is_some_and(|(n, _)| n == name));
+            .remove_where(|_, known| known.as_ref().is_some_and(|r| r.name == name));
     }
 
     /// The client that manages access keys for `user`: its own (the cluster checks what it
@@ -295,6 +354,20 @@ impl KubeIdentity {
         &self.server
     }
 
+    /// Whether the cluster lets `user` make projects: `create` on the resource `projects` of
+    /// the group `vteam.ambient-code` (a name only RBAC knows, granted by the ClusterRole
+    /// `ambient-project-creator`; it gives no right to make namespaces with `kubectl`).
+    pub async fn may_create_projects(&self, user: &ClusterUser) -> Result<bool, ApiError> {
+        // "" is no project's name (names are DNS labels): the cluster-wide answer's place.
+        let key = (Self::identity_key(user), String::new());
+        if let Some(role) = self.roles.get(&key) {
+            return Ok(role.is_some());
+        }
+        let allowed = self.allowed(user, None, PROJECT_CREATION).await?;
+        self.roles.put(key, allowed.then_some(Role::Admin));
+        Ok(allowed)
+    }
+
     /// Forgets what is known of `user`'s roles in `project` (it just changed).
     pub fn forget_role(&self, user: &ClusterUser, project: &str) {
         let id = Self::identity_key(user);
@@ -302,16 +375,16 @@ impl KubeIdentity {
             .remove_where(|(i, p), _| *i == id && p == project);
     }
 
-    /// Whether the cluster allows `user` one check in `project`.
+    /// Whether the cluster allows `user` one check in `project` (none: cluster-wide).
     async fn allowed(
         &self,
         user: &ClusterUser,
-        project: &str,
+        project: Option<&str>,
         check: Check,
     ) -> Result<bool, ApiError> {
         let (group, resource, verb) = check;
         let attributes = ResourceAttributes {
-            namespace: Some(project.to_owned()),
+            namespace: project.map(str::to_owned),
             group: Some(group.to_owned()),
             resource: Some(resource.to_owned()),
             verb: Some(verb.to_owned()),
@@ -390,7 +463,13 @@ impl KubeIdentity {
             "{SIGN_IN_PREFIX}{}",
             hex::encode(rand::random::<[u8; 32]>())
         );
-        self.sign_ins.put(digest(&id), token.to_owned());
+        // Signed-in browsers are never pushed out by new sign-ins (anyone with a token could
+        // sign in over and over).
+        if !self.sign_ins.put_if_room(digest(&id), token.to_owned()) {
+            return Err(ApiError::Conflict(
+                "too many browsers are signed in to this server; try again later".into(),
+            ));
+        }
         Ok(Some(id))
     }
 
@@ -463,9 +542,17 @@ pub fn subject_of(name: &str) -> Subject {
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "{what}");
-    ApiError::Internal
+fn unavailable(what: &str, e: kube::Error) -> ApiError {
+    match e {
+        // The caller's own token, no longer accepted (expired, or its account deleted).
+        kube::Error::Api(s) if s.code == 401 => {
+            ApiError::Unauthorized("the cluster no longer accepts your token: sign in again".into())
+        }
+        e => {
+            tracing::error!(error = %e, "{what}");
+            ApiError::Internal
+        }
+    }
 }
 
 #[cfg(test)]

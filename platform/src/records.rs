@@ -35,6 +35,12 @@ pub enum RecordsError {
     /// The caller's own identity may not read it (Kubernetes mode reads as the caller).
     #[error("{0}")]
     Forbidden(String),
+    /// The backend found the request invalid (the text says why).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller's own credentials are no longer accepted by the backend.
+    #[error("{0}")]
+    Unauthorized(String),
     /// This backend does not have it (the text says what to do instead).
     #[error("{0}")]
     Unsupported(String),

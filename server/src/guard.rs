@@ -181,6 +181,9 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// the cluster like any other), or, when trusted, the user and groups it names.
 async fn proxied(cluster: &KubeIdentity, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     if let Some(token) = header_text(headers, "x-forwarded-access-token") {
+        if token.starts_with(RUNNER_TOKEN_PREFIX) {
+            return Err(AuthError::RunnerToken.into_api());
+        }
         return match cluster.authenticate(token).await? {
             Some(user) => Ok(Some(cluster_caller(user))),
             None => Err(ApiError::Unauthorized(
@@ -192,7 +195,12 @@ async fn proxied(cluster: &KubeIdentity, headers: &HeaderMap) -> Result<Option<C
         && let Some(user) = header_text(headers, "x-forwarded-user")
     {
         let groups = header_text(headers, "x-forwarded-groups").unwrap_or_default();
-        return Ok(Some(cluster_caller(cluster.proxy_user(user, groups, None))));
+        return match cluster.proxy_user(user, groups, None) {
+            Some(user) => Ok(Some(cluster_caller(user))),
+            None => Err(ApiError::Unauthorized(format!(
+                "the proxy named the system user '{user}', who cannot sign in through it"
+            ))),
+        };
     }
     Ok(None)
 }

@@ -43,7 +43,7 @@ mod ssr {
             owner: caller.is_owner(),
             project,
             role,
-            may_create_projects: caller.is_owner() || caller.cluster_user().is_some(),
+            may_create_projects: services.may_create_projects(caller).await?,
         })
     }
 }

@@ -183,6 +183,19 @@ fn backend(e: kube::Error) -> RecordsError {
         kube::Error::Api(s) if s.is_not_found() => RecordsError::NotFound(s.message),
         kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
         kube::Error::Api(s) if s.code == 409 => RecordsError::Conflict(s.message),
+        other => common_error(other),
+    }
+}
+
+/// What is left once not-found, forbidden and conflicts are told: the caller's token no
+/// longer accepted (it reads with its own), a request the API server finds invalid, or a
+/// failure.
+fn common_error(e: kube::Error) -> RecordsError {
+    match e {
+        kube::Error::Api(s) if s.code == 401 => RecordsError::Unauthorized(
+            "the cluster no longer accepts your token: sign in again".into(),
+        ),
+        kube::Error::Api(s) if s.code == 422 => RecordsError::Invalid(s.message),
         other => RecordsError::Backend(other.to_string()),
     }
 }
@@ -201,7 +214,7 @@ fn session_error(e: kube::Error, key: &SessionKey) -> RecordsError {
             RecordsError::Conflict(format!("session '{}' changed since it was read", key.name))
         }
         kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
-        other => RecordsError::Backend(other.to_string()),
+        other => common_error(other),
     }
 }
 
@@ -380,9 +393,16 @@ impl Records for KubeRecords {
         Ok(permissions_of(&bindings.items, project))
     }
 
-    async fn grant(&self, _: &Caller, project: &str, grant: &GrantRequest) -> Result<Permission> {
+    async fn grant(
+        &self,
+        caller: &Caller,
+        project: &str,
+        grant: &GrantRequest,
+    ) -> Result<Permission> {
         self.namespace(project).await?;
-        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), project);
+        // Made with the caller's own identity: the cluster's own escalation check applies
+        // (nobody gives a role they do not have).
+        let api: Api<RoleBinding> = Api::namespaced(self.reader(caller)?, project);
         let subject = match grant.subject_type {
             SubjectType::User => crate::kube_identity::subject_of(&grant.subject_name),
             SubjectType::Group => Subject {
@@ -417,7 +437,15 @@ impl Records for KubeRecords {
         };
         match api.create(&PostParams::default(), &binding).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                // Given before: it must be this very role for this very subject.
+                let there = api.get(&name).await.map_err(backend)?;
+                if there.role_ref != binding.role_ref || there.subjects != binding.subjects {
+                    return Err(RecordsError::Conflict(format!(
+                        "the RoleBinding {name} exists and gives something else; remove it first"
+                    )));
+                }
+            }
             Err(e) => return Err(backend(e)),
         }
         // The role given before (another binding of the Sharing page) goes.
@@ -429,7 +457,8 @@ impl Records for KubeRecords {
         for old in permissions_of(&shared.items, project) {
             if (old.subject_type, old.subject_name.clone()) == wanted && old.binding != name {
                 match api.delete(&old.binding, &DeleteParams::default()).await {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.is_not_found() => {}
                     Err(e) => return Err(backend(e)),
                 }
             }
@@ -445,13 +474,13 @@ impl Records for KubeRecords {
 
     async fn revoke(
         &self,
-        _: &Caller,
+        caller: &Caller,
         project: &str,
         subject_type: SubjectType,
         subject_name: &str,
     ) -> Result<()> {
         self.namespace(project).await?;
-        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), project);
+        let api: Api<RoleBinding> = Api::namespaced(self.reader(caller)?, project);
         let all = api.list(&ListParams::default()).await.map_err(backend)?;
         let theirs: Vec<Permission> = permissions_of(&all.items, project)
             .into_iter()

@@ -9,13 +9,30 @@ use super::Services;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 
-fn subject_name(field: &str, name: &str) -> Result<String, Invalid> {
+fn subject_name(field: &str, kind: SubjectType, name: &str) -> Result<String, Invalid> {
     let name = name.trim();
     if name.is_empty() || name.len() > MAX_SUBJECT_NAME || name.chars().any(char::is_control) {
         return Err(Invalid::new(
             field,
             format!("must be 1 to {MAX_SUBJECT_NAME} bytes, no control characters"),
         ));
+    }
+    // The cluster's own users and groups (system:authenticated would open the project to
+    // everyone, system:masters is everything already) are not shared with; a ServiceAccount
+    // is, by its full name.
+    if let Some(rest) = name.strip_prefix("system:") {
+        let account = rest
+            .strip_prefix("serviceaccount:")
+            .and_then(|r| r.split_once(':'))
+            .is_some_and(|(ns, sa)| {
+                validate::dns1123_label("", ns).is_ok() && !sa.is_empty() && !sa.contains(':')
+            });
+        if kind == SubjectType::Group || !account {
+            return Err(Invalid::new(
+                field,
+                "the cluster's system: users and groups cannot be given a role here (a ServiceAccount can, as system:serviceaccount:<namespace>:<name>)",
+            ));
+        }
     }
     Ok(name.to_owned())
 }
@@ -41,7 +58,7 @@ impl Services {
     ) -> Result<Permission, ApiError> {
         validate::dns1123_label("project", project)?;
         let req = GrantRequest {
-            subject_name: subject_name("subjectName", &req.subject_name)?,
+            subject_name: subject_name("subjectName", req.subject_type, &req.subject_name)?,
             ..req
         };
         self.require(caller, project, Role::Admin).await?;
@@ -60,11 +77,35 @@ impl Services {
         let subject_type: SubjectType = subject_type
             .parse()
             .map_err(|why: String| ApiError::NotFound(why))?;
-        let name = subject_name("subjectName", name)?;
+        let name = subject_name("subjectName", subject_type, name)?;
         self.require(caller, project, Role::Admin).await?;
         Ok(self
             .records
             .revoke(caller, project, subject_type, &name)
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clusters_own_users_and_groups_are_not_shared_with() {
+        for (kind, name) in [
+            (SubjectType::Group, "system:authenticated"),
+            (SubjectType::Group, "system:masters"),
+            (SubjectType::User, "system:anonymous"),
+            (SubjectType::User, "system:serviceaccount:a:b:c"),
+            (SubjectType::User, "system:serviceaccount:Bad_NS:b"),
+            (SubjectType::User, " "),
+        ] {
+            assert!(subject_name("s", kind, name).is_err(), "{name}");
+        }
+        assert_eq!(
+            subject_name("s", SubjectType::User, " system:serviceaccount:ci:bot ").unwrap(),
+            "system:serviceaccount:ci:bot"
+        );
+        assert!(subject_name("s", SubjectType::Group, "ambient-testers").is_ok());
     }
 }

@@ -32,10 +32,11 @@ impl Services {
         caller: &Caller,
         req: CreateProjectRequest,
     ) -> Result<Project, ApiError> {
-        // In Kubernetes mode anyone the cluster knows may make a project (as in the
-        // original), and is given the admin role in it.
-        if caller.cluster_user().is_none() {
-            caller.require_owner("create projects")?;
+        if !self.may_create_projects(caller).await? {
+            return Err(ApiError::Forbidden(match caller.cluster_user() {
+                Some(_) => "the cluster does not let you create projects (an administrator binds you to the ClusterRole ambient-project-creator)".into(),
+                None => "only the installation's owner can create projects".into(),
+            }));
         }
         validate::dns1123_label("name", &req.name)?;
         if RESERVED_PREFIXES.iter().any(|p| req.name.starts_with(p)) {
@@ -63,6 +64,15 @@ impl Services {
         let mut created = self.records.create_project(caller, project).await?;
         created.user_role = self.role_in(caller, &created.name).await?;
         Ok(created)
+    }
+
+    /// Whether the caller may make projects: the owner; in Kubernetes mode, whoever the
+    /// cluster lets (it is given the admin role in what it makes).
+    pub async fn may_create_projects(&self, caller: &Caller) -> Result<bool, ApiError> {
+        match (caller.cluster_user(), &self.cluster) {
+            (Some(user), Some(cluster)) => cluster.may_create_projects(user).await,
+            _ => Ok(caller.is_owner()),
+        }
     }
 
     /// A page of projects by name.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use model::ProjectSettings;
@@ -28,6 +28,25 @@ fn token(user: &str) -> String {
         .find(|f| f.get(1) == Some(&user))
         .map(|f| f[0].to_owned())
         .unwrap_or_else(|| panic!("no user {user} in {}", file.display()))
+}
+
+/// Lets `user` make projects (the ClusterRole `ambient-project-creator`, as an
+/// administrator binds it).
+async fn may_create_projects(admin: &kube::Client, user: &str) {
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("ambient-tests-creator-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ambient-project-creator"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .patch(
+            &binding.name_any(),
+            &PatchParams::apply("ambient-tests").force(),
+            &Patch::Apply(&binding),
+        )
+        .await
+        .unwrap();
 }
 
 fn as_user(user: &str) -> reqwest::Client {
@@ -68,7 +87,25 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
     let p = format!("people-{}", std::process::id() % 100_000);
     let url = |rest: &str| server.url(&format!("/api/projects/{p}{rest}"));
 
-    // Alice makes a project: a managed namespace, and she is its admin.
+    // Bob may not make projects; alice, whom an administrator let, makes one: a managed
+    // namespace, and she is its admin.
+    may_create_projects(&admin, "alice").await;
+    let (status, body) = status_and_body(
+        bob.post(server.url("/api/projects"))
+            .json(&json!({"name": format!("{p}-bob")}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("ambient-project-creator"),
+        "{body}"
+    );
     let (status, made) = status_and_body(
         alice
             .post(server.url("/api/projects"))
@@ -336,6 +373,16 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
     };
     assert_eq!(proxied("carol").send().await.unwrap().status(), 200);
     assert_eq!(proxied("bob").send().await.unwrap().status(), 403);
+    // Not even a trusted proxy makes anyone a system user or puts them in a system group.
+    assert_eq!(proxied("system:admin").send().await.unwrap().status(), 401);
+    let resp = browser
+        .get(trusting.url(&format!("/api/projects/{p}/agentic-sessions")))
+        .header("x-forwarded-user", "bob")
+        .header("x-forwarded-groups", "system:masters")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
     trusting.stop().await;
 
     // Bob may not delete it; alice may.
@@ -412,7 +459,8 @@ async fn a_group_in_group_access_grants_its_members_and_removing_it_revokes() {
 /// neither see nor change it; local mode has no people to share with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_share_a_project_with_people_and_groups() {
-    client().await;
+    let admin = client().await;
+    may_create_projects(&admin, "alice").await;
     let (server, _dir) = start(|o| o).await;
     let (alice, bob, carol, dave) = (
         as_user("alice"),
@@ -618,6 +666,7 @@ async fn admins_share_a_project_with_people_and_groups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
     let admin = client().await;
+    may_create_projects(&admin, "alice").await;
     let (server, _dir) = start(|o| o).await;
     let alice = as_user("alice");
     let p = format!("sakeys-{}", std::process::id() % 100_000);
