@@ -5,6 +5,8 @@
 //! exactly once, in order. A viewer that falls behind the broadcast ring, or that sees a gap,
 //! catches up from the log and carries on.
 
+use std::time::Duration;
+
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
@@ -70,6 +72,9 @@ pub async fn viewer_ws(
         })
 }
 
+/// How often a watching Kubernetes identity's role is asked again, when no cache time says.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
 struct Viewer {
     conn: Connection,
     services: Services,
@@ -111,8 +116,22 @@ impl Viewer {
     /// Forwards live events and answers the viewer's requests until the connection ends.
     async fn follow(&mut self, caller: &Caller, log: LogId, mut live: Receiver<EventFrame>) -> End {
         let mut shutdown = self.services.shutdown.clone();
+        // A Kubernetes identity's role can be taken away while it watches: asked again as
+        // often as the answers are kept, and the socket closes (FORBIDDEN) when it is gone.
+        let cluster_user = caller.cluster_user().is_some();
+        let period = self
+            .services
+            .cluster
+            .as_ref()
+            .map_or(RECHECK_EVERY, |c| c.ttl().max(Duration::from_secs(1)));
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             let step = tokio::select! {
+                _ = recheck.tick(), if cluster_user => self
+                    .services
+                    .require(caller, &self.key.project, platform::auth::Role::View)
+                    .await
+                    .map_err(End::refused),
                 frame = live.recv() => self.forward(log, frame, &mut live).await,
                 incoming = self.conn.next::<BrowserToServer>() => match incoming {
                     Ok(Incoming::Frame(msg)) => self.request(caller, Ok(msg)).await,

@@ -385,6 +385,22 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
     assert_eq!(resp.status(), 403);
     trusting.stop().await;
 
+    // Her role taken away, her viewer is closed (its role is asked again as often as the
+    // server keeps answers).
+    bindings
+        .delete("carol-view", &Default::default())
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if viewer.recv().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "carol's viewer still open without her role");
+
     // Bob may not delete it; alice may.
     assert_eq!(bob.delete(url("")).send().await.unwrap().status(), 403);
     let resp = alice.delete(url("")).send().await.unwrap();
