@@ -16,6 +16,9 @@ use model::ProjectSettings;
 use model::protocol::{BrowserToServer, SendMessage, ServerToBrowser};
 use serde_json::json;
 
+use app::pages::keys::{ListPeople, Share, Unshare};
+use leptos::server_fn::ServerFn;
+
 use crate::common::{Options, TestServer};
 use crate::kubernetes::{Cluster, client, kubeconfig, until};
 
@@ -569,6 +572,50 @@ async fn admins_share_a_project_with_people_and_groups() {
         (role_of(dave.clone()).await? == Some("view".into())).then_some(())
     })
     .await;
+    // The Sharing page's server functions: the list for an admin, a refusal for others,
+    // and a role given from the page.
+    let rpc = |c: &reqwest::Client, path: &str, body: serde_json::Value| {
+        c.post(server.url(path)).json(&body).send()
+    };
+    let (status, page) = status_and_body(
+        rpc(&alice, ListPeople::PATH, json!({"project": p}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["subjectName"] == "ambient-testers"),
+        "{page}"
+    );
+    let resp = rpc(&carol, ListPeople::PATH, json!({"project": p}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = rpc(
+        &alice,
+        Share::PATH,
+        json!({"project": p, "subject_type": "user", "subject_name": "bob", "role": "view"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    until("bob's view role from the page", || async {
+        (role_of(bob.clone()).await? == Some("view".into())).then_some(())
+    })
+    .await;
+    let resp = rpc(
+        &alice,
+        Unshare::PATH,
+        json!({"project": p, "subject_type": "user", "subject_name": "bob"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
     // Bad input is refused and changes nothing.
     for (body, status) in [
         (
@@ -673,6 +720,18 @@ async fn admins_share_a_project_with_people_and_groups() {
             .contains("Kubernetes mode"),
         "{body}"
     );
+    // ... and its Sharing page shows no people panel.
+    let (status, page) = status_and_body(
+        local
+            .http
+            .post(local.url(ListPeople::PATH))
+            .json(&json!({"project": "default"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, page), (200, serde_json::Value::Null));
     local.stop().await;
 }
 
