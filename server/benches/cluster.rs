@@ -3,7 +3,10 @@
 //! this process), the Job, the test kubelet starting the real runner in its "pod", the
 //! runner's connection with its token from the run's Secret, the server recording it and the
 //! operator reading it. `claude` is a stand-in (`cat`), so its own start-up is excluded, as
-//! in the local figure. Needs `AMBIENT_TEST_KUBECONFIG`.
+//! in the local figure. Then what a Kubernetes identity costs a request: listing the
+//! project's sessions with the owner's key, with a user's Kubernetes token (its review and
+//! role kept, the default), and with nothing kept (a TokenReview and the access reviews on
+//! every request). Needs `AMBIENT_TEST_KUBECONFIG`.
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +123,7 @@ async fn main() {
         "Kubernetes mode: create to runner connected (claude excluded)",
         samples,
     );
+    people(&client, &kubeconfig, &addr, &key, &project, dir.path()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(kubelet);
     let _ = stop_operator.send(());
@@ -128,4 +132,80 @@ async fn main() {
         .delete(&project, &Default::default())
         .await;
     let _ = spawned.stop.send(());
+}
+
+/// Lists the project's sessions as the owner, as alice with her role cached, and as alice
+/// with nothing cached.
+async fn people(
+    client: &kube::Client,
+    kubeconfig: &std::path::Path,
+    addr: &str,
+    owner_key: &str,
+    project: &str,
+    dir: &std::path::Path,
+) {
+    operator::cluster::project::apply_project_roles(client, "bench")
+        .await
+        .unwrap();
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "bench-alice"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ambient-project-edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
+    }))
+    .unwrap();
+    kube::Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), project)
+        .create(&Default::default(), &binding)
+        .await
+        .unwrap();
+    let tokens = std::fs::read_to_string(kubeconfig.with_file_name("tokens.csv")).unwrap();
+    let alice = tokens
+        .lines()
+        .find(|l| l.split(',').nth(1) == Some("alice"))
+        .and_then(|l| l.split(',').next())
+        .expect("alice's token")
+        .to_owned();
+    let list = format!("http://{addr}/api/projects/{project}/agentic-sessions?limit=10");
+    let measure = |http: reqwest::Client, url: String, n: usize| async move {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let resp = http.get(&url).send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            resp.bytes().await.unwrap();
+            samples.push(t.elapsed());
+        }
+        samples
+    };
+    // Warm up both identities (one review each), then measure.
+    let owner = testkit::client_with_key(owner_key);
+    let user = testkit::client_with_key(&alice);
+    measure(owner.clone(), list.clone(), 5).await;
+    measure(user.clone(), list.clone(), 5).await;
+    testkit::report(
+        "list 10 sessions, owner's key",
+        measure(owner, list.clone(), 200).await,
+    );
+    testkit::report(
+        "list 10 sessions, Kubernetes token, review and role kept",
+        measure(user.clone(), list, 200).await,
+    );
+    // A second server that keeps nothing: every request is reviewed and its role asked.
+    let mut config = testkit::config(dir.join("data-uncached"), release_bin("runner"));
+    config.mode = server::config::Mode::Kubernetes {
+        kubeconfig: Some(kubeconfig.to_owned()),
+    };
+    config.local_driver = false;
+    config.access_cache = Duration::ZERO;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uncached = testkit::spawn(config, testkit::leptos_options(), listener).await;
+    let url = format!(
+        "http://{}/api/projects/{project}/agentic-sessions?limit=10",
+        uncached.addr
+    );
+    measure(user.clone(), url.clone(), 5).await;
+    testkit::report(
+        "list 10 sessions, Kubernetes token, nothing kept (TokenReview + access reviews each time)",
+        measure(user, url, 100).await,
+    );
+    let _ = uncached.stop.send(());
 }
