@@ -419,6 +419,21 @@ impl Identities {
         let Some((seen, key_id, key)) = found else {
             return Ok(None);
         };
+        // A browser's use of its key is the key's use.
+        if let Some(k) = &key
+            && k.last_used_ms.is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
+        {
+            let id = k.id;
+            self.db
+                .write(move |tx, _| {
+                    tx.execute(
+                        "UPDATE access_keys SET last_used_at = ?2 WHERE id = ?1",
+                        params![id, now_ms()],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+        }
         let proof = match (key_id, key) {
             (None, _) => Proof::Session,
             (Some(_), Some(k)) if k.expires_ms.is_none_or(|t| t > now_ms()) => Proof::Key {
@@ -582,6 +597,14 @@ mod tests {
             !ids.redeem_login_token(&token).await.unwrap(),
             "one time only"
         );
+
+        // A browser's use of a key is the key's use.
+        let (_, fresh) = ids.create_key(owners("browser")).await.unwrap();
+        let web = ids.create_session(Some(fresh.id)).await.unwrap();
+        assert!(ids.check_session(&web).await.unwrap().is_some());
+        let listed = ids.keys(None).await.unwrap();
+        let used = listed.iter().find(|k| k.id == fresh.id).unwrap();
+        assert!(used.last_used_ms.is_some(), "{used:?}");
 
         let session = ids.create_session(None).await.unwrap();
         assert_eq!(

@@ -62,6 +62,9 @@ impl Services {
             description: req.description.unwrap_or_default(),
         };
         let mut created = self.records.create_project(caller, project).await?;
+        // Keys of an earlier project of this name (its namespace deleted with kubectl, which
+        // the server does not see) do not open the new one.
+        self.identities.revoke_project_keys(&created.name).await?;
         created.user_role = self.role_in(caller, &created.name).await?;
         Ok(created)
     }

@@ -862,3 +862,45 @@ async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
     );
     server.stop().await;
 }
+
+/// The server's own keys of a project whose namespace was deleted with `kubectl` (which the
+/// server does not see) do not open a new project made by the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_a_deleted_namespace_do_not_open_its_successor() {
+    let admin = client().await;
+    let (server, _dir) = start(|o| o).await;
+    let p = format!("reborn-{}", std::process::id() % 100_000);
+    let create = || {
+        server
+            .http
+            .post(server.url("/api/projects"))
+            .json(&json!({"name": p}))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), 201);
+    let made: serde_json::Value = server
+        .http
+        .post(server.url(&format!("/api/projects/{p}/keys")))
+        .json(&json!({"name": "old", "role": "edit"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let old = testkit::client_with_key(made["key"].as_str().unwrap());
+    let sessions = server.url(&format!("/api/projects/{p}/agentic-sessions"));
+    assert_eq!(old.get(&sessions).send().await.unwrap().status(), 200);
+    let namespaces = Api::<Namespace>::all(admin);
+    namespaces.delete(&p, &Default::default()).await.unwrap();
+    until("the namespace gone", || {
+        let namespaces = namespaces.clone();
+        let p = p.clone();
+        async move { namespaces.get_opt(&p).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(create().await.unwrap().status(), 201);
+    assert_eq!(old.get(&sessions).send().await.unwrap().status(), 401);
+    let _ = namespaces.delete(&p, &Default::default()).await;
+    server.stop().await;
+}
