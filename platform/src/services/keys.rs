@@ -67,7 +67,7 @@ impl Services {
         let mut keys = self.identities.keys(project).await?;
         if let (Some(p), Some(client)) = (project, self.cluster_key_client(caller)?) {
             keys.extend(kube_keys::list(&client, p).await?);
-            keys.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+            keys.sort_by_key(|k| std::cmp::Reverse(k.created_ms));
         }
         Ok(keys.into_iter().map(AccessKey::from).collect())
     }
