@@ -665,6 +665,12 @@ async fn openapi_describes_every_route() {
         ("post", "/api/projects/{project}/keys"),
         ("delete", "/api/projects/{project}/keys/{id}"),
         ("get", "/api/projects/{project}/access"),
+        ("get", "/api/projects/{project}/permissions"),
+        ("post", "/api/projects/{project}/permissions"),
+        (
+            "delete",
+            "/api/projects/{project}/permissions/{subjectType}/{subjectName}",
+        ),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths
