@@ -648,7 +648,7 @@ pub struct Permission {
     pub binding: String,
 }
 
-/// Longest user or group name (a Kubernetes object name's limit).
+/// Longest user or group name, in characters (a Kubernetes object name's limit).
 pub const MAX_SUBJECT_NAME: usize = 253;
 
 /// `POST /api/projects/{project}/permissions`: gives a user or group a role in the project
@@ -659,7 +659,17 @@ pub const MAX_SUBJECT_NAME: usize = 253;
 pub struct GrantRequest {
     /// User or group.
     pub subject_type: SubjectType,
-    /// Its name, as the cluster knows it (1 to 253 characters).
+    /// Its name, as the cluster knows it: 1 to 253 characters, no control characters, not
+    /// blank; the cluster's `system:` users and groups are refused (a ServiceAccount is
+    /// given as `system:serviceaccount:<namespace>:<name>`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 253,
+            pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+        )
+    )]
     pub subject_name: String,
     /// The role.
     pub role: Role,

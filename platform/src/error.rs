@@ -104,7 +104,9 @@ impl From<RecordsError> for ApiError {
             RecordsError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             RecordsError::Conflict(why) => ApiError::Conflict(why),
             RecordsError::Forbidden(why) => ApiError::Forbidden(why),
-            RecordsError::Unsupported(why) | RecordsError::Invalid(why) => ApiError::Invalid(why),
+            // What this mode does not have is no resource here.
+            RecordsError::Unsupported(why) => ApiError::NotFound(why),
+            RecordsError::Invalid(why) => ApiError::Invalid(why),
             RecordsError::Unauthorized(why) => ApiError::Unauthorized(why),
             RecordsError::Backend(why) => {
                 tracing::error!(error = %why, "records failure");

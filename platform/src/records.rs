@@ -41,7 +41,7 @@ pub enum RecordsError {
     /// The caller's own credentials are no longer accepted by the backend.
     #[error("{0}")]
     Unauthorized(String),
-    /// This backend does not have it (the text says what to do instead).
+    /// This backend does not have it (the text says what to do instead): 404.
     #[error("{0}")]
     Unsupported(String),
     /// The backend failed (details for the log, not for users).

@@ -11,10 +11,13 @@ use crate::error::ApiError;
 
 fn subject_name(field: &str, kind: SubjectType, name: &str) -> Result<String, Invalid> {
     let name = name.trim();
-    if name.is_empty() || name.len() > MAX_SUBJECT_NAME || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > MAX_SUBJECT_NAME
+        || name.chars().any(char::is_control)
+    {
         return Err(Invalid::new(
             field,
-            format!("must be 1 to {MAX_SUBJECT_NAME} bytes, no control characters"),
+            format!("must be 1 to {MAX_SUBJECT_NAME} characters, no control characters"),
         ));
     }
     // The cluster's own users and groups (system:authenticated would open the project to

@@ -1,6 +1,7 @@
 //! Sharing a project with the cluster's people and groups (Kubernetes mode):
 //! `/api/projects/{project}/permissions[/{subjectType}/{subjectName}]`, as the original's
-//! routes. Admins only; local mode answers 400 (it shares with project keys).
+//! routes. Admins only; local mode answers 404 (it has no people to share with: it shares
+//! with project keys).
 
 use axum::Json;
 use axum::extract::{Path, State};

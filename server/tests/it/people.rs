@@ -712,7 +712,7 @@ async fn admins_share_a_project_with_people_and_groups() {
             .unwrap(),
     )
     .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 404, "{body}");
     assert!(
         body["message"]
             .as_str()
