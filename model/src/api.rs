@@ -667,7 +667,7 @@ pub struct GrantRequest {
         schema(
             min_length = 1,
             max_length = 253,
-            pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
         )
     )]
     pub subject_name: String,
