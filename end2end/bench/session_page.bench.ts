@@ -2,13 +2,19 @@
 // and time from navigation to the first transcript entry on screen, and to interactive, on a
 // session of about 1,000 events. Figures go to BENCHMARKS.md.
 import { test, expect, chromium } from '@playwright/test';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BENCH_MOCK_PORT, BENCH_PORT } from '../bench.config';
 
 const RUNS = 15;
 const TOOL_CALLS = 250;
 
-async function post(url: string, body: unknown) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+/** The bench server's install secret (its owner's access key): every request signs in. */
+const key = () => fs.readFileSync(path.join(process.env.AMBIENT_E2E_OWNED_DIR!, 'install-secret'), 'utf8').trim();
+const auth = () => ({ authorization: `Bearer ${key()}` });
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
   return res.json();
 }
@@ -24,15 +30,15 @@ test('session page with ~1,000 events: bytes and time to first entry', async () 
   replies.push({ type: 'text', text: '## Done\n\nAll steps ran. `ok`\n\n```rust\nfn main() {}\n```' });
   await post(`http://127.0.0.1:${BENCH_MOCK_PORT}/_mock/replies`, replies);
   const base = `http://127.0.0.1:${BENCH_PORT}`;
-  const { name } = await post(`${base}/api/projects/default/agentic-sessions`, { initialPrompt: 'run the steps' });
+  const { name } = await post(`${base}/api/projects/default/agentic-sessions`, { initialPrompt: 'run the steps' }, auth());
   const url = `${base}/projects/default/sessions/${name}`;
   await expect
-    .poll(async () => (await (await fetch(`${base}/api/projects/default/agentic-sessions/${name}`)).json()).status?.phase, {
+    .poll(async () => (await (await fetch(`${base}/api/projects/default/agentic-sessions/${name}`, { headers: auth() })).json()).status?.phase, {
       timeout: 540_000,
       intervals: [1000],
     })
     .toBe('Completed');
-  const exported = await (await fetch(`${base}/api/projects/default/agentic-sessions/${name}/export`)).json();
+  const exported = await (await fetch(`${base}/api/projects/default/agentic-sessions/${name}/export`, { headers: auth() })).json();
   const events = exported.events.length;
 
   const browser = await chromium.launch({
@@ -47,6 +53,9 @@ test('session page with ~1,000 events: bytes and time to first entry', async () 
   for (let run = 0; run < RUNS; run++) {
     // A cold cache each time: a new context.
     const context = await browser.newContext();
+    // Signed in as the login page does it (the cookie, not counted in the page's bytes).
+    const login = await context.request.post(`${base}/login`, { form: { key: key() }, maxRedirects: 0 });
+    expect(login.status()).toBe(303);
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send('Network.enable');
