@@ -69,6 +69,16 @@ pub enum ProjectRole {
     View,
 }
 
+impl From<crate::api::Role> for ProjectRole {
+    fn from(role: crate::api::Role) -> Self {
+        match role {
+            crate::api::Role::View => ProjectRole::View,
+            crate::api::Role::Edit => ProjectRole::Edit,
+            crate::api::Role::Admin => ProjectRole::Admin,
+        }
+    }
+}
+
 /// A repository known to the project (legacy).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

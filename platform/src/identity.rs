@@ -201,7 +201,6 @@ impl Identities {
             return Ok(Some(Proof::InstallSecret));
         }
         let h = hash(token);
-        let h2 = h.clone();
         // A read on every request; the use is written at most every TOUCH_EVERY_MS, so API
         // clients do not queue behind the single writer. An expired key is no key.
         let found: Option<KeyInfo> = self
@@ -221,20 +220,7 @@ impl Identities {
         let Some(key) = found else {
             return Ok(None);
         };
-        if key
-            .last_used_ms
-            .is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
-        {
-            self.db
-                .write(move |tx, _| {
-                    tx.execute(
-                        "UPDATE access_keys SET last_used_at = ?2 WHERE hash = ?1",
-                        params![h2, now_ms()],
-                    )?;
-                    Ok(())
-                })
-                .await?;
-        }
+        self.touch_key(&key).await?;
         Ok(Some(Proof::Key {
             id: key.id,
             name: key.name,
@@ -420,19 +406,8 @@ impl Identities {
             return Ok(None);
         };
         // A browser's use of its key is the key's use.
-        if let Some(k) = &key
-            && k.last_used_ms.is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
-        {
-            let id = k.id;
-            self.db
-                .write(move |tx, _| {
-                    tx.execute(
-                        "UPDATE access_keys SET last_used_at = ?2 WHERE id = ?1",
-                        params![id, now_ms()],
-                    )?;
-                    Ok(())
-                })
-                .await?;
+        if let Some(k) = &key {
+            self.touch_key(k).await?;
         }
         let proof = match (key_id, key) {
             (None, _) => Proof::Session,
@@ -457,6 +432,26 @@ impl Identities {
                 .await?;
         }
         Ok(Some(proof))
+    }
+
+    /// Records a key's use (at most every [`TOUCH_EVERY_MS`]).
+    async fn touch_key(&self, key: &KeyInfo) -> Result<(), StoreError> {
+        if key
+            .last_used_ms
+            .is_some_and(|t| now_ms() - t <= TOUCH_EVERY_MS)
+        {
+            return Ok(());
+        }
+        let id = key.id;
+        self.db
+            .write(move |tx, _| {
+                tx.execute(
+                    "UPDATE access_keys SET last_used_at = ?2 WHERE id = ?1",
+                    params![id, now_ms()],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     /// Ends a browser session.

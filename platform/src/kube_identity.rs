@@ -26,11 +26,11 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
     SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{RoleBinding, Subject};
 use kube::api::{Api, PostParams};
 use kube::{Client, Config};
 use model::project_settings::ProjectRole;
-use operator::cluster::project::{binding_name, project_cluster_role};
+use operator::cluster::project::{binding_name, project_role_binding};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{ClusterUser, Role};
@@ -313,7 +313,7 @@ impl KubeIdentity {
         // View first (most projects a person is not in end here), then the rest at once.
         let mut role = None;
         let (view, higher) = CHECKS.split_at(1);
-        for group in [view, higher] {
+        'climb: for group in [view, higher] {
             let checks = group.iter().flat_map(|(_, checks)| {
                 checks.iter().map(|c| self.allowed(user, Some(project), *c))
             });
@@ -321,8 +321,7 @@ impl KubeIdentity {
             for (r, checks) in group {
                 // A refusal ends the climb.
                 if !answers.by_ref().take(checks.len()).all(|allowed| allowed) {
-                    self.roles.put(key, role);
-                    return Ok(role);
+                    break 'climb;
                 }
                 role = Some(*r);
             }
@@ -491,19 +490,12 @@ impl KubeIdentity {
     /// `ambient-project-admin`, made by the server), and waits (a few seconds at most) until
     /// the cluster's authorizer counts it.
     pub async fn bind_creator(&self, user: &ClusterUser, project: &str) -> Result<(), kube::Error> {
-        let binding = RoleBinding {
-            metadata: kube::api::ObjectMeta {
-                name: Some(binding_name("ambient-admin", &user.name)),
-                labels: Some([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())].into()),
-                ..Default::default()
-            },
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: project_cluster_role(ProjectRole::Admin).into(),
-            },
-            subjects: Some(vec![subject_of(&user.name)]),
-        };
+        let mut binding = project_role_binding(
+            &binding_name("ambient-admin", &user.name),
+            ProjectRole::Admin,
+            subject_of(&user.name),
+        );
+        binding.metadata.labels = Some([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())].into());
         Api::<RoleBinding>::namespaced(self.server.clone(), project)
             .create(&PostParams::default(), &binding)
             .await?;
@@ -542,7 +534,9 @@ pub fn subject_of(name: &str) -> Subject {
     }
 }
 
-fn unavailable(what: &str, e: kube::Error) -> ApiError {
+/// A failure of the cluster as a client sees it: the caller's own token refused (401), or
+/// an internal error (logged).
+pub(crate) fn unavailable(what: &str, e: kube::Error) -> ApiError {
     match e {
         // The caller's own token, no longer accepted (expired, or its account deleted).
         kube::Error::Api(s) if s.code == 401 => {

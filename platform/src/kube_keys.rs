@@ -12,12 +12,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{RoleBinding, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use model::project_settings::ProjectRole;
-use operator::cluster::project::project_cluster_role;
+use operator::cluster::project::project_role_binding;
 use serde_json::json;
 
 use crate::auth::Role;
@@ -62,14 +61,6 @@ pub fn key_of_user(user: &str) -> Option<(String, i64)> {
     is_cluster_key(id).then(|| (ns.to_owned(), id))
 }
 
-fn project_role(role: Role) -> ProjectRole {
-    match role {
-        Role::View => ProjectRole::View,
-        Role::Edit => ProjectRole::Edit,
-        Role::Admin => ProjectRole::Admin,
-    }
-}
-
 fn refused(what: &str, e: kube::Error) -> ApiError {
     match e {
         kube::Error::Api(s) if s.is_forbidden() => ApiError::Forbidden(format!(
@@ -77,10 +68,7 @@ fn refused(what: &str, e: kube::Error) -> ApiError {
             s.message
         )),
         kube::Error::Api(s) if s.is_not_found() => ApiError::NotFound(s.message),
-        other => {
-            tracing::error!(error = %other, "{what}");
-            ApiError::Internal
-        }
+        other => crate::kube_identity::unavailable(what, other),
     }
 }
 
@@ -119,32 +107,25 @@ pub async fn create(
         .create(&PostParams::default(), &sa)
         .await
         .map_err(|e| refused("make access keys in this project", e))?;
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(sa_name.clone()),
-            labels: Some(labels),
-            // Goes with the ServiceAccount.
-            owner_references: Some(vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "ServiceAccount".into(),
-                name: sa_name.clone(),
-                uid: made.uid().unwrap_or_default(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: project_cluster_role(project_role(role)).into(),
-        },
-        subjects: Some(vec![Subject {
+    let mut binding = project_role_binding(
+        &sa_name,
+        role.into(),
+        Subject {
             kind: "ServiceAccount".into(),
             name: sa_name.clone(),
             namespace: Some(project.to_owned()),
             api_group: None,
-        }]),
-    };
+        },
+    );
+    binding.metadata.labels = Some(labels);
+    // Goes with the ServiceAccount.
+    binding.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ServiceAccount".into(),
+        name: sa_name.clone(),
+        uid: made.uid().unwrap_or_default(),
+        ..Default::default()
+    }]);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: Vec::new(),

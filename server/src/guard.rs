@@ -406,16 +406,11 @@ pub async fn login_key(
     {
         // A Kubernetes token: the browser session stands for it, in this process only.
         return match cluster.sign_in(key).await {
-            Ok(Some(id)) => {
-                let mut resp = Redirect::to("/projects").into_response();
-                resp.headers_mut().insert(
-                    header::SET_COOKIE,
-                    state
-                        .doors
-                        .cookie(&id, i64::try_from(SIGN_IN_TTL.as_secs()).unwrap_or(0)),
-                );
-                resp
-            }
+            Ok(Some(id)) => to_projects_with(
+                state
+                    .doors
+                    .cookie(&id, i64::try_from(SIGN_IN_TTL.as_secs()).unwrap_or(0)),
+            ),
             Ok(None) => login_page(
                 StatusCode::UNAUTHORIZED,
                 Some(
@@ -457,16 +452,16 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 async fn signed_in(state: &AppState, key: Option<i64>) -> Response {
     match state.services.identities.create_session(key).await {
-        Ok(id) => {
-            let mut resp = Redirect::to("/projects").into_response();
-            resp.headers_mut().insert(
-                header::SET_COOKIE,
-                state.doors.cookie(&id, SESSION_TTL_MS / 1000),
-            );
-            resp
-        }
+        Ok(id) => to_projects_with(state.doors.cookie(&id, SESSION_TTL_MS / 1000)),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// A signed-in browser goes to its projects with its cookie.
+fn to_projects_with(cookie: HeaderValue) -> Response {
+    let mut resp = Redirect::to("/projects").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    resp
 }
 
 /// The login page: self-contained (it is shown before any session exists). In Kubernetes

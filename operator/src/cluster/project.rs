@@ -200,20 +200,37 @@ pub fn group_bindings(namespace: &str, access: &[GroupAccess]) -> Vec<RoleBindin
             .insert(GROUP_ACCESS_LABEL.into(), "true".into());
         out.push(RoleBinding {
             metadata,
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: cluster_role.into(),
-            },
-            subjects: Some(vec![Subject {
-                api_group: Some("rbac.authorization.k8s.io".into()),
-                kind: "Group".into(),
-                name: a.group_name.clone(),
-                namespace: None,
-            }]),
+            ..project_role_binding(&name, a.role, group_subject(&a.group_name))
         });
     }
     out
+}
+
+/// A RoleBinding `name` of one subject to a project role's ClusterRole (callers add labels
+/// and owners).
+pub fn project_role_binding(name: &str, role: ProjectRole, subject: Subject) -> RoleBinding {
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: project_cluster_role(role).into(),
+        },
+        subjects: Some(vec![subject]),
+    }
+}
+
+/// The RBAC subject of a group.
+pub fn group_subject(name: &str) -> Subject {
+    Subject {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: "Group".into(),
+        name: name.to_owned(),
+        namespace: None,
+    }
 }
 
 /// The project roles as `deploy/base/project-roles.yaml` installs them.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{RoleBinding, Subject};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use model::AgenticSession;
@@ -29,7 +29,8 @@ use model::runner_env::Credentials;
 use model::session::{AgenticSessionStatus, SessionKey};
 use operator::cluster::build::RUNNER_SECRETS;
 use operator::cluster::project::{
-    GROUP_ACCESS_LABEL, MANAGED_LABEL, SETTINGS_NAME, binding_name, project_cluster_role,
+    GROUP_ACCESS_LABEL, MANAGED_LABEL, SETTINGS_NAME, binding_name, group_subject,
+    project_cluster_role, project_role_binding,
 };
 use serde_json::json;
 
@@ -274,18 +275,9 @@ fn search_term(page: &Page) -> Option<String> {
 
 /// The project role a ClusterRole gives, if it is one of the project roles.
 fn project_role(cluster_role: &str) -> Option<Role> {
-    [Role::View, Role::Edit, Role::Admin]
+    Role::ALL
         .into_iter()
-        .find(|r| project_cluster_role(project_role_of(*r)) == cluster_role)
-}
-
-fn project_role_of(role: Role) -> model::project_settings::ProjectRole {
-    use model::project_settings::ProjectRole;
-    match role {
-        Role::View => ProjectRole::View,
-        Role::Edit => ProjectRole::Edit,
-        Role::Admin => ProjectRole::Admin,
-    }
+        .find(|r| project_cluster_role((*r).into()) == cluster_role)
 }
 
 /// The user or group a binding's subject is (a ServiceAccount is the user the cluster
@@ -405,36 +397,20 @@ impl Records for KubeRecords {
         let api: Api<RoleBinding> = Api::namespaced(self.reader(caller)?, project);
         let subject = match grant.subject_type {
             SubjectType::User => crate::kube_identity::subject_of(&grant.subject_name),
-            SubjectType::Group => Subject {
-                kind: "Group".into(),
-                name: grant.subject_name.clone(),
-                namespace: None,
-                api_group: Some("rbac.authorization.k8s.io".into()),
-            },
+            SubjectType::Group => group_subject(&grant.subject_name),
         };
         let name = binding_name(
             &format!("ambient-permission-{}-{}", grant.role, grant.subject_type),
             &grant.subject_name,
         );
-        let binding = RoleBinding {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some(BTreeMap::from([
-                    (PERMISSION_LABEL.to_owned(), "true".to_owned()),
-                    (
-                        "app.kubernetes.io/managed-by".to_owned(),
-                        "ambient-code".to_owned(),
-                    ),
-                ])),
-                ..Default::default()
-            },
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: project_cluster_role(project_role_of(grant.role)).into(),
-            },
-            subjects: Some(vec![subject]),
-        };
+        let mut binding = project_role_binding(&name, grant.role.into(), subject);
+        binding.metadata.labels = Some(BTreeMap::from([
+            (PERMISSION_LABEL.to_owned(), "true".to_owned()),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "ambient-code".to_owned(),
+            ),
+        ]));
         match api.create(&PostParams::default(), &binding).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_already_exists() => {

@@ -19,7 +19,7 @@ use serde_json::json;
 use app::pages::keys::{ListPeople, Share, Unshare};
 use leptos::server_fn::ServerFn;
 
-use crate::common::{Options, TestServer};
+use crate::common::{Answer, Options, TestServer};
 use crate::kubernetes::{Cluster, client, kubeconfig, until};
 
 /// The token of a test user (`tools/k8s/testenv.sh` wrote it next to the kubeconfig).
@@ -374,10 +374,10 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
             .header("x-forwarded-user", user)
             .header("x-forwarded-groups", "staff, readers")
     };
-    assert_eq!(proxied("carol").send().await.unwrap().status(), 200);
-    assert_eq!(proxied("bob").send().await.unwrap().status(), 403);
+    assert_eq!(proxied("carol").code().await, 200);
+    assert_eq!(proxied("bob").code().await, 403);
     // Not even a trusted proxy makes anyone a system user or puts them in a system group.
-    assert_eq!(proxied("system:admin").send().await.unwrap().status(), 401);
+    assert_eq!(proxied("system:admin").code().await, 401);
     let resp = browser
         .get(trusting.url(&format!("/api/projects/{p}/agentic-sessions")))
         .header("x-forwarded-user", "bob")
@@ -405,7 +405,7 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
     assert!(closed.is_ok(), "carol's viewer still open without her role");
 
     // Bob may not delete it; alice may.
-    assert_eq!(bob.delete(url("")).send().await.unwrap().status(), 403);
+    assert_eq!(bob.delete(url("")).code().await, 403);
     let resp = alice.delete(url("")).send().await.unwrap();
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     server.stop().await;
@@ -514,10 +514,7 @@ async fn admins_share_a_project_with_people_and_groups() {
             && p["source"] == "binding"),
         "{listed:?}"
     );
-    assert_eq!(
-        bob.get(url("/permissions")).send().await.unwrap().status(),
-        403
-    );
+    assert_eq!(bob.get(url("/permissions")).code().await, 403);
     let role_of = |c: reqwest::Client| {
         let u = url("/access");
         async move {
@@ -656,12 +653,7 @@ async fn admins_share_a_project_with_people_and_groups() {
     })
     .await;
     assert_eq!(
-        alice
-            .delete(url("/permissions/user/carol"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        alice.delete(url("/permissions/user/carol")).code().await,
         404
     );
     let (status, body) = status_and_body(
@@ -680,24 +672,8 @@ async fn admins_share_a_project_with_people_and_groups() {
             .contains("change it there"),
         "{body}"
     );
-    assert_eq!(
-        alice
-            .delete(url("/permissions/robot/r2"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert!(
-        alice
-            .delete(url(""))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    assert_eq!(alice.delete(url("/permissions/robot/r2")).code().await, 404);
+    assert!(alice.delete(url("")).succeeds().await);
     server.stop().await;
 
     // Local mode shares with project keys, not people.
@@ -782,14 +758,7 @@ async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
 
     // The key reads, and is refused what view may not do.
     let ci = testkit::client_with_key(&key);
-    assert_eq!(
-        ci.get(url("/agentic-sessions"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(ci.get(url("/agentic-sessions")).code().await, 200);
     let resp = ci
         .post(url("/agentic-sessions"))
         .json(&json!({"initialPrompt": "no"}))
@@ -834,32 +803,9 @@ async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    assert_eq!(
-        ci.get(url("/agentic-sessions"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        alice
-            .delete(url(&format!("/keys/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert!(
-        alice
-            .delete(url(""))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    assert_eq!(ci.get(url("/agentic-sessions")).code().await, 401);
+    assert_eq!(alice.delete(url(&format!("/keys/{id}"))).code().await, 404);
+    assert!(alice.delete(url("")).succeeds().await);
     server.stop().await;
 }
 
@@ -890,7 +836,7 @@ async fn keys_of_a_deleted_namespace_do_not_open_its_successor() {
         .unwrap();
     let old = testkit::client_with_key(made["key"].as_str().unwrap());
     let sessions = server.url(&format!("/api/projects/{p}/agentic-sessions"));
-    assert_eq!(old.get(&sessions).send().await.unwrap().status(), 200);
+    assert_eq!(old.get(&sessions).code().await, 200);
     let namespaces = Api::<Namespace>::all(admin);
     namespaces.delete(&p, &Default::default()).await.unwrap();
     until("the namespace gone", || {
@@ -900,7 +846,7 @@ async fn keys_of_a_deleted_namespace_do_not_open_its_successor() {
     })
     .await;
     assert_eq!(create().await.unwrap().status(), 201);
-    assert_eq!(old.get(&sessions).send().await.unwrap().status(), 401);
+    assert_eq!(old.get(&sessions).code().await, 401);
     let _ = namespaces.delete(&p, &Default::default()).await;
     server.stop().await;
 }

@@ -400,3 +400,21 @@ pub async fn exported_events(server: &impl Api, name: &str) -> Vec<StoredEvent> 
     .await;
     serde_json::from_value(body["events"].clone()).expect("events")
 }
+
+/// A request's answer, for tests that look only at its status.
+pub trait Answer {
+    /// Sends it; its status code.
+    fn code(self) -> impl std::future::Future<Output = u16>;
+    /// Sends it; whether it succeeded (2xx).
+    fn succeeds(self) -> impl std::future::Future<Output = bool>;
+}
+
+impl Answer for reqwest::RequestBuilder {
+    async fn code(self) -> u16 {
+        self.send().await.unwrap().status().as_u16()
+    }
+
+    async fn succeeds(self) -> bool {
+        self.send().await.unwrap().status().is_success()
+    }
+}
