@@ -146,12 +146,7 @@ fn PeoplePanel(project: String) -> impl IntoView {
         let project = project.clone();
         Action::new(move |(t, n): &(SubjectType, String)| unshare(project.clone(), *t, n.clone()))
     };
-    Effect::new(move |_| {
-        let (given, taken) = (give.version().get(), take.version().get());
-        if given + taken > 0 {
-            changed.update(|c| *c += 1);
-        }
-    });
+    refresh_after(changed, move || give.version().get() + take.version().get());
     let give_error = action_error(give);
     let take_error = action_error(take);
     view! {
@@ -183,13 +178,7 @@ fn PeoplePanel(project: String) -> impl IntoView {
                                 <input id="subject-name" type="text" placeholder="Name in the cluster (e.g. alice)" maxlength="253"
                                     prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
                                 <label for="subject-role" class="sr-only">"Role"</label>
-                                <select id="subject-role" on:change=move |ev| {
-                                    if let Ok(r) = event_target_value(&ev).parse() { role.set(r); }
-                                }>
-                                    {Role::ALL.into_iter().map(|r| view! {
-                                        <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option>
-                                    }).collect_view()}
-                                </select>
+                                <RoleSelect id="subject-role" role/>
                                 <button type="submit" class="btn primary">"Share"</button>
                             </form>
                             <ErrorBanner error=give_error/>
@@ -263,13 +252,8 @@ fn KeysPanel(project: Option<String>) -> impl IntoView {
         let project = project.clone();
         Action::new(move |id: &i64| revoke_key(project.clone(), *id))
     };
-    // Both versions are read every time (an `||` would stop following the second once the
-    // first has changed, and a revoke after a create would not refresh the list).
-    Effect::new(move |_| {
-        let (made, revoked) = (create.version().get(), revoke.version().get());
-        if made + revoked > 0 {
-            changed.update(|c| *c += 1);
-        }
+    refresh_after(changed, move || {
+        create.version().get() + revoke.version().get()
     });
     let created = Signal::derive(move || create.value().get().and_then(Result::ok));
     let create_error = action_error(create);
@@ -297,13 +281,7 @@ fn KeysPanel(project: Option<String>) -> impl IntoView {
                     prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
                 {scoped.then(|| view! {
                     <label for="key-role" class="sr-only">"Role"</label>
-                    <select id="key-role" on:change=move |ev| {
-                        if let Ok(r) = event_target_value(&ev).parse() { role.set(r); }
-                    }>
-                        {Role::ALL.into_iter().map(|r| view! {
-                            <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option>
-                        }).collect_view()}
-                    </select>
+                    <RoleSelect id="key-role" role/>
                     <label for="key-lifetime" class="sr-only">"Expires"</label>
                     <select id="key-lifetime" on:change=move |ev| {
                         if let Ok(i) = event_target_value(&ev).parse() { lifetime.set(i); }
@@ -372,5 +350,31 @@ fn KeyTable(
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// Refreshes a list (bumps `changed`) each time the actions that change it have run:
+/// `versions` sums their versions. Every version is read every time (an `||` would stop
+/// following the second once the first has changed, and a revoke after a create would not
+/// refresh the list).
+fn refresh_after(changed: RwSignal<u32>, versions: impl Fn() -> usize + 'static) {
+    Effect::new(move |_| {
+        if versions() > 0 {
+            changed.update(|c| *c += 1);
+        }
+    });
+}
+
+/// A role picker.
+#[component]
+fn RoleSelect(id: &'static str, role: RwSignal<Role>) -> impl IntoView {
+    view! {
+        <select id=id on:change=move |ev| {
+            if let Ok(r) = event_target_value(&ev).parse() { role.set(r); }
+        }>
+            {Role::ALL.into_iter().map(|r| view! {
+                <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option>
+            }).collect_view()}
+        </select>
     }
 }

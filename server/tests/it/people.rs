@@ -82,6 +82,49 @@ fn bind(name: &str, role: &str, user: &str) -> RoleBinding {
     .unwrap()
 }
 
+/// A Kubernetes-mode server and a project alice made there (an administrator let her).
+struct AlicesProject {
+    admin: kube::Client,
+    server: TestServer,
+    alice: reqwest::Client,
+    p: String,
+    _dir: tempfile::TempDir,
+}
+
+impl AlicesProject {
+    async fn make(prefix: &str) -> AlicesProject {
+        let admin = client().await;
+        may_create_projects(&admin, "alice").await;
+        let (server, _dir) = start(|o| o).await;
+        let alice = as_user("alice");
+        let p = format!("{prefix}-{}", std::process::id() % 100_000);
+        let made = alice
+            .post(server.url("/api/projects"))
+            .json(&json!({ "name": p }))
+            .code()
+            .await;
+        assert_eq!(made, 201);
+        AlicesProject {
+            admin,
+            server,
+            alice,
+            p,
+            _dir,
+        }
+    }
+
+    /// `/api/projects/<p><rest>` on the server.
+    fn url(&self, rest: &str) -> String {
+        self.server.url(&format!("/api/projects/{}{rest}", self.p))
+    }
+
+    /// Alice deletes her project; the server stops.
+    async fn finish(self) {
+        assert!(self.alice.delete(self.url("")).succeeds().await);
+        self.server.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_get_what_their_roles_in_the_cluster_allow() {
     let admin = client().await;
@@ -478,24 +521,10 @@ async fn a_group_in_group_access_grants_its_members_and_removing_it_revokes() {
 /// neither see nor change it; local mode has no people to share with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_share_a_project_with_people_and_groups() {
-    let admin = client().await;
-    may_create_projects(&admin, "alice").await;
-    let (server, _dir) = start(|o| o).await;
-    let (alice, bob, carol, dave) = (
-        as_user("alice"),
-        as_user("bob"),
-        as_user("carol"),
-        as_user("dave"),
-    );
-    let p = format!("sharing-{}", std::process::id() % 100_000);
-    let url = |rest: &str| server.url(&format!("/api/projects/{p}{rest}"));
-    let resp = alice
-        .post(server.url("/api/projects"))
-        .json(&json!({"name": p}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    let t = AlicesProject::make("sharing").await;
+    let (server, alice, p) = (&t.server, &t.alice, &t.p);
+    let url = |rest: &str| t.url(rest);
+    let (bob, carol, dave) = (as_user("bob"), as_user("carol"), as_user("dave"));
     let people = || async {
         let l: serde_json::Value = alice
             .get(url("/permissions"))
@@ -673,8 +702,7 @@ async fn admins_share_a_project_with_people_and_groups() {
         "{body}"
     );
     assert_eq!(alice.delete(url("/permissions/robot/r2")).code().await, 404);
-    assert!(alice.delete(url("")).succeeds().await);
-    server.stop().await;
+    t.finish().await;
 
     // Local mode shares with project keys, not people.
     let dir = tempfile::tempdir().unwrap();
@@ -716,19 +744,9 @@ async fn admins_share_a_project_with_people_and_groups() {
 /// its last use, and is refused at once when revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
-    let admin = client().await;
-    may_create_projects(&admin, "alice").await;
-    let (server, _dir) = start(|o| o).await;
-    let alice = as_user("alice");
-    let p = format!("sakeys-{}", std::process::id() % 100_000);
-    let url = |rest: &str| server.url(&format!("/api/projects/{p}{rest}"));
-    let resp = alice
-        .post(server.url("/api/projects"))
-        .json(&json!({"name": p}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    let t = AlicesProject::make("sakeys").await;
+    let (admin, server, alice, p) = (&t.admin, &t.server, &t.alice, &t.p);
+    let url = |rest: &str| t.url(rest);
     let (status, made) = status_and_body(
         alice
             .post(url("/keys"))
@@ -805,8 +823,7 @@ async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
     assert_eq!(resp.status(), 204);
     assert_eq!(ci.get(url("/agentic-sessions")).code().await, 401);
     assert_eq!(alice.delete(url(&format!("/keys/{id}"))).code().await, 404);
-    assert!(alice.delete(url("")).succeeds().await);
-    server.stop().await;
+    t.finish().await;
 }
 
 /// The server's own keys of a project whose namespace was deleted with `kubectl` (which the
