@@ -604,7 +604,7 @@ async fn admins_share_a_project_with_people_and_groups() {
         c.post(server.url(path)).json(&body).send()
     };
     let (status, page) = status_and_body(
-        rpc(&alice, ListPeople::PATH, json!({"project": p}))
+        rpc(alice, ListPeople::PATH, json!({"project": p}))
             .await
             .unwrap(),
     )
@@ -622,7 +622,7 @@ async fn admins_share_a_project_with_people_and_groups() {
         .unwrap();
     assert_eq!(resp.status(), 403);
     let resp = rpc(
-        &alice,
+        alice,
         Share::PATH,
         json!({"project": p, "subject_type": "user", "subject_name": "bob", "role": "view"}),
     )
@@ -634,7 +634,7 @@ async fn admins_share_a_project_with_people_and_groups() {
     })
     .await;
     let resp = rpc(
-        &alice,
+        alice,
         Unshare::PATH,
         json!({"project": p, "subject_type": "user", "subject_name": "bob"}),
     )
@@ -764,11 +764,11 @@ async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
     assert_eq!(made["accessKey"]["createdBy"], "alice");
     // A ServiceAccount bound to the view role.
     let account = format!("ambient-key-{id}");
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), &p)
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), p)
         .get(&account)
         .await
         .expect("the key's ServiceAccount");
-    let binding = Api::<RoleBinding>::namespaced(admin.clone(), &p)
+    let binding = Api::<RoleBinding>::namespaced(admin.clone(), p)
         .get(&account)
         .await
         .unwrap();
