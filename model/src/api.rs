@@ -263,7 +263,9 @@ pub struct RunnerSecrets {
 }
 
 /// `PUT /api/projects/{project}/runner-secrets`: a value sets a key, `null` or `""` removes
-/// it; keys not mentioned stay.
+/// it; credentials not mentioned stay. A token and its address are one credential (the model's
+/// `ANTHROPIC_*`; `GITHUB_TOKEN` with `GITHUB_API_URL`; `GITLAB_TOKEN` with `GITLAB_API_URL`):
+/// naming any of one replaces it whole, so a variable of it not named is removed.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -139,6 +139,10 @@ const CLI_VARIABLES: [&str; 6] = [
 /// Variables that decide how programs are found, loaded and started.
 const PROCESS_VARIABLES: [&str; 6] = ["PATH", "HOME", "SHELL", "BASH_ENV", "ENV", "TMPDIR"];
 
+/// Variables that send a process's traffic through another host (in either case): a proxy
+/// would see the runner's model key and git tokens.
+const PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"];
+
 /// Prefixes of variables no session may set: the platform's own, the dynamic loader's,
 /// git's and ssh's (they reconfigure the runner's own git), and the model endpoint's.
 pub const RESERVED_PREFIXES: [&str; 5] = ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_"];
@@ -151,6 +155,7 @@ pub fn is_reserved(name: &str) -> bool {
         || Credentials::KEYS.contains(&name)
         || CLI_VARIABLES.contains(&name)
         || PROCESS_VARIABLES.contains(&name)
+        || PROXY_VARIABLES.contains(&name.to_ascii_uppercase().as_str())
         || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -161,6 +166,7 @@ pub fn reserved_names() -> impl Iterator<Item = &'static str> {
         .chain(Credentials::KEYS)
         .chain(CLI_VARIABLES)
         .chain(PROCESS_VARIABLES)
+        .chain(PROXY_VARIABLES)
 }
 
 /// Folder inside the workspace that belongs to the platform, not the agent.
@@ -225,6 +231,39 @@ impl Credentials {
     pub const MODEL_KEYS: [&'static str; 3] =
         [ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_AUTH_TOKEN];
 
+    /// The credentials as wholes: a token and the address it is sent to are one thing. Who
+    /// may not read a token may not change where it goes, so a write that names any variable
+    /// of a group replaces the whole group ([`Credentials::whole`]), and a project that sets
+    /// any variable of a group uses none of the server's for it ([`Credentials::over`]).
+    pub const GROUPS: [&'static [&'static str]; 3] = [
+        &Self::MODEL_KEYS,
+        &[GITHUB_TOKEN, GITHUB_API_URL],
+        &[GITLAB_TOKEN, GITLAB_API_URL],
+    ];
+
+    /// The group `key` belongs to.
+    pub fn group_of(key: &str) -> Option<&'static [&'static str]> {
+        Self::GROUPS.into_iter().find(|g| g.contains(&key))
+    }
+
+    /// `changes` (key, new value or `None` to remove) completed so that every group they
+    /// touch is replaced as a whole: the group's variables they do not name are removed.
+    /// Setting `GITHUB_API_URL` alone therefore drops the stored `GITHUB_TOKEN` (it is not
+    /// sent to the new address), and rotating the token alone drops an address set before.
+    pub fn whole(changes: &[(String, Option<String>)]) -> Vec<(String, Option<String>)> {
+        let mut out = changes.to_vec();
+        for group in Self::GROUPS {
+            if changes.iter().any(|(k, _)| group.contains(&k.as_str())) {
+                for key in group {
+                    if !changes.iter().any(|(k, _)| k == key) {
+                        out.push(((*key).to_owned(), None));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn slots(&self) -> [&Option<String>; 7] {
         [
             &self.anthropic_api_key,
@@ -272,14 +311,16 @@ impl Credentials {
         Self::MODEL_KEYS.iter().any(|k| self.get(k).is_some())
     }
 
-    /// These credentials over `defaults`: each variable set here wins, and a model credential
-    /// set here replaces the defaults' model credentials as a whole (a project with its own
-    /// endpoint must not send the server's key there).
+    /// These credentials over `defaults`, group by group ([`Credentials::GROUPS`]): a group
+    /// of which anything is set here replaces the defaults' group as a whole (a project with
+    /// its own endpoint or API address must not send the server's key or token there).
     pub fn over(&self, defaults: &Credentials) -> Credentials {
         let mut out = defaults.clone();
-        if self.has_model() {
-            for k in Self::MODEL_KEYS {
-                let _ = out.set(k, None);
+        for group in Self::GROUPS {
+            if group.iter().any(|k| self.get(k).is_some()) {
+                for k in group {
+                    let _ = out.set(k, None);
+                }
             }
         }
         for (k, v) in self.pairs() {
@@ -313,6 +354,41 @@ mod tests {
         assert_eq!(Credentials::default().over(&defaults), defaults);
     }
 
+    /// The attack: a project's editor points the API address elsewhere, hoping the server's
+    /// (or the project admin's) token follows it there.
+    #[test]
+    fn a_token_never_goes_to_an_address_set_without_it() {
+        let server = Credentials {
+            github_token: Some("owner-token".into()),
+            gitlab_token: Some("owner-gl".into()),
+            ..Default::default()
+        };
+        let project = Credentials {
+            github_api_url: Some("https://evil.example/api/v3".into()),
+            ..Default::default()
+        };
+        let merged = project.over(&server);
+        assert_eq!(merged.github_token, None, "the server's token follows the address");
+        assert_eq!(merged.gitlab_token.as_deref(), Some("owner-gl"));
+
+        let changes = Credentials::whole(&[(
+            GITHUB_API_URL.to_owned(),
+            Some("https://evil.example/api/v3".into()),
+        )]);
+        assert!(changes.contains(&(GITHUB_TOKEN.to_owned(), None)), "{changes:?}");
+        assert!(!changes.iter().any(|(k, _)| k.starts_with("GITLAB")));
+        let changes = Credentials::whole(&[(ANTHROPIC_BASE_URL.to_owned(), Some("u".into()))]);
+        for k in [ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN] {
+            assert!(changes.contains(&(k.to_owned(), None)), "{k}");
+        }
+        // Naming both sets both.
+        let both = [
+            (GITHUB_TOKEN.to_owned(), Some("t".into())),
+            (GITHUB_API_URL.to_owned(), Some("u".into())),
+        ];
+        assert_eq!(Credentials::whole(&both), both.to_vec());
+    }
+
     #[test]
     fn the_contract_and_what_rewires_a_process_are_reserved() {
         for name in [
@@ -331,6 +407,10 @@ mod tests {
             "SSH_AUTH_SOCK",
             "AMBIENT_ANYTHING",
             "CLAUDE_CONFIG_DIR",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "all_proxy",
+            "No_Proxy",
         ] {
             assert!(is_reserved(name), "{name}");
         }

@@ -42,27 +42,38 @@ fn log(link: &Link, message: String) {
 pub async fn deliver(config: &Config, ws: &Workspace, link: &Link, summary: &Summary) {
     for repo in &ws.repos {
         if let Some(branch) = &repo.work_branch {
-            deliver_repo(config, repo, branch, link, summary).await;
+            deliver_repo(config, ws, repo, branch, link, summary).await;
         }
     }
 }
 
-async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, summary: &Summary) {
+/// Commits what the agent left (confined: the repository is the agent's), brings the
+/// commits into the runner's delivery repository (the reading side confined), and pushes
+/// from there with the token, so no git outside the sandbox reads anything the agent wrote.
+async fn deliver_repo(
+    config: &Config,
+    ws: &Workspace,
+    repo: &Repo,
+    branch: &str,
+    link: &Link,
+    summary: &Summary,
+) {
     let credential = match credential_for(config, &repo.url, repo.provider) {
         Ok(c) => c,
         Err(why) => return error(link, "push_rejected", format!("{}: {why}", repo.name)),
     };
     let title = title(config, summary);
+    let jail = &ws.confinement;
     // 1. Commit what the agent left uncommitted.
-    match git::git(&repo.dir, &["status", "--porcelain"], None).await {
+    match git::confined(jail, &repo.dir, &["status", "--porcelain"]).await {
         Ok(status) if !status.trim().is_empty() => {
             let message = format!(
                 "{title}\n\nCommitted by the Ambient Code Platform at the end of session {}.",
                 config.session_name
             );
             let committed = async {
-                git::git(&repo.dir, &["add", "--all"], None).await?;
-                git::git(&repo.dir, &["commit", "--quiet", "-m", &message], None).await
+                git::confined(jail, &repo.dir, &["add", "--all"]).await?;
+                git::confined(jail, &repo.dir, &["commit", "--quiet", "-m", &message]).await
             };
             if let Err(e) = committed.await {
                 return error(
@@ -81,25 +92,37 @@ async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, s
             );
         }
     }
-    // 2. Anything to deliver at all?
-    let ahead = git::git(
-        &repo.dir,
-        &[
-            "rev-list",
-            "--count",
-            &format!("origin/{}..HEAD", repo.base),
-        ],
-        None,
-    )
-    .await;
+    // 2. The commits, into the runner's own repository.
+    let fetched = async {
+        let delivery = git::Delivery::open(ws.delivery_dir(repo), &repo.url).await?;
+        delivery.fetch(jail, &repo.dir, &repo.base).await?;
+        Ok::<_, git::GitError>(delivery)
+    };
+    let delivery = match fetched.await {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                link,
+                "push_rejected",
+                format!(
+                    "could not take the work of {} for delivery: {}",
+                    repo.name, e.message
+                ),
+            );
+        }
+    };
+    // 3. Anything to deliver at all?
+    let range = format!("{}..{}", git::DELIVERED_BASE, git::DELIVERED_HEAD);
+    let ahead = git::git(&delivery.dir, &["rev-list", "--count", &range], None).await;
     if ahead.as_deref().is_ok_and(|n| n.trim() == "0") {
         return log(link, format!("{}: no changes to push", repo.name));
     }
-    // 3. Push the working branch.
-    let refspec = format!("HEAD:refs/heads/{branch}");
+    // 4. Push the working branch.
+    let refspec = format!("{}:refs/heads/{branch}", git::DELIVERED_HEAD);
+    let lease = format!("--force-with-lease=refs/heads/{branch}");
     if let Err(e) = git::git(
-        &repo.dir,
-        &["push", "--quiet", "--force-with-lease", "origin", &refspec],
+        &delivery.dir,
+        &["push", "--quiet", &lease, "origin", &refspec],
         credential.as_ref(),
     )
     .await
@@ -110,7 +133,7 @@ async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, s
             format!("pushing {} to {branch} failed: {}", repo.name, e.message),
         );
     }
-    let commit = git::git(&repo.dir, &["rev-parse", "HEAD"], None)
+    let commit = git::git(&delivery.dir, &["rev-parse", git::DELIVERED_HEAD], None)
         .await
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
@@ -120,7 +143,7 @@ async fn deliver_repo(config: &Config, repo: &Repo, branch: &str, link: &Link, s
         branch: branch.to_owned(),
         commit,
     }));
-    // 4. Open the pull request.
+    // 5. Open the pull request.
     open_pr(config, repo, branch, link, &title, summary).await;
 }
 

@@ -182,7 +182,9 @@ pub async fn open_pull_request(
     title: &str,
     body: &str,
 ) -> Result<Opened, String> {
+    // Never through a proxy the environment names: it would see the token.
     let client = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(60))
         .user_agent("ambient-code-runner")
         .build()

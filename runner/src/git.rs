@@ -5,15 +5,31 @@
 //! log line, and the helper answers for its forge's host only. Git never prompts
 //! (`GIT_TERMINAL_PROMPT=0`, ssh in batch mode), so a missing credential fails fast.
 //!
-//! A cloned repository is the agent's, and may be hostile: git runs here with an environment
-//! of its own (nothing the session set reaches it), no hooks, no fsmonitor, no system or
-//! global configuration, and only the transports validation accepts.
+//! A cloned repository is the agent's, and hostile: its `.git/config`, `.git/info/attributes`,
+//! `.gitattributes` and links can make any git that reads them run programs (filters,
+//! `gpg.program`, `core.sshCommand`, `diff.*.textconv`, `include.path` ...). So git never
+//! reads such a repository outside the agent's own confinement:
+//!
+//! - [`git`] is the runner's own git, for what the agent never wrote: a clone into a new
+//!   directory, and the delivery repository ([`Delivery`]) the runner keeps in its state folder
+//!   (hidden from the agent), from which it pushes with the token;
+//! - [`confined`] runs git on the agent's repositories inside the agent's sandbox (its own
+//!   namespaces, the workspace only, no secret in its environment), so whatever they name runs
+//!   where the agent could run it anyway;
+//! - the agent's commits reach the delivery repository by `git fetch`, whose other end
+//!   (`git-upload-pack`, the one process that reads the agent's repository) runs confined too.
+//!
+//! Every git also runs with an environment of its own (nothing the session set reaches it),
+//! no hooks, no fsmonitor, no system or global configuration, and only the transports
+//! validation accepts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use model::session::GitProvider;
+
+use crate::sandbox::Isolation;
 
 /// Environment variable the credential helper reads the token from.
 const TOKEN_VAR: &str = "AMBIENT_GIT_TOKEN";
@@ -90,7 +106,15 @@ pub struct GitError {
     pub message: String,
 }
 
-/// Runs git in `dir` with `args`; returns its standard output.
+/// Variables every git gets, over an empty environment.
+const GIT_ENV: [(&str, &str); 3] = [
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+];
+
+/// Runs the runner's own git in `dir` with `args`; returns its standard output. Never on a
+/// repository the agent could have written (see [`confined`]).
 pub async fn git(
     dir: &Path,
     args: &[&str],
@@ -112,21 +136,206 @@ pub async fn git(
         .current_dir(dir)
         .env_clear()
         .envs(inherited())
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .envs(GIT_ENV)
         .env(
             "GIT_SSH_COMMAND",
             "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        );
     if let Some(c) = credential {
         cmd.env(TOKEN_VAR, &c.token);
     }
-    let command = args.first().copied().unwrap_or_default().to_owned();
+    run(cmd, args, credential).await
+}
+
+/// Where git runs on the agent's repositories: the agent's own confinement.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// The agent's isolation (a sandbox, or none where none can run).
+    pub isolation: Isolation,
+    /// The session's workspace, the only files the sandbox shows.
+    pub workspace: PathBuf,
+}
+
+impl Confinement {
+    /// The environment of a confined git: nothing of the runner's but `PATH`.
+    fn env(&self) -> Vec<(String, String)> {
+        let home = match &self.isolation {
+            Isolation::Sandbox(_) => crate::sandbox::HOME.to_owned(),
+            Isolation::None(_) => self.workspace.display().to_string(),
+        };
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+        let mut env = vec![("PATH".to_owned(), path), ("HOME".to_owned(), home)];
+        env.extend(GIT_ENV.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        env
+    }
+
+    /// The command that runs `program` (git or one of its helpers) with `args` in `cwd`,
+    /// confined.
+    fn command(
+        &self,
+        program: &Path,
+        args: &[String],
+        cwd: &Path,
+    ) -> std::io::Result<tokio::process::Command> {
+        let env = self.env();
+        crate::sandbox::command(
+            &self.isolation,
+            &crate::sandbox::Agent {
+                program,
+                args,
+                workspace: &self.workspace,
+                cwd,
+                env: &env,
+            },
+        )
+    }
+
+    /// The `--upload-pack` of a fetch from an agent's repository: `git-upload-pack`,
+    /// confined. Git runs it through the shell, with the repository's path appended.
+    fn upload_pack(&self) -> std::io::Result<String> {
+        let Isolation::Sandbox(bwrap) = &self.isolation else {
+            return Ok("git-upload-pack".to_owned());
+        };
+        let env = self.env();
+        let program = crate::sandbox::resolve(Path::new("git-upload-pack"))
+            .or_else(|_| crate::sandbox::resolve(Path::new("git")))?;
+        let mut words = vec![bwrap.display().to_string()];
+        words.extend(crate::sandbox::bwrap_args(&crate::sandbox::Agent {
+            program: &program,
+            args: &[],
+            workspace: &self.workspace,
+            cwd: &self.workspace,
+            env: &env,
+        }));
+        words.push("--".to_owned());
+        words.push(program.display().to_string());
+        if program.file_name().is_some_and(|n| n == "git") {
+            words.push("upload-pack".to_owned());
+        }
+        Ok(words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// `word` quoted for the shell, as one word.
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// Runs git in `dir`, an agent's repository, with `args`, inside the agent's confinement:
+/// whatever the repository's configuration or attributes make git run, runs there.
+pub async fn confined(
+    confinement: &Confinement,
+    dir: &Path,
+    args: &[&str],
+) -> Result<String, GitError> {
+    let mut full: Vec<String> = SAFE_CONFIG
+        .iter()
+        .flat_map(|c| ["-c".to_owned(), (*c).to_owned()])
+        .collect();
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    let cmd = confinement
+        .command(Path::new("git"), &full, dir)
+        .map_err(|e| GitError {
+            command: args.first().copied().unwrap_or_default().to_owned(),
+            message: format!("could not confine git: {e}"),
+        })?;
+    run(cmd, args, None).await
+}
+
+/// The runner's delivery repository for one of the agent's: a bare repository in the
+/// state folder, written only by the runner's own git. The agent's commits are fetched into
+/// it (the agent's side of the fetch confined) and pushed from it, so the push reads no
+/// configuration, attribute or link of the agent's.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The bare repository.
+    pub dir: PathBuf,
+}
+
+/// Where the fetched commits are kept in a [`Delivery`].
+pub const DELIVERED_HEAD: &str = "refs/ambient/head";
+/// The base branch as the agent's repository has it, in a [`Delivery`].
+pub const DELIVERED_BASE: &str = "refs/ambient/base";
+
+impl Delivery {
+    /// The delivery repository at `dir` for the remote `url`, made when missing.
+    pub async fn open(dir: PathBuf, url: &str) -> Result<Delivery, GitError> {
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(GitError {
+                command: "init".into(),
+                message: format!("{} is not a directory", dir.display()),
+            });
+        }
+        if !dir.join("HEAD").exists() {
+            let parent = dir.parent().unwrap_or(Path::new("/"));
+            std::fs::create_dir_all(parent).map_err(|e| GitError {
+                command: "init".into(),
+                message: format!("cannot create {}: {e}", parent.display()),
+            })?;
+            let path = dir.display().to_string();
+            git(parent, &["init", "--quiet", "--bare", "--", &path], None).await?;
+            git(&dir, &["remote", "add", "origin", "--", url], None).await?;
+        }
+        // The remote is the session's, as configured now (never what the agent wrote).
+        git(&dir, &["remote", "set-url", "origin", "--", url], None).await?;
+        Ok(Delivery { dir })
+    }
+
+    /// Fetches the agent's `HEAD` (and its idea of the base branch, when it has one) from
+    /// the agent's repository `from`, with the reading side confined.
+    pub async fn fetch(
+        &self,
+        confinement: &Confinement,
+        from: &Path,
+        base: &str,
+    ) -> Result<(), GitError> {
+        let upload_pack = confinement.upload_pack().map_err(|e| GitError {
+            command: "fetch".into(),
+            message: format!("could not confine git-upload-pack: {e}"),
+        })?;
+        let upload_pack = format!("--upload-pack={upload_pack}");
+        let source = from.display().to_string();
+        let head = format!("+HEAD:{DELIVERED_HEAD}");
+        let with_base = format!("+refs/remotes/origin/{base}:{DELIVERED_BASE}");
+        let args = vec![
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            &upload_pack,
+            "--",
+            &source,
+            &head,
+        ];
+        if git(&self.dir, &[args.as_slice(), &[&with_base]].concat(), None)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // The agent's repository may lack the base (it is the agent's to change).
+        let _ = git(&self.dir, &["update-ref", "-d", DELIVERED_BASE], None).await;
+        git(&self.dir, &args, None).await.map(|_| ())
+    }
+}
+
+/// Runs `cmd`, a git of `args`, to the end (within [`GIT_TIMEOUT`]); its standard output,
+/// or what git said when it failed (with the credential's token hidden).
+async fn run(
+    mut cmd: tokio::process::Command,
+    args: &[&str],
+    credential: Option<&Credential>,
+) -> Result<String, GitError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let command = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .copied()
+        .unwrap_or_default()
+        .to_owned();
     let out = async {
         let child = crate::reap::spawn(&mut cmd)?;
         let pid = child.id();

@@ -18,6 +18,13 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    // Not dumpable: no other process of this user (the agent, where it shares the uid: a
+    // Kubernetes pod, an unconfined run) may read this process's environment or memory
+    // through /proc, where the model key, git tokens and the runner token are.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("runner: cannot hide its memory from other processes: {e}");
+        return std::process::ExitCode::from(model::runner_env::exit::PREREQUISITE as u8);
+    }
     // Orphans of the agent (a command that detached) stay our descendants, so a stop can
     // find and end them; they are reaped when they exit.
     match nix::sys::prctl::set_child_subreaper(true) {

@@ -71,7 +71,9 @@ impl ModelProxy {
             api_key: credentials.anthropic_api_key.clone(),
             bearer: credentials.anthropic_auth_token.clone(),
             token: token.clone(),
+            // Never through a proxy the environment names: it would see the key.
             client: reqwest::Client::builder()
+                .no_proxy()
                 .build()
                 .map_err(std::io::Error::other)?,
         });
@@ -117,11 +119,39 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+/// What the proxy relays: the Messages API (and its token counting), nothing else of what
+/// the key may open upstream (files, batches, an organisation's admin API ...).
+fn relayed(method: &axum::http::Method, path: &str) -> bool {
+    *method == axum::http::Method::POST
+        && matches!(path, "/v1/messages" | "/v1/messages/count_tokens")
+}
+
+/// The CLI's connectivity checks (`HEAD /`, `HEAD /api/hello`), answered here: they need no
+/// key and reach nothing upstream.
+fn connectivity_check(method: &axum::http::Method, path: &str) -> bool {
+    matches!(*method, axum::http::Method::HEAD | axum::http::Method::GET)
+        && matches!(path, "/" | "/api/hello")
+}
+
 async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
     let ok = presented(req.headers())
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(up.token.as_bytes())));
+    let path = req.uri().path();
+    if connectivity_check(req.method(), path) {
+        return StatusCode::OK.into_response();
+    }
     if !ok {
         return (StatusCode::UNAUTHORIZED, "unknown proxy token").into_response();
+    }
+    if !relayed(req.method(), path) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                "the model proxy relays the Messages API only, not {} {path}",
+                req.method()
+            ),
+        )
+            .into_response();
     }
     let (parts, body) = req.into_parts();
     let path = parts
@@ -172,5 +202,68 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
             format!("the model endpoint is unreachable: {e}"),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn only_the_messages_api_is_relayed() {
+        assert!(relayed(&Method::POST, "/v1/messages"));
+        assert!(relayed(&Method::POST, "/v1/messages/count_tokens"));
+        for (m, p) in [
+            (Method::GET, "/v1/messages"),
+            (Method::POST, "/v1/files"),
+            (Method::GET, "/v1/organizations/api_keys"),
+            (Method::POST, "/v1/messages/batches"),
+            (Method::POST, "/v1/messages/../files"),
+            (Method::POST, "/v1/messages/"),
+        ] {
+            assert!(!relayed(&m, p), "{m} {p}");
+        }
+        assert!(connectivity_check(&Method::HEAD, "/api/hello"));
+        assert!(!connectivity_check(&Method::POST, "/"));
+    }
+
+    /// The attack: the agent uses the proxy (its own token) to reach other APIs with the key.
+    #[tokio::test]
+    async fn the_key_opens_nothing_but_the_messages_api() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        let upstream = axum::Router::new().fallback(move |req: Request| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(req.uri().path().to_owned());
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, upstream).await });
+        let proxy = ModelProxy::start(&Credentials {
+            anthropic_base_url: Some(format!("http://{addr}")),
+            anthropic_api_key: Some("sk-real".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let send = |method: reqwest::Method, path: &str| {
+            client
+                .request(method, format!("{}{path}", proxy.base_url))
+                .header("x-api-key", &proxy.token)
+                .send()
+        };
+        assert_eq!(send(reqwest::Method::POST, "/v1/messages?beta=true").await.unwrap().status(), 200);
+        for path in ["/v1/files", "/v1/organizations/users", "/v1/messages/batches"] {
+            let r = send(reqwest::Method::POST, path).await.unwrap();
+            assert_eq!(r.status(), 404, "{path}");
+        }
+        let r = send(reqwest::Method::GET, "/v1/models").await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(*seen.lock().unwrap(), ["/v1/messages"]);
     }
 }

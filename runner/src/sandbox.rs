@@ -102,10 +102,8 @@ pub fn command(
             // may be outside what the sandbox shows.
             let program = resolve(agent.program)?;
             let mut cmd = tokio::process::Command::new(bwrap);
-            cmd.args(bwrap_args(agent))
-                .arg("--")
-                .arg(program)
-                .args(agent.args);
+            confine(&mut cmd, &bwrap_args(agent))?;
+            cmd.arg("--").arg(program).args(agent.args);
             cmd
         }
         Isolation::None(_) => {
@@ -117,6 +115,40 @@ pub fn command(
             cmd
         }
     })
+}
+
+/// File descriptor on which bubblewrap reads its options (`--args`).
+const OPTIONS_FD: i32 = 3;
+
+/// Makes `cmd` (a `bwrap`) take `options` from a file descriptor rather than its command
+/// line, with an empty environment. Inside the sandbox, bubblewrap's own process is pid 1:
+/// its `/proc/1/environ` and `/proc/1/cmdline` are the agent's to read, so they must hold
+/// nothing but what the agent is given anyway (the environment goes in with `--setenv`
+/// among the options).
+pub fn confine(cmd: &mut tokio::process::Command, options: &[String]) -> std::io::Result<()> {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::io::{Seek, Write};
+    // An unlinked file, not a pipe: the options may exceed a pipe's buffer.
+    let mut file = tempfile::tempfile()?;
+    for option in options {
+        if option.as_bytes().contains(&0) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a sandbox option holds a NUL byte",
+            ));
+        }
+        file.write_all(option.as_bytes())?;
+        file.write_all(b"\0")?;
+    }
+    file.rewind()?;
+    cmd.env_clear()
+        .args(["--args", &OPTIONS_FD.to_string()])
+        .fd_mappings(vec![FdMapping {
+            parent_fd: file.into(),
+            child_fd: OPTIONS_FD,
+        }])
+        .map_err(|_| std::io::Error::other("the options' file descriptor is taken"))?;
+    Ok(())
 }
 
 /// bubblewrap's arguments for `agent` (everything before `--`).

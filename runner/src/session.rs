@@ -63,7 +63,11 @@ pub async fn run(config: Config) -> i32 {
     });
     let mut translator = Translator::new(config.resume);
     let logger = link.clone();
-    let code = match Workspace::prepare(&config, |m| log(&logger, LogLevel::Info, m)).await {
+    let prepared = async {
+        let isolation = isolation(&config, &link).await?;
+        Workspace::prepare(&config, isolation, |m| log(&logger, LogLevel::Info, m)).await
+    };
+    let code = match prepared.await {
         Err(e) => fail(&link, e),
         Ok(ws) => {
             let mut summary = Summary::default();
@@ -129,6 +133,28 @@ async fn deliver_work(
     if tokio::time::timeout(budget, delivery).await.is_err() {
         fail(link, Error::DeliveryTimeout);
     }
+}
+
+/// How the agent (and git on its repositories) is confined in this run: the sandbox when it
+/// can run here (or as `AMBIENT_SANDBOX` requires), else none, with a warning.
+async fn isolation(config: &Config, link: &Link) -> Result<Isolation, Error> {
+    // Off the runtime's one thread: the probe starts a process and waits for it, and the
+    // link to the server must not wait meanwhile.
+    let mode = config.sandbox;
+    let isolation = tokio::task::spawn_blocking(move || crate::sandbox::probe(mode))
+        .await
+        .map_err(|e| Error::Sandbox(format!("the sandbox probe failed: {e}")))?
+        .map_err(Error::Sandbox)?;
+    if let Isolation::None(why) = &isolation
+        && config.sandbox != crate::sandbox::Mode::Off
+    {
+        log(
+            link,
+            LogLevel::Warn,
+            format!("the agent runs without a sandbox: {why}"),
+        );
+    }
+    Ok(isolation)
 }
 
 /// Reports a failure as an event; returns its exit code.
@@ -245,31 +271,14 @@ impl<'a> Agent<'a> {
         if !config.credentials.has_model() {
             return Err(Error::NoCredentials);
         }
-        // Off the runtime's one thread: the probe starts a process and waits for it, and the
-        // link to the server must not wait meanwhile.
-        let mode = config.sandbox;
-        let isolation = tokio::task::spawn_blocking(move || crate::sandbox::probe(mode))
-            .await
-            .map_err(|e| Error::Sandbox(format!("the sandbox probe failed: {e}")))?
-            .map_err(Error::Sandbox)?;
-        if let Isolation::None(why) = &isolation
-            && config.sandbox != crate::sandbox::Mode::Off
-        {
-            log(
-                link,
-                LogLevel::Warn,
-                format!("the agent runs without a sandbox: {why}"),
-            );
-        }
+        let isolation = ws.confinement.isolation.clone();
         let proxy = ModelProxy::start(&config.credentials)
             .await
             .map_err(|e| Error::Workspace(format!("cannot start the model proxy: {e}")))?;
         let mcp_config = match &config.mcp_config {
             Some(json) => {
                 let path = ws.claude_config_dir().join("ambient-mcp.json");
-                std::fs::write(&path, json).map_err(|e| {
-                    Error::Workspace(format!("cannot write {}: {e}", path.display()))
-                })?;
+                ws.write(&path, json.as_bytes())?;
                 Some(path)
             }
             None => None,

@@ -9,7 +9,8 @@ use model::session::{DEFAULT_BRANCH, GitProvider, SessionRepo};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::git::{self, Credential};
+use crate::git::{self, Confinement, Credential};
+use crate::sandbox::Isolation;
 
 /// File in the state folder holding Claude's conversation id, for continuing it.
 const CLAUDE_SESSION_FILE: &str = "claude-session-id";
@@ -44,6 +45,8 @@ pub struct Workspace {
     pub artifacts: PathBuf,
     /// The repositories, the main one first.
     pub repos: Vec<Repo>,
+    /// Where git runs on them (and the agent runs): the agent's confinement.
+    pub confinement: Confinement,
 }
 
 /// The credential for a remote, if the run has a token for the forge it is on. A token
@@ -129,23 +132,35 @@ fn clone_failed(root: &Path, what: String, e: git::GitError) -> Error {
 
 impl Workspace {
     /// Creates the folders and clones the repositories (kept from an earlier run when they
-    /// are there already, so a continued session finds its work). Reports progress through
-    /// `log`.
-    pub async fn prepare(config: &Config, log: impl Fn(String)) -> Result<Workspace, Error> {
+    /// are there already, so a continued session finds its work); the agent runs under
+    /// `isolation`. Reports progress through `log`.
+    ///
+    /// What an earlier run's agent left is hostile: no path through a link it planted is
+    /// followed, and its repositories are touched by confined git only.
+    pub async fn prepare(
+        config: &Config,
+        isolation: Isolation,
+        log: impl Fn(String),
+    ) -> Result<Workspace, Error> {
         let root = config.workspace.clone();
+        let confinement = Confinement {
+            isolation,
+            workspace: root.clone(),
+        };
         for dir in [
             root.join(STATE_DIR),
             config.artifacts.clone(),
             root.join(".claude"),
             root.join("repos"),
         ] {
+            no_links(&root, &dir)?;
             std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
         }
         let mut repos: Vec<Repo> = Vec::new();
         for spec in &config.repos {
             let taken: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
             let name = repo_name(&spec.url, &taken);
-            repos.push(prepare_repo(config, spec, name, &log).await?);
+            repos.push(prepare_repo(config, &confinement, spec, name, &log).await?);
         }
         let mut cwd = repos
             .first()
@@ -166,6 +181,38 @@ impl Workspace {
             add_dirs,
             artifacts: config.artifacts.clone(),
             repos,
+            confinement,
+        })
+    }
+
+    /// The runner's delivery repository for `repo` (see [`git::Delivery`]), in the state
+    /// folder the agent's sandbox hides.
+    pub fn delivery_dir(&self, repo: &Repo) -> PathBuf {
+        self.root
+            .join(STATE_DIR)
+            .join("delivery")
+            .join(format!("{}.git", repo.name))
+    }
+
+    /// Writes `contents` to `path` in the workspace, through no link: a link the agent
+    /// planted there (or on the way) is refused, never followed.
+    pub fn write(&self, path: &Path, contents: &[u8]) -> Result<(), Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let parent = path.parent().unwrap_or(&self.root);
+        no_links(&self.root, parent)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)
+            .map_err(|e| {
+                Error::Workspace(format!("cannot write {}: {}", path.display(), describe(&e)))
+            })?;
+        file.write_all(contents).map_err(|e| {
+            Error::Workspace(format!("cannot write {}: {}", path.display(), describe(&e)))
         })
     }
 
@@ -232,6 +279,7 @@ impl Workspace {
 /// identity, and checks out its working branch when its work is pushed.
 async fn prepare_repo(
     config: &Config,
+    confinement: &Confinement,
     spec: &SessionRepo,
     name: String,
     log: &impl Fn(String),
@@ -242,7 +290,10 @@ async fn prepare_repo(
     let fail = |e: git::GitError| clone_failed(root, what(), e);
     let credential = credential_for(config, &spec.url, spec.provider)
         .map_err(|why| Error::CloneFailed(format!("could not clone {}: {why}", what())))?;
-    if !dir.join(".git").exists() {
+    no_links(root, &dir)?;
+    if std::fs::symlink_metadata(dir.join(".git")).is_err() {
+        // Not cloned yet: the runner's own git clones (with the token) into a directory
+        // that is no link; git refuses one that is not empty.
         let mut args = vec!["clone", "--quiet"];
         if let Some(branch) = &spec.branch {
             args.extend(["--branch", branch.as_str()]);
@@ -255,25 +306,28 @@ async fn prepare_repo(
             .map_err(fail)?;
         log(format!("cloned {}", what()));
     }
-    git::git(&dir, &["config", "user.name", &config.user_name], None)
+    // From here on the repository is (or may be) the agent's: git runs confined.
+    git::confined(confinement, &dir, &["config", "user.name", &config.user_name])
         .await
         .map_err(fail)?;
-    git::git(
+    git::confined(
+        confinement,
         &dir,
         &["config", "user.email", "ambient-code@users.noreply.local"],
-        None,
     )
     .await
     .map_err(fail)?;
     let base = match &spec.branch {
         Some(b) => b.clone(),
-        None => remote_head(&dir).await,
+        None => remote_head(confinement, &dir).await,
     };
     let work_branch = spec
         .auto_push()
         .then(|| model::api::auto_branch(&config.session_name));
     if let Some(branch) = &work_branch {
-        check_out_work_branch(&dir, branch).await.map_err(fail)?;
+        check_out_work_branch(confinement, &dir, branch)
+            .await
+            .map_err(fail)?;
     }
     Ok(Repo {
         name,
@@ -286,24 +340,31 @@ async fn prepare_repo(
 }
 
 /// The branch the remote's HEAD names, else [`DEFAULT_BRANCH`].
-async fn remote_head(dir: &Path) -> String {
+async fn remote_head(confinement: &Confinement, dir: &Path) -> String {
     let args = [
         "symbolic-ref",
         "--quiet",
         "--short",
         "refs/remotes/origin/HEAD",
     ];
-    git::git(dir, &args, None)
+    // What the repository says is the agent's: only a plain branch name is taken.
+    git::confined(confinement, dir, &args)
         .await
         .ok()
         .and_then(|h| h.trim().strip_prefix("origin/").map(str::to_owned))
+        .filter(|b| model::validate::branch_name("branch", b).is_ok())
         .unwrap_or_else(|| DEFAULT_BRANCH.to_owned())
 }
 
 /// Checks out the agent's working branch, created from the current one the first time and
 /// kept across runs (a continued session goes on where its work stands).
-async fn check_out_work_branch(dir: &Path, branch: &str) -> Result<(), git::GitError> {
-    let exists = git::git(
+async fn check_out_work_branch(
+    confinement: &Confinement,
+    dir: &Path,
+    branch: &str,
+) -> Result<(), git::GitError> {
+    let exists = git::confined(
+        confinement,
         dir,
         &[
             "rev-parse",
@@ -311,7 +372,6 @@ async fn check_out_work_branch(dir: &Path, branch: &str) -> Result<(), git::GitE
             "--quiet",
             &format!("refs/heads/{branch}"),
         ],
-        None,
     )
     .await
     .is_ok();
@@ -320,7 +380,7 @@ async fn check_out_work_branch(dir: &Path, branch: &str) -> Result<(), git::GitE
     } else {
         vec!["checkout", "--quiet", "-b", branch]
     };
-    git::git(dir, &args, None).await.map(|_| ())
+    git::confined(confinement, dir, &args).await.map(|_| ())
 }
 
 /// Clones the active workflow into `workflows/<name>` (unless an earlier run did); returns
@@ -332,7 +392,8 @@ async fn prepare_workflow(
 ) -> Result<PathBuf, Error> {
     let root = &config.workspace;
     let dir = root.join("workflows").join(repo_name(&wf.git_url, &[]));
-    if !dir.join(".git").exists() {
+    no_links(root, &dir)?;
+    if std::fs::symlink_metadata(&dir).is_err() {
         std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(root, &e))?;
         let what = format!("the workflow {}", git::redact_url(&wf.git_url));
         let credential = credential_for(config, &wf.git_url, None)
@@ -381,6 +442,35 @@ pub fn describe(e: &std::io::Error) -> String {
     }
 }
 
+/// Refuses `path` (inside `root`) when it, or a directory on the way to it from `root`, is a
+/// symbolic link: the agent may plant one anywhere in the workspace, and the runner writes or
+/// runs git nowhere it points.
+pub fn no_links(root: &Path, path: &Path) -> Result<(), Error> {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return Err(Error::Workspace(format!(
+            "{} is outside the workspace",
+            path.display()
+        )));
+    };
+    let mut at = root.to_owned();
+    for part in rest.components() {
+        let std::path::Component::Normal(part) = part else {
+            return Err(Error::Workspace(format!(
+                "{} is not a plain path in the workspace",
+                path.display()
+            )));
+        };
+        at.push(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Workspace(format!(
+                "{} is a symbolic link; the platform does not follow links in the workspace",
+                at.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `path` is inside `root` (no `..` escapes).
 pub fn is_within(root: &Path, path: &Path) -> bool {
     path.components()
@@ -391,6 +481,23 @@ pub fn is_within(root: &Path, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_in_the_workspace_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("repos/app")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("repos/evil")).unwrap();
+        std::os::unix::fs::symlink("/tmp", root.join(".claude")).unwrap();
+        assert!(no_links(root, &root.join("repos/app")).is_ok());
+        assert!(no_links(root, &root.join("repos/new")).is_ok());
+        for bad in ["repos/evil", "repos/evil/x", ".claude/ambient-mcp.json"] {
+            let err = no_links(root, &root.join(bad)).unwrap_err().to_string();
+            assert!(err.contains("symbolic link"), "{bad}: {err}");
+        }
+        assert!(no_links(root, &root.join("repos/../../etc")).is_err());
+        assert!(no_links(root, Path::new("/etc/passwd")).is_err());
+    }
 
     #[test]
     fn repo_names_are_unique_and_safe() {

@@ -188,6 +188,7 @@ pub fn probe_sandbox_with(
         }
         let out = output(
             std::process::Command::new(&bwrap)
+                .env_clear()
                 .args(sandbox_base_args())
                 .args(["--", "true"])
                 .stdin(std::process::Stdio::null())

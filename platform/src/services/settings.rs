@@ -41,7 +41,9 @@ impl Services {
         })
     }
 
-    /// Sets or removes credentials of the project; returns them masked.
+    /// Sets or removes credentials of the project; returns them masked. A write that names any
+    /// variable of a credential ([`Credentials::GROUPS`]: the model's key, token and endpoint;
+    /// GitHub's token and API address; GitLab's) replaces that credential as a whole.
     pub async fn update_runner_secrets(
         &self,
         caller: &Caller,
@@ -78,6 +80,9 @@ impl Services {
             }
             changes.push((key, value));
         }
+        // A token and the address it goes to are one credential: whatever this write names
+        // of one replaces it whole (nobody redirects a token they did not set).
+        let changes = Credentials::whole(&changes);
         self.records
             .update_credentials(caller, project, &changes)
             .await?;

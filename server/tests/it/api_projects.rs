@@ -257,7 +257,36 @@ async fn runner_secrets_are_masked_and_validated() {
     assert_eq!(items[1]["masked"], "http://127.0.0.1:9/v");
     let (_, again) = call(&s, "GET", "/api/projects/default/runner-secrets", None).await;
     assert!(!again.to_string().contains(key));
-    // Removal with null; other keys stay.
+    // Other credentials stay when one is written.
+    let (_, body) = call(
+        &s,
+        "PUT",
+        "/api/projects/default/runner-secrets",
+        Some(json!({"data": {"GITHUB_TOKEN": "ghp_admins_token", "GITHUB_API_URL": "https://ghe.corp/api/v3"}})),
+    )
+    .await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 4, "{body}");
+    // A token and its address are one credential: whoever points the address elsewhere
+    // (an editor, say) does not take the stored token along, and neither does a removal.
+    let (st, body) = call(
+        &s,
+        "PUT",
+        "/api/projects/default/runner-secrets",
+        Some(json!({"data": {"GITHUB_API_URL": "https://evil.example/api/v3"}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let keys: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GITHUB_API_URL"],
+        "{body}"
+    );
     let (_, body) = call(
         &s,
         "PUT",
@@ -265,7 +294,8 @@ async fn runner_secrets_are_masked_and_validated() {
         Some(json!({"data": {"ANTHROPIC_BASE_URL": null}})),
     )
     .await;
-    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["items"][0]["key"], "GITHUB_API_URL", "{body}");
     // Bad input.
     assert_error(
         &call(

@@ -44,7 +44,8 @@ async fn the_agent_sees_no_secret_no_database_and_no_other_workspace() {
 
     let data = s.data_dir.display();
     let command = format!(
-        "echo ENVIRON; tr '\\0' '\\n' < /proc/$PPID/environ; \
+        "echo ENVIRON; for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do \
+           echo \"== $f\"; tr '\\0' '\\n' < $f; echo; done 2>&1; echo END-PROC; \
          echo DATA; ls -a {data}; cat {data}/install-secret; \
          echo OTHER; ls -a {}; \
          echo ENV; env; \
@@ -90,6 +91,28 @@ async fn the_agent_sees_no_secret_no_database_and_no_other_workspace() {
     ] {
         assert!(!out.contains(secret), "the agent saw {secret}:\n{out}");
     }
+    // Every process the agent sees: bubblewrap's own (pid 1) has an empty environment and
+    // nothing of the agent's set-up on its command line; the proxy token is in the agent's
+    // own environment only (it is the agent's key to the proxy, and opens nothing else).
+    let procs_seen = out
+        .split("END-PROC")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(procs_seen.contains("== /proc/1/environ"), "{out}");
+    assert!(!procs_seen.contains("--setenv"), "{procs_seen}");
+    let pid1_environ = procs_seen
+        .split("== /proc/1/environ")
+        .nth(1)
+        .and_then(|rest| rest.split("== ").next())
+        .unwrap_or_default();
+    assert!(pid1_environ.trim().is_empty(), "{pid1_environ}");
+    let pid1_cmdline = procs_seen
+        .split("== /proc/1/cmdline")
+        .nth(1)
+        .and_then(|rest| rest.split("== ").next())
+        .unwrap_or_default();
+    assert!(!pid1_cmdline.contains("proxy-"), "{pid1_cmdline}");
     // No database, no install secret, no other workspace.
     assert!(!out.contains("ambient.db"), "{out}");
     assert!(!out.contains("other.txt"), "{out}");
@@ -113,4 +136,86 @@ async fn the_agent_sees_no_secret_no_database_and_no_other_workspace() {
         out.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:"),
         "{out}"
     );
+}
+
+/// Where the agent shares the runner's uid (a Kubernetes pod, a run without the sandbox), it
+/// reads `/proc/<runner>/environ` directly: the runner is not dumpable, so the kernel refuses
+/// that to every process of its user (a control process of the same user shows the attack
+/// works against one that is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_of_the_runners_own_user_cannot_read_its_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: running the runner as another user needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    const KEY: &str = "sk-ant-dumpable-secret-42";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // An agent that waits, and a server that accepts and never answers: the runner stays up.
+    let agent = dir.path().join("agent.sh");
+    std::fs::write(&agent, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}/api", server.local_addr().unwrap());
+    let workspace = dir.path().join("ws");
+    let spawn_as_nobody = |program: &std::path::Path, args: &[&str], env: &[(&str, &str)]| {
+        std::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut runner = spawn_as_nobody(
+        &crate::common::runner_bin(),
+        &[],
+        &[
+            (model::runner_env::SESSION_NAME, "s"),
+            (model::runner_env::SESSION_NAMESPACE, "p"),
+            (model::runner_env::WORKSPACE_PATH, &workspace.to_string_lossy()),
+            (model::runner_env::BACKEND_API_URL, &api),
+            (model::runner_env::RUNNER_TOKEN, "art_dumpable_runner_token"),
+            (model::runner_env::RUNNER_GENERATION, "1"),
+            (model::runner_env::SANDBOX, "off"),
+            (model::runner_env::CLAUDE_BIN, &agent.to_string_lossy()),
+            (model::runner_env::ANTHROPIC_API_KEY, KEY),
+        ],
+    );
+    let mut control = spawn_as_nobody(std::path::Path::new("sleep"), &["60"], &[("CONTROL", KEY)]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(runner.try_wait().unwrap().is_none(), "the runner ended early");
+    let read_as_nobody = |pid: u32| {
+        std::process::Command::new("cat")
+            .arg(format!("/proc/{pid}/environ"))
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap()
+    };
+    let stolen = read_as_nobody(control.id());
+    assert!(
+        String::from_utf8_lossy(&stolen.stdout).contains(KEY),
+        "the control process's environment should be readable by its user"
+    );
+    let attempt = read_as_nobody(runner.id());
+    if let Some(ticks) = operator::local::start_ticks(runner.id()) {
+        operator::local::kill_tree(runner.id(), ticks);
+    }
+    let _ = runner.kill();
+    let _ = control.kill();
+    let _ = runner.wait();
+    let _ = control.wait();
+    let got = String::from_utf8_lossy(&attempt.stdout);
+    assert!(!attempt.status.success(), "read the runner's environment: {got}");
+    assert!(!got.contains(KEY) && !got.contains("art_dumpable"), "{got}");
 }
