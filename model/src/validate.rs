@@ -41,6 +41,15 @@ pub const MAX_SECRET: usize = 8 * 1024;
 /// Prefixes of project names kept for the platform and the cluster.
 pub const RESERVED_PROJECT_PREFIXES: &[&str] = &["kube-", "openshift-", "ambient-code"];
 
+/// Whether `name` is one of the cluster's own users or groups (`system:authenticated` is
+/// every identity the cluster knows, `system:masters` its administrators): no project role
+/// is given to one, however asked (the Sharing page, a project's `groupAccess`), except to a
+/// ServiceAccount's user (`system:serviceaccount:<namespace>:<name>`), which the Sharing page
+/// checks apart.
+pub fn is_system_subject(name: &str) -> bool {
+    name.trim_start().starts_with("system:")
+}
+
 /// A Kubernetes DNS-1123 label: what project (namespace) and session names must be.
 pub fn dns1123_label(field: &str, name: &str) -> Result<(), Invalid> {
     let fail = |m: &str| Err(Invalid::new(field, m));
@@ -410,6 +419,33 @@ pub fn env_var(name: &str, value: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clusters_own_users_and_groups_are_system_subjects() {
+        for name in [
+            "system:authenticated",
+            "system:masters",
+            "system:serviceaccounts",
+            " system:unauthenticated",
+            "system:serviceaccount:ci:bot",
+        ] {
+            assert!(is_system_subject(name), "{name}");
+        }
+        for name in ["team-x", "System-Admins", "ops:system:", ""] {
+            assert!(!is_system_subject(name), "{name}");
+        }
+    }
+
+    /// The settings a project's admin writes (REST and the UI's server function share this
+    /// body) carry no `groupAccess`: who gets a role is the Sharing page's, which refuses the
+    /// cluster's own groups.
+    #[test]
+    fn project_settings_take_no_group_access() {
+        let body = serde_json::json!({
+            "groupAccess": [{"groupName": "system:authenticated", "role": "admin"}]
+        });
+        assert!(serde_json::from_value::<crate::api::ProjectSettingsBody>(body).is_err());
+    }
 
     #[test]
     fn whole_numbers_may_be_written_with_a_zero_fraction() {

@@ -62,6 +62,15 @@ impl std::fmt::Debug for ClusterUser {
     }
 }
 
+/// The access key of this server a caller proved itself with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerKey {
+    /// The key's id.
+    pub id: i64,
+    /// When it stops working (ms since the epoch), if ever.
+    pub expires_ms: Option<i64>,
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -71,6 +80,11 @@ pub struct Caller {
     pub display_name: String,
     /// What they may reach.
     pub access: Access,
+    /// The access key the caller proved itself with (as a bearer token, or through a browser
+    /// signed in with it); `None` for the install secret, a login link's browser and a
+    /// Kubernetes identity. Keys it makes end no later than it does, and connections it
+    /// keeps open end with it ([`crate::Services::require_again`]).
+    pub key: Option<CallerKey>,
 }
 
 impl Caller {
@@ -80,6 +94,7 @@ impl Caller {
             user_id: "system:ambient-code".into(),
             display_name: "Ambient Code".into(),
             access: Access::Owner,
+            key: None,
         }
     }
 
@@ -206,6 +221,7 @@ mod tests {
                 project: project.into(),
                 role,
             },
+            key: None,
         }
     }
 

@@ -95,6 +95,8 @@ pub enum Proof {
         name: String,
         /// The project it opens, with its role; none for an owner's key.
         scope: Option<(String, Role)>,
+        /// When it stops working (ms since the epoch), if ever.
+        expires_ms: Option<i64>,
     },
     /// A browser session of the owner's.
     Session,
@@ -225,7 +227,26 @@ impl Identities {
             id: key.id,
             name: key.name,
             scope: key.scope,
+            expires_ms: key.expires_ms,
         }))
+    }
+
+    /// Whether the access key `id` still works (not revoked, not expired): one read, for a
+    /// connection that outlives the request that proved the key.
+    pub async fn key_is_valid(&self, id: i64) -> Result<bool, StoreError> {
+        self.db
+            .read(move |c| {
+                let found: Option<i64> = c
+                    .query_row(
+                        "SELECT id FROM access_keys WHERE id = ?1 \
+                         AND (expires_at IS NULL OR expires_at > ?2)",
+                        params![id, now_ms()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(found.is_some())
+            })
+            .await
     }
 
     /// Makes an access key; returns it (shown this once) and how it is listed. At most
@@ -415,6 +436,7 @@ impl Identities {
                 id: k.id,
                 name: k.name,
                 scope: k.scope,
+                expires_ms: k.expires_ms,
             },
             // Its key expired (a revoked key took its sessions with it).
             (Some(_), _) => return Ok(None),
@@ -564,7 +586,7 @@ mod tests {
         ));
         assert_eq!(ids.keys(Some("p")).await.unwrap().len(), 1);
         assert!(ids.keys(None).await.unwrap().is_empty());
-        let (expired, _) = ids
+        let (expired, expired_info) = ids
             .create_key(NewKey {
                 expires_ms: Some(now_ms() - 1),
                 ..viewer
@@ -572,6 +594,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ids.check_key(&expired).await.unwrap(), None, "expired");
+        assert!(ids.key_is_valid(view_info.id).await.unwrap());
+        assert!(!ids.key_is_valid(expired_info.id).await.unwrap(), "expired");
 
         // A browser signed in with the key has its access, and loses it with the key.
         let web = ids.create_session(Some(view_info.id)).await.unwrap();
@@ -584,6 +608,7 @@ mod tests {
         ));
         ids.revoke_project_keys("p").await.unwrap();
         assert_eq!(ids.check_key(&view_key).await.unwrap(), None);
+        assert!(!ids.key_is_valid(view_info.id).await.unwrap(), "revoked");
         assert_eq!(ids.check_session(&web).await.unwrap(), None);
 
         let token = ids.create_login_token().await.unwrap();

@@ -42,6 +42,10 @@ pub struct Settings {
     pub default_credentials: Credentials,
     /// The user of a local installation (every request acts as this user).
     pub local_user: Caller,
+    /// How often a connection kept open (a viewer's WebSocket) asks again whether its caller
+    /// may still watch: a key revoked or expired, a role taken away, ends it within this time
+    /// (`AMBIENT_ACCESS_CACHE_SECONDS`).
+    pub access_recheck: std::time::Duration,
 }
 
 /// What runs sessions: told when a session changes or goes away. The local driver runs them
@@ -134,6 +138,26 @@ impl Services {
         need: Role,
     ) -> Result<(), ApiError> {
         crate::auth::check(self.role_in(caller, project).await?, project, need)
+    }
+
+    /// [`Services::require`] again for a caller proven a while ago (a viewer's WebSocket is
+    /// checked when it opens, then stays open): the access key it proved itself with must
+    /// still work (not revoked, not expired: 401), and its role must still suffice (403).
+    /// One read of the key, and the role as [`Services::require`] finds it.
+    pub async fn require_again(
+        &self,
+        caller: &Caller,
+        project: &str,
+        need: Role,
+    ) -> Result<(), ApiError> {
+        if let Some(key) = caller.key {
+            let expired = key.expires_ms.is_some_and(|t| t <= crate::db::now_ms());
+            if expired || !self.identities.key_is_valid(key.id).await? {
+                let why = "the access key of this connection was revoked or has expired";
+                return Err(ApiError::Unauthorized(why.into()));
+            }
+        }
+        self.require(caller, project, need).await
     }
 
     /// Asks the driver to look at a session.

@@ -76,6 +76,8 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     /// Kubernetes mode: how long what the cluster said of a token (who it is) and of a role
     /// (what it may do in a project) is kept; a RoleBinding removed takes effect within it.
+    /// Both modes: how often an open viewer WebSocket asks again whether its caller may still
+    /// watch (a key revoked or expired closes it within this time).
     #[arg(long, env = "AMBIENT_ACCESS_CACHE_SECONDS", default_value_t = 10)]
     pub access_cache_secs: u64,
     /// Stop every session's runner when the server stops (for test servers: normally
@@ -176,7 +178,8 @@ pub struct Resolved {
     pub credentials: Credentials,
     /// Kubernetes mode: whether an OAuth proxy's identity headers are believed.
     pub trust_proxy_headers: bool,
-    /// Kubernetes mode: how long access reviews are kept.
+    /// Kubernetes mode: how long access reviews are kept; both modes: how often open viewer
+    /// WebSockets ask again whether their caller may still watch.
     pub access_cache: Duration,
 }
 

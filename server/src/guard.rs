@@ -28,6 +28,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use model::runner_env::RUNNER_TOKEN_PREFIX;
 use platform::auth::Access;
+use platform::auth::CallerKey;
 use platform::auth::ClusterUser;
 use platform::auth::{AuthError, bearer};
 use platform::identity::{KEY_PREFIX, Proof, SESSION_TTL_MS};
@@ -138,24 +139,31 @@ enum Proven {
     Nobody,
 }
 
-/// The caller a proof makes: the owner, or (a project's key) the key with its role there.
+/// The caller a proof makes: the owner, or (a project's key) the key with its role there;
+/// either way with the key it came with.
 fn caller_of(owner: &Caller, proof: Proof) -> Caller {
     match proof {
         Proof::InstallSecret | Proof::Session => owner.clone(),
         Proof::Key {
-            name, scope: None, ..
+            id,
+            name,
+            scope: None,
+            expires_ms,
         } => Caller {
             display_name: format!("{} (key {name})", owner.display_name),
+            key: Some(CallerKey { id, expires_ms }),
             ..owner.clone()
         },
         Proof::Key {
             id,
             name,
             scope: Some((project, role)),
+            expires_ms,
         } => Caller {
             user_id: format!("key:{id}"),
             display_name: format!("{name} ({role} key)"),
             access: Access::Project { project, role },
+            key: Some(CallerKey { id, expires_ms }),
         },
     }
 }
@@ -166,6 +174,7 @@ fn cluster_caller(user: ClusterUser) -> Caller {
         user_id: user.name.clone(),
         display_name: user.name.clone(),
         access: Access::Cluster(std::sync::Arc::new(user)),
+        key: None,
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`ws`]: the viewer and runner WebSocket endpoints and their shared [`ws::Connection`];
 //! - [`guard`]: the doors: served host names, same-origin changes, sign-in (access keys,
 //!   login links, browser sessions), JSON-only server functions;
+//! - [`headers`]: the security headers of every response (no framing, no sniffing, the
+//!   Content Security Policy with the nonce of each page's inline scripts);
 //! - [`assets`]: the UI's precompressed assets; [`state`]: the axum state.
 //!
 //! Test scaffolding (simulated peers, the load generator) is the `testkit` crate's.
@@ -16,6 +18,7 @@ pub mod api;
 pub mod assets;
 pub mod config;
 pub mod guard;
+pub mod headers;
 pub mod state;
 pub mod ws;
 
@@ -50,7 +53,10 @@ pub fn router(state: AppState) -> Router {
     api.leptos_routes_with_context(
         &state,
         routes,
-        move || provide_context(services.clone()),
+        move || {
+            provide_context(services.clone());
+            headers::page_policy();
+        },
         move || app::shell(options.clone()),
     )
     // The UI's assets, precompressed when `--precompress-assets` has run (see `assets`).
@@ -63,7 +69,8 @@ pub fn router(state: AppState) -> Router {
         "/",
         axum::routing::get(|| async { axum::response::Redirect::to("/projects") }),
     )
-    .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+    .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+        headers::page_policy,
         app::shell,
     ))
     .layer(axum::middleware::from_fn_with_state(
@@ -71,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         guard::guard,
     ))
     .layer(tower_http::compression::CompressionLayer::new())
+    // Outermost: every response has them, the doors' refusals and the login page included.
+    .layer(axum::middleware::map_response(headers::add))
     .with_state(state)
 }
 
@@ -103,7 +112,9 @@ pub async fn run(
             user_id: config.user.clone(),
             display_name: config.user.clone(),
             access: platform::auth::Access::Owner,
+            key: None,
         },
+        access_recheck: config.access_cache,
     };
     // Whether agents can be sandboxed here is found out once, now: when they can, every
     // runner is told the sandbox is required, so that a runner whose sandbox fails later

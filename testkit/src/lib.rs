@@ -271,6 +271,7 @@ pub fn local_services(data_dir: &std::path::Path) -> Result<Services, ApiError> 
         models: Vec::new(),
         default_credentials: Default::default(),
         local_user: Caller::system(),
+        access_recheck: std::time::Duration::from_secs(10),
     };
     let (_, shutdown) = tokio::sync::watch::channel(false);
     let (services, _) =

@@ -694,7 +694,8 @@ fn project_error_policy(ns: Arc<Namespace>, error: &Error, _: Arc<Ctx>) -> Actio
 
 /// A project holds its settings, the runners' ServiceAccount, the credentials Secret (made
 /// empty; never overwritten), the runners' NetworkPolicy (kept as built) and a RoleBinding
-/// per group of its settings' `groupAccess` (kept as listed; re-run when the settings change).
+/// per group of its settings' `groupAccess` (kept as listed, but none for the cluster's own
+/// `system:` groups; re-run when the settings change).
 async fn reconcile_project(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = ns.name_any();
     if ns.meta().deletion_timestamp.is_some() {
@@ -732,6 +733,16 @@ async fn reconcile_project(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, 
         .as_ref()
         .map(|s| s.spec.group_access.clone())
         .unwrap_or_default();
+    for a in access
+        .iter()
+        .filter(|a| model::validate::is_system_subject(&a.group_name))
+    {
+        tracing::warn!(
+            project = %name,
+            group = %a.group_name,
+            "groupAccess names one of the cluster's own groups: it gets no RoleBinding"
+        );
+    }
     let desired = project::group_bindings(&name, &access);
     let bindings = Api::<RoleBinding>::namespaced(client.clone(), &name);
     for b in &desired {

@@ -13,6 +13,7 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use model::project_settings::{GroupAccess, ProjectRole};
+use model::validate;
 use model::{ProjectSettings, ProjectSettingsSpec};
 
 use super::build::RUNNER_SECRETS;
@@ -180,11 +181,22 @@ pub fn binding_name(prefix: &str, subject: &str) -> String {
     }
 }
 
-/// The RoleBindings a project's `groupAccess` asks for: one per group and role, binding the
-/// group to the role's ClusterRole in the project's namespace.
+/// Whether a `groupAccess` entry gets a RoleBinding: a named group, and none of the
+/// cluster's own (`system:authenticated` would give the role to every identity of the
+/// cluster). The server never writes those, but a ProjectSettings applied with kubectl may
+/// name one.
+pub fn grantable(access: &GroupAccess) -> bool {
+    !access.group_name.trim().is_empty() && !validate::is_system_subject(&access.group_name)
+}
+
+/// The RoleBindings a project's `groupAccess` asks for: one per [`grantable`] group and role,
+/// binding the group to the role's ClusterRole in the project's namespace.
 pub fn group_bindings(namespace: &str, access: &[GroupAccess]) -> Vec<RoleBinding> {
     let mut out: Vec<RoleBinding> = Vec::new();
-    for a in access.iter().filter(|a| !a.group_name.trim().is_empty()) {
+    for a in access {
+        if !grantable(a) {
+            continue;
+        }
         let cluster_role = project_cluster_role(a.role);
         let name = group_binding_name(&a.group_name, cluster_role);
         if out
@@ -365,5 +377,31 @@ mod tests {
             b[0].metadata.labels.as_ref().unwrap()[GROUP_ACCESS_LABEL],
             "true"
         );
+    }
+
+    #[test]
+    fn the_clusters_own_groups_get_no_binding() {
+        use model::project_settings::{GroupAccess, ProjectRole};
+        let access: Vec<GroupAccess> = [
+            "system:authenticated",
+            "system:masters",
+            " system:serviceaccounts",
+            "system:serviceaccounts:team-a",
+            "team-x",
+        ]
+        .into_iter()
+        .map(|group| GroupAccess {
+            group_name: group.into(),
+            role: ProjectRole::Admin,
+        })
+        .collect();
+        let b = group_bindings("team-a", &access);
+        let subjects: Vec<&str> = b
+            .iter()
+            .flat_map(|b| b.subjects.iter().flatten())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(subjects, ["team-x"]);
+        assert!(!grantable(&access[0]) && grantable(&access[4]));
     }
 }

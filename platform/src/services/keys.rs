@@ -85,7 +85,8 @@ impl Services {
     }
 
     /// Makes an access key for `project` (none: an owner's key); its value is in the
-    /// answer, and nowhere else ever.
+    /// answer, and nowhere else ever. A caller signed in with a key that expires makes only
+    /// keys that expire no later (400 otherwise).
     pub async fn create_access_key(
         &self,
         caller: &Caller,
@@ -124,6 +125,21 @@ impl Services {
             }
         };
         self.may_manage_keys(caller, project).await?;
+        // A key that ends makes none that outlives it (nor one that never ends): whoever
+        // holds a short-lived admin key cannot keep the access past its end.
+        if let Some(limit) = caller.key.and_then(|k| k.expires_ms)
+            && expires_ms.is_none_or(|t| t > limit)
+        {
+            let left = (limit - now_ms()).max(0) / 1000;
+            return Err(Invalid::new(
+                "expirationSeconds",
+                format!(
+                    "a key may not outlive the key that creates it: at most {left} seconds (until {})",
+                    rfc3339(limit)
+                ),
+            )
+            .into());
+        }
         // A Kubernetes identity's key is a token of the cluster, made with that identity.
         if let (Some(cluster), Some(user), Some((p, role))) =
             (&self.cluster, caller.cluster_user(), &scope)

@@ -23,9 +23,9 @@ fn subject_name(field: &str, kind: SubjectType, name: &str) -> Result<String, In
     // The cluster's own users and groups (system:authenticated would open the project to
     // everyone, system:masters is everything already) are not shared with; a ServiceAccount
     // is, by its full name.
-    if let Some(rest) = name.strip_prefix("system:") {
-        let account = rest
-            .strip_prefix("serviceaccount:")
+    if validate::is_system_subject(name) {
+        let account = name
+            .strip_prefix("system:serviceaccount:")
             .and_then(|r| r.split_once(':'))
             .is_some_and(|(ns, sa)| {
                 validate::dns1123_label("", ns).is_ok() && !sa.is_empty() && !sa.contains(':')

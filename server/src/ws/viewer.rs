@@ -72,9 +72,6 @@ pub async fn viewer_ws(
         })
 }
 
-/// How often a watching Kubernetes identity's role is asked again, when no cache time says.
-const RECHECK_EVERY: Duration = Duration::from_secs(30);
-
 struct Viewer {
     conn: Connection,
     services: Services,
@@ -116,20 +113,21 @@ impl Viewer {
     /// Forwards live events and answers the viewer's requests until the connection ends.
     async fn follow(&mut self, caller: &Caller, log: LogId, mut live: Receiver<EventFrame>) -> End {
         let mut shutdown = self.services.shutdown.clone();
-        // A Kubernetes identity's role can be taken away while it watches: asked again as
-        // often as the answers are kept, and the socket closes (FORBIDDEN) when it is gone.
-        let cluster_user = caller.cluster_user().is_some();
+        // What let the caller in can end while it watches (a key revoked or expired, a
+        // Kubernetes identity's role taken away): asked again, whoever the caller is, as
+        // often as answers are kept; the socket closes (UNAUTHORIZED for a key that no
+        // longer works, FORBIDDEN for a role that is gone).
         let period = self
             .services
-            .cluster
-            .as_ref()
-            .map_or(RECHECK_EVERY, |c| c.ttl().max(Duration::from_secs(1)));
+            .settings
+            .access_recheck
+            .max(Duration::from_secs(1));
         let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             let step = tokio::select! {
-                _ = recheck.tick(), if cluster_user => self
+                _ = recheck.tick() => self
                     .services
-                    .require(caller, &self.key.project, platform::auth::Role::View)
+                    .require_again(caller, &self.key.project, platform::auth::Role::View)
                     .await
                     .map_err(End::refused),
                 frame = live.recv() => self.forward(log, frame, &mut live).await,

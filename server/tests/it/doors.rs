@@ -1,7 +1,8 @@
 //! The doors of the server, tried the way an attacker would: a page on another host name
 //! that resolves to this machine (DNS rebinding), a page on another origin riding the
-//! user's cookie (cross-site requests and WebSockets), and nobody at all (no cookie, no
-//! key). Each test shows the attack changes nothing, and that the honest request works.
+//! user's cookie (cross-site requests and WebSockets), a page on another site framing ours,
+//! and nobody at all (no cookie, no key). Each test shows the attack changes nothing, and
+//! that the honest request works.
 
 use app::pages::keys::ListKeys;
 use leptos::server_fn::ServerFn;
@@ -370,4 +371,90 @@ async fn a_login_link_works_once_and_access_keys_can_be_revoked() {
         !db.windows(key.len()).any(|w| w == key.as_bytes()),
         "the key is stored in clear"
     );
+}
+
+/// The security headers every response has; its Content Security Policy.
+fn security_policy(resp: &reqwest::Response) -> String {
+    let text = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let url = resp.url().to_string();
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        assert_eq!(text(name).as_deref(), Some(value), "{name} of {url}");
+    }
+    let policy = text("content-security-policy").unwrap_or_default();
+    for directive in [
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "object-src 'none'",
+        "form-action 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(
+            policy.contains(directive),
+            "{url} lacks {directive}: {policy:?}"
+        );
+    }
+    policy
+}
+
+/// No other site may frame a page of ours (clickjacking), sniff a response into another
+/// type, or learn our addresses from the referrer; a page's inline scripts run by the nonce
+/// its own response names (a new one each time), and no other response runs a script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_response_may_be_framed_and_only_a_pages_own_scripts_run() {
+    let (s, _dir) = server().await;
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let resp = s.http.get(s.url("/projects")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let policy = security_policy(&resp);
+        let html = resp.text().await.unwrap();
+        // The hydration bootstrap, the resources streamed after the page: every script.
+        let scripts: Vec<&str> = html
+            .split("<script")
+            .skip(1)
+            .map(|rest| rest.split('>').next().unwrap_or_default())
+            .collect();
+        let nonce = scripts
+            .first()
+            .and_then(|tag| tag.split("nonce=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!nonce.is_empty(), "no script with a nonce: {html}");
+        let allowed = format!("script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'");
+        assert!(policy.contains(&allowed), "{policy}");
+        let attribute = format!("nonce=\"{nonce}\"");
+        for tag in scripts {
+            assert!(
+                tag.contains(&attribute),
+                "<script{tag}> lacks the nonce {nonce}"
+            );
+        }
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a nonce per response");
+    // The API, the login page, refusals, assets, health: no script at all.
+    let nobody = anonymous();
+    for (client, path, status) in [
+        (&s.http, "/api/projects", 200),
+        (&nobody, "/api/projects", 401),
+        (&nobody, "/projects", 401),
+        (&nobody, "/login", 200),
+        (&nobody, "/pkg/missing.js", 404),
+        (&nobody, "/health", 200),
+    ] {
+        let resp = client.get(s.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        let policy = security_policy(&resp);
+        assert!(policy.contains("script-src 'none'"), "{path}: {policy}");
+    }
 }

@@ -1,12 +1,13 @@
 //! Roles in local mode: the owner makes project keys with a role (view, edit, admin) and an
 //! optional expiry; each key opens its project only, does what its role allows and gets 403
 //! (saying what is missing) for the rest, over REST and over the viewer WebSocket; a
-//! revoked or expired key is 401 at once, and a browser signed in with a key has the key's
-//! access and loses it with the key.
+//! revoked or expired key is 401 at once, a browser signed in with a key has the key's
+//! access and loses it with the key, and viewer sockets opened with either close soon after.
+//! A key that expires makes no key that outlives it.
 
 use std::time::Duration;
 
-use model::protocol::{BrowserToServer, SendMessage, ServerToBrowser};
+use model::protocol::{BrowserToServer, SendMessage, ServerToBrowser, close};
 use serde_json::{Value, json};
 
 use crate::common::{Api, Options, TestServer, assert_error, call};
@@ -440,4 +441,238 @@ async fn a_revoked_or_expired_key_is_refused_at_once_and_so_is_its_browser() {
     assert_eq!(st, 201);
     assert_eq!(call(&temp, "GET", "/api/projects/temp", None).await.0, 401);
     s.stop().await;
+}
+
+/// A server whose sessions nobody runs (the keys are what is tested).
+async fn server_without_runners() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.local_driver = false;
+    (TestServer::start(opts).await, dir)
+}
+
+/// A client holding the key of a `POST .../keys` answer.
+fn holding<'a>(s: &'a TestServer, made: &Value) -> As<'a> {
+    let key = made["key"].as_str().expect("the key").to_owned();
+    As {
+        server: s,
+        http: testkit::client_with_key(&key),
+        key,
+    }
+}
+
+/// The seconds a refusal for outliving its maker allows at most.
+fn at_most(refused: &(u16, Value)) -> i64 {
+    let message = refused.1["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("expirationSeconds:"), "{message}");
+    let seconds: Option<i64> = message
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok());
+    assert!(seconds.is_some(), "no 'at most <n>' in {message:?}");
+    seconds.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_expires_makes_no_key_that_outlives_it() {
+    let (s, _dir) = server_without_runners().await;
+    // A project's admin key of an hour.
+    let (st, made) = call(
+        &s,
+        "POST",
+        "/api/projects/default/keys",
+        Some(json!({"name": "brief admin", "role": "admin", "expirationSeconds": 3600})),
+    )
+    .await;
+    assert_eq!(st, 201, "{made}");
+    let admin = holding(&s, &made);
+    // Neither a key that never expires (an admin one least of all) nor one of a day.
+    for body in [
+        json!({"name": "forever", "role": "admin"}),
+        json!({"name": "a day", "role": "view", "expirationSeconds": 86_400}),
+        json!({"name": "an hour and a bit", "role": "edit", "expirationSeconds": 3700}),
+    ] {
+        let refused = call(&admin, "POST", "/api/projects/default/keys", Some(body)).await;
+        assert_error(
+            &refused,
+            400,
+            "invalid",
+            "may not outlive the key that creates it",
+        );
+        let most = at_most(&refused);
+        assert!((3500..=3600).contains(&most), "{most}");
+    }
+    // Within its own time it makes keys as before.
+    let (st, body) = call(
+        &admin,
+        "POST",
+        "/api/projects/default/keys",
+        Some(json!({"name": "a minute", "role": "view", "expirationSeconds": 60})),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let (_, listed) = call(&s, "GET", "/api/projects/default/keys", None).await;
+    let mut names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a minute", "brief admin"], "nothing else was made");
+
+    // The owner's key of an hour: no owner's key, nor project key, that never expires.
+    let (st, made) = call(
+        &s,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "brief owner", "expirationSeconds": 3600})),
+    )
+    .await;
+    assert_eq!(st, 201, "{made}");
+    let owner = holding(&s, &made);
+    for (path, body) in [
+        ("/api/keys", json!({"name": "forever"})),
+        (
+            "/api/projects/default/keys",
+            json!({"name": "forever", "role": "admin"}),
+        ),
+    ] {
+        assert_error(
+            &call(&owner, "POST", path, Some(body)).await,
+            400,
+            "invalid",
+            "may not outlive the key that creates it",
+        );
+    }
+    // The install secret (which never expires) still makes keys that never expire.
+    let (st, body) = call(&s, "POST", "/api/keys", Some(json!({"name": "forever"}))).await;
+    assert_eq!(st, 201, "{body}");
+}
+
+/// The cluster's own groups (`system:authenticated` is every identity of the cluster) are
+/// given no role, whoever asks (the REST API here; the Sharing page's server function calls
+/// the same service): 400 naming the field, before anything is looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_own_groups_are_given_no_role() {
+    let (s, _dir) = server_without_runners().await;
+    for group in [
+        "system:authenticated",
+        "system:masters",
+        " system:serviceaccounts",
+    ] {
+        assert_error(
+            &call(
+                &s,
+                "POST",
+                "/api/projects/default/permissions",
+                Some(json!({"subjectType": "group", "subjectName": group, "role": "view"})),
+            )
+            .await,
+            400,
+            "invalid",
+            "subjectName: the cluster's system: users and groups cannot be given a role",
+        );
+    }
+    // Another group passes the check (and finds no people to share with in local mode).
+    let (st, body) = call(
+        &s,
+        "POST",
+        "/api/projects/default/permissions",
+        Some(json!({"subjectType": "group", "subjectName": "team-x", "role": "view"})),
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+}
+
+/// Reads a viewer socket until the server closes it; its close code and reason. Fails when it
+/// is still open after `wait`, or drops without a close frame.
+async fn closed_within(v: &mut testkit::ViewerClient, wait: Duration) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, v.recv()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(testkit::Closed::Code(code, reason))) => return (code, reason),
+            Ok(Err(other)) => panic!("closed without a close frame: {other:?}"),
+            Err(_) => panic!("still open after {wait:?}"),
+        }
+    }
+}
+
+/// A viewer socket lasts no longer than the key that opened it: revoked, the key's sockets
+/// close (the key's own and its browser's), and an expiring key's socket closes at its end,
+/// each within the recheck time (the tests' servers ask every second); the owner's stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_or_expired_key_closes_its_open_viewer_sockets() {
+    let (s, _dir) = server_without_runners().await;
+    let name = s.create_session("hello").await;
+    let addr = s.addr.to_string();
+    let (view, id) = key(&s, "default", "view").await;
+    let mut by_key = testkit::ViewerClient::connect(&addr, &view.key, "default", &name, 0)
+        .await
+        .expect("a view key watches");
+    // A browser signed in with the key watches too.
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(s.url("/login"))
+        .header("Origin", format!("http://{addr}"))
+        .form(&[("key", view.key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "signed in");
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let url = format!("ws://{addr}/api/projects/default/agentic-sessions/{name}/ws");
+    let headers = [("cookie", cookie), ("origin", format!("http://{addr}"))];
+    let mut by_browser = testkit::ViewerClient {
+        conn: testkit::Connection::open_with(&url, &headers, 8192)
+            .await
+            .expect("the key's browser watches"),
+    };
+    // A key of three seconds.
+    let (st, made) = call(
+        &s,
+        "POST",
+        "/api/projects/default/keys",
+        Some(json!({"name": "brief", "role": "view", "expirationSeconds": 3})),
+    )
+    .await;
+    assert_eq!(st, 201, "{made}");
+    let brief = holding(&s, &made);
+    let mut by_brief = testkit::ViewerClient::connect(&addr, &brief.key, "default", &name, 0)
+        .await
+        .expect("a key watches until it expires");
+    let mut owners = s.viewer(&name, 0).await;
+
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        &format!("/api/projects/default/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    for v in [&mut by_key, &mut by_browser, &mut by_brief] {
+        let (code, reason) = closed_within(v, Duration::from_secs(10)).await;
+        assert_eq!(code, close::UNAUTHORIZED, "{reason}");
+        assert!(reason.contains("revoked or has expired"), "{reason}");
+    }
+    // The owner's socket was asked again as often, and stays.
+    owners.client.send(&BrowserToServer::Ping).await.unwrap();
+    loop {
+        match owners.next(Duration::from_secs(5)).await {
+            Some(ServerToBrowser::Pong) => break,
+            Some(_) => {}
+            None => panic!("the owner's socket closed"),
+        }
+    }
 }

@@ -443,3 +443,166 @@ async fn a_repository_on_another_host_gets_no_token() {
     );
     assert!(f.forge.calls().is_empty(), "{:?}", f.forge.calls().len());
 }
+
+/// The script a prompt-injected agent runs in its repository: every git key that makes a git
+/// reading this repository run a program, each program leaving a mark in `markers` (a
+/// directory of the host, which the agent's sandbox does not show: a mark there means it ran
+/// outside). With `commit`, the agent commits its work itself first (so the delivery has
+/// something to push and only push-time keys are left to try); `worktree` also points
+/// `core.worktree` at the owner's files and makes commits signed by a program of its own.
+fn attack_script(markers: &std::path::Path, stolen: &str, worktree: Option<&std::path::Path>) -> Vec<u8> {
+    let keys = "filter-clean filter-smudge textconv merge gpg fsmonitor hook ssh credential \
+                receivepack uploadpack include askpass";
+    let mut s = format!(
+        "#!/bin/sh\n\
+         M='{m}'\n\
+         G=\"$PWD/.git\"\n\
+         echo work > work.txt\n\
+         if [ \"${{1:-}}\" = commit ]; then git add work.txt && git -c commit.gpgSign=false commit -q -m 'agent work'; fi\n\
+         for k in {keys}; do printf '#!/bin/sh\\ntouch %s/%s\\ncat\\n' \"$M\" \"$k\" > \"$G/x-$k\"; chmod +x \"$G/x-$k\"; done\n\
+         git config filter.x.clean \"$G/x-filter-clean\"\n\
+         git config filter.x.smudge \"$G/x-filter-smudge\"\n\
+         git config diff.x.textconv \"$G/x-textconv\"\n\
+         git config merge.x.driver \"$G/x-merge\"\n\
+         printf '* filter=x diff=x merge=x\\n*.txt filter=z\\n' >> \"$G/info/attributes\"\n\
+         printf '[filter \"z\"]\\n\\tclean = %s\\n' \"$G/x-include\" > \"$G/extra.cfg\"\n\
+         git config include.path \"$G/extra.cfg\"\n\
+         git config core.fsmonitor \"$G/x-fsmonitor\"\n\
+         mkdir -p \"$G/hooks2\"; cp \"$G/x-hook\" \"$G/hooks2/pre-commit\"; cp \"$G/x-hook\" \"$G/hooks/pre-commit\"\n\
+         cp \"$G/x-hook\" \"$G/hooks/pre-push\"; git config core.hooksPath \"$G/hooks2\"\n\
+         git config core.sshCommand \"$G/x-ssh\"\n\
+         git config core.askPass \"$G/x-askpass\"\n\
+         git config credential.helper \"$G/x-credential\"\n\
+         git config remote.origin.receivepack \"$G/x-receivepack\"\n\
+         git config remote.origin.uploadpack \"$G/x-uploadpack\"\n\
+         git config remote.origin.pushurl '{stolen}'\n\
+         git config http.proxy http://127.0.0.1:9\n\
+         git config http.sslVerify false\n\
+         echo more >> work.txt\n",
+        m = markers.display(),
+    );
+    if let Some(home) = worktree {
+        // Commit-time only: a signing program that fails makes every commit fail.
+        s.push_str("git config commit.gpgSign true\ngit config gpg.program \"$G/x-gpg\"\n");
+        s.push_str(&format!("git config core.worktree '{}'\n", home.display()));
+    }
+    s.push_str("echo planted\n");
+    s.into_bytes()
+}
+
+/// What ran outside the sandbox: the marks left in `markers`.
+fn marks(markers: &std::path::Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(markers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every git key of the agent that makes git run a program is planted, the work is left
+/// uncommitted and `core.worktree` points at the owner's files: the runner's commit runs
+/// inside the sandbox (where the owner's files are not), nothing runs on the host, and
+/// nothing of the owner's leaves the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_git_configuration_runs_nothing_on_the_host_at_commit() {
+    operator::local::probe_sandbox().expect("bubblewrap runs here (`make setup` installs it)");
+    let f = fixture().await;
+    let host = tempfile::tempdir().unwrap();
+    let markers = host.path().join("markers");
+    let owner_home = host.path().join("owner");
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::create_dir_all(&owner_home).unwrap();
+    std::fs::write(owner_home.join("secret.txt"), "the owner's private key").unwrap();
+    let stolen = bare_repo(f.repos.path(), "evil", "stolen", None);
+    let app = bare_repo(
+        f.repos.path(),
+        "acme",
+        "app",
+        Some(("attack.sh", attack_script(&markers, &stolen, Some(&owner_home)))),
+    );
+    let (name, events) = run(
+        &f,
+        json!({"initialPrompt": "run: sh attack.sh", "repos": [{"url": app, "autoPush": true}]}),
+        &["Completed", "Failed"],
+    )
+    .await;
+    let transcript = serde_json::to_string(&events).unwrap();
+    assert!(transcript.contains("planted"), "the attack did not run: {transcript}");
+    assert_eq!(marks(&markers), Vec::<String>::new(), "ran on the host");
+    // Nothing of the owner's was committed anywhere, nothing reached another repository.
+    for repo in [&app, &stolen] {
+        let all = git(&bare_path(repo), &["log", "--all", "-p", "--format=%H"]);
+        assert!(!all.contains("private key"), "{all}");
+    }
+    assert_eq!(branches(&stolen), ["main"]);
+    assert!(!transcript.contains("private key"));
+    assert_no_token(&f, &name, &events);
+}
+
+/// The agent commits its own work and plants every key that acts at push time (its own
+/// receive-pack, a push URL of its choosing, a credential helper, a proxy, ssh ...): the
+/// runner pushes the agent's commits, and only them, to the session's remote, and runs
+/// nothing of the agent's. A link the agent leaves where the next run clones is refused,
+/// not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_git_configuration_runs_nothing_at_push_and_links_are_not_followed() {
+    operator::local::probe_sandbox().expect("bubblewrap runs here (`make setup` installs it)");
+    let f = fixture().await;
+    let host = tempfile::tempdir().unwrap();
+    let markers = host.path().join("markers");
+    let victim = host.path().join("victim");
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::create_dir_all(&victim).unwrap();
+    let stolen = bare_repo(f.repos.path(), "evil", "stolen", None);
+    let mut script = attack_script(&markers, &stolen, None);
+    script.extend(
+        format!(
+            "rm -rf ../lib && ln -s '{}' ../lib && echo linked\n",
+            victim.display()
+        )
+        .into_bytes(),
+    );
+    let app = bare_repo(f.repos.path(), "acme", "app", Some(("attack.sh", script)));
+    let lib = bare_repo(f.repos.path(), "acme", "lib", None);
+    let (name, events) = run(
+        &f,
+        json!({"initialPrompt": "run: sh attack.sh commit", "repos": [{"url": app, "autoPush": true}, {"url": lib}]}),
+        &["Completed", "Failed"],
+    )
+    .await;
+    let transcript = serde_json::to_string(&events).unwrap();
+    assert!(transcript.contains("linked"), "the attack did not run: {transcript}");
+    assert_eq!(marks(&markers), Vec::<String>::new(), "ran on the host");
+    // The agent's commit (and the runner's of what it left) went to the session's remote.
+    let branch = format!("ambient/{name}");
+    assert_eq!(branches(&app), [branch.clone(), "main".to_owned()], "{:?}", errors(&events));
+    let log = git(&bare_path(&app), &["log", "--format=%s", &branch]);
+    assert!(log.contains("agent work"), "{log}");
+    let content = git(&bare_path(&app), &["show", &format!("{branch}:work.txt")]);
+    assert_eq!(content, "work\nmore\n", "the agent's bytes, through no filter");
+    assert_eq!(branches(&stolen), ["main"], "pushed where the agent said");
+    assert!(events.iter().any(|e| matches!(e.event, SessionEvent::GitPush(_))));
+
+    // The next run finds a link where it would clone `lib`: it refuses, writing nothing there.
+    let path = format!("/api/projects/default/agentic-sessions/{name}/messages");
+    let (st, body) = call(&f.server, "POST", &path, Some(json!({"text": "go on"}))).await;
+    assert_eq!(st, 202, "{body}");
+    f.server
+        .wait_phase(&name, &["Creating", "Running", "Failed"], Duration::from_secs(30))
+        .await;
+    let phase = f
+        .server
+        .wait_phase(&name, &["Completed", "Failed"], Duration::from_secs(90))
+        .await;
+    let events = exported_events(&f.server, &name).await;
+    assert_eq!(phase, "Failed", "{:?}", errors(&events));
+    assert!(
+        errors(&events).iter().any(|(_, m)| m.contains("symbolic link")),
+        "{:?}",
+        errors(&events)
+    );
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0, "wrote through the link");
+    assert_eq!(marks(&markers), Vec::<String>::new(), "ran on the host");
+}

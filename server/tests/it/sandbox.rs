@@ -125,8 +125,9 @@ async fn the_agent_sees_no_secret_no_database_and_no_other_workspace() {
     );
     // Its own process tree only: claude, its shell, these commands.
     let procs: usize = out
-        .split("PROCS")
-        .nth(1)
+        // The last: the shell's own command line (now read too) names PROCS before.
+        .rsplit("PROCS")
+        .next()
         .and_then(|rest| rest.lines().nth(1))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(usize::MAX);

@@ -70,7 +70,8 @@ pub struct Options {
     pub max_running: usize,
     /// Kubernetes mode, with this kubeconfig.
     pub kubeconfig: Option<PathBuf>,
-    /// Kubernetes mode: how long access reviews are kept.
+    /// Kubernetes mode: how long access reviews are kept; both modes: how often open viewer
+    /// sockets ask again whether their caller may still watch.
     pub access_cache: Duration,
     /// Kubernetes mode: believe an OAuth proxy's identity headers.
     pub trust_proxy_headers: bool,
