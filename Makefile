@@ -51,15 +51,16 @@ end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
 	cd end2end && npm ci --no-audit --no-fund
 	@touch $@
 
-# bubblewrap: the agent's sandbox in local mode (see README, "What the sandbox protects").
+# bubblewrap: the agent's sandbox in local mode; slirp4netns: its network of its own (see
+# README, "What the sandbox protects").
 setup-sandbox:
-	@if ! command -v bwrap > /dev/null; then \
-		echo "==> installing bubblewrap"; \
+	@if ! command -v bwrap > /dev/null || ! command -v slirp4netns > /dev/null; then \
+		echo "==> installing bubblewrap and slirp4netns"; \
 		for i in 1 2 3; do \
-			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends bubblewrap && break; \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends bubblewrap slirp4netns && break; \
 			$(SUDO) apt-get update -q || true; \
 		done; \
-		command -v bwrap > /dev/null; \
+		command -v bwrap > /dev/null && command -v slirp4netns > /dev/null; \
 	fi
 
 # schemathesis (PyPI) for the API fuzzer, in a virtualenv kept outside the clone.

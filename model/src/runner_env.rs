@@ -368,14 +368,20 @@ mod tests {
             ..Default::default()
         };
         let merged = project.over(&server);
-        assert_eq!(merged.github_token, None, "the server's token follows the address");
+        assert_eq!(
+            merged.github_token, None,
+            "the server's token follows the address"
+        );
         assert_eq!(merged.gitlab_token.as_deref(), Some("owner-gl"));
 
         let changes = Credentials::whole(&[(
             GITHUB_API_URL.to_owned(),
             Some("https://evil.example/api/v3".into()),
         )]);
-        assert!(changes.contains(&(GITHUB_TOKEN.to_owned(), None)), "{changes:?}");
+        assert!(
+            changes.contains(&(GITHUB_TOKEN.to_owned(), None)),
+            "{changes:?}"
+        );
         assert!(!changes.iter().any(|(k, _)| k.starts_with("GITLAB")));
         let changes = Credentials::whole(&[(ANTHROPIC_BASE_URL.to_owned(), Some("u".into()))]);
         for k in [ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN] {

@@ -93,6 +93,8 @@ impl Spec {
 /// A running CLI.
 pub struct Claude {
     child: Child,
+    /// Its own network, while it runs ([`crate::netns`]).
+    _network: Option<crate::netns::Network>,
     stdin: Option<ChildStdin>,
     pid: u32,
     /// Its start time: after it is reaped, its pid may be another process's.
@@ -103,10 +105,18 @@ pub struct Claude {
 }
 
 impl Claude {
-    /// Starts the CLI in its own process group; returns it and its output lines.
-    pub fn spawn(spec: &Spec) -> std::io::Result<(Claude, Lines<BufReader<ChildStdout>>)> {
+    /// Starts the CLI in its own process group; returns it, its output lines and, when it
+    /// has a network of its own, the listener on its loopback for the model proxy (the CLI
+    /// starts only once that listener exists).
+    pub async fn spawn(
+        spec: &Spec,
+    ) -> std::io::Result<(
+        Claude,
+        Lines<BufReader<ChildStdout>>,
+        Option<std::net::TcpListener>,
+    )> {
         let args = spec.args();
-        let mut cmd = crate::sandbox::command(
+        let (mut cmd, pending) = crate::sandbox::command(
             &spec.isolation,
             &crate::sandbox::Agent {
                 program: &spec.bin,
@@ -114,6 +124,7 @@ impl Claude {
                 workspace: &spec.workspace,
                 cwd: &spec.cwd,
                 env: &spec.env,
+                network: true,
             },
         )?;
         cmd.stdin(Stdio::piped())
@@ -122,7 +133,22 @@ impl Claude {
             .process_group(0)
             .kill_on_drop(true);
         let mut child = crate::reap::spawn(&mut cmd)?;
+        // The command holds bubblewrap's ends of the set-up descriptors: closed here.
+        drop(cmd);
         let pid = child.id().unwrap_or_default();
+        let (network, listener) = match pending {
+            Some(pending) => match pending.finish().await {
+                Ok((network, listener)) => (Some(network), Some(listener)),
+                Err(e) => {
+                    let _ = child.start_kill();
+                    crate::reap::release(pid);
+                    return Err(std::io::Error::other(format!(
+                        "the sandbox's network could not be made: {e}"
+                    )));
+                }
+            },
+            None => (None, None),
+        };
         let ticks = operator::local::start_ticks(pid).unwrap_or_default();
         let stdin = child.stdin.take();
         let stdout = child
@@ -148,6 +174,7 @@ impl Claude {
         Ok((
             Claude {
                 child,
+                _network: network,
                 stdin,
                 pid,
                 ticks,
@@ -156,6 +183,7 @@ impl Claude {
                 stderr_done,
             },
             BufReader::new(stdout).lines(),
+            listener,
         ))
     }
 

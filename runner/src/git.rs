@@ -186,33 +186,40 @@ impl Confinement {
                 workspace: &self.workspace,
                 cwd,
                 env: &env,
+                network: false,
             },
         )
+        .map(|(cmd, _)| cmd)
     }
 
     /// The `--upload-pack` of a fetch from an agent's repository: `git-upload-pack`,
     /// confined. Git runs it through the shell, with the repository's path appended.
     fn upload_pack(&self) -> std::io::Result<String> {
-        let Isolation::Sandbox(bwrap) = &self.isolation else {
+        let Isolation::Sandbox(sandbox) = &self.isolation else {
             return Ok("git-upload-pack".to_owned());
         };
         let env = self.env();
         let program = crate::sandbox::resolve(Path::new("git-upload-pack"))
             .or_else(|_| crate::sandbox::resolve(Path::new("git")))?;
-        let mut words = vec![bwrap.display().to_string()];
+        let mut words = vec![sandbox.bwrap.display().to_string(), "--unshare-net".into()];
         words.extend(crate::sandbox::bwrap_args(&crate::sandbox::Agent {
             program: &program,
             args: &[],
             workspace: &self.workspace,
             cwd: &self.workspace,
             env: &env,
+            network: false,
         }));
         words.push("--".to_owned());
         words.push(program.display().to_string());
         if program.file_name().is_some_and(|n| n == "git") {
             words.push("upload-pack".to_owned());
         }
-        Ok(words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" "))
+        Ok(words
+            .iter()
+            .map(|w| sh_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "))
     }
 }
 

@@ -8,8 +8,8 @@
 //! - [`workspace`]: folders, clones, working branches, the agent's context;
 //! - [`git`], [`forge`], [`deliver`]: commit, push and pull request at the end of a run;
 //! - [`claude`]: the `claude` CLI process, in the agent's [`sandbox`], its model calls
-//!   through the runner's [`proxy`] (the key never enters the sandbox); [`translate`]: its
-//!   output as session events;
+//!   through the runner's [`proxy`] (the key never enters the sandbox), on a network of its
+//!   own ([`netns`]); [`translate`]: its output as session events;
 //! - [`session`]: the run itself, from first prompt to exit code.
 
 pub mod claude;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod forge;
 pub mod git;
 pub mod link;
+pub mod netns;
 pub mod proxy;
 pub mod reap;
 pub mod sandbox;

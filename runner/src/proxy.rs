@@ -49,18 +49,41 @@ struct Upstream {
     client: reqwest::Client,
 }
 
+/// A fresh proxy token.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("proxy-{}", hex(&bytes))
+}
+
 impl ModelProxy {
-    /// Starts the proxy in front of the model endpoint `credentials` describe. It runs until
-    /// the process ends.
+    /// Starts the proxy on this machine's loopback, in front of the model endpoint
+    /// `credentials` describe. It runs until the process ends.
     pub async fn start(credentials: &Credentials) -> std::io::Result<ModelProxy> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Self::serve(credentials, listener, new_token())
+    }
+
+    /// Starts the proxy on `listener` (one in the sandbox's own network), taking `token`.
+    pub fn start_on(
+        credentials: &Credentials,
+        listener: std::net::TcpListener,
+        token: String,
+    ) -> std::io::Result<ModelProxy> {
+        Self::serve(
+            credentials,
+            tokio::net::TcpListener::from_std(listener)?,
+            token,
+        )
+    }
+
+    fn serve(
+        credentials: &Credentials,
+        listener: tokio::net::TcpListener,
+        token: String,
+    ) -> std::io::Result<ModelProxy> {
         let addr = listener.local_addr()?;
-        let token = {
-            use rand::RngCore;
-            let mut bytes = [0u8; 24];
-            rand::rng().fill_bytes(&mut bytes);
-            format!("proxy-{}", hex(&bytes))
-        };
         let upstream = Arc::new(Upstream {
             base: credentials
                 .anthropic_base_url
@@ -91,14 +114,19 @@ impl ModelProxy {
 
     /// The agent's model variables: the proxy, and the proxy token as its key.
     pub fn agent_env(&self) -> Vec<(String, String)> {
+        Self::env_for(&self.base_url, &self.token)
+    }
+
+    /// The agent's model variables for a proxy at `base_url` taking `token`.
+    pub fn env_for(base_url: &str, token: &str) -> Vec<(String, String)> {
         vec![
             (
                 model::runner_env::ANTHROPIC_BASE_URL.to_owned(),
-                self.base_url.clone(),
+                base_url.to_owned(),
             ),
             (
                 model::runner_env::ANTHROPIC_API_KEY.to_owned(),
-                self.token.clone(),
+                token.to_owned(),
             ),
         ]
     }
@@ -257,8 +285,18 @@ mod tests {
                 .header("x-api-key", &proxy.token)
                 .send()
         };
-        assert_eq!(send(reqwest::Method::POST, "/v1/messages?beta=true").await.unwrap().status(), 200);
-        for path in ["/v1/files", "/v1/organizations/users", "/v1/messages/batches"] {
+        assert_eq!(
+            send(reqwest::Method::POST, "/v1/messages?beta=true")
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        for path in [
+            "/v1/files",
+            "/v1/organizations/users",
+            "/v1/messages/batches",
+        ] {
             let r = send(reqwest::Method::POST, path).await.unwrap();
             assert_eq!(r.status(), 404, "{path}");
         }

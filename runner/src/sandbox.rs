@@ -21,10 +21,52 @@ pub const HOME: &str = "/home/agent";
 /// How the agent is started: in the sandbox, or (where it cannot run) as a plain process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
-    /// In a bubblewrap sandbox, with this `bwrap`.
-    Sandbox(PathBuf),
+    /// In a bubblewrap sandbox.
+    Sandbox(Sandbox),
     /// Unconfined, and why.
     None(String),
+}
+
+/// A sandbox that can run here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// The `bwrap` executable.
+    pub bwrap: PathBuf,
+    /// The agent's network.
+    pub network: Network,
+}
+
+/// The sandboxed agent's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// A namespace of its own, made outbound by this `slirp4netns` ([`crate::netns`]).
+    Own(PathBuf),
+    /// This machine's network (loopback included), and why.
+    Shared(String),
+}
+
+impl Isolation {
+    /// Why the agent shares this machine's network, when it does in a sandbox.
+    pub fn shared_network(&self) -> Option<&str> {
+        match self {
+            Isolation::Sandbox(Sandbox {
+                network: Network::Shared(why),
+                ..
+            }) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Whether the agent has a network namespace of its own.
+    pub fn own_network(&self) -> bool {
+        matches!(
+            self,
+            Isolation::Sandbox(Sandbox {
+                network: Network::Own(_),
+                ..
+            })
+        )
+    }
 }
 
 /// What decides whether the agent is sandboxed (`AMBIENT_SANDBOX`).
@@ -49,9 +91,26 @@ pub fn probe(mode: Mode) -> Result<Isolation, String> {
         operator::local::probe_sandbox_with(crate::reap::output),
         mode,
     ) {
-        (Ok(bwrap), _) => Ok(Isolation::Sandbox(bwrap)),
+        (Ok(bwrap), _) => Ok(Isolation::Sandbox(Sandbox {
+            bwrap,
+            network: network(),
+        })),
         (Err(why), Mode::Required) => Err(format!("the sandbox is required, but {why}")),
         (Err(why), _) => Ok(Isolation::None(why)),
+    }
+}
+
+/// The network the sandbox can give the agent here.
+fn network() -> Network {
+    if !crate::netns::can_enter() {
+        return Network::Shared(
+            "a network of its own needs the runner to run as root here (it enters the sandbox's namespace)"
+                .into(),
+        );
+    }
+    match crate::netns::find_slirp4netns() {
+        Some(slirp) => Network::Own(slirp),
+        None => Network::Shared("slirp4netns is not installed".into()),
     }
 }
 
@@ -68,6 +127,9 @@ pub struct Agent<'a> {
     pub cwd: &'a Path,
     /// Its whole environment.
     pub env: &'a [(String, String)],
+    /// Whether it may reach the network (the agent: outbound, through its own namespace
+    /// where it can; git on its repositories: not at all).
+    pub network: bool,
 }
 
 /// The program's real path: found on `PATH` when it is a bare name, links resolved. A
@@ -91,20 +153,34 @@ pub fn resolve(program: &Path) -> std::io::Result<PathBuf> {
         })
 }
 
-/// The command that starts the agent under `isolation`.
+/// The command that starts the agent under `isolation`, and (when the agent gets a network
+/// namespace of its own) what is left to do once it is spawned.
 pub fn command(
     isolation: &Isolation,
     agent: &Agent<'_>,
-) -> std::io::Result<tokio::process::Command> {
+) -> std::io::Result<(tokio::process::Command, Option<crate::netns::Pending>)> {
     Ok(match isolation {
-        Isolation::Sandbox(bwrap) => {
+        Isolation::Sandbox(sandbox) => {
             // The program by its real path: a link to it (npm's `node_modules/.bin/claude`)
             // may be outside what the sandbox shows.
             let program = resolve(agent.program)?;
-            let mut cmd = tokio::process::Command::new(bwrap);
-            confine(&mut cmd, &bwrap_args(agent))?;
+            let mut cmd = tokio::process::Command::new(&sandbox.bwrap);
+            let mut options = bwrap_args(agent);
+            let mut fds = Vec::new();
+            let mut pending = None;
+            match (&sandbox.network, agent.network) {
+                (_, false) => options.push("--unshare-net".into()),
+                (Network::Own(slirp), true) => {
+                    let (p, more, mapped) = crate::netns::Pending::new(slirp.clone())?;
+                    options.extend(more);
+                    fds = mapped;
+                    pending = Some(p);
+                }
+                (Network::Shared(_), true) => {}
+            }
+            confine(&mut cmd, &options, fds)?;
             cmd.arg("--").arg(program).args(agent.args);
-            cmd
+            (cmd, pending)
         }
         Isolation::None(_) => {
             let mut cmd = tokio::process::Command::new(agent.program);
@@ -112,7 +188,7 @@ pub fn command(
                 .current_dir(agent.cwd)
                 .env_clear()
                 .envs(agent.env.iter().map(|(k, v)| (k, v)));
-            cmd
+            (cmd, None)
         }
     })
 }
@@ -125,7 +201,11 @@ const OPTIONS_FD: i32 = 3;
 /// its `/proc/1/environ` and `/proc/1/cmdline` are the agent's to read, so they must hold
 /// nothing but what the agent is given anyway (the environment goes in with `--setenv`
 /// among the options).
-pub fn confine(cmd: &mut tokio::process::Command, options: &[String]) -> std::io::Result<()> {
+pub fn confine(
+    cmd: &mut tokio::process::Command,
+    options: &[String],
+    mut fds: Vec<command_fds::FdMapping>,
+) -> std::io::Result<()> {
     use command_fds::{CommandFdExt, FdMapping};
     use std::io::{Seek, Write};
     // An unlinked file, not a pipe: the options may exceed a pipe's buffer.
@@ -143,10 +223,13 @@ pub fn confine(cmd: &mut tokio::process::Command, options: &[String]) -> std::io
     file.rewind()?;
     cmd.env_clear()
         .args(["--args", &OPTIONS_FD.to_string()])
-        .fd_mappings(vec![FdMapping {
-            parent_fd: file.into(),
-            child_fd: OPTIONS_FD,
-        }])
+        .fd_mappings({
+            fds.push(FdMapping {
+                parent_fd: file.into(),
+                child_fd: OPTIONS_FD,
+            });
+            fds
+        })
         .map_err(|_| std::io::Error::other("the options' file descriptor is taken"))?;
     Ok(())
 }
@@ -205,6 +288,7 @@ mod tests {
             workspace,
             cwd: workspace,
             env: &[("HOME".into(), HOME.into())],
+            network: true,
         })
     }
 

@@ -154,6 +154,15 @@ async fn isolation(config: &Config, link: &Link) -> Result<Isolation, Error> {
             format!("the agent runs without a sandbox: {why}"),
         );
     }
+    if let Some(why) = isolation.shared_network() {
+        log(
+            link,
+            LogLevel::Warn,
+            format!(
+                "the agent shares this machine's network (its loopback services included): {why}"
+            ),
+        );
+    }
     Ok(isolation)
 }
 
@@ -272,9 +281,20 @@ impl<'a> Agent<'a> {
             return Err(Error::NoCredentials);
         }
         let isolation = ws.confinement.isolation.clone();
-        let proxy = ModelProxy::start(&config.credentials)
-            .await
-            .map_err(|e| Error::Workspace(format!("cannot start the model proxy: {e}")))?;
+        let proxy_failed =
+            |e: std::io::Error| Error::Workspace(format!("cannot start the model proxy: {e}"));
+        // With a network of its own, the agent finds the proxy on its own loopback (it
+        // listens there once the sandbox exists); otherwise on this machine's.
+        let (proxy_env, own_network_token) = if isolation.own_network() {
+            let token = crate::proxy::new_token();
+            let url = format!("http://127.0.0.1:{}", crate::netns::PROXY_PORT);
+            (ModelProxy::env_for(&url, &token), Some(token))
+        } else {
+            let proxy = ModelProxy::start(&config.credentials)
+                .await
+                .map_err(proxy_failed)?;
+            (proxy.agent_env(), None)
+        };
         let mcp_config = match &config.mcp_config {
             Some(json) => {
                 let path = ws.claude_config_dir().join("ambient-mcp.json");
@@ -305,14 +325,20 @@ impl<'a> Agent<'a> {
             add_dirs: ws.add_dirs.clone(),
             mcp_config,
             max_turns: config.max_turns.map(|n| n.get()),
-            env: claude_env(ws, &proxy, &isolation),
+            env: claude_env(ws, proxy_env, &isolation),
             workspace: ws.root.clone(),
             isolation,
         };
-        let (claude, lines) = Claude::spawn(&spec).map_err(|e| Error::ClaudeMissing {
-            bin: config.claude_bin.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let (claude, lines, listener) =
+            Claude::spawn(&spec)
+                .await
+                .map_err(|e| Error::ClaudeMissing {
+                    bin: config.claude_bin.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        if let (Some(listener), Some(token)) = (listener, own_network_token) {
+            ModelProxy::start_on(&config.credentials, listener, token).map_err(proxy_failed)?;
+        }
         *tr = Translator::new(resume.is_some());
         let mut agent = Agent {
             claude,
@@ -468,7 +494,11 @@ impl<'a> Agent<'a> {
 /// reserved: the runner's contract, credentials, loader and shell are not passed on), a
 /// `PATH` and a home, the model proxy, and what the CLI needs to run headless in the
 /// workspace.
-fn claude_env(ws: &Workspace, proxy: &ModelProxy, isolation: &Isolation) -> Vec<(String, String)> {
+fn claude_env(
+    ws: &Workspace,
+    proxy_env: Vec<(String, String)>,
+    isolation: &Isolation,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| !model::runner_env::is_reserved(k))
         .collect();
@@ -478,7 +508,7 @@ fn claude_env(ws: &Workspace, proxy: &ModelProxy, isolation: &Isolation) -> Vec<
     };
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     env.extend([("PATH".to_owned(), path), ("HOME".to_owned(), home)]);
-    env.extend(proxy.agent_env());
+    env.extend(proxy_env);
     for (k, v) in [
         ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
         ("DISABLE_AUTOUPDATER", "1".to_owned()),

@@ -307,9 +307,13 @@ async fn prepare_repo(
         log(format!("cloned {}", what()));
     }
     // From here on the repository is (or may be) the agent's: git runs confined.
-    git::confined(confinement, &dir, &["config", "user.name", &config.user_name])
-        .await
-        .map_err(fail)?;
+    git::confined(
+        confinement,
+        &dir,
+        &["config", "user.name", &config.user_name],
+    )
+    .await
+    .map_err(fail)?;
     git::confined(
         confinement,
         &dir,

@@ -69,10 +69,10 @@ pub fn router(state: AppState) -> Router {
         "/",
         axum::routing::get(|| async { axum::response::Redirect::to("/projects") }),
     )
-    .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-        headers::page_policy,
-        app::shell,
-    ))
+    .fallback(leptos_axum::file_and_error_handler_with_context::<
+        AppState,
+        _,
+    >(headers::page_policy, app::shell))
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
         guard::guard,

@@ -450,7 +450,11 @@ async fn a_repository_on_another_host_gets_no_token() {
 /// outside). With `commit`, the agent commits its work itself first (so the delivery has
 /// something to push and only push-time keys are left to try); `worktree` also points
 /// `core.worktree` at the owner's files and makes commits signed by a program of its own.
-fn attack_script(markers: &std::path::Path, stolen: &str, worktree: Option<&std::path::Path>) -> Vec<u8> {
+fn attack_script(
+    markers: &std::path::Path,
+    stolen: &str,
+    worktree: Option<&std::path::Path>,
+) -> Vec<u8> {
     let keys = "filter-clean filter-smudge textconv merge gpg fsmonitor hook ssh credential \
                 receivepack uploadpack include askpass";
     let mut s = format!(
@@ -520,7 +524,10 @@ async fn a_planted_git_configuration_runs_nothing_on_the_host_at_commit() {
         f.repos.path(),
         "acme",
         "app",
-        Some(("attack.sh", attack_script(&markers, &stolen, Some(&owner_home)))),
+        Some((
+            "attack.sh",
+            attack_script(&markers, &stolen, Some(&owner_home)),
+        )),
     );
     let (name, events) = run(
         &f,
@@ -529,7 +536,10 @@ async fn a_planted_git_configuration_runs_nothing_on_the_host_at_commit() {
     )
     .await;
     let transcript = serde_json::to_string(&events).unwrap();
-    assert!(transcript.contains("planted"), "the attack did not run: {transcript}");
+    assert!(
+        transcript.contains("planted"),
+        "the attack did not run: {transcript}"
+    );
     assert_eq!(marks(&markers), Vec::<String>::new(), "ran on the host");
     // Nothing of the owner's was committed anywhere, nothing reached another repository.
     for repo in [&app, &stolen] {
@@ -573,24 +583,43 @@ async fn a_planted_git_configuration_runs_nothing_at_push_and_links_are_not_foll
     )
     .await;
     let transcript = serde_json::to_string(&events).unwrap();
-    assert!(transcript.contains("linked"), "the attack did not run: {transcript}");
+    assert!(
+        transcript.contains("linked"),
+        "the attack did not run: {transcript}"
+    );
     assert_eq!(marks(&markers), Vec::<String>::new(), "ran on the host");
     // The agent's commit (and the runner's of what it left) went to the session's remote.
     let branch = format!("ambient/{name}");
-    assert_eq!(branches(&app), [branch.clone(), "main".to_owned()], "{:?}", errors(&events));
+    assert_eq!(
+        branches(&app),
+        [branch.clone(), "main".to_owned()],
+        "{:?}",
+        errors(&events)
+    );
     let log = git(&bare_path(&app), &["log", "--format=%s", &branch]);
     assert!(log.contains("agent work"), "{log}");
     let content = git(&bare_path(&app), &["show", &format!("{branch}:work.txt")]);
-    assert_eq!(content, "work\nmore\n", "the agent's bytes, through no filter");
+    assert_eq!(
+        content, "work\nmore\n",
+        "the agent's bytes, through no filter"
+    );
     assert_eq!(branches(&stolen), ["main"], "pushed where the agent said");
-    assert!(events.iter().any(|e| matches!(e.event, SessionEvent::GitPush(_))));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.event, SessionEvent::GitPush(_)))
+    );
 
     // The next run finds a link where it would clone `lib`: it refuses, writing nothing there.
     let path = format!("/api/projects/default/agentic-sessions/{name}/messages");
     let (st, body) = call(&f.server, "POST", &path, Some(json!({"text": "go on"}))).await;
     assert_eq!(st, 202, "{body}");
     f.server
-        .wait_phase(&name, &["Creating", "Running", "Failed"], Duration::from_secs(30))
+        .wait_phase(
+            &name,
+            &["Creating", "Running", "Failed"],
+            Duration::from_secs(30),
+        )
         .await;
     let phase = f
         .server
@@ -599,10 +628,16 @@ async fn a_planted_git_configuration_runs_nothing_at_push_and_links_are_not_foll
     let events = exported_events(&f.server, &name).await;
     assert_eq!(phase, "Failed", "{:?}", errors(&events));
     assert!(
-        errors(&events).iter().any(|(_, m)| m.contains("symbolic link")),
+        errors(&events)
+            .iter()
+            .any(|(_, m)| m.contains("symbolic link")),
         "{:?}",
         errors(&events)
     );
-    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0, "wrote through the link");
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "wrote through the link"
+    );
     assert_eq!(marks(&markers), Vec::<String>::new(), "ran on the host");
 }

@@ -94,11 +94,7 @@ async fn the_agent_sees_no_secret_no_database_and_no_other_workspace() {
     // Every process the agent sees: bubblewrap's own (pid 1) has an empty environment and
     // nothing of the agent's set-up on its command line; the proxy token is in the agent's
     // own environment only (it is the agent's key to the proxy, and opens nothing else).
-    let procs_seen = out
-        .split("END-PROC")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let procs_seen = out.split("END-PROC").next().unwrap_or_default().to_owned();
     assert!(procs_seen.contains("== /proc/1/environ"), "{out}");
     assert!(!procs_seen.contains("--setenv"), "{procs_seen}");
     let pid1_environ = procs_seen
@@ -183,7 +179,10 @@ async fn a_process_of_the_runners_own_user_cannot_read_its_secrets() {
         &[
             (model::runner_env::SESSION_NAME, "s"),
             (model::runner_env::SESSION_NAMESPACE, "p"),
-            (model::runner_env::WORKSPACE_PATH, &workspace.to_string_lossy()),
+            (
+                model::runner_env::WORKSPACE_PATH,
+                &workspace.to_string_lossy(),
+            ),
             (model::runner_env::BACKEND_API_URL, &api),
             (model::runner_env::RUNNER_TOKEN, "art_dumpable_runner_token"),
             (model::runner_env::RUNNER_GENERATION, "1"),
@@ -194,7 +193,10 @@ async fn a_process_of_the_runners_own_user_cannot_read_its_secrets() {
     );
     let mut control = spawn_as_nobody(std::path::Path::new("sleep"), &["60"], &[("CONTROL", KEY)]);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(runner.try_wait().unwrap().is_none(), "the runner ended early");
+    assert!(
+        runner.try_wait().unwrap().is_none(),
+        "the runner ended early"
+    );
     let read_as_nobody = |pid: u32| {
         std::process::Command::new("cat")
             .arg(format!("/proc/{pid}/environ"))
@@ -217,6 +219,70 @@ async fn a_process_of_the_runners_own_user_cannot_read_its_secrets() {
     let _ = runner.wait();
     let _ = control.wait();
     let got = String::from_utf8_lossy(&attempt.stdout);
-    assert!(!attempt.status.success(), "read the runner's environment: {got}");
+    assert!(
+        !attempt.status.success(),
+        "read the runner's environment: {got}"
+    );
     assert!(!got.contains(KEY) && !got.contains("art_dumpable"), "{got}");
+}
+
+/// The agent has a network of its own: from inside it reaches neither this machine's
+/// loopback (the server, by its port or through the NAT's gateway) nor its abstract unix
+/// sockets, and a page it serves on "127.0.0.1" is on its own loopback, so the owner's
+/// browser (on this machine's) never sends it a cookie. Its model calls still work: the
+/// proxy listens inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reaches_no_loopback_service_and_serves_nothing_on_this_machine() {
+    use std::os::linux::net::SocketAddrExt;
+    operator::local::probe_sandbox().expect("bubblewrap runs here (`make setup` installs it)");
+    assert!(
+        std::process::Command::new("slirp4netns")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "slirp4netns is installed by `make setup`"
+    );
+    let (s, _mock, _dir) = with_mock().await;
+    let server_port = s.addr.port();
+    let abstract_name = format!("ambient-test-{}", std::process::id());
+    let _host_socket = std::os::unix::net::UnixListener::bind_addr(
+        &std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let page_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let command = format!(
+        "(exec 3<>/dev/tcp/127.0.0.1/{server_port} && echo SERVER-REACHED) 2>&1; \
+         (timeout 3 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{server_port}' && echo GATEWAY-REACHED) 2>&1; \
+         python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('\\0{abstract_name}'); print('ABSTRACT-REACHED')\" 2>&1 | tail -1; \
+         python3 -m http.server {page_port} --bind 127.0.0.1 >/dev/null 2>&1 & sleep 1; \
+         (exec 3<>/dev/tcp/127.0.0.1/{page_port} && echo SELF-SERVED) 2>&1; sleep 5; kill $!; echo DONE"
+    );
+    let name = s.create_session(&format!("run: {command}")).await;
+    s.wait_phase(&name, &["Running"], Duration::from_secs(30))
+        .await;
+    // Meanwhile, the owner's browser would open the agent's "preview" on this machine.
+    let mut reached = false;
+    for _ in 0..60 {
+        if std::net::TcpStream::connect(("127.0.0.1", page_port)).is_ok() {
+            reached = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let phase = s
+        .wait_phase(&name, &["Completed", "Failed"], Duration::from_secs(90))
+        .await;
+    let out = tool_output(&s, &name).await;
+    assert_eq!(phase, "Completed", "{out}");
+    assert!(out.contains("SELF-SERVED") && out.contains("DONE"), "{out}");
+    for reached in ["SERVER-REACHED", "GATEWAY-REACHED", "ABSTRACT-REACHED"] {
+        assert!(!out.contains(reached), "{reached}:\n{out}");
+    }
+    assert!(
+        !reached,
+        "the agent's page was served on this machine's loopback"
+    );
 }
