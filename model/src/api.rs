@@ -99,6 +99,26 @@ pub struct SessionList {
     pub has_more: bool,
 }
 
+/// How a session's `userContext.userId` names a project access key's holder (`key:<id>`).
+pub const KEY_USER_PREFIX: &str = "key:";
+
+/// Whether a session was created by a project access key's holder (not the installation's
+/// owner): its runner gets none of the owner's own identities (ssh agent, home).
+pub fn is_key_user(user_id: &str) -> bool {
+    user_id.starts_with(KEY_USER_PREFIX)
+}
+
+/// Whether a git remote reaches with the identity of the machine's user rather than a
+/// project's token: ssh (the user's keys and agent) and `file://` (the user's files).
+pub fn uses_owner_identity(url: &str) -> bool {
+    let url = url.trim();
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return false;
+    }
+    // ssh://, file://, and scp-like user@host:path.
+    true
+}
+
 /// The branch an agent's work is pushed to.
 pub fn auto_branch(session_name: &str) -> String {
     format!("ambient/{session_name}")
@@ -315,6 +335,19 @@ pub struct ProjectSettingsBody {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn remotes_that_use_the_owners_identity() {
+        for url in [
+            "file:///srv/r.git",
+            "ssh://git@host/o/r.git",
+            "git@github.com:o/r.git",
+        ] {
+            assert!(super::uses_owner_identity(url), "{url}");
+        }
+        assert!(!super::uses_owner_identity("https://github.com/o/r.git"));
+        assert!(super::is_key_user("key:7") && !super::is_key_user("ada"));
+    }
+
     use super::*;
 
     #[test]

@@ -582,7 +582,14 @@ impl<S: SessionStore> DriverTask<S> {
             stopping_since: None,
             workspace: workspace.clone(),
         };
-        match spawn(&self.config.runner_bin, &workspace, &vars) {
+        // A key holder's session gets none of the owner's own identities.
+        let owners = loaded
+            .session
+            .spec
+            .user_context
+            .as_ref()
+            .is_none_or(|u| !model::api::is_key_user(&u.user_id));
+        match spawn(&self.config.runner_bin, &workspace, &vars, owners) {
             Ok((child, log_offset)) => {
                 proc.pid = child.id().unwrap_or_default();
                 proc.ticks = process::start_ticks(proc.pid).unwrap_or_default();
@@ -710,6 +717,7 @@ fn spawn(
     bin: &Path,
     workspace: &Path,
     vars: &[(String, String)],
+    owners: bool,
 ) -> std::io::Result<(tokio::process::Child, u64)> {
     let state = workspace.join(STATE_DIR);
     std::fs::create_dir_all(&state)?;
@@ -734,14 +742,26 @@ fn spawn(
     // there) reaches a runner but what a process needs to run; the rest is `vars`, as
     // resolved for the session's project.
     cmd.env_clear()
-        .envs(
-            INHERITED
-                .iter()
-                .filter_map(|k| Some((*k, std::env::var_os(k)?))),
-        )
+        .envs(inherited(owners))
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if !owners {
+        // Not the owner's home either (git and ssh look for keys and configuration there).
+        cmd.env("HOME", &state);
+    }
     Ok((cmd.spawn()?, offset))
 }
+
+/// What a runner keeps of the server's environment: [`INHERITED`], less the owner's own
+/// identities ([`OWNERS_ONLY`]) for a session that is not the owner's.
+fn inherited(owners: bool) -> impl Iterator<Item = (&'static str, std::ffi::OsString)> {
+    INHERITED
+        .into_iter()
+        .filter(move |k| owners || !OWNERS_ONLY.contains(k))
+        .filter_map(|k| Some((k, std::env::var_os(k)?)))
+}
+
+/// What only the owner's sessions inherit: the owner's ssh agent and home.
+const OWNERS_ONLY: [&str; 2] = ["SSH_AUTH_SOCK", "HOME"];
 
 /// Size past which a runner's log is rotated: at a run's start, and while it runs.
 pub const MAX_RUNNER_LOG: u64 = 8 * 1024 * 1024;
@@ -821,6 +841,17 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    /// A session of a key's holder gets neither the owner's ssh agent nor the owner's home.
+    #[test]
+    fn a_key_holders_runner_inherits_none_of_the_owners_identities() {
+        let theirs: Vec<_> = inherited(false).map(|(k, _)| k).collect();
+        assert!(!theirs.contains(&"SSH_AUTH_SOCK") && !theirs.contains(&"HOME"));
+        if std::env::var_os("HOME").is_some() {
+            assert!(inherited(true).any(|(k, _)| k == "HOME"));
+        }
+        assert!(theirs.contains(&"PATH") || std::env::var_os("PATH").is_none());
+    }
 
     /// A log past the limit starts over while its writer keeps writing to it, and what it
     /// held is kept in `runner.log.1`; a small log is left alone.

@@ -1,6 +1,9 @@
 //! The runner's own cost (`make bench`, or `cargo bench -p server --bench runner`): peak RSS
 //! and CPU time of the runner process for a session of about 1,000 events, the `claude` CLI
-//! excluded (the runner reports `getrusage(RUSAGE_SELF)` in its log when it exits).
+//! excluded (the runner reports `getrusage(RUSAGE_SELF)` in its log when it exits); and, over
+//! `BENCH_RUNS` such sessions (default 10), create → the agent's first output and the relay of
+//! its 1,000 chunks (from the events' own timestamps). `AMBIENT_BENCH_RUNNER` picks another
+//! runner binary (to compare builds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,7 +43,15 @@ async fn main() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = testkit::config(dir.path().to_owned(), release_bin("runner"));
+    let runner = std::env::var_os("AMBIENT_BENCH_RUNNER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| release_bin("runner"));
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+        .max(1);
+    let mut config = testkit::config(dir.path().to_owned(), runner);
     config.claude_bin = Some(claude);
     config.user = "bench".into();
     config.credentials = model::runner_env::Credentials {
@@ -52,36 +63,70 @@ async fn main() {
     let spawned = testkit::spawn(config, testkit::leptos_options(), listener).await;
     let (addr, stop) = (spawned.addr, spawned.stop);
     let http = testkit::client_with_key(&testkit::install_secret(dir.path()).unwrap());
-    let created: serde_json::Value = http
-        .post(format!(
-            "http://{addr}/api/projects/default/agentic-sessions"
-        ))
-        .json(&serde_json::json!({"initialPrompt": "stream a long answer"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let name = created["name"].as_str().unwrap().to_owned();
-    let url = format!("http://{addr}/api/projects/default/agentic-sessions/{name}");
-    loop {
-        let s: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-        if matches!(s["status"]["phase"].as_str(), Some("Completed" | "Failed")) {
-            assert_eq!(s["status"]["phase"], "Completed", "{s}");
-            break;
+    let (mut started, mut relayed) = (Vec::new(), Vec::new());
+    let mut last = (String::new(), 0);
+    for _ in 0..runs {
+        let created: serde_json::Value = http
+            .post(format!(
+                "http://{addr}/api/projects/default/agentic-sessions"
+            ))
+            .json(&serde_json::json!({"initialPrompt": "stream a long answer"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let name = created["name"].as_str().unwrap().to_owned();
+        let url = format!("http://{addr}/api/projects/default/agentic-sessions/{name}");
+        loop {
+            let s: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+            if matches!(s["status"]["phase"].as_str(), Some("Completed" | "Failed")) {
+                assert_eq!(s["status"]["phase"], "Completed", "{s}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let export: serde_json::Value = http
+            .get(format!("{url}/export"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = export["events"].as_array().cloned().unwrap_or_default();
+        let ts = |e: &serde_json::Value| e["ts"].as_i64().unwrap_or(0);
+        let agent: Vec<i64> = events
+            .iter()
+            .filter(|e| {
+                e["event"]["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("agent"))
+            })
+            .map(ts)
+            .collect();
+        let created_at = events.first().map(ts).unwrap_or(0);
+        if let (Some(first), Some(end)) = (agent.first(), agent.last()) {
+            started.push(first - created_at);
+            relayed.push(end - first);
+        }
+        last = (name, events.len());
     }
-    let export: serde_json::Value = http
-        .get(format!("{url}/export"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events = export["events"].as_array().map(Vec::len).unwrap_or(0);
+    let (name, events) = last;
+    let pct = |v: &mut Vec<i64>, p: f64| {
+        v.sort_unstable();
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "{runs} sessions of {events} events: create → agent's first output p50 {} / p90 {} ms; its 1,000-chunk relay p50 {} / p90 {} ms",
+        pct(&mut started, 0.5),
+        pct(&mut started, 0.9),
+        pct(&mut relayed, 0.5),
+        pct(&mut relayed, 0.9)
+    );
     let log = std::fs::read_to_string(
         dir.path()
             .join("workspaces/default")

@@ -219,6 +219,19 @@ impl Config {
                 .map_err(|e| format!("cannot locate the runner: {e}; set AMBIENT_RUNNER_BIN"))?
                 .with_file_name("runner"),
         };
+        if mode == Mode::Local {
+            // Every agent's sandbox shows the system directories read-only: a data directory
+            // among them would show agents the database and every other workspace.
+            let real = std::fs::canonicalize(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            if operator::local::process::in_sandbox_system(&data_dir)
+                || operator::local::process::in_sandbox_system(&real)
+            {
+                return Err(format!(
+                    "the data directory {} is inside a system directory every agent's sandbox shows (/usr, /bin, /sbin, /lib*, /opt, /etc): agents could read the database and other sessions' workspaces; set AMBIENT_DATA_DIR elsewhere",
+                    data_dir.display()
+                ));
+            }
+        }
         if mode == Mode::Local && self.trust_proxy_headers {
             return Err(
                 "AMBIENT_TRUST_PROXY_HEADERS is for Kubernetes mode behind an OAuth proxy; local mode has no proxy to trust"
@@ -332,6 +345,24 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("server").chain(args.iter().copied())).unwrap()
+    }
+
+    /// The sandbox shows agents the system directories: no data directory may be there.
+    #[test]
+    fn a_data_directory_the_sandbox_shows_is_refused() {
+        let runner = std::env::current_exe().unwrap();
+        for dir in ["/opt/ambient", "/usr/local/share/ambient", "/etc/ambient"] {
+            let c = parse(&["--runner-bin", runner.to_str().unwrap(), "--data-dir", dir]);
+            let err = c.resolve(None, None, None, false).unwrap_err();
+            assert!(err.contains("sandbox shows"), "{dir}: {err}");
+        }
+        let c = parse(&[
+            "--runner-bin",
+            runner.to_str().unwrap(),
+            "--data-dir",
+            "/srv/ambient",
+        ]);
+        assert!(c.resolve(None, None, None, false).is_ok());
     }
 
     #[test]

@@ -160,7 +160,7 @@ fn caller_of(owner: &Caller, proof: Proof) -> Caller {
             scope: Some((project, role)),
             expires_ms,
         } => Caller {
-            user_id: format!("key:{id}"),
+            user_id: format!("{}{id}", model::api::KEY_USER_PREFIX),
             display_name: format!("{name} ({role} key)"),
             access: Access::Project { project, role },
             key: Some(CallerKey { id, expires_ms }),

@@ -91,6 +91,7 @@ impl Services {
     ) -> Result<CreateSessionResponse, ApiError> {
         validate::dns1123_label("project", project)?;
         validate::create_session(&req, &self.settings.models)?;
+        self.owner_remotes_only_for_the_owner(caller, &req)?;
         let session = self.new_session(caller, project, name, req);
         let created = self.records.create_session(caller, session).await?.session;
         let uid = uid_of(&created).to_owned();
@@ -115,6 +116,40 @@ impl Services {
             name,
             uid,
         })
+    }
+
+    /// In local mode ssh and `file://` remotes reach with the owner's own identity (the
+    /// owner's ssh keys and agent, the owner's files): only the owner may name them. A project
+    /// key acts as the project, through https and the project's token.
+    fn owner_remotes_only_for_the_owner(
+        &self,
+        caller: &Caller,
+        req: &CreateSessionRequest,
+    ) -> Result<(), ApiError> {
+        if self.cluster.is_some() || caller.is_owner() {
+            return Ok(());
+        }
+        let urls = req
+            .repos
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("repos[{i}].url"), r.url.as_str()))
+            .chain(
+                req.active_workflow
+                    .iter()
+                    .map(|w| ("activeWorkflow.gitUrl".to_owned(), w.git_url.as_str())),
+            );
+        for (field, url) in urls {
+            if model::api::uses_owner_identity(url) {
+                return Err(Invalid::new(
+                    field,
+                    "ssh and file:// remotes use the installation owner's own identity (ssh keys, files): \
+                     only the owner may use them; use an https URL (the project's token is used there)",
+                )
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// The resource of a new session from a (validated) request.

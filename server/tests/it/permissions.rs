@@ -676,3 +676,49 @@ async fn a_revoked_or_expired_key_closes_its_open_viewer_sockets() {
         }
     }
 }
+
+/// A project key acts as the project: it may not point a session at an ssh or `file://`
+/// remote (those reach with the owner's ssh keys and the owner's files), in its repositories
+/// or its workflow; https remotes it may. The owner may use any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_key_gets_none_of_the_owners_own_identities() {
+    let (s, _dir) = server_without_runners().await;
+    let (edit, _) = key(&s, "default", "edit").await;
+    let sessions = "/api/projects/default/agentic-sessions";
+    for (body, field) in [
+        (
+            json!({"initialPrompt": "x", "repos": [{"url": "file:///root/.ssh"}]}),
+            "repos[0].url",
+        ),
+        (
+            json!({"initialPrompt": "x", "repos": [{"url": "https://example.com/o/r.git"}, {"url": "git@github.com:owner/private.git"}]}),
+            "repos[1].url",
+        ),
+        (
+            json!({"initialPrompt": "x", "repos": [{"url": "ssh://git@host/o/r.git"}]}),
+            "repos[0].url",
+        ),
+        (
+            json!({"initialPrompt": "x", "activeWorkflow": {"gitUrl": "file:///etc"}}),
+            "activeWorkflow.gitUrl",
+        ),
+    ] {
+        assert_error(
+            &call(&edit, "POST", sessions, Some(body)).await,
+            400,
+            "invalid",
+            field,
+        );
+    }
+    let (_, list) = call(&s, "GET", sessions, None).await;
+    assert_eq!(
+        list["items"],
+        json!([]),
+        "a refused session was stored: {list}"
+    );
+    let https = json!({"initialPrompt": "x", "repos": [{"url": "https://example.com/o/r.git"}]});
+    assert_eq!(call(&edit, "POST", sessions, Some(https)).await.0, 201);
+    let owners = json!({"initialPrompt": "x", "repos": [{"url": "file:///srv/repos/app.git"}]});
+    assert_eq!(call(&s, "POST", sessions, Some(owners)).await.0, 201);
+    s.stop().await;
+}
