@@ -282,9 +282,10 @@ impl Delivery {
             let path = dir.display().to_string();
             git(parent, &["init", "--quiet", "--bare", "--", &path], None).await?;
             git(&dir, &["remote", "add", "origin", "--", url], None).await?;
+        } else {
+            // The remote is the session's, as configured now (never what the agent wrote).
+            git(&dir, &["remote", "set-url", "origin", "--", url], None).await?;
         }
-        // The remote is the session's, as configured now (never what the agent wrote).
-        git(&dir, &["remote", "set-url", "origin", "--", url], None).await?;
         Ok(Delivery { dir })
     }
 

@@ -30,12 +30,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `slirp4netns` on `PATH`, if installed.
 pub fn find_slirp4netns() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(["/usr/bin".into(), "/bin".into()])
-        .map(|dir| dir.join("slirp4netns"))
-        .find(|p| p.is_file())
+    operator::local::process::system_program("slirp4netns")
 }
 
 /// Whether the runner can enter a namespace the sandbox makes (it needs `CAP_SYS_ADMIN`,

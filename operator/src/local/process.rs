@@ -162,6 +162,16 @@ pub fn sandbox_base_args() -> Vec<String> {
     a
 }
 
+/// A system program (`bwrap`, `slirp4netns`) found on `PATH`, else in `/usr/bin` or `/bin`.
+pub fn system_program(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Whether the agent's sandbox (bubblewrap) can run here: `bwrap` found on `PATH`, and able
 /// to make the sandbox's namespaces and mounts (a container may forbid them). Returns its
 /// path. A failure is tried again twice (a short race of the kernel's must not decide).
@@ -174,13 +184,7 @@ pub fn probe_sandbox() -> Result<std::path::PathBuf, String> {
 pub fn probe_sandbox_with(
     output: impl Fn(&mut std::process::Command) -> std::io::Result<std::process::Output>,
 ) -> Result<std::path::PathBuf, String> {
-    let bwrap = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(["/usr/bin".into(), "/bin".into()])
-        .map(|dir| dir.join("bwrap"))
-        .find(|p| p.is_file())
-        .ok_or("bubblewrap (bwrap) is not installed")?;
+    let bwrap = system_program("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
     let mut why = String::new();
     for attempt in 0..3 {
         if attempt > 0 {
