@@ -74,6 +74,16 @@ pub const PARTIAL_MESSAGES: &str = "AMBIENT_PARTIAL_MESSAGES";
 /// Whether the agent runs in a sandbox: `auto`, `required` or `off`.
 pub const SANDBOX: &str = "AMBIENT_SANDBOX";
 
+/// Where the runner finds the credentials keeper (`http://127.0.0.1:4142`), when another
+/// container of its pod holds the credentials (Kubernetes mode); unset, the runner holds
+/// them itself.
+pub const KEEPER_URL: &str = "AMBIENT_KEEPER_URL";
+/// The token the keeper takes from the runner (in the keeper's environment too).
+pub const KEEPER_TOKEN: &str = "AMBIENT_KEEPER_TOKEN";
+/// The keeper's own folder (its delivery repositories), which the agent's container does
+/// not mount.
+pub const KEEPER_STATE: &str = "AMBIENT_KEEPER_STATE";
+
 /// Anthropic API key.
 pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
 /// Base URL of an Anthropic-compatible endpoint.

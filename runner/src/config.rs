@@ -112,9 +112,9 @@ pub struct RawConfig {
     /// Model.
     #[arg(long, env = env::LLM_MODEL, value_name = env::LLM_MODEL)]
     pub model: Option<String>,
-    /// Repositories, as JSON.
-    #[arg(long, env = env::REPOS_JSON, value_name = env::REPOS_JSON, default_value = "[]", value_parser = repos)]
-    pub repos_json: Repos,
+    /// The session's repositories and workflow.
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Name of the user the session belongs to.
     #[arg(long, env = env::USER_NAME, value_name = env::USER_NAME)]
     pub user_name: Option<String>,
@@ -124,6 +124,67 @@ pub struct RawConfig {
     /// Stream partial text as it is generated.
     #[arg(long, env = env::PARTIAL_MESSAGES, value_name = env::PARTIAL_MESSAGES, default_value = "true", value_parser = boolean, action = clap::ArgAction::Set)]
     pub partial_messages: bool,
+    /// Model and git credentials (none where a keeper holds them).
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    /// Where the credentials keeper is (`http://127.0.0.1:4142`), when another process
+    /// holds the credentials (the runner pod's `credentials` container).
+    #[arg(long, env = env::KEEPER_URL, value_name = env::KEEPER_URL, value_parser = http_url)]
+    pub keeper_url: Option<String>,
+    /// The token the keeper takes.
+    #[arg(long, env = env::KEEPER_TOKEN, value_name = env::KEEPER_TOKEN, hide_env_values = true)]
+    pub keeper_token: Option<String>,
+    /// Most model turns per message.
+    #[arg(long, env = env::MAX_TURNS, value_name = env::MAX_TURNS, value_parser = positive)]
+    pub max_turns: Option<NonZeroU32>,
+    /// The session's display name.
+    #[arg(long, env = env::DISPLAY_NAME, value_name = env::DISPLAY_NAME)]
+    pub display_name: Option<String>,
+    /// The session's MCP servers (JSON).
+    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = mcp_servers)]
+    pub custom_mcp_servers: Option<McpServers>,
+    /// Whether the agent runs in a bubblewrap sandbox: `auto` (when bubblewrap can run
+    /// here), `required`, or `off` (a Kubernetes pod is its own sandbox).
+    #[arg(long, env = env::SANDBOX, value_name = env::SANDBOX, value_enum, default_value = "auto")]
+    pub sandbox: crate::sandbox::Mode,
+    /// The project's MCP servers (JSON).
+    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
+    pub project_mcp_servers: Option<McpServers>,
+}
+
+/// The session's repositories and active workflow (read by the runner and by the
+/// credentials keeper, which clones them).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// Repositories, as JSON.
+    #[arg(long, env = env::REPOS_JSON, value_name = env::REPOS_JSON, default_value = "[]", value_parser = repos)]
+    pub repos_json: Repos,
+    /// Workflow repository.
+    #[arg(long, env = env::ACTIVE_WORKFLOW_GIT_URL, value_name = env::ACTIVE_WORKFLOW_GIT_URL)]
+    pub workflow_url: Option<String>,
+    /// Workflow branch.
+    #[arg(long, env = env::ACTIVE_WORKFLOW_BRANCH, value_name = env::ACTIVE_WORKFLOW_BRANCH)]
+    pub workflow_branch: Option<String>,
+    /// Workflow sub-directory.
+    #[arg(long, env = env::ACTIVE_WORKFLOW_PATH, value_name = env::ACTIVE_WORKFLOW_PATH)]
+    pub workflow_path: Option<String>,
+}
+
+impl SourceArgs {
+    /// The repositories and the active workflow, blank values unset.
+    pub fn resolve(self) -> (Vec<SessionRepo>, Option<model::session::ActiveWorkflow>) {
+        let workflow = set(self.workflow_url).map(|git_url| model::session::ActiveWorkflow {
+            git_url,
+            branch: set(self.workflow_branch),
+            path: set(self.workflow_path),
+        });
+        (self.repos_json.0, workflow)
+    }
+}
+
+/// The model and git credentials (with the API addresses they go to).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CredentialArgs {
     /// Anthropic API key.
     #[arg(long, env = env::ANTHROPIC_API_KEY, value_name = env::ANTHROPIC_API_KEY, hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
@@ -145,31 +206,26 @@ pub struct RawConfig {
     /// GitLab's API base.
     #[arg(long, env = env::GITLAB_API_URL, value_name = env::GITLAB_API_URL, value_parser = http_url)]
     pub gitlab_api_url: Option<String>,
-    /// Workflow repository.
-    #[arg(long, env = env::ACTIVE_WORKFLOW_GIT_URL, value_name = env::ACTIVE_WORKFLOW_GIT_URL)]
-    pub workflow_url: Option<String>,
-    /// Workflow branch.
-    #[arg(long, env = env::ACTIVE_WORKFLOW_BRANCH, value_name = env::ACTIVE_WORKFLOW_BRANCH)]
-    pub workflow_branch: Option<String>,
-    /// Workflow sub-directory.
-    #[arg(long, env = env::ACTIVE_WORKFLOW_PATH, value_name = env::ACTIVE_WORKFLOW_PATH)]
-    pub workflow_path: Option<String>,
-    /// Most model turns per message.
-    #[arg(long, env = env::MAX_TURNS, value_name = env::MAX_TURNS, value_parser = positive)]
-    pub max_turns: Option<NonZeroU32>,
-    /// The session's display name.
-    #[arg(long, env = env::DISPLAY_NAME, value_name = env::DISPLAY_NAME)]
-    pub display_name: Option<String>,
-    /// The session's MCP servers (JSON).
-    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = mcp_servers)]
-    pub custom_mcp_servers: Option<McpServers>,
-    /// Whether the agent runs in a bubblewrap sandbox: `auto` (when bubblewrap can run
-    /// here), `required`, or `off` (a Kubernetes pod is its own sandbox).
-    #[arg(long, env = env::SANDBOX, value_name = env::SANDBOX, value_enum, default_value = "auto")]
-    pub sandbox: crate::sandbox::Mode,
-    /// The project's MCP servers (JSON).
-    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
-    pub project_mcp_servers: Option<McpServers>,
+}
+
+impl CredentialArgs {
+    /// The credentials, blank values unset, and the forges their API addresses name.
+    pub fn resolve(self) -> (Credentials, crate::forge::Forges) {
+        let forges = crate::forge::Forges::new(&crate::forge::ApiUrls {
+            github: self.github_api_url.clone(),
+            gitlab: self.gitlab_api_url.clone(),
+        });
+        let credentials = Credentials {
+            anthropic_api_key: set(self.anthropic_api_key),
+            anthropic_base_url: set(self.anthropic_base_url),
+            anthropic_auth_token: set(self.anthropic_auth_token),
+            github_token: set(self.github_token),
+            gitlab_token: set(self.gitlab_token),
+            github_api_url: self.github_api_url,
+            gitlab_api_url: self.gitlab_api_url,
+        };
+        (credentials, forges)
+    }
 }
 
 /// The repositories of `REPOS_JSON`.
@@ -214,6 +270,9 @@ pub struct Config {
     pub credentials: Credentials,
     /// The forges of the run (from its configured API URLs only).
     pub forges: crate::forge::Forges,
+    /// The credentials keeper, when another process holds the credentials (then
+    /// `credentials` is empty).
+    pub keeper: Option<crate::keeper::Address>,
     /// The active workflow.
     pub workflow: Option<model::session::ActiveWorkflow>,
     /// Most model turns per message.
@@ -255,25 +314,23 @@ impl RawConfig {
             )));
         }
         let ws_url = runner_endpoint(&self.backend_api_url, &self.project, &self.session_name)?;
-        let workflow = set(self.workflow_url).map(|git_url| model::session::ActiveWorkflow {
-            git_url,
-            branch: set(self.workflow_branch),
-            path: set(self.workflow_path),
-        });
+        let (repos, workflow) = self.sources.resolve();
+        let (credentials, forges) = self.credentials.resolve();
+        let keeper = match (set(self.keeper_url), set(self.keeper_token)) {
+            (Some(url), Some(token)) => Some(crate::keeper::Address { url, token }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(format!(
+                    "{} and {} go together",
+                    env::KEEPER_URL,
+                    env::KEEPER_TOKEN
+                )));
+            }
+        };
         Ok(Config {
-            credentials: Credentials {
-                anthropic_api_key: set(self.anthropic_api_key),
-                anthropic_base_url: set(self.anthropic_base_url),
-                anthropic_auth_token: set(self.anthropic_auth_token),
-                github_token: set(self.github_token),
-                gitlab_token: set(self.gitlab_token),
-                github_api_url: self.github_api_url.clone(),
-                gitlab_api_url: self.gitlab_api_url.clone(),
-            },
-            forges: crate::forge::Forges::new(&crate::forge::ApiUrls {
-                github: self.github_api_url,
-                gitlab: self.gitlab_api_url,
-            }),
+            credentials,
+            forges,
+            keeper,
             workflow,
             max_turns: self.max_turns,
             display_name: set(self.display_name),
@@ -289,7 +346,7 @@ impl RawConfig {
             initial_prompt: set(self.initial_prompt),
             resume: self.is_resume,
             model: set(self.model),
-            repos: self.repos_json.0,
+            repos,
             user_name: set(self.user_name).unwrap_or_else(|| "user".into()),
             claude_bin: self.claude_bin,
             partial_messages: self.partial_messages,

@@ -1,14 +1,20 @@
 //! Delivering the agent's work: for each repository whose work is pushed, commit what the
 //! agent left, push the working branch, open a pull request. Each step is reported as an
 //! event; a failure is an error event and never changes the run's result.
+//!
+//! The commit is the runner's (inside the agent's confinement); the push and the pull
+//! request need the credentials, so they are done by whoever holds them ([`Keeper`]): the
+//! runner itself ([`here`]), or the keeper container of a runner pod, which runs [`push`]
+//! and [`propose`] on the commits the runner hands it.
 
 use model::protocol::{ErrorEvent, GitPush, LogLevel, LogLine, PullRequest, SessionEvent};
 
 use crate::config::Config;
 use crate::forge;
 use crate::git;
+use crate::keeper::{Holdings, Keeper};
 use crate::link::Link;
-use crate::workspace::{Repo, Workspace, credential_for};
+use crate::workspace::{Repo, Workspace};
 
 /// What the pull request says about the run.
 #[derive(Debug, Clone, Default)]
@@ -25,51 +31,74 @@ pub struct Summary {
 
 fn error(link: &Link, code: &str, message: String) {
     tracing::warn!(code, "{message}");
-    link.emit(SessionEvent::Error(ErrorEvent {
-        message,
-        code: Some(code.into()),
-    }));
+    link.emit(error_event(code, message));
 }
 
-fn log(link: &Link, message: String) {
-    link.emit(SessionEvent::Log(LogLine {
+/// A failed step, as an event.
+pub fn error_event(code: &str, message: String) -> SessionEvent {
+    SessionEvent::Error(ErrorEvent {
+        message,
+        code: Some(code.into()),
+    })
+}
+
+fn log_event(message: String) -> SessionEvent {
+    SessionEvent::Log(LogLine {
         level: LogLevel::Info,
         message,
-    }));
+    })
 }
 
 /// Delivers every repository whose work is pushed.
-pub async fn deliver(config: &Config, ws: &Workspace, link: &Link, summary: &Summary) {
-    for repo in &ws.repos {
+pub async fn deliver(
+    config: &Config,
+    ws: &Workspace,
+    keeper: &Keeper,
+    link: &Link,
+    summary: &Summary,
+) {
+    for (index, repo) in ws.repos.iter().enumerate() {
         if let Some(branch) = &repo.work_branch {
-            deliver_repo(config, ws, repo, branch, link, summary).await;
+            let proposal = Proposal {
+                branch,
+                title: title(config, summary),
+                body: body(config, summary, branch),
+            };
+            deliver_repo(config, ws, keeper, index, repo, &proposal, link).await;
         }
     }
 }
 
-/// Commits what the agent left (confined: the repository is the agent's), brings the
-/// commits into the runner's delivery repository (the reading side confined), and pushes
-/// from there with the token, so no git outside the sandbox reads anything the agent wrote.
+/// The branch the work goes to and the pull request that proposes it.
+#[derive(Debug, Clone)]
+pub struct Proposal<'a> {
+    /// The working branch (`ambient/<session>`).
+    pub branch: &'a str,
+    /// The pull request's title.
+    pub title: String,
+    /// Its description.
+    pub body: String,
+}
+
+/// Commits what the agent left (confined: the repository is the agent's), then hands the
+/// commits to whoever holds the credentials (the runner itself, or the keeper of its pod),
+/// which pushes and proposes them: no git outside the agent's confinement reads anything
+/// the agent wrote.
 async fn deliver_repo(
     config: &Config,
     ws: &Workspace,
+    keeper: &Keeper,
+    index: usize,
     repo: &Repo,
-    branch: &str,
+    proposal: &Proposal<'_>,
     link: &Link,
-    summary: &Summary,
 ) {
-    let credential = match credential_for(config, &repo.url, repo.provider) {
-        Ok(c) => c,
-        Err(why) => return error(link, "push_rejected", format!("{}: {why}", repo.name)),
-    };
-    let title = title(config, summary);
     let jail = &ws.confinement;
-    // 1. Commit what the agent left uncommitted.
     match git::confined(jail, &repo.dir, &["status", "--porcelain"]).await {
         Ok(status) if !status.trim().is_empty() => {
             let message = format!(
-                "{title}\n\nCommitted by the Ambient Code Platform at the end of session {}.",
-                config.session_name
+                "{}\n\nCommitted by the Ambient Code Platform at the end of session {}.",
+                proposal.title, config.session_name
             );
             let committed = async {
                 git::confined(jail, &repo.dir, &["add", "--all"]).await?;
@@ -92,32 +121,94 @@ async fn deliver_repo(
             );
         }
     }
-    // 2. The commits, into the runner's own repository.
+    for event in keeper.deliver(ws, index, repo, proposal).await {
+        if let SessionEvent::Error(e) = &event {
+            tracing::warn!(code = e.code.as_deref().unwrap_or_default(), "{}", e.message);
+        }
+        link.emit(event);
+    }
+}
+
+/// Where one repository's work goes: its remote and the branches of its pull request.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// Its name in the workspace.
+    pub name: &'a str,
+    /// Its remote, as the session configures it.
+    pub url: &'a str,
+    /// Its hosting, if given.
+    pub provider: Option<model::session::GitProvider>,
+    /// The pull request's base branch.
+    pub base: &'a str,
+}
+
+/// The agent's commits, fetched into the runner's own delivery repository (the reading
+/// side confined), pushed and proposed from there.
+pub async fn here(
+    holdings: &Holdings,
+    ws: &Workspace,
+    repo: &Repo,
+    proposal: &Proposal<'_>,
+) -> Vec<SessionEvent> {
+    let target = Target {
+        name: &repo.name,
+        url: &repo.url,
+        provider: repo.provider,
+        base: &repo.base,
+    };
     let fetched = async {
         let delivery = git::Delivery::open(ws.delivery_dir(repo), &repo.url).await?;
-        delivery.fetch(jail, &repo.dir, &repo.base).await?;
+        delivery
+            .fetch(&ws.confinement, &repo.dir, &repo.base)
+            .await?;
         Ok::<_, git::GitError>(delivery)
     };
-    let delivery = match fetched.await {
-        Ok(d) => d,
-        Err(e) => {
-            return error(
-                link,
+    match fetched.await {
+        Ok(delivery) => {
+            let mut events = push(holdings, &delivery, &target, proposal.branch).await;
+            if pushed(&events) {
+                events.push(propose(holdings, &target, proposal).await);
+            }
+            events
+        }
+        Err(e) => vec![error_event(
+            "push_rejected",
+            format!(
+                "could not take the work of {} for delivery: {}",
+                repo.name, e.message
+            ),
+        )],
+    }
+}
+
+/// Whether these steps pushed the work.
+pub fn pushed(events: &[SessionEvent]) -> bool {
+    events.iter().any(|e| matches!(e, SessionEvent::GitPush(_)))
+}
+
+/// Pushes what a delivery repository holds (its `DELIVERED_HEAD`) to the working branch,
+/// with the token of the remote's forge and a lease on what this repository last saw
+/// there; the steps as events (a log when there is nothing to push).
+pub async fn push(
+    holdings: &Holdings,
+    delivery: &git::Delivery,
+    target: &Target<'_>,
+    branch: &str,
+) -> Vec<SessionEvent> {
+    let credential = match holdings.credential_for(target.url, target.provider) {
+        Ok(c) => c,
+        Err(why) => {
+            return vec![error_event(
                 "push_rejected",
-                format!(
-                    "could not take the work of {} for delivery: {}",
-                    repo.name, e.message
-                ),
-            );
+                format!("{}: {why}", target.name),
+            )];
         }
     };
-    // 3. Anything to deliver at all?
     let range = format!("{}..{}", git::DELIVERED_BASE, git::DELIVERED_HEAD);
     let ahead = git::git(&delivery.dir, &["rev-list", "--count", &range], None).await;
     if ahead.as_deref().is_ok_and(|n| n.trim() == "0") {
-        return log(link, format!("{}: no changes to push", repo.name));
+        return vec![log_event(format!("{}: no changes to push", target.name))];
     }
-    // 4. Push the working branch.
     let refspec = format!("{}:refs/heads/{branch}", git::DELIVERED_HEAD);
     let lease = format!("--force-with-lease=refs/heads/{branch}");
     if let Err(e) = git::git(
@@ -127,80 +218,81 @@ async fn deliver_repo(
     )
     .await
     {
-        return error(
-            link,
+        return vec![error_event(
             "push_rejected",
-            format!("pushing {} to {branch} failed: {}", repo.name, e.message),
-        );
+            format!("pushing {} to {branch} failed: {}", target.name, e.message),
+        )];
     }
     let commit = git::git(&delivery.dir, &["rev-parse", git::DELIVERED_HEAD], None)
         .await
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    link.emit(SessionEvent::GitPush(GitPush {
-        repo: repo.name.clone(),
-        remote: git::redact_url(&repo.url),
+    vec![SessionEvent::GitPush(GitPush {
+        repo: target.name.to_owned(),
+        remote: git::redact_url(target.url),
         branch: branch.to_owned(),
         commit,
-    }));
-    // 5. Open the pull request.
-    open_pr(config, repo, branch, link, &title, summary).await;
+    })]
 }
 
-async fn open_pr(
-    config: &Config,
-    repo: &Repo,
-    branch: &str,
-    link: &Link,
-    title: &str,
-    summary: &Summary,
-) {
-    let Some(forge) = config.forges.locate(&repo.url, repo.provider) else {
-        return log(
-            link,
-            format!(
-                "{}: pushed {branch}; no pull request, as the remote is on no GitHub or GitLab this project is configured for",
-                repo.name
-            ),
-        );
+/// Opens (or finds) the pull request of a pushed branch.
+pub async fn propose(
+    holdings: &Holdings,
+    target: &Target<'_>,
+    proposal: &Proposal<'_>,
+) -> SessionEvent {
+    let name = target.name;
+    let branch = proposal.branch;
+    let Some(forge) = holdings.forges.locate(target.url, target.provider) else {
+        return log_event(format!(
+            "{name}: pushed {branch}; no pull request, as the remote is on no GitHub or GitLab this project is configured for"
+        ));
     };
     // The API token goes to the forge's configured API (never to a host a repository URL
     // names), and never in clear text beyond this machine.
     let (var, token) = match forge.provider {
-        model::session::GitProvider::Github => ("GITHUB_TOKEN", &config.credentials.github_token),
-        model::session::GitProvider::Gitlab => ("GITLAB_TOKEN", &config.credentials.gitlab_token),
+        model::session::GitProvider::Github => {
+            ("GITHUB_TOKEN", &holdings.credentials.github_token)
+        }
+        model::session::GitProvider::Gitlab => {
+            ("GITLAB_TOKEN", &holdings.credentials.gitlab_token)
+        }
     };
     if forge.api.starts_with("http://") && !is_loopback_url(&forge.api) {
-        return error(
-            link,
+        return error_event(
             "pr_failed",
             format!(
-                "cannot open a pull request for {}: refusing to send {var} to {} over plain http",
-                repo.name, forge.api
+                "cannot open a pull request for {name}: refusing to send {var} to {} over plain http",
+                forge.api
             ),
         );
     }
     let Some(token) = token else {
-        return error(
-            link,
+        return error_event(
             "pr_failed",
             format!(
-                "cannot open a pull request for {}: no {var} is set in the project's settings",
-                repo.name
+                "cannot open a pull request for {name}: no {var} is set in the project's settings"
             ),
         );
     };
-    let body = body(config, summary, branch);
-    match forge::open_pull_request(&forge, token, branch, &repo.base, title, &body).await {
-        Ok(pr) => link.emit(SessionEvent::PullRequest(PullRequest {
-            repo: repo.name.clone(),
+    match forge::open_pull_request(
+        &forge,
+        token,
+        branch,
+        target.base,
+        &proposal.title,
+        &proposal.body,
+    )
+    .await
+    {
+        Ok(pr) => SessionEvent::PullRequest(PullRequest {
+            repo: name.to_owned(),
             url: pr.url,
             number: pr.number,
-        })),
-        Err(why) => error(
-            link,
+        }),
+        Err(why) => error_event(
             "pr_failed",
-            format!("opening a pull request for {} failed: {why}", repo.name),
+            format!("opening a pull request for {name} failed: {why}"),
         ),
     }
 }

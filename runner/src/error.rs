@@ -41,6 +41,9 @@ pub enum Error {
     /// The server refused this runner for good.
     #[error("{0}")]
     ServerRefused(String),
+    /// The credentials keeper of the runner's pod cannot be reached or refused the runner.
+    #[error("{0}")]
+    Keeper(String),
     /// Delivering the work took longer than its budget.
     #[error("delivering the work took too long; it was left in the workspace")]
     DeliveryTimeout,
@@ -55,6 +58,7 @@ impl Error {
             | Error::CloneFailed(_)
             | Error::NoCredentials
             | Error::Sandbox(_)
+            | Error::Keeper(_)
             | Error::ClaudeMissing { .. } => exit::PREREQUISITE,
             Error::ClaudeCrashed(_)
             | Error::Signals(_)
@@ -71,6 +75,7 @@ impl Error {
             Error::CloneFailed(_) => "clone_failed",
             Error::NoCredentials => "no_credentials",
             Error::Sandbox(_) => "sandbox",
+            Error::Keeper(_) => "keeper",
             Error::ClaudeMissing { .. } => "claude_missing",
             Error::ClaudeCrashed(_) => "claude_crashed",
             Error::Signals(_) => "signals",

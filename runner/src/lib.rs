@@ -7,6 +7,8 @@
 //! - [`link`]: the connection to the server (reliable, resumable);
 //! - [`workspace`]: folders, clones, working branches, the agent's context;
 //! - [`git`], [`forge`], [`deliver`]: commit, push and pull request at the end of a run;
+//! - [`keeper`]: whoever holds the credentials: the runner itself, or (in a Kubernetes
+//!   pod) a second container the agent cannot reach but through a narrow interface;
 //! - [`claude`]: the `claude` CLI process, in the agent's [`sandbox`], its model calls
 //!   through the runner's [`proxy`] (the key never enters the sandbox), on a network of its
 //!   own ([`netns`]); [`translate`]: its output as session events;
@@ -19,6 +21,7 @@ pub mod deliver;
 pub mod error;
 pub mod forge;
 pub mod git;
+pub mod keeper;
 pub mod link;
 pub mod netns;
 pub mod proxy;

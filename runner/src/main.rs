@@ -31,6 +31,12 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => runner::reap::start(),
         Err(e) => tracing::warn!(error = %e, "could not become a child subreaper"),
     }
+    // `runner keeper`: the credentials container of a runner pod.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "keeper") {
+        let code = runner::keeper::main(args.into_iter().skip(1)).await;
+        return std::process::ExitCode::from(code as u8);
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

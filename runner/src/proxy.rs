@@ -78,6 +78,15 @@ impl ModelProxy {
         )
     }
 
+    /// Starts the proxy on `listener` (the keeper's, on a pod's loopback), taking `token`.
+    pub fn start_on_tokio(
+        credentials: &Credentials,
+        listener: tokio::net::TcpListener,
+        token: String,
+    ) -> std::io::Result<ModelProxy> {
+        Self::serve(credentials, listener, token)
+    }
+
     fn serve(
         credentials: &Credentials,
         listener: tokio::net::TcpListener,

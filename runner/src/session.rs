@@ -17,6 +17,7 @@ use crate::claude::{self, Claude, Spec};
 use crate::config::Config;
 use crate::deliver::{self, Summary};
 use crate::error::Error;
+use crate::keeper::Keeper;
 use crate::link::{Down, Link, LinkConfig};
 use crate::proxy::ModelProxy;
 use crate::sandbox::Isolation;
@@ -64,15 +65,21 @@ pub async fn run(config: Config) -> i32 {
     let mut translator = Translator::new(config.resume);
     let logger = link.clone();
     let prepared = async {
+        let keeper = Keeper::open(&config).await?;
         let isolation = isolation(&config, &link).await?;
-        Workspace::prepare(&config, isolation, |m| log(&logger, LogLevel::Info, m)).await
+        let ws = Workspace::prepare(&config, &keeper, isolation, |m| {
+            log(&logger, LogLevel::Info, m)
+        })
+        .await?;
+        Ok::<_, Error>((keeper, ws))
     };
     let code = match prepared.await {
         Err(e) => fail(&link, e),
-        Ok(ws) => {
+        Ok((keeper, ws)) => {
             let mut summary = Summary::default();
             let ended = match drive(
                 &config,
+                &keeper,
                 &ws,
                 &link,
                 &mut down,
@@ -89,7 +96,7 @@ pub async fn run(config: Config) -> i32 {
                 },
             };
             if !ended.refused {
-                deliver_work(&config, &ws, &link, &translator, summary, &ended).await;
+                deliver_work(&config, &ws, &keeper, &link, &translator, summary, &ended).await;
             }
             ended.code
         }
@@ -116,6 +123,7 @@ pub async fn run(config: Config) -> i32 {
 async fn deliver_work(
     config: &Config,
     ws: &Workspace,
+    keeper: &Keeper,
     link: &Link,
     translator: &Translator,
     mut summary: Summary,
@@ -129,7 +137,7 @@ async fn deliver_work(
     } else {
         DELIVERY_BUDGET
     };
-    let delivery = deliver::deliver(config, ws, link, &summary);
+    let delivery = deliver::deliver(config, ws, keeper, link, &summary);
     if tokio::time::timeout(budget, delivery).await.is_err() {
         fail(link, Error::DeliveryTimeout);
     }
@@ -225,13 +233,14 @@ fn log(link: &Link, level: LogLevel, message: impl Into<String>) {
 /// or fails.
 async fn drive(
     config: &Config,
+    keeper: &Keeper,
     ws: &Workspace,
     link: &Link,
     down: &mut mpsc::UnboundedReceiver<Down>,
     tr: &mut Translator,
     summary: &mut Summary,
 ) -> Result<Ended, Error> {
-    let (mut agent, mut lines) = Agent::start(config, ws, link, tr, summary).await?;
+    let (mut agent, mut lines) = Agent::start(config, keeper, ws, link, tr, summary).await?;
     let signal_failure = |e: std::io::Error| Error::Signals(e.to_string());
     let mut term = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_failure)?;
@@ -272,12 +281,13 @@ impl<'a> Agent<'a> {
     /// initial prompt of a fresh session.
     async fn start(
         config: &Config,
+        keeper: &Keeper,
         ws: &'a Workspace,
         link: &'a Link,
         tr: &mut Translator,
         summary: &mut Summary,
     ) -> Result<(Agent<'a>, Lines<BufReader<ChildStdout>>), Error> {
-        if !config.credentials.has_model() {
+        if !keeper.has_model() {
             return Err(Error::NoCredentials);
         }
         let isolation = ws.confinement.isolation.clone();
@@ -285,7 +295,13 @@ impl<'a> Agent<'a> {
             |e: std::io::Error| Error::Workspace(format!("cannot start the model proxy: {e}"));
         // With a network of its own, the agent finds the proxy on its own loopback (it
         // listens there once the sandbox exists); otherwise on this machine's.
-        let (proxy_env, own_network_token) = if isolation.own_network() {
+        let (proxy_env, own_network_token) = if let Some(remote) = keeper.remote_proxy() {
+            // The keeper of the pod runs the proxy, on the pod's loopback.
+            (
+                ModelProxy::env_for(&remote.proxy_url, &remote.proxy_token),
+                None,
+            )
+        } else if isolation.own_network() {
             let token = crate::proxy::new_token();
             let url = format!("http://127.0.0.1:{}", crate::netns::PROXY_PORT);
             (ModelProxy::env_for(&url, &token), Some(token))

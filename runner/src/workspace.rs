@@ -9,7 +9,8 @@ use model::session::{DEFAULT_BRANCH, GitProvider, SessionRepo};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::git::{self, Confinement, Credential};
+use crate::git::{self, Confinement};
+use crate::keeper::{Keeper, Source};
 use crate::sandbox::Isolation;
 
 /// File in the state folder holding Claude's conversation id, for continuing it.
@@ -49,42 +50,8 @@ pub struct Workspace {
     pub confinement: Confinement,
 }
 
-/// The credential for a remote, if the run has a token for the forge it is on. A token
-/// goes only to its forge's own host (never to a host a repository URL merely names), only
-/// over https; a remote on plain http of a forge with a token is refused.
-pub fn credential_for(
-    config: &Config,
-    url: &str,
-    provider: Option<GitProvider>,
-) -> Result<Option<Credential>, String> {
-    let Some(forge) = config.forges.of(url, provider) else {
-        return Ok(None);
-    };
-    let token = match forge.provider {
-        GitProvider::Github => config.credentials.github_token.clone(),
-        GitProvider::Gitlab => config.credentials.gitlab_token.clone(),
-    };
-    let Some(token) = token else {
-        return Ok(None);
-    };
-    if let Some(rest) = url.strip_prefix("http://") {
-        let host = rest.split('/').next().unwrap_or_default();
-        return Err(format!(
-            "refusing to send the {:?} token to {host} over plain http: use an https URL",
-            forge.provider
-        ));
-    }
-    // ssh and scp-like remotes use keys; local file remotes nothing.
-    let Some(rest) = url.strip_prefix("https://") else {
-        return Ok(None);
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let scope = format!("https://{authority}");
-    Ok(Some(Credential::new(forge.provider, token, scope)))
-}
-
 /// A directory name for a remote: its last path segment without `.git`.
-fn repo_name(url: &str, taken: &[String]) -> String {
+pub fn repo_name(url: &str, taken: &[String]) -> String {
     let last = url
         .trim_end_matches('/')
         .rsplit(['/', ':'])
@@ -139,6 +106,7 @@ impl Workspace {
     /// followed, and its repositories are touched by confined git only.
     pub async fn prepare(
         config: &Config,
+        keeper: &Keeper,
         isolation: Isolation,
         log: impl Fn(String),
     ) -> Result<Workspace, Error> {
@@ -160,7 +128,8 @@ impl Workspace {
         for spec in &config.repos {
             let taken: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
             let name = repo_name(&spec.url, &taken);
-            repos.push(prepare_repo(config, &confinement, spec, name, &log).await?);
+            let source = Source::Repo(repos.len());
+            repos.push(prepare_repo(config, keeper, &confinement, spec, source, name, &log).await?);
         }
         let mut cwd = repos
             .first()
@@ -170,7 +139,7 @@ impl Workspace {
         if let Some(wf) = &config.workflow {
             // The workflow directs the work: it is where the agent starts.
             add_dirs.insert(0, cwd.clone());
-            cwd = prepare_workflow(config, wf, &log).await?;
+            cwd = prepare_workflow(config, keeper, &confinement, wf, &log).await?;
         }
         if cwd != config.artifacts {
             add_dirs.push(config.artifacts.clone());
@@ -279,8 +248,10 @@ impl Workspace {
 /// identity, and checks out its working branch when its work is pushed.
 async fn prepare_repo(
     config: &Config,
+    keeper: &Keeper,
     confinement: &Confinement,
     spec: &SessionRepo,
+    source: Source,
     name: String,
     log: &impl Fn(String),
 ) -> Result<Repo, Error> {
@@ -288,20 +259,19 @@ async fn prepare_repo(
     let dir = root.join("repos").join(&name);
     let what = || format!("{} into repos/{name}", git::redact_url(&spec.url));
     let fail = |e: git::GitError| clone_failed(root, what(), e);
-    let credential = credential_for(config, &spec.url, spec.provider)
-        .map_err(|why| Error::CloneFailed(format!("could not clone {}: {why}", what())))?;
     no_links(root, &dir)?;
     if std::fs::symlink_metadata(dir.join(".git")).is_err() {
-        // Not cloned yet: the runner's own git clones (with the token) into a directory
-        // that is no link; git refuses one that is not empty.
-        let mut args = vec!["clone", "--quiet"];
-        if let Some(branch) = &spec.branch {
-            args.extend(["--branch", branch.as_str()]);
-        }
-        let target = dir.display().to_string();
-        // `--`: neither the URL nor the path can be taken for an option.
-        args.extend(["--", spec.url.as_str(), target.as_str()]);
-        git::git(root, &args, credential.as_ref())
+        // Not cloned yet: cloned (with the token) by whoever holds it into a directory that
+        // is no link; git refuses one that is not empty.
+        keeper
+            .clone(
+                confinement,
+                source,
+                &spec.url,
+                spec.provider,
+                spec.branch.as_deref(),
+                &dir,
+            )
             .await
             .map_err(fail)?;
         log(format!("cloned {}", what()));
@@ -391,6 +361,8 @@ async fn check_out_work_branch(
 /// where the agent starts: the workflow's path inside it, or its root.
 async fn prepare_workflow(
     config: &Config,
+    keeper: &Keeper,
+    confinement: &Confinement,
     wf: &model::session::ActiveWorkflow,
     log: &impl Fn(String),
 ) -> Result<PathBuf, Error> {
@@ -400,25 +372,18 @@ async fn prepare_workflow(
     if std::fs::symlink_metadata(&dir).is_err() {
         std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(root, &e))?;
         let what = format!("the workflow {}", git::redact_url(&wf.git_url));
-        let credential = credential_for(config, &wf.git_url, None)
-            .map_err(|why| Error::CloneFailed(format!("could not clone {what}: {why}")))?;
-        let target = dir.display().to_string();
         let branch = wf.branch.as_deref().unwrap_or(DEFAULT_BRANCH);
-        git::git(
-            root,
-            &[
-                "clone",
-                "--quiet",
-                "--branch",
-                branch,
-                "--",
+        keeper
+            .clone(
+                confinement,
+                Source::Workflow,
                 &wf.git_url,
-                &target,
-            ],
-            credential.as_ref(),
-        )
-        .await
-        .map_err(|e| clone_failed(root, what.clone(), e))?;
+                None,
+                Some(branch),
+                &dir,
+            )
+            .await
+            .map_err(|e| clone_failed(root, what.clone(), e))?;
         log(format!(
             "cloned the workflow {}",
             git::redact_url(&wf.git_url)

@@ -2,9 +2,12 @@
 //! pods of one namespace. It binds each pod, resolves the container's environment the way the
 //! kubelet does (`value` with `$(VAR)` references, `secretKeyRef`, `fieldRef`; a missing
 //! required key is `CreateContainerConfigError`), maps volumes to directories (one per
-//! claim, so a later run sees the same files; one per `emptyDir`), maps the runner image to
-//! the built runner binary and runs it as a real process, and reports what really happens in
-//! `pods/status`: running, terminated with the exit code and the log's tail. A deleted pod's
+//! claim, so a later run sees the same files; one per `emptyDir`; a `subPath` is a folder
+//! of it), maps the runner image to the built runner binary and runs every container of the
+//! pod (the runner and its credentials keeper) as a real process with the container's
+//! arguments, each in a process namespace of its own with its own `/proc` (as root, through
+//! `unshare`), and reports what really happens in `pods/status`: each container running,
+//! terminated with its exit code and its log's tail; the pod done when all are. A deleted pod's
 //! process gets SIGTERM, then SIGKILL after the grace period. An unknown image is
 //! `ErrImagePull` then `ImagePullBackOff`; [`Kubelet::oom`] kills a runner as the kernel's
 //! OOM killer would (exit 137, `OOMKilled`).
@@ -43,6 +46,8 @@ struct Running {
     pids: HashMap<String, (u32, u64)>,
     /// Pods whose runner was killed as out of memory.
     oom: std::collections::HashSet<String>,
+    /// Every container's process (and start time) by pod name.
+    containers: HashMap<String, Vec<(u32, u64)>>,
 }
 
 /// The running kubelet; stops when dropped.
@@ -56,7 +61,7 @@ impl Drop for Kubelet {
     fn drop(&mut self) {
         self.task.abort();
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for (pid, ticks) in running.pids.values() {
+        for (pid, ticks) in running.containers.values().flatten() {
             kill_container(*pid, *ticks);
         }
     }
@@ -155,48 +160,61 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30)
         .max(0) as u64;
-    let pid = running
+    let processes = running
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .pids
+        .containers
         .get(&name)
-        .copied();
-    if let Some((pid, ticks)) = pid {
-        // SIGTERM to the runner (it stops its agent), as the kubelet signals the container's
-        // first process.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        .cloned()
+        .unwrap_or_default();
+    if !processes.is_empty() {
+        // SIGTERM to each container's first process (the runner stops its agent), as the
+        // kubelet signals them.
+        for (pid, _) in &processes {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(main_process(*pid) as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
         while tokio::time::Instant::now() < deadline {
             let alive = running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .pids
+                .containers
                 .contains_key(&name);
             if !alive {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        kill_container(pid, ticks);
+        for (pid, ticks) in processes {
+            kill_container(pid, ticks);
+        }
     }
     let _ = pods
         .delete(&name, &DeleteParams::default().grace_period(0))
         .await;
 }
 
-async fn report(pods: &Api<Pod>, name: &str, phase: &str, state: serde_json::Value) {
+/// The pod's status: its phase and each container's state (in the pod's order).
+async fn report(pods: &Api<Pod>, name: &str, phase: &str, states: &[(String, serde_json::Value)]) {
     let ready = phase == "Running";
+    let statuses: Vec<serde_json::Value> = states
+        .iter()
+        .map(|(container, state)| {
+            json!({
+                "name": container, "image": "", "imageID": "",
+                "ready": state.get("running").is_some(),
+                "restartCount": 0, "state": state,
+            })
+        })
+        .collect();
     let patch = json!({"status": {
         "phase": phase,
         "conditions": [{"type": "PodScheduled", "status": "True"},
                        {"type": "Ready", "status": if ready { "True" } else { "False" }}],
-        "containerStatuses": [{
-            "name": "runner", "image": "", "imageID": "", "ready": ready,
-            "restartCount": 0, "state": state,
-        }],
+        "containerStatuses": statuses,
     }});
     if let Err(e) = pods
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -204,6 +222,29 @@ async fn report(pods: &Api<Pod>, name: &str, phase: &str, state: serde_json::Val
     {
         tracing::debug!(pod = name, error = %e, "pod status");
     }
+}
+
+/// Whether containers get a process namespace of their own (with their own `/proc`), as
+/// in a real pod: needs root and `unshare`.
+fn own_pid_namespaces() -> bool {
+    nix::unistd::geteuid().is_root()
+        && operator::local::process::system_program("unshare").is_some()
+}
+
+/// The first process inside a container started through `unshare --fork` (the one that
+/// gets the kubelet's signals), or `pid` itself.
+fn main_process(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next()?.parse().ok())
+        .unwrap_or(pid)
+}
+
+/// One container of a pod, started.
+struct Started {
+    name: String,
+    child: tokio::process::Child,
+    log_path: PathBuf,
 }
 
 async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex<Running>>) {
@@ -227,31 +268,29 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         tracing::debug!(pod = %name, error = %e, "binding");
     }
     let Some(spec) = pod.spec.clone() else { return };
-    let Some(container) = spec.containers.first().cloned() else {
-        return;
-    };
-    if container.image.as_deref() != Some(config.image.as_str()) {
-        let image = container.image.clone().unwrap_or_default();
-        let message = format!("failed to pull image \"{image}\": not found");
-        report(
-            &pods,
-            &name,
-            "Pending",
-            json!({"waiting": {"reason": "ErrImagePull", "message": message}}),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let message = format!("Back-off pulling image \"{image}\"");
-        report(
-            &pods,
-            &name,
-            "Pending",
-            json!({"waiting": {"reason": "ImagePullBackOff", "message": message}}),
-        )
-        .await;
+    let containers = spec.containers.clone();
+    if containers.is_empty() {
         return;
     }
-    // Volumes as directories; mount paths mapped to them.
+    let waiting = |reason: &str, message: String| json!({"waiting": {"reason": reason, "message": message}});
+    let mut states: Vec<(String, serde_json::Value)> = containers
+        .iter()
+        .map(|c| (c.name.clone(), waiting("ContainerCreating", String::new())))
+        .collect();
+    if let Some((i, c)) = containers
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.image.as_deref() != Some(config.image.as_str()))
+    {
+        let image = c.image.clone().unwrap_or_default();
+        states[i].1 = waiting("ErrImagePull", format!("failed to pull image \"{image}\": not found"));
+        report(&pods, &name, "Pending", &states).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        states[i].1 = waiting("ImagePullBackOff", format!("Back-off pulling image \"{image}\""));
+        report(&pods, &name, "Pending", &states).await;
+        return;
+    }
+    // Volumes as directories.
     let uid = pod.uid().unwrap_or_default();
     let mut volumes: HashMap<String, PathBuf> = HashMap::new();
     for v in spec.volumes.iter().flatten() {
@@ -262,25 +301,134 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         let _ = std::fs::create_dir_all(&dir);
         volumes.insert(v.name.clone(), dir);
     }
+    let _ = std::fs::create_dir_all(config.root.join("pods").join(&uid));
+    let pid_namespaces = own_pid_namespaces();
+    let mut started: Vec<Started> = Vec::new();
+    for (i, container) in containers.iter().enumerate() {
+        let env = match resolve_env(&client, &config.namespace, &pod, container).await {
+            Ok(env) => env,
+            Err(message) => {
+                states[i].1 = waiting("CreateContainerConfigError", message);
+                report(&pods, &name, "Pending", &states).await;
+                // What started already is ended, as the pod will not run.
+                for s in &started {
+                    if let Some(pid) = s.child.id() {
+                        kill_container(pid, operator::local::process::start_ticks(pid).unwrap_or_default());
+                    }
+                }
+                return;
+            }
+        };
+        match start_container(&config, &uid, container, &volumes, env, pid_namespaces) {
+            Ok(s) => {
+                states[i].1 = json!({"running": {"startedAt": now()}});
+                if i == 0 {
+                    let pid = s.child.id().unwrap_or_default();
+                    let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
+                    running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pids
+                        .insert(name.clone(), (pid, ticks));
+                }
+                let pid = s.child.id().unwrap_or_default();
+                let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
+                running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .containers
+                    .entry(name.clone())
+                    .or_default()
+                    .push((pid, ticks));
+                started.push(s);
+            }
+            Err(e) => {
+                states[i].1 = json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": e.to_string()}});
+                report(&pods, &name, "Failed", &states).await;
+                return;
+            }
+        }
+    }
+    report(&pods, &name, "Running", &states).await;
+    // Each container to its end; the pod's status after each.
+    let mut ends = futures::stream::FuturesUnordered::new();
+    for (i, mut s) in started.into_iter().enumerate() {
+        ends.push(async move {
+            let status = s.child.wait().await;
+            (i, s, status)
+        });
+    }
+    let mut exit_codes: Vec<Option<i32>> = vec![None; containers.len()];
+    while let Some((i, s, status)) = ends.next().await {
+        let oom = i == 0 && {
+            let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+            r.pids.remove(&name);
+            r.oom.remove(&name)
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match &status {
+            Ok(st) => (st.code(), st.signal()),
+            Err(_) => (None, None),
+        };
+        let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
+        exit_codes[i] = Some(exit_code);
+        let reason = if oom {
+            "OOMKilled"
+        } else if exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        // FallbackToLogsOnError: a failed container's message is the tail of its log.
+        let message = if exit_code != 0 {
+            tail(&s.log_path, 20)
+        } else {
+            String::new()
+        };
+        states[i].1 = json!({"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
+            "startedAt": now(), "finishedAt": now()}});
+        let _ = &s.name;
+        let phase = if exit_codes.iter().any(Option::is_none) {
+            "Running"
+        } else if exit_codes.iter().all(|c| *c == Some(0)) {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
+        report(&pods, &name, phase, &states).await;
+    }
+    running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .containers
+        .remove(&name);
+}
+
+/// Starts one container's process: the runner binary with the container's arguments, its
+/// environment, mount paths mapped to the volumes' directories, in a process namespace of
+/// its own when the machine allows.
+fn start_container(
+    config: &KubeletConfig,
+    uid: &str,
+    container: &Container,
+    volumes: &HashMap<String, PathBuf>,
+    env: Vec<(String, String)>,
+    pid_namespace: bool,
+) -> std::io::Result<Started> {
     let mounts: Vec<(String, PathBuf)> = container
         .volume_mounts
         .iter()
         .flatten()
-        .filter_map(|m| Some((m.mount_path.clone(), volumes.get(&m.name)?.clone())))
+        .filter_map(|m| {
+            let dir = volumes.get(&m.name)?;
+            let dir = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) => dir.join(sub),
+                None => dir.clone(),
+            };
+            let _ = std::fs::create_dir_all(&dir);
+            Some((m.mount_path.clone(), dir))
+        })
         .collect();
-    let env = match resolve_env(&client, &config.namespace, &pod, &container).await {
-        Ok(env) => env,
-        Err(message) => {
-            report(
-                &pods,
-                &name,
-                "Pending",
-                json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}}),
-            )
-            .await;
-            return;
-        }
-    };
     let host_path = |p: &str| -> String {
         for (mount, dir) in &mounts {
             if p == mount {
@@ -297,22 +445,26 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         .as_deref()
         .map(&host_path)
         .unwrap_or_else(|| config.root.display().to_string());
-    let log_path = config.root.join("pods").join(&uid).join("container.log");
-    let _ = std::fs::create_dir_all(config.root.join("pods").join(&uid));
-    let log = match std::fs::File::create(&log_path) {
-        Ok(f) => f,
-        Err(_) => return,
+    let log_path = config
+        .root
+        .join("pods")
+        .join(uid)
+        .join(format!("{}.log", container.name));
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = if pid_namespace {
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc", "--"])
+            .arg(&config.runner_bin);
+        cmd
+    } else {
+        tokio::process::Command::new(&config.runner_bin)
     };
-    let mut cmd = tokio::process::Command::new(&config.runner_bin);
-    cmd.env_clear()
+    cmd.args(container.args.iter().flatten())
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .current_dir(&workdir)
         .stdin(std::process::Stdio::null())
-        .stdout(
-            log.try_clone()
-                .map(Into::into)
-                .unwrap_or_else(|_| std::process::Stdio::null()),
-        )
+        .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
     if let Some(tmp) = mounts.iter().find(|(m, _)| m == "/tmp") {
@@ -324,65 +476,12 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
     for (k, v) in &config.extra_env {
         cmd.env(k, v);
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            report(&pods, &name, "Failed", json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": e.to_string()}})).await;
-            return;
-        }
-    };
-    let pid = child.id().unwrap_or_default();
-    let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
-    running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pids
-        .insert(name.clone(), (pid, ticks));
-    report(
-        &pods,
-        &name,
-        "Running",
-        json!({"running": {"startedAt": now()}}),
-    )
-    .await;
-    let status = child.wait().await;
-    let oom = {
-        let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-        r.pids.remove(&name);
-        r.oom.remove(&name)
-    };
-    use std::os::unix::process::ExitStatusExt;
-    let (code, signal) = match &status {
-        Ok(s) => (s.code(), s.signal()),
-        Err(_) => (None, None),
-    };
-    let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
-    let reason = if oom {
-        "OOMKilled"
-    } else if exit_code == 0 {
-        "Completed"
-    } else {
-        "Error"
-    };
-    // FallbackToLogsOnError: a failed container's message is the tail of its log.
-    let message = if exit_code != 0 {
-        tail(&log_path, 20)
-    } else {
-        String::new()
-    };
-    let phase = if exit_code == 0 {
-        "Succeeded"
-    } else {
-        "Failed"
-    };
-    report(
-        &pods,
-        &name,
-        phase,
-        json!({"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
-            "startedAt": now(), "finishedAt": now()}}),
-    )
-    .await;
+    let child = cmd.spawn()?;
+    Ok(Started {
+        name: container.name.clone(),
+        child,
+        log_path,
+    })
 }
 
 fn tail(path: &Path, lines: usize) -> String {

@@ -34,6 +34,17 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 pub const RUNNER_HOME: &str = "/home/runner";
 /// The runner container's name.
 pub const CONTAINER: &str = "runner";
+/// The credentials container's name: the keeper of the model key and git tokens
+/// (`runner keeper`), so that the agent's container holds none of them.
+pub const KEEPER_CONTAINER: &str = "credentials";
+/// The key of the keeper token (the runner's to the keeper) in the runner token's Secret.
+pub const KEEPER_TOKEN_KEY: &str = "keeper";
+/// Where the keeper's own folder is mounted in its container.
+pub const KEEPER_MOUNT: &str = "/keeper";
+/// The folder of the workspace volume the agent's container mounts.
+pub const WORKSPACE_SUBPATH: &str = "workspace";
+/// The folder of the workspace volume only the keeper mounts (its delivery repositories).
+pub const KEEPER_SUBPATH: &str = "keeper";
 /// The uid the runner runs as by default (the runner image's user).
 pub const RUNNER_UID: i64 = 1000;
 
@@ -195,8 +206,14 @@ fn meta(session: &AgenticSession, name: String) -> ObjectMeta {
     }
 }
 
-/// The Secret with the runner token of the current run (its content replaced on each start).
-pub fn token_secret(session: &AgenticSession, token: &str, generation: u64) -> Secret {
+/// The Secret with the runner token and the keeper token of the current run (its content
+/// replaced on each start).
+pub fn token_secret(
+    session: &AgenticSession,
+    token: &str,
+    keeper_token: &str,
+    generation: u64,
+) -> Secret {
     let mut meta = meta(session, token_secret_name(&name_of(session)));
     meta.labels
         .get_or_insert_default()
@@ -204,10 +221,13 @@ pub fn token_secret(session: &AgenticSession, token: &str, generation: u64) -> S
     Secret {
         metadata: meta,
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            TOKEN_KEY.into(),
-            ByteString(token.as_bytes().to_vec()),
-        )])),
+        data: Some(BTreeMap::from([
+            (TOKEN_KEY.into(), ByteString(token.as_bytes().to_vec())),
+            (
+                KEEPER_TOKEN_KEY.into(),
+                ByteString(keeper_token.as_bytes().to_vec()),
+            ),
+        ])),
         ..Secret::default()
     }
 }
@@ -263,39 +283,26 @@ fn from_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
 }
 
 /// The runner container's environment: the shared runner contract (`runner_env`), the
-/// credentials as references to the project's Secret (never their values), the token from
-/// its own Secret. Each name once, the last value winning as in `runner_env`.
+/// keeper's address and token, the runner token from its own Secret; no credential (the
+/// keeper container holds them). Each name once, the last value winning as in
+/// `runner_env`.
 pub fn runner_container_env(
     session: &AgenticSession,
     run: &Run<'_>,
     config: &ClusterConfig,
 ) -> Vec<EnvVar> {
-    let workspace = std::path::Path::new(WORKSPACE_MOUNT);
-    let none = Credentials::default();
-    let spec = RunSpec {
-        generation: run.generation,
-        token: None,
-        resume: run.resume,
-        handled_through: run.handled_through,
-        workspace,
-        backend_api_url: &config.server_api_url,
-        claude_bin: None,
-        default_model: &config.default_model,
-        credentials: &none,
-        project_mcp_servers: run.project_mcp_servers,
-        // The pod is the sandbox.
-        sandbox: "off",
-    };
-    let mut vars: Vec<EnvVar> = runner_env(session, &spec)
-        .into_iter()
-        .map(|(k, v)| literal(&k, v))
-        .collect();
+    let mut vars = contract(session, run, config);
     vars.push(literal("HOME", RUNNER_HOME.into()));
-    vars.extend(
-        Credentials::KEYS
-            .iter()
-            .map(|k| from_secret(k, RUNNER_SECRETS, k, true)),
-    );
+    vars.push(literal(
+        env::KEEPER_URL,
+        format!("http://127.0.0.1:{}", KEEPER_PORT),
+    ));
+    vars.push(from_secret(
+        env::KEEPER_TOKEN,
+        &token_secret_name(&name_of(session)),
+        KEEPER_TOKEN_KEY,
+        false,
+    ));
     vars.push(EnvVar {
         name: "AMBIENT_POD_NAME".into(),
         value: None,
@@ -313,7 +320,75 @@ pub fn runner_container_env(
         TOKEN_KEY,
         false,
     ));
-    // Later wins: keep the last of each name, in order of first appearance.
+    once_each(vars)
+}
+
+/// The port the keeper listens on, on the pod's loopback.
+pub const KEEPER_PORT: u16 = 4142;
+
+/// What the keeper is told: the session's name and sources (what it may clone and push),
+/// the credentials as references to the project's Secret (never their values), its token
+/// and its folder.
+pub fn keeper_container_env(
+    session: &AgenticSession,
+    run: &Run<'_>,
+    config: &ClusterConfig,
+) -> Vec<EnvVar> {
+    let wanted = [
+        env::SESSION_NAME,
+        env::REPOS_JSON,
+        env::ACTIVE_WORKFLOW_GIT_URL,
+        env::ACTIVE_WORKFLOW_BRANCH,
+        env::ACTIVE_WORKFLOW_PATH,
+        "LOG_LEVEL",
+        "RUST_LOG",
+    ];
+    let mut vars: Vec<EnvVar> = contract(session, run, config)
+        .into_iter()
+        .filter(|v| wanted.contains(&v.name.as_str()))
+        .collect();
+    vars.push(literal("HOME", KEEPER_MOUNT.into()));
+    vars.push(literal(env::KEEPER_STATE, KEEPER_MOUNT.into()));
+    vars.extend(
+        Credentials::KEYS
+            .iter()
+            .map(|k| from_secret(k, RUNNER_SECRETS, k, true)),
+    );
+    vars.push(from_secret(
+        env::KEEPER_TOKEN,
+        &token_secret_name(&name_of(session)),
+        KEEPER_TOKEN_KEY,
+        false,
+    ));
+    once_each(vars)
+}
+
+/// The runner contract of a run, as literal values.
+fn contract(session: &AgenticSession, run: &Run<'_>, config: &ClusterConfig) -> Vec<EnvVar> {
+    let workspace = std::path::Path::new(WORKSPACE_MOUNT);
+    let none = Credentials::default();
+    let spec = RunSpec {
+        generation: run.generation,
+        token: None,
+        resume: run.resume,
+        handled_through: run.handled_through,
+        workspace,
+        backend_api_url: &config.server_api_url,
+        claude_bin: None,
+        default_model: &config.default_model,
+        credentials: &none,
+        project_mcp_servers: run.project_mcp_servers,
+        // The pod is the sandbox.
+        sandbox: "off",
+    };
+    runner_env(session, &spec)
+        .into_iter()
+        .map(|(k, v)| literal(&k, v))
+        .collect()
+}
+
+/// Later wins: keeps the last of each name, in order of first appearance.
+fn once_each(vars: Vec<EnvVar>) -> Vec<EnvVar> {
     let mut out: Vec<EnvVar> = Vec::with_capacity(vars.len());
     for v in vars {
         match out.iter_mut().find(|o| o.name == v.name) {
@@ -331,7 +406,8 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     ])
 }
 
-/// The Job of one run: one pod, never restarted, non-root, no privilege, no API token.
+/// The Job of one run: one pod of two containers (the runner with the agent, and the
+/// credentials keeper), never restarted, non-root, no privilege, no API token.
 pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConfig) -> Job {
     let name = name_of(session);
     let mut meta = meta(session, job_name(&name, run.generation));
@@ -368,6 +444,45 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
         mount_path: path.into(),
         ..VolumeMount::default()
     };
+    let folder = |name: &str, path: &str, sub: &str| VolumeMount {
+        sub_path: Some(sub.into()),
+        ..mount(name, path)
+    };
+    let locked_down = || SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
+    };
+    // The credentials: a container of their own, which the agent's cannot see (no shared
+    // process namespace) and reaches only through the keeper's interface on the pod's
+    // loopback. Its folder is a part of the workspace volume the agent's container does not
+    // mount.
+    let keeper = Container {
+        name: KEEPER_CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        args: Some(vec!["keeper".into()]),
+        env: Some(keeper_container_env(session, run, config)),
+        working_dir: Some(KEEPER_MOUNT.into()),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("50m", "64Mi")),
+            limits: Some(quantities("1", "1Gi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(locked_down()),
+        volume_mounts: Some(vec![
+            folder("workspace", KEEPER_MOUNT, KEEPER_SUBPATH),
+            mount("keeper-tmp", "/tmp"),
+        ]),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
     let container = Container {
         name: CONTAINER.into(),
         image: Some(config.runner_image.clone()),
@@ -379,19 +494,9 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
             limits: Some(quantities(&config.limits.0, &config.limits.1)),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         volume_mounts: Some(vec![
-            mount("workspace", WORKSPACE_MOUNT),
+            folder("workspace", WORKSPACE_MOUNT, WORKSPACE_SUBPATH),
             mount("tmp", "/tmp"),
             mount("home", RUNNER_HOME),
         ]),
@@ -432,8 +537,14 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    containers: vec![container],
-                    volumes: Some(vec![workspace_volume, scratch("tmp"), scratch("home")]),
+                    share_process_namespace: Some(false),
+                    containers: vec![container, keeper],
+                    volumes: Some(vec![
+                        workspace_volume,
+                        scratch("tmp"),
+                        scratch("home"),
+                        scratch("keeper-tmp"),
+                    ]),
                     ..PodSpec::default()
                 }),
             },

@@ -621,7 +621,7 @@ async fn start_run(
     };
     let secret = async {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-        let secret = token_secret(session, &token, generation);
+        let secret = token_secret(session, &token, &new_token(), generation);
         secrets
             .patch(
                 &secret.name_any(),

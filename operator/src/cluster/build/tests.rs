@@ -144,7 +144,71 @@ fn the_job_runs_one_locked_down_pod_with_the_contract_environment() {
         (token.name.as_str(), token.key.as_str(), token.optional),
         ("session-1-runner-token", TOKEN_KEY, Some(false))
     );
+    // No credential in the agent's container: the keeper's address and token instead.
     for k in Credentials::KEYS {
+        assert!(env.iter().all(|e| e.name != k), "{k} in the runner's container");
+    }
+    assert_eq!(
+        get(env::KEEPER_URL).value.as_deref(),
+        Some("http://127.0.0.1:4142")
+    );
+    let keeper_token = get(env::KEEPER_TOKEN)
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (keeper_token.name.as_str(), keeper_token.key.as_str()),
+        ("session-1-runner-token", KEEPER_TOKEN_KEY)
+    );
+    // The credentials container: the credentials by reference, its token, its own folder of
+    // the workspace volume, no process namespace shared with the agent's.
+    assert_eq!(pod.share_process_namespace, Some(false));
+    let keeper = &pod.containers[1];
+    assert_eq!(keeper.name, KEEPER_CONTAINER);
+    assert_eq!(keeper.args.as_deref(), Some(&["keeper".to_owned()][..]));
+    assert_eq!(keeper.image, c.image);
+    let ksc = keeper.security_context.as_ref().unwrap();
+    assert_eq!(
+        (ksc.allow_privilege_escalation, ksc.read_only_root_filesystem),
+        (Some(false), Some(true))
+    );
+    let sub = |c: &k8s_openapi::api::core::v1::Container, path: &str| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == path)
+            .and_then(|m| Some((m.name.clone(), m.sub_path.clone()?)))
+    };
+    assert_eq!(
+        sub(c, WORKSPACE_MOUNT),
+        Some(("workspace".to_owned(), WORKSPACE_SUBPATH.to_owned()))
+    );
+    assert_eq!(
+        sub(keeper, KEEPER_MOUNT),
+        Some(("workspace".to_owned(), KEEPER_SUBPATH.to_owned()))
+    );
+    assert!(
+        keeper
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.sub_path.as_deref() != Some(WORKSPACE_SUBPATH)),
+        "the keeper never mounts the agent's files"
+    );
+    let kenv = keeper.env.as_ref().unwrap();
+    let kget = |k: &str| {
+        kenv.iter()
+            .find(|e| e.name == k)
+            .unwrap_or_else(|| panic!("{k}"))
+    };
+    assert!(kenv.iter().all(|e| e.name != env::RUNNER_TOKEN));
+    assert_eq!(kget(env::SESSION_NAME).value.as_deref(), Some("session-1"));
+    assert_eq!(kget(env::KEEPER_STATE).value.as_deref(), Some(KEEPER_MOUNT));
+    for k in Credentials::KEYS {
+        let get = kget;
         let r = get(k)
             .value_from
             .as_ref()
@@ -180,12 +244,13 @@ fn the_job_runs_one_locked_down_pod_with_the_contract_environment() {
 #[test]
 fn the_token_secret_and_the_workspace_claim() {
     let s = session();
-    let secret = token_secret(&s, "art_x", 2);
+    let secret = token_secret(&s, "art_x", "art_k", 2);
     assert_eq!(
         secret.metadata.name.as_deref(),
         Some("session-1-runner-token")
     );
     assert_eq!(secret.data.as_ref().unwrap()[TOKEN_KEY].0, b"art_x");
+    assert_eq!(secret.data.as_ref().unwrap()[KEEPER_TOKEN_KEY].0, b"art_k");
     assert_eq!(secret.metadata.labels.as_ref().unwrap()[RUN_LABEL], "2");
     let claim = workspace_claim(&s, &ClusterConfig::default()).unwrap();
     let spec = claim.spec.unwrap();
