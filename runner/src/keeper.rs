@@ -61,7 +61,7 @@ pub const KEEPER_PORT: u16 = 4142;
 /// The largest bundle of the agent's commits the keeper takes.
 const MAX_BUNDLE: u64 = 4 << 30;
 /// How long the keeper waits for its runner to come before it gives up and exits.
-const FIRST_HOLD: Duration = Duration::from_secs(600);
+const FIRST_HOLD: Duration = Duration::from_secs(120);
 /// How long the runner waits for its keeper to answer at start.
 const KEEPER_START: Duration = Duration::from_secs(120);
 /// What a keeper answers when a thin bundle lacks commits it does not have.

@@ -90,6 +90,12 @@ impl Kubelet {
         self.config.root.join("claims").join(claim)
     }
 
+    /// The workspace in a claim: the folder the runner's container mounts.
+    pub fn workspace_dir(&self, claim: &str) -> PathBuf {
+        self.claim_dir(claim)
+            .join(operator::cluster::build::WORKSPACE_SUBPATH)
+    }
+
     /// Kills the runner of `pod` as the OOM killer would; `false` if it does not run.
     pub fn oom(&self, pod: &str) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());

@@ -545,7 +545,7 @@ async fn a_session_runs_in_a_pod_and_continues_in_a_second_one() {
     );
     let claim = c
         .kubelet
-        .claim_dir(&operator::cluster::build::workspace_claim_name(&name));
+        .workspace_dir(&operator::cluster::build::workspace_claim_name(&name));
     assert_eq!(
         std::fs::read_to_string(claim.join("artifacts/hello.txt")).unwrap(),
         "Hello from the mock Anthropic API!\n"
@@ -842,7 +842,7 @@ async fn a_session_applied_with_kubectl_runs_and_its_deletion_removes_everything
     let claim = operator::cluster::build::workspace_claim_name("applied");
     assert!(
         c.kubelet
-            .claim_dir(&claim)
+            .workspace_dir(&claim)
             .join("artifacts/hello.txt")
             .is_file()
     );
@@ -978,5 +978,139 @@ async fn the_cli_and_a_view_key_work_in_kubernetes_mode() {
     let out = run(&carol, &["projects", "list", "-o", "json"]).await;
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    c.finish().await;
+}
+
+/// The credentials of a runner pod live in its second container. The agent (a scripted
+/// model running shell commands in the runner's container) reads every process environment
+/// and command line it can see, its own environment, and calls the keeper's interface
+/// without the keeper token: no model key, no git token, no keeper process, a refusal. Its
+/// work still reaches the remote and a pull request through the keeper (which cloned the
+/// repository with the token and pushed from its own repository), and the keeper exits
+/// with its runner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work() {
+    use crate::common::forge::{ForgeMock, bare_path, bare_repo, branches, git};
+    const MODEL_KEY: &str = "sk-keeper-test-0123456789";
+    const GIT_TOKEN: &str = "ghp_keeper_test_0123456789";
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-keeper", None).await;
+    let forge = ForgeMock::start().await;
+    let resp = c
+        .server
+        .http
+        .put(
+            c.server
+                .url(&format!("/api/projects/{}/runner-secrets", c.project)),
+        )
+        .json(&json!({"data": {
+            "ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": MODEL_KEY,
+            "GITHUB_TOKEN": GIT_TOKEN, "GITHUB_API_URL": forge.url,
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let repos = tempfile::tempdir().unwrap();
+    let app = bare_repo(repos.path(), "acme", "app", None);
+    let command = "echo work > notes.md; \
+        echo ENVIRON; for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do \
+          echo \"== $f\"; tr '\\0' '\\n' < $f; echo; done 2>&1; echo END-PROC; \
+        echo ENV; env; \
+        echo KEEPER; curl -s -o /dev/null -w 'hello=%{http_code}\\n' http://127.0.0.1:4142/v1/hello; \
+        curl -s -o /dev/null -w 'clone=%{http_code}\\n' -X POST -H 'content-type: application/json' \
+          -d '{\"source\":{\"repo\":0}}' http://127.0.0.1:4142/v1/clone; \
+        echo PROCS; ls /proc | grep -c '^[0-9]'";
+    let resp = c
+        .server
+        .http
+        .post(c.path(""))
+        .json(&json!({
+            "initialPrompt": format!("run: {command}"),
+            "repos": [{"url": app, "autoPush": true, "provider": "github"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let name = resp.json::<serde_json::Value>().await.unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut viewer = c.viewer(&name, 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(120), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    assert!(
+        is_phase(events.last().unwrap(), &["Completed"]),
+        "{events:?}"
+    );
+    let out: String = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::ToolResult(r) => Some(r.content.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(out.contains("END-PROC") && out.contains("PROCS"), "{out}");
+    // No credential anywhere the agent looks.
+    for secret in [MODEL_KEY, GIT_TOKEN, "GITHUB_TOKEN=", "ANTHROPIC_AUTH_TOKEN="] {
+        assert!(!out.contains(secret), "the agent saw {secret}:\n{out}");
+    }
+    // The keeper's process is in another process namespace: not among those it sees.
+    let procs = out.split("END-PROC").next().unwrap_or_default();
+    assert!(procs.contains("== /proc/1/cmdline"), "{out}");
+    assert!(
+        !procs.lines().any(|l| l.trim() == "keeper"),
+        "the agent sees the keeper's process:\n{procs}"
+    );
+    // Its interface refuses whoever lacks the keeper token.
+    assert!(out.contains("hello=401") && out.contains("clone=401"), "{out}");
+
+    // The work was pushed and proposed by the keeper, with the token.
+    let branch = format!("ambient/{name}");
+    assert_eq!(branches(&app), vec![branch.clone(), "main".to_owned()]);
+    let files = git(&bare_path(&app), &["ls-tree", "--name-only", &branch]);
+    assert!(files.lines().any(|l| l == "notes.md"), "{files}");
+    let push = events.iter().find_map(|e| match &e.event {
+        SessionEvent::GitPush(p) => Some(p.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        push.expect("a push event").commit,
+        git(&bare_path(&app), &["rev-parse", &branch]).trim()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::PullRequest(p) if p.number == 42)),
+        "{events:?}"
+    );
+    let calls = forge.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0].headers["authorization"].to_str().unwrap(),
+        format!("Bearer {GIT_TOKEN}")
+    );
+    // Both containers ended, the keeper with its runner.
+    let pod = until("the pod's containers end", || async {
+        let pods = c.pods_of(&name).await;
+        let pod = pods.into_iter().next()?;
+        let statuses = pod.status.as_ref()?.container_statuses.clone()?;
+        let ended = statuses.len() == 2
+            && statuses
+                .iter()
+                .all(|s| s.state.as_ref().is_some_and(|st| st.terminated.is_some()));
+        ended.then_some(pod)
+    })
+    .await;
+    let statuses = pod.status.unwrap().container_statuses.unwrap();
+    for s in &statuses {
+        let code = s.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code;
+        assert_eq!(code, 0, "{} exited {code}", s.name);
+    }
     c.finish().await;
 }
