@@ -431,7 +431,17 @@ async fn a_session_gets_its_run_objects_and_a_project_its_own() {
         Some("FallbackToLogsOnError")
     );
     let env = env_of(&job);
-    let key = env.iter().find(|e| e.name == "ANTHROPIC_API_KEY").unwrap();
+    // The model key is the credentials container's, by reference; never the runner's.
+    assert!(env.iter().all(|e| e.name != "ANTHROPIC_API_KEY"));
+    assert_eq!(pod.share_process_namespace, Some(false));
+    let keeper = &pod.containers[1];
+    assert_eq!(keeper.name, "credentials");
+    let key = keeper
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "ANTHROPIC_API_KEY")
+        .unwrap();
     let r = key.value_from.clone().unwrap().secret_key_ref.unwrap();
     assert_eq!(
         (r.name.as_str(), r.optional),

@@ -618,16 +618,39 @@ pub async fn serve(config: KeeperConfig) -> Result<(), String> {
         let taken: Vec<String> = repos.iter().map(|(n, _)| n.clone()).collect();
         repos.push((crate::workspace::repo_name(&spec.url, &taken), spec));
     }
-    std::fs::create_dir_all(&config.state)
-        .map_err(|e| format!("cannot create {}: {e}", config.state.display()))?;
     let proxy_listener = tokio::net::TcpListener::bind(config.proxy)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.proxy))?;
-    let proxy = ModelProxy::start_on_tokio(&credentials, proxy_listener, crate::proxy::new_token())
-        .map_err(|e| format!("cannot start the model proxy: {e}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    serve_on(
+        config.session_name,
+        config.token,
+        config.state,
+        (repos, workflow),
+        (credentials, forges),
+        listener,
+        proxy_listener,
+    )
+    .await
+}
+
+/// [`serve`] on listeners bound already.
+async fn serve_on(
+    session: String,
+    token: String,
+    state: PathBuf,
+    (repos, workflow): (Vec<(String, SessionRepo)>, Option<ActiveWorkflow>),
+    (credentials, forges): (Credentials, Forges),
+    listener: tokio::net::TcpListener,
+    proxy_listener: tokio::net::TcpListener,
+) -> Result<(), String> {
+    std::fs::create_dir_all(&state)
+        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    let proxy = ModelProxy::start_on_tokio(&credentials, proxy_listener, crate::proxy::new_token())
+        .map_err(|e| format!("cannot start the model proxy: {e}"))?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
     let kept = Arc::new(Kept {
         hello: Hello {
             proxy_url: proxy.base_url.clone(),
@@ -638,11 +661,11 @@ pub async fn serve(config: KeeperConfig) -> Result<(), String> {
             credentials,
             forges,
         },
-        token: config.token,
-        session: config.session_name,
+        token,
+        session,
         repos,
         workflow,
-        state: config.state,
+        state,
         pushed: Default::default(),
         busy: Default::default(),
         holds: AtomicUsize::new(0),
@@ -660,7 +683,7 @@ pub async fn serve(config: KeeperConfig) -> Result<(), String> {
         )
         .layer(axum::middleware::from_fn_with_state(kept.clone(), authorise))
         .with_state(kept.clone());
-    tracing::info!(listen = %config.listen, proxy = %proxy.base_url, "credentials keeper ready");
+    tracing::info!(%listen, proxy = %proxy.base_url, "credentials keeper ready");
     let server = axum::serve(listener, app);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -916,4 +939,114 @@ async fn pull_request(
         body,
     };
     Json(deliver::propose(&kept.holdings, &target, &proposal).await).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interface, tried by someone without the token and by a runner asking for more
+    /// than the session's: refused; the keeper exits once its runner lets go.
+    #[tokio::test]
+    async fn the_interface_takes_only_the_token_and_only_the_sessions_own() {
+        let state = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let repos = vec![(
+            "lib".to_owned(),
+            serde_json::from_value::<SessionRepo>(serde_json::json!({
+                "url": "https://github.com/acme/lib.git", "autoPush": false,
+            }))
+            .unwrap(),
+        )];
+        let credentials = Credentials {
+            anthropic_api_key: Some("sk-real".into()),
+            github_token: Some("ghp_real".into()),
+            ..Credentials::default()
+        };
+        let forges = Forges::new(&crate::forge::ApiUrls::default());
+        let keeper = tokio::spawn(serve_on(
+            "s1".into(),
+            "keeper-token".into(),
+            state.path().to_owned(),
+            (repos, None),
+            (credentials, forges),
+            listener,
+            proxy,
+        ));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        // No token, a wrong one: 401 everywhere.
+        for token in [None, Some("guess")] {
+            for (method, path) in [
+                ("GET", "/v1/hello"),
+                ("GET", "/v1/hold"),
+                ("POST", "/v1/clone"),
+                ("POST", "/v1/repos/0/delivery?base=main"),
+                ("POST", "/v1/repos/0/pull-request"),
+            ] {
+                let mut req = http.request(method.parse().unwrap(), format!("{url}{path}"));
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let status = req.send().await.unwrap().status();
+                assert_eq!(status, 401, "{method} {path} with {token:?}");
+            }
+        }
+        let ask = |method: &str, path: &str| {
+            http.request(method.parse().unwrap(), format!("{url}{path}"))
+                .bearer_auth("keeper-token")
+        };
+        let hello: Hello = ask("GET", "/v1/hello")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(hello.model && hello.proxy_token.starts_with("proxy-"));
+        // Only the session's repositories, by index; no workflow when it has none.
+        let r = ask("POST", "/v1/clone")
+            .json(&serde_json::json!({"source": {"repo": 5}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = ask("POST", "/v1/clone")
+            .json(&serde_json::json!({"source": "workflow"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = ask("POST", "/v1/clone")
+            .json(&serde_json::json!({"url": "https://github.com/acme/secret.git"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+        // A repository whose work is not pushed takes no bundle; a bad base is refused.
+        let r = ask("POST", "/v1/repos/0/delivery?base=main")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        // Nothing pushed: no pull request.
+        let r = ask("POST", "/v1/repos/0/pull-request")
+            .json(&serde_json::json!({"base": "main", "title": "t", "body": "b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        // Held, then let go: the keeper exits.
+        let held = ask("GET", "/v1/hold").send().await.unwrap();
+        assert_eq!(held.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!keeper.is_finished(), "the keeper left a runner holding it");
+        drop(held);
+        let ended = tokio::time::timeout(Duration::from_secs(10), keeper)
+            .await
+            .expect("the keeper exits when its runner lets go");
+        assert_eq!(ended.unwrap(), Ok(()));
+    }
 }

@@ -1061,7 +1061,8 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
         assert!(!out.contains(secret), "the agent saw {secret}:\n{out}");
     }
     // The keeper's process is in another process namespace: not among those it sees.
-    let procs = out.split("END-PROC").next().unwrap_or_default();
+    // (The prompt itself, in the runner's environment, holds "END-PROC" too.)
+    let procs = out.split("\nEND-PROC\n").next().unwrap_or_default();
     assert!(procs.contains("== /proc/1/cmdline"), "{out}");
     assert!(
         !procs.lines().any(|l| l.trim() == "keeper"),
