@@ -78,6 +78,8 @@ pub const SANDBOX: &str = "AMBIENT_SANDBOX";
 /// container of its pod holds the credentials (Kubernetes mode); unset, the runner holds
 /// them itself.
 pub const KEEPER_URL: &str = "AMBIENT_KEEPER_URL";
+/// Where the keeper listens (`127.0.0.1:4142`), on the pod's loopback.
+pub const KEEPER_LISTEN: &str = "AMBIENT_KEEPER_LISTEN";
 /// The token the keeper takes from the runner (in the keeper's environment too).
 pub const KEEPER_TOKEN: &str = "AMBIENT_KEEPER_TOKEN";
 /// The keeper's own folder (its delivery repositories), which the agent's container does

@@ -564,11 +564,12 @@ pub struct KeeperConfig {
     /// The keeper's own folder (its delivery repositories).
     #[arg(long, env = env::KEEPER_STATE, value_name = env::KEEPER_STATE)]
     pub state: PathBuf,
-    /// The address of the interface.
-    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], KEEPER_PORT)))]
+    /// The address of the interface (the runner's `AMBIENT_KEEPER_URL` names it).
+    #[arg(long, env = env::KEEPER_LISTEN, value_name = env::KEEPER_LISTEN, default_value_t = SocketAddr::from(([127, 0, 0, 1], KEEPER_PORT)))]
     pub listen: SocketAddr,
-    /// The address of the model proxy.
-    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], crate::netns::PROXY_PORT)))]
+    /// The address of the model proxy (any free port by default: the runner learns it from
+    /// the keeper).
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], 0)))]
     pub proxy: SocketAddr,
 }
 

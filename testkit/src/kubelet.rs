@@ -6,7 +6,8 @@
 //! of it), maps the runner image to the built runner binary and runs every container of the
 //! pod (the runner and its credentials keeper) as a real process with the container's
 //! arguments, each in a process namespace of its own with its own `/proc` (as root, through
-//! `unshare`), and reports what really happens in `pods/status`: each container running,
+//! `unshare`; the pods share this machine's network, so each pod's keeper gets a port of its
+//! own), and reports what really happens in `pods/status`: each container running,
 //! terminated with its exit code and its log's tail; the pod done when all are. A deleted pod's
 //! process gets SIGTERM, then SIGKILL after the grace period. An unknown image is
 //! `ErrImagePull` then `ImagePullBackOff`; [`Kubelet::oom`] kills a runner as the kernel's
@@ -309,10 +310,22 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
     }
     let _ = std::fs::create_dir_all(config.root.join("pods").join(&uid));
     let pid_namespaces = own_pid_namespaces();
+    // Every pod has a loopback of its own in a cluster; here they share this machine's, so
+    // the keeper's port (the one fixed address a pod's containers agree on) is a free one
+    // per pod, named the same way in both containers.
+    let keeper_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(operator::cluster::build::KEEPER_PORT);
+    let fixed = format!("127.0.0.1:{}", operator::cluster::build::KEEPER_PORT);
+    let own = format!("127.0.0.1:{keeper_port}");
     let mut started: Vec<Started> = Vec::new();
     for (i, container) in containers.iter().enumerate() {
         let env = match resolve_env(&client, &config.namespace, &pod, container).await {
-            Ok(env) => env,
+            Ok(env) => env
+                .into_iter()
+                .map(|(k, v)| (k, v.replace(&fixed, &own)))
+                .collect(),
             Err(message) => {
                 states[i].1 = waiting("CreateContainerConfigError", message);
                 report(&pods, &name, "Pending", &states).await;

@@ -349,6 +349,10 @@ pub fn keeper_container_env(
         .collect();
     vars.push(literal("HOME", KEEPER_MOUNT.into()));
     vars.push(literal(env::KEEPER_STATE, KEEPER_MOUNT.into()));
+    vars.push(literal(
+        env::KEEPER_LISTEN,
+        format!("127.0.0.1:{KEEPER_PORT}"),
+    ));
     vars.extend(
         Credentials::KEYS
             .iter()

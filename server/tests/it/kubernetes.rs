@@ -1017,9 +1017,11 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
         echo ENVIRON; for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do \
           echo \"== $f\"; tr '\\0' '\\n' < $f; echo; done 2>&1; echo END-PROC; \
         echo ENV; env; \
-        echo KEEPER; curl -s -o /dev/null -w 'hello=%{http_code}\\n' http://127.0.0.1:4142/v1/hello; \
+        echo KEEPER; K=$(tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^AMBIENT_KEEPER_URL=//p'); \
+        K=${K:-http://127.0.0.1:4142}; echo \"keeper at $K\"; \
+        curl -s -o /dev/null -w 'hello=%{http_code}\\n' $K/v1/hello; \
         curl -s -o /dev/null -w 'clone=%{http_code}\\n' -X POST -H 'content-type: application/json' \
-          -d '{\"source\":{\"repo\":0}}' http://127.0.0.1:4142/v1/clone; \
+          -d '{\"source\":{\"repo\":0}}' $K/v1/clone; \
         echo PROCS; ls /proc | grep -c '^[0-9]'";
     let resp = c
         .server
@@ -1069,6 +1071,7 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
         "the agent sees the keeper's process:\n{procs}"
     );
     // Its interface refuses whoever lacks the keeper token.
+    assert!(out.contains("keeper at http://127.0.0.1:"), "{out}");
     assert!(out.contains("hello=401") && out.contains("clone=401"), "{out}");
 
     // The work was pushed and proposed by the keeper, with the token.
