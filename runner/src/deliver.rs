@@ -123,7 +123,11 @@ async fn deliver_repo(
     }
     for event in keeper.deliver(ws, index, repo, proposal).await {
         if let SessionEvent::Error(e) = &event {
-            tracing::warn!(code = e.code.as_deref().unwrap_or_default(), "{}", e.message);
+            tracing::warn!(
+                code = e.code.as_deref().unwrap_or_default(),
+                "{}",
+                e.message
+            );
         }
         link.emit(event);
     }
@@ -251,12 +255,8 @@ pub async fn propose(
     // The API token goes to the forge's configured API (never to a host a repository URL
     // names), and never in clear text beyond this machine.
     let (var, token) = match forge.provider {
-        model::session::GitProvider::Github => {
-            ("GITHUB_TOKEN", &holdings.credentials.github_token)
-        }
-        model::session::GitProvider::Gitlab => {
-            ("GITLAB_TOKEN", &holdings.credentials.gitlab_token)
-        }
+        model::session::GitProvider::Github => ("GITHUB_TOKEN", &holdings.credentials.github_token),
+        model::session::GitProvider::Gitlab => ("GITLAB_TOKEN", &holdings.credentials.gitlab_token),
     };
     if forge.api.starts_with("http://") && !is_loopback_url(&forge.api) {
         return error_event(

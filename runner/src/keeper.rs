@@ -130,12 +130,10 @@ impl Holdings {
         dir: &Path,
         bare: bool,
     ) -> Result<(), GitError> {
-        let credential = self
-            .credential_for(url, provider)
-            .map_err(|why| GitError {
-                command: "clone".into(),
-                message: why,
-            })?;
+        let credential = self.credential_for(url, provider).map_err(|why| GitError {
+            command: "clone".into(),
+            message: why,
+        })?;
         let target = dir.display().to_string();
         let mut args = vec!["clone", "--quiet"];
         if bare {
@@ -147,7 +145,9 @@ impl Holdings {
         // `--`: neither the URL nor the path can be taken for an option.
         args.extend(["--", url, target.as_str()]);
         let parent = dir.parent().unwrap_or(Path::new("/"));
-        git::git(parent, &args, credential.as_ref()).await.map(|_| ())
+        git::git(parent, &args, credential.as_ref())
+            .await
+            .map(|_| ())
     }
 }
 
@@ -385,10 +385,7 @@ impl Remote {
         let fail = |e: String| {
             vec![error_event(
                 "push_rejected",
-                format!(
-                    "could not take the work of {} for delivery: {e}",
-                    repo.name
-                ),
+                format!("could not take the work of {} for delivery: {e}", repo.name),
             )]
         };
         let scratch = match tempfile::tempdir() {
@@ -596,7 +593,10 @@ pub async fn main(args: impl IntoIterator<Item = String>) -> i32 {
     let config = match KeeperConfig::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("runner keeper: {}", e.to_string().lines().next().unwrap_or_default());
+            eprintln!(
+                "runner keeper: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            );
             return env::exit::PREREQUISITE;
         }
     };
@@ -682,7 +682,10 @@ async fn serve_on(
             "/v1/repos/{index}/pull-request",
             axum::routing::post(pull_request),
         )
-        .layer(axum::middleware::from_fn_with_state(kept.clone(), authorise))
+        .layer(axum::middleware::from_fn_with_state(
+            kept.clone(),
+            authorise,
+        ))
         .with_state(kept.clone());
     tracing::info!(%listen, proxy = %proxy.base_url, "credentials keeper ready");
     let server = axum::serve(listener, app);
@@ -872,13 +875,26 @@ async fn delivery(
     .await
     .is_err()
     {
-        let _ = git::git(&delivery.dir, &["update-ref", "-d", git::DELIVERED_BASE], None).await;
+        let _ = git::git(
+            &delivery.dir,
+            &["update-ref", "-d", git::DELIVERED_BASE],
+            None,
+        )
+        .await;
     }
     let from = bundle.display().to_string();
     let head = format!("+HEAD:{}", git::DELIVERED_HEAD);
     if let Err(e) = git::git(
         &delivery.dir,
-        &["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", &from, &head],
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--",
+            &from,
+            &head,
+        ],
         None,
     )
     .await

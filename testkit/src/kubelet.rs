@@ -279,7 +279,8 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
     if containers.is_empty() {
         return;
     }
-    let waiting = |reason: &str, message: String| json!({"waiting": {"reason": reason, "message": message}});
+    let waiting =
+        |reason: &str, message: String| json!({"waiting": {"reason": reason, "message": message}});
     let mut states: Vec<(String, serde_json::Value)> = containers
         .iter()
         .map(|c| (c.name.clone(), waiting("ContainerCreating", String::new())))
@@ -290,10 +291,16 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         .find(|(_, c)| c.image.as_deref() != Some(config.image.as_str()))
     {
         let image = c.image.clone().unwrap_or_default();
-        states[i].1 = waiting("ErrImagePull", format!("failed to pull image \"{image}\": not found"));
+        states[i].1 = waiting(
+            "ErrImagePull",
+            format!("failed to pull image \"{image}\": not found"),
+        );
         report(&pods, &name, "Pending", &states).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        states[i].1 = waiting("ImagePullBackOff", format!("Back-off pulling image \"{image}\""));
+        states[i].1 = waiting(
+            "ImagePullBackOff",
+            format!("Back-off pulling image \"{image}\""),
+        );
         report(&pods, &name, "Pending", &states).await;
         return;
     }
@@ -332,7 +339,10 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
                 // What started already is ended, as the pod will not run.
                 for s in &started {
                     if let Some(pid) = s.child.id() {
-                        kill_container(pid, operator::local::process::start_ticks(pid).unwrap_or_default());
+                        kill_container(
+                            pid,
+                            operator::local::process::start_ticks(pid).unwrap_or_default(),
+                        );
                     }
                 }
                 return;

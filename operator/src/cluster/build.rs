@@ -295,7 +295,7 @@ pub fn runner_container_env(
     vars.push(literal("HOME", RUNNER_HOME.into()));
     vars.push(literal(
         env::KEEPER_URL,
-        format!("http://127.0.0.1:{}", KEEPER_PORT),
+        format!("http://127.0.0.1:{KEEPER_PORT}"),
     ));
     vars.push(from_secret(
         env::KEEPER_TOKEN,

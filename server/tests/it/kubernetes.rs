@@ -1059,7 +1059,12 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
         .join("\n");
     assert!(out.contains("END-PROC") && out.contains("PROCS"), "{out}");
     // No credential anywhere the agent looks.
-    for secret in [MODEL_KEY, GIT_TOKEN, "GITHUB_TOKEN=", "ANTHROPIC_AUTH_TOKEN="] {
+    for secret in [
+        MODEL_KEY,
+        GIT_TOKEN,
+        "GITHUB_TOKEN=",
+        "ANTHROPIC_AUTH_TOKEN=",
+    ] {
         assert!(!out.contains(secret), "the agent saw {secret}:\n{out}");
     }
     // The keeper's process is in another process namespace: not among those it sees.
@@ -1072,7 +1077,10 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
     );
     // Its interface refuses whoever lacks the keeper token.
     assert!(out.contains("keeper at http://127.0.0.1:"), "{out}");
-    assert!(out.contains("hello=401") && out.contains("clone=401"), "{out}");
+    assert!(
+        out.contains("hello=401") && out.contains("clone=401"),
+        "{out}"
+    );
 
     // The work was pushed and proposed by the keeper, with the token.
     let branch = format!("ambient/{name}");
@@ -1113,7 +1121,14 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
     .await;
     let statuses = pod.status.unwrap().container_statuses.unwrap();
     for s in &statuses {
-        let code = s.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code;
+        let code = s
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code;
         assert_eq!(code, 0, "{} exited {code}", s.name);
     }
     c.finish().await;

@@ -146,7 +146,10 @@ fn the_job_runs_one_locked_down_pod_with_the_contract_environment() {
     );
     // No credential in the agent's container: the keeper's address and token instead.
     for k in Credentials::KEYS {
-        assert!(env.iter().all(|e| e.name != k), "{k} in the runner's container");
+        assert!(
+            env.iter().all(|e| e.name != k),
+            "{k} in the runner's container"
+        );
     }
     assert_eq!(
         get(env::KEEPER_URL).value.as_deref(),
@@ -172,7 +175,10 @@ fn the_job_runs_one_locked_down_pod_with_the_contract_environment() {
     assert_eq!(keeper.image, c.image);
     let ksc = keeper.security_context.as_ref().unwrap();
     assert_eq!(
-        (ksc.allow_privilege_escalation, ksc.read_only_root_filesystem),
+        (
+            ksc.allow_privilege_escalation,
+            ksc.read_only_root_filesystem
+        ),
         (Some(false), Some(true))
     );
     let sub = |c: &k8s_openapi::api::core::v1::Container, path: &str| {
