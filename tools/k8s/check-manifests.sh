@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The manifests in deploy/, checked three ways (run by `make unit` on the test API server):
 #   1. `kubectl kustomize` builds each overlay;
-#   2. `kubernetes-validate --strict` (PyPI) accepts what each builds and the examples;
+#   2. `kubernetes-validate --strict` (PyPI) accepts what each builds, the examples and the
+#      optional admission policies (deploy/policies);
 #   3. the CRDs are applied for real (a server that refuses them fails this), then every
 #      overlay and example passes `kubectl apply --dry-run=server`. Kinds this API server
 #      does not serve (OpenShift's Route) are left out of step 3 only.
@@ -20,6 +21,11 @@ for overlay in dev openshift; do
 done
 "$validate" --strict --quiet deploy/examples/*.yaml
 echo "ok: examples validate"
+# The optional admission policies (Kubernetes 1.30+): schema only, as this 1.20 API server
+# serves no ValidatingAdmissionPolicy (their CEL is not checked here).
+kubectl kustomize deploy/policies > "$out/policies.yaml"
+"$validate" --strict --quiet "$out/policies.yaml"
+echo "ok: the admission policies build and validate"
 "${k[@]}" apply --server-side --force-conflicts -k deploy/crds > /dev/null
 "${k[@]}" wait --for=condition=Established --timeout=30s \
 	crd/agenticsessions.vteam.ambient-code crd/projectsettings.vteam.ambient-code > /dev/null
