@@ -2,8 +2,10 @@
 //! and CPU time of the runner process for a session of about 1,000 events, the `claude` CLI
 //! excluded (the runner reports `getrusage(RUSAGE_SELF)` in its log when it exits); and, over
 //! `BENCH_RUNS` such sessions (default 10), create → the agent's first output and the relay of
-//! its 1,000 chunks (from the events' own timestamps). `AMBIENT_BENCH_RUNNER` picks another
-//! runner binary (to compare builds).
+//! its 1,000 chunks, written by the mock without pauses (from the events' own timestamps: the
+//! first agent event to the last); then `BENCH_RUNS` sessions with one repository, the agent
+//! writing a file: create → pushed, and the agent's last output → pushed (the delivery: commit,
+//! transfer, push). `AMBIENT_BENCH_RUNNER` picks another runner binary (to compare builds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +23,56 @@ fn release_bin(name: &str) -> PathBuf {
     p
 }
 
+/// A bare repository at `path` whose `main` has one commit.
+fn bare_repo_with_a_commit(path: &std::path::Path) {
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let parent = path.parent().unwrap();
+    git(
+        parent,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            path.to_str().unwrap(),
+        ],
+    );
+    let work = parent.join("seed");
+    git(
+        parent,
+        &[
+            "clone",
+            "--quiet",
+            path.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(work.join("README.md"), "bench\n").unwrap();
+    git(&work, &["add", "README.md"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "--quiet",
+            "-m",
+            "seed",
+        ],
+    );
+    git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
+}
+
 fn field(line: &str, key: &str) -> Option<u64> {
     let start = line.find(&format!("{key}="))? + key.len() + 1;
     line[start..]
@@ -34,11 +86,20 @@ fn field(line: &str, key: &str) -> Option<u64> {
 async fn main() {
     let claude = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tools/claude-code/node_modules/.bin/claude");
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+        .max(1);
+    // One long answer per session (a scripted reply is used once), sent as fast as the mock
+    // can write it: the relay's time is the platform's, not the mock's pauses.
     let mock = mock_anthropic::start(MockConfig {
-        script: vec![Reply::Slow {
-            chunks: 1000,
-            delay_ms: 1,
-        }],
+        script: (0..runs)
+            .map(|_| Reply::Slow {
+                chunks: 1000,
+                delay_ms: 0,
+            })
+            .collect(),
     })
     .await
     .unwrap();
@@ -46,11 +107,6 @@ async fn main() {
     let runner = std::env::var_os("AMBIENT_BENCH_RUNNER")
         .map(PathBuf::from)
         .unwrap_or_else(|| release_bin("runner"));
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10)
-        .max(1);
     let mut config = testkit::config(dir.path().to_owned(), runner);
     config.claude_bin = Some(claude);
     config.user = "bench".into();
@@ -64,56 +120,77 @@ async fn main() {
     let (addr, stop) = (spawned.addr, spawned.stop);
     let http = testkit::client_with_key(&testkit::install_secret(dir.path()).unwrap());
     let (mut started, mut relayed) = (Vec::new(), Vec::new());
-    let mut last = (String::new(), 0);
-    for _ in 0..runs {
-        let created: serde_json::Value = http
-            .post(format!(
-                "http://{addr}/api/projects/default/agentic-sessions"
-            ))
-            .json(&serde_json::json!({"initialPrompt": "stream a long answer"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let name = created["name"].as_str().unwrap().to_owned();
-        let url = format!("http://{addr}/api/projects/default/agentic-sessions/{name}");
-        loop {
-            let s: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-            if matches!(s["status"]["phase"].as_str(), Some("Completed" | "Failed")) {
-                assert_eq!(s["status"]["phase"], "Completed", "{s}");
-                break;
+    let mut last = (String::new(), 0, Default::default());
+    let session = |body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let created: serde_json::Value = http
+                .post(format!(
+                    "http://{addr}/api/projects/default/agentic-sessions"
+                ))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let Some(name) = created["name"].as_str().map(str::to_owned) else {
+                panic!("the session was not created: {created}");
+            };
+            let url = format!("http://{addr}/api/projects/default/agentic-sessions/{name}");
+            loop {
+                let s: serde_json::Value =
+                    http.get(&url).send().await.unwrap().json().await.unwrap();
+                if matches!(s["status"]["phase"].as_str(), Some("Completed" | "Failed")) {
+                    assert_eq!(s["status"]["phase"], "Completed", "{s}");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let export: serde_json::Value = http
+                .get(format!("{url}/export"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let events = export["events"].as_array().cloned().unwrap_or_default();
+            (name, events)
         }
-        let export: serde_json::Value = http
-            .get(format!("{url}/export"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let events = export["events"].as_array().cloned().unwrap_or_default();
-        let ts = |e: &serde_json::Value| e["ts"].as_i64().unwrap_or(0);
-        let agent: Vec<i64> = events
+    };
+    let ts = |e: &serde_json::Value| e["ts"].as_i64().unwrap_or(0);
+    let of_type = |events: &[serde_json::Value], prefix: &str| -> Vec<i64> {
+        events
             .iter()
             .filter(|e| {
                 e["event"]["type"]
                     .as_str()
-                    .is_some_and(|t| t.starts_with("agent"))
+                    .is_some_and(|t| t.starts_with(prefix))
             })
             .map(ts)
-            .collect();
+            .collect()
+    };
+    for _ in 0..runs {
+        let (name, events) =
+            session(serde_json::json!({"initialPrompt": "stream a long answer"})).await;
+        let agent = of_type(&events, "agent");
         let created_at = events.first().map(ts).unwrap_or(0);
         if let (Some(first), Some(end)) = (agent.first(), agent.last()) {
             started.push(first - created_at);
             relayed.push(end - first);
         }
-        last = (name, events.len());
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for e in &events {
+            *kinds
+                .entry(e["event"]["type"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        last = (name, events.len(), kinds);
     }
-    let (name, events) = last;
+    let (name, events, kinds) = last;
+    println!("the last session's events by type: {kinds:?}");
     let pct = |v: &mut Vec<i64>, p: f64| {
         v.sort_unstable();
         v.get(((v.len() as f64 - 1.0) * p).round() as usize)
@@ -126,6 +203,33 @@ async fn main() {
         pct(&mut started, 0.9),
         pct(&mut relayed, 0.5),
         pct(&mut relayed, 0.9)
+    );
+    // Delivery: a session with one repository (a bare repository on disk, pushed to by the
+    // runner), the agent writing one file; the end of its answer → the push recorded.
+    let repo = dir.path().join("app.git");
+    bare_repo_with_a_commit(&repo);
+    let (mut created_pushed, mut delivered) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (_, events) = session(serde_json::json!({
+            "initialPrompt": "create hello.txt",
+            "repos": [{"url": format!("file://{}", repo.display()), "branch": "main", "autoPush": true}],
+        }))
+        .await;
+        let created_at = events.first().map(ts).unwrap_or(0);
+        let agent = of_type(&events, "agent");
+        let pushed = of_type(&events, "git_push");
+        assert_eq!(pushed.len(), 1, "one push per session: {events:?}");
+        created_pushed.push(pushed[0] - created_at);
+        if let Some(answered) = agent.last() {
+            delivered.push(pushed[0] - answered);
+        }
+    }
+    println!(
+        "{runs} sessions with one repository: create → pushed p50 {} / p90 {} ms; the agent's last output → pushed (commit, transfer, push) p50 {} / p90 {} ms",
+        pct(&mut created_pushed, 0.5),
+        pct(&mut created_pushed, 0.9),
+        pct(&mut delivered, 0.5),
+        pct(&mut delivered, 0.9)
     );
     let log = std::fs::read_to_string(
         dir.path()
