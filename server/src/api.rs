@@ -68,6 +68,28 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
     (router, document)
 }
 
+/// What the runners' own address serves (`AMBIENT_RUNNER_ADDR`): the runner endpoint and
+/// `/health`, nothing else: 404 for every other path, whatever it carries. The runner
+/// endpoint checks its runner token itself, so nothing a proxy would add (a person's
+/// identity headers) means anything here.
+pub fn runner_routes() -> Router<AppState> {
+    let (router, _) = OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(runner::runner_ws))
+        .split_for_parts();
+    router
+        .fallback(not_found_here)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+async fn not_found_here(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "{} is not served on the runners' address (only runners' connections are)",
+        uri.path()
+    ))
+}
+
 /// Liveness.
 #[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, description = "The server is up", body = String)))]
 async fn health() -> &'static str {

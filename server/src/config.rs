@@ -25,6 +25,12 @@ pub struct Config {
     /// Address to listen on. Default: the address the UI was built for (127.0.0.1:3000).
     #[arg(long, env = "AMBIENT_ADDR")]
     pub addr: Option<SocketAddr>,
+    /// A second address serving only the runner endpoint (and `/health`), for a deployment
+    /// where people reach the server through a proxy that runners must not pass (the
+    /// openshift overlay: OpenShift's OAuth proxy in front, runner pods on this port, let in
+    /// by a NetworkPolicy). Nothing else is served on it.
+    #[arg(long, env = "AMBIENT_RUNNER_ADDR")]
+    pub runner_addr: Option<SocketAddr>,
     /// The runner executable. Default: `runner` next to this executable.
     #[arg(long, env = "AMBIENT_RUNNER_BIN")]
     pub runner_bin: Option<PathBuf>,
@@ -170,6 +176,8 @@ pub struct Resolved {
     pub max_running: usize,
     /// Where people reach the server, when it is not loopback.
     pub public_url: Option<url::Url>,
+    /// The runners' own address, if any.
+    pub runner_addr: Option<SocketAddr>,
     /// Print a login link when the server starts.
     pub print_login_link: bool,
     /// Local user name.
@@ -293,6 +301,13 @@ impl Config {
                 "AMBIENT_ADDR {addr} is reachable from the network: set AMBIENT_PUBLIC_URL to the URL people reach the server at (everyone must sign in)"
             ));
         }
+        if let (Some(runners), Some(addr)) = (self.runner_addr, self.addr)
+            && runners == addr
+        {
+            return Err(format!(
+                "AMBIENT_RUNNER_ADDR {runners} is AMBIENT_ADDR: the runners' address must be another port"
+            ));
+        }
         let set = |v: &Option<String>| {
             v.as_ref()
                 .map(|s| s.trim().to_owned())
@@ -325,6 +340,7 @@ impl Config {
                 None => operator::local::default_max_running(),
             },
             public_url: self.public_url.clone(),
+            runner_addr: self.runner_addr,
             print_login_link: true,
             user: self
                 .user

@@ -1,8 +1,13 @@
 //! The doors of the HTTP surface, in front of every route but `/health`:
 //!
-//! 1. **Host**: only the configured host names are served (loopback names, and the host of
+//! 0. **Runners**: the runner endpoint is let through to check its runner token itself,
+//!    by whatever host name it was reached (a Service name in a cluster, the loopback
+//!    address in local mode): a browser can neither attach that token to a WebSocket nor
+//!    send it across origins.
+//! 1. **Host**: every other path (pages, the API, server functions, the viewer socket,
+//!    sign-in) is served only on the configured host names (loopback names, and the host of
 //!    `AMBIENT_PUBLIC_URL`): a page on another name that resolves to this machine (DNS
-//!    rebinding) gets nothing.
+//!    rebinding) gets nothing, not even the sign-in page or a login link's cookie.
 //! 2. **Who is calling**: an access key (`Authorization: Bearer ak_...`) or a browser
 //!    session cookie; anything else is 401 — the login page for a page, JSON for the API
 //!    and server functions, before any WebSocket upgrade. Runner tokens are refused
@@ -282,6 +287,13 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     if path == "/health" {
         return next.run(req).await;
     }
+    // Runners are let in by their token alone, whatever host name they used: in a cluster
+    // they reach the server by its Service name, which no person's URL has. The endpoint
+    // answers nothing without a runner token, and a page in a browser cannot attach one to
+    // a WebSocket (or send one across origins), so DNS rebinding gains nothing here.
+    if is_runner_endpoint(&path) {
+        return next.run(req).await;
+    }
     let doors = &state.doors;
     let host = req
         .headers()
@@ -298,9 +310,6 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                 "this server does not answer to the host name '{host}' (set AMBIENT_PUBLIC_URL to serve it)"
             ),
         );
-    }
-    if is_runner_endpoint(&path) {
-        return next.run(req).await;
     }
     let headers = req.headers();
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)

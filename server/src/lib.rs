@@ -83,6 +83,42 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
+/// What the runners' own address serves (`AMBIENT_RUNNER_ADDR`): the runner endpoint and
+/// `/health` only, with the security headers.
+pub fn runner_router(state: AppState) -> Router {
+    api::runner_routes()
+        .layer(axum::middleware::map_response(headers::add))
+        .with_state(state)
+}
+
+/// Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed
+/// acknowledgements hold live events back by tens of milliseconds.
+fn nodelay(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<
+    Io = impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Addr = std::net::SocketAddr,
+> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    })
+}
+
+/// The address a process on this machine reaches a listener bound to `addr` at: loopback
+/// for a wildcard bind (`0.0.0.0`, `::`), which no one can connect to by that name.
+pub fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
+}
+
 /// Where the UI's assets (JS, WASM, CSS) are.
 pub fn pkg_dir(options: &LeptosOptions) -> std::path::PathBuf {
     std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir)
@@ -139,7 +175,7 @@ pub async fn run(
     let driver = config.local_driver.then(|| LocalConfig {
         runner_bin: config.runner_bin.clone(),
         workspaces: config.data_dir.join("workspaces"),
-        backend_api_url: format!("http://{addr}/api"),
+        backend_api_url: format!("http://{}/api", reachable(addr)),
         claude_bin: config.claude_bin.clone(),
         default_model: config.default_model.clone(),
         default_inactivity_timeout: config.inactivity_timeout_secs,
@@ -198,34 +234,48 @@ pub async fn run(
             .public_url
             .as_ref()
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("http://{}", reachable(addr)));
         let token = services.identities.create_login_token().await?;
         println!("sign in: {base}/login?token={token}");
     }
-    let app = router(AppState {
+    let state = AppState {
         leptos_options,
         services,
         doors: std::sync::Arc::new(guard::Doors::new(config.public_url.as_ref(), addr.port())),
-    });
+    };
+    let runners = match config.runner_addr {
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for runners on {at}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "runners' address: the runner endpoint only");
+            let app = runner_router(state.clone());
+            let mut stop = shutdown_rx.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(nodelay(listener), app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let app = router(state);
     let mut serve_shutdown = shutdown_rx;
     let signal = async move {
         shutdown.await;
         let _ = shutdown_tx.send(true);
     };
     tokio::spawn(signal);
-    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed
-    // acknowledgements hold live events back by tens of milliseconds.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
+    axum::serve(nodelay(listener), app)
         .with_graceful_shutdown(async move {
             let _ = serve_shutdown.changed().await;
         })
         .await?;
+    if let Some(handle) = runners {
+        handle.await??;
+    }
     if let Some(handle) = background {
         let _ = handle.await;
     }
@@ -246,5 +296,26 @@ async fn ensure_default_project(services: &Services) -> anyhow::Result<()> {
     {
         Ok(_) | Err(RecordsError::Conflict(_)) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn a_wildcard_address_is_never_handed_out() {
+        for (bound, handed) in [
+            ("0.0.0.0:3000", "127.0.0.1:3000"),
+            ("[::]:3000", "[::1]:3000"),
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("10.1.2.3:3000", "10.1.2.3:3000"),
+        ] {
+            assert_eq!(
+                reachable(bound.parse().unwrap()).to_string(),
+                handed,
+                "{bound}"
+            );
+        }
     }
 }

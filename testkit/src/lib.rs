@@ -300,6 +300,7 @@ pub fn config(
         require_sandbox: false,
         max_running: 64,
         public_url: None,
+        runner_addr: None,
         print_login_link: false,
         user: "tester".into(),
         credentials: Default::default(),

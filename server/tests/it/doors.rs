@@ -458,3 +458,205 @@ async fn no_response_may_be_framed_and_only_a_pages_own_scripts_run() {
         assert!(policy.contains("script-src 'none'"), "{path}: {policy}");
     }
 }
+
+/// Opens the runner endpoint of `s` at `addr` as `host` (`None`: no token), says hello and
+/// returns the server's first answer: the welcome, or why it closed.
+async fn runner_says_hello(
+    addr: &str,
+    host: &str,
+    s: &testkit::Seeded,
+    token: Option<&str>,
+) -> Result<model::protocol::ServerToRunner, Closed> {
+    use model::protocol::{PROTOCOL_VERSION, RunnerHello, RunnerToServer, ServerToRunner};
+    let mut headers = vec![("host", host.to_owned())];
+    if let Some(token) = token {
+        headers.push(("authorization", format!("Bearer {token}")));
+    }
+    let url = testkit::FakeRunner::url(addr, &s.project, &s.name);
+    let mut conn = Connection::open_with(&url, &headers, 8192).await?;
+    let hello = RunnerToServer::Hello(RunnerHello {
+        protocol: PROTOCOL_VERSION,
+        generation: s.generation,
+        handled_through: 0,
+    });
+    conn.write_frame(&hello).await?;
+    conn.read_frame::<ServerToRunner>()
+        .await
+        .map_err(|e| match e {
+            testkit::ReadError::Closed(c) => c,
+            testkit::ReadError::Undecodable(e) => Closed::Dropped(e.to_string()),
+        })
+}
+
+/// A free port on loopback (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_are_let_in_by_their_token_under_any_host_name_and_nothing_else_is() {
+    use model::protocol::{ServerToRunner, close};
+    let dir = tempfile::tempdir().unwrap();
+    let services = testkit::local_services(dir.path()).unwrap();
+    let seeded = testkit::seed_running(&services, "default", 1)
+        .await
+        .unwrap();
+    drop(services);
+    let mut opts = Options::new(dir.path());
+    opts.local_driver = false;
+    // As deploy/base configures it: people at http://localhost:3000, runners at the Service.
+    opts.public_url = Some("http://localhost:3000".parse().unwrap());
+    let s = TestServer::start(opts).await;
+    let addr = s.addr.to_string();
+    let service = "ambient-server.ambient-code.svc:3000";
+    // A runner pod reaches the server by its Service name: welcomed.
+    let answer = runner_says_hello(&addr, service, &seeded[0], Some(&seeded[0].token)).await;
+    assert!(
+        matches!(answer, Ok(ServerToRunner::Welcome(_))),
+        "{answer:?}"
+    );
+    // Under that name the endpoint still wants the session's own token.
+    let refused = runner_says_hello(
+        &addr,
+        service,
+        &seeded[0],
+        Some("art_not_this_sessions_token"),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(Closed::Code(close::UNAUTHORIZED, _))),
+        "{refused:?}"
+    );
+    let refused = runner_says_hello(&addr, service, &seeded[0], None).await;
+    assert!(
+        matches!(refused, Err(Closed::Dropped(ref why)) if why.contains("401")),
+        "{refused:?}"
+    );
+    // Everything else keeps refusing a name it does not serve: the API, pages, the viewer
+    // socket, the sign-in page.
+    for path in ["/api/projects", "/projects", "/login"] {
+        let resp = s
+            .http
+            .get(s.url(path))
+            .header(header::HOST, service)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{path}");
+    }
+    let viewer = Connection::open_with(
+        &ws_url(&s, &seeded[0].name),
+        &[
+            ("host", service.to_owned()),
+            ("authorization", format!("Bearer {}", s.key)),
+        ],
+        8192,
+    )
+    .await;
+    assert!(
+        matches!(viewer, Err(Closed::Dropped(ref why)) if why.contains("403")),
+        "{:?}",
+        viewer.err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runners_own_address_serves_runners_and_nothing_else() {
+    use model::protocol::ServerToRunner;
+    let dir = tempfile::tempdir().unwrap();
+    let services = testkit::local_services(dir.path()).unwrap();
+    let seeded = testkit::seed_running(&services, "default", 2)
+        .await
+        .unwrap();
+    drop(services);
+    let mut opts = Options::new(dir.path());
+    opts.local_driver = false;
+    let port = free_port();
+    opts.runner_addr = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    let s = TestServer::start(opts).await;
+    let runners = format!("127.0.0.1:{port}");
+    let service = format!("ambient-server-runners.ambient-code.svc:{port}");
+    let answer = runner_says_hello(&runners, &service, &seeded[0], Some(&seeded[0].token)).await;
+    assert!(
+        matches!(answer, Ok(ServerToRunner::Welcome(_))),
+        "{answer:?}"
+    );
+    // The main address serves runners too (every overlay but openshift uses it).
+    let at = s.addr.to_string();
+    let answer = runner_says_hello(&at, &at, &seeded[1], Some(&seeded[1].token)).await;
+    assert!(
+        matches!(answer, Ok(ServerToRunner::Welcome(_))),
+        "{answer:?}"
+    );
+    // Nothing else is there, with the owner's key or without, whatever the host name.
+    let health = anonymous()
+        .get(format!("http://{runners}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    for (method, path) in [
+        ("GET", "/api/projects"),
+        ("POST", "/api/projects/default/agentic-sessions"),
+        ("GET", "/projects"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("GET", "/api/openapi.json"),
+        ("POST", "/rpc/list_keys"),
+    ] {
+        let resp = s
+            .http
+            .request(method.parse().unwrap(), format!("http://{runners}{path}"))
+            .header(header::HOST, "localhost")
+            .header("x-forwarded-user", "admin")
+            .json(&json!({"initialPrompt": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{method} {path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("runners"),
+            "{body}"
+        );
+    }
+    let viewer = Connection::open_with(
+        &format!(
+            "ws://{runners}/api/projects/default/agentic-sessions/{}/ws",
+            seeded[0].name
+        ),
+        &[("authorization", format!("Bearer {}", s.key))],
+        8192,
+    )
+    .await;
+    assert!(
+        matches!(viewer, Err(Closed::Dropped(ref why)) if why.contains("404")),
+        "{:?}",
+        viewer.err()
+    );
+    assert_eq!(session_count(&s).await, 2, "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_every_interface_hands_its_runners_an_address_they_can_use() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path()).with_mock(&mock.url());
+    // `AMBIENT_ADDR=0.0.0.0:…`, with the public URL that requires.
+    opts.addr = Some("0.0.0.0:0".parse().unwrap());
+    opts.public_url = Some("http://ambient.example.test".parse().unwrap());
+    let s = TestServer::start(opts).await;
+    let name = s.create_session("create hello.txt").await;
+    let phase = s
+        .wait_phase(
+            &name,
+            &["Completed", "Failed"],
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(phase, "Completed", "{}", s.session(&name).await);
+}

@@ -75,6 +75,10 @@ pub struct Options {
     pub access_cache: Duration,
     /// Kubernetes mode: believe an OAuth proxy's identity headers.
     pub trust_proxy_headers: bool,
+    /// Where people reach the server (`AMBIENT_PUBLIC_URL`).
+    pub public_url: Option<url::Url>,
+    /// The runners' own address (`AMBIENT_RUNNER_ADDR`).
+    pub runner_addr: Option<SocketAddr>,
 }
 
 impl Options {
@@ -93,6 +97,8 @@ impl Options {
             kubeconfig: None,
             access_cache: Duration::from_secs(1),
             trust_proxy_headers: false,
+            public_url: None,
+            runner_addr: None,
         }
     }
 
@@ -129,6 +135,8 @@ impl TestServer {
         config.max_running = opts.max_running;
         config.access_cache = opts.access_cache;
         config.trust_proxy_headers = opts.trust_proxy_headers;
+        config.public_url = opts.public_url;
+        config.runner_addr = opts.runner_addr;
         if let Some(kubeconfig) = &opts.kubeconfig {
             config.mode = server::config::Mode::Kubernetes {
                 kubeconfig: Some(kubeconfig.clone()),
@@ -145,7 +153,8 @@ impl TestServer {
             leptos.site_root = root.to_string_lossy().into_owned().into();
         }
         let spawned = testkit::spawn(config, leptos, listener).await;
-        let (addr, tx, task) = (spawned.addr, spawned.stop, spawned.task);
+        // Bound to a wildcard address, it is reached (like its runners reach it) on loopback.
+        let (addr, tx, task) = (server::reachable(spawned.addr), spawned.stop, spawned.task);
         let key = testkit::install_secret(&opts.data_dir).expect("the server's install secret");
         TestServer {
             addr,
