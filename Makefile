@@ -103,7 +103,8 @@ lint: setup
 # The Rust tests. The operator's cluster tests need a real API server: the test cluster
 # (etcd, kube-apiserver and kube-controller-manager v1.20.2, built once from Debian's source
 # package into $(K8S_BIN)) runs on loopback for the duration and is stopped after, pass or fail.
-unit: build setup-k8s setup-kubeval
+# The images come first: the container scenarios run runner pods from them.
+unit: build setup-k8s setup-kubeval images
 	tools/k8s/testenv.sh start $(K8S_BIN) $(K8S_RUN)
 	{ AMBIENT_TEST_KUBECONFIG=$(K8S_RUN)/kubeconfig cargo test --release --workspace --exclude xtask \
 		&& tools/k8s/check-manifests.sh $(K8S_RUN)/kubeconfig $(KUBEVAL); } \
@@ -141,7 +142,7 @@ leftovers:
 	done; \
 	if [ -n "$$left" ]; then echo "processes left behind by the browser tests:"; printf '%s' "$$left"; exit 1; fi
 
-test: lint unit e2e fuzz images
+test: lint images unit e2e fuzz
 
 # The server, operator and runner images, built offline (base images from Debian packages
 # with mmdebstrap, then buildah) and smoke-tested with podman (tools/images.sh).

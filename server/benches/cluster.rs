@@ -78,6 +78,7 @@ async fn main() {
             runner_bin: release_bin("runner"),
             extra_env: vec![("AMBIENT_CLAUDE_BIN".into(), claude.display().to_string())],
             root: dir.path().join("kubelet"),
+            containers: None,
         },
     );
     let mut samples = Vec::new();

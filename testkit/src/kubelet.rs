@@ -12,6 +12,17 @@
 //! process gets SIGTERM, then SIGKILL after the grace period. An unknown image is
 //! `ErrImagePull` then `ImagePullBackOff`; [`Kubelet::oom`] kills a runner as the kernel's
 //! OOM killer would (exit 137, `OOMKilled`).
+//!
+//! With [`KubeletConfig::containers`] it runs each container with podman (runc) from its
+//! image instead, as a node would: the command, arguments and resolved environment (passed
+//! by name, never on a command line), working directory, the security context
+//! (`runAsUser`/`runAsGroup`/`runAsNonRoot`, `fsGroup` and supplemental groups, a read-only
+//! root with no tmpfs added, dropped and added capabilities, no privilege escalation,
+//! seccomp), memory and CPU limits (a container the kernel kills for its memory is
+//! `OOMKilled`, read from the kernel's log), volumes as bind mounts owned by the `fsGroup`,
+//! graceful deletion (SIGTERM, SIGKILL after the grace period) and a process namespace per
+//! container. Networking is the host's: names in [`Containers::hosts`] (a Service's DNS
+//! name) resolve to loopback, where the server listens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -39,16 +50,82 @@ pub struct KubeletConfig {
     pub extra_env: Vec<(String, String)>,
     /// Where volumes live: `<root>/claims/<claim>`, `<root>/pods/<pod uid>/<volume>`.
     pub root: PathBuf,
+    /// Run every container with podman from its image, as a node would (`None`: as host
+    /// processes, the runner image standing for the runner binary).
+    pub containers: Option<Containers>,
+}
+
+/// How containers run when they run in containers: podman (runc), host network.
+#[derive(Debug, Clone, Default)]
+pub struct Containers {
+    /// Names every container resolves, with their address (`ambient-server.ambient-code.svc`
+    /// → `127.0.0.1`: a Service's name reaching what listens on this machine's loopback).
+    pub hosts: Vec<(String, String)>,
+    /// Host directories every container sees at the same path (the tests' git remotes on
+    /// disk, standing in for a forge reached over the network).
+    pub mounts: Vec<PathBuf>,
+}
+
+/// What the kubelet holds of a running container: a host process, or a podman container.
+#[derive(Debug, Clone)]
+enum Handle {
+    /// The process (and its start time, so a reused pid is never signalled).
+    Process(u32, u64),
+    /// The container's name, and the pid of the `podman run` attached to it.
+    Podman(String, u32),
+}
+
+impl Handle {
+    fn pid(&self) -> u32 {
+        match self {
+            Handle::Process(pid, _) | Handle::Podman(_, pid) => *pid,
+        }
+    }
+
+    /// Ends everything in the container at once, as a kubelet ending its cgroup does.
+    fn kill(&self) {
+        match self {
+            Handle::Process(pid, ticks) => kill_container(*pid, *ticks),
+            Handle::Podman(name, _) => {
+                let _ = std::process::Command::new("podman")
+                    .args(["kill", "--signal", "KILL", name])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+
+    /// SIGTERM to the container's first process.
+    fn term(&self) {
+        let pid = match self {
+            Handle::Process(pid, _) => main_process(*pid),
+            Handle::Podman(name, _) => {
+                let _ = std::process::Command::new("podman")
+                    .args(["kill", "--signal", "TERM", name])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                return;
+            }
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
 }
 
 #[derive(Default)]
 struct Running {
-    /// Process ids (and their start times) by pod name.
-    pids: HashMap<String, (u32, u64)>,
+    /// The runner container of each pod.
+    pids: HashMap<String, Handle>,
     /// Pods whose runner was killed as out of memory.
     oom: std::collections::HashSet<String>,
-    /// Every container's process (and start time) by pod name.
-    containers: HashMap<String, Vec<(u32, u64)>>,
+    /// Every container by pod name.
+    containers: HashMap<String, Vec<Handle>>,
+    /// The port given to each pod's keeper (pods share this machine's loopback).
+    keeper_ports: HashMap<String, u16>,
 }
 
 /// The running kubelet; stops when dropped.
@@ -62,8 +139,8 @@ impl Drop for Kubelet {
     fn drop(&mut self) {
         self.task.abort();
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for (pid, ticks) in running.containers.values().flatten() {
-            kill_container(*pid, *ticks);
+        for handle in running.containers.values().flatten() {
+            handle.kill();
         }
     }
 }
@@ -100,11 +177,11 @@ impl Kubelet {
     /// Kills the runner of `pod` as the OOM killer would; `false` if it does not run.
     pub fn oom(&self, pod: &str) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((pid, ticks)) = running.pids.get(pod).copied() else {
+        let Some(handle) = running.pids.get(pod).cloned() else {
             return false;
         };
         running.oom.insert(pod.to_owned());
-        kill_container(pid, ticks);
+        handle.kill();
         true
     }
 
@@ -117,20 +194,34 @@ impl Kubelet {
             .unwrap_or_else(|e| e.into_inner())
             .pids
             .get(pod)
-            .copied();
+            .cloned();
         match found {
-            Some((pid, ticks)) => {
-                kill_container(pid, ticks);
+            Some(handle) => {
+                handle.kill();
                 true
             }
             None => false,
         }
     }
 
-    /// The pid of the runner of `pod`, while it runs.
+    /// The port `pod`'s credentials keeper was given (in place of
+    /// [`operator::cluster::build::KEEPER_PORT`]).
+    pub fn keeper_port(&self, pod: &str) -> Option<u16> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.keeper_ports.get(pod).copied()
+    }
+
+    /// The pods whose containers have not all ended.
+    pub fn running_pods(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.containers.keys().cloned().collect()
+    }
+
+    /// The pid of the runner of `pod` (in containers: of the `podman run` attached to it),
+    /// while it runs.
     pub fn pid(&self, pod: &str) -> Option<u32> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.pids.get(pod).map(|(pid, _)| *pid)
+        running.pids.get(pod).map(Handle::pid)
     }
 }
 
@@ -177,11 +268,8 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
     if !processes.is_empty() {
         // SIGTERM to each container's first process (the runner stops its agent), as the
         // kubelet signals them.
-        for (pid, _) in &processes {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(main_process(*pid) as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+        for handle in &processes {
+            handle.term();
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
         while tokio::time::Instant::now() < deadline {
@@ -195,8 +283,8 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for (pid, ticks) in processes {
-            kill_container(pid, ticks);
+        for handle in processes {
+            handle.kill();
         }
     }
     let _ = pods
@@ -249,9 +337,11 @@ fn main_process(pid: u32) -> u32 {
 
 /// One container of a pod, started.
 struct Started {
-    name: String,
     child: tokio::process::Child,
     log_path: PathBuf,
+    handle: Handle,
+    /// In containers: the file podman wrote the container's id to.
+    cid_file: Option<PathBuf>,
 }
 
 async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex<Running>>) {
@@ -285,10 +375,17 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         .iter()
         .map(|c| (c.name.clone(), waiting("ContainerCreating", String::new())))
         .collect();
+    let runnable = |image: &str| match &config.containers {
+        None => image == config.image,
+        Some(_) => std::process::Command::new("podman")
+            .args(["image", "exists", image])
+            .status()
+            .is_ok_and(|s| s.success()),
+    };
     if let Some((i, c)) = containers
         .iter()
         .enumerate()
-        .find(|(_, c)| c.image.as_deref() != Some(config.image.as_str()))
+        .find(|(_, c)| !runnable(c.image.as_deref().unwrap_or_default()))
     {
         let image = c.image.clone().unwrap_or_default();
         states[i].1 = waiting(
@@ -313,6 +410,13 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             None => config.root.join("pods").join(&uid).join(&v.name),
         };
         let _ = std::fs::create_dir_all(&dir);
+        if config.containers.is_some()
+            && let Some(group) = spec.security_context.as_ref().and_then(|c| c.fs_group)
+        {
+            // The kubelet's fsGroup: the volume's files belong to the group, which may write
+            // them, and new files inherit it (setgid directories).
+            own_by_group(&dir, group as u32);
+        }
         volumes.insert(v.name.clone(), dir);
     }
     let _ = std::fs::create_dir_all(config.root.join("pods").join(&uid));
@@ -324,6 +428,11 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(operator::cluster::build::KEEPER_PORT);
+    running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keeper_ports
+        .insert(name.clone(), keeper_port);
     let fixed = format!("127.0.0.1:{}", operator::cluster::build::KEEPER_PORT);
     let own = format!("127.0.0.1:{keeper_port}");
     let mut started: Vec<Started> = Vec::new();
@@ -338,37 +447,27 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
                 report(&pods, &name, "Pending", &states).await;
                 // What started already is ended, as the pod will not run.
                 for s in &started {
-                    if let Some(pid) = s.child.id() {
-                        kill_container(
-                            pid,
-                            operator::local::process::start_ticks(pid).unwrap_or_default(),
-                        );
-                    }
+                    s.handle.kill();
                 }
                 return;
             }
         };
-        match start_container(&config, &uid, container, &volumes, env, pid_namespaces) {
+        let start = match &config.containers {
+            None => start_container(&config, &uid, container, &volumes, env, pid_namespaces),
+            Some(c) => start_podman(&config, c, &pod, container, &volumes, env),
+        };
+        match start {
             Ok(s) => {
                 states[i].1 = json!({"running": {"startedAt": now()}});
+                let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                 if i == 0 {
-                    let pid = s.child.id().unwrap_or_default();
-                    let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
-                    running
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .pids
-                        .insert(name.clone(), (pid, ticks));
+                    r.pids.insert(name.clone(), s.handle.clone());
                 }
-                let pid = s.child.id().unwrap_or_default();
-                let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
-                running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .containers
+                r.containers
                     .entry(name.clone())
                     .or_default()
-                    .push((pid, ticks));
+                    .push(s.handle.clone());
+                drop(r);
                 started.push(s);
             }
             Err(e) => {
@@ -389,7 +488,7 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
     }
     let mut exit_codes: Vec<Option<i32>> = vec![None; containers.len()];
     while let Some((i, s, status)) = ends.next().await {
-        let oom = i == 0 && {
+        let killed_as_oom = i == 0 && {
             let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
             r.pids.remove(&name);
             r.oom.remove(&name)
@@ -401,6 +500,21 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         };
         let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
         exit_codes[i] = Some(exit_code);
+        // In a container, the kernel's own verdict: its OOM killer named the container.
+        let oom = killed_as_oom
+            || (exit_code == 137
+                && s.cid_file
+                    .as_deref()
+                    .and_then(|f| std::fs::read_to_string(f).ok())
+                    .is_some_and(|id| killed_out_of_memory(id.trim())));
+        if let Handle::Podman(container, _) = &s.handle {
+            let _ = tokio::process::Command::new("podman")
+                .args(["rm", "--force", "--ignore", container])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await;
+        }
         let reason = if oom {
             "OOMKilled"
         } else if exit_code == 0 {
@@ -416,7 +530,6 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         };
         states[i].1 = json!({"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
             "startedAt": now(), "finishedAt": now()}});
-        let _ = &s.name;
         let phase = if exit_codes.iter().any(Option::is_none) {
             "Running"
         } else if exit_codes.iter().all(|c| *c == Some(0)) {
@@ -506,11 +619,255 @@ fn start_container(
         cmd.env(k, v);
     }
     let child = cmd.spawn()?;
+    let pid = child.id().unwrap_or_default();
+    let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
     Ok(Started {
-        name: container.name.clone(),
         child,
         log_path,
+        handle: Handle::Process(pid, ticks),
+        cid_file: None,
     })
+}
+
+/// Gives `dir` and what is in it to `group`, group-writable, new files inheriting the
+/// group (what the kubelet does to a pod's volumes for its `fsGroup`).
+fn own_by_group(dir: &Path, group: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::os::unix::fs::lchown(dir, None, Some(group));
+    if let Ok(meta) = std::fs::symlink_metadata(dir) {
+        let mode = meta.permissions().mode();
+        let wanted = if meta.is_dir() {
+            mode | 0o2070
+        } else {
+            mode | 0o060
+        };
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(wanted));
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            for entry in entries.flatten() {
+                own_by_group(&entry.path(), group);
+            }
+        }
+    }
+}
+
+/// A resource quantity (`512Mi`, `1Gi`, `2`, `500m`) in its base unit, scaled by `per`
+/// (1000 for CPU in millicores).
+fn quantity(q: &str, per: f64) -> Option<f64> {
+    let (number, factor) = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("m", 1e-3),
+    ]
+    .iter()
+    .find_map(|(suffix, f)| q.strip_suffix(suffix).map(|n| (n, *f)))
+    .unwrap_or((q, 1.0));
+    number.parse::<f64>().ok().map(|n| n * factor * per)
+}
+
+/// Starts one container with podman from its image: the pod's and the container's security
+/// context, its resources' limits, volumes as bind mounts, its environment (passed by name,
+/// never on a command line), host network with `hosts` resolving.
+fn start_podman(
+    config: &KubeletConfig,
+    containers: &Containers,
+    pod: &Pod,
+    container: &Container,
+    volumes: &HashMap<String, PathBuf>,
+    env: Vec<(String, String)>,
+) -> std::io::Result<Started> {
+    let uid = pod.uid().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pod_security = spec.security_context.clone().unwrap_or_default();
+    let security = container.security_context.clone().unwrap_or_default();
+    let name = format!(
+        "kubelet-{}-{}",
+        uid.split('-').next().unwrap_or_default(),
+        container.name
+    );
+    let log_path = config
+        .root
+        .join("pods")
+        .join(&uid)
+        .join(format!("{}.log", container.name));
+    let cid_file = config
+        .root
+        .join("pods")
+        .join(&uid)
+        .join(format!("{}.cid", container.name));
+    let _ = std::fs::remove_file(&cid_file);
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = tokio::process::Command::new("podman");
+    cmd.args([
+        "run",
+        "--name",
+        &name,
+        "--pull",
+        "never",
+        "--runtime",
+        "runc",
+    ])
+    .arg(format!("--cidfile={}", cid_file.display()))
+    // What this VM needs for runc (see tools/images.sh).
+    .args([
+        "--ulimit",
+        "nofile=4096:4096",
+        "--ulimit",
+        "nproc=4096:4096",
+    ])
+    .args(["--network", "host", "--hostname", &pod.name_any()])
+    // No tmpfs where the pod has none (podman's --read-only would add them).
+    .arg("--read-only-tmpfs=false");
+    for (host, ip) in &containers.hosts {
+        cmd.arg(format!("--add-host={host}:{ip}"));
+    }
+    for dir in &containers.mounts {
+        cmd.arg(format!("--volume={0}:{0}", dir.display()));
+    }
+    let run_as_user = security.run_as_user.or(pod_security.run_as_user);
+    let run_as_group = security.run_as_group.or(pod_security.run_as_group);
+    let non_root = security.run_as_non_root.or(pod_security.run_as_non_root) == Some(true);
+    if non_root && run_as_user == Some(0) {
+        return Err(std::io::Error::other(
+            "container's runAsUser breaks non-root policy",
+        ));
+    }
+    match (run_as_user, run_as_group) {
+        (Some(u), Some(g)) => {
+            cmd.arg(format!("--user={u}:{g}"));
+        }
+        (Some(u), None) => {
+            cmd.arg(format!("--user={u}:0"));
+        }
+        (None, _) => {}
+    }
+    for group in pod_security
+        .fs_group
+        .into_iter()
+        .chain(pod_security.supplemental_groups.into_iter().flatten())
+    {
+        cmd.arg(format!("--group-add={group}"));
+    }
+    if security.read_only_root_filesystem == Some(true) {
+        cmd.arg("--read-only");
+    }
+    if security.allow_privilege_escalation == Some(false) {
+        cmd.args(["--security-opt", "no-new-privileges"]);
+    }
+    if security.privileged == Some(true) {
+        cmd.arg("--privileged");
+    }
+    if let Some(caps) = &security.capabilities {
+        for c in caps.drop.iter().flatten() {
+            cmd.arg(format!("--cap-drop={c}"));
+        }
+        for c in caps.add.iter().flatten() {
+            cmd.arg(format!("--cap-add={c}"));
+        }
+    }
+    let seccomp = security
+        .seccomp_profile
+        .or(pod_security.seccomp_profile)
+        .map(|p| p.type_);
+    match seccomp.as_deref() {
+        // podman's default profile is the runtime's default.
+        None | Some("RuntimeDefault") => {}
+        Some("Unconfined") => {
+            cmd.args(["--security-opt", "seccomp=unconfined"]);
+        }
+        Some(other) => {
+            return Err(std::io::Error::other(format!(
+                "seccomp profile {other} is not supported by this kubelet"
+            )));
+        }
+    }
+    let limits = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    if let Some(bytes) = limits.get("memory").and_then(|q| quantity(&q.0, 1.0)) {
+        // No swap, as on a node.
+        cmd.arg(format!("--memory={}", bytes as u64))
+            .arg(format!("--memory-swap={}", bytes as u64));
+    }
+    if let Some(cpus) = limits.get("cpu").and_then(|q| quantity(&q.0, 1.0)) {
+        cmd.arg(format!("--cpus={cpus}"));
+    }
+    for m in container.volume_mounts.iter().flatten() {
+        let Some(dir) = volumes.get(&m.name) else {
+            return Err(std::io::Error::other(format!(
+                "volume {} is not defined",
+                m.name
+            )));
+        };
+        let dir = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+            Some(sub) => {
+                let dir = dir.join(sub);
+                std::fs::create_dir_all(&dir)?;
+                if let Some(group) = pod_security.fs_group {
+                    own_by_group(&dir, group as u32);
+                }
+                dir
+            }
+            None => dir.clone(),
+        };
+        let read_only = if m.read_only == Some(true) { ":ro" } else { "" };
+        cmd.arg(format!(
+            "--volume={}:{}{read_only}",
+            dir.display(),
+            m.mount_path
+        ));
+    }
+    if let Some(dir) = &container.working_dir {
+        cmd.arg(format!("--workdir={dir}"));
+    }
+    for (k, v) in &env {
+        // `-e NAME` takes the value from podman's own environment: no secret on a
+        // command line.
+        cmd.arg("--env").arg(k).env(k, v);
+    }
+    if let Some(command) = &container.command {
+        cmd.arg(format!(
+            "--entrypoint={}",
+            serde_json::to_string(command).unwrap_or_default()
+        ));
+    }
+    cmd.arg(container.image.as_deref().unwrap_or_default())
+        .args(container.args.iter().flatten())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(false);
+    let child = cmd.spawn()?;
+    let pid = child.id().unwrap_or_default();
+    Ok(Started {
+        child,
+        log_path,
+        handle: Handle::Podman(name, pid),
+        cid_file: Some(cid_file),
+    })
+}
+
+/// Whether the kernel's OOM killer killed a process of the container `id` (its log names
+/// the container's cgroup, `…/libpod-<id>`).
+fn killed_out_of_memory(id: &str) -> bool {
+    if id.is_empty() {
+        return false;
+    }
+    let Ok(out) = std::process::Command::new("dmesg").output() else {
+        return false;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains("oom-kill:") && l.contains("task_memcg=") && l.contains(id))
 }
 
 fn tail(path: &Path, lines: usize) -> String {

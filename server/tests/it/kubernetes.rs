@@ -297,15 +297,52 @@ pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     /// The runner image the operator's Jobs name.
     image: String,
+    /// The server's API as the operator tells runners.
+    server_api_url: String,
 }
+
+/// The server's Service name in `deploy/base` (what the operator hands runners there).
+const SERVER_SERVICE: &str = "ambient-server.ambient-code.svc";
 
 impl Cluster {
     pub(crate) async fn start(prefix: &str, mock_url: Option<&str>) -> Cluster {
-        Self::start_with(prefix, mock_url, &ClusterConfig::default().runner_image).await
+        Self::start_with(
+            prefix,
+            mock_url,
+            &ClusterConfig::default().runner_image,
+            None,
+        )
+        .await
     }
 
-    /// [`Cluster::start`] with an operator whose Jobs name `image`.
-    async fn start_with(prefix: &str, mock_url: Option<&str>, image: &str) -> Cluster {
+    /// [`Cluster::start`] with runner pods run as containers from the runner image that
+    /// `make images` built, reaching the server by its Service name (resolving to loopback,
+    /// where the test's server listens); `mounts`: host directories they see (git remotes).
+    pub(crate) async fn in_containers(prefix: &str, mounts: Vec<std::path::PathBuf>) -> Cluster {
+        let image = ClusterConfig::default().runner_image;
+        let present = std::process::Command::new("podman")
+            .args(["image", "exists", &image])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            present,
+            "the runner image {image} is missing: `make images` builds it (make test does, before these tests)"
+        );
+        let containers = testkit::kubelet::Containers {
+            hosts: vec![(SERVER_SERVICE.into(), "127.0.0.1".into())],
+            mounts,
+        };
+        Self::start_with(prefix, None, &image, Some(containers)).await
+    }
+
+    /// [`Cluster::start`] with an operator whose Jobs name `image`, pods run in
+    /// `containers` when given.
+    async fn start_with(
+        prefix: &str,
+        mock_url: Option<&str>,
+        image: &str,
+        containers: Option<testkit::kubelet::Containers>,
+    ) -> Cluster {
         let client = client().await;
         let dir = tempfile::tempdir().unwrap();
         let mut opts = Options::new(dir.path());
@@ -342,8 +379,14 @@ impl Cluster {
                     crate::common::claude_bin().display().to_string(),
                 )],
                 root: dir.path().join("kubelet"),
+                containers: containers.clone(),
             },
         );
+        // Runner pods in containers reach the server as in a cluster: by its Service name.
+        let server_api_url = match containers {
+            Some(_) => format!("http://{SERVER_SERVICE}:{}/api", server.addr.port()),
+            None => server.url("/api"),
+        };
         let mut c = Cluster {
             client,
             server,
@@ -353,6 +396,7 @@ impl Cluster {
             operator: None,
             dir,
             image: image.to_owned(),
+            server_api_url,
         };
         c.start_operator();
         c
@@ -364,7 +408,7 @@ impl Cluster {
             self.client.clone(),
             ClusterConfig {
                 watch_namespace: Some(self.project.clone()),
-                server_api_url: self.server.url("/api"),
+                server_api_url: self.server_api_url.clone(),
                 stop_grace_seconds: 5,
                 runner_image: self.image.clone(),
                 ..ClusterConfig::default()
@@ -483,7 +527,8 @@ impl Cluster {
         let root = self.dir.path().join("kubelet");
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let left = crate::common::processes_in(&root);
+            let mut left = crate::common::processes_in(&root);
+            left.extend(self.kubelet.running_pods().into_iter().map(|pod| (0, pod)));
             if left.is_empty() {
                 break;
             }
@@ -726,6 +771,7 @@ async fn killed_oom_and_unconfigured_runners_fail_with_their_reasons() {
         "k8s-image",
         Some(&mock.url()),
         "localhost/no-such-image:latest",
+        None,
     )
     .await;
     let name = unpullable.create("say hi").await;
@@ -990,11 +1036,29 @@ async fn the_cli_and_a_view_key_work_in_kubernetes_mode() {
 /// with its runner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work() {
+    agent_in_a_pod(false).await;
+}
+
+/// The same in containers from the runner image `make images` built, under the pod's
+/// security context (uid 1000, read-only root, no capabilities, no privilege escalation,
+/// the default seccomp profile, memory limits), each container in its own process
+/// namespace, the runner reaching the server by its Service name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_containers_the_agent_finds_no_credential_and_the_keeper_delivers_its_work() {
+    agent_in_a_pod(true).await;
+}
+
+async fn agent_in_a_pod(containers: bool) {
     use crate::common::forge::{ForgeMock, bare_path, bare_repo, branches, git};
     const MODEL_KEY: &str = "sk-keeper-test-0123456789";
     const GIT_TOKEN: &str = "ghp_keeper_test_0123456789";
     let mock = mock_anthropic::start(Default::default()).await.unwrap();
-    let c = Cluster::start("k8s-keeper", None).await;
+    let repos = tempfile::tempdir().unwrap();
+    let c = if containers {
+        Cluster::in_containers("k8s-pod", vec![repos.path().to_owned()]).await
+    } else {
+        Cluster::start("k8s-keeper", None).await
+    };
     let forge = ForgeMock::start().await;
     let resp = c
         .server
@@ -1011,18 +1075,28 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
-    let repos = tempfile::tempdir().unwrap();
     let app = bare_repo(repos.path(), "acme", "app", None);
-    let command = "echo work > notes.md; \
+    if containers {
+        // The keeper runs as the pod's uid, as it would against a forge's repository.
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "1000:1000"])
+            .arg(repos.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+    // Every environment and command line it can read; then every port listening on
+    // loopback, asked for the keeper's interface without its token (the agent has no
+    // curl in the runner image: node, which it has).
+    let scan = r#"node -e 'const fs=require("fs");const ports=new Set();for(const l of fs.readFileSync("/proc/net/tcp","utf8").split("\n").slice(1)){const f=l.trim().split(/\s+/);if(f[3]==="0A"&&(f[1].startsWith("0100007F:")||f[1].startsWith("00000000:")))ports.add(parseInt(f[1].split(":")[1],16));}(async()=>{for(const p of ports){const u="http://127.0.0.1:"+p;const code=async(path,opt)=>{try{const r=await fetch(u+path,{...opt,signal:AbortSignal.timeout(2000)});return r.status}catch(e){return 0}};const c=await code("/v1/clone",{method:"POST",headers:{"content-type":"application/json"},body:JSON.stringify({source:{repo:0}})});console.log("port "+p+" hello="+await code("/v1/hello")+" clone="+c)}})()'"#;
+    let command = format!(
+        "echo work > notes.md; echo UID $(id -u); \
         echo ENVIRON; for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do \
           echo \"== $f\"; tr '\\0' '\\n' < $f; echo; done 2>&1; echo END-PROC; \
         echo ENV; env; \
-        echo KEEPER; K=$(tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^AMBIENT_KEEPER_URL=//p'); \
-        K=${K:-http://127.0.0.1:4142}; echo \"keeper at $K\"; \
-        curl -s -o /dev/null -w 'hello=%{http_code}\\n' $K/v1/hello; \
-        curl -s -o /dev/null -w 'clone=%{http_code}\\n' -X POST -H 'content-type: application/json' \
-          -d '{\"source\":{\"repo\":0}}' $K/v1/clone; \
-        echo PROCS; ls /proc | grep -c '^[0-9]'";
+        echo KEEPER; {scan}; \
+        echo PROCS; ls /proc | grep -c '^[0-9]'"
+    );
     let resp = c
         .server
         .http
@@ -1075,12 +1149,32 @@ async fn in_a_pod_the_agent_finds_no_credential_and_the_keeper_delivers_its_work
         !procs.lines().any(|l| l.trim() == "keeper"),
         "the agent sees the keeper's process:\n{procs}"
     );
-    // Its interface refuses whoever lacks the keeper token.
-    assert!(out.contains("keeper at http://127.0.0.1:"), "{out}");
+    // Its interface, wherever the agent looks for it, refuses whoever lacks the keeper
+    // token; nothing on loopback hands out the proxy's token or clones for it.
+    let pod = c.pods_of(&name).await.remove(0).name_any();
+    let keeper = c.kubelet.keeper_port(&pod).expect("the pod's keeper port");
     assert!(
-        out.contains("hello=401") && out.contains("clone=401"),
+        out.lines()
+            .any(|l| l == format!("port {keeper} hello=401 clone=401")),
+        "keeper on {keeper}:\n{out}"
+    );
+    assert!(
+        !out
+            .lines()
+            .any(|l| l.starts_with("port ") && (l.contains("hello=200") || l.contains("clone=200"))),
         "{out}"
     );
+    if containers {
+        // Its container runs as the pod's uid, and the runner (pid 1 there) is not
+        // dumpable: its environment is closed to the agent.
+        assert!(out.contains("UID 1000"), "{out}");
+        let runner = procs
+            .split("== /proc/1/environ")
+            .nth(1)
+            .and_then(|rest| rest.lines().nth(1))
+            .unwrap_or_default();
+        assert!(runner.contains("Permission denied"), "{procs}");
+    }
 
     // The work was pushed and proposed by the keeper, with the token.
     let branch = format!("ambient/{name}");

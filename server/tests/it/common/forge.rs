@@ -10,9 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-/// Runs git, panicking with its output on failure.
+/// Runs git, panicking with its output on failure. Any owner's repository is read (a
+/// test's remote may belong to a pod's uid).
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
+        .args(["-c", "safe.directory=*"])
         .args(args)
         .current_dir(dir)
         .output()
