@@ -64,6 +64,10 @@ pub struct Containers {
     /// Host directories every container sees at the same path (the tests' git remotes on
     /// disk, standing in for a forge reached over the network).
     pub mounts: Vec<PathBuf>,
+    /// Variables every container gets, as a kubelet gives each its services' addresses
+    /// (`KUBERNETES_SERVICE_HOST`/`_PORT`: where in-cluster configuration finds the API
+    /// server).
+    pub env: Vec<(String, String)>,
 }
 
 /// What the kubelet holds of a running container: a host process, or a podman container.
@@ -410,6 +414,37 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             None => config.root.join("pods").join(&uid).join(&v.name),
         };
         let _ = std::fs::create_dir_all(&dir);
+        if let Some(secret) = &v.secret {
+            // Each key a file (the ServiceAccount token's volume among them).
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+            let name_of = secret.secret_name.clone().unwrap_or_default();
+            match secrets.get_opt(&name_of).await {
+                Ok(Some(found)) => {
+                    for (key, value) in found.data.unwrap_or_default() {
+                        let _ = std::fs::write(dir.join(&key), &value.0);
+                    }
+                }
+                _ if secret.optional == Some(true) => {}
+                _ => {
+                    states[0].1 = waiting(
+                        "ContainerCreating",
+                        format!(
+                            "MountVolume.SetUp failed for volume \"{}\": secret \"{name_of}\" not found",
+                            v.name
+                        ),
+                    );
+                    report(&pods, &name, "Pending", &states).await;
+                    return;
+                }
+            }
+            // The volume's mode (0644 unless it says otherwise).
+            use std::os::unix::fs::PermissionsExt;
+            let mode = secret.default_mode.unwrap_or(0o644) as u32;
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ =
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode));
+            }
+        }
         if config.containers.is_some()
             && let Some(group) = spec.security_context.as_ref().and_then(|c| c.fs_group)
         {
@@ -727,6 +762,9 @@ fn start_podman(
     .arg("--read-only-tmpfs=false");
     for (host, ip) in &containers.hosts {
         cmd.arg(format!("--add-host={host}:{ip}"));
+    }
+    for (k, v) in &containers.env {
+        cmd.arg("--env").arg(k).env(k, v);
     }
     for dir in &containers.mounts {
         cmd.arg(format!("--volume={0}:{0}", dir.display()));

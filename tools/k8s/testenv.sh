@@ -94,7 +94,7 @@ contexts:
 current-context: test
 KC
 	"$bin/kube-controller-manager" --kubeconfig "$run/kubeconfig" \
-		--controllers garbagecollector,job,namespace,serviceaccount,serviceaccount-token,pvc-protection \
+		--controllers garbagecollector,job,namespace,serviceaccount,serviceaccount-token,pvc-protection,deployment,replicaset \
 		--service-account-private-key-file "$run/certs/sa.key" --root-ca-file "$ca" \
 		--leader-elect=false --secure-port 0 --port 0 \
 		> "$run/kube-controller-manager.log" 2>&1 &

@@ -331,6 +331,7 @@ impl Cluster {
         let containers = testkit::kubelet::Containers {
             hosts: vec![(SERVER_SERVICE.into(), "127.0.0.1".into())],
             mounts,
+            env: Vec::new(),
         };
         Self::start_with(prefix, None, &image, Some(containers)).await
     }

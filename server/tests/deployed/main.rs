@@ -1,0 +1,369 @@
+//! The platform deployed as a user deploys it: `kubectl apply -k deploy/overlays/dev` on the
+//! test API server (`make unit` starts it; `AMBIENT_TEST_KUBECONFIG`), the server and
+//! operator Deployments brought up by the cluster's deployment and replicaset controllers
+//! and run by the test kubelet as containers from the images `make images` built, with
+//! in-cluster configuration (their ServiceAccounts' tokens, `KUBERNETES_SERVICE_HOST`) and
+//! the manifests' security contexts; runner pods in containers from the runner image,
+//! reaching the server by its Service name. The test then uses the deployed server through
+//! its Service's port as a person would (a Kubernetes token, a project, sessions watched
+//! live, a follow-up, stop, continue, delete), against the mock model.
+//!
+//! A test binary of its own: the deployed operator watches every project of the cluster,
+//! so it must not run beside the other suites' operators (cargo runs test binaries one at
+//! a time).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use model::protocol::{ServerToBrowser, SessionEvent, StoredEvent};
+use serde_json::json;
+
+/// Where the deployed server's Service port lands on this machine (host network).
+const SERVER: &str = "127.0.0.1:3000";
+/// Its Service's name, as the operator hands it to runners.
+const SERVICE: &str = "ambient-server.ambient-code.svc";
+const WAIT: Duration = Duration::from_secs(120);
+
+fn kubeconfig() -> PathBuf {
+    std::env::var_os("AMBIENT_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .expect(
+            "AMBIENT_TEST_KUBECONFIG: run through `make unit`, which starts the test API server",
+        )
+}
+
+async fn admin() -> Client {
+    let config = operator::cluster::config(Some(&kubeconfig()))
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// The token of a test user (`tools/k8s/testenv.sh` wrote it next to the kubeconfig).
+fn token(user: &str) -> String {
+    let file = kubeconfig().with_file_name("tokens.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    text.lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&user))
+        .map(|f| f[0].to_owned())
+        .unwrap_or_else(|| panic!("no user {user} in {}", file.display()))
+}
+
+/// The API server's port, from the kubeconfig.
+fn api_port() -> String {
+    let text = std::fs::read_to_string(kubeconfig()).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
+        .expect("the test API server's address")
+        .to_owned()
+}
+
+fn kubectl(args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A kubelet running a namespace's pods as containers, with this cluster's names.
+fn kubelet(client: &Client, namespace: &str, root: &Path) -> testkit::kubelet::Kubelet {
+    testkit::kubelet::Kubelet::start(
+        client.clone(),
+        testkit::kubelet::KubeletConfig {
+            namespace: namespace.to_owned(),
+            image: String::new(),
+            runner_bin: PathBuf::new(),
+            extra_env: Vec::new(),
+            root: root.join(namespace),
+            containers: Some(testkit::kubelet::Containers {
+                hosts: vec![(SERVICE.into(), "127.0.0.1".into())],
+                mounts: Vec::new(),
+                env: vec![
+                    ("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()),
+                    ("KUBERNETES_SERVICE_PORT".into(), api_port()),
+                ],
+            }),
+        },
+    )
+}
+
+fn is_phase(e: &StoredEvent, phases: &[&str]) -> bool {
+    matches!(&e.event, SessionEvent::Phase(p) if phases.contains(&p.phase.as_str()))
+}
+
+/// Events of a viewer until `stop` says so.
+async fn watch(
+    viewer: &mut testkit::ViewerClient,
+    mut stop: impl FnMut(&StoredEvent) -> bool,
+) -> Vec<StoredEvent> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, viewer.recv()).await {
+            Ok(Ok(ServerToBrowser::Event(e))) => {
+                let done = stop(&e);
+                out.push(e);
+                if done {
+                    return out;
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(closed)) => panic!("the viewer closed: {closed:?} after {out:?}"),
+            Err(_) => panic!("no end in time: {out:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() {
+    for image in ["server", "operator", "runner"] {
+        let image = format!("localhost/ambient-{image}:latest");
+        let present = std::process::Command::new("podman")
+            .args(["image", "exists", &image])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(present, "{image} is missing: `make images` builds it");
+    }
+    assert!(
+        std::net::TcpListener::bind(SERVER).is_ok(),
+        "{SERVER} is taken: the deployed server's Service port needs it"
+    );
+    let client = admin().await;
+    let root = tempfile::tempdir().unwrap();
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+
+    // As the README says.
+    kubectl(&["apply", "-k", "deploy/overlays/dev"]);
+    let platform = kubelet(&client, "ambient-code", root.path());
+    let http = reqwest::Client::new();
+    until("the deployed server answers on its Service's port", || {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://{SERVER}/health"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+
+    // A person with a Kubernetes token, allowed to make projects.
+    let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "ambient-deployed-creator-alice"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ambient-project-creator"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+        .patch(
+            &binding.name_any(),
+            &PatchParams::apply("ambient-tests").force(),
+            &Patch::Apply(&binding),
+        )
+        .await
+        .unwrap();
+    let alice_token = token("alice");
+    let alice = testkit::client_with_key(&alice_token);
+    let project = format!("deployed-{}", std::process::id() % 100_000);
+    let url = |rest: &str| format!("http://{SERVER}/api/projects/{project}{rest}");
+    let resp = alice
+        .post(format!("http://{SERVER}/api/projects"))
+        .json(&json!({"name": project}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let runners = kubelet(&client, &project, root.path());
+    let resp = alice
+        .put(url("/runner-secrets"))
+        .json(&json!({"data": {"ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": "sk-deployed"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let create = |prompt: &str| {
+        let alice = alice.clone();
+        let at = url("/agentic-sessions");
+        let prompt = prompt.to_owned();
+        async move {
+            let resp = alice
+                .post(at)
+                .json(&json!({"initialPrompt": prompt}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+            resp.json::<serde_json::Value>().await.unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let viewer = |name: String| {
+        let project = project.clone();
+        let token = alice_token.clone();
+        async move {
+            testkit::ViewerClient::connect(SERVER, &token, &project, &name, 0)
+                .await
+                .expect("a viewer socket")
+        }
+    };
+
+    // A session, watched live: the runner pod in its containers, the agent's tool call.
+    let first = create("create hello.txt").await;
+    let mut live = viewer(first.clone()).await;
+    let events = watch(&mut live, |e| is_phase(e, &["Completed", "Failed"])).await;
+    assert!(
+        is_phase(events.last().unwrap(), &["Completed"]),
+        "{events:?}"
+    );
+    for phase in ["Creating", "Running"] {
+        assert!(
+            events.iter().any(|e| is_phase(e, &[phase])),
+            "{phase}: {events:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::ToolUse(t) if t.name == "Write")),
+        "{events:?}"
+    );
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap-free: {seqs:?}"
+    );
+
+    // A follow-up continues it in a second pod; the same viewer sees it.
+    let resp = alice
+        .post(url(&format!("/agentic-sessions/{first}/messages")))
+        .json(&json!({"text": "run: echo follow-up-ran"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    let more = watch(&mut live, |e| is_phase(e, &["Completed", "Failed"])).await;
+    assert!(is_phase(more.last().unwrap(), &["Completed"]), "{more:?}");
+    assert!(
+        more.iter().any(
+            |e| matches!(&e.event, SessionEvent::ToolResult(r) if r.content.contains("follow-up-ran"))
+        ),
+        "{more:?}"
+    );
+
+    // A long answer stopped while it streams, then continued.
+    let second = create("slow 80").await;
+    let mut live2 = viewer(second.clone()).await;
+    watch(&mut live2, |e| {
+        matches!(e.event, SessionEvent::AgentDelta(_))
+    })
+    .await;
+    let resp = alice
+        .post(url(&format!("/agentic-sessions/{second}/stop")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let stopped = watch(&mut live2, |e| {
+        is_phase(e, &["Stopped", "Completed", "Failed"])
+    })
+    .await;
+    assert!(
+        is_phase(stopped.last().unwrap(), &["Stopped"]),
+        "{stopped:?}"
+    );
+    let resp = alice
+        .post(url(&format!("/agentic-sessions/{second}/start")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let resumed = watch(&mut live2, |e| is_phase(e, &["Running"])).await;
+    assert!(
+        is_phase(resumed.last().unwrap(), &["Running"]),
+        "{resumed:?}"
+    );
+    let resp = alice
+        .post(url(&format!("/agentic-sessions/{second}/stop")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    watch(&mut live2, |e| {
+        is_phase(e, &["Stopped", "Completed", "Failed"])
+    })
+    .await;
+
+    // Deleted: gone from the API, its Jobs with it.
+    let resp = alice
+        .delete(url(&format!("/agentic-sessions/{first}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    until("the deleted session is gone", || {
+        let alice = alice.clone();
+        let at = url(&format!("/agentic-sessions/{first}"));
+        async move { (alice.get(at).send().await.ok()?.status() == 404).then_some(()) }
+    })
+    .await;
+
+    // Every pod of the platform ran in a container, under the manifests' security context.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), "ambient-code");
+    let names: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("ambient-server-")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("ambient-operator-")),
+        "{names:?}"
+    );
+
+    // Taken down again, as a user would.
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(&project, &DeleteParams::default())
+        .await;
+    kubectl(&["delete", "-k", "deploy/overlays/dev", "--wait=false"]);
+    drop(runners);
+    drop(platform);
+}
