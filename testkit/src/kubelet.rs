@@ -100,6 +100,21 @@ impl Handle {
         }
     }
 
+    /// Kills the container and, in podman, removes it (the kubelet is going: nothing will
+    /// wait for it).
+    fn remove(&self) {
+        match self {
+            Handle::Process(..) => self.kill(),
+            Handle::Podman(name, _) => {
+                let _ = std::process::Command::new("podman")
+                    .args(["rm", "--force", "--ignore", "--time", "0", name])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+
     /// SIGTERM to the container's first process.
     fn term(&self) {
         let pid = match self {
@@ -144,7 +159,7 @@ impl Drop for Kubelet {
         self.task.abort();
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         for handle in running.containers.values().flatten() {
-            handle.kill();
+            handle.remove();
         }
     }
 }

@@ -359,11 +359,30 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         "{names:?}"
     );
 
-    // Taken down again, as a user would.
-    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-        .delete(&project, &DeleteParams::default())
-        .await;
+    eprintln!(
+        "deployed: pods {names:?}; first session {} events, its follow-up {}",
+        events.len(),
+        more.len()
+    );
+
+    // Taken down again, as a user would; the kubelets end the pods (the namespaces go only
+    // when their pods have), so they stay until both namespaces are gone.
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    let _ = namespaces.delete(&project, &DeleteParams::default()).await;
     kubectl(&["delete", "-k", "deploy/overlays/dev", "--wait=false"]);
+    for namespace in [project.as_str(), "ambient-code"] {
+        until(&format!("namespace {namespace} deleted"), || {
+            let namespaces = namespaces.clone();
+            async move {
+                namespaces
+                    .get_opt(namespace)
+                    .await
+                    .ok()
+                    .and_then(|n| n.is_none().then_some(()))
+            }
+        })
+        .await;
+    }
     drop(runners);
     drop(platform);
 }
