@@ -193,6 +193,40 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         .await
         .unwrap();
     let alice_token = token("alice");
+    // In a browser: the sign-in page takes her token and gives a cookie that opens the
+    // pages (the Service's port, as `kubectl port-forward` brings it to localhost).
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(format!("http://{SERVER}/login"))
+        .header("origin", format!("http://{SERVER}"))
+        .form(&[("key", alice_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "{}",
+        signed_in.text().await.unwrap()
+    );
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = browser
+        .get(format!("http://{SERVER}/projects"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    // Scripts and the CLI: her token as a bearer.
     let alice = testkit::client_with_key(&alice_token);
     let project = format!("deployed-{}", std::process::id() % 100_000);
     let url = |rest: &str| format!("http://{SERVER}/api/projects/{project}{rest}");
