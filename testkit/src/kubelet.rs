@@ -145,6 +145,8 @@ struct Running {
     containers: HashMap<String, Vec<Handle>>,
     /// The port given to each pod's keeper (pods share this machine's loopback).
     keeper_ports: HashMap<String, u16>,
+    /// Pods being deleted: their containers are not restarted.
+    deleting: std::collections::HashSet<String>,
 }
 
 /// The running kubelet; stops when dropped.
@@ -277,13 +279,11 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30)
         .max(0) as u64;
-    let processes = running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .containers
-        .get(&name)
-        .cloned()
-        .unwrap_or_default();
+    let processes = {
+        let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+        r.deleting.insert(name.clone());
+        r.containers.get(&name).cloned().unwrap_or_default()
+    };
     if !processes.is_empty() {
         // SIGTERM to each container's first process (the runner stops its agent), as the
         // kubelet signals them.
@@ -312,15 +312,23 @@ async fn stop(pods: Api<Pod>, pod: Pod, running: Arc<Mutex<Running>>) {
 }
 
 /// The pod's status: its phase and each container's state (in the pod's order).
-async fn report(pods: &Api<Pod>, name: &str, phase: &str, states: &[(String, serde_json::Value)]) {
+async fn report(
+    pods: &Api<Pod>,
+    name: &str,
+    phase: &str,
+    states: &[(String, serde_json::Value)],
+    restarts: &[(u32, serde_json::Value)],
+) {
     let ready = phase == "Running";
     let statuses: Vec<serde_json::Value> = states
         .iter()
-        .map(|(container, state)| {
+        .enumerate()
+        .map(|(i, (container, state))| {
+            let (count, last) = restarts.get(i).cloned().unwrap_or((0, json!({})));
             json!({
                 "name": container, "image": "", "imageID": "",
                 "ready": state.get("running").is_some(),
-                "restartCount": 0, "state": state,
+                "restartCount": count, "state": state, "lastState": last,
             })
         })
         .collect();
@@ -394,6 +402,8 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         .iter()
         .map(|c| (c.name.clone(), waiting("ContainerCreating", String::new())))
         .collect();
+    // Each container's restarts and its last ended state.
+    let mut restarts: Vec<(u32, serde_json::Value)> = vec![(0, json!({})); containers.len()];
     let runnable = |image: &str| match &config.containers {
         None => image == config.image,
         Some(_) => std::process::Command::new("podman")
@@ -411,13 +421,13 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             "ErrImagePull",
             format!("failed to pull image \"{image}\": not found"),
         );
-        report(&pods, &name, "Pending", &states).await;
+        report(&pods, &name, "Pending", &states, &restarts).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         states[i].1 = waiting(
             "ImagePullBackOff",
             format!("Back-off pulling image \"{image}\""),
         );
-        report(&pods, &name, "Pending", &states).await;
+        report(&pods, &name, "Pending", &states, &restarts).await;
         return;
     }
     // Volumes as directories.
@@ -448,7 +458,7 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
                             v.name
                         ),
                     );
-                    report(&pods, &name, "Pending", &states).await;
+                    report(&pods, &name, "Pending", &states, &restarts).await;
                     return;
                 }
             }
@@ -486,22 +496,25 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
     let fixed = format!("127.0.0.1:{}", operator::cluster::build::KEEPER_PORT);
     let own = format!("127.0.0.1:{keeper_port}");
     let mut started: Vec<Started> = Vec::new();
+    let mut envs: Vec<Vec<(String, String)>> = Vec::new();
     for (i, container) in containers.iter().enumerate() {
-        let env = match resolve_env(&client, &config.namespace, &pod, container).await {
-            Ok(env) => env
-                .into_iter()
-                .map(|(k, v)| (k, v.replace(&fixed, &own)))
-                .collect(),
-            Err(message) => {
-                states[i].1 = waiting("CreateContainerConfigError", message);
-                report(&pods, &name, "Pending", &states).await;
-                // What started already is ended, as the pod will not run.
-                for s in &started {
-                    s.handle.kill();
+        let env: Vec<(String, String)> =
+            match resolve_env(&client, &config.namespace, &pod, container).await {
+                Ok(env) => env
+                    .into_iter()
+                    .map(|(k, v)| (k, v.replace(&fixed, &own)))
+                    .collect(),
+                Err(message) => {
+                    states[i].1 = waiting("CreateContainerConfigError", message);
+                    report(&pods, &name, "Pending", &states, &restarts).await;
+                    // What started already is ended, as the pod will not run.
+                    for s in &started {
+                        s.handle.kill();
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
+        envs.push(env.clone());
         let start = match &config.containers {
             None => start_container(&config, &uid, container, &volumes, env, pid_namespaces),
             Some(c) => start_podman(&config, c, &pod, container, &volumes, env),
@@ -522,19 +535,23 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             }
             Err(e) => {
                 states[i].1 = json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": e.to_string()}});
-                report(&pods, &name, "Failed", &states).await;
+                report(&pods, &name, "Failed", &states, &restarts).await;
                 return;
             }
         }
     }
-    report(&pods, &name, "Running", &states).await;
+    report(&pods, &name, "Running", &states, &restarts).await;
     // Each container to its end; the pod's status after each.
-    let mut ends = futures::stream::FuturesUnordered::new();
+    let ends = futures::stream::FuturesUnordered::new();
+    type End = (usize, Started, std::io::Result<std::process::ExitStatus>);
+    let mut ends: futures::stream::FuturesUnordered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = End> + Send>>,
+    > = ends;
     for (i, mut s) in started.into_iter().enumerate() {
-        ends.push(async move {
+        ends.push(Box::pin(async move {
             let status = s.child.wait().await;
             (i, s, status)
-        });
+        }));
     }
     let mut exit_codes: Vec<Option<i32>> = vec![None; containers.len()];
     while let Some((i, s, status)) = ends.next().await {
@@ -549,7 +566,6 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             Err(_) => (None, None),
         };
         let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
-        exit_codes[i] = Some(exit_code);
         // In a container, the kernel's own verdict: its OOM killer named the container.
         let oom = killed_as_oom
             || (exit_code == 137
@@ -580,6 +596,64 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         };
         states[i].1 = json!({"terminated": {"exitCode": exit_code, "reason": reason, "message": message,
             "startedAt": now(), "finishedAt": now()}});
+        // The pod's restartPolicy (a Deployment's pods: Always), unless it is being deleted.
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let again = policy == "Always" || (policy == "OnFailure" && exit_code != 0);
+        let deleting = || {
+            running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .deleting
+                .contains(&name)
+        };
+        if again && !deleting() {
+            restarts[i].0 += 1;
+            restarts[i].1 = states[i].1.clone();
+            states[i].1 = waiting(
+                "CrashLoopBackOff",
+                format!(
+                    "back-off restarting failed container {}",
+                    containers[i].name
+                ),
+            );
+            report(&pods, &name, "Running", &states, &restarts).await;
+            let backoff = Duration::from_millis(500 * (1u64 << restarts[i].0.min(5)));
+            tokio::time::sleep(backoff.min(Duration::from_secs(10))).await;
+            if !deleting() {
+                let env = envs[i].clone();
+                let start = match &config.containers {
+                    None => start_container(
+                        &config,
+                        &uid,
+                        &containers[i],
+                        &volumes,
+                        env,
+                        pid_namespaces,
+                    ),
+                    Some(c) => start_podman(&config, c, &pod, &containers[i], &volumes, env),
+                };
+                if let Ok(mut again) = start {
+                    {
+                        let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+                        if i == 0 {
+                            r.pids.insert(name.clone(), again.handle.clone());
+                        }
+                        if let Some(handle) = r.containers.get_mut(&name).and_then(|h| h.get_mut(i))
+                        {
+                            *handle = again.handle.clone();
+                        }
+                    }
+                    states[i].1 = json!({"running": {"startedAt": now()}});
+                    report(&pods, &name, "Running", &states, &restarts).await;
+                    ends.push(Box::pin(async move {
+                        let status = again.child.wait().await;
+                        (i, again, status)
+                    }));
+                    continue;
+                }
+            }
+        }
+        exit_codes[i] = Some(exit_code);
         let phase = if exit_codes.iter().any(Option::is_none) {
             "Running"
         } else if exit_codes.iter().all(|c| *c == Some(0)) {
@@ -587,13 +661,11 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         } else {
             "Failed"
         };
-        report(&pods, &name, phase, &states).await;
+        report(&pods, &name, phase, &states, &restarts).await;
     }
-    running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .containers
-        .remove(&name);
+    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+    r.containers.remove(&name);
+    r.deleting.remove(&name);
 }
 
 /// Starts one container's process: the runner binary with the container's arguments, its

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use model::protocol::{ServerToBrowser, SessionEvent, StoredEvent};
 use serde_json::json;
@@ -358,6 +358,121 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         is_phase(e, &["Stopped", "Completed", "Failed"])
     })
     .await;
+
+    // Faults. The server's pod deleted while an answer streams: its Deployment starts
+    // another on the same volume; the viewer reconnects from the last event it saw and
+    // misses nothing, and the runner goes on sending to the new server.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), "ambient-code");
+    let pod_of = |app: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={app}")))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .map(|p| p.name_any())
+                .collect::<Vec<_>>()
+        }
+    };
+    let third = create("slow 24").await;
+    let mut live3 = viewer(third.clone()).await;
+    let mut seen = watch(&mut live3, |e| {
+        matches!(e.event, SessionEvent::AgentDelta(_))
+    })
+    .await;
+    let old_server = pod_of("ambient-server").await;
+    assert_eq!(old_server.len(), 1, "{old_server:?}");
+    pods.delete(&old_server[0], &DeleteParams::default())
+        .await
+        .unwrap();
+    // The socket ends with the old server; a new pod answers.
+    while let Ok(Ok(ServerToBrowser::Event(e))) = tokio::time::timeout(WAIT, live3.recv()).await {
+        seen.push(e);
+    }
+    until("a new server pod answers", || {
+        let http = http.clone();
+        let old = old_server[0].clone();
+        async move {
+            let now = pod_of("ambient-server").await;
+            if now.is_empty() || now.contains(&old) {
+                return None;
+            }
+            let r = http
+                .get(format!("http://{SERVER}/health"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    let last = seen.last().map(|e| e.seq).unwrap_or(0);
+    let mut resumed = until("the viewer reconnects", || {
+        let project = project.clone();
+        let token = alice_token.clone();
+        let third = third.clone();
+        async move {
+            testkit::ViewerClient::connect(SERVER, &token, &project, &third, last)
+                .await
+                .ok()
+        }
+    })
+    .await;
+    seen.extend(watch(&mut resumed, |e| is_phase(e, &["Completed", "Failed"])).await);
+    assert!(is_phase(seen.last().unwrap(), &["Completed"]), "{seen:?}");
+    let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "nothing missed across the server's replacement: {seqs:?}"
+    );
+    let deltas = seen
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::AgentDelta(_)))
+        .count();
+    assert_eq!(deltas, 24, "every chunk of the answer, once");
+
+    // The operator's pod deleted while a session runs: its successor makes no second Job.
+    let fourth = create("slow 12").await;
+    let mut live4 = viewer(fourth.clone()).await;
+    watch(&mut live4, |e| {
+        matches!(e.event, SessionEvent::AgentDelta(_))
+    })
+    .await;
+    let old_operator = pod_of("ambient-operator").await;
+    assert_eq!(old_operator.len(), 1, "{old_operator:?}");
+    pods.delete(&old_operator[0], &DeleteParams::default())
+        .await
+        .unwrap();
+    let done = watch(&mut live4, |e| is_phase(e, &["Completed", "Failed"])).await;
+    assert!(is_phase(done.last().unwrap(), &["Completed"]), "{done:?}");
+    until("a new operator pod", || {
+        let old = old_operator[0].clone();
+        async move {
+            let now = pod_of("ambient-operator").await;
+            (!now.is_empty() && !now.contains(&old)).then_some(())
+        }
+    })
+    .await;
+    // Give the new operator time to reconcile what it found, then count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &project);
+    let of_fourth = jobs
+        .list(&ListParams::default().labels(&format!(
+            "{}={fourth}",
+            operator::cluster::build::SESSION_LABEL
+        )))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        of_fourth.len(),
+        1,
+        "one Job for one run: {:?}",
+        of_fourth.iter().map(|j| j.name_any()).collect::<Vec<_>>()
+    );
 
     // Deleted: gone from the API, its Jobs with it.
     let resp = alice
