@@ -3,7 +3,8 @@
 //! this process), the Job, the test kubelet starting the real runner in its "pod", the
 //! runner's connection with its token from the run's Secret, the server recording it and the
 //! operator reading it. `claude` is a stand-in (`cat`), so its own start-up is excluded, as
-//! in the local figure. Then what a Kubernetes identity costs a request: listing the
+//! in the local figure (`BENCH_CONTAINERS=1`: the pods run as containers from the runner
+//! image, `make images`, reaching the server by its Service name). Then what a Kubernetes identity costs a request: listing the
 //! project's sessions with the owner's key, with a user's Kubernetes token (its review and
 //! role kept, the default), and with nothing kept (a TokenReview and the access reviews on
 //! every request). Needs `AMBIENT_TEST_KUBECONFIG`.
@@ -57,12 +58,34 @@ async fn main() {
     .unwrap()
     .error_for_status()
     .unwrap();
+    // BENCH_CONTAINERS=1: runner pods in containers from the runner image (`make images`),
+    // reaching the server by its Service name; otherwise as host processes.
+    let in_containers = std::env::var("BENCH_CONTAINERS").is_ok_and(|v| v == "1");
+    let service = "ambient-server.ambient-code.svc";
+    let server_api_url = if in_containers {
+        format!("http://{service}:{}/api", spawned.addr.port())
+    } else {
+        format!("http://{addr}/api")
+    };
+    if in_containers {
+        // The pods' uid runs the stand-in from this (mounted) folder.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let containers = in_containers.then(|| testkit::kubelet::Containers {
+        hosts: vec![(service.into(), "127.0.0.1".into())],
+        mounts: vec![dir.path().to_owned()],
+        env: vec![("AMBIENT_CLAUDE_BIN".into(), claude.display().to_string())],
+    });
     let (stop_operator, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(controller::run(
         client.clone(),
         ClusterConfig {
             watch_namespace: Some(project.clone()),
-            server_api_url: format!("http://{addr}/api"),
+            server_api_url,
             stop_grace_seconds: 2,
             ..ClusterConfig::default()
         },
@@ -78,7 +101,7 @@ async fn main() {
             runner_bin: release_bin("runner"),
             extra_env: vec![("AMBIENT_CLAUDE_BIN".into(), claude.display().to_string())],
             root: dir.path().join("kubelet"),
-            containers: None,
+            containers,
         },
     );
     let mut samples = Vec::new();
@@ -121,7 +144,11 @@ async fn main() {
             .unwrap_or(0)
     );
     testkit::report(
-        "Kubernetes mode: create to runner connected (claude excluded)",
+        if in_containers {
+            "Kubernetes mode, runner pods in containers: create to runner connected (claude excluded)"
+        } else {
+            "Kubernetes mode, runner pods as host processes: create to runner connected (claude excluded)"
+        },
         samples,
     );
     people(&client, &kubeconfig, &addr, &key, &project, dir.path()).await;
