@@ -1,20 +1,86 @@
-//! The operator at scale, on the test API server (`make bench-k8s`): 1,000 AgenticSessions
-//! created at once in one project; the time until every one has its Job and the phase
-//! `Creating`, and the operator's peak RSS (the `operator` binary in its own process, its
-//! `VmHWM` read from /proc when the sessions are all created). Needs
-//! `AMBIENT_TEST_KUBECONFIG` (the Makefile starts the test API server).
+//! The operator at scale, on the test API server (`make bench-k8s`): `BENCH_SESSIONS`
+//! (default 5,000) AgenticSessions created at once in one project (sixteen creates in
+//! flight); the time until every one has its Job and has left `Pending`, the operator's peak
+//! RSS (the `operator` binary in its own process, its `VmHWM` read from /proc), and the
+//! warnings and errors it logged. A fast kubelet (in this process) ends every runner pod the
+//! Job controller makes as a run that succeeded (each container exit 0), so the sessions go
+//! on to `Completed`; then the steady state: the operator's CPU time over 30 s with every
+//! session finished, and its RSS. Needs `AMBIENT_TEST_KUBECONFIG` (the Makefile starts the
+//! test API server).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use model::session::AgenticSessionSpec;
 use model::{AgenticSession, Phase};
 
-const SESSIONS: usize = 1000;
+/// The operator's CPU time so far (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14, stime 15.
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Ends every runner pod of `ns` as a successful run: each container exits 0.
+async fn fast_kubelet(pods: Api<Pod>) {
+    let mut events = std::pin::pin!(
+        watcher(pods.clone(), watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+    );
+    let mut done = std::collections::HashSet::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pod>(10_000);
+    // Sixteen status writes in flight.
+    let writer = tokio::spawn(async move {
+        let mut batch = futures::stream::FuturesUnordered::new();
+        while let Some(pod) = rx.recv().await {
+            let pods = pods.clone();
+            batch.push(async move {
+                let statuses: Vec<serde_json::Value> = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.containers.iter())
+                    .map(|c| serde_json::json!({
+                        "name": c.name, "image": "", "imageID": "", "ready": false, "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                    }))
+                    .collect();
+                let patch = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": statuses}});
+                let _ = pods
+                    .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+            });
+            if batch.len() >= 16 {
+                batch.next().await;
+            }
+        }
+        while batch.next().await.is_some() {}
+    });
+    while let Some(Ok(pod)) = events.next().await {
+        if done.insert(pod.name_any()) && tx.send(pod).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
 
 fn vm_hwm_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -56,10 +122,18 @@ async fn main() {
         "{} is missing: cargo build --release -p operator",
         bin.display()
     );
+    let sessions_n: usize = std::env::var("BENCH_SESSIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5000);
+    let log_path = std::env::temp_dir().join(format!("operator-bench-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut operator = tokio::process::Command::new(&bin)
         .env("KUBECONFIG", &path)
         .env("AMBIENT_WATCH_NAMESPACE", &ns)
         .env("RUST_LOG", "warn")
+        .stderr(log.try_clone().unwrap())
+        .stdout(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -69,10 +143,11 @@ async fn main() {
 
     let sessions: Api<AgenticSession> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let kubelet = tokio::spawn(fast_kubelet(Api::namespaced(client.clone(), &ns)));
     let start = Instant::now();
-    // Created as a client would, eight at a time.
-    let names: Vec<String> = (0..SESSIONS).map(|i| format!("s-{i:04}")).collect();
-    for chunk in names.chunks(8) {
+    // Created as clients would, sixteen at a time.
+    let names: Vec<String> = (0..sessions_n).map(|i| format!("s-{i:05}")).collect();
+    for chunk in names.chunks(16) {
         let mut creates = Vec::new();
         for name in chunk {
             let s = AgenticSession::new(
@@ -90,26 +165,64 @@ async fn main() {
         }
     }
     let created = start.elapsed();
-    let done = loop {
+    // Every session with its Job and past Pending (Creating, or further on already).
+    let all_jobs = loop {
         let jobs_made = jobs.list(&ListParams::default()).await.unwrap().items.len();
-        let creating = sessions
+        let started = sessions
             .list(&ListParams::default())
             .await
             .unwrap()
             .items
             .iter()
-            .filter(|s| s.phase() == Phase::Creating)
+            .filter(|s| s.phase() != Phase::Pending)
             .count();
-        if jobs_made >= SESSIONS && creating >= SESSIONS {
+        if jobs_made >= sessions_n && started >= sessions_n {
             break start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "stuck: {jobs_made} Jobs, {creating} Creating"
+            start.elapsed() < Duration::from_secs(900),
+            "stuck: {jobs_made} Jobs, {started} past Pending"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let peak_burst = vm_hwm_kib(pid);
+    let all_completed = loop {
+        let list = sessions.list(&ListParams::default()).await.unwrap().items;
+        let completed = list
+            .iter()
+            .filter(|s| s.phase() == Phase::Completed)
+            .count();
+        let failed = list.iter().filter(|s| s.phase() == Phase::Failed).count();
+        if completed + failed >= sessions_n {
+            assert_eq!(failed, 0, "sessions failed");
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1800),
+            "stuck: {completed} Completed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // The steady state: nothing left to do.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let ticks_before = cpu_ticks(pid);
+    let idle_window = Duration::from_secs(30);
+    tokio::time::sleep(idle_window).await;
+    let idle_ticks = cpu_ticks(pid) - ticks_before;
+    let tick_hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let steady_rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
     let peak = vm_hwm_kib(pid);
+    let logged = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let errors = logged.lines().filter(|l| l.contains("ERROR")).count();
+    let warnings = logged.lines().filter(|l| l.contains("WARN")).count();
     println!(
         "machine: {} cores",
         std::thread::available_parallelism()
@@ -117,15 +230,29 @@ async fn main() {
             .unwrap_or(0)
     );
     println!(
-        "{SESSIONS} sessions created in {:.1} s; every one with its Job and phase Creating after {:.1} s",
+        "{sessions_n} sessions created in {:.1} s; every one with its Job and past Pending after {:.1} s; all Completed after {:.1} s",
         created.as_secs_f64(),
-        done.as_secs_f64()
+        all_jobs.as_secs_f64(),
+        all_completed.as_secs_f64()
     );
     println!(
-        "operator peak RSS (VmHWM): {:.1} MiB (idle {:.1} MiB)",
+        "operator peak RSS (VmHWM): {:.1} MiB by the burst's end, {:.1} MiB overall (idle before {:.1} MiB); RSS in the steady state {:.1} MiB",
+        peak_burst as f64 / 1024.0,
         peak as f64 / 1024.0,
-        idle as f64 / 1024.0
+        idle as f64 / 1024.0,
+        steady_rss as f64 / 1024.0
     );
+    println!(
+        "operator CPU in the steady state ({sessions_n} Completed): {:.0} ms over {} s ({:.2} %)",
+        idle_ticks as f64 / tick_hz * 1000.0,
+        idle_window.as_secs(),
+        idle_ticks as f64 / tick_hz / idle_window.as_secs_f64() * 100.0
+    );
+    println!(
+        "operator log: {errors} errors, {warnings} warnings ({})",
+        log_path.display()
+    );
+    kubelet.abort();
     let _ = operator.start_kill();
     let _ = operator.wait().await;
     let _ = Api::<Namespace>::all(client)
