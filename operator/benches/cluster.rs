@@ -46,40 +46,39 @@ async fn fast_kubelet(pods: Api<Pod>) {
             .applied_objects()
     );
     let mut done = std::collections::HashSet::new();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pod>(10_000);
     // Sixteen status writes in flight.
-    let writer = tokio::spawn(async move {
-        let mut batch = futures::stream::FuturesUnordered::new();
-        while let Some(pod) = rx.recv().await {
-            let pods = pods.clone();
-            batch.push(async move {
-                let statuses: Vec<serde_json::Value> = pod
-                    .spec
-                    .iter()
-                    .flat_map(|s| s.containers.iter())
-                    .map(|c| serde_json::json!({
+    let writes = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    while let Some(Ok(pod)) = events.next().await {
+        if !done.insert(pod.name_any()) {
+            continue;
+        }
+        let Ok(permit) = writes.clone().acquire_owned().await else {
+            break;
+        };
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            let statuses: Vec<serde_json::Value> = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .map(|c| {
+                    serde_json::json!({
                         "name": c.name, "image": "", "imageID": "", "ready": false, "restartCount": 0,
                         "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
-                    }))
-                    .collect();
-                let patch = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": statuses}});
-                let _ = pods
-                    .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await;
-            });
-            if batch.len() >= 16 {
-                batch.next().await;
-            }
-        }
-        while batch.next().await.is_some() {}
-    });
-    while let Some(Ok(pod)) = events.next().await {
-        if done.insert(pod.name_any()) && tx.send(pod).await.is_err() {
-            break;
-        }
+                    })
+                })
+                .collect();
+            let patch = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": statuses}});
+            let _ = pods
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+            drop(permit);
+        });
     }
-    drop(tx);
-    let _ = writer.await;
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
