@@ -73,7 +73,8 @@ fn conflict(e: kube::Error) -> Error {
 pub struct Ctx {
     client: Client,
     config: ClusterConfig,
-    recorder: Recorder,
+    /// Who the operator's Events say reported them.
+    reporter: Reporter,
     /// The managed namespaces (the project controller's cache).
     projects: Store<Namespace>,
     /// The runs' Jobs (metadata and status).
@@ -181,13 +182,10 @@ pub async fn run(
     let projects = Controller::new(Api::<Namespace>::all(client.clone()), managed.clone());
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: std::env::var("AMBIENT_POD_NAME").ok(),
-            },
-        ),
+        reporter: Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("AMBIENT_POD_NAME").ok(),
+        },
         config,
         projects: projects.store(),
         jobs,
@@ -197,9 +195,19 @@ pub async fn run(
         failures: Mutex::default(),
     });
 
-    let sessions = Controller::new(session_api, watcher::Config::default())
+    // The sessions' cache as the API server sends them, less their managedFields (which
+    // grow with every writer and are read by nobody here): at 5,000 sessions the largest
+    // part of each cached object.
+    let (cached, sessions_writer) = reflector::store();
+    let session_stream = reflector(
+        sessions_writer,
+        watcher(session_api, watcher::Config::default())
+            .default_backoff()
+            .modify(|s: &mut AgenticSession| s.metadata.managed_fields = None),
+    )
+    .applied_objects();
+    let sessions = Controller::for_stream(session_stream, cached.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
-    let cached = sessions.store();
     let sessions = sessions
         .owns_stream(job_stream)
         .watches_stream(pod_stream, |pod| {
@@ -487,8 +495,10 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
             action: "Phase".into(),
             secondary: None,
         };
-        if let Err(e) = ctx
-            .recorder
+        // A Recorder per Event: kube's keeps every Event it sent for six minutes and scans
+        // them all under one lock at each publish (at 5,000 sessions, tens of MiB and a
+        // quadratic cost); a phase change is never a repeat to aggregate into a series.
+        if let Err(e) = Recorder::new(ctx.client.clone(), ctx.reporter.clone())
             .publish(&event, &object_reference(session))
             .await
         {
