@@ -18,8 +18,9 @@
 //! by name, never on a command line), working directory, the security context
 //! (`runAsUser`/`runAsGroup`/`runAsNonRoot`, `fsGroup` and supplemental groups, a read-only
 //! root with no tmpfs added, dropped and added capabilities, no privilege escalation,
-//! seccomp), memory and CPU limits (a container the kernel kills for its memory is
-//! `OOMKilled`, read from the kernel's log), volumes as bind mounts owned by the `fsGroup`,
+//! seccomp), memory and CPU limits (once the kernel's OOM killer has killed any process
+//! of a container, all of it ends `OOMKilled`, as `memory.oom.group` makes it on a node
+//! with cgroup v2), volumes as bind mounts owned by the `fsGroup`,
 //! graceful deletion (SIGTERM, SIGKILL after the grace period) and a process namespace per
 //! container. Networking is the host's: names in [`Containers::hosts`] (a Service's DNS
 //! name) resolve to loopback, where the server listens.
@@ -369,6 +370,70 @@ struct Started {
     handle: Handle,
     /// In containers: the file podman wrote the container's id to.
     cid_file: Option<PathBuf>,
+    /// The kernel killed a process of the container for its memory, and so the kubelet
+    /// ended the whole container (see [`wait_as_one_oom_group`]).
+    oom_group_killed: bool,
+}
+
+/// Waits for a container to end, ending all of it once the kernel's OOM killer has killed
+/// any of its processes: what a kubelet on cgroup v2 gets from `memory.oom.group` (the
+/// default since Kubernetes 1.28), so a runner whose agent outgrew the limit ends
+/// `OOMKilled` instead of living on without it. This machine's cgroup v1 has no such
+/// switch; the memory cgroup's `oom_kill` count says the same.
+async fn wait_as_one_oom_group(s: &mut Started) -> std::io::Result<std::process::ExitStatus> {
+    let Handle::Podman(container, _) = s.handle.clone() else {
+        return s.child.wait().await;
+    };
+    let mut control: Option<PathBuf> = None;
+    loop {
+        tokio::select! {
+            status = s.child.wait() => return status,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if control.is_none() {
+            control = s
+                .cid_file
+                .as_deref()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|id| memory_cgroup(id.trim()))
+                .map(|dir| dir.join("memory.oom_control"));
+        }
+        let killed = control
+            .as_deref()
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .is_some_and(|n| n > 0);
+        if killed && !s.oom_group_killed {
+            s.oom_group_killed = true;
+            let _ = tokio::process::Command::new("podman")
+                .args(["kill", "--signal", "KILL", &container])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await;
+        }
+    }
+}
+
+/// The memory cgroup (v1) podman made for the container `id`.
+fn memory_cgroup(id: &str) -> Option<PathBuf> {
+    if id.is_empty() {
+        return None;
+    }
+    let parent = Path::new("/sys/fs/cgroup/memory/libpod_parent");
+    let direct = parent.join(format!("libpod-{id}"));
+    if direct.is_dir() {
+        return Some(direct);
+    }
+    std::fs::read_dir(parent)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.to_string_lossy().contains(id))
 }
 
 async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex<Running>>) {
@@ -549,7 +614,7 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
     > = ends;
     for (i, mut s) in started.into_iter().enumerate() {
         ends.push(Box::pin(async move {
-            let status = s.child.wait().await;
+            let status = wait_as_one_oom_group(&mut s).await;
             (i, s, status)
         }));
     }
@@ -568,6 +633,7 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
         let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
         // In a container, the kernel's own verdict: its OOM killer named the container.
         let oom = killed_as_oom
+            || s.oom_group_killed
             || (exit_code == 137
                 && s.cid_file
                     .as_deref()
@@ -646,7 +712,7 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
                     states[i].1 = json!({"running": {"startedAt": now()}});
                     report(&pods, &name, "Running", &states, &restarts).await;
                     ends.push(Box::pin(async move {
-                        let status = again.child.wait().await;
+                        let status = wait_as_one_oom_group(&mut again).await;
                         (i, again, status)
                     }));
                     continue;
@@ -748,6 +814,7 @@ fn start_container(
         log_path,
         handle: Handle::Process(pid, ticks),
         cid_file: None,
+        oom_group_killed: false,
     })
 }
 
@@ -978,6 +1045,7 @@ fn start_podman(
         log_path,
         handle: Handle::Podman(name, pid),
         cid_file: Some(cid_file),
+        oom_group_killed: false,
     })
 }
 

@@ -474,6 +474,83 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         of_fourth.iter().map(|j| j.name_any()).collect::<Vec<_>>()
     );
 
+    // A runner container over its memory limit. The operator is given a small limit for
+    // runners (as an admin would, on its Deployment); the agent then allocates past it.
+    // The kernel kills the largest process (the allocation), the kubelet the container
+    // with it (`memory.oom.group`): the run is Failed, saying OOMKilled.
+    let operator_now = pod_of("ambient-operator").await;
+    kubectl(&[
+        "set",
+        "env",
+        "-n",
+        "ambient-code",
+        "deployment/ambient-operator",
+        "AMBIENT_RUNNER_MEMORY_LIMIT=640Mi",
+    ]);
+    until("the operator with the new limit", || {
+        let before = operator_now.clone();
+        let pod_of = &pod_of;
+        async move {
+            let now = pod_of("ambient-operator").await;
+            (now.len() == 1 && !before.contains(&now[0])).then_some(())
+        }
+    })
+    .await;
+    // 2 GiB in 64 MiB steps, touched: far past 640 MiB, and bounded were it not enforced.
+    let hog =
+        create("run: node -e \"const a=[];for(let i=0;i<32;i++){a.push(Buffer.alloc(64<<20,1))}\"")
+            .await;
+    let mut live5 = viewer(hog.clone()).await;
+    let ended = watch(&mut live5, |e| is_phase(e, &["Completed", "Failed"])).await;
+    assert!(is_phase(ended.last().unwrap(), &["Failed"]), "{ended:?}");
+    let session = Api::<model::AgenticSession>::namespaced(client.clone(), &project)
+        .get(&hog)
+        .await
+        .unwrap();
+    let ready = session
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(ready.reason, "OOMKilled", "{}", ready.message);
+    let runner_pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), &project);
+    let killed = runner_pods
+        .list(&ListParams::default().labels(&format!(
+            "{}={hog}",
+            operator::cluster::build::SESSION_LABEL
+        )))
+        .await
+        .unwrap()
+        .items;
+    let runner = killed
+        .iter()
+        .flat_map(|p| p.status.iter())
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .find(|c| c.name == "runner")
+        .and_then(|c| c.state.as_ref()?.terminated.clone())
+        .expect("the runner container ended");
+    assert_eq!(
+        (runner.exit_code, runner.reason.as_deref()),
+        (137, Some("OOMKilled"))
+    );
+    let limit = killed
+        .iter()
+        .flat_map(|p| p.spec.iter())
+        .flat_map(|s| s.containers.iter())
+        .find(|c| c.name == "runner")
+        .and_then(|c| {
+            c.resources
+                .as_ref()?
+                .limits
+                .as_ref()?
+                .get("memory")
+                .cloned()
+        });
+    assert_eq!(limit.map(|q| q.0).as_deref(), Some("640Mi"));
+
     // Deleted: gone from the API, its Jobs with it.
     let resp = alice
         .delete(url(&format!("/agentic-sessions/{first}")))
