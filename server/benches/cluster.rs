@@ -4,11 +4,13 @@
 //! runner's connection with its token from the run's Secret, the server recording it and the
 //! operator reading it. `claude` is a stand-in (`cat`), so its own start-up is excluded, as
 //! in the local figure (`BENCH_CONTAINERS=1`: the pods run as containers from the runner
-//! image, `make images`, reaching the server by its Service name). Then what a Kubernetes identity costs a request: listing the
+//! image, `make images`, reaching the server by its Service name), and that time cut into
+//! its stages as watches of the run's Job and Pod see them. Then what a Kubernetes identity costs a request: listing the
 //! project's sessions with the owner's key, with a user's Kubernetes token (its review and
 //! role kept, the default), and with nothing kept (a TokenReview and the access reviews on
 //! every request). Needs `AMBIENT_TEST_KUBECONFIG`.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use model::Phase;
@@ -104,7 +106,12 @@ async fn main() {
             containers,
         },
     );
+    // When each run's Job and Pod first appear and the Pod is first Running, as watches of
+    // this bench see them: where the time between create and connected goes.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, Marks>::new()));
+    let marks = tokio::spawn(mark_stages(client.clone(), project.clone(), seen.clone()));
     let mut samples = Vec::new();
+    let mut stages: [Vec<Duration>; 5] = Default::default();
     for i in 0..40 {
         let t = Instant::now();
         let resp = http
@@ -115,6 +122,7 @@ async fn main() {
             .send()
             .await
             .unwrap();
+        let created = Instant::now();
         let name = resp.json::<serde_json::Value>().await.unwrap()["name"]
             .as_str()
             .unwrap()
@@ -129,7 +137,15 @@ async fn main() {
                 break;
             }
         }
-        samples.push(t.elapsed());
+        let connected = Instant::now();
+        samples.push(connected - t);
+        let m = seen.lock().unwrap().get(&name).cloned().unwrap_or_default();
+        if let (Some(job), Some(pod), Some(running)) = (m.job, m.pod, m.running) {
+            let steps = [t, created, job, pod, running, connected];
+            for (k, w) in steps.windows(2).enumerate() {
+                stages[k].push(w[1].saturating_duration_since(w[0]));
+            }
+        }
         http.post(format!(
             "http://{addr}/api/projects/{project}/agentic-sessions/{name}/stop"
         ))
@@ -151,6 +167,21 @@ async fn main() {
         },
         samples,
     );
+    for (what, samples) in [
+        "  1. create request answered (the AgenticSession made)",
+        "  2. then the Job seen (the operator's reconcile)",
+        "  3. then its Pod seen (the cluster's Job controller)",
+        "  4. then the Pod Running (the test kubelet started its containers)",
+        "  5. then the runner connected (runner start-up, its connection, the phase recorded)",
+    ]
+    .into_iter()
+    .zip(stages)
+    {
+        if !samples.is_empty() {
+            testkit::report(what, samples);
+        }
+    }
+    marks.abort();
     people(&client, &kubeconfig, &addr, &key, &project, dir.path()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(kubelet);
@@ -160,6 +191,67 @@ async fn main() {
         .delete(&project, &Default::default())
         .await;
     let _ = spawned.stop.send(());
+}
+
+/// When a session's run was first seen at each stage.
+#[derive(Clone, Copy, Default)]
+struct Marks {
+    job: Option<Instant>,
+    pod: Option<Instant>,
+    running: Option<Instant>,
+}
+
+/// Watches the project's Jobs and Pods and marks, per session, the first sight of each.
+async fn mark_stages(
+    client: kube::Client,
+    project: String,
+    seen: std::sync::Arc<std::sync::Mutex<HashMap<String, Marks>>>,
+) {
+    use futures::StreamExt;
+    use kube::ResourceExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let label = operator::cluster::build::SESSION_LABEL;
+    let config = watcher::Config::default().labels(label);
+    let jobs = watcher(
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), &project),
+        config.clone(),
+    )
+    .applied_objects()
+    .map(|j| j.map(|j| (j.labels().get(label).cloned(), None)));
+    let pods = watcher(
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client, &project),
+        config,
+    )
+    .applied_objects()
+    .map(|p| {
+        p.map(|p| {
+            let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+            (
+                p.metadata.labels.and_then(|l| l.get(label).cloned()),
+                Some(phase),
+            )
+        })
+    });
+    let mut both = std::pin::pin!(futures::stream::select(jobs, pods));
+    while let Some(item) = both.next().await {
+        let Ok((Some(session), pod_phase)) = item else {
+            continue;
+        };
+        let now = Instant::now();
+        let mut seen = seen.lock().unwrap();
+        let m = seen.entry(session).or_default();
+        match pod_phase {
+            None => {
+                m.job.get_or_insert(now);
+            }
+            Some(phase) => {
+                m.pod.get_or_insert(now);
+                if phase == "Running" {
+                    m.running.get_or_insert(now);
+                }
+            }
+        }
+    }
 }
 
 /// Lists the project's sessions as the owner, as alice with her role cached, and as alice
