@@ -127,6 +127,7 @@ setup-k8s:
 	tools/k8s/build.sh $(K8S_BIN)
 
 e2e: build setup-e2e
+	tools/ports-free.sh "the browser tests" 3101 3102 3199
 	cd end2end && npx playwright test
 	@$(MAKE) --no-print-directory leftovers
 

@@ -11,7 +11,10 @@ set -euo pipefail
 st="$1"
 shift
 root="$(cd "$(dirname "$0")/.." && pwd)"
-port="${AMBIENT_FUZZ_PORT:-3311}"
+# A free port unless one is given; a given one must be free (another server answering
+# the health check there would be fuzzed instead).
+port="${AMBIENT_FUZZ_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+"$root/tools/ports-free.sh" "the API fuzzer" "$port"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/ambient-fuzz-XXXXXX")"
 server_pid=""
 cleanup() {
@@ -27,9 +30,19 @@ AMBIENT_ADDR="127.0.0.1:$port" AMBIENT_DATA_DIR="$dir/data" AMBIENT_LOCAL_DRIVER
 	RUST_LOG=warn "$root/target/release/server" > "$dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
+	if ! kill -0 "$server_pid" 2>/dev/null; then
+		echo "the server exited before it answered on 127.0.0.1:$port:" >&2
+		tail -20 "$dir/server.log" >&2
+		exit 1
+	fi
 	curl -fsS "http://127.0.0.1:$port/health" > /dev/null 2>&1 && break
 	sleep 0.1
 done
+if [ ! -s "$dir/data/install-secret" ]; then
+	echo "the server on 127.0.0.1:$port did not come up within 10 s:" >&2
+	tail -20 "$dir/server.log" >&2
+	exit 1
+fi
 key="$(cat "$dir/data/install-secret")"
 cd "$dir"
 status=0

@@ -398,7 +398,7 @@ pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery
         Ok(false) => login_page(
             StatusCode::UNAUTHORIZED,
             Some(
-                "This login link was used already or has expired. Ask the server for a new one (server login-url), or sign in with an access key.",
+                "This login link was used already or has expired. Ask for a new one (`server --login-url` on the server's machine), or sign in with an access key.",
             ),
             state.services.cluster.is_some(),
         ),
@@ -482,6 +482,18 @@ fn to_projects_with(cookie: HeaderValue) -> Response {
     resp
 }
 
+/// How to sign in to a local server, naming the command that prints a new login link by
+/// the path of this very binary (it is seldom on the PATH).
+static LOCAL_HOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "server".into());
+    format!(
+        "Open the login link the server printed when it started, or run <code>{} --login-url</code> on the server's machine (with the server's <code>AMBIENT_DATA_DIR</code>, if it has one) for a new one. Or sign in with an access key (the install secret in the data directory is one):",
+        escape(&exe)
+    )
+});
+
 /// The login page: self-contained (it is shown before any session exists). In Kubernetes
 /// mode (`kubernetes`) it also takes a Kubernetes token.
 pub fn login_page(status: StatusCode, problem: Option<&str>, kubernetes: bool) -> Response {
@@ -491,10 +503,7 @@ pub fn login_page(status: StatusCode, problem: Option<&str>, kubernetes: bool) -
             "Sign in with your Kubernetes token (<code>kubectl create token &lt;service account&gt;</code>, or <code>oc whoami -t</code>): you get the roles the cluster gives you. An access key of this server works too.",
         )
     } else {
-        (
-            "Access key",
-            "Open the login link the server printed when it started, or run <code>server login-url</code> for a new one. Or sign in with an access key (the install secret in the data directory is one):",
-        )
+        ("Access key", LOCAL_HOW.as_str())
     };
     let problem = problem
         .map(|p| format!("<p class=\"problem\" role=\"alert\">{}</p>", escape(p)))

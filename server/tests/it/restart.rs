@@ -274,3 +274,49 @@ async fn a_runner_that_died_while_the_server_was_down_fails_with_that_reason() {
     assert_eq!(last["event"]["phase"], "Failed");
     second.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_page_names_a_command_that_prints_a_login_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let server = ServerProcess::start(dir.path(), port, &mock.url());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    server.wait_ready(&http).await;
+    let page = http
+        .get(format!("http://127.0.0.1:{port}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The command in the page's words, run as a person would copy it.
+    let command = page
+        .split("<code>")
+        .filter_map(|c| c.split("</code>").next())
+        .find(|c| c.ends_with("--login-url"))
+        .unwrap_or_else(|| panic!("no command in {page}"))
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&");
+    let (program, flag) = command.rsplit_once(' ').unwrap();
+    assert_eq!(
+        std::fs::canonicalize(program).unwrap(),
+        std::fs::canonicalize(bin_dir().join("server")).unwrap(),
+        "the page names this binary by its path: {command}"
+    );
+    let out = Command::new(program)
+        .arg(flag)
+        .env("AMBIENT_DATA_DIR", dir.path())
+        .env("AMBIENT_ADDR", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let resp = http.get(&link).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "{link}");
+    server.kill();
+}
