@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
     status = "AgenticSessionStatus",
     printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.llmSettings.model"}"#,
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".status.model"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Cost","type":"number","jsonPath":".status.result.costUsd","priority":1}"#,
@@ -188,6 +188,10 @@ pub struct AgenticSessionStatus {
     /// Last spec generation the operator acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The model the current run uses: the session's, or the platform's default when the
+    /// session names none (one made with `kubectl apply`, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Lifecycle phase. Default: `Pending`.
     #[serde(default)]
     pub phase: Phase,

@@ -81,6 +81,8 @@ pub struct Context {
     pub now: Timestamp,
     /// Inactivity timeout when neither the session nor its project sets one (seconds; 0 off).
     pub default_inactivity_timeout: i64,
+    /// The model of a session that names none.
+    pub default_model: String,
     /// The project's inactivity timeout, if it sets one.
     pub project_inactivity_timeout: Option<i64>,
     /// Whether the session's log holds user messages no agent has handled yet (sent while its
@@ -151,6 +153,7 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
         ctx,
         generation,
         has_conversation: session.has_conversation(),
+        model: session.model().unwrap_or(&ctx.default_model),
         plan: Plan::default(),
     };
 
@@ -229,6 +232,8 @@ struct Builder<'a> {
     ctx: &'a Context,
     generation: Option<i64>,
     has_conversation: bool,
+    /// The model a run started now uses.
+    model: &'a str,
     plan: Plan,
 }
 
@@ -320,6 +325,7 @@ impl Builder<'_> {
         }
         self.st.start_time = Some(self.now());
         self.st.last_activity_time = None;
+        self.st.model = Some(self.model.to_owned());
         self.st.observed_generation = self.generation;
         self.plan.action = Some(Action::Start {
             resume: restart && self.has_conversation,

@@ -444,6 +444,7 @@ impl<S: SessionStore> DriverTask<S> {
         let mut ctx = Context {
             now: Timestamp::now(),
             default_inactivity_timeout: self.config.default_inactivity_timeout,
+            default_model: self.config.default_model.clone(),
             project_inactivity_timeout: loaded.project_inactivity_timeout,
             unhandled_messages: loaded.unhandled_messages,
             no_room: None,

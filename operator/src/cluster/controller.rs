@@ -404,6 +404,7 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
     let lctx = Context {
         now: Timestamp::now(),
         default_inactivity_timeout: ctx.config.default_inactivity_timeout,
+        default_model: ctx.config.default_model.clone(),
         project_inactivity_timeout,
         // The server asks for a continuation (desired phase Running) when messages wait.
         unhandled_messages: false,

@@ -9,6 +9,7 @@ fn at(secs: i64) -> Context {
     Context {
         now: Timestamp::from_second(1_800_000_000 + secs).unwrap(),
         default_inactivity_timeout: 86_400,
+        default_model: "claude-sonnet-4-6".into(),
         project_inactivity_timeout: None,
         unhandled_messages: false,
         no_room: None,
@@ -74,6 +75,27 @@ fn pending_starts_a_new_runner() {
     assert_eq!(st.start_time, Some(Time(at(5).now)));
     assert_eq!(st.observed_generation, Some(1));
     assert_eq!(condition(&plan, condition::RUNNER_CREATED).status, "True");
+}
+
+#[test]
+fn a_run_records_the_model_it_uses() {
+    // A session that names none (made with kubectl): the default, so `kubectl get` shows it.
+    let s = session(Phase::Pending, &[]);
+    let plan = plan(&s, &Runner::Absent, &at(5));
+    assert_eq!(
+        plan.status.as_ref().unwrap().model.as_deref(),
+        Some("claude-sonnet-4-6")
+    );
+    let mut s = session(Phase::Pending, &[]);
+    s.spec.llm_settings = Some(model::session::LlmSettings {
+        model: Some("claude-opus-4-6".into()),
+        ..Default::default()
+    });
+    let plan = super::plan(&s, &Runner::Absent, &at(5));
+    assert_eq!(
+        plan.status.as_ref().unwrap().model.as_deref(),
+        Some("claude-opus-4-6")
+    );
 }
 
 #[test]
