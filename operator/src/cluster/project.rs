@@ -18,8 +18,7 @@ use model::{ProjectSettings, ProjectSettingsSpec};
 
 use super::build::RUNNER_SECRETS;
 
-/// The label that makes a namespace a project.
-pub const MANAGED_LABEL: &str = "ambient-code.io/managed";
+pub use model::annotations::MANAGED_LABEL;
 /// The one ProjectSettings of a project.
 pub const SETTINGS_NAME: &str = "projectsettings";
 /// The runners' NetworkPolicy.
