@@ -143,6 +143,7 @@ async fn main() {
     let sessions: Api<AgenticSession> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let kubelet = tokio::spawn(fast_kubelet(Api::namespaced(client.clone(), &ns)));
+    let ticks_at_start = cpu_ticks(pid);
     let start = Instant::now();
     // Created as clients would, sixteen at a time.
     let names: Vec<String> = (0..sessions_n).map(|i| format!("s-{i:05}")).collect();
@@ -185,6 +186,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let peak_burst = vm_hwm_kib(pid);
+    let burst_ticks = cpu_ticks(pid) - ticks_at_start;
     let all_completed = loop {
         let list = sessions.list(&ListParams::default()).await.unwrap().items;
         let completed = list
@@ -233,6 +235,11 @@ async fn main() {
         created.as_secs_f64(),
         all_jobs.as_secs_f64(),
         all_completed.as_secs_f64()
+    );
+    println!(
+        "operator CPU in the burst: {:.1} s over {:.1} s",
+        burst_ticks as f64 / tick_hz,
+        all_jobs.as_secs_f64()
     );
     println!(
         "operator peak RSS (VmHWM): {:.1} MiB by the burst's end, {:.1} MiB overall (idle before {:.1} MiB); RSS in the steady state {:.1} MiB",

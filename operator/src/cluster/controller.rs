@@ -152,11 +152,7 @@ pub async fn run(
         jobs_writer,
         watcher(job_api, ours.clone())
             .default_backoff()
-            .modify(|job: &mut Job| {
-                job.metadata.managed_fields = None;
-                job.metadata.annotations = None;
-                job.spec = None;
-            }),
+            .modify(super::observe::slim_job),
     )
     .touched_objects();
     let (pods, pods_writer) = reflector::store();
@@ -164,11 +160,7 @@ pub async fn run(
         pods_writer,
         watcher(pod_api, ours)
             .default_backoff()
-            .modify(|pod: &mut Pod| {
-                pod.metadata.managed_fields = None;
-                pod.metadata.annotations = None;
-                pod.spec = None;
-            }),
+            .modify(super::observe::slim_pod),
     )
     .touched_objects();
     let settings_changes = settings_api.clone();

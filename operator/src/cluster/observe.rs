@@ -1,10 +1,14 @@
 //! What the cluster says about a run, as the lifecycle's [`Runner`]: a pure function of the
 //! run's Job and its Pods (the original operator's phase table, §4.2 of the catalogue).
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+    PodCondition, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::build::CONTAINER;
+use super::build::{CONTAINER, RUN_LABEL, SESSION_LABEL};
 use crate::lifecycle::{Exit, Runner};
 
 /// Container waiting reasons after which the runner will not start without a change.
@@ -116,6 +120,85 @@ pub fn observe(job: Option<&Job>, pods: &[Pod], connected: bool, was_running: bo
     Runner::Waiting {
         reason: "PodPending".into(),
         message: "the runner's pod is starting".into(),
+    }
+}
+
+/// A run's Pod as the operator caches it: what [`observe`] reads and what finds the pod's
+/// session (its name, namespace and the session and run labels), nothing else. At 5,000
+/// sessions the caches hold 5,000 Pods; full, each is several KiB.
+pub fn slim_pod(pod: &mut Pod) {
+    pod.metadata = slim_meta(std::mem::take(&mut pod.metadata), false);
+    pod.spec = None;
+    pod.status = pod.status.take().map(|st| PodStatus {
+        phase: st.phase,
+        reason: st.reason,
+        message: st.message,
+        conditions: st.conditions.map(|cs| {
+            cs.into_iter()
+                .filter(|c| c.type_ == "PodScheduled" && c.status == "False")
+                .map(|c| PodCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    reason: c.reason,
+                    message: c.message,
+                    ..PodCondition::default()
+                })
+                .collect()
+        }),
+        container_statuses: st.container_statuses.map(|cs| {
+            cs.into_iter()
+                .filter(|c| c.name == CONTAINER)
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    state: c.state.map(|s| ContainerState {
+                        running: s.running.map(|_| Default::default()),
+                        terminated: s.terminated.map(|t| ContainerStateTerminated {
+                            exit_code: t.exit_code,
+                            signal: t.signal,
+                            reason: t.reason,
+                            message: t.message,
+                            ..ContainerStateTerminated::default()
+                        }),
+                        waiting: s.waiting.map(|w| ContainerStateWaiting {
+                            reason: w.reason,
+                            message: w.message,
+                        }),
+                    }),
+                    ..ContainerStatus::default()
+                })
+                .collect()
+        }),
+        ..PodStatus::default()
+    });
+}
+
+/// A run's Job as the operator caches it: its identity, its owner (the session it
+/// triggers) and its `Failed` conditions.
+pub fn slim_job(job: &mut Job) {
+    job.metadata = slim_meta(std::mem::take(&mut job.metadata), true);
+    job.spec = None;
+    job.status = job.status.take().map(|st| JobStatus {
+        conditions: st
+            .conditions
+            .map(|cs| cs.into_iter().filter(|c| c.type_ == "Failed").collect()),
+        ..JobStatus::default()
+    });
+}
+
+fn slim_meta(m: ObjectMeta, owners: bool) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        creation_timestamp: m.creation_timestamp,
+        deletion_timestamp: m.deletion_timestamp,
+        labels: m.labels.map(|mut l| {
+            l.retain(|k, _| k == SESSION_LABEL || k == RUN_LABEL);
+            l
+        }),
+        owner_references: if owners { m.owner_references } else { None },
+        ..ObjectMeta::default()
     }
 }
 

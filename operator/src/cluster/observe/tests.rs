@@ -228,3 +228,145 @@ fn a_runner_being_stopped_runs_until_its_pod_is_gone() {
         Runner::Lost { .. }
     ));
 }
+
+#[test]
+fn the_cached_pod_and_job_observe_as_the_full_ones_do() {
+    use std::collections::BTreeMap;
+    let full = |mut p: Pod, created: i64| {
+        p.metadata.name = Some(format!("run-{created}"));
+        p.metadata.namespace = Some("p".into());
+        p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        p.metadata.labels = Some(BTreeMap::from([
+            (SESSION_LABEL.into(), "s".into()),
+            (RUN_LABEL.into(), "1".into()),
+            ("controller-uid".into(), "u".into()),
+        ]));
+        p.metadata.annotations = Some(BTreeMap::from([("a".into(), "b".into())]));
+        p.spec = Some(Default::default());
+        let st = p.status.get_or_insert_with(Default::default);
+        st.host_ip = Some("10.0.0.1".into());
+        st.conditions
+            .get_or_insert_with(Vec::new)
+            .push(PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..PodCondition::default()
+            });
+        for c in st.container_statuses.iter_mut().flatten() {
+            c.image = "runner:latest".into();
+        }
+        if let Some(cs) = &mut st.container_statuses {
+            cs.push(ContainerStatus {
+                name: "keeper".into(),
+                ..ContainerStatus::default()
+            });
+        }
+        p
+    };
+    let running = pod_with(ContainerState {
+        running: Some(ContainerStateRunning::default()),
+        ..ContainerState::default()
+    });
+    let unscheduled = Pod {
+        status: Some(PodStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some("no node".into()),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    };
+    let evicted = Pod {
+        status: Some(PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some("Evicted".into()),
+            message: Some("low on memory".into()),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    };
+    let mut deleting = running.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(Time(Timestamp::from_second(1_800_000_100).unwrap()));
+    let sets: Vec<Vec<Pod>> = vec![
+        vec![],
+        vec![waiting("ContainerCreating")],
+        vec![waiting("ImagePullBackOff")],
+        vec![terminated(137, "OOMKilled", "line 1\nline 2")],
+        vec![terminated(0, "Completed", "")],
+        vec![running.clone()],
+        vec![unscheduled],
+        vec![evicted],
+        vec![deleting],
+        vec![terminated(1, "Error", "old"), waiting("ContainerCreating")],
+    ];
+    let late = Job {
+        status: Some(JobStatus {
+            conditions: Some(vec![
+                JobCondition {
+                    type_: "Failed".into(),
+                    status: "True".into(),
+                    reason: Some("DeadlineExceeded".into()),
+                    message: Some("past its deadline".into()),
+                    ..JobCondition::default()
+                },
+                JobCondition {
+                    type_: "Complete".into(),
+                    status: "False".into(),
+                    ..JobCondition::default()
+                },
+            ]),
+            active: Some(1),
+            ..JobStatus::default()
+        }),
+        spec: Some(Default::default()),
+        ..Job::default()
+    };
+    for job in [job(), late] {
+        let mut slim = job.clone();
+        slim_job(&mut slim);
+        assert!(slim.spec.is_none());
+        for pods in &sets {
+            let pods: Vec<Pod> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| full(p.clone(), 1_800_000_000 + i as i64))
+                .collect();
+            let slim_pods: Vec<Pod> = pods
+                .iter()
+                .cloned()
+                .map(|mut p| {
+                    slim_pod(&mut p);
+                    p
+                })
+                .collect();
+            for (connected, was_running) in [(false, false), (true, true), (false, true)] {
+                assert_eq!(
+                    observe(Some(&slim), &slim_pods, connected, was_running),
+                    observe(Some(&job), &pods, connected, was_running),
+                    "{pods:?}"
+                );
+            }
+            for p in &slim_pods {
+                // What finds the pod's session stays; the rest goes.
+                let labels = p.metadata.labels.clone().unwrap_or_default();
+                assert_eq!(labels.len(), 2, "{labels:?}");
+                assert!(p.metadata.name.is_some() && p.metadata.namespace.is_some());
+                assert!(p.spec.is_none() && p.metadata.annotations.is_none());
+                let st = p.status.as_ref().unwrap();
+                assert!(st.host_ip.is_none());
+                assert!(
+                    st.container_statuses
+                        .iter()
+                        .flatten()
+                        .all(|c| c.name == CONTAINER && c.image.is_empty())
+                );
+            }
+        }
+    }
+}
