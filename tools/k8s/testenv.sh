@@ -99,7 +99,7 @@ KC
 		--controllers garbagecollector,job,namespace,serviceaccount,serviceaccount-token,pvc-protection,deployment,replicaset \
 		--service-account-private-key-file "$run/certs/sa.key" --root-ca-file "$ca" \
 		--leader-elect=false --secure-port 0 --port 0 \
-		--kube-api-qps 100 --kube-api-burst 200 --concurrent-job-syncs 10 \
+		--kube-api-qps 100 --kube-api-burst 200 \
 		> "$run/kube-controller-manager.log" 2>&1 &
 	echo $! > "$run/kube-controller-manager.pid"
 	if ! curl -fsS --cacert "$ca" -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz" > /dev/null; then

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Namespace, ObjectReference, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
@@ -81,6 +81,8 @@ pub struct Ctx {
     jobs: Store<Job>,
     /// The runs' Pods (metadata and status).
     pods: Store<Pod>,
+    /// Which of them belong to which session.
+    runs: Arc<RunPods>,
     /// Every project's settings.
     settings: Store<ProjectSettings>,
     /// Namespaces where the runner ServiceAccount is known to exist.
@@ -104,6 +106,54 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+}
+
+/// The names of each session's Pods, kept beside the Pod cache so that a reconcile finds
+/// its session's pods without going through all of them (at 5,000 sessions, scanning the
+/// cache in every reconcile was quadratic).
+#[derive(Default)]
+struct RunPods(Mutex<HashMap<(String, String), std::collections::HashSet<String>>>);
+
+impl RunPods {
+    /// A Pod the watch touched: `present` whether the cache still holds it.
+    fn note(&self, pod: &Pod, present: bool) {
+        let (Some(ns), Some(session)) = (pod.namespace(), pod.labels().get(SESSION_LABEL))
+        else {
+            return;
+        };
+        let mut runs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (ns, session.clone());
+        if present {
+            runs.entry(key).or_default().insert(pod.name_any());
+        } else if let Some(names) = runs.get_mut(&key) {
+            names.remove(&pod.name_any());
+            if names.is_empty() {
+                runs.remove(&key);
+            }
+        }
+    }
+
+    /// The cached Pods of session `name` in `ns` (a name the cache lost while the watch
+    /// was interrupted is dropped here).
+    fn of(&self, cache: &Store<Pod>, ns: &str, name: &str) -> Vec<Arc<Pod>> {
+        let mut runs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (ns.to_owned(), name.to_owned());
+        let Some(names) = runs.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut pods = Vec::with_capacity(names.len());
+        names.retain(|n| match cache.get(&ObjectRef::new(n).within(ns)) {
+            Some(p) => {
+                pods.push(p);
+                true
+            }
+            None => false,
+        });
+        if names.is_empty() {
+            runs.remove(&key);
+        }
+        pods
     }
 }
 
@@ -156,13 +206,18 @@ pub async fn run(
     )
     .touched_objects();
     let (pods, pods_writer) = reflector::store();
-    let pod_stream = reflector(
-        pods_writer,
-        watcher(pod_api, ours)
-            .default_backoff()
-            .modify(super::observe::slim_pod),
-    )
-    .touched_objects();
+    let runs = Arc::new(RunPods::default());
+    let pod_stream = {
+        let (pods, runs) = (pods.clone(), runs.clone());
+        reflector(
+            pods_writer,
+            watcher(pod_api, ours)
+                .default_backoff()
+                .modify(super::observe::slim_pod),
+        )
+        .touched_objects()
+        .inspect_ok(move |pod| runs.note(pod, pods.get(&ObjectRef::from_obj(pod)).is_some()))
+    };
     let settings_changes = settings_api.clone();
     let (settings, settings_writer) = reflector::store();
     let settings_stream = reflector(
@@ -182,6 +237,7 @@ pub async fn run(
         projects: projects.store(),
         jobs,
         pods,
+        runs,
         settings,
         accounts: Mutex::default(),
         failures: Mutex::default(),
@@ -304,15 +360,10 @@ async fn observe_run(
     let run = generation.to_string();
     let pods: Vec<Pod> = match &job {
         Some(_) => ctx
-            .pods
-            .state()
+            .runs
+            .of(&ctx.pods, ns, name)
             .into_iter()
-            .filter(|p| {
-                let labels = p.labels();
-                p.namespace().as_deref() == Some(ns)
-                    && labels.get(SESSION_LABEL).map(String::as_str) == Some(name)
-                    && labels.get(RUN_LABEL) == Some(&run)
-            })
+            .filter(|p| p.labels().get(RUN_LABEL) == Some(&run))
             .map(|p| (*p).clone())
             .collect(),
         None => Vec::new(),
