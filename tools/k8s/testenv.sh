@@ -108,6 +108,14 @@ KC
 		stop "$run"
 		exit 1
 	fi
+	# A controller-manager that refused its flags exits at once, and Jobs would never get pods.
+	sleep 1
+	if ! kill -0 "$(cat "$run/kube-controller-manager.pid")" 2>/dev/null; then
+		echo "kube-controller-manager exited; see $run/kube-controller-manager.log" >&2
+		head -5 "$run/kube-controller-manager.log" >&2 || true
+		stop "$run"
+		exit 1
+	fi
 	echo "test API server ready: https://127.0.0.1:$api_port (KUBECONFIG=$run/kubeconfig)"
 	;;
 stop)
