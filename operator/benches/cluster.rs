@@ -204,7 +204,31 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    // The steady state: nothing left to do.
+    // The steady state: nothing left to do once the cluster's Job controller has marked
+    // every Job finished (each of those changes is an event the operator reconciles).
+    loop {
+        let finished = jobs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|j| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .is_some()
+            })
+            .count();
+        if finished >= sessions_n {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1800),
+            "stuck: {finished} Jobs finished"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     tokio::time::sleep(Duration::from_secs(10)).await;
     let ticks_before = cpu_ticks(pid);
     let idle_window = Duration::from_secs(30);

@@ -33,7 +33,7 @@ use super::build::{
     self, ClusterConfig, RUN_LABEL, Run, SESSION_LABEL, job_name, token_secret, workspace_claim,
 };
 use super::merge_diff;
-use super::observe::observe;
+use super::observe::{RunJob, RunPod, observe};
 use super::project::{self, MANAGED_LABEL, SETTINGS_NAME};
 use crate::lifecycle::{self, Context, Runner};
 use crate::token::{new_token, token_hash_hex};
@@ -78,9 +78,9 @@ pub struct Ctx {
     /// The managed namespaces (the project controller's cache).
     projects: Store<Namespace>,
     /// The runs' Jobs (metadata and status).
-    jobs: Store<Job>,
+    jobs: Store<RunJob>,
     /// The runs' Pods (metadata and status).
-    pods: Store<Pod>,
+    pods: Store<RunPod>,
     /// Which of them belong to which session.
     runs: Arc<RunPods>,
     /// Every project's settings.
@@ -117,9 +117,8 @@ struct RunPods(Mutex<HashMap<(String, String), std::collections::HashSet<String>
 
 impl RunPods {
     /// A Pod the watch touched: `present` whether the cache still holds it.
-    fn note(&self, pod: &Pod, present: bool) {
-        let (Some(ns), Some(session)) = (pod.namespace(), pod.labels().get(SESSION_LABEL))
-        else {
+    fn note(&self, pod: &RunPod, present: bool) {
+        let (Some(ns), Some(session)) = (pod.namespace(), pod.labels().get(SESSION_LABEL)) else {
             return;
         };
         let mut runs = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,7 +135,7 @@ impl RunPods {
 
     /// The cached Pods of session `name` in `ns` (a name the cache lost while the watch
     /// was interrupted is dropped here).
-    fn of(&self, cache: &Store<Pod>, ns: &str, name: &str) -> Vec<Arc<Pod>> {
+    fn of(&self, cache: &Store<RunPod>, ns: &str, name: &str) -> Vec<Arc<RunPod>> {
         let mut runs = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let key = (ns.to_owned(), name.to_owned());
         let Some(names) = runs.get_mut(&key) else {
@@ -183,14 +182,14 @@ pub async fn run(
     let (session_api, job_api, pod_api, settings_api) = match &config.watch_namespace {
         Some(ns) => (
             Api::<AgenticSession>::namespaced(client.clone(), ns),
-            Api::<Job>::namespaced(client.clone(), ns),
-            Api::<Pod>::namespaced(client.clone(), ns),
+            Api::<RunJob>::namespaced(client.clone(), ns),
+            Api::<RunPod>::namespaced(client.clone(), ns),
             Api::<ProjectSettings>::namespaced(client.clone(), ns),
         ),
         None => (
             Api::<AgenticSession>::all(client.clone()),
-            Api::<Job>::all(client.clone()),
-            Api::<Pod>::all(client.clone()),
+            Api::<RunJob>::all(client.clone()),
+            Api::<RunPod>::all(client.clone()),
             Api::<ProjectSettings>::all(client.clone()),
         ),
     };
@@ -349,7 +348,7 @@ async fn observe_run(
     }
     let job_ref = ObjectRef::new(&job_name(name, generation)).within(ns);
     let job = match ctx.jobs.get(&job_ref) {
-        Some(job) => Some((*job).clone()),
+        Some(job) => Some(Job::from((*job).clone())),
         // Not cached (yet): ask, since a missing Job means objects to make.
         None => {
             Api::<Job>::namespaced(ctx.client.clone(), ns)
@@ -364,7 +363,7 @@ async fn observe_run(
             .of(&ctx.pods, ns, name)
             .into_iter()
             .filter(|p| p.labels().get(RUN_LABEL) == Some(&run))
-            .map(|p| (*p).clone())
+            .map(|p| Pod::from((*p).clone()))
             .collect(),
         None => Vec::new(),
     };
