@@ -343,9 +343,8 @@ fn the_cached_pod_and_job_observe_as_the_full_ones_do() {
                 .collect();
             let slim_pods: Vec<Pod> = pods
                 .iter()
-                .cloned()
                 .map(|p| {
-                    let mut p: RunPod = decoded(&p);
+                    let mut p: RunPod = decoded(p);
                     slim_pod(&mut p);
                     Pod::from(p)
                 })
