@@ -630,15 +630,19 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             Ok(st) => (st.code(), st.signal()),
             Err(_) => (None, None),
         };
-        let exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
-        // In a container, the kernel's own verdict: its OOM killer named the container.
+        let mut exit_code = code.unwrap_or_else(|| 128 + signal.unwrap_or(9));
+        // In a container, the kernel's own verdict: its OOM killer named the container. A
+        // container that ended on its own before the poll saw the kill (its runner reported
+        // the agent's death and exited) would have been ended whole by `memory.oom.group`.
         let oom = killed_as_oom
             || s.oom_group_killed
-            || (exit_code == 137
-                && s.cid_file
-                    .as_deref()
-                    .and_then(|f| std::fs::read_to_string(f).ok())
-                    .is_some_and(|id| killed_out_of_memory(id.trim())));
+            || s.cid_file
+                .as_deref()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .is_some_and(|id| killed_out_of_memory(id.trim()));
+        if oom {
+            exit_code = 137;
+        }
         if let Handle::Podman(container, _) = &s.handle {
             let _ = tokio::process::Command::new("podman")
                 .args(["rm", "--force", "--ignore", container])
