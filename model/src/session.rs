@@ -233,6 +233,11 @@ pub struct AgenticSessionStatus {
     /// The run whose runner the server saw connect (written by the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_connected_generation: Option<i64>,
+    /// User messages wait in the session's log that no agent has handled (written by the
+    /// server, which keeps the log, once a run has ended; a Completed session with messages
+    /// waiting goes on). Cleared when a run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhandled_messages: Option<bool>,
     /// Standard Kubernetes conditions (`Ready`, `RunnerStarted`, `Failed` ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

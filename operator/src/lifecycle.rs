@@ -86,7 +86,9 @@ pub struct Context {
     /// The project's inactivity timeout, if it sets one.
     pub project_inactivity_timeout: Option<i64>,
     /// Whether the session's log holds user messages no agent has handled yet (sent while its
-    /// last runner was finishing): a session that completes with such messages goes on.
+    /// last runner was finishing): a session that completes with such messages goes on. A
+    /// driver that does not keep the log passes `false` and the fact arrives as
+    /// `status.unhandledMessages` (Kubernetes mode: the server writes it); either tells.
     pub unhandled_messages: bool,
     /// Why no runner may start now (the cap on running sessions is reached), if so: a
     /// session that would start waits in `Pending` saying this, and starts when the driver
@@ -207,8 +209,9 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
         }
         Phase::Stopped | Phase::Completed | Phase::Failed => {
             // A run that completed while a user message waited for it goes on at once.
-            let continues =
-                phase == Phase::Completed && desired.is_none() && ctx.unhandled_messages;
+            let continues = phase == Phase::Completed
+                && desired.is_none()
+                && (ctx.unhandled_messages || b.st.unhandled_messages == Some(true));
             if desired == Some(DESIRED_RUNNING) || continues {
                 b.plan.clear_desired_phase = desired.is_some();
                 b.restart();
@@ -325,6 +328,8 @@ impl Builder<'_> {
         }
         self.st.start_time = Some(self.now());
         self.st.last_activity_time = None;
+        // The run about to start is given what waits.
+        self.st.unhandled_messages = None;
         self.st.model = Some(self.model.to_owned());
         self.st.observed_generation = self.generation;
         self.plan.action = Some(Action::Start {

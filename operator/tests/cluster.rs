@@ -17,7 +17,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED};
+use model::annotations::{
+    DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED, REQUEST_ANNOTATIONS, START_REQUESTED_AT,
+    STOP_REASON, STOP_REQUESTED_AT,
+};
 use model::session::{AgenticSessionSpec, LlmSettings};
 use model::{AgenticSession, Phase, ProjectSettings};
 use operator::cluster::build::{
@@ -255,8 +258,16 @@ impl Project {
             .expect("a status patch");
     }
 
+    /// Asks for `phase` with the annotations the server writes for it.
     async fn desire(&self, name: &str, phase: &str) {
-        let patch = json!({"metadata": {"annotations": {DESIRED_PHASE: phase}}});
+        let at = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch = if phase == DESIRED_STOPPED {
+            json!({"metadata": {"annotations": {
+                DESIRED_PHASE: phase, STOP_REQUESTED_AT: at, STOP_REASON: "user",
+            }}})
+        } else {
+            json!({"metadata": {"annotations": {DESIRED_PHASE: phase, START_REQUESTED_AT: at}}})
+        };
         self.api::<AgenticSession>()
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -617,10 +628,12 @@ async fn stop_then_continue_runs_a_second_job_on_the_same_workspace() {
         s.status.as_ref().unwrap().stopped_reason,
         Some(model::session::StoppedReason::User)
     );
-    assert!(
-        s.annotation(DESIRED_PHASE).is_none(),
-        "the request was taken"
-    );
+    for k in REQUEST_ANNOTATIONS {
+        assert!(
+            s.annotation(k).is_none(),
+            "the request was taken, {k} with it (as the local store leaves it)"
+        );
+    }
     let pods = p.api::<Pod>();
     let live = pods
         .list(&ListParams::default().labels(&format!("{SESSION_LABEL}=work")))
@@ -686,6 +699,41 @@ async fn stop_then_continue_runs_a_second_job_on_the_same_workspace() {
         st.runner_token_hash, first_token,
         "a new token for the new run"
     );
+    p.finish().await;
+}
+
+/// A message sent while the runner was finishing: the server, which keeps the log, says so
+/// in the status; the operator's plan continues the conversation in a second Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_with_messages_waiting_goes_on() {
+    let p = Project::new("waiting").await;
+    let pod = p.running("late", spec()).await;
+    p.report(
+        &pod,
+        "Succeeded",
+        json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+    )
+    .await;
+    p.wait_phase("late", Phase::Completed).await;
+    p.api::<AgenticSession>()
+        .patch_status(
+            "late",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"unhandledMessages": true}})),
+        )
+        .await
+        .unwrap();
+    let job = p.job("late", 2).await;
+    assert!(
+        env_of(&job)
+            .iter()
+            .any(|e| e.name == "IS_RESUME" && e.value.as_deref() == Some("true")),
+        "the second run resumes the conversation"
+    );
+    let s = p.wait_phase("late", Phase::Creating).await;
+    let st = s.status.unwrap();
+    assert_eq!(st.run_generation, Some(2));
+    assert_eq!(st.unhandled_messages, None, "the new run takes what waits");
     p.finish().await;
 }
 

@@ -5,7 +5,7 @@
 //!
 //! - a session's phase changes are appended to its log (viewers see them live);
 //! - a new run begins its log (the runner's events are accepted from then on);
-//! - a session that completed while a message waited is asked to continue;
+//! - a run that ended while a message waited says so in the status (the operator decides);
 //! - a deleted session's log goes and its viewers are told.
 
 use std::collections::HashMap;
@@ -17,7 +17,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING};
 use model::protocol::{PhaseChange, SessionEvent};
 use model::session::SessionKey;
 use model::{AgenticSession, Phase};
@@ -251,6 +250,12 @@ impl Follower {
                 );
             }
         }
+        // A run has ended with messages no agent handled (sent while it was finishing): the
+        // operator's plan decides what follows (`lifecycle::plan`: a Completed one goes on).
+        if phase.is_terminal() && counters.unhandled_messages && st.unhandled_messages != Some(true)
+        {
+            status.insert("unhandledMessages".into(), json!(true));
+        }
         let api: Api<AgenticSession> = Api::namespaced(self.client.clone(), &key.project);
         if !status.is_empty() {
             api.patch_status(
@@ -259,18 +264,6 @@ impl Follower {
                 &Patch::Merge(&json!({"status": status})),
             )
             .await?;
-        }
-        // Completed while a message waited: the conversation goes on.
-        if phase == Phase::Completed
-            && counters.unhandled_messages
-            && session.annotation(DESIRED_PHASE).is_none()
-        {
-            let patch = json!({"metadata": {
-                "resourceVersion": session.resource_version(),
-                "annotations": {DESIRED_PHASE: DESIRED_RUNNING},
-            }});
-            api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use operator::local::{Loaded, RunTicket, SessionStore, StoreError as DriverError
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::records::{RecordsError, Run};
+use crate::records::{RecordsError, Run, SqliteRecords};
 use crate::services::{Driver, Services, uid_of};
 
 impl Driver for LocalDriver {
@@ -24,11 +24,15 @@ impl Driver for LocalDriver {
 }
 
 /// The local driver's store: sessions from the records, what the server knows of their runs
-/// from the event log and the hub. It acts as the platform itself ([`Caller::system`]).
+/// from the event log and the hub; the driver's own bookkeeping (statuses, runs) in the
+/// embedded store, behind no seam: only local mode has it. It acts as the platform itself
+/// ([`Caller::system`]).
 #[derive(Clone)]
 pub struct LocalSessions {
     /// The operations (records, log, runners, settings).
     pub services: Services,
+    /// The same records as `services.records`, with the driver's bookkeeping.
+    pub records: SqliteRecords,
 }
 
 fn convert(e: ApiError) -> DriverError {
@@ -46,11 +50,7 @@ pub use operator::token::{new_token, token_hash};
 
 impl SessionStore for LocalSessions {
     async fn unfinished(&self) -> Result<Vec<SessionKey>, DriverError> {
-        self.services
-            .records
-            .unfinished_sessions(&Caller::system())
-            .await
-            .map_err(records)
+        self.records.unfinished_sessions().await.map_err(records)
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Loaded>, DriverError> {
@@ -85,14 +85,8 @@ impl SessionStore for LocalSessions {
             .resource_version
             .as_deref()
             .unwrap_or_default();
-        s.records
-            .save_status(
-                &Caller::system(),
-                &key,
-                version,
-                plan.status.clone(),
-                plan.clear_desired_phase,
-            )
+        self.records
+            .save_status(&key, version, plan.status.clone(), plan.clear_desired_phase)
             .await
             .map_err(records)?;
         if let Some(change) = &plan.event {
@@ -119,10 +113,7 @@ impl SessionStore for LocalSessions {
             generation,
             token_hash: Some(token_hash(&token)),
         };
-        s.records
-            .set_run(&caller, &key, run)
-            .await
-            .map_err(records)?;
+        self.records.set_run(&key, run).await.map_err(records)?;
         let log = s
             .log
             .open(uid_of(&loaded.session))
@@ -158,7 +149,13 @@ pub fn open(
     settings: crate::services::Settings,
     driver: Option<operator::LocalConfig>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<(Services, Option<operator::local::DriverTask<LocalSessions>>), crate::db::StoreError> {
+) -> Result<
+    (
+        LocalSessions,
+        Option<operator::local::DriverTask<LocalSessions>>,
+    ),
+    crate::db::StoreError,
+> {
     use std::sync::Arc;
     let db = crate::db::Db::open_in(data_dir)?;
     let fanout = crate::hub::Fanout::default();
@@ -172,9 +169,10 @@ pub fn open(
         None => (Arc::new(crate::services::NoDriver) as Arc<dyn Driver>, None),
     };
     let identities = crate::identity::Identities::open(db.clone(), data_dir)?;
+    let records = SqliteRecords::new(db.clone());
     let services = Services {
         identities,
-        records: Arc::new(crate::records::SqliteRecords::new(db.clone())),
+        records: Arc::new(records.clone()),
         log: crate::log::EventLog::new(db, Arc::new(fanout.clone())),
         fanout,
         runners: Default::default(),
@@ -183,10 +181,7 @@ pub fn open(
         shutdown,
         cluster: None,
     };
-    let task = unstarted.map(|u| {
-        u.with_store(LocalSessions {
-            services: services.clone(),
-        })
-    });
-    Ok((services, task))
+    let local = LocalSessions { services, records };
+    let task = unstarted.map(|u| u.with_store(local.clone()));
+    Ok((local, task))
 }

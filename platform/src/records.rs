@@ -15,7 +15,6 @@ use model::AgenticSession;
 use model::api::{GrantRequest, Permission, Project, ProjectList, SessionList, SubjectType};
 use model::project_settings::ProjectSettingsSpec;
 use model::runner_env::Credentials;
-use model::session::AgenticSessionStatus;
 use model::session::SessionKey;
 
 pub use cluster::KubeRecords;
@@ -196,21 +195,6 @@ pub trait Records: Send + Sync + 'static {
     ) -> Result<SessionRecord>;
     /// Deletes a session.
     async fn delete_session(&self, caller: &Caller, key: &SessionKey) -> Result<Removed>;
-    /// Sessions a driver must look at after a start: not finished, or with a request.
-    async fn unfinished_sessions(&self, caller: &Caller) -> Result<Vec<SessionKey>>;
-
-    /// Writes a session's status (what the lifecycle decided), and removes the request
-    /// annotations (`clear_requests`), if it is still at `resource_version`.
-    async fn save_status(
-        &self,
-        caller: &Caller,
-        key: &SessionKey,
-        resource_version: &str,
-        status: Option<AgenticSessionStatus>,
-        clear_requests: bool,
-    ) -> Result<()>;
-    /// Records a new run of a session.
-    async fn set_run(&self, caller: &Caller, key: &SessionKey, run: Run) -> Result<()>;
     /// Records the id of the agent's conversation (what a continued session resumes).
     async fn set_sdk_session_id(
         &self,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use model::AgenticSession;
 use model::project_settings::ProjectSettingsSpec;
@@ -260,14 +260,15 @@ async fn sessions_are_agentic_session_resources_whoever_made_them() {
         .set_sdk_session_id(&me, &key("second"), "conv-1")
         .await
         .unwrap();
-    records
-        .set_run(
-            &me,
-            &key("second"),
-            Run {
-                generation: 3,
-                token_hash: Some(vec![0xab; 32]),
-            },
+    // The run is the operator's to record, in the status.
+    Api::<AgenticSession>::namespaced(client.clone(), &project)
+        .patch_status(
+            "second",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"status": {
+                "runGeneration": 3,
+                "runnerTokenHash": hex::encode([0xab; 32]),
+            }})),
         )
         .await
         .unwrap();

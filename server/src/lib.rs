@@ -193,11 +193,12 @@ pub async fn run(
     };
     let (services, background) = match &config.mode {
         Mode::Local => {
-            let (services, driver_task) =
+            let (local, driver_task) =
                 platform::local::open(&config.data_dir, settings, driver, shutdown_rx.clone())
                     .with_context(|| {
                         format!("opening the store in {}", config.data_dir.display())
                     })?;
+            let services = local.services;
             ensure_default_project(&services).await?;
             let task = driver_task.map(|task| tokio::spawn(task.run(stopped(&shutdown_rx))));
             (services, task)

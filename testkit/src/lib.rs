@@ -15,7 +15,7 @@ use model::protocol::{
 use model::session::{AgenticSessionSpec, AgenticSessionStatus, SessionKey};
 use model::{AgenticSession, Phase};
 use platform::db::now_ms;
-use platform::local::{new_token, token_hash};
+use platform::local::{LocalSessions, new_token, token_hash};
 use platform::records::{NewProject, RecordsError, Run};
 use platform::{ApiError, Caller, Services};
 pub use runner::connection::{Closed, Connection, ReadError};
@@ -41,10 +41,11 @@ pub struct Seeded {
 /// token and its prompt as the first event, without any runner process (run the server
 /// without the local driver).
 pub async fn seed_running(
-    services: &Services,
+    local: &LocalSessions,
     project: &str,
     n: usize,
 ) -> Result<Vec<Seeded>, ApiError> {
+    let services = &local.services;
     let caller = Caller::system();
     let new_project = NewProject {
         name: project.to_owned(),
@@ -58,11 +59,9 @@ pub async fn seed_running(
     let mut out = Vec::with_capacity(n);
     let mut batch = Vec::new();
     for i in 0..n {
-        let services = services.clone();
+        let local = local.clone();
         let key = SessionKey::new(project, format!("session-sim-{i:06}"));
-        batch.push(tokio::spawn(
-            async move { seed_one(&services, key, i).await },
-        ));
+        batch.push(tokio::spawn(async move { seed_one(&local, key, i).await }));
         if batch.len() == 256 || i + 1 == n {
             for b in batch.drain(..) {
                 out.push(b.await.map_err(|_| ApiError::Internal)??);
@@ -72,7 +71,8 @@ pub async fn seed_running(
     Ok(out)
 }
 
-async fn seed_one(services: &Services, key: SessionKey, i: usize) -> Result<Seeded, ApiError> {
+async fn seed_one(local: &LocalSessions, key: SessionKey, i: usize) -> Result<Seeded, ApiError> {
+    let services = &local.services;
     let caller = Caller::system();
     let prompt = format!("simulated {i}");
     let mut s = AgenticSession::new(
@@ -109,7 +109,7 @@ async fn seed_one(services: &Services, key: SessionKey, i: usize) -> Result<Seed
         generation: 1,
         token_hash: Some(token_hash(&token)),
     };
-    services.records.set_run(&caller, &key, run).await?;
+    local.records.set_run(&key, run).await?;
     services.log.begin_run(log, 1, false).await?;
     Ok(Seeded {
         project: key.project,
@@ -266,6 +266,11 @@ impl ViewerClient {
 /// Local mode's services over the database in `data_dir`, without a driver: to seed a store
 /// before a server opens it.
 pub fn local_services(data_dir: &std::path::Path) -> Result<Services, ApiError> {
+    Ok(local_platform(data_dir)?.services)
+}
+
+/// [`local_services`] with the local driver's bookkeeping (to seed runs).
+pub fn local_platform(data_dir: &std::path::Path) -> Result<LocalSessions, ApiError> {
     let settings = platform::services::Settings {
         default_model: String::new(),
         models: Vec::new(),
@@ -274,9 +279,9 @@ pub fn local_services(data_dir: &std::path::Path) -> Result<Services, ApiError> 
         access_recheck: std::time::Duration::from_secs(10),
     };
     let (_, shutdown) = tokio::sync::watch::channel(false);
-    let (services, _) =
+    let (local, _) =
         platform::local::open(data_dir, settings, None, shutdown).map_err(ApiError::from)?;
-    Ok(services)
+    Ok(local)
 }
 
 /// The configuration of a server for tests and benchmarks: data in `data_dir`, sessions run

@@ -25,7 +25,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use model::annotations::{DESIRED_PHASE, STOP_REASON};
+use model::annotations::REQUEST_ANNOTATIONS;
 use model::{AgenticSession, Phase, ProjectSettings};
 use serde_json::json;
 
@@ -448,7 +448,7 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
         default_inactivity_timeout: ctx.config.default_inactivity_timeout,
         default_model: ctx.config.default_model.clone(),
         project_inactivity_timeout,
-        // The server asks for a continuation (desired phase Running) when messages wait.
+        // The log is the server's: it says in `status.unhandledMessages` that messages wait.
         unhandled_messages: false,
         no_room: None,
     };
@@ -601,7 +601,8 @@ async fn write_status(
     Ok(written.resource_version().unwrap_or_default())
 }
 
-/// Removes the desired-phase request (taken), unless the session changed since.
+/// Removes the requests (taken: every one of [`REQUEST_ANNOTATIONS`], as the local store
+/// does), unless the session changed since.
 async fn clear_desired_phase(
     ctx: &Ctx,
     ns: &str,
@@ -609,10 +610,14 @@ async fn clear_desired_phase(
     version: Option<&str>,
 ) -> Result<(), Error> {
     let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+    let taken: serde_json::Map<String, serde_json::Value> = REQUEST_ANNOTATIONS
+        .iter()
+        .map(|k| ((*k).to_owned(), serde_json::Value::Null))
+        .collect();
     let patch = json!({
         "metadata": {
             "resourceVersion": version,
-            "annotations": {DESIRED_PHASE: null, STOP_REASON: null},
+            "annotations": taken,
         }
     });
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))

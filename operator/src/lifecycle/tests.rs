@@ -43,8 +43,9 @@ fn apply(mut s: AgenticSession, plan: &Plan) -> AgenticSession {
     if plan.clear_desired_phase
         && let Some(a) = s.metadata.annotations.as_mut()
     {
-        a.remove(DESIRED_PHASE);
-        a.remove(STOP_REASON);
+        for k in model::annotations::REQUEST_ANNOTATIONS {
+            a.remove(k);
+        }
     }
     s
 }
@@ -432,6 +433,33 @@ fn a_run_that_completes_with_unhandled_messages_goes_on() {
     assert_eq!(plan(&s, &Runner::Absent, &at(9)), Plan::default());
     let failed = session(Phase::Failed, &[]);
     assert_eq!(plan(&failed, &Runner::Absent, &waiting), Plan::default());
+}
+
+/// Kubernetes mode: the operator does not keep the log; the server's word
+/// (`status.unhandledMessages`) is the same fact, decided by the same rule.
+#[test]
+fn the_servers_word_that_messages_wait_continues_a_completed_session() {
+    let mut s = session(Phase::Completed, &[]);
+    s.status.as_mut().unwrap().sdk_session_id = Some("c".into());
+    s.status.as_mut().unwrap().unhandled_messages = Some(true);
+    let next = plan(&s, &Runner::Absent, &at(9));
+    assert_eq!(next.action, Some(Action::Start { resume: true }));
+    assert_eq!(phase_of(&next), Phase::Creating);
+    assert_eq!(
+        next.status.as_ref().unwrap().unhandled_messages,
+        None,
+        "the run that starts takes what waits"
+    );
+    // A stopped session stays stopped until someone asks; a stop asked of a completed
+    // session wins over what waits.
+    let mut stopped = s.clone();
+    stopped.status.as_mut().unwrap().phase = Phase::Stopped;
+    assert_eq!(plan(&stopped, &Runner::Absent, &at(9)), Plan::default());
+    let mut asked = session(Phase::Completed, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    asked.status.as_mut().unwrap().unhandled_messages = Some(true);
+    let p = plan(&asked, &Runner::Absent, &at(9));
+    assert_eq!(p.action, None);
+    assert!(p.clear_desired_phase);
 }
 
 #[test]

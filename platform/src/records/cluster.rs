@@ -26,7 +26,7 @@ use model::api::{
 };
 use model::project_settings::ProjectSettingsSpec;
 use model::runner_env::Credentials;
-use model::session::{AgenticSessionStatus, SessionKey};
+use model::session::SessionKey;
 use operator::cluster::build::RUNNER_SECRETS;
 use operator::cluster::project::{
     GROUP_ACCESS_LABEL, MANAGED_LABEL, SETTINGS_NAME, binding_name, group_subject,
@@ -762,74 +762,6 @@ impl Records for KubeRecords {
             name: key.name.clone(),
             uid: s.uid().unwrap_or_default(),
         })
-    }
-
-    async fn unfinished_sessions(&self, _: &Caller) -> Result<Vec<SessionKey>> {
-        let list = Api::<AgenticSession>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(backend)?;
-        Ok(list
-            .items
-            .iter()
-            .filter(|s| {
-                !s.phase().is_terminal()
-                    || s.annotation(model::annotations::DESIRED_PHASE).is_some()
-            })
-            .map(SessionKey::of)
-            .collect())
-    }
-
-    async fn save_status(
-        &self,
-        _: &Caller,
-        key: &SessionKey,
-        resource_version: &str,
-        status: Option<AgenticSessionStatus>,
-        clear_requests: bool,
-    ) -> Result<()> {
-        let mut version = resource_version.to_owned();
-        if let Some(new) = status {
-            let current = self.get_session(&Caller::system(), key).await?.session;
-            let old = serde_json::to_value(current.status.unwrap_or_default())
-                .map_err(|e| RecordsError::Backend(e.to_string()))?;
-            let new =
-                serde_json::to_value(new).map_err(|e| RecordsError::Backend(e.to_string()))?;
-            if let Some(diff) = operator::cluster::merge_diff(&old, &new) {
-                let patch = json!({"metadata": {"resourceVersion": version}, "status": diff});
-                let written = self
-                    .sessions(&key.project)
-                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| session_error(e, key))?;
-                version = written.resource_version().unwrap_or_default();
-            }
-        }
-        if clear_requests {
-            let patch = json!({"metadata": {
-                "resourceVersion": version,
-                "annotations": {
-                    model::annotations::DESIRED_PHASE: null,
-                    model::annotations::STOP_REASON: null,
-                },
-            }});
-            self.sessions(&key.project)
-                .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| session_error(e, key))?;
-        }
-        Ok(())
-    }
-
-    async fn set_run(&self, _: &Caller, key: &SessionKey, run: Run) -> Result<()> {
-        self.patch_status(
-            key,
-            json!({"status": {
-                "runGeneration": run.generation,
-                "runnerTokenHash": run.token_hash.map(hex::encode),
-            }}),
-        )
-        .await
     }
 
     async fn set_sdk_session_id(

@@ -29,6 +29,32 @@ impl SqliteRecords {
     pub fn new(db: Db) -> Self {
         SqliteRecords { db }
     }
+
+    // The local driver's bookkeeping (`crate::local`): in Kubernetes mode the operator keeps
+    // it in the cluster, so it is no part of [`Records`].
+
+    /// Sessions the local driver must look at after a start: not finished, or with a request.
+    pub async fn unfinished_sessions(&self) -> Result<Vec<SessionKey>> {
+        Ok(sessions::unfinished(&self.db).await?)
+    }
+
+    /// Writes a session's status (what the lifecycle decided), and removes the request
+    /// annotations (`clear_requests`: every one of `REQUEST_ANNOTATIONS`), if it is still
+    /// at `resource_version`.
+    pub async fn save_status(
+        &self,
+        key: &SessionKey,
+        resource_version: &str,
+        status: Option<AgenticSessionStatus>,
+        clear_requests: bool,
+    ) -> Result<()> {
+        Ok(sessions::save_status(&self.db, key, resource_version, status, clear_requests).await?)
+    }
+
+    /// Records a new run of a session.
+    pub async fn set_run(&self, key: &SessionKey, run: Run) -> Result<()> {
+        Ok(sessions::set_run(&self.db, key, run).await?)
+    }
 }
 
 impl From<StoreError> for RecordsError {
@@ -114,25 +140,6 @@ impl Records for SqliteRecords {
 
     async fn delete_session(&self, _: &Caller, key: &SessionKey) -> Result<Removed> {
         Ok(sessions::delete(&self.db, key).await?)
-    }
-
-    async fn unfinished_sessions(&self, _: &Caller) -> Result<Vec<SessionKey>> {
-        Ok(sessions::unfinished(&self.db).await?)
-    }
-
-    async fn save_status(
-        &self,
-        _: &Caller,
-        key: &SessionKey,
-        resource_version: &str,
-        status: Option<AgenticSessionStatus>,
-        clear_requests: bool,
-    ) -> Result<()> {
-        Ok(sessions::save_status(&self.db, key, resource_version, status, clear_requests).await?)
-    }
-
-    async fn set_run(&self, _: &Caller, key: &SessionKey, run: Run) -> Result<()> {
-        Ok(sessions::set_run(&self.db, key, run).await?)
     }
 
     async fn set_sdk_session_id(

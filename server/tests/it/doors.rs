@@ -501,7 +501,7 @@ fn free_port() -> u16 {
 async fn runners_are_let_in_by_their_token_under_any_host_name_and_nothing_else_is() {
     use model::protocol::{ServerToRunner, close};
     let dir = tempfile::tempdir().unwrap();
-    let services = testkit::local_services(dir.path()).unwrap();
+    let services = testkit::local_platform(dir.path()).unwrap();
     let seeded = testkit::seed_running(&services, "default", 1)
         .await
         .unwrap();
@@ -568,7 +568,7 @@ async fn runners_are_let_in_by_their_token_under_any_host_name_and_nothing_else_
 async fn the_runners_own_address_serves_runners_and_nothing_else() {
     use model::protocol::ServerToRunner;
     let dir = tempfile::tempdir().unwrap();
-    let services = testkit::local_services(dir.path()).unwrap();
+    let services = testkit::local_platform(dir.path()).unwrap();
     let seeded = testkit::seed_running(&services, "default", 2)
         .await
         .unwrap();

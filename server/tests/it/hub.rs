@@ -14,7 +14,7 @@ use crate::common::{Options, TestServer, call};
 
 async fn seeded_server(n: usize) -> (TestServer, Vec<Seeded>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let services = testkit::local_services(dir.path()).unwrap();
+    let services = testkit::local_platform(dir.path()).unwrap();
     let seeded = seed_running(&services, "default", n).await.unwrap();
     drop(services);
     let mut opts = Options::new(dir.path());
@@ -441,23 +441,28 @@ async fn controls_reach_the_runner_and_every_viewer_sees_them_with_their_sender(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_token_can_do_only_what_a_runner_does() {
     let dir = tempfile::tempdir().unwrap();
-    let services = testkit::local_services(dir.path()).unwrap();
-    let seeded = seed_running(&services, "default", 2).await.unwrap();
+    let local = testkit::local_platform(dir.path()).unwrap();
+    let seeded = seed_running(&local, "default", 2).await.unwrap();
     // The second session's run has ended (it completed); its token stays in the agent's
     // workspace.
     let ended = seeded[1].clone();
     let key = model::session::SessionKey::new("default", &ended.name);
     let system = platform::Caller::system();
-    let record = services.records.get_session(&system, &key).await.unwrap();
+    let record = local
+        .services
+        .records
+        .get_session(&system, &key)
+        .await
+        .unwrap();
     let mut status = record.session.status.clone().unwrap();
     status.phase = model::Phase::Completed;
     let version = record.session.metadata.resource_version.clone().unwrap();
-    services
+    local
         .records
-        .save_status(&system, &key, &version, Some(status), false)
+        .save_status(&key, &version, Some(status), false)
         .await
         .unwrap();
-    drop(services);
+    drop(local);
     let mut opts = Options::new(dir.path());
     opts.local_driver = false;
     let s = TestServer::start(opts).await;

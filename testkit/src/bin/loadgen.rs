@@ -84,7 +84,7 @@ fn sent_at(frame: &str) -> Option<u64> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
-    let services = testkit::local_services(data.path())?;
+    let services = testkit::local_platform(data.path())?;
     let seeded = seed_running(&services, "load", args.sessions).await?;
     drop(services);
 
