@@ -847,6 +847,65 @@ async fn restarts_of_the_operator_and_the_server_lose_nothing() {
     c.finish().await;
 }
 
+/// A message sent as a run ends (its runner gone, the operator not yet told) is answered by
+/// the next run: the server, which keeps the log, says in the status that a message waits;
+/// the operator's plan (the same rule as local mode's) continues the Completed session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_as_a_run_ends_is_answered_by_the_next_run() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let mut c = Cluster::start("k8s-late", Some(&mock.url())).await;
+    let name = c.create("Say hello").await;
+    let mut viewer = c.viewer(&name, 0).await;
+    viewer
+        .events_until(Duration::from_secs(60), |e| is_phase(e, &["Running"]))
+        .await;
+    let pod = c.running_pod(&name).await;
+    c.stop_operator().await;
+    // The runner ends its turn and exits; nobody tells the session yet.
+    until("the first runner's exit", || {
+        let gone = c.kubelet.pid(&pod).is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/messages")))
+        .json(&json!({"text": "And one more thing"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let sent: u64 = resp.json::<serde_json::Value>().await.unwrap()["seq"]
+        .as_u64()
+        .expect("the message's seq");
+    c.start_operator();
+    let first = viewer
+        .events_until(Duration::from_secs(60), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    assert!(is_phase(first.last().unwrap(), &["Completed"]), "{first:?}");
+    let next = viewer
+        .events_until(Duration::from_secs(90), |e| {
+            is_phase(e, &["Completed", "Failed"])
+        })
+        .await;
+    assert!(is_phase(next.last().unwrap(), &["Completed"]), "{next:?}");
+    assert!(
+        next.iter().any(|e| e.seq > sent
+            && matches!(
+                &e.event,
+                SessionEvent::AgentMessage(_) | SessionEvent::AgentDelta(_)
+            )),
+        "the next run answered the message: {next:?}"
+    );
+    let st = c.session(&name).await.status.unwrap();
+    assert_eq!(st.run_generation, Some(2));
+    assert_eq!(st.unhandled_messages, None);
+    c.finish().await;
+}
+
 /// Scenario 7: a session applied with kubectl runs like one made in the UI; deleting it
 /// removes its Job, pods, Secret and claim, and closes its viewers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
