@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use model::Phase;
 use model::protocol::{ServerToBrowser, SessionEvent, StoredEvent, close};
-use runner::connection::{Closed, Connection, ReadError};
+use ws_client::{Closed, Connection, ReadError};
 
 use crate::client::{Client, Error};
 use crate::output::{self, Format};
@@ -174,8 +174,8 @@ async fn follow_one(
     let mut live = false;
     loop {
         let frame = match conn.next::<ServerToBrowser>().await {
-            Ok(runner::connection::Incoming::Frame(f)) => f,
-            Ok(runner::connection::Incoming::Beat) => {
+            Ok(ws_client::Incoming::Frame(f)) => f,
+            Ok(ws_client::Incoming::Beat) => {
                 if conn
                     .write_frame(&model::protocol::BrowserToServer::Ping)
                     .await

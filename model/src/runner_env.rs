@@ -71,8 +71,52 @@ pub const HANDLED_THROUGH: &str = "AMBIENT_HANDLED_THROUGH";
 pub const CLAUDE_BIN: &str = "AMBIENT_CLAUDE_BIN";
 /// `false` to have the agent's text only as whole messages, not streamed as it is written.
 pub const PARTIAL_MESSAGES: &str = "AMBIENT_PARTIAL_MESSAGES";
-/// Whether the agent runs in a sandbox: `auto`, `required` or `off`.
+/// Whether the agent runs in a sandbox: a [`SandboxMode`] (`auto`, `required` or `off`).
 pub const SANDBOX: &str = "AMBIENT_SANDBOX";
+
+/// Whether the agent runs in a bubblewrap sandbox ([`SANDBOX`]): what a driver writes and
+/// the runner reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    /// Sandboxed when bubblewrap can run here; otherwise unconfined, with a warning.
+    #[default]
+    Auto,
+    /// Sandboxed, or the run fails (local mode, once the server found the sandbox working).
+    Required,
+    /// Never (a Kubernetes pod is its own sandbox).
+    Off,
+}
+
+impl SandboxMode {
+    /// Every mode, in the order they are documented.
+    pub const ALL: [SandboxMode; 3] = [SandboxMode::Auto, SandboxMode::Required, SandboxMode::Off];
+
+    /// The value of [`SANDBOX`].
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::Required => "required",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+impl std::fmt::Display for SandboxMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SandboxMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SandboxMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| "must be auto, required or off".to_owned())
+    }
+}
 
 /// Where the runner finds the credentials keeper (`http://127.0.0.1:4142`), when another
 /// container of its pod holds the credentials (Kubernetes mode); unset, the runner holds

@@ -181,6 +181,13 @@ pub struct ActiveWorkflow {
     pub path: Option<String>,
 }
 
+impl ActiveWorkflow {
+    /// The branch to clone: the one named, else [`DEFAULT_BRANCH`].
+    pub fn branch_or_default(&self) -> &str {
+        self.branch.as_deref().unwrap_or(DEFAULT_BRANCH)
+    }
+}
+
 /// Observed state of an agentic session; written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use model::AgenticSession;
-use model::runner_env::{self as env, Credentials, is_reserved};
+use model::runner_env::{self as env, Credentials, SandboxMode, is_reserved};
 use model::session::McpServers;
 
 /// Everything about one run of a session that is not in the session itself.
@@ -31,8 +31,8 @@ pub struct RunSpec<'a> {
     pub credentials: &'a Credentials,
     /// The project's MCP servers.
     pub project_mcp_servers: Option<&'a McpServers>,
-    /// The agent's sandbox: `auto`, `required` (local mode) or `off` (a pod is the sandbox).
-    pub sandbox: &'a str,
+    /// The agent's sandbox: auto or required (local mode), off (a pod is the sandbox).
+    pub sandbox: SandboxMode,
 }
 
 /// The environment variables of a runner, in the order they apply (later wins).
@@ -77,7 +77,7 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
         set(env::ACTIVE_WORKFLOW_GIT_URL, wf.git_url.clone());
         set(
             env::ACTIVE_WORKFLOW_BRANCH,
-            wf.branch.clone().unwrap_or_else(|| "main".into()),
+            wf.branch_or_default().to_owned(),
         );
         set(
             env::ACTIVE_WORKFLOW_PATH,
@@ -120,7 +120,7 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
         set(env::RUNNER_TOKEN, token.to_owned());
     }
     set(env::RUNNER_GENERATION, run.generation.to_string());
-    set(env::SANDBOX, run.sandbox.to_owned());
+    set(env::SANDBOX, run.sandbox.as_str().to_owned());
     set(env::HANDLED_THROUGH, run.handled_through.to_string());
     if let Some(bin) = run.claude_bin {
         set(env::CLAUDE_BIN, bin.display().to_string());
@@ -156,7 +156,7 @@ mod tests {
             default_model: "claude-sonnet-4-6",
             credentials: Box::leak(Box::default()),
             project_mcp_servers: None,
-            sandbox: "auto",
+            sandbox: SandboxMode::Auto,
         }
     }
 

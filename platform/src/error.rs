@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use model::validate::Invalid;
 
 use crate::db::StoreError;
-use crate::records::RecordsError;
 
 /// Largest request body accepted by the API.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -92,24 +91,6 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(why) => ApiError::Conflict(why),
             other => {
                 tracing::error!(error = %other, "store failure");
-                ApiError::Internal
-            }
-        }
-    }
-}
-
-impl From<RecordsError> for ApiError {
-    fn from(e: RecordsError) -> Self {
-        match e {
-            RecordsError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            RecordsError::Conflict(why) => ApiError::Conflict(why),
-            RecordsError::Forbidden(why) => ApiError::Forbidden(why),
-            // What this mode does not have is no resource here.
-            RecordsError::Unsupported(why) => ApiError::NotFound(why),
-            RecordsError::Invalid(why) => ApiError::Invalid(why),
-            RecordsError::Unauthorized(why) => ApiError::Unauthorized(why),
-            RecordsError::Backend(why) => {
-                tracing::error!(error = %why, "records failure");
                 ApiError::Internal
             }
         }

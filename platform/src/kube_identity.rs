@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{ClusterUser, Role};
 use crate::error::ApiError;
+use crate::records::RecordsError;
 
 /// Most entries of each cache (tokens, roles, clients, sign-ins); beyond it the expired go,
 /// then the oldest.
@@ -537,13 +538,11 @@ pub fn subject_of(name: &str) -> Subject {
 /// A failure of the cluster as a client sees it: the caller's own token refused (401), or
 /// an internal error (logged).
 pub(crate) fn unavailable(what: &str, e: kube::Error) -> ApiError {
-    match e {
+    match RecordsError::from(e) {
         // The caller's own token, no longer accepted (expired, or its account deleted).
-        kube::Error::Api(s) if s.code == 401 => {
-            ApiError::Unauthorized("the cluster no longer accepts your token: sign in again".into())
-        }
-        e => {
-            tracing::error!(error = %e, "{what}");
+        RecordsError::Unauthorized(why) => ApiError::Unauthorized(why),
+        other => {
+            tracing::error!(error = %other, "{what}");
             ApiError::Internal
         }
     }

@@ -21,6 +21,8 @@ pub use cluster::KubeRecords;
 pub use sqlite::SqliteRecords;
 
 use crate::auth::Caller;
+use crate::db::StoreError;
+use crate::error::ApiError;
 
 /// Failures of a records backend.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,6 +48,54 @@ pub enum RecordsError {
     /// The backend failed (details for the log, not for users).
     #[error("{0}")]
     Backend(String),
+}
+
+/// The one mapping of the API server's answers (Kubernetes mode): not found, forbidden and
+/// conflicts as such; the caller's own token no longer accepted (it reads with its own); a
+/// request the API server finds invalid; anything else a failure.
+impl From<kube::Error> for RecordsError {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) if s.is_not_found() => RecordsError::NotFound(s.message),
+            kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
+            kube::Error::Api(s) if s.code == 409 => RecordsError::Conflict(s.message),
+            kube::Error::Api(s) if s.code == 401 => RecordsError::Unauthorized(
+                "the cluster no longer accepts your token: sign in again".into(),
+            ),
+            kube::Error::Api(s) if s.code == 422 => RecordsError::Invalid(s.message),
+            other => RecordsError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// The embedded store's failures (local mode).
+impl From<StoreError> for RecordsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => RecordsError::NotFound(what),
+            StoreError::Conflict(why) => RecordsError::Conflict(why),
+            other => RecordsError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// What the API answers for each.
+impl From<RecordsError> for ApiError {
+    fn from(e: RecordsError) -> Self {
+        match e {
+            RecordsError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            RecordsError::Conflict(why) => ApiError::Conflict(why),
+            RecordsError::Forbidden(why) => ApiError::Forbidden(why),
+            // What this mode does not have is no resource here.
+            RecordsError::Unsupported(why) => ApiError::NotFound(why),
+            RecordsError::Invalid(why) => ApiError::Invalid(why),
+            RecordsError::Unauthorized(why) => ApiError::Unauthorized(why),
+            RecordsError::Backend(why) => {
+                tracing::error!(error = %why, "records failure");
+                ApiError::Internal
+            }
+        }
+    }
 }
 
 /// A session with the bookkeeping of its current run.

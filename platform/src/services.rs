@@ -3,13 +3,14 @@
 //!
 //! Layout: [`projects`], [`settings`] (credentials, defaults), [`sessions`] (create, read,
 //! list, update, clone, delete), [`control`] (messages, interrupt, stop, continue, delivery
-//! to runners), [`keys`] (access keys), [`permissions`] (sharing with the cluster's people
-//! and groups).
+//! to runners), [`runner`] (what a runner may do: its token, its run, its events),
+//! [`keys`] (access keys), [`permissions`] (sharing with the cluster's people and groups).
 
 mod control;
 mod keys;
 mod permissions;
 mod projects;
+pub mod runner;
 mod sessions;
 mod settings;
 

@@ -149,7 +149,7 @@ impl Claude {
             },
             None => (None, None),
         };
-        let ticks = operator::local::start_ticks(pid).unwrap_or_default();
+        let ticks = hostproc::start_ticks(pid).unwrap_or_default();
         let stdin = child.stdin.take();
         let stdout = child
             .stdout
@@ -244,7 +244,7 @@ impl Claude {
 
     /// Kills the CLI and everything it started.
     pub fn kill(&self) {
-        operator::local::kill_tree(self.pid, self.ticks);
+        hostproc::kill_tree(self.pid, self.ticks);
     }
 
     /// How the CLI ended, for a report: waits for it to exit (briefly) and for the last of its

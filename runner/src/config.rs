@@ -30,6 +30,12 @@ fn http_url(value: &str) -> Result<String, String> {
     }
 }
 
+/// The sandbox mode, as the drivers write it.
+fn sandbox_mode(value: &str) -> Result<crate::sandbox::Mode, String> {
+    let value = value.trim();
+    value.parse().map_err(|why| format!("{why}, not '{value}'"))
+}
+
 /// A positive whole number.
 fn positive(value: &str) -> Result<NonZeroU32, String> {
     value
@@ -145,7 +151,7 @@ pub struct RawConfig {
     pub custom_mcp_servers: Option<McpServers>,
     /// Whether the agent runs in a bubblewrap sandbox: `auto` (when bubblewrap can run
     /// here), `required`, or `off` (a Kubernetes pod is its own sandbox).
-    #[arg(long, env = env::SANDBOX, value_name = env::SANDBOX, value_enum, default_value = "auto")]
+    #[arg(long, env = env::SANDBOX, value_name = env::SANDBOX, default_value = "auto", value_parser = sandbox_mode)]
     pub sandbox: crate::sandbox::Mode,
     /// The project's MCP servers (JSON).
     #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
@@ -478,6 +484,10 @@ mod tests {
                 "REPOS_JSON is not a list of repositories",
             ),
             (&["--is-resume", "maybe"], "IS_RESUME must be true or false"),
+            (
+                &["--sandbox", "maybe"],
+                "AMBIENT_SANDBOX must be auto, required or off",
+            ),
             (
                 &["--github-api-url", "ftp://x"],
                 "GITHUB_API_URL must be an http or https URL",

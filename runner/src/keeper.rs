@@ -772,11 +772,7 @@ async fn clone(State(kept): State<Arc<Kept>>, Json(req): Json<CloneRequest>) -> 
             Some(wf) => (
                 wf.git_url.clone(),
                 None,
-                Some(
-                    wf.branch
-                        .clone()
-                        .unwrap_or_else(|| model::session::DEFAULT_BRANCH.to_owned()),
-                ),
+                Some(wf.branch_or_default().to_owned()),
             ),
             None => return refuse(StatusCode::NOT_FOUND, "the session has no workflow"),
         },

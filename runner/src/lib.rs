@@ -16,7 +16,8 @@
 
 pub mod claude;
 pub mod config;
-pub mod connection;
+/// The client WebSocket (its own crate: the command-line client and the tests use it too).
+pub use ws_client as connection;
 pub mod deliver;
 pub mod error;
 pub mod forge;

@@ -30,7 +30,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `slirp4netns` on `PATH`, if installed.
 pub fn find_slirp4netns() -> Option<PathBuf> {
-    operator::local::process::system_program("slirp4netns")
+    hostproc::system_program("slirp4netns")
 }
 
 /// Whether the runner can enter a namespace the sandbox makes (it needs `CAP_SYS_ADMIN`,

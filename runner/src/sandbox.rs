@@ -69,28 +69,16 @@ impl Isolation {
     }
 }
 
-/// What decides whether the agent is sandboxed (`AMBIENT_SANDBOX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Mode {
-    /// Sandboxed when bubblewrap can run here; otherwise unconfined, with a warning.
-    #[default]
-    Auto,
-    /// Sandboxed, or the run fails.
-    Required,
-    /// Never (a Kubernetes pod is its own sandbox).
-    Off,
-}
+/// What decides whether the agent is sandboxed (`AMBIENT_SANDBOX`): the drivers' own type.
+pub use model::runner_env::SandboxMode as Mode;
 
-/// Finds out whether bubblewrap can run here (see [`operator::local::probe_sandbox`]),
+/// Finds out whether bubblewrap can run here (see [`hostproc::probe_sandbox`]),
 /// with the runner's reaper kept off the probe.
 pub fn probe(mode: Mode) -> Result<Isolation, String> {
     if mode == Mode::Off {
         return Ok(Isolation::None("the sandbox is turned off".into()));
     }
-    match (
-        operator::local::probe_sandbox_with(crate::reap::output),
-        mode,
-    ) {
+    match (hostproc::probe_sandbox_with(crate::reap::output), mode) {
         (Ok(bwrap), _) => Ok(Isolation::Sandbox(Sandbox {
             bwrap,
             network: network(),
@@ -236,7 +224,7 @@ pub fn confine(
 
 /// bubblewrap's arguments for `agent` (everything before `--`).
 pub fn bwrap_args(agent: &Agent<'_>) -> Vec<String> {
-    let mut a = operator::local::process::sandbox_base_args();
+    let mut a = hostproc::sandbox_base_args();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
     push(&["--tmpfs", "/home", "--dir", HOME]);
     let ws = agent.workspace.to_string_lossy().into_owned();
@@ -249,7 +237,7 @@ pub fn bwrap_args(agent: &Agent<'_>) -> Vec<String> {
     push(&["--tmpfs", &state]);
     // The CLI's own files (a package outside the system directories).
     if let Some(package) = package_dir(agent.program)
-        && !operator::local::process::in_sandbox_system(&package)
+        && !hostproc::in_sandbox_system(&package)
     {
         let p = package.to_string_lossy().into_owned();
         push(&["--ro-bind", &p, &p]);

@@ -501,7 +501,7 @@ impl<'a> Agent<'a> {
         }
         // Whatever it started and left behind (a detached command) goes too.
         self.claude.kill();
-        operator::local::kill_descendants(std::process::id());
+        hostproc::kill_descendants(std::process::id());
         Ok(Some(Ended::stopped()))
     }
 }

@@ -372,7 +372,7 @@ async fn prepare_workflow(
     if std::fs::symlink_metadata(&dir).is_err() {
         std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(root, &e))?;
         let what = format!("the workflow {}", git::redact_url(&wf.git_url));
-        let branch = wf.branch.as_deref().unwrap_or(DEFAULT_BRANCH);
+        let branch = wf.branch_or_default();
         keeper
             .clone(
                 confinement,

@@ -170,7 +170,7 @@ impl Drop for Kubelet {
 /// Ends everything in a "container" at once, as a kubelet ending its cgroup does: the
 /// runner and every process below it (the agent runs in a process group of its own).
 fn kill_container(pid: u32, ticks: u64) {
-    operator::local::process::kill_tree(pid, ticks);
+    hostproc::kill_tree(pid, ticks);
 }
 
 impl Kubelet {
@@ -350,8 +350,7 @@ async fn report(
 /// Whether containers get a process namespace of their own (with their own `/proc`), as
 /// in a real pod: needs root and `unshare`.
 fn own_pid_namespaces() -> bool {
-    nix::unistd::geteuid().is_root()
-        && operator::local::process::system_program("unshare").is_some()
+    nix::unistd::geteuid().is_root() && hostproc::system_program("unshare").is_some()
 }
 
 /// The first process inside a container started through `unshare --fork` (the one that
@@ -812,7 +811,7 @@ fn start_container(
     }
     let child = cmd.spawn()?;
     let pid = child.id().unwrap_or_default();
-    let ticks = operator::local::process::start_ticks(pid).unwrap_or_default();
+    let ticks = hostproc::start_ticks(pid).unwrap_or_default();
     Ok(Started {
         child,
         log_path,

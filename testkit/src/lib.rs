@@ -18,8 +18,8 @@ use platform::db::now_ms;
 use platform::local::{LocalSessions, new_token, token_hash};
 use platform::records::{NewProject, RecordsError, Run};
 use platform::{ApiError, Caller, Services};
-pub use runner::connection::{Closed, Connection, ReadError};
 pub use runner::link::{Down, Link, LinkConfig};
+pub use ws_client::{Closed, Connection, ReadError};
 
 /// Read buffer of simulated peers: small, as there are thousands of them.
 const READ_BUFFER: usize = 8 * 1024;

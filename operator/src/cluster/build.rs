@@ -383,7 +383,7 @@ fn contract(session: &AgenticSession, run: &Run<'_>, config: &ClusterConfig) -> 
         credentials: &none,
         project_mcp_servers: run.project_mcp_servers,
         // The pod is the sandbox.
-        sandbox: "off",
+        sandbox: model::runner_env::SandboxMode::Off,
     };
     runner_env(session, &spec)
         .into_iter()

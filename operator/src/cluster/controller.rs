@@ -2,10 +2,13 @@
 //! watching runner Pods and the managed namespaces), one on the managed namespaces
 //! (projects). Both observe, decide with the pure functions of this crate, and apply.
 //!
-//! A session's reconcile: read the current run's Job and Pods → [`observe`] → the same
-//! [`lifecycle::plan`] the local driver uses → write the status as a merge diff with the
-//! resource version as precondition (a conflict means plan again) → clear the desired
-//! phase → record a Kubernetes Event → create the run's objects or delete its Job.
+//! A session's reconcile ([`sessions`]): read the current run's Job and Pods → [`observe`] →
+//! the same [`lifecycle::plan`] the local driver uses → write the status as a merge diff with
+//! the resource version as precondition (a conflict means plan again) → take the requests →
+//! create the run's objects or delete its Job → record a Kubernetes Event. A project's
+//! ([`projects`]): what a managed namespace needs.
+//!
+//! This file: the controllers' wiring ([`run`]), their shared context and caches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +41,12 @@ use super::project::{self, MANAGED_LABEL, SETTINGS_NAME};
 use crate::lifecycle::{self, Context, Runner};
 use crate::token::{new_token, token_hash_hex};
 
+mod projects;
+mod sessions;
+
+use projects::{project_error_policy, reconcile_project};
+use sessions::{error_policy, reconcile};
+
 /// The field manager and event reporter name of the operator.
 pub const MANAGER: &str = "ambient-operator";
 
@@ -53,7 +62,7 @@ const CONCURRENCY: u16 = 16;
 pub enum Error {
     /// The API server refused or failed a request.
     #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(kube::Error),
     /// The session changed since it was read: plan again.
     #[error("the session changed concurrently")]
     Conflict,
@@ -62,10 +71,14 @@ pub enum Error {
     Invalid(String),
 }
 
-fn conflict(e: kube::Error) -> Error {
-    match &e {
-        kube::Error::Api(s) if s.code == 409 && !s.is_already_exists() => Error::Conflict,
-        _ => Error::Kube(e),
+/// The one mapping of the API server's answers: a write refused because the object changed
+/// since it was read (409, not "already exists") is a conflict: plan again.
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        match &e {
+            kube::Error::Api(s) if s.code == 409 && !s.is_already_exists() => Error::Conflict,
+            _ => Error::Kube(e),
+        }
     }
 }
 
@@ -313,416 +326,6 @@ pub async fn run(
     }
 }
 
-fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let key = ObjectRef::from_obj(&*session);
-    if matches!(error, Error::Conflict) {
-        return Action::requeue(Duration::from_millis(50));
-    }
-    let after = ctx.backoff(key.clone());
-    tracing::warn!(session = %key, error = %error, retry_in = ?after, "reconcile failed");
-    Action::requeue(after)
-}
-
-/// Everything read of one session's run.
-struct Observed {
-    generation: u64,
-    job: Option<Job>,
-    runner: Runner,
-}
-
-async fn observe_run(
-    ctx: &Ctx,
-    session: &AgenticSession,
-    ns: &str,
-    name: &str,
-) -> Result<Observed, Error> {
-    let st = session.status.clone().unwrap_or_default();
-    let generation = u64::try_from(st.run_generation.unwrap_or(0)).unwrap_or(0);
-    let phase = session.phase();
-    if generation == 0 || !phase.is_active() {
-        return Ok(Observed {
-            generation,
-            job: None,
-            runner: Runner::Absent,
-        });
-    }
-    let job_ref = ObjectRef::new(&job_name(name, generation)).within(ns);
-    let job = match ctx.jobs.get(&job_ref) {
-        Some(job) => Some(Job::from((*job).clone())),
-        // Not cached (yet): ask, since a missing Job means objects to make.
-        None => {
-            Api::<Job>::namespaced(ctx.client.clone(), ns)
-                .get_opt(&job_ref.name)
-                .await?
-        }
-    };
-    let run = generation.to_string();
-    let pods: Vec<Pod> = match &job {
-        Some(_) => ctx
-            .runs
-            .of(&ctx.pods, ns, name)
-            .into_iter()
-            .filter(|p| p.labels().get(RUN_LABEL) == Some(&run))
-            .map(|p| Pod::from((*p).clone()))
-            .collect(),
-        None => Vec::new(),
-    };
-    let connected = st.runner_connected_generation == st.run_generation;
-    let was_running = matches!(phase, Phase::Running | Phase::Stopping);
-    let mut runner = observe(job.as_ref(), &pods, connected, was_running);
-    let mut job = job;
-    if matches!(runner, Runner::Lost { .. }) {
-        // A cache that is still filling (an operator that just started) must not fail a
-        // running session: a loss is confirmed with the API server.
-        job = Api::<Job>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&job_ref.name)
-            .await?;
-        let selector = format!("{SESSION_LABEL}={name},{RUN_LABEL}={generation}");
-        let pods = match &job {
-            Some(_) => {
-                Api::<Pod>::namespaced(ctx.client.clone(), ns)
-                    .list(&ListParams::default().labels(&selector))
-                    .await?
-                    .items
-            }
-            None => Vec::new(),
-        };
-        runner = observe(job.as_ref(), &pods, connected, was_running);
-    }
-    if let Runner::Exited(exit) = &mut runner {
-        // The run's totals, as the server recorded them from the runner's result.
-        exit.summary = st.result.clone();
-    }
-    Ok(Observed {
-        generation,
-        job,
-        runner,
-    })
-}
-
-async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let key = ObjectRef::from_obj(&*session);
-    let action = reconcile_session(&session, &ctx).await?;
-    ctx.succeeded(&key);
-    Ok(action)
-}
-
-async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action, Error> {
-    let ns = session
-        .namespace()
-        .ok_or_else(|| Error::Invalid("a session without a namespace".into()))?;
-    let name = session.name_any();
-    tracing::debug!(session = %name, namespace = %ns, "reconcile");
-    let is_project =
-        |n: &Namespace| n.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true");
-    // The project cache first; while it is filling (a start), the API server.
-    let managed = match ctx.projects.get(&ObjectRef::new(&ns)) {
-        Some(n) => is_project(&n),
-        None => Api::<Namespace>::all(ctx.client.clone())
-            .get_opt(&ns)
-            .await?
-            .is_some_and(|n| is_project(&n)),
-    };
-    if !managed || session.meta().deletion_timestamp.is_some() {
-        tracing::debug!(session = %name, namespace = %ns, managed, "not ours to run");
-        // Not a project (yet), or going: its objects go with it (owner references).
-        return Ok(Action::await_change());
-    }
-    let observed = observe_run(ctx, session, &ns, &name).await?;
-    tracing::debug!(session = %name, namespace = %ns, phase = %session.phase(), runner = ?observed.runner, "observed");
-    if session.phase() == Phase::Creating && observed.generation > 0 && observed.job.is_none() {
-        // The run was decided but its objects were not all made (the operator stopped in
-        // between): make them, with a new token, since only its hash was kept.
-        start_run(ctx, session, &ns, observed.generation, None).await?;
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-    let project_inactivity_timeout = if session.phase().is_active() {
-        project_settings(ctx, &ns)
-            .await?
-            .and_then(|s| s.spec.inactivity_timeout_seconds)
-    } else {
-        None
-    };
-    let lctx = Context {
-        now: Timestamp::now(),
-        default_inactivity_timeout: ctx.config.default_inactivity_timeout,
-        default_model: ctx.config.default_model.clone(),
-        project_inactivity_timeout,
-        // The log is the server's: it says in `status.unhandledMessages` that messages wait.
-        unhandled_messages: false,
-        no_room: None,
-    };
-    let plan = lifecycle::plan(session, &observed.runner, &lctx);
-    let start = match plan.action {
-        Some(lifecycle::Action::Start { resume }) => Some(resume),
-        _ => None,
-    };
-    let mut status = plan.status.clone();
-    let mut token = None;
-    if start.is_some() {
-        let t = new_token();
-        let st = status.get_or_insert_with(|| session.status.clone().unwrap_or_default());
-        st.run_generation = Some(observed.generation as i64 + 1);
-        st.runner_token_hash = Some(token_hash_hex(&t));
-        token = Some(t);
-    }
-    let mut version = session.resource_version();
-    if let Some(new) = &status {
-        version = Some(write_status(ctx, session, &ns, new).await?);
-    }
-    if plan.clear_desired_phase {
-        clear_desired_phase(ctx, &ns, &name, version.as_deref()).await?;
-    }
-    match plan.action {
-        Some(lifecycle::Action::Start { resume }) => {
-            let generation = observed.generation + 1;
-            let mut updated = session.clone();
-            updated.status = status;
-            start_run(ctx, &updated, &ns, generation, Some((resume, token))).await?;
-            tracing::info!(session = %name, namespace = %ns, generation, resume, "run started");
-        }
-        Some(lifecycle::Action::Stop { reason }) => {
-            if observed.generation > 0 {
-                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-                delete(
-                    &jobs,
-                    &job_name(&name, observed.generation),
-                    &DeleteParams::foreground(),
-                )
-                .await?;
-                tracing::info!(session = %name, namespace = %ns, ?reason, "run stopping");
-            }
-        }
-        None => {
-            let ended = status.as_ref().is_some_and(|s| s.phase.is_terminal());
-            let pod_left = matches!(
-                observed.runner,
-                Runner::Unstartable { .. } | Runner::Waiting { .. } | Runner::Alive { .. }
-            );
-            if ended && pod_left && observed.job.is_some() {
-                // Failed while its pod still exists (an image that cannot be pulled): the
-                // pod must not wait on for ever.
-                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-                delete(
-                    &jobs,
-                    &job_name(&name, observed.generation),
-                    &DeleteParams::background(),
-                )
-                .await?;
-            }
-        }
-    }
-    // After the action: the Event is for people, the run's objects are on the critical path.
-    if let Some(change) = &plan.event {
-        let failed = change.phase == Phase::Failed;
-        let event = Event {
-            type_: if failed {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: change
-                .reason
-                .clone()
-                .unwrap_or_else(|| change.phase.to_string()),
-            note: Some(
-                change
-                    .message
-                    .clone()
-                    .map(|m| format!("{}: {m}", change.phase))
-                    .unwrap_or_else(|| change.phase.to_string())
-                    .chars()
-                    .take(1000)
-                    .collect(),
-            ),
-            action: "Phase".into(),
-            secondary: None,
-        };
-        // A Recorder per Event: kube's keeps every Event it sent for six minutes and scans
-        // them all under one lock at each publish (at 5,000 sessions, tens of MiB and a
-        // quadratic cost); a phase change is never a repeat to aggregate into a series.
-        if let Err(e) = Recorder::new(ctx.client.clone(), ctx.reporter.clone())
-            .publish(&event, &object_reference(session))
-            .await
-        {
-            tracing::warn!(session = %name, error = %e, "could not record an event");
-        }
-    }
-    Ok(match plan.requeue_after {
-        Some(after) => Action::requeue(after.max(Duration::from_millis(10))),
-        // Watches bring every change; a periodic look catches anything missed.
-        None => Action::requeue(Duration::from_secs(300)),
-    })
-}
-
-/// A project's settings: from the cache, else (a start, a new project) from the API server.
-async fn project_settings(ctx: &Ctx, ns: &str) -> Result<Option<Arc<ProjectSettings>>, Error> {
-    let key = ObjectRef::new(SETTINGS_NAME).within(ns);
-    if let Some(s) = ctx.settings.get(&key) {
-        return Ok(Some(s));
-    }
-    Ok(Api::<ProjectSettings>::namespaced(ctx.client.clone(), ns)
-        .get_opt(SETTINGS_NAME)
-        .await?
-        .map(Arc::new))
-}
-
-fn object_reference(session: &AgenticSession) -> ObjectReference {
-    session.object_ref(&())
-}
-
-/// Writes `new` as the diff from the session's status, only if the session is still at the
-/// version that was planned from. Returns the new resource version.
-async fn write_status(
-    ctx: &Ctx,
-    session: &AgenticSession,
-    ns: &str,
-    new: &model::session::AgenticSessionStatus,
-) -> Result<String, Error> {
-    let old = serde_json::to_value(session.status.clone().unwrap_or_default())
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    let new = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
-    let Some(diff) = merge_diff(&old, &new) else {
-        return Ok(session.resource_version().unwrap_or_default());
-    };
-    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({
-        "metadata": {"resourceVersion": session.resource_version()},
-        "status": diff,
-    });
-    let written = api
-        .patch_status(
-            &session.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(conflict)?;
-    Ok(written.resource_version().unwrap_or_default())
-}
-
-/// Removes the requests (taken: every one of [`REQUEST_ANNOTATIONS`], as the local store
-/// does), unless the session changed since.
-async fn clear_desired_phase(
-    ctx: &Ctx,
-    ns: &str,
-    name: &str,
-    version: Option<&str>,
-) -> Result<(), Error> {
-    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
-    let taken: serde_json::Map<String, serde_json::Value> = REQUEST_ANNOTATIONS
-        .iter()
-        .map(|k| ((*k).to_owned(), serde_json::Value::Null))
-        .collect();
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": version,
-            "annotations": taken,
-        }
-    });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(conflict)?;
-    Ok(())
-}
-
-/// Makes what run `generation` needs: the workspace claim (kept across runs), the token
-/// Secret (a new token), the Job; and removes the Jobs of earlier runs. `fresh` is the
-/// planned start (resume, token); `None` re-makes the objects of a run whose start was
-/// interrupted (a new token, its hash written first).
-async fn start_run(
-    ctx: &Ctx,
-    session: &AgenticSession,
-    ns: &str,
-    generation: u64,
-    fresh: Option<(bool, Option<String>)>,
-) -> Result<(), Error> {
-    let name = session.name_any();
-    let (resume, token) = match fresh {
-        Some((resume, Some(token))) => (resume, token),
-        Some((resume, None)) => (resume, new_token()),
-        None => {
-            let token = new_token();
-            let mut st = session.status.clone().unwrap_or_default();
-            st.runner_token_hash = Some(token_hash_hex(&token));
-            write_status(ctx, session, ns, &st).await?;
-            (session.has_conversation(), token)
-        }
-    };
-    // The pod runs as the project's runner account: it must exist before the Job (the
-    // project controller may not have made it yet in a new project).
-    let known = ctx
-        .accounts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(ns);
-    if !known {
-        create_if_missing(
-            &Api::<ServiceAccount>::namespaced(ctx.client.clone(), ns),
-            &project::runner_service_account(ns, &ctx.config.runner_service_account),
-        )
-        .await?;
-        ctx.accounts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ns.to_owned());
-    }
-    // The claim and the token Secret at once; the Job after both (its pod reads the Secret).
-    let claim = async {
-        match workspace_claim(session, &ctx.config) {
-            Some(claim) => {
-                let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
-                create_if_missing(&claims, &claim).await
-            }
-            None => Ok(()),
-        }
-    };
-    let secret = async {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-        let secret = token_secret(session, &token, &new_token(), generation);
-        secrets
-            .patch(
-                &secret.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from)
-    };
-    futures::try_join!(claim, secret)?;
-    let project_mcp = project_settings(ctx, ns)
-        .await?
-        .and_then(|s| s.spec.mcp_servers.clone());
-    let run = Run {
-        generation,
-        resume,
-        // The event log, and so what the agent has handled, is the server's: the runner
-        // reports 0 and the server counts what its log knows was handled.
-        handled_through: 0,
-        project_mcp_servers: project_mcp.as_ref(),
-    };
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    create_if_missing(&jobs, &build::desired_job(session, &run, &ctx.config)).await?;
-    if generation == 1 {
-        return Ok(());
-    }
-    // Earlier runs' Jobs (finished) go: one Job per session at a time.
-    let earlier = jobs
-        .list(&ListParams::default().labels(&format!("{SESSION_LABEL}={name}")))
-        .await?;
-    for job in earlier.items {
-        let old = job
-            .labels()
-            .get(RUN_LABEL)
-            .and_then(|g| g.parse::<u64>().ok());
-        if old.is_some_and(|g| g < generation) {
-            delete(&jobs, &job.name_any(), &DeleteParams::background()).await?;
-        }
-    }
-    Ok(())
-}
-
 async fn create_if_missing<K>(api: &Api<K>, object: &K) -> Result<(), Error>
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -743,92 +346,4 @@ where
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-fn project_error_policy(ns: Arc<Namespace>, error: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(project = %ns.name_any(), error = %error, "project reconcile failed");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// A project holds its settings, the runners' ServiceAccount, the credentials Secret (made
-/// empty; never overwritten), the runners' NetworkPolicy (kept as built) and a RoleBinding
-/// per group of its settings' `groupAccess` (kept as listed, but none for the cluster's own
-/// `system:` groups; re-run when the settings change).
-async fn reconcile_project(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let name = ns.name_any();
-    if ns.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let client = ctx.client.clone();
-    create_if_missing(
-        &Api::<ProjectSettings>::namespaced(client.clone(), &name),
-        &project::default_settings(&name),
-    )
-    .await?;
-    create_if_missing(
-        &Api::<ServiceAccount>::namespaced(client.clone(), &name),
-        &project::runner_service_account(&name, &ctx.config.runner_service_account),
-    )
-    .await?;
-    create_if_missing(
-        &Api::<Secret>::namespaced(client.clone(), &name),
-        &project::runner_secrets(&name),
-    )
-    .await?;
-    let policy = project::runner_network_policy(&name, &ctx.config.server_namespace);
-    Api::<NetworkPolicy>::namespaced(client.clone(), &name)
-        .patch(
-            project::NETWORK_POLICY,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&policy),
-        )
-        .await?;
-    // The groups of `groupAccess` get their RoleBindings; those of groups no longer listed
-    // go (only the ones made here: a RoleBinding made by hand stays).
-    let settings_api = Api::<ProjectSettings>::namespaced(client.clone(), &name);
-    let settings = settings_api.get_opt(SETTINGS_NAME).await?;
-    let access = settings
-        .as_ref()
-        .map(|s| s.spec.group_access.clone())
-        .unwrap_or_default();
-    for a in access
-        .iter()
-        .filter(|a| model::validate::is_system_subject(&a.group_name))
-    {
-        tracing::warn!(
-            project = %name,
-            group = %a.group_name,
-            "groupAccess names one of the cluster's own groups: it gets no RoleBinding"
-        );
-    }
-    let desired = project::group_bindings(&name, &access);
-    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &name);
-    for b in &desired {
-        bindings
-            .patch(
-                b.metadata.name.as_deref().unwrap_or_default(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(b),
-            )
-            .await?;
-    }
-    let made = bindings
-        .list(&ListParams::default().labels(&format!("{}=true", project::GROUP_ACCESS_LABEL)))
-        .await?;
-    for b in made.items {
-        if !desired.iter().any(|d| d.metadata.name == b.metadata.name) {
-            delete(&bindings, &b.name_any(), &DeleteParams::default()).await?;
-        }
-    }
-    let count = desired.len() as i64;
-    if settings.is_some_and(|s| s.status.and_then(|st| st.group_bindings_created) != Some(count)) {
-        settings_api
-            .patch_status(
-                SETTINGS_NAME,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"groupBindingsCreated": count}})),
-            )
-            .await?;
-    }
-    Ok(Action::requeue(Duration::from_secs(600)))
 }

@@ -10,6 +10,10 @@
 //! lets it see, and is given the admin role in a project it creates; every write is made with
 //! the server's ServiceAccount, after the services checked the caller's role
 //! ([`crate::kube_identity`]).
+//!
+//! Layout: this file the client, the shared conversions and the [`Records`] seam; by
+//! resource: [`projects`] (namespaces, settings, credentials), [`sharing`] (RoleBindings),
+//! [`sessions`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +41,10 @@ use serde_json::json;
 use super::{NewProject, Page, Records, RecordsError, Removed, Result, Run, SessionRecord};
 use crate::auth::Caller;
 use crate::kube_identity::KubeIdentity;
+
+mod projects;
+mod sessions;
+mod sharing;
 
 /// The annotation with a project's display name.
 pub const DISPLAY_NAME: &str = "openshift.io/display-name";
@@ -122,7 +130,12 @@ impl KubeRecords {
 
     /// The project's namespace, if it is one (managed).
     async fn namespace(&self, name: &str) -> Result<Namespace> {
-        match self.namespaces().get_opt(name).await.map_err(backend)? {
+        match self
+            .namespaces()
+            .get_opt(name)
+            .await
+            .map_err(RecordsError::from)?
+        {
             Some(ns) if is_project(&ns) && ns.metadata.deletion_timestamp.is_none() => Ok(ns),
             _ => Err(RecordsError::NotFound(format!("project '{name}'"))),
         }
@@ -133,7 +146,7 @@ impl KubeRecords {
             .sessions(project)
             .list_metadata(&ListParams::default())
             .await
-            .map_err(backend)?;
+            .map_err(RecordsError::from)?;
         Ok(list.items.len() as u64)
     }
 
@@ -179,28 +192,7 @@ fn project_of(ns: &Namespace) -> Project {
     }
 }
 
-fn backend(e: kube::Error) -> RecordsError {
-    match e {
-        kube::Error::Api(s) if s.is_not_found() => RecordsError::NotFound(s.message),
-        kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
-        kube::Error::Api(s) if s.code == 409 => RecordsError::Conflict(s.message),
-        other => common_error(other),
-    }
-}
-
-/// What is left once not-found, forbidden and conflicts are told: the caller's token no
-/// longer accepted (it reads with its own), a request the API server finds invalid, or a
-/// failure.
-fn common_error(e: kube::Error) -> RecordsError {
-    match e {
-        kube::Error::Api(s) if s.code == 401 => RecordsError::Unauthorized(
-            "the cluster no longer accepts your token: sign in again".into(),
-        ),
-        kube::Error::Api(s) if s.code == 422 => RecordsError::Invalid(s.message),
-        other => RecordsError::Backend(other.to_string()),
-    }
-}
-
+/// [`RecordsError`]'s mapping, naming the session.
 fn session_error(e: kube::Error, key: &SessionKey) -> RecordsError {
     match e {
         kube::Error::Api(s) if s.is_not_found() => RecordsError::NotFound(format!(
@@ -214,44 +206,8 @@ fn session_error(e: kube::Error, key: &SessionKey) -> RecordsError {
         kube::Error::Api(s) if s.code == 409 => {
             RecordsError::Conflict(format!("session '{}' changed since it was read", key.name))
         }
-        kube::Error::Api(s) if s.is_forbidden() => RecordsError::Forbidden(s.message),
-        other => common_error(other),
+        other => other.into(),
     }
-}
-
-/// The current run, as the operator recorded it in the status.
-fn run_of(session: &AgenticSession) -> Run {
-    let st = session.status.as_ref();
-    Run {
-        generation: st
-            .and_then(|s| s.run_generation)
-            .and_then(|g| u64::try_from(g).ok())
-            .unwrap_or(0),
-        token_hash: st
-            .and_then(|s| s.runner_token_hash.as_deref())
-            .and_then(|h| hex::decode(h).ok()),
-    }
-}
-
-fn record(session: AgenticSession) -> SessionRecord {
-    SessionRecord {
-        run: run_of(&session),
-        session,
-    }
-}
-
-/// Case-insensitive substring search over name, display name and prompt.
-fn matches(session: &AgenticSession, term: &str) -> bool {
-    let term = term.to_lowercase();
-    let name = session.name_any();
-    [
-        Some(name.as_str()),
-        session.spec.display_name.as_deref(),
-        session.spec.initial_prompt.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|s| s.to_lowercase().contains(&term))
 }
 
 fn page_of<T>(mut items: Vec<T>, page: &Page) -> (Vec<T>, u64, bool) {
@@ -273,116 +229,14 @@ fn search_term(page: &Page) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The project role a ClusterRole gives, if it is one of the project roles.
-fn project_role(cluster_role: &str) -> Option<Role> {
-    Role::ALL
-        .into_iter()
-        .find(|r| project_cluster_role((*r).into()) == cluster_role)
-}
-
-/// The user or group a binding's subject is (a ServiceAccount is the user the cluster
-/// calls it).
-fn subject_id(s: &Subject, project: &str) -> Option<(SubjectType, String)> {
-    match s.kind.as_str() {
-        "User" => Some((SubjectType::User, s.name.clone())),
-        "Group" => Some((SubjectType::Group, s.name.clone())),
-        "ServiceAccount" => Some((
-            SubjectType::User,
-            format!(
-                "system:serviceaccount:{}:{}",
-                s.namespace.as_deref().unwrap_or(project),
-                s.name
-            ),
-        )),
-        _ => None,
-    }
-}
-
-/// Every permission a project's RoleBindings give.
-fn permissions_of(bindings: &[RoleBinding], project: &str) -> Vec<Permission> {
-    let mut out = Vec::new();
-    for b in bindings {
-        if b.role_ref.kind != "ClusterRole" {
-            continue;
-        }
-        let Some(role) = project_role(&b.role_ref.name) else {
-            continue;
-        };
-        let labels = b.labels();
-        let source = if labels.get(PERMISSION_LABEL).is_some_and(|v| v == "true") {
-            PermissionSource::Sharing
-        } else if labels.contains_key(GROUP_ACCESS_LABEL) {
-            PermissionSource::GroupAccess
-        } else {
-            PermissionSource::Binding
-        };
-        for s in b.subjects.iter().flatten() {
-            if let Some((subject_type, subject_name)) = subject_id(s, project) {
-                out.push(Permission {
-                    subject_type,
-                    subject_name,
-                    role,
-                    source,
-                    binding: b.name_any(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| {
-        (a.subject_type, &a.subject_name, a.role).cmp(&(b.subject_type, &b.subject_name, b.role))
-    });
-    out
-}
-
 #[async_trait::async_trait]
 impl Records for KubeRecords {
     async fn create_project(&self, caller: &Caller, project: NewProject) -> Result<Project> {
-        let mut ns = Namespace::default();
-        ns.metadata.name = Some(project.name.clone());
-        ns.metadata.labels = Some(BTreeMap::from([
-            (MANAGED_LABEL.to_owned(), "true".to_owned()),
-            (
-                "app.kubernetes.io/managed-by".to_owned(),
-                "ambient-code".to_owned(),
-            ),
-        ]));
-        ns.metadata.annotations = Some(BTreeMap::from([
-            (DISPLAY_NAME.to_owned(), project.display_name),
-            (DESCRIPTION.to_owned(), project.description),
-        ]));
-        let created = match self.namespaces().create(&PostParams::default(), &ns).await {
-            Ok(ns) => ns,
-            Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                return Err(RecordsError::Conflict(format!(
-                    "project '{}' already exists",
-                    project.name
-                )));
-            }
-            Err(e) => return Err(backend(e)),
-        };
-        if let (Some(user), Some(identity)) = (caller.cluster_user(), &self.identity)
-            && let Err(e) = identity.bind_creator(user, &project.name).await
-        {
-            // A project nobody may reach is no project: take it back.
-            let _ = self
-                .namespaces()
-                .delete(&project.name, &DeleteParams::background())
-                .await;
-            return Err(RecordsError::Backend(format!(
-                "giving the creator of '{}' its admin role: {e}",
-                project.name
-            )));
-        }
-        Ok(project_of(&created))
+        projects::create_project(self, caller, project).await
     }
 
     async fn permissions(&self, caller: &Caller, project: &str) -> Result<Vec<Permission>> {
-        self.namespace(project).await?;
-        let bindings = Api::<RoleBinding>::namespaced(self.reader(caller)?, project)
-            .list(&ListParams::default())
-            .await
-            .map_err(backend)?;
-        Ok(permissions_of(&bindings.items, project))
+        sharing::permissions(self, caller, project).await
     }
 
     async fn grant(
@@ -391,61 +245,7 @@ impl Records for KubeRecords {
         project: &str,
         grant: &GrantRequest,
     ) -> Result<Permission> {
-        self.namespace(project).await?;
-        // Made with the caller's own identity: the cluster's own escalation check applies
-        // (nobody gives a role they do not have).
-        let api: Api<RoleBinding> = Api::namespaced(self.reader(caller)?, project);
-        let subject = match grant.subject_type {
-            SubjectType::User => crate::kube_identity::subject_of(&grant.subject_name),
-            SubjectType::Group => group_subject(&grant.subject_name),
-        };
-        let name = binding_name(
-            &format!("ambient-permission-{}-{}", grant.role, grant.subject_type),
-            &grant.subject_name,
-        );
-        let mut binding = project_role_binding(&name, grant.role.into(), subject);
-        binding.metadata.labels = Some(BTreeMap::from([
-            (PERMISSION_LABEL.to_owned(), "true".to_owned()),
-            (
-                "app.kubernetes.io/managed-by".to_owned(),
-                "ambient-code".to_owned(),
-            ),
-        ]));
-        match api.create(&PostParams::default(), &binding).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                // Given before: it must be this very role for this very subject.
-                let there = api.get(&name).await.map_err(backend)?;
-                if there.role_ref != binding.role_ref || there.subjects != binding.subjects {
-                    return Err(RecordsError::Conflict(format!(
-                        "the RoleBinding {name} exists and gives something else; remove it first"
-                    )));
-                }
-            }
-            Err(e) => return Err(backend(e)),
-        }
-        // The role given before (another binding of the Sharing page) goes.
-        let shared = api
-            .list(&ListParams::default().labels(&format!("{PERMISSION_LABEL}=true")))
-            .await
-            .map_err(backend)?;
-        let wanted = (grant.subject_type, grant.subject_name.clone());
-        for old in permissions_of(&shared.items, project) {
-            if (old.subject_type, old.subject_name.clone()) == wanted && old.binding != name {
-                match api.delete(&old.binding, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                    Err(e) => return Err(backend(e)),
-                }
-            }
-        }
-        Ok(Permission {
-            subject_type: grant.subject_type,
-            subject_name: grant.subject_name.clone(),
-            role: grant.role,
-            source: PermissionSource::Sharing,
-            binding: name,
-        })
+        sharing::grant(self, caller, project, grant).await
     }
 
     async fn revoke(
@@ -455,78 +255,15 @@ impl Records for KubeRecords {
         subject_type: SubjectType,
         subject_name: &str,
     ) -> Result<()> {
-        self.namespace(project).await?;
-        let api: Api<RoleBinding> = Api::namespaced(self.reader(caller)?, project);
-        let all = api.list(&ListParams::default()).await.map_err(backend)?;
-        let theirs: Vec<Permission> = permissions_of(&all.items, project)
-            .into_iter()
-            .filter(|p| p.subject_type == subject_type && p.subject_name == subject_name)
-            .collect();
-        let (shared, other): (Vec<_>, Vec<_>) = theirs
-            .into_iter()
-            .partition(|p| p.source == PermissionSource::Sharing);
-        if shared.is_empty() {
-            return Err(match other.first() {
-                Some(p) => RecordsError::Conflict(format!(
-                    "the {subject_type} {subject_name} has its role from the RoleBinding {} ({}); change it there",
-                    p.binding,
-                    if p.source == PermissionSource::GroupAccess {
-                        "the project's groupAccess setting"
-                    } else {
-                        "made outside the Sharing page"
-                    }
-                )),
-                None => RecordsError::NotFound(format!(
-                    "a role of the {subject_type} {subject_name} in project '{project}'"
-                )),
-            });
-        }
-        for p in shared {
-            match api.delete(&p.binding, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        Ok(())
+        sharing::revoke(self, caller, project, subject_type, subject_name).await
     }
 
     async fn get_project(&self, _: &Caller, name: &str) -> Result<Project> {
-        let ns = self.namespace(name).await?;
-        self.project(&ns).await
+        projects::get_project(self, name).await
     }
 
     async fn list_projects(&self, caller: &Caller, page: &Page) -> Result<ProjectList> {
-        let list = self
-            .namespaces()
-            .list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
-            .await
-            .map_err(backend)?;
-        let term = search_term(page).map(|t| t.to_lowercase());
-        let all: Vec<Project> = list
-            .items
-            .iter()
-            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-            .map(project_of)
-            .filter(|p| {
-                term.as_ref().is_none_or(|t| {
-                    p.name.to_lowercase().contains(t) || p.display_name.to_lowercase().contains(t)
-                })
-            })
-            .collect();
-        let mut all = self.visible(caller, all).await?;
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        let (mut items, total, has_more) = page_of(all, page);
-        for p in &mut items {
-            p.session_count = self.session_count(&p.name).await?;
-        }
-        Ok(ProjectList {
-            items,
-            total_count: total,
-            offset: page.offset,
-            limit: page.limit,
-            has_more,
-        })
+        projects::list_projects(self, caller, page).await
     }
 
     async fn update_project(
@@ -536,44 +273,11 @@ impl Records for KubeRecords {
         display_name: Option<String>,
         description: Option<String>,
     ) -> Result<Project> {
-        self.namespace(name).await?;
-        let mut annotations = serde_json::Map::new();
-        if let Some(d) = display_name {
-            annotations.insert(DISPLAY_NAME.into(), json!(d));
-        }
-        if let Some(d) = description {
-            annotations.insert(DESCRIPTION.into(), json!(d));
-        }
-        let patch = json!({"metadata": {"annotations": annotations}});
-        let ns = self
-            .namespaces()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(backend)?;
-        self.project(&ns).await
+        projects::update_project(self, name, display_name, description).await
     }
 
     async fn delete_project(&self, _: &Caller, name: &str) -> Result<Vec<Removed>> {
-        self.namespace(name).await?;
-        let sessions = self
-            .sessions(name)
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(backend)?;
-        let removed = sessions
-            .items
-            .iter()
-            .map(|s| Removed {
-                name: s.name_any(),
-                uid: s.uid().unwrap_or_default(),
-            })
-            .collect();
-        // The namespace takes its sessions, their Jobs, Secrets and claims with it.
-        self.namespaces()
-            .delete(name, &DeleteParams::background())
-            .await
-            .map_err(backend)?;
-        Ok(removed)
+        projects::delete_project(self, name).await
     }
 
     async fn project_settings(
@@ -581,15 +285,7 @@ impl Records for KubeRecords {
         caller: &Caller,
         project: &str,
     ) -> Result<ProjectSettingsSpec> {
-        let api: Api<ProjectSettings> = Api::namespaced(self.reader(caller)?, project);
-        match api.get_opt(SETTINGS_NAME).await.map_err(backend)? {
-            Some(s) => Ok(s.spec),
-            // Not made yet (the operator makes it): the defaults, if the project exists.
-            None => {
-                self.namespace(project).await?;
-                Ok(ProjectSettingsSpec::default())
-            }
-        }
+        projects::project_settings(self, caller, project).await
     }
 
     async fn set_project_settings(
@@ -598,41 +294,11 @@ impl Records for KubeRecords {
         project: &str,
         settings: ProjectSettingsSpec,
     ) -> Result<()> {
-        self.namespace(project).await?;
-        let api: Api<ProjectSettings> = Api::namespaced(self.client.clone(), project);
-        let patch = json!({
-            "apiVersion": "vteam.ambient-code/v1alpha1",
-            "kind": "ProjectSettings",
-            "metadata": {"name": SETTINGS_NAME},
-            "spec": settings,
-        });
-        api.patch(
-            SETTINGS_NAME,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(backend)?;
-        Ok(())
+        projects::set_project_settings(self, project, settings).await
     }
 
     async fn credentials(&self, _: &Caller, project: &str) -> Result<Credentials> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), project);
-        let mut creds = Credentials::default();
-        match api.get_opt(RUNNER_SECRETS).await.map_err(backend)? {
-            Some(secret) => {
-                for (k, v) in secret.data.unwrap_or_default() {
-                    if let Ok(v) = String::from_utf8(v.0) {
-                        // Keys the platform does not know stay in the Secret, unused.
-                        let _ = creds.set(&k, Some(v));
-                    }
-                }
-            }
-            None => {
-                self.namespace(project).await?;
-            }
-        }
-        Ok(creds)
+        projects::credentials(self, project).await
     }
 
     async fn update_credentials(
@@ -641,68 +307,15 @@ impl Records for KubeRecords {
         project: &str,
         changes: &[(String, Option<String>)],
     ) -> Result<()> {
-        self.namespace(project).await?;
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), project);
-        if api
-            .get_opt(RUNNER_SECRETS)
-            .await
-            .map_err(backend)?
-            .is_none()
-        {
-            let mut secret = Secret::default();
-            secret.metadata.name = Some(RUNNER_SECRETS.into());
-            secret.type_ = Some("Opaque".into());
-            match api.create(&PostParams::default(), &secret).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        // One patch: every change lands, or none.
-        let mut set = serde_json::Map::new();
-        let mut unset = serde_json::Map::new();
-        for (k, v) in changes {
-            match v {
-                Some(v) => set.insert(k.clone(), json!(v)),
-                None => unset.insert(k.clone(), serde_json::Value::Null),
-            };
-        }
-        let patch = json!({"stringData": set, "data": unset});
-        api.patch(
-            RUNNER_SECRETS,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(backend)?;
-        Ok(())
+        projects::update_credentials(self, project, changes).await
     }
 
-    async fn create_session(
-        &self,
-        _: &Caller,
-        mut session: AgenticSession,
-    ) -> Result<SessionRecord> {
-        let key = SessionKey::of(&session);
-        self.namespace(&key.project).await?;
-        // Identity and version are the API server's to give.
-        session.metadata.uid = None;
-        session.metadata.resource_version = None;
-        session.metadata.creation_timestamp = None;
-        let created = self
-            .sessions(&key.project)
-            .create(&PostParams::default(), &session)
-            .await
-            .map_err(|e| session_error(e, &key))?;
-        Ok(record(created))
+    async fn create_session(&self, _: &Caller, session: AgenticSession) -> Result<SessionRecord> {
+        sessions::create_session(self, session).await
     }
 
     async fn get_session(&self, caller: &Caller, key: &SessionKey) -> Result<SessionRecord> {
-        let s = Api::<AgenticSession>::namespaced(self.reader(caller)?, &key.project)
-            .get(&key.name)
-            .await
-            .map_err(|e| session_error(e, key))?;
-        Ok(record(s))
+        sessions::get_session(self, caller, key).await
     }
 
     async fn list_sessions(
@@ -711,57 +324,15 @@ impl Records for KubeRecords {
         project: &str,
         page: &Page,
     ) -> Result<SessionList> {
-        self.namespace(project).await?;
-        let list = Api::<AgenticSession>::namespaced(self.reader(caller)?, project)
-            .list(&ListParams::default())
-            .await
-            .map_err(backend)?;
-        let term = search_term(page);
-        let mut all: Vec<AgenticSession> = list
-            .items
-            .into_iter()
-            .filter(|s| term.as_deref().is_none_or(|t| matches(s, t)))
-            .collect();
-        // Newest first; the name orders sessions made in the same second.
-        all.sort_by(|a, b| {
-            b.metadata
-                .creation_timestamp
-                .cmp(&a.metadata.creation_timestamp)
-                .then_with(|| b.name_any().cmp(&a.name_any()))
-        });
-        let (items, total, has_more) = page_of(all, page);
-        Ok(SessionList {
-            items,
-            total_count: total,
-            offset: page.offset,
-            limit: page.limit,
-            has_more,
-        })
+        sessions::list_sessions(self, caller, project, page).await
     }
 
     async fn replace_session(&self, _: &Caller, session: AgenticSession) -> Result<SessionRecord> {
-        let key = SessionKey::of(&session);
-        let replaced = self
-            .sessions(&key.project)
-            .replace(&key.name, &PostParams::default(), &session)
-            .await
-            .map_err(|e| session_error(e, &key))?;
-        Ok(record(replaced))
+        sessions::replace_session(self, session).await
     }
 
     async fn delete_session(&self, _: &Caller, key: &SessionKey) -> Result<Removed> {
-        let api = self.sessions(&key.project);
-        let s = api
-            .get(&key.name)
-            .await
-            .map_err(|e| session_error(e, key))?;
-        api.delete(&key.name, &DeleteParams::background())
-            .await
-            .map_err(|e| session_error(e, key))?;
-        Ok(Removed {
-            name: key.name.clone(),
-            uid: s.uid().unwrap_or_default(),
-        })
+        sessions::delete_session(self, key).await
     }
 
     async fn set_sdk_session_id(
@@ -770,7 +341,6 @@ impl Records for KubeRecords {
         key: &SessionKey,
         sdk_session_id: &str,
     ) -> Result<()> {
-        self.patch_status(key, json!({"status": {"sdkSessionId": sdk_session_id}}))
-            .await
+        sessions::set_sdk_session_id(self, key, sdk_session_id).await
     }
 }

@@ -14,9 +14,9 @@ use model::runner_env::Credentials;
 use model::session::AgenticSessionStatus;
 use model::session::SessionKey;
 
-use super::{NewProject, Page, Records, RecordsError, Removed, Result, Run, SessionRecord};
+use super::{NewProject, Page, Records, Removed, Result, Run, SessionRecord};
 use crate::auth::Caller;
-use crate::db::{Db, StoreError};
+use crate::db::Db;
 
 /// Records in SQLite; cheap to clone.
 #[derive(Clone)]
@@ -54,16 +54,6 @@ impl SqliteRecords {
     /// Records a new run of a session.
     pub async fn set_run(&self, key: &SessionKey, run: Run) -> Result<()> {
         Ok(sessions::set_run(&self.db, key, run).await?)
-    }
-}
-
-impl From<StoreError> for RecordsError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => RecordsError::NotFound(what),
-            StoreError::Conflict(why) => RecordsError::Conflict(why),
-            other => RecordsError::Backend(other.to_string()),
-        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The runner endpoint: `GET /api/projects/{p}/agentic-sessions/{s}/runner/ws` with
 //! `Authorization: Bearer <runner token>`.
 //!
-//! The token is valid for its session and current generation only. Events are appended in
-//! batches (whatever arrived together) and acknowledged after commit; re-sent events are
-//! dropped by their runner sequence number.
+//! Transport only: the rules (which token admits which run, what a runner may send, which
+//! links it may report) are `platform::services::runner`'s. Events are appended in batches
+//! (whatever arrived together) and acknowledged after commit; re-sent events are dropped by
+//! their runner sequence number.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,16 +14,14 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use model::protocol::{
-    Ack, ErrorEvent, Frame as _, MAX_RUNNER_FRAME, PROTOCOL_VERSION, RunnerEvent, RunnerHello,
-    RunnerToServer, ServerToRunner, SessionEvent, Welcome, close,
+    Ack, Frame as _, MAX_RUNNER_FRAME, PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerToServer,
+    ServerToRunner, Welcome, close,
 };
 use model::session::SessionKey;
 use platform::auth::{AuthError, bearer};
-use platform::local::token_hash;
 use platform::log::LogId;
-use platform::services::LiveSession;
-use platform::{ApiError, Caller, Services};
-use subtle::ConstantTimeEq;
+use platform::services::runner::{AdmittedRun, Refusal};
+use platform::{ApiError, Services};
 use tokio::sync::{Notify, mpsc};
 
 use super::{Connection, End, Incoming, ReadError};
@@ -90,41 +89,11 @@ struct Registered {
     conn: u64,
     out: mpsc::UnboundedSender<ServerToRunner>,
     superseded: Arc<Notify>,
-    /// Hosts a pull request or push of this session may be on: its repositories' and its
-    /// configured forges'.
-    link_hosts: Vec<String>,
+    /// The run it was admitted for (what its events may name).
+    run: AdmittedRun,
 }
 
 impl RunnerEndpoint {
-    /// The session, if `token` is the token of its current run and that run is live.
-    async fn authenticate(&mut self, token: &str) -> Result<LiveSession, End> {
-        let live = self
-            .services
-            .live_session(&Caller::system(), &self.key)
-            .await
-            .map_err(End::refused)?;
-        let presented = token_hash(token);
-        match &live.record.run.token_hash {
-            Some(expected) if bool::from(expected.as_slice().ct_eq(&presented)) => {}
-            _ => {
-                return Err(End::Close(
-                    close::UNAUTHORIZED,
-                    "invalid runner token for this session".into(),
-                ));
-            }
-        }
-        if !live.record.session.phase().is_active() {
-            return Err(End::Close(
-                close::UNAUTHORIZED,
-                format!(
-                    "the run of this token has ended (the session is {})",
-                    live.record.session.phase()
-                ),
-            ));
-        }
-        Ok(live)
-    }
-
     async fn hello(&mut self) -> Result<RunnerHello, End> {
         match tokio::time::timeout(HELLO_TIMEOUT, self.conn.read_frame::<RunnerToServer>()).await {
             Ok(Ok(RunnerToServer::Hello(h))) if h.protocol == PROTOCOL_VERSION => Ok(h),
@@ -148,43 +117,25 @@ impl RunnerEndpoint {
     }
 
     async fn serve(&mut self, token: &str) -> End {
-        let live = match self.authenticate(token).await {
+        let live = match self.services.authenticate_runner(&self.key, token).await {
             Ok(live) => live,
-            Err(end) => return end,
+            Err(refusal) => return refused(refusal),
         };
         let hello = match self.hello().await {
             Ok(h) => h,
             Err(end) => return end,
         };
-        let current = live.record.run.generation;
-        if hello.generation != current {
-            return End::Close(
-                close::SUPERSEDED,
-                format!(
-                    "generation {} is not current (the session is at {current})",
-                    hello.generation
-                ),
-            );
-        }
-        if live.counters.generation < current {
-            // Kubernetes mode: the run was decided in the cluster and its pod connected
-            // before the server's follower saw it. Begin it now (once; the follower's turn
-            // then changes nothing).
-            if let Err(e) = self
-                .services
-                .log
-                .begin_run(live.log, current, live.record.session.has_conversation())
-                .await
-            {
-                return End::internal(e);
-            }
-        }
+        let admitted = match self.services.admit_runner(live, hello.generation).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refused(refusal),
+        };
+        let (log, current) = (admitted.live.log, admitted.generation());
         let (out, mut out_rx) = mpsc::unbounded_channel();
         let superseded = Arc::new(Notify::new());
         let Some(conn) =
             self.services
                 .runners
-                .register(live.log, current, out.clone(), superseded.clone())
+                .register(log, current, out.clone(), superseded.clone())
         else {
             return End::Close(
                 close::ALREADY_CONNECTED,
@@ -192,15 +143,15 @@ impl RunnerEndpoint {
             );
         };
         let reg = Registered {
-            log: live.log,
+            log,
             generation: current,
             conn,
             out,
             superseded,
-            link_hosts: link_hosts(&self.services, &live).await,
+            run: admitted,
         };
         // Welcome goes first: it is queued before anything else can be.
-        let welcome = self.services.log.counters(live.log).await;
+        let welcome = self.services.log.counters(log).await;
         let end = match welcome {
             Ok(c) => {
                 let _ = reg.out.send(ServerToRunner::Welcome(Welcome {
@@ -305,48 +256,17 @@ impl RunnerEndpoint {
         }
     }
 
-    /// Persists a batch; the runner's acknowledgement goes out once it is committed. Only
-    /// what runners produce is taken; a link to a host the session has nothing to do with is
-    /// kept as an error saying so, not as a link.
-    async fn append(&mut self, mut batch: Vec<RunnerEvent>, reg: &Registered) -> Result<(), End> {
-        for e in &mut batch {
-            if !e.event.from_runner() {
-                return Err(End::Close(
-                    close::BAD_FRAME,
-                    format!("runners may not send {} events", e.event.kind()),
-                ));
-            }
-            if let Some((what, host)) = foreign_link(&e.event, &reg.link_hosts) {
-                e.event = SessionEvent::Error(ErrorEvent {
-                    message: format!(
-                        "a {what} link to {host} was refused: it is not on a host of this session's repositories"
-                    ),
-                    code: Some("refused_link".into()),
-                });
-            }
-        }
+    /// Persists a batch (as the platform takes it); the runner's acknowledgement goes out
+    /// once it is committed.
+    async fn append(&mut self, batch: Vec<RunnerEvent>, reg: &Registered) -> Result<(), End> {
         let ack = reg.out.clone();
         let on_commit = move |rseq| {
             let _ = ack.send(ServerToRunner::Ack(Ack { rseq }));
         };
-        let appended = self
-            .services
-            .log
-            .append_runner_events(reg.log, reg.generation, batch, on_commit)
+        self.services
+            .take_runner_events(&self.key, &reg.run, reg.log, batch, on_commit)
             .await
-            .map_err(|e| match ApiError::from(e) {
-                ApiError::NotFound(_) => End::Close(close::GONE, "the session was deleted".into()),
-                other => End::refused(other),
-            })?;
-        if let Some(conversation) = appended.conversation {
-            // What a continued session resumes.
-            self.services
-                .records
-                .set_sdk_session_id(&Caller::system(), &self.key, &conversation)
-                .await
-                .map_err(|e| End::refused(e.into()))?;
-        }
-        Ok(())
+            .map_err(refused)
     }
 
     /// The first event and the events already waiting behind it, in order; a non-event
@@ -368,61 +288,13 @@ impl RunnerEndpoint {
     }
 }
 
-/// What kind of link `event` holds and its host, when that host is not among `hosts`: a
-/// pull request is always a web link; a push's remote when it is one (a path or an
-/// scp-like remote is not shown as a link).
-fn foreign_link(event: &SessionEvent, hosts: &[String]) -> Option<(&'static str, String)> {
-    let (what, url, must_be_web) = match event {
-        SessionEvent::PullRequest(pr) => ("pull request", pr.url.as_str(), true),
-        SessionEvent::GitPush(p) => ("push", p.remote.as_str(), false),
-        _ => return None,
-    };
-    match host_of(url) {
-        Some(host) if hosts.contains(&host) => None,
-        Some(host) => Some((what, host)),
-        None if must_be_web => Some((what, url.chars().take(100).collect())),
-        None if url.starts_with("http:") || url.starts_with("https:") => {
-            Some((what, url.chars().take(100).collect()))
-        }
-        None => None,
+/// How the socket ends for a refusal of the platform.
+fn refused(refusal: Refusal) -> End {
+    match refusal {
+        Refusal::Unauthorized(why) => End::Close(close::UNAUTHORIZED, why),
+        Refusal::NotCurrent(why) => End::Close(close::SUPERSEDED, why),
+        Refusal::BadEvent(why) => End::Close(close::BAD_FRAME, why),
+        Refusal::Gone => End::Close(close::GONE, "the session was deleted".into()),
+        Refusal::Failed(e) => End::refused(e),
     }
-}
-
-/// The host of an http(s) URL, lowercase.
-fn host_of(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    matches!(parsed.scheme(), "http" | "https")
-        .then(|| parsed.host_str().map(str::to_ascii_lowercase))
-        .flatten()
-}
-
-/// The hosts a session's pull requests may be on: its repositories', and its forges' (the
-/// public ones, and the APIs its project or the server configured).
-async fn link_hosts(services: &Services, live: &LiveSession) -> Vec<String> {
-    let mut hosts: Vec<String> = vec!["github.com".into(), "gitlab.com".into()];
-    for repo in &live.record.session.spec.repos {
-        let url = &repo.url;
-        let host = host_of(url).or_else(|| {
-            // scp-like `user@host:path`
-            let (user_host, _) = url.split_once(':')?;
-            Some(user_host.rsplit('@').next()?.to_ascii_lowercase())
-        });
-        hosts.extend(host);
-    }
-    let project = &live
-        .record
-        .session
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_default();
-    if let Ok(creds) = services.run_credentials(&Caller::system(), project).await {
-        hosts.extend(
-            [creds.github_api_url, creds.gitlab_api_url]
-                .iter()
-                .flatten()
-                .filter_map(|u| host_of(u)),
-        );
-    }
-    hosts
 }

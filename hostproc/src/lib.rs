@@ -1,4 +1,6 @@
-//! Operating-system helpers of the local driver (Linux): process trees, liveness, log tails.
+//! Processes on this machine (Linux): process trees, liveness, log tails, programs on the
+//! PATH and whether the bubblewrap sandbox runs here. The local driver, the runner and the
+//! test kubelet share them.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
