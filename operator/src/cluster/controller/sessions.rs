@@ -242,11 +242,12 @@ async fn act(
         }
         Some(lifecycle::Action::Stop { reason }) => {
             if observed.generation > 0 {
-                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-                delete(
-                    &jobs,
-                    &job_name(&name, observed.generation),
-                    &DeleteParams::foreground(),
+                delete_run_job(
+                    ctx,
+                    ns,
+                    &name,
+                    observed.generation,
+                    DeleteParams::foreground(),
                 )
                 .await?;
                 tracing::info!(session = %name, namespace = %ns, ?reason, "run stopping");
@@ -264,17 +265,30 @@ async fn act(
             if ended && pod_left && observed.job.is_some() {
                 // Failed while its pod still exists (an image that cannot be pulled): the
                 // pod must not wait on for ever.
-                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-                delete(
-                    &jobs,
-                    &job_name(&name, observed.generation),
-                    &DeleteParams::background(),
+                delete_run_job(
+                    ctx,
+                    ns,
+                    &name,
+                    observed.generation,
+                    DeleteParams::background(),
                 )
                 .await?;
             }
         }
     }
     Ok(())
+}
+
+/// Deletes the Job of run `generation` of session `name` (gone already is fine).
+async fn delete_run_job(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    generation: u64,
+    params: DeleteParams,
+) -> Result<(), Error> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    delete(&jobs, &job_name(name, generation), &params).await
 }
 
 /// Records a phase change as a Kubernetes Event of the session (a failure to is logged).
