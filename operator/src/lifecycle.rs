@@ -185,9 +185,10 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
             }
         }
         Phase::Creating | Phase::Running => {
-            if matches!(runner, Runner::Alive { .. } | Runner::Waiting { .. }) {
-                b.plan.clear_desired_phase = desired.is_some();
-            }
+            // A start asked of an active session is served by the run under way, whatever
+            // its runner is doing: left in place, a run that ends before it is taken (a quick
+            // run, a write that lost a race) would be started again.
+            b.plan.clear_desired_phase = desired.is_some();
             b.active(session, runner, phase);
         }
         Phase::Stopping => {

@@ -258,13 +258,56 @@ impl Follower {
         }
         let api: Api<AgenticSession> = Api::namespaced(self.client.clone(), &key.project);
         if !status.is_empty() {
-            api.patch_status(
-                &key.name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await?;
+            // Only onto the session as it was read: a word about run G (that messages wait
+            // after it) must not land on run G+1 that the operator started meanwhile. A
+            // session changed since is followed again on its watch event.
+            let written = api
+                .patch_status(
+                    &key.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&status_patch(session, status)),
+                )
+                .await;
+            match written {
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    tracing::debug!(session = %key, "changed since read; followed again");
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// The merge patch of `status` onto `session` as it was read (its resource version).
+fn status_patch(
+    session: &AgenticSession,
+    status: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    json!({
+        "metadata": {"resourceVersion": session.resource_version()},
+        "status": status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_word_is_written_only_onto_the_session_as_read() {
+        let mut s = AgenticSession::new("s", Default::default());
+        s.metadata.resource_version = Some("41".into());
+        let mut status = serde_json::Map::new();
+        status.insert("unhandledMessages".into(), json!(true));
+        assert_eq!(
+            status_patch(&s, status),
+            json!({
+                "metadata": {"resourceVersion": "41"},
+                "status": {"unhandledMessages": true},
+            })
+        );
     }
 }

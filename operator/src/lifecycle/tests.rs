@@ -561,3 +561,26 @@ fn a_restart_without_room_waits_and_then_resumes() {
     let p = plan(&waited, &Runner::Absent, &at(20));
     assert_eq!(p.action, Some(Action::Start { resume: true }));
 }
+
+/// The start request of a run that ended before the request was taken (its removal lost a
+/// race with another write) does not start the session once more.
+#[test]
+fn a_start_request_left_on_a_run_that_ends_does_not_start_another() {
+    let mut s = session(Phase::Creating, &[(DESIRED_PHASE, DESIRED_RUNNING)]);
+    s.status.as_mut().unwrap().sdk_session_id = Some("c".into());
+    let exit0 = Runner::Exited(Exit {
+        code: Some(0),
+        ..Default::default()
+    });
+    let done = plan(&s, &exit0, &at(5));
+    assert_eq!(phase_of(&done), Phase::Completed);
+    assert!(
+        done.clear_desired_phase,
+        "the request was served by this run"
+    );
+    let s = apply(s, &done);
+    assert_eq!(plan(&s, &Runner::Absent, &at(6)), Plan::default());
+    // Before the runner exists (the Job being made) the request is taken as well.
+    let creating = session(Phase::Creating, &[(DESIRED_PHASE, DESIRED_RUNNING)]);
+    assert!(plan(&creating, &Runner::Absent, &at(1)).clear_desired_phase);
+}
