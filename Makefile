@@ -85,9 +85,14 @@ setup-browser:
 		[ -x /usr/bin/chromium ]; \
 	fi
 
-# The server, the runner, the mock model and the tools (release), then the UI's assets.
+# The server, the runner, the mock model, the tools and every test (release) in one compile,
+# then the UI's assets. Binaries and tests are built together so that both see the same
+# features (a `--bins` build leaves out the dev-dependencies' features, and the test build
+# then compiled half the workspace again); `make run`, the images, `cargo test --release` and
+# the fuzzer all use these artifacts. The benches are built by `make bench*` when asked for.
+CARGO_BUILD := cargo build --release --workspace --exclude xtask --lib --bins --tests
 build: setup
-	cargo build --release --workspace --bins
+	$(CARGO_BUILD)
 	cargo xtask site
 	./target/release/server --precompress-assets > /dev/null
 
@@ -95,10 +100,12 @@ run: build
 	@echo "command-line client: ./target/release/ambient (ambient login http://127.0.0.1:3000; see README)"
 	./target/release/server
 
+# Clippy in the release profile: its build scripts and proc-macros are the release build's,
+# compiled once for both (in the dev profile they were compiled a second time).
 lint: setup
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p app -p model --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	cargo clippy --release -p app -p model --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
 # The Rust tests. The operator's cluster tests need a real API server: the test cluster
 # (etcd, kube-apiserver and kube-controller-manager v1.20.2, built once from Debian's source
