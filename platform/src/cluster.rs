@@ -44,6 +44,10 @@ impl Driver for ClusterLink {
     fn deleted(&self, _: SessionKey) {
         // The API server's garbage collector removes the session's Job, Secret and claim.
     }
+
+    fn runs_with_the_owners_identity(&self) -> bool {
+        false
+    }
 }
 
 /// Follows the cluster's sessions; run with [`Follower::run`].
@@ -88,7 +92,7 @@ pub fn open(
         driver: Arc::new(ClusterLink { tx }),
         settings: Arc::new(settings),
         shutdown,
-        cluster: Some(identity),
+        people: identity,
     };
     let follower = Follower {
         services: services.clone(),

@@ -31,6 +31,7 @@ pub mod kube_identity;
 pub mod kube_keys;
 pub mod local;
 pub mod log;
+pub mod people;
 pub mod records;
 mod schema;
 pub mod services;

@@ -179,7 +179,7 @@ pub fn open(
         driver: handle,
         settings: Arc::new(settings),
         shutdown,
-        cluster: None,
+        people: Arc::new(crate::people::OwnerOnly),
     };
     let local = LocalSessions { services, records };
     let task = unstarted.map(|u| u.with_store(local.clone()));

@@ -57,6 +57,12 @@ pub trait Driver: Send + Sync + 'static {
     fn notify(&self, key: SessionKey);
     /// A session was deleted: end whatever of it still runs and remove what it left.
     fn deleted(&self, key: SessionKey);
+    /// Whether runs reach remotes with the owner's own identity (the owner's ssh keys and
+    /// agent, the owner's files): processes on the owner's machine do, a cluster's pods do
+    /// not. Assumed unless the driver says otherwise.
+    fn runs_with_the_owners_identity(&self) -> bool {
+        true
+    }
 }
 
 /// A driver that is told nothing (sessions are run elsewhere, or not at all).
@@ -86,9 +92,9 @@ pub struct Services {
     pub identities: crate::identity::Identities,
     /// Changes once when the server shuts down: long-lived connections close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Kubernetes identities (Kubernetes mode): who a Kubernetes token is, and what the
-    /// cluster lets it do.
-    pub cluster: Option<Arc<crate::kube_identity::KubeIdentity>>,
+    /// Who comes in besides the owner and the server's keys, and what each may do: nobody
+    /// in local mode, the cluster's users and groups in Kubernetes mode.
+    pub people: Arc<dyn crate::people::People>,
 }
 
 /// A session with its log and what the log says of it.
@@ -121,13 +127,7 @@ impl Services {
     /// The caller's role in `project`: its own (the owner, a project's key), or what the
     /// cluster grants a Kubernetes identity there.
     pub async fn role_in(&self, caller: &Caller, project: &str) -> Result<Option<Role>, ApiError> {
-        match (&caller.access, &self.cluster) {
-            (crate::auth::Access::Cluster(user), Some(cluster)) => {
-                cluster.role_in(user, project).await
-            }
-            (crate::auth::Access::Cluster(_), None) => Ok(None),
-            _ => Ok(caller.role_in(project)),
-        }
+        self.people.role_of(caller, project).await
     }
 
     /// Refuses (403, saying what is missing) unless the caller has at least `need` in

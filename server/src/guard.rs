@@ -34,10 +34,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use model::runner_env::RUNNER_TOKEN_PREFIX;
 use platform::auth::Access;
 use platform::auth::CallerKey;
-use platform::auth::ClusterUser;
 use platform::auth::{AuthError, bearer};
-use platform::identity::{KEY_PREFIX, Proof, SESSION_TTL_MS};
-use platform::kube_identity::{KubeIdentity, SIGN_IN_PREFIX, SIGN_IN_TTL};
+use platform::identity::{Proof, SESSION_TTL_MS};
+use platform::kube_identity::SIGN_IN_TTL;
+use platform::people::{Forwarded, SignIn};
 use platform::{ApiError, Caller, Services};
 use serde::Deserialize;
 
@@ -173,50 +173,12 @@ fn caller_of(owner: &Caller, proof: Proof) -> Caller {
     }
 }
 
-/// The caller a Kubernetes identity makes.
-fn cluster_caller(user: ClusterUser) -> Caller {
-    Caller {
-        user_id: user.name.clone(),
-        display_name: user.name.clone(),
-        access: Access::Cluster(std::sync::Arc::new(user)),
-        key: None,
-    }
-}
-
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-}
-
-/// The identity an OAuth proxy in front vouches for: the token it forwards (checked with
-/// the cluster like any other), or, when trusted, the user and groups it names.
-async fn proxied(cluster: &KubeIdentity, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
-    if let Some(token) = header_text(headers, "x-forwarded-access-token") {
-        if token.starts_with(RUNNER_TOKEN_PREFIX) {
-            return Err(AuthError::RunnerToken.into_api());
-        }
-        return match cluster.authenticate(token).await? {
-            Some(user) => Ok(Some(cluster_caller(user))),
-            None => Err(ApiError::Unauthorized(
-                "the token the proxy forwarded is not valid in this cluster".into(),
-            )),
-        };
-    }
-    if cluster.trust_proxy
-        && let Some(user) = header_text(headers, "x-forwarded-user")
-    {
-        let groups = header_text(headers, "x-forwarded-groups").unwrap_or_default();
-        return match cluster.proxy_user(user, groups, None) {
-            Some(user) => Ok(Some(cluster_caller(user))),
-            None => Err(ApiError::Unauthorized(format!(
-                "the proxy named the system user '{user}', who cannot sign in through it"
-            ))),
-        };
-    }
-    Ok(None)
 }
 
 async fn prove(
@@ -226,10 +188,13 @@ async fn prove(
 ) -> Result<Proven, ApiError> {
     let ids = &services.identities;
     let owner = &services.settings.local_user;
-    let cluster = services.cluster.as_deref();
-    if let Some(cluster) = cluster
-        && let Some(caller) = proxied(cluster, headers).await?
-    {
+    let people = &services.people;
+    let forwarded = Forwarded {
+        access_token: header_text(headers, "x-forwarded-access-token"),
+        user: header_text(headers, "x-forwarded-user"),
+        groups: header_text(headers, "x-forwarded-groups"),
+    };
+    if let Some(caller) = people.proxied(forwarded).await? {
         return Ok(Proven::Cookie(caller));
     }
     match bearer(headers) {
@@ -238,16 +203,10 @@ async fn prove(
         Ok(Some(token)) if token.starts_with(RUNNER_TOKEN_PREFIX) => {
             return Err(AuthError::RunnerToken.into_api());
         }
-        Ok(Some(token)) if !token.starts_with(KEY_PREFIX) && cluster.is_some() => {
-            let cluster = cluster.expect("checked");
-            return match cluster.authenticate(token).await? {
-                Some(user) => Ok(Proven::Key(cluster_caller(user))),
-                None => Err(ApiError::Unauthorized(
-                    "this token is not valid: not an access key of this server, nor a Kubernetes token the cluster accepts (expired, revoked or unknown)".into(),
-                )),
-            };
-        }
         Ok(Some(token)) => {
+            if let Some(caller) = people.bearer(token).await? {
+                return Ok(Proven::Key(caller));
+            }
             return match ids.check_key(token).await? {
                 Some(proof) => Ok(Proven::Key(caller_of(owner, proof))),
                 None => Err(ApiError::Unauthorized(
@@ -258,16 +217,13 @@ async fn prove(
         Ok(None) => {}
     }
     match cookie(headers, &doors.cookie_name) {
-        Some(id) if id.starts_with(SIGN_IN_PREFIX) => Ok(match cluster {
-            Some(cluster) => match cluster.signed_in(id).await? {
-                Some(user) => Proven::Cookie(cluster_caller(user)),
+        Some(id) => Ok(match people.signed_in(id).await? {
+            // A browser signed in with one of the people's tokens.
+            Some(caller) => Proven::Cookie(caller),
+            None => match ids.check_session(id).await? {
+                Some(proof) => Proven::Cookie(caller_of(owner, proof)),
                 None => Proven::Nobody,
             },
-            None => Proven::Nobody,
-        }),
-        Some(id) => Ok(match ids.check_session(id).await? {
-            Some(proof) => Proven::Cookie(caller_of(owner, proof)),
-            None => Proven::Nobody,
         }),
         None => Ok(Proven::Nobody),
     }
@@ -354,7 +310,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return refusal(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                if state.services.cluster.is_some() {
+                if state.services.people.has_people() {
                     "sign in first: send Authorization: Bearer <Kubernetes token or access key>"
                 } else {
                     "sign in first: open the login link the server printed, or send Authorization: Bearer <access key>"
@@ -366,7 +322,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return login_page(
                 StatusCode::UNAUTHORIZED,
                 None,
-                state.services.cluster.is_some(),
+                state.services.people.has_people(),
             );
         }
     };
@@ -391,7 +347,7 @@ pub struct LinkQuery {
 /// `GET /login`: with a token, signs the browser in; without, the login page.
 pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery>) -> Response {
     let Some(token) = q.token else {
-        return login_page(StatusCode::OK, None, state.services.cluster.is_some());
+        return login_page(StatusCode::OK, None, state.services.people.has_people());
     };
     match state.services.identities.redeem_login_token(&token).await {
         Ok(true) => signed_in(&state, None).await,
@@ -400,7 +356,7 @@ pub async fn login_link(State(state): State<AppState>, Query(q): Query<LinkQuery
             Some(
                 "This login link was used already or has expired. Ask for a new one (`server --login-url` on the server's machine), or sign in with an access key.",
             ),
-            state.services.cluster.is_some(),
+            state.services.people.has_people(),
         ),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -418,26 +374,26 @@ pub async fn login_key(
     axum::Form(form): axum::Form<KeyForm>,
 ) -> Response {
     let key = form.key.trim();
-    let cluster = state.services.cluster.as_deref();
-    if let Some(cluster) = cluster
-        && !key.starts_with(KEY_PREFIX)
-    {
-        // A Kubernetes token: the browser session stands for it, in this process only.
-        return match cluster.sign_in(key).await {
-            Ok(Some(id)) => to_projects_with(
+    let people = &state.services.people;
+    match people.sign_in(key).await {
+        Ok(SignIn::NotOurs) => {}
+        Ok(SignIn::SignedIn(id)) => {
+            return to_projects_with(
                 state
                     .doors
                     .cookie(&id, i64::try_from(SIGN_IN_TTL.as_secs()).unwrap_or(0)),
-            ),
-            Ok(None) => login_page(
+            );
+        }
+        Ok(SignIn::Refused) => {
+            return login_page(
                 StatusCode::UNAUTHORIZED,
                 Some(
                     "That is neither an access key of this server nor a Kubernetes token the cluster accepts.",
                 ),
                 true,
-            ),
-            Err(e) => e.into_response(),
-        };
+            );
+        }
+        Err(e) => return e.into_response(),
     }
     match state.services.identities.check_key(key).await {
         // A browser signed in with a key has that key's access, and ends with it.
@@ -446,7 +402,7 @@ pub async fn login_key(
         Ok(None) => login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not a valid access key."),
-            cluster.is_some(),
+            people.has_people(),
         ),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -454,13 +410,10 @@ pub async fn login_key(
 
 /// `POST /logout`: ends the browser session.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie(&headers, &state.doors.cookie_name) {
-        match state.services.cluster.as_deref() {
-            Some(cluster) if id.starts_with(SIGN_IN_PREFIX) => cluster.sign_out(id),
-            _ => {
-                let _ = state.services.identities.end_session(id).await;
-            }
-        }
+    if let Some(id) = cookie(&headers, &state.doors.cookie_name)
+        && !state.services.people.sign_out(id)
+    {
+        let _ = state.services.identities.end_session(id).await;
     }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut()

@@ -59,7 +59,7 @@ pub async fn revoke_key(project: Option<String>, id: i64) -> Result<(), AppError
 #[server(prefix = "/rpc", input = Json)]
 pub async fn list_people(project: String) -> Result<Option<Vec<Permission>>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
-    if services.cluster.is_none() {
+    if !services.people.has_people() {
         return Ok(None);
     }
     services

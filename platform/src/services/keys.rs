@@ -12,7 +12,6 @@ use crate::auth::{Caller, Role};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::identity::{KeyInfo, NewKey};
-use crate::kube_keys;
 
 /// Longest key name.
 const MAX_NAME: usize = 100;
@@ -65,23 +64,11 @@ impl Services {
     ) -> Result<Vec<AccessKey>, ApiError> {
         self.may_manage_keys(caller, project).await?;
         let mut keys = self.identities.keys(project).await?;
-        if let (Some(p), Some(client)) = (project, self.cluster_key_client(caller)?) {
-            keys.extend(kube_keys::list(&client, p).await?);
+        if let Some(p) = project {
+            keys.extend(self.people.project_keys(caller, p).await?);
             keys.sort_by_key(|k| std::cmp::Reverse(k.created_ms));
         }
         Ok(keys.into_iter().map(AccessKey::from).collect())
-    }
-
-    /// The client that reads and changes a project's ServiceAccount keys for `caller`
-    /// (Kubernetes mode): a Kubernetes identity's own, the server's for its own callers.
-    fn cluster_key_client(&self, caller: &Caller) -> Result<Option<kube::Client>, ApiError> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(None);
-        };
-        Ok(Some(match caller.cluster_user() {
-            Some(user) => cluster.key_client(user)?,
-            None => cluster.server().clone(),
-        }))
     }
 
     /// Makes an access key for `project` (none: an owner's key); its value is in the
@@ -140,18 +127,18 @@ impl Services {
             )
             .into());
         }
-        // A Kubernetes identity's key is a token of the cluster, made with that identity.
-        if let (Some(cluster), Some(user), Some((p, role))) =
-            (&self.cluster, caller.cluster_user(), &scope)
-        {
-            let client = cluster.key_client(user)?;
+        if let Some((p, role)) = &scope {
             let lifetime = req.expiration_seconds.unwrap_or(MAX_KEY_LIFETIME_SECS);
-            let (key, info) =
-                kube_keys::create(&client, p, name, *role, lifetime, &caller.display_name).await?;
-            return Ok(CreatedAccessKey {
-                key,
-                access_key: info.into(),
-            });
+            if let Some((key, info)) = self
+                .people
+                .make_project_key(caller, p, name, *role, lifetime)
+                .await?
+            {
+                return Ok(CreatedAccessKey {
+                    key,
+                    access_key: info.into(),
+                });
+            }
         }
         let (key, info) = self
             .identities
@@ -176,15 +163,9 @@ impl Services {
         id: i64,
     ) -> Result<(), ApiError> {
         self.may_manage_keys(caller, project).await?;
-        if let (Some(p), Some(cluster)) = (project, &self.cluster)
-            && kube_keys::is_cluster_key(id)
+        if let Some(p) = project
+            && self.people.revoke_project_key(caller, p, id).await?
         {
-            let client = self
-                .cluster_key_client(caller)?
-                .unwrap_or_else(|| cluster.server().clone());
-            kube_keys::revoke(&client, p, id).await?;
-            // Refused at once, not after the cache time.
-            cluster.forget_user(&kube_keys::user_of(p, id));
             return Ok(());
         }
         Ok(self.identities.revoke_key(project, id).await?)

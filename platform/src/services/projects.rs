@@ -72,10 +72,7 @@ impl Services {
     /// Whether the caller may make projects: the owner; in Kubernetes mode, whoever the
     /// cluster lets (it is given the admin role in what it makes).
     pub async fn may_create_projects(&self, caller: &Caller) -> Result<bool, ApiError> {
-        match (caller.cluster_user(), &self.cluster) {
-            (Some(user), Some(cluster)) => cluster.may_create_projects(user).await,
-            _ => Ok(caller.is_owner()),
-        }
+        self.people.may_make_projects(caller).await
     }
 
     /// A page of projects by name.
