@@ -150,7 +150,8 @@ enum Sessions {
         #[arg(long, default_value_t = 20)]
         limit: u64,
     },
-    /// Creates a session; prints its name.
+    /// Creates a session; prints its name alone (`S=$(ambient sessions create …)`), the
+    /// branch its work goes to on standard error; `-o json` or `-o yaml` print the whole answer.
     Create {
         /// What the agent should do ("-" reads it from standard input).
         prompt: String,
@@ -336,11 +337,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             };
             let created: CreateSessionResponse =
                 client.call(Method::POST, &sessions, Some(&req)).await?;
-            output::print(format, &created, |c| {
-                let mut t = Table::new(&["NAME", "BRANCH"]);
-                t.row(vec![c.name.clone(), c.auto_branch.clone()]);
-                t
-            })
+            if format == Format::Table && !created.auto_branch.is_empty() {
+                eprintln!("its work goes to branch {}", created.auto_branch);
+            }
+            output::print_name(format, &created, &created.name)
         }
         Command::Sessions(Sessions::Get { session }) => {
             let s: AgenticSession = client

@@ -93,6 +93,17 @@ pub fn print<T: Serialize>(
     write(&text)
 }
 
+/// Prints what was made as `format` asks: in table output its name alone, one line a script
+/// can take (`S=$(ambient sessions create …)`, as `kubectl create -o name` prints); with
+/// `-o json` or `-o yaml`, the whole `value`.
+pub fn print_name<T: Serialize>(format: Format, value: &T, name: &str) -> Result<(), Error> {
+    match format {
+        Format::Table => write(&format!("{name}\n")),
+        Format::Json => write(&(json(value)? + "\n")),
+        Format::Yaml => write(&yaml(value)?),
+    }
+}
+
 /// `value` as one line of JSON.
 pub fn json<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::Local(e.to_string()))

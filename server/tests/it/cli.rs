@@ -96,15 +96,20 @@ async fn the_cli_runs_a_whole_session_and_says_what_failed_by_its_exit_code() {
     let mode = std::fs::metadata(&config).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the key is readable by its owner only");
 
-    // create → logs -f until Completed (exit 0).
-    let out = run(
-        &config,
-        &["sessions", "create", "create hello.txt", "-o", "json"],
-    )
-    .await;
+    // create → logs -f until Completed (exit 0). In table output create prints the name
+    // alone, as `S=$(ambient sessions create …)` needs.
+    let out = run(&config, &["sessions", "create", "create hello.txt"]).await;
     assert!(out.status.success(), "{}", text(&out));
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let name = created["name"].as_str().unwrap().to_owned();
+    let name = String::from_utf8(out.stdout.clone()).unwrap();
+    let name = name
+        .strip_suffix('\n')
+        .filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
+        .unwrap_or_else(|| panic!("one name on one line: {}", text(&out)))
+        .to_owned();
+    let out = run(&config, &["sessions", "get", &name, "-o", "json"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["metadata"]["name"], name.as_str(), "{got}");
     let out = run(&config, &["logs", "-f", &name]).await;
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8_lossy(&out.stdout);
