@@ -285,8 +285,9 @@ impl Follower {
     }
 }
 
-/// The merge patch of `status` onto `session` as it was read (its resource version).
-fn status_patch(
+/// The merge patch of `status` onto `session` as it was read (its resource version): the
+/// API server refuses it (409) once the session changed since.
+pub fn status_patch(
     session: &AgenticSession,
     status: serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Value {
@@ -294,24 +295,4 @@ fn status_patch(
         "metadata": {"resourceVersion": session.resource_version()},
         "status": status,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_status_word_is_written_only_onto_the_session_as_read() {
-        let mut s = AgenticSession::new("s", Default::default());
-        s.metadata.resource_version = Some("41".into());
-        let mut status = serde_json::Map::new();
-        status.insert("unhandledMessages".into(), json!(true));
-        assert_eq!(
-            status_patch(&s, status),
-            json!({
-                "metadata": {"resourceVersion": "41"},
-                "status": {"unhandledMessages": true},
-            })
-        );
-    }
 }

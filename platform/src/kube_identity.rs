@@ -357,7 +357,10 @@ impl KubeIdentity {
     /// Whether the cluster lets `user` make projects: `create` on the resource `projects` of
     /// the group `vteam.ambient-code` (a name only RBAC knows, granted by the ClusterRole
     /// `ambient-project-creator`; it gives no right to make namespaces with `kubectl`).
-    pub async fn may_create_projects(&self, user: &ClusterUser) -> Result<bool, ApiError> {
+    pub(crate) async fn user_may_create_projects(
+        &self,
+        user: &ClusterUser,
+    ) -> Result<bool, ApiError> {
         // "" is no project's name (names are DNS labels): the cluster-wide answer's place.
         let key = (Self::identity_key(user), String::new());
         if let Some(role) = self.roles.get(&key) {
@@ -455,7 +458,7 @@ impl KubeIdentity {
 
     /// Signs a browser in with a Kubernetes token: the cookie value, or `None` when the
     /// cluster does not know the token.
-    pub async fn sign_in(&self, token: &str) -> Result<Option<String>, ApiError> {
+    pub(crate) async fn remember_sign_in(&self, token: &str) -> Result<Option<String>, ApiError> {
         if self.authenticate(token).await?.is_none() {
             return Ok(None);
         }
@@ -474,7 +477,7 @@ impl KubeIdentity {
     }
 
     /// The user a sign-in cookie stands for, while its token is valid.
-    pub async fn signed_in(&self, id: &str) -> Result<Option<ClusterUser>, ApiError> {
+    pub(crate) async fn signed_in_user(&self, id: &str) -> Result<Option<ClusterUser>, ApiError> {
         match self.sign_ins.get(&digest(id)) {
             Some(token) => self.authenticate(&token).await,
             None => Ok(None),
@@ -482,7 +485,7 @@ impl KubeIdentity {
     }
 
     /// Ends a sign-in.
-    pub fn sign_out(&self, id: &str) {
+    pub(crate) fn forget_sign_in(&self, id: &str) {
         let key = digest(id);
         self.sign_ins.remove_where(|k, _| *k == key);
     }

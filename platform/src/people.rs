@@ -225,7 +225,7 @@ impl People for KubeIdentity {
             return Ok(SignIn::NotOurs);
         }
         // The browser session stands for the token, in this process only.
-        Ok(match KubeIdentity::sign_in(self, token).await? {
+        Ok(match self.remember_sign_in(token).await? {
             Some(cookie) => SignIn::SignedIn(cookie),
             None => SignIn::Refused,
         })
@@ -235,16 +235,14 @@ impl People for KubeIdentity {
         if !cookie.starts_with(crate::kube_identity::SIGN_IN_PREFIX) {
             return Ok(None);
         }
-        Ok(KubeIdentity::signed_in(self, cookie)
-            .await?
-            .map(cluster_caller))
+        Ok(self.signed_in_user(cookie).await?.map(cluster_caller))
     }
 
     fn sign_out(&self, cookie: &str) -> bool {
         if !cookie.starts_with(crate::kube_identity::SIGN_IN_PREFIX) {
             return false;
         }
-        KubeIdentity::sign_out(self, cookie);
+        self.forget_sign_in(cookie);
         true
     }
 
@@ -258,7 +256,7 @@ impl People for KubeIdentity {
     async fn may_make_projects(&self, caller: &Caller) -> Result<bool, ApiError> {
         match caller.cluster_user() {
             // It is given the admin role in what it makes.
-            Some(user) => KubeIdentity::may_create_projects(self, user).await,
+            Some(user) => self.user_may_create_projects(user).await,
             None => Ok(caller.is_owner()),
         }
     }

@@ -286,3 +286,68 @@ async fn sessions_are_agentic_session_resources_whoever_made_them() {
     ));
     records.delete_project(&me, &project).await.unwrap();
 }
+
+/// The server's word about a run (`unhandledMessages`) is written only onto the session as
+/// it read it: once the operator has started the next run, the stale write is refused and
+/// the new run is left as the operator made it (else its end would start yet another run).
+#[tokio::test]
+async fn the_servers_status_word_does_not_land_on_a_session_changed_since_it_was_read() {
+    let client = client().await;
+    let records = KubeRecords::new(client.clone());
+    let me = Caller::system();
+    let project = unique("rec-word");
+    records
+        .create_project(
+            &me,
+            NewProject {
+                name: project.clone(),
+                display_name: String::new(),
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let api = Api::<AgenticSession>::namespaced(client.clone(), &project);
+    let mut s = AgenticSession::new("s", AgenticSessionSpec::default());
+    s.metadata.namespace = Some(project.clone());
+    api.create(&PostParams::default(), &s).await.unwrap();
+    let completed = serde_json::json!({"status": {"phase": "Completed", "runGeneration": 1}});
+    let read = api
+        .patch_status("s", &PatchParams::default(), &Patch::Merge(&completed))
+        .await
+        .unwrap();
+    // The operator starts run 2 after the follower read run 1's end.
+    let started = serde_json::json!({"status": {"phase": "Creating", "runGeneration": 2}});
+    api.patch_status("s", &PatchParams::default(), &Patch::Merge(&started))
+        .await
+        .unwrap();
+    let word =
+        serde_json::Map::from_iter([("unhandledMessages".to_owned(), serde_json::json!(true))]);
+    let stale = api
+        .patch_status(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(&platform::cluster::status_patch(&read, word.clone())),
+        )
+        .await;
+    assert!(
+        matches!(&stale, Err(kube::Error::Api(e)) if e.code == 409),
+        "{stale:?}"
+    );
+    let now = api.get("s").await.unwrap();
+    let st = now.status.clone().unwrap();
+    assert_eq!((st.run_generation, st.unhandled_messages), (Some(2), None));
+    // Read again, it is written.
+    api.patch_status(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(&platform::cluster::status_patch(&now, word)),
+    )
+    .await
+    .unwrap();
+    let st = api.get("s").await.unwrap().status.unwrap();
+    assert_eq!(st.unhandled_messages, Some(true));
+    let _ = Api::<Namespace>::all(client)
+        .delete(&project, &Default::default())
+        .await;
+}
