@@ -21,17 +21,29 @@ const READ_BUFFER: usize = 64 * 1024;
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The events of a session after `after`; with `follow`, until it ends.
+/// How far `logs` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The log as it is now.
+    Now,
+    /// Following, until the session ends.
+    Ended,
+    /// Following, until the agent has answered every message it was sent (or the session
+    /// ends): what a script waits for after `send`.
+    Answered,
+}
+
+/// The events of a session after `after`, as far as `until` says.
 pub async fn logs(
     client: &Client,
     project: &str,
     session: &str,
     after: u64,
-    follow: bool,
+    until: Until,
     format: Format,
 ) -> Result<(), Error> {
     let base = format!("/api/projects/{project}/agentic-sessions/{session}");
-    if !follow {
+    if until == Until::Now {
         let export: Export = client.get(&format!("{base}/export")).await?;
         for e in export.events.iter().filter(|e| e.seq > after) {
             print_event(e, format)?;
@@ -39,7 +51,10 @@ pub async fn logs(
         return Ok(());
     }
     let mut cursor = after;
-    let mut progress = Progress::default();
+    let mut progress = Progress {
+        until_answered: until == Until::Answered,
+        ..Progress::default()
+    };
     let mut backoff = Duration::from_millis(250);
     loop {
         let url = client.ws_url(&format!("{base}/ws?after={cursor}"));
@@ -63,7 +78,7 @@ pub async fn logs(
             Err(Closed::Code(code, reason)) => Ended::Closed(code, reason),
         };
         match ended {
-            Ended::Final(Phase::Completed) => return Ok(()),
+            Ended::Answered | Ended::Final(Phase::Completed) => return Ok(()),
             Ended::Final(p) => return Err(Error::SessionEnded(p.to_string())),
             Ended::Closed(code, reason) => match code {
                 close::NOT_FOUND | close::GONE => {
@@ -89,7 +104,10 @@ pub async fn logs(
                         "ambient: the session's log was replaced; following it from the start"
                     );
                     cursor = 0;
-                    progress = Progress::default();
+                    progress = Progress {
+                        until_answered: progress.until_answered,
+                        ..Progress::default()
+                    };
                     continue;
                 }
                 _ => eprintln!("ambient: the connection closed ({reason}); connecting again"),
@@ -105,6 +123,8 @@ pub async fn logs(
 enum Ended {
     /// The session is in this final phase, and every event of it was printed.
     Final(Phase),
+    /// The agent answered every message it was sent (`--turn`).
+    Answered,
     /// The server closed the socket with this code.
     Closed(u16, String),
     /// It dropped, or could not be opened.
@@ -133,10 +153,18 @@ struct Progress {
     phase: Option<Phase>,
     /// A user message came after that phase (the session goes on).
     message_after: bool,
+    /// Stop once the agent has answered (`--turn`).
+    until_answered: bool,
+    /// Messages printed whose turn has not ended.
+    open_turns: u32,
+    /// A turn ended with no other open: the agent has answered.
+    answered: bool,
 }
 
 impl Progress {
     fn saw(&mut self, event: &SessionEvent) {
+        self.open_turns = event.open_turns(self.open_turns);
+        self.answered = matches!(event, SessionEvent::TurnResult(_)) && self.open_turns == 0;
         match event {
             SessionEvent::Phase(p) => {
                 self.phase = Some(p.phase);
@@ -145,6 +173,14 @@ impl Progress {
             SessionEvent::UserMessage(_) => self.message_after = true,
             _ => {}
         }
+    }
+
+    /// Where following stops, if the events printed say so.
+    fn done(&self) -> Option<Ended> {
+        if self.until_answered && self.answered {
+            return Some(Ended::Answered);
+        }
+        self.ended().map(Ended::Final)
     }
 
     /// The final phase the session is in, if the log says it goes no further.
@@ -205,12 +241,15 @@ async fn follow_one(
                 *backoff = Duration::from_millis(250);
                 progress.saw(&e.event);
                 print_event(&e, format)?;
-                if let (true, Some(p)) = (live, progress.ended()) {
-                    return Ok(Ended::Final(p));
+                if let (true, Some(done)) = (live, progress.done()) {
+                    return Ok(done);
                 }
             }
             ServerToBrowser::Live(_) => {
                 live = true;
+                if let Some(Ended::Answered) = progress.done() {
+                    return Ok(Ended::Answered);
+                }
                 // Over by the log (or, following from a cursor past its last phase, by the
                 // session itself), and not about to start again.
                 let unknown = progress.phase.is_none() && !progress.message_after;

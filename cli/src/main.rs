@@ -68,7 +68,8 @@ enum Command {
     #[command(subcommand)]
     Sessions(Sessions),
     /// A session's events; `-f` follows them live until the session ends (exit 0 when it
-    /// Completed, 9 when it Failed or was Stopped), resuming after drops.
+    /// Completed, 9 when it Failed or was Stopped), resuming after drops; `-f --turn` only
+    /// until its agent has answered.
     Logs {
         /// The session.
         session: String,
@@ -78,6 +79,10 @@ enum Command {
         /// Print only the events after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// With `-f`: stop (exit 0) as soon as the agent has answered every message it was
+        /// sent, the session still running: `ambient send S "…" && ambient logs -f --turn S`.
+        #[arg(long, requires = "follow")]
+        turn: bool,
     },
     /// Sends a message to a session's agent (the next turn of its conversation).
     Send {
@@ -141,14 +146,19 @@ enum Projects {
 
 #[derive(Subcommand, Debug)]
 enum Sessions {
-    /// Lists the project's sessions, newest first.
+    /// Lists the project's sessions, newest first; AGENT says whether a running one works
+    /// or waits for you.
     List {
         /// Only those whose name, display name or prompt contains this.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "waiting")]
         search: Option<String>,
         /// Most sessions to list (1 to 100).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, conflicts_with = "waiting")]
         limit: u64,
+        /// Only the sessions waiting for a person (their agent answered and stays warm),
+        /// the one waiting longest first.
+        #[arg(long)]
+        waiting: bool,
     },
     /// Creates a session; prints its name alone (`S=$(ambient sessions create …)`), the
     /// branch its work goes to on standard error; `-o json` or `-o yaml` print the whole answer.
@@ -167,6 +177,14 @@ enum Sessions {
         /// Wall-time limit of a run, in seconds.
         #[arg(long)]
         timeout: Option<i64>,
+        /// Batch: the session completes once its agent has answered, instead of staying
+        /// running (its agent warm) for follow-ups until the inactivity timeout.
+        #[arg(long)]
+        batch: bool,
+        /// Seconds without activity before the session stops (0: never); default: the
+        /// project's.
+        #[arg(long)]
+        inactivity_timeout: Option<i64>,
     },
     /// Shows a session.
     Get {
@@ -281,19 +299,29 @@ async fn run(cli: Cli) -> Result<(), Error> {
             eprintln!("deleted project {n}");
             Ok(())
         }
-        Command::Sessions(Sessions::List { search, limit }) => {
-            let mut path = format!("{sessions}?limit={limit}");
+        Command::Sessions(Sessions::List {
+            search,
+            limit,
+            waiting,
+        }) => {
+            let mut path = if waiting {
+                format!("{sessions}?waiting=true")
+            } else {
+                format!("{sessions}?limit={limit}")
+            };
             if let Some(s) = search {
                 path.push_str(&format!("&search={}", encode(&s)));
             }
             let list: SessionList = client.get(&path).await?;
             output::print(format, &list, |l| {
-                let mut t = Table::new(&["NAME", "PHASE", "MODEL", "CREATED", "DISPLAY NAME"]);
+                let mut t =
+                    Table::new(&["NAME", "PHASE", "AGENT", "MODEL", "CREATED", "DISPLAY NAME"]);
                 for s in &l.items {
                     let s = SessionSummary::of(s);
                     t.row(vec![
                         s.name,
                         s.phase.to_string(),
+                        output::agent(s.agent_status).to_owned(),
                         s.model,
                         output::time(s.created_ms),
                         s.display_name,
@@ -308,6 +336,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             model,
             display_name,
             timeout,
+            batch,
+            inactivity_timeout,
         }) => {
             let repos = repos
                 .iter()
@@ -332,6 +362,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     ..Default::default()
                 }),
                 timeout,
+                inactivity_timeout,
+                stop_on_run_finished: batch.then_some(true),
                 repos,
                 ..Default::default()
             };
@@ -351,6 +383,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let mut t = Table::new(&["FIELD", "VALUE"]);
                 t.row(vec!["name".into(), s.name]);
                 t.row(vec!["phase".into(), s.phase.to_string()]);
+                if s.agent_status.is_some() {
+                    t.row(vec!["agent".into(), output::agent(s.agent_status).into()]);
+                }
                 t.row(vec!["model".into(), s.model]);
                 t.row(vec!["created".into(), output::time(s.created_ms)]);
                 if let Some(m) = s.message {
@@ -380,13 +415,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
             session,
             follow,
             after,
+            turn,
         } => {
+            let how = match (follow, turn) {
+                (false, _) => follow::Until::Now,
+                (true, false) => follow::Until::Ended,
+                (true, true) => follow::Until::Answered,
+            };
             follow::logs(
                 &client,
                 &project,
                 &name("session", &session)?,
                 after,
-                follow,
+                how,
                 format,
             )
             .await

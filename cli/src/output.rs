@@ -153,6 +153,15 @@ fn civil(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// A running session's agent, in a word: `working`, `waiting` (for a person), or nothing.
+pub fn agent(status: Option<model::session::AgentStatus>) -> &'static str {
+    match status {
+        Some(model::session::AgentStatus::Working) => "working",
+        Some(model::session::AgentStatus::Idle) => "waiting",
+        None => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ test('session page with ~1,000 events: bytes and time to first entry', async () 
   replies.push({ type: 'text', text: '## Done\n\nAll steps ran. `ok`\n\n```rust\nfn main() {}\n```' });
   await post(`http://127.0.0.1:${BENCH_MOCK_PORT}/_mock/replies`, replies);
   const base = `http://127.0.0.1:${BENCH_PORT}`;
-  const { name } = await post(`${base}/api/projects/default/agentic-sessions`, { initialPrompt: 'run the steps' }, auth());
+  const { name } = await post(`${base}/api/projects/default/agentic-sessions`, { initialPrompt: 'run the steps', stopOnRunFinished: true }, auth());
   const url = `${base}/projects/default/sessions/${name}`;
   await expect
     .poll(async () => (await (await fetch(`${base}/api/projects/default/agentic-sessions/${name}`, { headers: auth() })).json()).status?.phase, {

@@ -80,9 +80,12 @@ export async function newProject(port: number, prefix: string): Promise<string> 
   return name;
 }
 
-/** Starts a session through the REST API; returns its name. */
+/**
+ * Starts a session through the REST API; returns its name. A batch session (it completes
+ * once its agent has answered) unless the body says `stopOnRunFinished: false`.
+ */
 export async function newSession(port: number, project: string, body: Record<string, unknown>): Promise<string> {
-  const created = await api(port, 'POST', `/api/projects/${project}/agentic-sessions`, body);
+  const created = await api(port, 'POST', `/api/projects/${project}/agentic-sessions`, { stopOnRunFinished: true, ...body });
   return created.name;
 }
 

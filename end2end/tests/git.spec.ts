@@ -64,6 +64,7 @@ test('git delivery: the push and the pull request appear in the transcript', asy
     const row = page.locator('.repo-row');
     await row.getByLabel('URL').fill(`file://${bare}`);
     await row.getByLabel('push').check();
+    await page.getByLabel('Finish when the agent has answered').check();
     await page.getByRole('button', { name: 'Start session' }).click();
     await expect(page).toHaveURL(/sessions\/session-/);
     const session = page.url().split('/').pop()!;

@@ -50,7 +50,7 @@ test('a server restart during a session: the page says so, then recovers by itse
     const created = await fetch(`http://127.0.0.1:${RESTART_PORT}/api/projects/default/agentic-sessions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${installSecret(RESTART_PORT, dataDir)}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ initialPrompt: 'slow 60' }),
+      body: JSON.stringify({ initialPrompt: 'slow 60', stopOnRunFinished: true }),
     });
     expect(created.status).toBe(201);
     const session = (await created.json()).name;

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, expect, hydrated, signIn, workspace } from './fixtures';
+import { test, expect, api, hydrated, signIn, workspace } from './fixtures';
 import { NO_CREDENTIALS_PORT, PORT } from '../playwright.config';
 
 test('a session writes a file, streams live, and completes', async ({ page, consoleErrors }) => {
@@ -10,6 +10,7 @@ test('a session writes a file, streams live, and completes', async ({ page, cons
   await hydrated(page);
 
   await page.getByLabel('What should the agent do?').fill('Please create hello.txt slowly');
+  await page.getByLabel('Finish when the agent has answered').check();
   await page.getByRole('button', { name: 'Start session' }).click();
   await expect(page).toHaveURL(/\/projects\/default\/sessions\/session-[0-9a-f-]+$/);
   const session = page.url().split('/').pop()!;
@@ -48,5 +49,52 @@ test('a session without credentials fails fast with a clear error', async ({ pag
   expect(Date.now() - started).toBeLessThan(15_000);
   await expect(page.locator('.entry.error').first()).toContainText('No model credentials');
   await expect(page.locator('.entry.error').first()).toContainText('ANTHROPIC_API_KEY');
+  expect(consoleErrors).toEqual([]);
+});
+
+test('an interactive session waits for you, warm, and answers a follow-up at once', async ({ page, consoleErrors }) => {
+  await page.goto('/projects/default/new');
+  await hydrated(page);
+  await page.getByLabel('What should the agent do?').fill('say hello');
+  await page.getByRole('button', { name: 'Start session' }).click();
+  await expect(page).toHaveURL(/\/projects\/default\/sessions\/session-[0-9a-f-]+$/);
+  const session = page.url().split('/').pop()!;
+
+  // Answered: still Running, and the header says it is your turn.
+  const phase = page.locator('.session-header [data-phase]');
+  const agent = page.locator('.session-header [data-agent]');
+  await expect(page.locator('.entry.agent').last()).toContainText('You said: say hello', { timeout: 60_000 });
+  await expect(agent).toHaveAttribute('data-agent', 'waiting');
+  await expect(agent).toHaveText('Waiting for you');
+  await expect(phase).toHaveAttribute('data-phase', 'Running');
+
+  // The project page lists it first, under "Waiting for you".
+  const projectPage = await page.context().newPage();
+  await projectPage.goto('/projects/default');
+  await hydrated(projectPage);
+  const waiting = projectPage.getByRole('region', { name: 'Waiting for you' });
+  await expect(waiting.locator(`li[data-session="${session}"]`)).toBeVisible();
+  await expect(projectPage.locator(`tr[data-session="${session}"] [data-agent="waiting"]`)).toBeVisible();
+
+  // A follow-up: working, then answered by the same agent; never a second run.
+  const composer = page.getByLabel('Message to the agent');
+  await composer.fill('remember the word pineapple');
+  await composer.press('Enter');
+  await expect(page.locator('.entry.agent').last()).toContainText('You said: remember the word pineapple', { timeout: 30_000 });
+  await expect(agent).toHaveAttribute('data-agent', 'waiting');
+  await expect(phase).toHaveAttribute('data-phase', 'Running');
+  const exported = await api(PORT, 'GET', `/api/projects/default/agentic-sessions/${session}/export`);
+  const kinds: string[] = exported.events.map((e: { event: { type: string } }) => e.event.type);
+  expect(kinds.filter((k) => k === 'agent_started')).toHaveLength(1);
+  expect(kinds.filter((k) => k === 'turn_result')).toHaveLength(2);
+
+  // Stopped by you: the waiting list forgets it.
+  await page.locator('.session-header').getByRole('button', { name: 'Stop' }).click();
+  await expect(phase).toHaveAttribute('data-phase', 'Stopped', { timeout: 30_000 });
+  await expect(agent).toHaveCount(0);
+  await projectPage.reload();
+  await hydrated(projectPage);
+  await expect(projectPage.locator(`li[data-session="${session}"]`)).toHaveCount(0);
+  await projectPage.close();
   expect(consoleErrors).toEqual([]);
 });

@@ -40,7 +40,9 @@ pub struct CreateSessionRequest {
     /// Seconds without activity before the session stops. Default: the project's.
     #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub inactivity_timeout: Option<i64>,
-    /// Stop when a run finishes. Default: false.
+    /// Batch mode: the session completes once its agent has answered every message.
+    /// Default: false (interactive: it stays running, its agent warm, until the inactivity
+    /// timeout).
     #[serde(default)]
     pub stop_on_run_finished: Option<bool>,
     /// Repositories to clone.
@@ -325,7 +327,8 @@ pub fn mask_secret(key: &str, value: &str) -> String {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectSettingsBody {
-    /// Inactivity timeout of sessions that set none, in seconds (0 disables). Default: 24 h.
+    /// Inactivity timeout of sessions that set none, in seconds (0 disables). Default: the
+    /// platform's (30 minutes).
     #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub inactivity_timeout_seconds: Option<i64>,
     /// MCP servers of every session of the project.
@@ -416,6 +419,9 @@ pub struct SessionSummary {
     pub result: Option<crate::session::RunSummary>,
     /// How many times it was continued.
     pub restarts: i64,
+    /// What its agent does now, while it runs (see `status.agentStatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<crate::session::AgentStatus>,
 }
 
 impl SessionSummary {
@@ -445,6 +451,7 @@ impl SessionSummary {
                 .filter(|m| !m.is_empty()),
             result: status.result,
             restarts: status.sdk_restart_count.unwrap_or(0),
+            agent_status: status.agent_status,
             name,
         }
     }

@@ -9,8 +9,13 @@ use crate::session::McpServers;
 /// The only name a `ProjectSettings` object may have.
 pub const PROJECT_SETTINGS_NAME: &str = "projectsettings";
 
-/// Default inactivity timeout of a project's sessions: 24 hours.
-pub const DEFAULT_INACTIVITY_TIMEOUT_SECONDS: i64 = 86_400;
+/// Default inactivity timeout of sessions that neither they nor their project set: 30
+/// minutes. An idle interactive session keeps its agent process warm (about 220 MB) and a
+/// runner slot; past half an hour of silence that memory is worth more than the second a
+/// resumed conversation takes to start. (The original keeps 24 hours: its idle session is a
+/// pod that waits, not a warm agent.) The longest a single tool call of the agent can stay
+/// silent is the CLI's 10-minute Bash limit, so a working agent is not stopped by it.
+pub const DEFAULT_INACTIVITY_TIMEOUT_SECONDS: i64 = 1_800;
 
 /// Settings shared by every session of a project.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -38,7 +43,7 @@ pub struct ProjectSettingsSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<ProjectRepository>,
     /// Default inactivity timeout of the project's sessions in seconds; 0 disables.
-    /// Default: 86400 (24 h).
+    /// Default: the platform's (1800, 30 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub inactivity_timeout_seconds: Option<i64>,

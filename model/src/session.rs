@@ -56,11 +56,13 @@ pub struct AgenticSessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
     /// Seconds without any event before the session is stopped with reason `inactivity`;
-    /// 0 disables. Default: the project's setting, else 24 h.
+    /// 0 disables. Default: the project's setting, else the platform's (30 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub inactivity_timeout: Option<i64>,
-    /// Stop the session as soon as a run finishes (batch mode). Default: false.
+    /// Batch mode: the session ends (`Completed`) when its agent has answered every message,
+    /// instead of staying `Running` with its agent warm until the inactivity timeout.
+    /// Default: false (interactive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_on_run_finished: Option<bool>,
     /// Extra environment variables for the runner and the agent. Default: none.
@@ -248,6 +250,32 @@ pub struct AgenticSessionStatus {
     /// Standard Kubernetes conditions (`Ready`, `RunnerStarted`, `Failed` ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// What the agent of a running session does now, as its server sees its runner:
+    /// computed when the session is read through the API, never stored (like the
+    /// original's `agentStatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<AgentStatus>,
+}
+
+/// What the agent of a running session does now.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AgentStatus {
+    /// A turn is under way (or a message waits for one).
+    Working,
+    /// Every message has its answer: the session waits for a person, its agent warm.
+    Idle,
+}
+
+impl AgentStatus {
+    /// The status as written in `status.agentStatus`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Working => "working",
+            AgentStatus::Idle => "idle",
+        }
+    }
 }
 
 /// Lifecycle phase of a session.

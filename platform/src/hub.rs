@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
+use k8s_openapi::jiff::Timestamp;
 use model::protocol::{ServerToRunner, encode_event_frame};
+use model::session::{AgentStatus, SessionKey};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::log::{CommitListener, EventRow, LogId};
@@ -83,12 +85,36 @@ impl CommitListener for Fanout {
 
 /// A connected runner.
 struct Slot {
+    /// Its session.
+    key: SessionKey,
     conn: u64,
     superseded: Arc<tokio::sync::Notify>,
     generation: u64,
     tx: mpsc::UnboundedSender<ServerToRunner>,
     /// Told to finish: it gets no new work; what arrives now waits for the next run.
     finishing: bool,
+    /// Since when its agent has answered every message and waits for a person; `None`
+    /// while it works (or has not said yet).
+    idle_since: Option<Timestamp>,
+}
+
+/// What the agent behind a connected runner does, as the hub knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    /// A turn is under way, or a message waits for one.
+    Working,
+    /// Every message has its answer since this time; the agent waits, warm.
+    Idle(Timestamp),
+}
+
+impl AgentState {
+    /// The API's word for it.
+    pub fn status(self) -> AgentStatus {
+        match self {
+            AgentState::Working => AgentStatus::Working,
+            AgentState::Idle(_) => AgentStatus::Idle,
+        }
+    }
 }
 
 /// Connected runners, by session (log).
@@ -109,6 +135,7 @@ impl Runners {
     /// copy of the token cannot push the real runner out.
     pub fn register(
         &self,
+        key: SessionKey,
         session: LogId,
         generation: u64,
         tx: mpsc::UnboundedSender<ServerToRunner>,
@@ -128,11 +155,13 @@ impl Runners {
         let old = slots.insert(
             session,
             Slot {
+                key,
                 conn,
                 superseded,
                 generation,
                 tx,
                 finishing: false,
+                idle_since: None,
             },
         );
         if let Some(old) = old {
@@ -161,12 +190,46 @@ impl Runners {
             .is_some_and(|s| s.generation == generation)
     }
 
-    /// Sends to the session's runner if it is connected and still takes work.
+    /// Sends to the session's runner if it is connected and still takes work. A user
+    /// message sets its agent working.
     pub fn send(&self, session: LogId, msg: ServerToRunner) -> bool {
-        match self.slots().get(&session) {
-            Some(slot) if !slot.finishing => slot.tx.send(msg).is_ok(),
+        match self.slots().get_mut(&session) {
+            Some(slot) if !slot.finishing => {
+                if matches!(msg, ServerToRunner::UserMessage(_)) {
+                    slot.idle_since = None;
+                }
+                slot.tx.send(msg).is_ok()
+            }
             _ => false,
         }
+    }
+
+    /// Notes that the agent of connection `conn` has answered every message: it waits for a
+    /// person (the time it started waiting is kept across repeated reports).
+    pub fn idle(&self, session: LogId, conn: u64) {
+        if let Some(slot) = self.slots().get_mut(&session).filter(|s| s.conn == conn) {
+            slot.idle_since.get_or_insert_with(Timestamp::now);
+        }
+    }
+
+    /// What the agents of a project's connected runners do, by session name.
+    pub fn agent_states(&self, project: &str) -> HashMap<String, AgentState> {
+        self.slots()
+            .values()
+            .filter(|s| s.key.project == project && !s.finishing)
+            .map(|s| {
+                let state = s.idle_since.map_or(AgentState::Working, AgentState::Idle);
+                (s.key.name.clone(), state)
+            })
+            .collect()
+    }
+
+    /// What the agent of a session does, if its runner is connected.
+    pub fn agent_state(&self, session: LogId) -> Option<AgentState> {
+        self.slots()
+            .get(&session)
+            .filter(|s| !s.finishing)
+            .map(|s| s.idle_since.map_or(AgentState::Working, AgentState::Idle))
     }
 
     /// Tells the runner to finish: it gets no more work.

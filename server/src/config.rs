@@ -54,7 +54,7 @@ pub struct Config {
     #[arg(
         long,
         env = "AMBIENT_INACTIVITY_TIMEOUT_SECS",
-        default_value_t = 86_400
+        default_value_t = model::project_settings::DEFAULT_INACTIVITY_TIMEOUT_SECONDS
     )]
     pub inactivity_timeout_secs: i64,
     /// Run sessions with the in-process local driver (child processes). Turn off when an

@@ -70,6 +70,8 @@ pub struct Form {
     pub timeout: String,
     /// Inactivity timeout in seconds (blank: the project's default).
     pub inactivity: String,
+    /// Batch: the session completes once the agent has answered.
+    pub batch: bool,
 }
 
 impl Form {
@@ -101,6 +103,7 @@ impl Form {
                 .collect::<BTreeMap<_, _>>(),
             timeout: validate::seconds_text("timeout", &self.timeout)?,
             inactivity_timeout: validate::seconds_text("inactivityTimeout", &self.inactivity)?,
+            stop_on_run_finished: self.batch.then_some(true),
             ..Default::default()
         };
         validate::create_session(&req, models)?;
@@ -126,6 +129,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let envs: RwSignal<Vec<EnvRow>> = RwSignal::new(Vec::new());
     let timeout = RwSignal::new(String::new());
     let inactivity = RwSignal::new(String::new());
+    let batch = RwSignal::new(false);
     let next_id = StoredValue::new(0usize);
     let submitted = RwSignal::new(false);
     let id = move || {
@@ -170,6 +174,7 @@ pub fn NewSessionPage() -> impl IntoView {
             .collect(),
         timeout: timeout.get_untracked(),
         inactivity: inactivity.get_untracked(),
+        batch: batch.get_untracked(),
     };
 
     let create = Action::new(move |req: &CreateSessionRequest| {
@@ -243,6 +248,13 @@ pub fn NewSessionPage() -> impl IntoView {
                         }
                     })}
                 </Suspense>
+            </div>
+            <div class="field check">
+                <label>
+                    <input type="checkbox" prop:checked=batch on:change=move |ev| batch.set(event_target_checked(&ev))/>
+                    " Finish when the agent has answered"
+                </label>
+                <p class="muted hint">"Otherwise the session stays running, its agent ready for your next message, until it has been idle for the inactivity timeout."</p>
             </div>
 
             <details class="advanced">
@@ -383,6 +395,7 @@ mod tests {
             env: vec![(" LOG_LEVEL".into(), "debug".into())],
             timeout: "600".into(),
             inactivity: "0".into(),
+            batch: true,
             ..form()
         };
         let req = f.request(&models).unwrap();
@@ -393,6 +406,7 @@ mod tests {
         );
         assert_eq!(req.environment_variables["LOG_LEVEL"], "debug");
         assert_eq!((req.timeout, req.inactivity_timeout), (Some(600), Some(0)));
+        assert_eq!(req.stop_on_run_finished, Some(true));
         assert_eq!(
             req.llm_settings.unwrap().model.as_deref(),
             Some("claude-sonnet-4-6")
@@ -400,6 +414,8 @@ mod tests {
         // Blank optional fields are left to the server's defaults.
         let plain = form().request(&models).unwrap();
         assert_eq!((plain.timeout, plain.llm_settings), (None, None));
+        // Interactive unless asked: the server's default, not a `false` of the form's.
+        assert_eq!(plain.stop_on_run_finished, None);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use model::api::{Role, SessionSummaries, SessionSummary};
+use model::session::AgentStatus;
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, action_error, use_now};
@@ -36,6 +37,17 @@ pub async fn list_sessions(
     let (services, caller) = crate::ssr::context().await?;
     let list = services
         .list_sessions(&caller, &project, search, Some(offset), Some(PAGE))
+        .await
+        .map_err(crate::ssr::refusal)?;
+    Ok(SessionSummaries::from(&list))
+}
+
+/// The project's sessions waiting for a person, the one waiting longest first.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn waiting_sessions(project: String) -> Result<SessionSummaries, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    let list = services
+        .waiting_sessions(&caller, &project)
         .await
         .map_err(crate::ssr::refusal)?;
     Ok(SessionSummaries::from(&list))
@@ -93,6 +105,10 @@ pub fn ProjectPage() -> impl IntoView {
     let sessions = Resource::new(
         move || (project.get(), search.get(), offset.get(), refresh.get()),
         |(p, s, o, _)| list_sessions(p, (!s.trim().is_empty()).then_some(s), o),
+    );
+    let waiting = Resource::new(
+        move || (project.get(), refresh.get()),
+        |(p, _)| waiting_sessions(p),
     );
     // Phases change on their own: refresh often while something runs, rarely otherwise.
     let any_active = RwSignal::new(false);
@@ -165,6 +181,24 @@ pub fn ProjectPage() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let p = project.get_untracked();
+                waiting.await.ok().filter(|w| !w.items.is_empty()).map(|w| view! {
+                    <section class="panel waiting" aria-label="Waiting for you">
+                        <h2>"Waiting for you"</h2>
+                        <ul class="waiting-list">
+                            {w.items.into_iter().map(|s| view! {
+                                <li data-session=s.name.clone()>
+                                    <a href=format!("/projects/{p}/sessions/{}", s.name)>{s.display_name.clone()}</a>
+                                    <span class="muted">" answered; your turn"</span>
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                    </section>
+                })
+            })}
+        </Transition>
         <section class="panel">
             <div class="toolbar">
                 <input type="search" class="search" placeholder="Search sessions (name, prompt)" aria-label="Search sessions"
@@ -247,7 +281,12 @@ fn SessionRow(
     view! {
         <tr data-session=s.name.clone()>
             <td><a href=href>{s.display_name.clone()}</a></td>
-            <td><PhaseBadge phase=Signal::stored(s.phase)/></td>
+            <td>
+                <PhaseBadge phase=Signal::stored(s.phase)/>
+                {(s.agent_status == Some(AgentStatus::Idle)).then(|| view! {
+                    " " <span class="agent-state agent-waiting" data-agent="waiting">"waiting for you"</span>
+                })}
+            </td>
             <td class="muted">{s.model.clone()}</td>
             <td class="muted">{move || now.get().map(|n| time::ago(n, created)).unwrap_or_default()}</td>
             <td class="muted">

@@ -167,6 +167,10 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let busy = Signal::derive(move || {
         transcript.with(Transcript::agent_busy) && !phase.get().is_terminal()
     });
+    // A running session's agent either works or, having answered, waits (warm) for a person.
+    let agent = Signal::derive(move || {
+        (phase.get() == Phase::Running).then(|| if busy.get() { "working" } else { "waiting" })
+    });
 
     #[cfg(feature = "hydrate")]
     let live = crate::live::connect(project.clone(), name.clone(), transcript);
@@ -218,6 +222,11 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             <DisplayName title project=project.clone() name=name.clone() editable=can_edit/>
             <div class="meta">
                 <PhaseBadge phase/>
+                {move || agent.get().map(|a| view! {
+                    <span class=format!("agent-state agent-{a}") data-agent=a role="status">
+                        {if a == "working" { "Working" } else { "Waiting for you" }}
+                    </span>
+                })}
                 <span class="muted" title="Model">{summary.model.clone()}</span>
                 <RunTimes started ended/>
                 <span class=move || format!("conn conn-{}", status.get().as_str()) data-conn=move || status.get().as_str() role="status">

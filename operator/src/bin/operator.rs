@@ -64,7 +64,7 @@ struct Config {
     default_model: String,
     /// Seconds without activity after which a session is stopped, when neither it nor its
     /// project says otherwise (0: never).
-    #[arg(long, env = "AMBIENT_INACTIVITY_TIMEOUT", default_value_t = 86_400,
+    #[arg(long, env = "AMBIENT_INACTIVITY_TIMEOUT", default_value_t = model::project_settings::DEFAULT_INACTIVITY_TIMEOUT_SECONDS,
         value_parser = clap::value_parser!(i64).range(0..=2_592_000))]
     inactivity_timeout: i64,
     /// The ServiceAccount of runner pods (made in every project; no token mounted).

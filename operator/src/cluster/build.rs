@@ -114,7 +114,7 @@ impl Default for ClusterConfig {
             requests: ("500m".into(), "512Mi".into()),
             limits: ("2".into(), "8Gi".into()),
             default_model: "claude-sonnet-4-6".into(),
-            default_inactivity_timeout: 86_400,
+            default_inactivity_timeout: model::project_settings::DEFAULT_INACTIVITY_TIMEOUT_SECONDS,
             runner_service_account: "ambient-runner".into(),
             stop_grace_seconds: 30,
             runner_uid: Some(RUNNER_UID),

@@ -168,13 +168,14 @@ impl Services {
     }
 
     /// Gives the session's runner the user messages after `handled_through`; with none
-    /// waiting, an idle runner (`idle_conn`) is told to finish.
+    /// waiting, an idle runner (`idle`) is told to finish if its session is a batch one, and
+    /// otherwise waits, its agent warm, for a person.
     async fn deliver(
         &self,
         log: LogId,
         generation: u64,
         handled_through: u64,
-        idle_conn: Option<u64>,
+        idle: Option<Idle>,
     ) -> Result<(), ApiError> {
         let _guard = self.runners.lock(log).await;
         let handled_through = self
@@ -182,8 +183,14 @@ impl Services {
             .set_handled_through(log, generation, handled_through)
             .await?;
         let pending = self.log.pending_messages(log, handled_through).await?;
-        if let (true, Some(conn)) = (pending.is_empty(), idle_conn) {
-            self.runners.finish(log, conn);
+        match idle {
+            Some(Idle { conn, batch: true }) if pending.is_empty() => {
+                self.runners.finish(log, conn);
+            }
+            Some(Idle { conn, batch: false }) if pending.is_empty() => {
+                self.runners.idle(log, conn);
+            }
+            _ => {}
         }
         for (seq, m) in pending {
             self.runners.send(
@@ -208,15 +215,25 @@ impl Services {
         self.deliver(log, generation, handled_through, None).await
     }
 
-    /// A runner's agent is idle: gives it what is waiting, or tells it to finish.
+    /// A runner's agent is idle: gives it what is waiting; with nothing waiting, tells it to
+    /// finish if its session is a batch one (`batch`: `spec.stopOnRunFinished` as the run
+    /// was admitted), and otherwise lets it wait for a person.
     pub async fn runner_idle(
         &self,
         log: LogId,
         generation: u64,
         conn: u64,
         handled_through: u64,
+        batch: bool,
     ) -> Result<(), ApiError> {
-        self.deliver(log, generation, handled_through, Some(conn))
+        self.deliver(log, generation, handled_through, Some(Idle { conn, batch }))
             .await
     }
+}
+
+/// A runner that said its agent is idle.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    conn: u64,
+    batch: bool,
 }

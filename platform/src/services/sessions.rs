@@ -10,7 +10,7 @@ use model::api::{
     UpdateSessionRequest, auto_branch,
 };
 use model::protocol::{SessionEvent, UserMessage};
-use model::session::SessionKey;
+use model::session::{AgentStatus, SessionKey};
 use model::session::{AgenticSessionSpec, LlmSettings, UserContext};
 use model::validate::{self, Invalid};
 use model::{AgenticSession, protocol};
@@ -18,6 +18,7 @@ use model::{AgenticSession, protocol};
 use super::{Services, uid_of, with_activity};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
+use crate::hub::AgentState;
 use crate::records::{Page, update_session};
 
 /// Largest page of a list.
@@ -332,6 +333,8 @@ impl Services {
             .last_activity(vec![uid_of(&session).to_owned()])
             .await?;
         with_activity(&mut session, activity.values().next().copied());
+        let live = self.runners.agent_states(&key.project);
+        with_agent_status(&mut session, &live);
         Ok(session)
     }
 
@@ -350,11 +353,54 @@ impl Services {
         let mut list = self.records.list_sessions(caller, project, &page).await?;
         let uids = list.items.iter().map(|s| uid_of(s).to_owned()).collect();
         let activity = self.log.last_activity(uids).await?;
+        let live = self.runners.agent_states(project);
         for s in &mut list.items {
             let at = activity.get(uid_of(s)).copied();
             with_activity(s, at);
+            with_agent_status(s, &live);
         }
         Ok(list)
+    }
+
+    /// The project's sessions whose agent waits for a person (it answered every message and
+    /// stays warm), the one waiting longest first. As many as run at once: no page.
+    pub async fn waiting_sessions(
+        &self,
+        caller: &Caller,
+        project: &str,
+    ) -> Result<SessionList, ApiError> {
+        self.require(caller, project, Role::View).await?;
+        self.records.get_project(caller, project).await?;
+        let mut waiting: Vec<(Timestamp, String)> = self
+            .runners
+            .agent_states(project)
+            .into_iter()
+            .filter_map(|(name, state)| match state {
+                AgentState::Idle(since) => Some((since, name)),
+                AgentState::Working => None,
+            })
+            .collect();
+        waiting.sort();
+        let mut items = Vec::with_capacity(waiting.len());
+        for (_, name) in waiting {
+            match self
+                .get_session(caller, &SessionKey::new(project, name))
+                .await
+            {
+                // Still waiting once read (a message may have arrived meanwhile).
+                Ok(s) if waits_for_a_person(&s) => items.push(s),
+                Ok(_) | Err(ApiError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let count = items.len() as u64;
+        Ok(SessionList {
+            items,
+            total_count: count,
+            offset: 0,
+            limit: count,
+            has_more: false,
+        })
     }
 
     /// The last events of a session's log before `before` (its latest, without), at most
@@ -432,6 +478,28 @@ pub fn display_name_from_prompt(prompt: &str) -> String {
 
 fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!map.is_empty()).then_some(map)
+}
+
+/// Sets `status.agentStatus` of a running session whose runner this server holds.
+fn with_agent_status(
+    session: &mut AgenticSession,
+    live: &std::collections::HashMap<String, AgentState>,
+) {
+    if session.phase() != model::Phase::Running {
+        return;
+    }
+    let name = session.metadata.name.as_deref().unwrap_or_default();
+    if let Some(state) = live.get(name) {
+        session
+            .status
+            .get_or_insert_with(Default::default)
+            .agent_status = Some(state.status());
+    }
+}
+
+/// Whether a session, as read, waits for a person.
+fn waits_for_a_person(session: &AgenticSession) -> bool {
+    session.status.as_ref().and_then(|s| s.agent_status) == Some(AgentStatus::Idle)
 }
 
 #[cfg(test)]

@@ -10,20 +10,47 @@ use model::api::{
 };
 
 use super::extract::{ApiJson, ApiQuery};
-use super::projects::ListQuery;
 use model::session::SessionKey;
 use platform::{ApiError, Caller, Services};
+use serde::Deserialize;
 
-/// Lists a project's sessions, newest first; `search` looks in name, display name and prompt.
+/// Paging and search of the session list, or the sessions waiting for a person.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionListQuery {
+    /// Case-insensitive text to look for.
+    pub search: Option<String>,
+    /// Items to skip. Default 0.
+    pub offset: Option<u64>,
+    /// Page size, 1–100. Default 20.
+    pub limit: Option<u64>,
+    /// Only the running sessions whose agent answered every message and waits for a person,
+    /// the one waiting longest first (all of them: no paging, no search).
+    pub waiting: Option<bool>,
+}
+
+/// Lists a project's sessions, newest first; `search` looks in name, display name and
+/// prompt. With `waiting=true`, the sessions waiting for a person instead.
 #[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions", tag = "sessions",
-    params(("project" = String, Path), ListQuery),
+    params(("project" = String, Path), SessionListQuery),
     responses((status = 200, body = SessionList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(s): State<Services>,
     c: Caller,
     Path(project): Path<String>,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<SessionListQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
+    if q.waiting == Some(true) {
+        if q.search.is_some() || q.offset.is_some() || q.limit.is_some() {
+            return Err(model::validate::Invalid::new(
+                "waiting",
+                "lists every waiting session: it takes no search, offset or limit",
+            )
+            .into());
+        }
+        return Ok(Json(s.waiting_sessions(&c, &project).await?));
+    }
     Ok(Json(
         s.list_sessions(&c, &project, q.search, q.offset, q.limit)
             .await?,

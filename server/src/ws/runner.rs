@@ -132,11 +132,13 @@ impl RunnerEndpoint {
         let (log, current) = (admitted.live.log, admitted.generation());
         let (out, mut out_rx) = mpsc::unbounded_channel();
         let superseded = Arc::new(Notify::new());
-        let Some(conn) =
-            self.services
-                .runners
-                .register(log, current, out.clone(), superseded.clone())
-        else {
+        let Some(conn) = self.services.runners.register(
+            self.key.clone(),
+            log,
+            current,
+            out.clone(),
+            superseded.clone(),
+        ) else {
             return End::Close(
                 close::ALREADY_CONNECTED,
                 "this run's runner is connected already".into(),
@@ -238,8 +240,15 @@ impl RunnerEndpoint {
                 Ok(next)
             }
             RunnerToServer::Idle(idle) => {
+                let batch = reg.run.live.record.session.spec.stop_on_run_finished == Some(true);
                 self.services
-                    .runner_idle(reg.log, reg.generation, reg.conn, idle.handled_through)
+                    .runner_idle(
+                        reg.log,
+                        reg.generation,
+                        reg.conn,
+                        idle.handled_through,
+                        batch,
+                    )
                     .await
                     .map_err(End::internal)?;
                 Ok(None)

@@ -252,7 +252,7 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         async move {
             let resp = alice
                 .post(at)
-                .json(&json!({"initialPrompt": prompt}))
+                .json(&json!({"stopOnRunFinished": true, "initialPrompt": prompt}))
                 .send()
                 .await
                 .unwrap();

@@ -236,10 +236,11 @@ async fn inactivity_and_timeout_stop_sessions_with_their_reason() {
     // Silent for longer than its inactivity timeout: a sleeping command emits nothing. (Claude
     // Code refuses a bare long `sleep`, so the command starts with an echo.)
     let idle =
-        create(json!({"initialPrompt": "run: echo started; sleep 120", "inactivityTimeout": 2}))
+        create(json!({"stopOnRunFinished": true, "initialPrompt": "run: echo started; sleep 120", "inactivityTimeout": 2}))
             .await;
     // Busy (text streams all the time) but past its timeout.
-    let long = create(json!({"initialPrompt": "slow 400", "timeout": 3})).await;
+    let long =
+        create(json!({"stopOnRunFinished": true, "initialPrompt": "slow 400", "timeout": 3})).await;
     s.wait_phase(&idle, &["Stopped"], Duration::from_secs(40))
         .await;
     s.wait_phase(&long, &["Stopped"], Duration::from_secs(40))

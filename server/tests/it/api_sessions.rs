@@ -15,6 +15,7 @@ async fn create_get_list_search_page() {
         "POST",
         SESSIONS,
         Some(json!({
+            "stopOnRunFinished": true,
             "initialPrompt": "hello world",
             "displayName": "Greeting",
             "llmSettings": {"model": "claude-opus-4-6"},
@@ -201,7 +202,7 @@ async fn create_refuses_bad_input() {
             &s,
             "POST",
             "/api/projects/nope/agentic-sessions",
-            Some(json!({"initialPrompt": "x"})),
+            Some(json!({"stopOnRunFinished": true, "initialPrompt": "x"})),
         )
         .await,
         404,
@@ -213,7 +214,7 @@ async fn create_refuses_bad_input() {
             &s,
             "POST",
             "/api/projects/Bad_Project/agentic-sessions",
-            Some(json!({"initialPrompt": "x"})),
+            Some(json!({"stopOnRunFinished": true, "initialPrompt": "x"})),
         )
         .await,
         400,
@@ -231,7 +232,7 @@ async fn create_refuses_bad_input() {
     let resp = s
         .http
         .post(s.url(SESSIONS))
-        .json(&json!({"initialPrompt": "x".repeat(1_100_000)}))
+        .json(&json!({"stopOnRunFinished": true, "initialPrompt": "x".repeat(1_100_000)}))
         .send()
         .await
         .unwrap();

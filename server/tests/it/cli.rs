@@ -98,7 +98,11 @@ async fn the_cli_runs_a_whole_session_and_says_what_failed_by_its_exit_code() {
 
     // create → logs -f until Completed (exit 0). In table output create prints the name
     // alone, as `S=$(ambient sessions create …)` needs.
-    let out = run(&config, &["sessions", "create", "create hello.txt"]).await;
+    let out = run(
+        &config,
+        &["sessions", "create", "--batch", "create hello.txt"],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out));
     let name = String::from_utf8(out.stdout.clone()).unwrap();
     let name = name

@@ -112,7 +112,7 @@ async fn a_session_runs_through_the_cluster_and_its_viewer_sees_every_event() {
     let resp = server
         .http
         .post(server.url(&format!("/api/projects/{project}/agentic-sessions")))
-        .json(&json!({"initialPrompt": "say hello"}))
+        .json(&json!({"stopOnRunFinished": true, "initialPrompt": "say hello"}))
         .send()
         .await
         .unwrap();
@@ -486,12 +486,18 @@ impl Cluster {
         ))
     }
 
+    /// Creates a batch session (it completes once its agent has answered).
     async fn create(&self, prompt: &str) -> String {
+        self.create_with(json!({"stopOnRunFinished": true, "initialPrompt": prompt}))
+            .await
+    }
+
+    async fn create_with(&self, body: serde_json::Value) -> String {
         let resp = self
             .server
             .http
             .post(self.path(""))
-            .json(&json!({"initialPrompt": prompt}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -660,6 +666,82 @@ async fn a_session_runs_in_a_pod_and_continues_in_a_second_one() {
     c.finish().await;
 }
 
+/// An interactive session (the default) keeps its agent warm in its pod between turns: the
+/// first answer leaves it Running and waiting for a person, a follow-up is answered by the
+/// same agent in the same pod (no second Job, no resumed conversation), and a stop ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let c = Cluster::start("k8s-warm", Some(&mock.url())).await;
+    let name = c
+        .create_with(json!({"initialPrompt": "Please create hello.txt"}))
+        .await;
+    let mut viewer = c.viewer(&name, 0).await;
+    let answered =
+        |e: &model::protocol::StoredEvent| matches!(e.event, SessionEvent::TurnResult(_));
+    let first = viewer.events_until(Duration::from_secs(90), answered).await;
+    let waiting = until("the agent waiting for a person", || {
+        let http = c.server.http.clone();
+        let url = c.path(&format!("/{name}"));
+        async move {
+            let s: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            (s["status"]["agentStatus"] == "idle").then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(waiting["status"]["phase"], "Running", "{waiting}");
+    let pod = c.running_pod(&name).await;
+
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/messages")))
+        .json(&json!({"text": "recall"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let more = viewer.events_until(Duration::from_secs(60), answered).await;
+    assert!(
+        more.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("I remember: Please create hello.txt"))),
+        "{more:?}"
+    );
+    let all: Vec<_> = first.iter().chain(&more).cloned().collect();
+    gap_free(&all);
+    let started = all
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::AgentStarted(_)))
+        .count();
+    assert_eq!(started, 1, "one agent for both turns: {all:?}");
+    assert!(
+        !all.iter()
+            .any(|e| is_phase(e, &["Completed", "Stopped", "Failed"]))
+    );
+    assert_eq!(c.running_pod(&name).await, pod, "the same pod answered");
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), &c.project);
+    assert!(jobs.get_opt(&job_name(&name, 2)).await.unwrap().is_none());
+
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/stop")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let end = viewer
+        .events_until(Duration::from_secs(90), |e| {
+            is_phase(e, &["Stopped", "Failed", "Completed"])
+        })
+        .await;
+    assert!(is_phase(end.last().unwrap(), &["Stopped"]), "{end:?}");
+    assert_eq!(
+        c.session(&name).await.status.unwrap().stopped_reason,
+        Some(model::session::StoppedReason::User)
+    );
+    c.finish().await;
+}
+
 /// Waits until the viewer has seen some of the agent's streamed text.
 async fn until_streaming(viewer: &mut crate::common::Viewer) -> Vec<model::protocol::StoredEvent> {
     viewer
@@ -736,7 +818,7 @@ async fn killed_oom_and_unconfigured_runners_fail_with_their_reasons() {
         .server
         .http
         .post(c.path(""))
-        .json(&json!({"initialPrompt": "slow 400", "timeout": 3}))
+        .json(&json!({"stopOnRunFinished": true, "initialPrompt": "slow 400", "timeout": 3}))
         .send()
         .await
         .unwrap();
@@ -916,7 +998,7 @@ async fn a_session_applied_with_kubectl_runs_and_its_deletion_removes_everything
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: applied\n  namespace: {}\nspec:\n  initialPrompt: Please create hello.txt\n",
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: applied\n  namespace: {}\nspec:\n  stopOnRunFinished: true\n  initialPrompt: Please create hello.txt\n",
             c.project
         ),
     )
@@ -1162,6 +1244,7 @@ async fn agent_in_a_pod(containers: bool) {
         .http
         .post(c.path(""))
         .json(&json!({
+            "stopOnRunFinished": true,
             "initialPrompt": format!("run: {command}"),
             "repos": [{"url": app, "autoPush": true, "provider": "github"}],
         }))

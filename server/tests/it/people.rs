@@ -201,7 +201,7 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
         bob.get(url("")).send().await.unwrap(),
         bob.get(url("/agentic-sessions")).send().await.unwrap(),
         bob.post(url("/agentic-sessions"))
-            .json(&json!({"initialPrompt": "mine now"}))
+            .json(&json!({"stopOnRunFinished": true, "initialPrompt": "mine now"}))
             .send()
             .await
             .unwrap(),
@@ -223,7 +223,7 @@ async fn people_get_what_their_roles_in_the_cluster_allow() {
     let (status, session) = status_and_body(
         alice
             .post(url("/agentic-sessions"))
-            .json(&json!({"initialPrompt": "hello from alice"}))
+            .json(&json!({"stopOnRunFinished": true, "initialPrompt": "hello from alice"}))
             .send()
             .await
             .unwrap(),
@@ -474,7 +474,7 @@ async fn a_group_in_group_access_grants_its_members_and_removing_it_revokes() {
     assert_eq!(role_of_dave().await, Some(None));
     let create = || {
         dave.post(c.server.url(&format!("/api/projects/{p}/agentic-sessions")))
-            .json(&json!({"initialPrompt": "from the group"}))
+            .json(&json!({"stopOnRunFinished": true, "initialPrompt": "from the group"}))
             .send()
     };
     assert_eq!(create().await.unwrap().status(), 403);
@@ -779,7 +779,7 @@ async fn an_admins_keys_are_service_account_tokens_revoked_at_once() {
     assert_eq!(ci.get(url("/agentic-sessions")).code().await, 200);
     let resp = ci
         .post(url("/agentic-sessions"))
-        .json(&json!({"initialPrompt": "no"}))
+        .json(&json!({"stopOnRunFinished": true, "initialPrompt": "no"}))
         .send()
         .await
         .unwrap();

@@ -82,7 +82,7 @@ async fn each_role_does_what_it_may_and_is_told_what_it_may_not() {
             &s,
             "POST",
             "/api/projects/alpha/agentic-sessions",
-            Some(json!({"initialPrompt": "slow 300"})),
+            Some(json!({"stopOnRunFinished": true, "initialPrompt": "slow 300"})),
         )
         .await;
         assert_eq!(st, 201, "{body}");
@@ -153,7 +153,7 @@ async fn each_role_does_what_it_may_and_is_told_what_it_may_not() {
         (
             "POST",
             "/api/projects/alpha/agentic-sessions".to_owned(),
-            Some(json!({"initialPrompt": "x"})),
+            Some(json!({"stopOnRunFinished": true, "initialPrompt": "x"})),
         ),
         (
             "POST",
@@ -369,7 +369,7 @@ async fn a_revoked_or_expired_key_is_refused_at_once_and_so_is_its_browser() {
         reqwest::Method::POST,
         "/api/projects/default/agentic-sessions",
     )
-    .json(&json!({"initialPrompt": "x"}))
+    .json(&json!({"stopOnRunFinished": true, "initialPrompt": "x"}))
     .send()
     .await
     .unwrap();
@@ -687,19 +687,19 @@ async fn a_project_key_gets_none_of_the_owners_own_identities() {
     let sessions = "/api/projects/default/agentic-sessions";
     for (body, field) in [
         (
-            json!({"initialPrompt": "x", "repos": [{"url": "file:///root/.ssh"}]}),
+            json!({"stopOnRunFinished": true, "initialPrompt": "x", "repos": [{"url": "file:///root/.ssh"}]}),
             "repos[0].url",
         ),
         (
-            json!({"initialPrompt": "x", "repos": [{"url": "https://example.com/o/r.git"}, {"url": "git@github.com:owner/private.git"}]}),
+            json!({"stopOnRunFinished": true, "initialPrompt": "x", "repos": [{"url": "https://example.com/o/r.git"}, {"url": "git@github.com:owner/private.git"}]}),
             "repos[1].url",
         ),
         (
-            json!({"initialPrompt": "x", "repos": [{"url": "ssh://git@host/o/r.git"}]}),
+            json!({"stopOnRunFinished": true, "initialPrompt": "x", "repos": [{"url": "ssh://git@host/o/r.git"}]}),
             "repos[0].url",
         ),
         (
-            json!({"initialPrompt": "x", "activeWorkflow": {"gitUrl": "file:///etc"}}),
+            json!({"stopOnRunFinished": true, "initialPrompt": "x", "activeWorkflow": {"gitUrl": "file:///etc"}}),
             "activeWorkflow.gitUrl",
         ),
     ] {
@@ -716,9 +716,9 @@ async fn a_project_key_gets_none_of_the_owners_own_identities() {
         json!([]),
         "a refused session was stored: {list}"
     );
-    let https = json!({"initialPrompt": "x", "repos": [{"url": "https://example.com/o/r.git"}]});
+    let https = json!({"stopOnRunFinished": true, "initialPrompt": "x", "repos": [{"url": "https://example.com/o/r.git"}]});
     assert_eq!(call(&edit, "POST", sessions, Some(https)).await.0, 201);
-    let owners = json!({"initialPrompt": "x", "repos": [{"url": "file:///srv/repos/app.git"}]});
+    let owners = json!({"stopOnRunFinished": true, "initialPrompt": "x", "repos": [{"url": "file:///srv/repos/app.git"}]});
     assert_eq!(call(&s, "POST", sessions, Some(owners)).await.0, 201);
     s.stop().await;
 }

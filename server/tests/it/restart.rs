@@ -149,7 +149,7 @@ async fn create(c: &Client, prompt: &str) -> String {
             "http://127.0.0.1:{}/api/projects/default/agentic-sessions",
             c.port
         ))
-        .json(&json!({ "initialPrompt": prompt }))
+        .json(&json!({ "stopOnRunFinished": true, "initialPrompt": prompt }))
         .send()
         .await
         .unwrap();

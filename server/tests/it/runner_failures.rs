@@ -80,7 +80,7 @@ async fn model_api_errors_are_explained() {
     ] {
         let (errors, ready, code) = failure(
             &s,
-            json!({"initialPrompt": format!("fail {status}"), "environmentVariables": env}),
+            json!({"stopOnRunFinished": true, "initialPrompt": format!("fail {status}"), "environmentVariables": env}),
         )
         .await;
         assert_eq!(errors.len(), 1, "{errors:?}");
@@ -100,7 +100,7 @@ async fn reaching_max_turns_is_explained() {
     let (s, _mock) = with_mock(dir.path()).await;
     let (errors, ready, code) = failure(
         &s,
-        json!({"initialPrompt": "loop", "environmentVariables": {"MAX_TURNS": "2"}}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "loop", "environmentVariables": {"MAX_TURNS": "2"}}),
     )
     .await;
     assert_eq!(errors[0].0, "max_turns", "{errors:?}");
@@ -113,7 +113,7 @@ async fn reaching_max_turns_is_explained() {
     // A bad value is a configuration error: one line, prerequisite failure.
     let (_, ready, _) = failure(
         &s,
-        json!({"initialPrompt": "hi", "environmentVariables": {"MAX_TURNS": "many"}}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "hi", "environmentVariables": {"MAX_TURNS": "many"}}),
     )
     .await;
     assert_eq!(ready, "PrerequisiteFailed");
@@ -141,7 +141,7 @@ async fn a_clone_failure_names_the_repository() {
     let (s, _mock) = with_mock(dir.path()).await;
     let (errors, ready, code) = failure(
         &s,
-        json!({"initialPrompt": "hi", "repos": [{"url": "file:///nonexistent/acme/gone.git"}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "hi", "repos": [{"url": "file:///nonexistent/acme/gone.git"}]}),
     )
     .await;
     assert_eq!(errors[0].0, "clone_failed");
@@ -162,7 +162,11 @@ async fn a_missing_or_crashing_claude_is_reported_with_its_last_words() {
     let mut opts = Options::new(&dir.path().join("a")).with_mock(&mock.url());
     opts.claude_bin = Some(dir.path().join("no-claude-here"));
     let s = TestServer::start(opts).await;
-    let (errors, ready, code) = failure(&s, json!({"initialPrompt": "hi"})).await;
+    let (errors, ready, code) = failure(
+        &s,
+        json!({"stopOnRunFinished": true, "initialPrompt": "hi"}),
+    )
+    .await;
     assert_eq!(errors[0].0, "claude_missing");
     assert!(errors[0].1.contains("no-claude-here"), "{}", errors[0].1);
     assert_eq!((ready.as_str(), code), ("PrerequisiteFailed", Some(2)));
@@ -179,7 +183,11 @@ async fn a_missing_or_crashing_claude_is_reported_with_its_last_words() {
     let mut opts = Options::new(&dir.path().join("b")).with_mock(&mock.url());
     opts.claude_bin = Some(crash);
     let s = TestServer::start(opts).await;
-    let (errors, ready, code) = failure(&s, json!({"initialPrompt": "hi"})).await;
+    let (errors, ready, code) = failure(
+        &s,
+        json!({"stopOnRunFinished": true, "initialPrompt": "hi"}),
+    )
+    .await;
     assert_eq!(errors[0].0, "claude_crashed");
     assert!(
         errors[0].1.contains("exited with code 3") && errors[0].1.contains("simulated crash"),
@@ -220,8 +228,11 @@ async fn a_full_disk_is_named() {
         .collect();
     let url = bare_repo(repos.path(), "acme", "big", Some(("blob.bin", big)));
     let (s, _mock) = with_mock(dir.path()).await;
-    let (errors, ready, _) =
-        failure(&s, json!({"initialPrompt": "hi", "repos": [{"url": url}]})).await;
+    let (errors, ready, _) = failure(
+        &s,
+        json!({"stopOnRunFinished": true, "initialPrompt": "hi", "repos": [{"url": url}]}),
+    )
+    .await;
     assert!(
         errors
             .iter()
@@ -241,7 +252,11 @@ async fn a_runner_that_cannot_start_fails_the_session_saying_why() {
     let mut opts = Options::new(dir.path());
     opts.runner_bin = Some(runner.clone());
     let s = TestServer::start(opts).await;
-    let (errors, ready, code) = failure(&s, json!({"initialPrompt": "hi"})).await;
+    let (errors, ready, code) = failure(
+        &s,
+        json!({"stopOnRunFinished": true, "initialPrompt": "hi"}),
+    )
+    .await;
     // The runner never ran: no error event of its own, no exit code.
     assert_eq!(
         (ready.as_str(), errors.len(), code),

@@ -99,6 +99,7 @@ async fn two_repos_one_pushed_with_a_pull_request() {
     let (name, events) = run(
         &f,
         json!({
+            "stopOnRunFinished": true,
             "initialPrompt": "Please create notes.md",
             "displayName": "Write the notes",
             "repos": [
@@ -185,7 +186,7 @@ async fn gitlab_gets_a_merge_request() {
     let repo = bare_repo(f.repos.path(), "group", "service", None);
     let (name, events) = run(
         &f,
-        json!({"initialPrompt": "create CHANGELOG.md", "repos": [{"url": repo, "branch": "main", "autoPush": true, "provider": "gitlab"}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "create CHANGELOG.md", "repos": [{"url": repo, "branch": "main", "autoPush": true, "provider": "gitlab"}]}),
         &["Completed", "Failed"],
     )
     .await;
@@ -213,7 +214,7 @@ async fn a_rejected_push_or_a_failed_pull_request_is_an_error_and_the_result_sta
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (name, events) = run(
         &f,
-        json!({"initialPrompt": "create a.txt", "repos": [{"url": refused, "autoPush": true, "provider": "github"}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "create a.txt", "repos": [{"url": refused, "autoPush": true, "provider": "github"}]}),
         &["Completed", "Failed"],
     )
     .await;
@@ -236,7 +237,7 @@ async fn a_rejected_push_or_a_failed_pull_request_is_an_error_and_the_result_sta
     let open = bare_repo(f.repos.path(), "acme", "open", None);
     let (name, events) = run(
         &f,
-        json!({"initialPrompt": "create b.txt", "repos": [{"url": open, "autoPush": true, "provider": "github"}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "create b.txt", "repos": [{"url": open, "autoPush": true, "provider": "github"}]}),
         &["Completed", "Failed"],
     )
     .await;
@@ -260,7 +261,7 @@ async fn a_continued_session_keeps_its_branch_and_delivers_again() {
     let app = bare_repo(f.repos.path(), "acme", "cont", None);
     let (name, _) = run(
         &f,
-        json!({"initialPrompt": "create one.txt", "repos": [{"url": app, "autoPush": true, "provider": "github"}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "create one.txt", "repos": [{"url": app, "autoPush": true, "provider": "github"}]}),
         &["Completed"],
     )
     .await;
@@ -300,7 +301,7 @@ async fn interrupting_a_long_bash_command_leaves_no_child() {
         &f.server,
         "POST",
         "/api/projects/default/agentic-sessions",
-        Some(json!({"initialPrompt": "run: echo started; sleep 600"})),
+        Some(json!({"stopOnRunFinished": true, "initialPrompt": "run: echo started; sleep 600"})),
     )
     .await;
     assert_eq!(st, 201);
@@ -352,7 +353,7 @@ async fn a_follow_up_during_a_turn_is_the_next_turn_of_the_same_conversation() {
         &f.server,
         "POST",
         "/api/projects/default/agentic-sessions",
-        Some(json!({"initialPrompt": "slow 12"})),
+        Some(json!({"stopOnRunFinished": true, "initialPrompt": "slow 12"})),
     )
     .await;
     assert_eq!(st, 201);
@@ -423,7 +424,7 @@ async fn a_repository_on_another_host_gets_no_token() {
         }
         let (name, events) = run(
             &f,
-            json!({"initialPrompt": "create notes.md", "repos": [repo]}),
+            json!({"stopOnRunFinished": true, "initialPrompt": "create notes.md", "repos": [repo]}),
             &["Failed", "Completed"],
         )
         .await;
@@ -531,7 +532,7 @@ async fn a_planted_git_configuration_runs_nothing_on_the_host_at_commit() {
     );
     let (name, events) = run(
         &f,
-        json!({"initialPrompt": "run: sh attack.sh", "repos": [{"url": app, "autoPush": true}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "run: sh attack.sh", "repos": [{"url": app, "autoPush": true}]}),
         &["Completed", "Failed"],
     )
     .await;
@@ -578,7 +579,7 @@ async fn a_planted_git_configuration_runs_nothing_at_push_and_links_are_not_foll
     let lib = bare_repo(f.repos.path(), "acme", "lib", None);
     let (name, events) = run(
         &f,
-        json!({"initialPrompt": "run: sh attack.sh commit", "repos": [{"url": app, "autoPush": true}, {"url": lib}]}),
+        json!({"stopOnRunFinished": true, "initialPrompt": "run: sh attack.sh commit", "repos": [{"url": app, "autoPush": true}, {"url": lib}]}),
         &["Completed", "Failed"],
     )
     .await;

@@ -190,7 +190,7 @@ impl TestServer {
         let resp = self
             .http
             .post(self.url("/api/projects/default/agentic-sessions"))
-            .json(&serde_json::json!({ "initialPrompt": prompt }))
+            .json(&serde_json::json!({ "stopOnRunFinished": true, "initialPrompt": prompt }))
             .send()
             .await
             .unwrap();

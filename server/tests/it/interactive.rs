@@ -1,0 +1,208 @@
+//! Interactive sessions (the default): the agent answers, the session stays `Running` with
+//! its `claude` process warm, a follow-up is answered by that same process, and the session
+//! stops by the inactivity timeout (reason `inactivity`), to be continued, resumed, by the
+//! next message. Through the `ambient` CLI and the REST API, in local mode (Kubernetes mode:
+//! `kubernetes::an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns`).
+
+use std::time::Duration;
+
+use model::protocol::SessionEvent;
+use serde_json::{Value, json};
+
+use crate::cli::{login, run, text};
+use crate::common::{call, with_mock};
+
+const SESSIONS: &str = "/api/projects/default/agentic-sessions";
+
+/// The log's events, from the export.
+async fn events(s: &crate::common::TestServer, name: &str) -> Vec<model::protocol::StoredEvent> {
+    let (st, export) = call(s, "GET", &format!("{SESSIONS}/{name}/export"), None).await;
+    assert_eq!(st, 200, "{export}");
+    serde_json::from_value(export["events"].clone()).unwrap()
+}
+
+fn count(events: &[model::protocol::StoredEvent], what: impl Fn(&SessionEvent) -> bool) -> usize {
+    events.iter().filter(|e| what(&e.event)).count()
+}
+
+/// Waits until `cond` holds of the session as the API shows it.
+async fn until_session(
+    s: &crate::common::TestServer,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = s.session(name).await;
+        if cond(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: the session is {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_session_answers_follow_ups_from_its_warm_agent_and_waits_for_a_person() {
+    let (s, _mock, dir) = with_mock().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = login(&s, home.path(), &s.key).await;
+
+    // Created without --batch: interactive. `logs -f --turn` ends (0) once it has answered.
+    let out = run(&config, &["sessions", "create", "create hello.txt"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let first = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(first.contains("tool Write"), "{}", text(&out));
+    assert!(!first.contains("phase Completed"), "{}", text(&out));
+
+    // Still running, its agent waiting for a person: the API, `list` and `list --waiting`
+    // say so, and the agent (the same process) is alive.
+    let got = until_session(&s, &name, "waiting", |v| {
+        v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    assert_eq!(got["status"]["phase"], "Running", "{got}");
+    let workspace = dir.path().join("workspaces/default").join(&name);
+    let agents = crate::common::processes_in(&workspace);
+    assert!(
+        agents.iter().any(|(_, cmd)| cmd.contains("claude")),
+        "the agent stays warm between turns: {agents:?}"
+    );
+    let out = run(&config, &["sessions", "list", "--waiting"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let waiting = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = waiting
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("listed as waiting: {waiting}"));
+    assert!(row.contains("Running") && row.contains("waiting"), "{row}");
+    let (st, body) = call(&s, "GET", &format!("{SESSIONS}?waiting=true&limit=5"), None).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+
+    // A follow-up: answered by the warm agent (no new conversation, no resume, no run
+    // ended), then waiting again.
+    let last = events(&s, &name).await.last().unwrap().seq;
+    let out = run(&config, &["send", &name, "remember the word pineapple"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let (st, list) = call(&s, "GET", SESSIONS, None).await;
+    assert_eq!(st, 200);
+    let out = run(
+        &config,
+        &["logs", "-f", "--turn", "--after", &last.to_string(), &name],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pineapple"),
+        "{}",
+        text(&out)
+    );
+    let log = events(&s, &name).await;
+    assert_eq!(
+        count(&log, |e| matches!(e, SessionEvent::AgentStarted(_))),
+        1,
+        "one conversation, one process: {log:?}"
+    );
+    assert_eq!(count(&log, |e| matches!(e, SessionEvent::TurnResult(_))), 2);
+    assert_eq!(
+        count(&log, |e| matches!(e, SessionEvent::Result(_))),
+        0,
+        "no run ended"
+    );
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["metadata"]["name"] == name.as_str())
+    );
+    until_session(&s, &name, "waiting again", |v| {
+        v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+
+    // Stopped by a person: the run ends (its work delivered), nothing is left running.
+    let out = run(&config, &["stop", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
+    let got = s.session(&name).await;
+    assert_eq!(got["status"]["stoppedReason"], "user", "{got}");
+    assert!(got["status"]["agentStatus"].is_null(), "{got}");
+    let out = run(&config, &["sessions", "list", "--waiting"]).await;
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&name),
+        "{}",
+        text(&out)
+    );
+    assert!(crate::common::processes_in(&workspace).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_interactive_session_stops_by_inactivity_and_a_message_resumes_it() {
+    let (s, _mock, _dir) = with_mock().await;
+    let (st, created) = call(
+        &s,
+        "POST",
+        SESSIONS,
+        Some(json!({"initialPrompt": "create hello.txt", "inactivityTimeout": 3})),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let name = created["name"].as_str().unwrap().to_owned();
+    until_session(&s, &name, "answered", |v| {
+        v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    // Nothing happens for longer than the timeout: stopped, for inactivity.
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(40))
+        .await;
+    let got = s.session(&name).await;
+    assert_eq!(got["status"]["stoppedReason"], "inactivity", "{got}");
+
+    // A message continues it: a new run that resumes the conversation and answers.
+    let (st, body) = call(
+        &s,
+        "POST",
+        &format!("{SESSIONS}/{name}/messages"),
+        Some(json!({"text": "recall"})),
+    )
+    .await;
+    assert!(st == 200 || st == 202, "{st} {body}");
+    until_session(&s, &name, "answered after resuming", |v| {
+        v["status"]["phase"] == "Running" && v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    let log = events(&s, &name).await;
+    let started: Vec<bool> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::AgentStarted(a) => Some(a.resumed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        [false, true],
+        "the conversation was resumed: {log:?}"
+    );
+    assert!(
+        log.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("I remember: create hello.txt"))),
+        "the resumed agent knows the first turn: {log:?}"
+    );
+    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
+}
