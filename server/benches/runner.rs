@@ -5,7 +5,10 @@
 //! its 1,000 chunks, written by the mock without pauses (from the events' own timestamps: the
 //! first agent event to the last); then `BENCH_RUNS` sessions with one repository, the agent
 //! writing a file: create → pushed, and the agent's last output → pushed (the delivery: commit,
-//! transfer, push). `AMBIENT_BENCH_RUNNER` picks another runner binary (to compare builds).
+//! transfer, push); then follow-ups to an interactive session: message → the agent's first
+//! text while its agent is warm, and with the session stopped before each message (the message
+//! starts a runner that resumes the conversation). `AMBIENT_BENCH_RUNNER` picks another
+//! runner binary (to compare builds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -173,8 +176,10 @@ async fn main() {
             .collect()
     };
     for _ in 0..runs {
-        let (name, events) =
-            session(serde_json::json!({"initialPrompt": "stream a long answer"})).await;
+        let (name, events) = session(
+            serde_json::json!({"initialPrompt": "stream a long answer", "stopOnRunFinished": true}),
+        )
+        .await;
         let agent = of_type(&events, "agent");
         let created_at = events.first().map(ts).unwrap_or(0);
         if let (Some(first), Some(end)) = (agent.first(), agent.last()) {
@@ -212,6 +217,7 @@ async fn main() {
     for _ in 0..runs {
         let (_, events) = session(serde_json::json!({
             "initialPrompt": "create hello.txt",
+            "stopOnRunFinished": true,
             "repos": [{"url": format!("file://{}", repo.display()), "branch": "main", "autoPush": true}],
         }))
         .await;
@@ -230,6 +236,105 @@ async fn main() {
         pct(&mut created_pushed, 0.9),
         pct(&mut delivered, 0.5),
         pct(&mut delivered, 0.9)
+    );
+    // Follow-ups (the mock answers at once): to a warm interactive session, message → the
+    // agent's first text, `BENCH_RUNS` times; then, as often, to the same session stopped
+    // first, so that each message must start a runner that resumes the conversation. Both
+    // from the log's own timestamps (the message's append → the first agent event).
+    let base = format!("http://{addr}/api/projects/default/agentic-sessions");
+    let created: serde_json::Value = http
+        .post(&base)
+        .json(&serde_json::json!({"initialPrompt": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let warm = created["name"].as_str().unwrap().to_owned();
+    let url = format!("{base}/{warm}");
+    let until = |want: fn(&serde_json::Value) -> bool| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            loop {
+                let s: serde_json::Value =
+                    http.get(&url).send().await.unwrap().json().await.unwrap();
+                if want(&s) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let waiting = |s: &serde_json::Value| s["status"]["agentStatus"] == "idle";
+    let stopped = |s: &serde_json::Value| s["status"]["phase"] == "Stopped";
+    until(waiting).await;
+    let send = |text: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let resp = http
+                .post(format!("{url}/messages"))
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        }
+    };
+    for i in 0..runs {
+        send(format!("warm follow-up {i}")).await;
+        // The answer is in once the agent waits again (a fresh idle after this message).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        until(waiting).await;
+    }
+    for i in 0..runs {
+        let resp = http.post(format!("{url}/stop")).send().await.unwrap();
+        assert!(resp.status().is_success());
+        until(stopped).await;
+        send(format!("resumed follow-up {i}")).await;
+        until(|s| s["status"]["phase"] == "Running" && s["status"]["agentStatus"] == "idle").await;
+    }
+    let export: serde_json::Value = http
+        .get(format!("{url}/export"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = export["events"].as_array().cloned().unwrap_or_default();
+    let answer_after = |prefix: &str| -> Vec<i64> {
+        let mut out = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let asked = e["event"]["type"] == "user_message"
+                && e["event"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(prefix));
+            if !asked {
+                continue;
+            }
+            if let Some(answer) = events[i + 1..].iter().find(|a| {
+                a["event"]["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("agent_message") || t.starts_with("agent_delta"))
+            }) {
+                out.push(ts(answer) - ts(e));
+            }
+        }
+        out
+    };
+    let (mut warm_ms, mut resumed_ms) = (answer_after("warm"), answer_after("resumed"));
+    assert_eq!(
+        (warm_ms.len(), resumed_ms.len()),
+        (runs, runs),
+        "{events:?}"
+    );
+    println!(
+        "follow-ups, message → the agent's first text (mock without latency): warm session p50 {} / p90 {} ms; stopped session, resumed by the message, p50 {} / p90 {} ms ({runs} each)",
+        pct(&mut warm_ms, 0.5),
+        pct(&mut warm_ms, 0.9),
+        pct(&mut resumed_ms, 0.5),
+        pct(&mut resumed_ms, 0.9)
     );
     let log = std::fs::read_to_string(
         dir.path()
