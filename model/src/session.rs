@@ -357,6 +357,9 @@ pub enum StoppedReason {
     Timeout,
     /// `spec.stopOnRunFinished` and the run finished.
     RunFinished,
+    /// Its agent waited for a person when another session needed its slot (the cap on
+    /// running sessions was reached); a message continues it.
+    Capacity,
 }
 
 impl StoppedReason {
@@ -367,6 +370,7 @@ impl StoppedReason {
             StoppedReason::Inactivity => "inactivity",
             StoppedReason::Timeout => "timeout",
             StoppedReason::RunFinished => "run-finished",
+            StoppedReason::Capacity => "capacity",
         }
     }
 
@@ -377,6 +381,7 @@ impl StoppedReason {
             Self::Inactivity,
             Self::Timeout,
             Self::RunFinished,
+            Self::Capacity,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -94,6 +94,9 @@ pub struct Context {
     /// session that would start waits in `Pending` saying this, and starts when the driver
     /// plans it again with room.
     pub no_room: Option<String>,
+    /// The driver needs this running session's slot for one that waits, and its agent waits
+    /// for a person: stop it (reason `capacity`).
+    pub make_room: bool,
 }
 
 /// What a driver must do for a session.
@@ -183,6 +186,10 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
                     b.stopped(requested_reason)
                 }
             }
+        }
+        Phase::Running if ctx.make_room && matches!(runner, Runner::Alive { .. }) => {
+            b.plan.clear_desired_phase = desired.is_some();
+            b.stopping(StoppedReason::Capacity);
         }
         Phase::Creating | Phase::Running => {
             // A start asked of an active session is served by the run under way, whatever
@@ -384,6 +391,9 @@ impl Builder<'_> {
             }
             StoppedReason::Timeout => "the run exceeded its timeout".to_owned(),
             StoppedReason::RunFinished => "the run finished".to_owned(),
+            StoppedReason::Capacity => "stopped while it waited for a person, to make room for \
+                another session (the cap on running sessions is reached); a message continues it"
+                .to_owned(),
         };
         self.condition(
             condition::READY,
@@ -515,6 +525,7 @@ fn stop_condition_reason(reason: StoppedReason) -> &'static str {
         StoppedReason::Inactivity => "InactivityTimeout",
         StoppedReason::Timeout => "Timeout",
         StoppedReason::RunFinished => "RunFinished",
+        StoppedReason::Capacity => "StoppedForCapacity",
     }
 }
 

@@ -130,6 +130,7 @@ impl Unstarted {
             queued: HashSet::new(),
             due: HashMap::new(),
             waiting: VecDeque::new(),
+            evicting: HashSet::new(),
         }
     }
 }
@@ -198,6 +199,9 @@ pub struct DriverTask<S> {
     due: HashMap<SessionKey, Instant>,
     /// Sessions that would start but found no room, in the order they asked.
     waiting: VecDeque<SessionKey>,
+    /// Running sessions whose agent waits for a person, being stopped to give their slot to
+    /// a session that waits for one.
+    evicting: HashSet<SessionKey>,
 }
 
 impl<S: SessionStore> DriverTask<S> {
@@ -399,6 +403,41 @@ impl<S: SessionStore> DriverTask<S> {
         ))
     }
 
+    /// Frees slots for the sessions waiting for one: stops the running sessions whose agent
+    /// has waited for a person the longest (never one that works), as many as the sessions
+    /// in line need beyond the stops under way. What waits for a person costs a resume later
+    /// (about a second); what waits for a slot has not started at all.
+    fn make_room(&mut self) {
+        let procs = &self.procs;
+        self.evicting
+            .retain(|k| procs.get(k).is_some_and(|p| p.is_running()));
+        let needed = (self.running() + self.waiting.len())
+            .saturating_sub(self.config.max_running)
+            .saturating_sub(self.evicting.len());
+        if needed == 0 {
+            return;
+        }
+        let mut idle = self.store.idle_agents();
+        idle.sort_by_key(|(_, since)| *since);
+        let victims: Vec<SessionKey> = idle
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                !self.evicting.contains(k)
+                    && self
+                        .procs
+                        .get(k)
+                        .is_some_and(|p| p.is_running() && p.stopping_since.is_none())
+            })
+            .take(needed)
+            .collect();
+        for victim in victims {
+            tracing::info!(session = %victim, "stopping a session waiting for a person to make room");
+            self.evicting.insert(victim.clone());
+            self.enqueue(victim);
+        }
+    }
+
     fn enqueue(&mut self, key: SessionKey) {
         if self.queued.insert(key.clone()) {
             self.queue.push_back(key);
@@ -441,13 +480,26 @@ impl<S: SessionStore> DriverTask<S> {
             project_inactivity_timeout: loaded.project_inactivity_timeout,
             unhandled_messages: loaded.unhandled_messages,
             no_room: None,
+            make_room: false,
         };
+        // Its slot is wanted and its agent still waits for a person (not a message that
+        // arrived since it was chosen).
+        ctx.make_room =
+            self.evicting.contains(key) && self.store.idle_agents().iter().any(|(k, _)| k == key);
         let mut plan = lifecycle::plan(&loaded.session, &runner, &ctx);
         if matches!(plan.action, Some(Action::Start { .. })) {
             ctx.no_room = self.no_room(key);
             if ctx.no_room.is_some() {
                 plan = lifecycle::plan(&loaded.session, &runner, &ctx);
+                self.make_room();
             }
+        }
+        if !matches!(plan.action, Some(Action::Stop { .. }))
+            && !ctx.make_room
+            && self.evicting.remove(key)
+        {
+            // It went back to work before its stop: another must make the room.
+            self.make_room();
         }
         if ctx.no_room.is_none() {
             // Starting, or not asking to: out of the line.

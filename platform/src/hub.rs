@@ -224,6 +224,16 @@ impl Runners {
             .collect()
     }
 
+    /// Every connected runner's session whose agent waits for a person, with the time it
+    /// started waiting.
+    pub fn idle_agents(&self) -> Vec<(SessionKey, Timestamp)> {
+        self.slots()
+            .values()
+            .filter(|s| !s.finishing)
+            .filter_map(|s| Some((s.key.clone(), s.idle_since?)))
+            .collect()
+    }
+
     /// What the agent of a session does, if its runner is connected.
     pub fn agent_state(&self, session: LogId) -> Option<AgentState> {
         self.slots()

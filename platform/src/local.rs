@@ -140,6 +140,10 @@ impl SessionStore for LocalSessions {
             project_mcp_servers: settings.mcp_servers,
         })
     }
+
+    fn idle_agents(&self) -> Vec<(SessionKey, k8s_openapi::jiff::Timestamp)> {
+        self.services.runners.idle_agents()
+    }
 }
 
 /// Local mode's platform in `data_dir`: records and logs in its SQLite database, and with

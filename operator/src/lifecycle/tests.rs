@@ -13,6 +13,7 @@ fn at(secs: i64) -> Context {
         project_inactivity_timeout: None,
         unhandled_messages: false,
         no_room: None,
+        make_room: false,
     }
 }
 
@@ -583,4 +584,45 @@ fn a_start_request_left_on_a_run_that_ends_does_not_start_another() {
     // Before the runner exists (the Job being made) the request is taken as well.
     let creating = session(Phase::Creating, &[(DESIRED_PHASE, DESIRED_RUNNING)]);
     assert!(plan(&creating, &Runner::Absent, &at(1)).clear_desired_phase);
+}
+
+/// A running session whose slot the driver needs (its agent waits for a person) stops with
+/// reason `capacity`, and ends Stopped for that reason once its runner is gone; a session
+/// still being created is never taken.
+#[test]
+fn a_session_stopped_to_make_room_says_so() {
+    let s = session(Phase::Running, &[]);
+    let ctx = Context {
+        make_room: true,
+        ..at(5)
+    };
+    let p = plan(&s, &Runner::Alive { connected: true }, &ctx);
+    assert_eq!(phase_of(&p), Phase::Stopping);
+    assert_eq!(
+        p.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Capacity
+        })
+    );
+    let stopping = apply(s, &p);
+    let gone = plan(
+        &stopping,
+        &Runner::Exited(Exit {
+            code: Some(0),
+            ..Default::default()
+        }),
+        &at(6),
+    );
+    assert_eq!(phase_of(&gone), Phase::Stopped);
+    assert_eq!(
+        gone.status.unwrap().stopped_reason,
+        Some(StoppedReason::Capacity)
+    );
+    let creating = session(Phase::Creating, &[]);
+    assert_ne!(
+        plan(&creating, &Runner::Alive { connected: false }, &ctx).action,
+        Some(Action::Stop {
+            reason: StoppedReason::Capacity
+        })
+    );
 }

@@ -10,6 +10,7 @@ use model::runner_env::Credentials;
 use model::session::{McpServers, RunSummary, SessionKey};
 
 use crate::lifecycle::Plan;
+use k8s_openapi::jiff::Timestamp;
 
 /// A session as the driver sees it.
 #[derive(Debug, Clone)]
@@ -80,4 +81,10 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         loaded: &Loaded,
         resume: bool,
     ) -> impl Future<Output = Result<RunTicket, StoreError>> + Send;
+
+    /// The running sessions whose agent has answered every message and waits for a person,
+    /// with the time it started waiting (what the server's hub knows of its runners).
+    fn idle_agents(&self) -> Vec<(SessionKey, Timestamp)> {
+        Vec::new()
+    }
 }

@@ -206,3 +206,74 @@ async fn an_idle_interactive_session_stops_by_inactivity_and_a_message_resumes_i
     s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
         .await;
 }
+
+/// At the cap on running sessions, a session that would wait for a slot takes the slot of the
+/// session whose agent has waited for a person the longest: that one stops with reason
+/// `capacity`, and a message later continues it (taking, in turn, the slot of the other,
+/// now waiting too). A working agent is never stopped for room
+/// (`session_e2e::beyond_the_cap_a_session_waits_in_pending_then_runs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_session_waiting_longest_for_a_person_makes_room() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = crate::common::Options::new(dir.path()).with_mock(&mock.url());
+    opts.max_running = 1;
+    let s = crate::common::TestServer::start(opts).await;
+    let create = |prompt: &'static str| {
+        let s = &s;
+        async move {
+            let (st, b) = call(
+                s,
+                "POST",
+                SESSIONS,
+                Some(json!({ "initialPrompt": prompt })),
+            )
+            .await;
+            assert_eq!(st, 201, "{b}");
+            b["name"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = create("say one").await;
+    until_session(&s, &first, "the first answered", |v| {
+        v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    let second = create("say two").await;
+    until_session(&s, &second, "the second answered", |v| {
+        v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    let got = s.session(&first).await;
+    assert_eq!(
+        (
+            got["status"]["phase"].as_str(),
+            got["status"]["stoppedReason"].as_str()
+        ),
+        (Some("Stopped"), Some("capacity")),
+        "{got}"
+    );
+
+    // A message to the first continues it; the second, waiting now, makes the room.
+    let (st, body) = call(
+        &s,
+        "POST",
+        &format!("{SESSIONS}/{first}/messages"),
+        Some(json!({"text": "recall"})),
+    )
+    .await;
+    assert!(st == 200 || st == 202, "{st} {body}");
+    until_session(&s, &first, "the first answered again", |v| {
+        v["status"]["phase"] == "Running" && v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    let got = s.session(&second).await;
+    assert_eq!(got["status"]["stoppedReason"], "capacity", "{got}");
+    assert!(
+        events(&s, &first).await.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("I remember: say one"))),
+        "resumed with its conversation"
+    );
+    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{first}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&first, &["Stopped"], Duration::from_secs(30))
+        .await;
+}

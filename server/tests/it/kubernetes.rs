@@ -1104,6 +1104,7 @@ async fn the_cli_and_a_view_key_work_in_kubernetes_mode() {
             p,
             "sessions",
             "create",
+            "--batch",
             "create hello.txt",
             "-o",
             "json",

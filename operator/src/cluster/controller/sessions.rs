@@ -176,6 +176,7 @@ async fn decide(
         // The log is the server's: it says in `status.unhandledMessages` that messages wait.
         unhandled_messages: false,
         no_room: None,
+        make_room: false,
     };
     Ok(lifecycle::plan(session, &observed.runner, &lctx))
 }
