@@ -224,6 +224,10 @@ impl Transcript {
                 what: "stop".into(),
                 sender: c.sender,
             },
+            SessionEvent::ModelChanged(m) => EntryKind::Control {
+                what: format!("switch the model to {}", m.model),
+                sender: m.sender,
+            },
             SessionEvent::GitPush(p) => EntryKind::Push(p),
             SessionEvent::PullRequest(p) => EntryKind::PullRequest(p),
         };

@@ -343,6 +343,9 @@ fn describe(event: &SessionEvent) -> Option<String> {
         }
         SessionEvent::Interrupt(c) => format!("interrupted by {}", clean(&c.sender)),
         SessionEvent::StopRequested(c) => format!("stop asked by {}", clean(&c.sender)),
+        SessionEvent::ModelChanged(m) => {
+            format!("model {} chosen by {}", clean(&m.model), clean(&m.sender))
+        }
         SessionEvent::GitPush(g) => format!(
             "pushed {} of {} ({})",
             clean(&g.branch),

@@ -91,6 +91,14 @@ enum Command {
         /// The message ("-" reads it from standard input).
         text: String,
     },
+    /// Switches a session's model; a running agent switches at once (its next request uses
+    /// it), a later run starts with it.
+    Model {
+        /// The session.
+        session: String,
+        /// The model (one the platform offers).
+        model: String,
+    },
     /// Interrupts the agent's current turn.
     Interrupt {
         /// The session.
@@ -441,6 +449,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
             output::print(format, &accepted, |a| {
                 let mut t = Table::new(&["SEQ"]);
                 t.row(vec![a.seq.to_string()]);
+                t
+            })
+        }
+        Command::Model { session, model } => {
+            let path = format!("{sessions}/{}/model", name("session", &session)?);
+            let body = model::api::SetModelRequest { model };
+            let s: AgenticSession = client.call(Method::PUT, &path, Some(&body)).await?;
+            output::print(format, &s, |s| {
+                let s = SessionSummary::of(s);
+                let mut t = Table::new(&["NAME", "MODEL"]);
+                t.row(vec![s.name, s.model]);
                 t
             })
         }

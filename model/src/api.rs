@@ -242,6 +242,16 @@ pub struct CloneSessionRequest {
     pub new_session_name: Option<String>,
 }
 
+/// `PUT .../agentic-sessions/{session}/model`: switches the model, in a running agent too.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetModelRequest {
+    /// One of the platform's models (`GET /api/models`).
+    #[serde(default)]
+    pub model: String,
+}
+
 /// `POST .../agentic-sessions/{session}/messages`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

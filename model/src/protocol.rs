@@ -15,12 +15,12 @@ mod runner;
 pub use browser::{BrowserToServer, Live, Refusal, SendMessage, ServerToBrowser};
 pub use event::{
     AgentDelta, AgentMessage, AgentStarted, ControlEcho, ErrorEvent, GitPush, LogLevel, LogLine,
-    MAX_EVENT_TEXT, PhaseChange, PullRequest, RunResult, SessionEvent, StoredEvent, Thinking,
-    ToolResult, ToolUse, TurnResult, Usage, UserMessage, truncated,
+    MAX_EVENT_TEXT, ModelChange, PhaseChange, PullRequest, RunResult, SessionEvent, StoredEvent,
+    Thinking, ToolResult, ToolUse, TurnResult, Usage, UserMessage, truncated,
 };
 pub use runner::{
-    Ack, RunnerControl, RunnerEvent, RunnerHello, RunnerIdle, RunnerToServer, RunnerUserMessage,
-    ServerToRunner, Welcome,
+    Ack, RunnerControl, RunnerEvent, RunnerHello, RunnerIdle, RunnerModel, RunnerToServer,
+    RunnerUserMessage, ServerToRunner, Welcome,
 };
 
 use serde::{Serialize, de::DeserializeOwned};

@@ -50,6 +50,8 @@ fn tag() -> impl Strategy<Value = String> {
         Just("interrupt"),
         Just("stop"),
         Just("finish"),
+        Just("set_model"),
+        Just("model_changed"),
         Just("send_message"),
         Just("live"),
         Just("error"),
@@ -179,6 +181,8 @@ fn event() -> impl Strategy<Value = SessionEvent> {
                 })
             }),
         text().prop_map(|sender| SessionEvent::StopRequested(ControlEcho { sender })),
+        (text(), text())
+            .prop_map(|(model, sender)| SessionEvent::ModelChanged(ModelChange { model, sender })),
         (text(), text(), any::<u64>()).prop_map(|(repo, url, number)| SessionEvent::PullRequest(
             PullRequest { repo, url, number }
         )),

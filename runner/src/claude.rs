@@ -211,9 +211,25 @@ impl Claude {
 
     /// Asks the CLI to stop its current turn (it kills a running tool, Bash included).
     pub async fn interrupt(&mut self) -> std::io::Result<()> {
+        self.request(json!({"subtype": "interrupt"}))
+            .await
+            .map(drop)
+    }
+
+    /// Switches the model (`set_model`): the CLI's next request uses it. Returns the
+    /// request's id, which its answer carries.
+    pub async fn set_model(&mut self, model: &str) -> std::io::Result<String> {
+        self.request(json!({"subtype": "set_model", "model": model}))
+            .await
+    }
+
+    /// Sends a control request; returns its id.
+    async fn request(&mut self, request: Value) -> std::io::Result<String> {
         self.next_request += 1;
         let id = format!("runner_{}", self.next_request);
-        self.write(&json!({"type": "control_request", "request_id": id, "request": {"subtype": "interrupt"}})).await
+        self.write(&json!({"type": "control_request", "request_id": id, "request": request}))
+            .await?;
+        Ok(id)
     }
 
     /// Answers a control request of the CLI.

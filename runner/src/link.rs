@@ -36,6 +36,8 @@ pub enum Down {
     },
     /// Stop the current turn.
     Interrupt,
+    /// Switch the agent's model.
+    SetModel(String),
     /// Stop the session.
     Stop,
     /// Nothing more to do: finish.
@@ -345,6 +347,7 @@ impl LinkTask {
             },
             ServerToRunner::Interrupt(_) => Down::Interrupt,
             ServerToRunner::Stop(_) => Down::Stop,
+            ServerToRunner::SetModel(m) => Down::SetModel(m.model),
             ServerToRunner::Finish => Down::Finish,
         };
         let _ = self.down.send(down);

@@ -274,6 +274,8 @@ struct Agent<'a> {
     pending_turns: u32,
     /// The server said finish and the CLI's input is closed.
     finishing: bool,
+    /// Model switches sent to the CLI and not yet answered, by request id.
+    model_switches: std::collections::HashMap<String, String>,
 }
 
 impl<'a> Agent<'a> {
@@ -363,6 +365,7 @@ impl<'a> Agent<'a> {
             handled: config.handled_through,
             pending_turns: 0,
             finishing: false,
+            model_switches: Default::default(),
         };
         match config.initial_prompt.as_deref().filter(|_| !config.resume) {
             Some(prompt) => {
@@ -406,7 +409,15 @@ impl<'a> Agent<'a> {
                         tracing::warn!(error = %e, "could not answer a control request");
                     }
                 }
-                Output::ControlResponse { .. } => {}
+                Output::ControlResponse { request_id, error } => {
+                    let model = self.model_switches.remove(&request_id);
+                    if let (Some(model), Some(why)) = (model, error) {
+                        self.link.emit(SessionEvent::Error(ErrorEvent {
+                            message: format!("the agent could not switch to model {model}: {why}"),
+                            code: Some("model".into()),
+                        }));
+                    }
+                }
             }
         }
         Ok(None)
@@ -448,6 +459,15 @@ impl<'a> Agent<'a> {
                 self.link.handled(seq);
                 self.link.idle(false);
                 self.pending_turns += 1;
+                Ok(None)
+            }
+            Some(Down::SetModel(model)) => {
+                match self.claude.set_model(&model).await {
+                    Ok(id) => {
+                        self.model_switches.insert(id, model);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not switch claude's model"),
+                }
                 Ok(None)
             }
             Some(Down::Interrupt) => {

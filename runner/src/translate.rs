@@ -33,8 +33,8 @@ pub enum Output {
     ControlResponse {
         /// The id we sent.
         request_id: String,
-        /// Whether it succeeded.
-        ok: bool,
+        /// Why it failed, if it did.
+        error: Option<String>,
     },
 }
 
@@ -94,7 +94,11 @@ impl Translator {
             }],
             "control_response" => vec![Output::ControlResponse {
                 request_id: str_of(&v["response"]["request_id"]),
-                ok: v["response"]["subtype"].as_str() == Some("success"),
+                error: (v["response"]["subtype"].as_str() != Some("success")).then(|| {
+                    Some(str_of(&v["response"]["error"]))
+                        .filter(|e| !e.is_empty())
+                        .unwrap_or_else(|| "refused".to_owned())
+                }),
             }],
             other => {
                 tracing::debug!(kind = other, "skipping an unknown stream-json type");

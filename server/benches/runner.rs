@@ -302,10 +302,10 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let events = export["events"].as_array().cloned().unwrap_or_default();
+    let followed = export["events"].as_array().cloned().unwrap_or_default();
     let answer_after = |prefix: &str| -> Vec<i64> {
         let mut out = Vec::new();
-        for (i, e) in events.iter().enumerate() {
+        for (i, e) in followed.iter().enumerate() {
             let asked = e["event"]["type"] == "user_message"
                 && e["event"]["text"]
                     .as_str()
@@ -313,7 +313,7 @@ async fn main() {
             if !asked {
                 continue;
             }
-            if let Some(answer) = events[i + 1..].iter().find(|a| {
+            if let Some(answer) = followed[i + 1..].iter().find(|a| {
                 a["event"]["type"]
                     .as_str()
                     .is_some_and(|t| t.starts_with("agent_message") || t.starts_with("agent_delta"))

@@ -41,6 +41,8 @@ pub struct SessionView {
     /// Why the caller may not act on the session (start, steer, stop, rename, delete): a
     /// view role; `None` when they may.
     pub view_only: Option<String>,
+    /// The models the caller may switch the session to (none for a view role).
+    pub models: Vec<String>,
 }
 
 /// Events before the ones a page has.
@@ -65,7 +67,13 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
         .await
         .err()
         .map(|e| e.to_string());
+    let models = if view_only.is_none() {
+        services.settings.models.clone()
+    } else {
+        Vec::new()
+    };
     Ok(SessionView {
+        models,
         view_only,
         session: SessionSummary::of(&s.map_err(crate::ssr::refusal)?),
         events: window.events,
@@ -91,6 +99,22 @@ pub async fn load_earlier(
         events: window.events,
         more_before: window.more_before,
     })
+}
+
+/// Switches a session's model (a running agent at once); returns the model now set.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn switch_model(
+    project: String,
+    session: String,
+    model: String,
+) -> Result<String, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    let key = model::session::SessionKey::new(project, session);
+    services
+        .set_model(&caller, &key, model)
+        .await
+        .map(|s| s.model().unwrap_or_default().to_owned())
+        .map_err(crate::ssr::refusal)
 }
 
 /// Renames a session.
@@ -227,7 +251,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                         {if a == "working" { "Working" } else { "Waiting for you" }}
                     </span>
                 })}
-                <span class="muted" title="Model">{summary.model.clone()}</span>
+                <ModelPicker project=project.clone() name=name.clone() current=summary.model.clone() models=view.models.clone()/>
                 <RunTimes started ended/>
                 <span class=move || format!("conn conn-{}", status.get().as_str()) data-conn=move || status.get().as_str() role="status">
                     {move || status.get().label()}
@@ -272,6 +296,38 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         </Show>
         {can_edit.then(|| view! { <Composer busy phase send/> })}
     }
+}
+
+/// The session's model: a picker for those who may switch it (a running agent switches at
+/// once; the transcript records it), plain text for the others.
+#[component]
+fn ModelPicker(
+    project: String,
+    name: String,
+    current: String,
+    models: Vec<String>,
+) -> impl IntoView {
+    if models.is_empty() {
+        return view! { <span class="muted" title="Model">{current}</span> }.into_any();
+    }
+    let switch = Action::new(move |model: &String| {
+        switch_model(project.clone(), name.clone(), model.clone())
+    });
+    let failed = action_error(switch);
+    view! {
+        <select class="model-picker" aria-label="Model" title="Model"
+            disabled=move || switch.pending().get()
+            on:change=move |ev| { switch.dispatch(event_target_value(&ev)); }>
+            {models.into_iter().map(|m| {
+                let selected = m == current;
+                view! { <option value=m.clone() selected=selected>{m.clone()}</option> }
+            }).collect_view()}
+        </select>
+        <Show when=move || failed.get().is_some()>
+            <span class="error" role="alert">{move || failed.get().unwrap_or_default()}</span>
+        </Show>
+    }
+    .into_any()
 }
 
 /// Where the reader is in the transcript, and what follows from it.

@@ -51,6 +51,8 @@ pub enum SessionEvent {
     Interrupt(ControlEcho),
     /// Someone asked the session to stop.
     StopRequested(ControlEcho),
+    /// Someone switched the session's model: the agent's next request uses it.
+    ModelChanged(ModelChange),
     /// Work was pushed to a branch.
     GitPush(GitPush),
     /// A pull (merge) request was opened.
@@ -86,6 +88,7 @@ impl SessionEvent {
                 | SessionEvent::Phase(_)
                 | SessionEvent::Interrupt(_)
                 | SessionEvent::StopRequested(_)
+                | SessionEvent::ModelChanged(_)
         )
     }
 
@@ -146,6 +149,7 @@ impl SessionEvent {
             | SessionEvent::AgentStarted(_)
             | SessionEvent::Interrupt(_)
             | SessionEvent::StopRequested(_)
+            | SessionEvent::ModelChanged(_)
             | SessionEvent::GitPush(_)
             | SessionEvent::PullRequest(_) => {}
         }
@@ -188,6 +192,7 @@ impl SessionEvent {
             SessionEvent::Result(_) => "result",
             SessionEvent::Interrupt(_) => "interrupt",
             SessionEvent::StopRequested(_) => "stop_requested",
+            SessionEvent::ModelChanged(_) => "model_changed",
             SessionEvent::GitPush(_) => "git_push",
             SessionEvent::PullRequest(_) => "pull_request",
         }
@@ -396,6 +401,16 @@ pub struct RunResult {
 #[serde(rename_all = "camelCase")]
 pub struct ControlEcho {
     /// Display name or user id of the requester.
+    pub sender: String,
+}
+
+/// A switch of the session's model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelChange {
+    /// The model from now on.
+    pub model: String,
+    /// Display name or user id of who switched it.
     pub sender: String,
 }
 

@@ -75,6 +75,8 @@ pub enum ServerToRunner {
     Interrupt(RunnerControl),
     /// End the session: stop the agent, deliver the work, exit.
     Stop(RunnerControl),
+    /// Switch the agent's model (the CLI's `set_model`): its next request uses it.
+    SetModel(RunnerModel),
     /// Nothing more to do: deliver the work and exit.
     Finish,
     /// Heartbeat; the runner answers [`RunnerToServer::Pong`].
@@ -109,6 +111,16 @@ pub struct RunnerUserMessage {
     pub text: String,
     /// Who sent it.
     pub sender: String,
+}
+
+/// A model switch delivered to the runner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerModel {
+    /// Session `seq` of the switch's event.
+    pub seq: u64,
+    /// The model.
+    pub model: String,
 }
 
 /// An interrupt or stop delivered to the runner.

@@ -149,6 +149,13 @@ fn every_session_event_has_a_pinned_encoding() {
             r#"{"type":"stop_requested","sender":"ada"}"#,
         ),
         (
+            SessionEvent::ModelChanged(ModelChange {
+                model: "claude-opus-4-6".into(),
+                sender: "ada".into(),
+            }),
+            r#"{"type":"model_changed","model":"claude-opus-4-6","sender":"ada"}"#,
+        ),
+        (
             SessionEvent::GitPush(GitPush {
                 repo: "app".into(),
                 remote: "https://github.com/o/app.git".into(),
@@ -244,6 +251,13 @@ fn server_to_runner_messages_are_pinned() {
         r#"{"type":"stop","seq":9,"sender":"ada"}"#,
     );
     pin(ServerToRunner::Finish, r#"{"type":"finish"}"#);
+    pin(
+        ServerToRunner::SetModel(RunnerModel {
+            seq: 9,
+            model: "claude-opus-4-6".into(),
+        }),
+        r#"{"type":"set_model","seq":9,"model":"claude-opus-4-6"}"#,
+    );
     pin(ServerToRunner::Ping, r#"{"type":"ping"}"#);
     pin(ServerToRunner::Pong, r#"{"type":"pong"}"#);
 }

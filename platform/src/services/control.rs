@@ -1,4 +1,4 @@
-//! Steering a session: follow-up messages, interrupt, stop, continue — and the delivery of
+//! Steering a session: follow-up messages, interrupt, stop, continue, model switch — and the delivery of
 //! user messages to runners.
 //!
 //! Every user message is persisted first (so every viewer sees it), then delivered to the
@@ -11,7 +11,8 @@ use model::annotations::{
     STOP_REQUESTED_AT,
 };
 use model::protocol::{
-    ControlEcho, RunnerControl, RunnerUserMessage, ServerToRunner, SessionEvent, UserMessage,
+    ControlEcho, ModelChange, RunnerControl, RunnerModel, RunnerUserMessage, ServerToRunner,
+    SessionEvent, UserMessage,
 };
 use model::session::SessionKey;
 use model::session::StoppedReason;
@@ -84,6 +85,40 @@ impl Services {
             ServerToRunner::Interrupt(RunnerControl { seq, sender }),
         );
         Ok(())
+    }
+
+    /// Switches the session's model: kept in its spec (a later run starts with it) and, while
+    /// its agent runs, switched there at once (its next request uses it); the transcript says
+    /// who switched to what.
+    pub async fn set_model(
+        &self,
+        caller: &Caller,
+        key: &SessionKey,
+        model: String,
+    ) -> Result<AgenticSession, ApiError> {
+        self.require(caller, &key.project, Role::Edit).await?;
+        validate::model("model", &model, &self.settings.models)?;
+        let live = self.live_session(caller, key).await?;
+        let _guard = self.runners.lock(live.log).await;
+        let record = update_session(&*self.records, caller, key, |s| {
+            s.spec
+                .llm_settings
+                .get_or_insert_with(Default::default)
+                .model = Some(model.clone());
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+        let sender = caller.display_name.clone();
+        let event = SessionEvent::ModelChanged(ModelChange {
+            model: model.clone(),
+            sender,
+        });
+        let seq = self.log.append(live.log, event).await?;
+        self.runners.send(
+            live.log,
+            ServerToRunner::SetModel(RunnerModel { seq, model }),
+        );
+        Ok(record.session)
     }
 
     /// Stops the session: the runner is told, then terminated with everything it started.

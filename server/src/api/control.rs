@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use model::AgenticSession;
-use model::api::{ApiError as ErrorBody, MessageAccepted, SendMessageRequest};
+use model::api::{ApiError as ErrorBody, MessageAccepted, SendMessageRequest, SetModelRequest};
 
 use super::extract::ApiJson;
 use model::session::SessionKey;
@@ -57,6 +57,24 @@ pub async fn interrupt(
     s.interrupt(&caller, &SessionKey::new(project, name))
         .await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Switches the session's model: its spec keeps it for later runs, and a running agent
+/// switches at once (its next request uses it); the transcript says who chose what.
+#[utoipa::path(put, path = "/api/projects/{project}/agentic-sessions/{session}/model", tag = "control",
+    params(("project" = String, Path), ("session" = String, Path)), request_body = SetModelRequest,
+    responses((status = 200, body = inline(Object), description = "The session (an AgenticSession)"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_model(
+    State(s): State<Services>,
+    caller: Caller,
+    Path((project, name)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetModelRequest>,
+) -> Result<Json<AgenticSession>, ApiError> {
+    Ok(Json(
+        s.set_model(&caller, &SessionKey::new(project, name), req.model)
+            .await?,
+    ))
 }
 
 /// Sends a follow-up message; a finished session is continued with it.

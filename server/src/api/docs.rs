@@ -375,6 +375,10 @@ fn operations(doc: &mut Value) {
             "/api/projects/{project}/agentic-sessions/{session}/messages",
         ),
         (
+            "put",
+            "/api/projects/{project}/agentic-sessions/{session}/model",
+        ),
+        (
             "get",
             "/api/projects/{project}/agentic-sessions/{session}/export",
         ),

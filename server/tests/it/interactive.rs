@@ -277,3 +277,82 @@ async fn at_the_cap_the_session_waiting_longest_for_a_person_makes_room() {
     s.wait_phase(&first, &["Stopped"], Duration::from_secs(30))
         .await;
 }
+
+/// The model of the last streaming request the mock received.
+fn last_model(mock: &mock_anthropic::MockHandle) -> Option<String> {
+    mock.requests()
+        .iter()
+        .rev()
+        .find(|r| r.body["stream"] == true)
+        .and_then(|r| r.body["model"].as_str().map(str::to_owned))
+}
+
+/// `ambient model S M` switches a running agent's model at once (its next request uses it,
+/// the transcript says who chose it) and keeps it for the session's later runs; a model the
+/// platform does not offer is refused (7, nothing changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_switches_in_the_running_agent_and_stays_for_later_runs() {
+    let (s, mock, _dir) = with_mock().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = login(&s, home.path(), &s.key).await;
+    let out = run(
+        &config,
+        &[
+            "sessions",
+            "create",
+            "--model",
+            "claude-sonnet-4-6",
+            "say hi",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(last_model(&mock).as_deref(), Some("claude-sonnet-4-6"));
+
+    let out = run(&config, &["model", &name, "gpt-5"]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let out = run(&config, &["model", &name, "claude-opus-4-6"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("claude-opus-4-6"));
+    let last = events(&s, &name).await.last().unwrap().seq;
+    let out = run(&config, &["send", &name, "and now?"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &config,
+        &["logs", "-f", "--turn", "--after", &last.to_string(), &name],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        last_model(&mock).as_deref(),
+        Some("claude-opus-4-6"),
+        "the warm agent's next request uses the new model"
+    );
+    let log = events(&s, &name).await;
+    assert!(
+        log.iter().any(|e| matches!(&e.event, SessionEvent::ModelChanged(m) if m.model == "claude-opus-4-6" && m.sender == "tester")),
+        "{log:?}"
+    );
+    assert_eq!(
+        count(&log, |e| matches!(e, SessionEvent::AgentStarted(_))),
+        1,
+        "switched in place, not restarted"
+    );
+    assert!(
+        !log.iter()
+            .any(|e| matches!(&e.event, SessionEvent::Error(_))),
+        "{log:?}"
+    );
+    let got = s.session(&name).await;
+    assert_eq!(
+        got["spec"]["llmSettings"]["model"], "claude-opus-4-6",
+        "{got}"
+    );
+    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
+}

@@ -692,6 +692,16 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
     assert_eq!(waiting["status"]["phase"], "Running", "{waiting}");
     let pod = c.running_pod(&name).await;
 
+    // The model switches in the warm agent: its next request uses it.
+    let resp = c
+        .server
+        .http
+        .put(c.path(&format!("/{name}/model")))
+        .json(&json!({"model": "claude-opus-4-6"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     let resp = c
         .server
         .http
@@ -713,6 +723,19 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         .filter(|e| matches!(e.event, SessionEvent::AgentStarted(_)))
         .count();
     assert_eq!(started, 1, "one agent for both turns: {all:?}");
+    assert!(
+        all.iter().any(
+            |e| matches!(&e.event, SessionEvent::ModelChanged(m) if m.model == "claude-opus-4-6")
+        ),
+        "{all:?}"
+    );
+    let model = mock
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.body["stream"] == true)
+        .and_then(|r| r.body["model"].as_str().map(str::to_owned));
+    assert_eq!(model.as_deref(), Some("claude-opus-4-6"));
     assert!(
         !all.iter()
             .any(|e| is_phase(e, &["Completed", "Stopped", "Failed"]))
