@@ -3,8 +3,8 @@
 
 use model::Phase;
 use model::protocol::{
-    ErrorEvent, GitPush, LogLine, PullRequest, RunResult, SessionEvent, StoredEvent, ToolResult,
-    TurnResult,
+    Answer, Ask, ErrorEvent, GitPush, LogLine, PullRequest, RunResult, SessionEvent, StoredEvent,
+    ToolResult, TurnResult,
 };
 
 /// One row of the transcript.
@@ -76,6 +76,13 @@ pub enum EntryKind {
         what: String,
         /// Who asked.
         sender: String,
+    },
+    /// The agent's question, and its answer once given.
+    Ask {
+        /// The question.
+        ask: Ask,
+        /// Its answer.
+        answer: Option<Answer>,
     },
     /// A pushed branch.
     Push(GitPush),
@@ -228,6 +235,21 @@ impl Transcript {
                 what: format!("switch the model to {}", m.model),
                 sender: m.sender,
             },
+            SessionEvent::Ask(ask) => EntryKind::Ask { ask, answer: None },
+            SessionEvent::Answer(answer) => {
+                // Shown on its question (when that is loaded).
+                let question =
+                    self.entries.iter_mut().rev().find(
+                        |e| matches!(&e.kind, EntryKind::Ask { ask, .. } if ask.id == answer.id),
+                    );
+                if let Some(e) = question
+                    && let EntryKind::Ask { answer: slot, .. } = &mut e.kind
+                {
+                    *slot = Some(answer);
+                    e.version += 1;
+                }
+                return true;
+            }
             SessionEvent::GitPush(p) => EntryKind::Push(p),
             SessionEvent::PullRequest(p) => EntryKind::PullRequest(p),
         };
@@ -301,6 +323,23 @@ impl Transcript {
         self.run_started_ms = self.run_started_ms.or(before.run_started_ms);
         self.run_ended_ms = self.run_ended_ms.or(before.run_ended_ms);
         self.phase = self.phase.or(before.phase);
+    }
+
+    /// The questions of the current run's agent that no one has answered, oldest first
+    /// (a run that ended took its questions with it).
+    pub fn open_asks(&self) -> Vec<Ask> {
+        let mut open = Vec::new();
+        for e in &self.entries {
+            match &e.kind {
+                EntryKind::Phase {
+                    phase: Phase::Creating,
+                    ..
+                } => open.clear(),
+                EntryKind::Ask { ask, answer: None } => open.push(ask.clone()),
+                _ => {}
+            }
+        }
+        open
     }
 
     /// Whether the agent is in the middle of a turn.

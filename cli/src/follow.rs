@@ -343,6 +343,27 @@ fn describe(event: &SessionEvent) -> Option<String> {
         }
         SessionEvent::Interrupt(c) => format!("interrupted by {}", clean(&c.sender)),
         SessionEvent::StopRequested(c) => format!("stop asked by {}", clean(&c.sender)),
+        SessionEvent::Ask(a) => {
+            let questions: Vec<String> = a.input["questions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|q| clean(q["question"].as_str().unwrap_or_default()))
+                .collect();
+            format!("ask {}: {}", clean(&a.id), questions.join(" / "))
+        }
+        SessionEvent::Answer(a) if a.answers.is_empty() => {
+            format!("{} declined ask {}", clean(&a.sender), clean(&a.id))
+        }
+        SessionEvent::Answer(a) => {
+            let said: Vec<String> = a.answers.values().map(|v| clean(v)).collect();
+            format!(
+                "{} answered {}: {}",
+                clean(&a.sender),
+                clean(&a.id),
+                said.join("; ")
+            )
+        }
         SessionEvent::ModelChanged(m) => {
             format!("model {} chosen by {}", clean(&m.model), clean(&m.sender))
         }

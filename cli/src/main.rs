@@ -99,6 +99,26 @@ enum Command {
         /// The model (one the platform offers).
         model: String,
     },
+    /// Lists the questions the session's agent waits to have answered (ID, questions,
+    /// options).
+    Asks {
+        /// The session.
+        session: String,
+    },
+    /// Answers a question of the agent: one ANSWER per question, in order (an option's
+    /// label, or your own words); `--decline` answers none. The agent goes on.
+    Answer {
+        /// The session.
+        session: String,
+        /// The question's ID (`ambient asks`).
+        id: String,
+        /// The answers, one per question.
+        #[arg(required_unless_present = "decline")]
+        answers: Vec<String>,
+        /// Decline to answer.
+        #[arg(long, conflicts_with = "answers")]
+        decline: bool,
+    },
     /// Interrupts the agent's current turn.
     Interrupt {
         /// The session.
@@ -445,6 +465,73 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let body = model::api::SendMessageRequest {
                 text: text_or_stdin(text)?,
             };
+            let accepted: MessageAccepted = client.call(Method::POST, &path, Some(&body)).await?;
+            output::print(format, &accepted, |a| {
+                let mut t = Table::new(&["SEQ"]);
+                t.row(vec![a.seq.to_string()]);
+                t
+            })
+        }
+        Command::Asks { session } => {
+            let path = format!("{sessions}/{}/asks", name("session", &session)?);
+            let asks: model::api::AskList = client.get(&path).await?;
+            output::print(format, &asks, |l| {
+                let mut t = Table::new(&["ID", "QUESTION", "OPTIONS"]);
+                for a in &l.items {
+                    for q in a.input["questions"].as_array().into_iter().flatten() {
+                        let options: Vec<&str> = q["options"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|o| o["label"].as_str())
+                            .collect();
+                        t.row(vec![
+                            a.id.clone(),
+                            q["question"].as_str().unwrap_or_default().to_owned(),
+                            options.join(" | "),
+                        ]);
+                    }
+                }
+                t
+            })
+        }
+        Command::Answer {
+            session,
+            id,
+            answers,
+            decline,
+        } => {
+            let session = name("session", &session)?;
+            let asks: model::api::AskList =
+                client.get(&format!("{sessions}/{session}/asks")).await?;
+            let Some(ask) = asks.items.iter().find(|a| a.id == id) else {
+                return Err(Error::Api {
+                    status: 409,
+                    kind: "conflict".into(),
+                    message: format!("no question with id {id} waits for an answer"),
+                });
+            };
+            let questions: Vec<String> = ask.input["questions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|q| q["question"].as_str().map(str::to_owned))
+                .collect();
+            if !decline && answers.len() != questions.len() {
+                return Err(Error::Usage(format!(
+                    "the agent asked {} question(s); give one answer each",
+                    questions.len()
+                )));
+            }
+            let body = model::api::AnswerRequest {
+                id,
+                answers: if decline {
+                    Default::default()
+                } else {
+                    questions.into_iter().zip(answers).collect()
+                },
+            };
+            let path = format!("{sessions}/{session}/answers");
             let accepted: MessageAccepted = client.call(Method::POST, &path, Some(&body)).await?;
             output::print(format, &accepted, |a| {
                 let mut t = Table::new(&["SEQ"]);

@@ -153,11 +153,13 @@ fn civil(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// A running session's agent, in a word: `working`, `waiting` (for a person), or nothing.
+/// A running session's agent, in a word: `working`, `waiting` (it answered; your turn),
+/// `asking` (it asked you something), or nothing.
 pub fn agent(status: Option<model::session::AgentStatus>) -> &'static str {
     match status {
         Some(model::session::AgentStatus::Working) => "working",
         Some(model::session::AgentStatus::Idle) => "waiting",
+        Some(model::session::AgentStatus::WaitingInput) => "asking",
         None => "",
     }
 }

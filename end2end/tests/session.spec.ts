@@ -98,3 +98,33 @@ test('an interactive session waits for you, warm, and answers a follow-up at onc
   await projectPage.close();
   expect(consoleErrors).toEqual([]);
 });
+
+test('the agent asks a question; the answer given on the page goes back and the turn goes on', async ({ page, consoleErrors }) => {
+  const created = await api(PORT, 'POST', '/api/projects/default/agentic-sessions', {
+    initialPrompt: 'ask: Which color should the button be? | Red | Blue',
+  });
+  const session = created.name;
+  await page.goto(`/projects/default/sessions/${session}`);
+  await hydrated(page);
+
+  // The question, its options as a form; the header says the agent waits for you.
+  const form = page.getByRole('form', { name: 'The agent asks' });
+  await expect(form).toBeVisible({ timeout: 60_000 });
+  await expect(form).toContainText('Which color should the button be?');
+  await expect(page.locator('.entry.ask')).toContainText('Waiting for an answer');
+  await expect(page.locator('.session-header [data-agent]')).toHaveAttribute('data-agent', 'asking');
+
+  // A reload keeps it.
+  await page.reload();
+  await hydrated(page);
+  await expect(form).toBeVisible();
+
+  await form.getByLabel('Blue').check();
+  await form.getByRole('button', { name: 'Answer' }).click();
+  await expect(form).toHaveCount(0);
+  await expect(page.locator('.entry.ask')).toContainText('answered: Blue');
+  await expect(page.locator('.entry.agent').last()).toContainText('Got your answer', { timeout: 30_000 });
+  await expect(page.locator('.entry.agent').last()).toContainText('Blue');
+  await api(PORT, 'POST', `/api/projects/default/agentic-sessions/${session}/stop`);
+  expect(consoleErrors).toEqual([]);
+});

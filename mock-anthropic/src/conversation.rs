@@ -112,6 +112,27 @@ pub fn latest_tool_use(body: &Value) -> Option<&str> {
         .and_then(|block| block.get("name").and_then(Value::as_str))
 }
 
+/// The text of the latest tool result (a string content, or its text blocks joined).
+pub fn latest_tool_result(body: &Value) -> Option<String> {
+    let block = messages(body)
+        .iter()
+        .rev()
+        .filter(|message| role(message) == "user")
+        .flat_map(|message| blocks(message).iter().rev())
+        .find(|block| block_type(block) == "tool_result")?;
+    match block.get("content") {
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(Value::Array(parts)) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => None,
+    }
+}
+
 /// The session's working directory, from the "Primary working directory:" line. The most
 /// recent mention in the messages wins (the CLI adds one after resuming in another cwd),
 /// then the system prompt.

@@ -61,6 +61,11 @@ fn tool_result_reply(body: &Value) -> Reply {
         };
     }
     let tool = conversation::latest_tool_use(body).unwrap_or("the tool");
+    if tool == "AskUserQuestion" {
+        // What the person answered, as the CLI put it in the tool result.
+        let result = conversation::latest_tool_result(body).unwrap_or_default();
+        return Reply::text(format!("Got your answer. {result}"));
+    }
     Reply::text(format!("Done: {tool} finished."))
 }
 
@@ -90,6 +95,19 @@ fn instruction_reply(instruction: &str, body: &Value) -> Reply {
             "Write",
             json!({"file_path": path, "content": CREATED_CONTENT}),
             Some(&format!("I'll create {file}.")),
+        );
+    }
+    if let Some(rest) = after(instruction, "ask:") {
+        // `ask: Which color? | Red | Blue`: one question, its options.
+        let mut parts = rest.split('|').map(str::trim).filter(|p| !p.is_empty());
+        let question = parts.next().unwrap_or("Which one?");
+        let options: Vec<Value> = parts
+            .map(|label| json!({"label": label, "description": format!("choose {label}")}))
+            .collect();
+        return Reply::tool_use(
+            "AskUserQuestion",
+            json!({"questions": [{"question": question, "header": "Question", "options": options, "multiSelect": false}]}),
+            Some("I need to ask you something."),
         );
     }
     if let Some(command) = after(instruction, "run:")
@@ -149,6 +167,19 @@ mod tests {
 
     fn user(text: &str) -> Value {
         json!({"role": "user", "content": text})
+    }
+
+    #[test]
+    fn ask_becomes_a_question_with_its_options() {
+        let Reply::ToolUse { name, input, .. } =
+            ask(json!([user("ask: Which color? | Red | Blue")]))
+        else {
+            panic!("a tool call");
+        };
+        assert_eq!(name, "AskUserQuestion");
+        let q = &input["questions"][0];
+        assert_eq!(q["question"], "Which color?");
+        assert_eq!(q["options"][1]["label"], "Blue");
     }
 
     #[test]

@@ -252,6 +252,31 @@ pub struct SetModelRequest {
     pub model: String,
 }
 
+/// `POST .../agentic-sessions/{session}/answers`: answers a question of the agent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// The question's id (`GET .../asks`).
+    #[serde(default)]
+    pub id: String,
+    /// Each question's text → its answer (an option's label, several comma-separated, or
+    /// the person's own words); at most 16. Empty: declined.
+    #[serde(default)]
+    pub answers: BTreeMap<String, String>,
+}
+
+/// `GET .../agentic-sessions/{session}/asks`: the agent's questions waiting for an answer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AskList {
+    /// The questions, oldest first: `id`, `tool` and `input` (its `questions`, each with
+    /// `question`, `header`, `options` [`label`, `description`] and `multiSelect`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub items: Vec<crate::protocol::Ask>,
+}
+
 /// `POST .../agentic-sessions/{session}/messages`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

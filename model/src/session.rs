@@ -266,6 +266,8 @@ pub enum AgentStatus {
     Working,
     /// Every message has its answer: the session waits for a person, its agent warm.
     Idle,
+    /// The agent asked a person something and waits for the answer.
+    WaitingInput,
 }
 
 impl AgentStatus {
@@ -274,6 +276,7 @@ impl AgentStatus {
         match self {
             AgentStatus::Working => "working",
             AgentStatus::Idle => "idle",
+            AgentStatus::WaitingInput => "waiting_input",
         }
     }
 }

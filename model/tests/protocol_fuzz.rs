@@ -52,6 +52,8 @@ fn tag() -> impl Strategy<Value = String> {
         Just("finish"),
         Just("set_model"),
         Just("model_changed"),
+        Just("ask"),
+        Just("answer"),
         Just("send_message"),
         Just("live"),
         Just("error"),
@@ -183,6 +185,11 @@ fn event() -> impl Strategy<Value = SessionEvent> {
         text().prop_map(|sender| SessionEvent::StopRequested(ControlEcho { sender })),
         (text(), text())
             .prop_map(|(model, sender)| SessionEvent::ModelChanged(ModelChange { model, sender })),
+        (text(), text(), text()).prop_map(|(id, sender, answer)| SessionEvent::Answer(Answer {
+            id,
+            sender,
+            answers: [("q".to_owned(), answer)].into(),
+        })),
         (text(), text(), any::<u64>()).prop_map(|(repo, url, number)| SessionEvent::PullRequest(
             PullRequest { repo, url, number }
         )),

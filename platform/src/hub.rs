@@ -96,6 +96,18 @@ struct Slot {
     /// Since when its agent has answered every message and waits for a person; `None`
     /// while it works (or has not said yet).
     idle_since: Option<Timestamp>,
+    /// Its agent's asks that wait for a person's answer, with when the first was asked.
+    asks: HashMap<String, Timestamp>,
+}
+
+impl Slot {
+    fn state(&self) -> AgentState {
+        if let Some(first) = self.asks.values().min() {
+            return AgentState::Asking(*first);
+        }
+        self.idle_since
+            .map_or(AgentState::Working, AgentState::Idle)
+    }
 }
 
 /// What the agent behind a connected runner does, as the hub knows it.
@@ -105,6 +117,8 @@ pub enum AgentState {
     Working,
     /// Every message has its answer since this time; the agent waits, warm.
     Idle(Timestamp),
+    /// The agent asked a person something at this time and waits for the answer.
+    Asking(Timestamp),
 }
 
 impl AgentState {
@@ -113,6 +127,7 @@ impl AgentState {
         match self {
             AgentState::Working => AgentStatus::Working,
             AgentState::Idle(_) => AgentStatus::Idle,
+            AgentState::Asking(_) => AgentStatus::WaitingInput,
         }
     }
 }
@@ -162,6 +177,7 @@ impl Runners {
                 tx,
                 finishing: false,
                 idle_since: None,
+                asks: HashMap::new(),
             },
         );
         if let Some(old) = old {
@@ -212,15 +228,25 @@ impl Runners {
         }
     }
 
+    /// Notes the asks of the session's agent that wait for an answer (`open`) and those
+    /// answered (`answered`).
+    pub fn asks(&self, session: LogId, open: &[String], answered: &[String]) {
+        if let Some(slot) = self.slots().get_mut(&session) {
+            for id in open {
+                slot.asks.entry(id.clone()).or_insert_with(Timestamp::now);
+            }
+            for id in answered {
+                slot.asks.remove(id);
+            }
+        }
+    }
+
     /// What the agents of a project's connected runners do, by session name.
     pub fn agent_states(&self, project: &str) -> HashMap<String, AgentState> {
         self.slots()
             .values()
             .filter(|s| s.key.project == project && !s.finishing)
-            .map(|s| {
-                let state = s.idle_since.map_or(AgentState::Working, AgentState::Idle);
-                (s.key.name.clone(), state)
-            })
+            .map(|s| (s.key.name.clone(), s.state()))
             .collect()
     }
 
@@ -239,7 +265,7 @@ impl Runners {
         self.slots()
             .get(&session)
             .filter(|s| !s.finishing)
-            .map(|s| s.idle_since.map_or(AgentState::Working, AgentState::Idle))
+            .map(Slot::state)
     }
 
     /// Tells the runner to finish: it gets no more work.

@@ -6,6 +6,7 @@
 //! to runners), [`runner`] (what a runner may do: its token, its run, its events),
 //! [`keys`] (access keys), [`permissions`] (sharing with the cluster's people and groups).
 
+mod asks;
 mod control;
 mod keys;
 mod permissions;

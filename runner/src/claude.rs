@@ -58,6 +58,10 @@ impl Spec {
             // The workspace is the agent's own: nothing to ask a human about.
             "--permission-mode",
             "bypassPermissions",
+            // What needs a person (a question of the agent's) is asked of the runner, over
+            // the control protocol (`can_use_tool`), and waits for the person's answer.
+            "--permission-prompt-tool",
+            "stdio",
             // Project settings (CLAUDE.md, commands, agents of the repos) apply; the
             // machine's user settings do not.
             "--setting-sources=project",
@@ -295,6 +299,30 @@ impl Claude {
     }
 }
 
+/// The tool through which the agent asks a person questions.
+pub const ASK_USER_QUESTION: &str = "AskUserQuestion";
+
+/// Whether a control request of the CLI needs a person's answer: a question of the agent
+/// (`AskUserQuestion`, or any tool the CLI says needs a user's interaction).
+pub fn needs_a_person(subtype: &str, request: &Value) -> bool {
+    subtype == "can_use_tool"
+        && (request["tool_name"] == ASK_USER_QUESTION
+            || request["requires_user_interaction"] == true)
+}
+
+/// The CLI's answer to a question it asked a person: the tool's input with the person's
+/// `answers` (question → answer); no answer at all declines it.
+pub fn answered(input: &Value, answers: &std::collections::BTreeMap<String, String>) -> Value {
+    if answers.is_empty() {
+        return json!({"behavior": "deny", "message": "The person declined to answer."});
+    }
+    let mut input = input.clone();
+    if let Some(object) = input.as_object_mut() {
+        object.insert("answers".into(), json!(answers));
+    }
+    json!({"behavior": "allow", "updatedInput": input})
+}
+
 /// The answer to a control request the CLI sends the host.
 pub fn answer_for(subtype: &str, request: &Value) -> Result<Value, String> {
     match subtype {
@@ -337,6 +365,24 @@ mod tests {
         assert!(args.contains(&"--mcp-config=/w/.claude/ambient-mcp.json".to_owned()));
         let i = args.iter().position(|a| a == "--input-format").unwrap();
         assert_eq!(args[i + 1], "stream-json");
+    }
+
+    #[test]
+    fn a_question_is_answered_with_the_persons_words_or_declined() {
+        let request = json!({"tool_name": "AskUserQuestion", "input": {"questions": [{"question": "Which?"}]}});
+        assert!(needs_a_person("can_use_tool", &request));
+        assert!(!needs_a_person(
+            "can_use_tool",
+            &json!({"tool_name": "Bash"})
+        ));
+        assert!(!needs_a_person("hook_callback", &request));
+        let answers = [("Which?".to_owned(), "Blue".to_owned())].into();
+        let yes = answered(&request["input"], &answers);
+        assert_eq!(yes["behavior"], "allow");
+        assert_eq!(yes["updatedInput"]["answers"]["Which?"], "Blue");
+        assert_eq!(yes["updatedInput"]["questions"][0]["question"], "Which?");
+        let no = answered(&request["input"], &Default::default());
+        assert_eq!(no["behavior"], "deny");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Down {
     Interrupt,
     /// Switch the agent's model.
     SetModel(String),
+    /// A person's answer to an ask of the agent.
+    Answer(model::protocol::Answer),
     /// Stop the session.
     Stop,
     /// Nothing more to do: finish.
@@ -348,6 +350,7 @@ impl LinkTask {
             ServerToRunner::Interrupt(_) => Down::Interrupt,
             ServerToRunner::Stop(_) => Down::Stop,
             ServerToRunner::SetModel(m) => Down::SetModel(m.model),
+            ServerToRunner::Answer(a) => Down::Answer(a),
             ServerToRunner::Finish => Down::Finish,
         };
         let _ = self.down.send(down);

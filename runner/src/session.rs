@@ -276,6 +276,8 @@ struct Agent<'a> {
     finishing: bool,
     /// Model switches sent to the CLI and not yet answered, by request id.
     model_switches: std::collections::HashMap<String, String>,
+    /// The CLI's requests that wait for a person's answer, by id: their tool input.
+    asks: std::collections::HashMap<String, serde_json::Value>,
 }
 
 impl<'a> Agent<'a> {
@@ -366,6 +368,7 @@ impl<'a> Agent<'a> {
             pending_turns: 0,
             finishing: false,
             model_switches: Default::default(),
+            asks: Default::default(),
         };
         match config.initial_prompt.as_deref().filter(|_| !config.resume) {
             Some(prompt) => {
@@ -398,6 +401,20 @@ impl<'a> Agent<'a> {
                     if self.pending_turns == 0 {
                         self.link.idle(true);
                     }
+                }
+                Output::ControlRequest {
+                    request_id,
+                    subtype,
+                    request,
+                } if claude::needs_a_person(&subtype, &request) => {
+                    // Held until a person answers (the turn waits, the CLI with it).
+                    let input = request["input"].clone();
+                    self.link.emit(SessionEvent::Ask(model::protocol::Ask {
+                        id: request_id.clone(),
+                        tool: request["tool_name"].as_str().unwrap_or_default().to_owned(),
+                        input: input.clone(),
+                    }));
+                    self.asks.insert(request_id, input);
                 }
                 Output::ControlRequest {
                     request_id,
@@ -459,6 +476,17 @@ impl<'a> Agent<'a> {
                 self.link.handled(seq);
                 self.link.idle(false);
                 self.pending_turns += 1;
+                Ok(None)
+            }
+            Some(Down::Answer(answer)) => {
+                // Unknown: answered already (sent again after a reconnect), or gone with
+                // an interrupted turn.
+                if let Some(input) = self.asks.remove(&answer.id) {
+                    let reply = claude::answered(&input, &answer.answers);
+                    if let Err(e) = self.claude.answer(&answer.id, Ok(reply)).await {
+                        tracing::warn!(error = %e, "could not give claude the answer");
+                    }
+                }
                 Ok(None)
             }
             Some(Down::SetModel(model)) => {

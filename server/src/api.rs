@@ -44,6 +44,8 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(control::stop))
         .routes(routes!(control::interrupt))
         .routes(routes!(control::set_model))
+        .routes(routes!(control::asks))
+        .routes(routes!(control::answer))
         .routes(routes!(control::send_message))
         .routes(routes!(control::export))
         .routes(routes!(keys::list, keys::create))

@@ -117,6 +117,23 @@ pub async fn switch_model(
         .map_err(crate::ssr::refusal)
 }
 
+/// Answers a question of the session's agent (`answers`: question → answer; none declines).
+#[server(prefix = "/rpc", input = Json)]
+pub async fn answer_ask(
+    project: String,
+    session: String,
+    id: String,
+    answers: std::collections::BTreeMap<String, String>,
+) -> Result<(), AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    let key = model::session::SessionKey::new(project, session);
+    services
+        .answer(&caller, &key, id, answers)
+        .await
+        .map(drop)
+        .map_err(crate::ssr::refusal)
+}
+
 /// Renames a session.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn rename_session(
@@ -193,7 +210,15 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     });
     // A running session's agent either works or, having answered, waits (warm) for a person.
     let agent = Signal::derive(move || {
-        (phase.get() == Phase::Running).then(|| if busy.get() { "working" } else { "waiting" })
+        (phase.get() == Phase::Running).then(|| {
+            if transcript.with(|t| !t.open_asks().is_empty()) {
+                "asking"
+            } else if busy.get() {
+                "working"
+            } else {
+                "waiting"
+            }
+        })
     });
 
     #[cfg(feature = "hydrate")]
@@ -248,7 +273,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 <PhaseBadge phase/>
                 {move || agent.get().map(|a| view! {
                     <span class=format!("agent-state agent-{a}") data-agent=a role="status">
-                        {if a == "working" { "Working" } else { "Waiting for you" }}
+                        {match a { "working" => "Working", "asking" => "Waiting for your answer", _ => "Waiting for you" }}
                     </span>
                 })}
                 <ModelPicker project=project.clone() name=name.clone() current=summary.model.clone() models=view.models.clone()/>
@@ -294,7 +319,138 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         <Show when=move || !scroll.at_bottom.get()>
             <button class="btn jump-latest" on:click=move |_| scroll.to_bottom()>"↓ Jump to latest"</button>
         </Show>
+        {can_edit.then(|| view! { <Questions transcript phase project=project.clone() name=name.clone()/> })}
         {can_edit.then(|| view! { <Composer busy phase send/> })}
+    }
+}
+
+/// The agent's open questions, each as a form: its options (one, or several where the
+/// question allows), or the person's own words; answered or declined, the agent goes on.
+#[component]
+fn Questions(
+    transcript: RwSignal<Transcript>,
+    phase: Signal<Phase>,
+    project: String,
+    name: String,
+) -> impl IntoView {
+    let open = Memo::new(move |_| {
+        if phase.get() == Phase::Running {
+            transcript.with(Transcript::open_asks)
+        } else {
+            Vec::new()
+        }
+    });
+    let reply = Action::new(
+        move |(id, answers): &(String, std::collections::BTreeMap<String, String>)| {
+            answer_ask(project.clone(), name.clone(), id.clone(), answers.clone())
+        },
+    );
+    let failed = action_error(reply);
+    view! {
+        <For each=move || open.get() key=|a| a.id.clone() let:ask>
+            <QuestionForm ask reply/>
+        </For>
+        <Show when=move || failed.get().is_some()>
+            <p class="error" role="alert">{move || failed.get().unwrap_or_default()}</p>
+        </Show>
+    }
+}
+
+/// One open question of the agent.
+#[component]
+fn QuestionForm(
+    ask: model::protocol::Ask,
+    reply: Action<(String, std::collections::BTreeMap<String, String>), Result<(), AppError>>,
+) -> impl IntoView {
+    let questions: Vec<serde_json::Value> = ask.input["questions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // Per question: the chosen labels, and the person's own words.
+    let chosen: Vec<(String, RwSignal<Vec<String>>, RwSignal<String>)> = questions
+        .iter()
+        .map(|q| {
+            (
+                q["question"].as_str().unwrap_or_default().to_owned(),
+                RwSignal::new(Vec::new()),
+                RwSignal::new(String::new()),
+            )
+        })
+        .collect();
+    let answers = {
+        let chosen = chosen.clone();
+        move || -> std::collections::BTreeMap<String, String> {
+            chosen
+                .iter()
+                .filter_map(|(q, picked, own)| {
+                    let own = own.get_untracked();
+                    let text = if own.trim().is_empty() {
+                        picked.get_untracked().join(", ")
+                    } else {
+                        own.trim().to_owned()
+                    };
+                    (!text.is_empty()).then(|| (q.clone(), text))
+                })
+                .collect()
+        }
+    };
+    let id = ask.id.clone();
+    let submit = {
+        let id = id.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let a = answers();
+            if !a.is_empty() {
+                reply.dispatch((id.clone(), a));
+            }
+        }
+    };
+    let decline = move |_| {
+        reply.dispatch((id.clone(), Default::default()));
+    };
+    let fields = questions
+        .into_iter()
+        .zip(chosen)
+        .enumerate()
+        .map(|(qi, (q, (text, picked, own)))| {
+            let many = q["multiSelect"] == true;
+            let options = q["options"].as_array().cloned().unwrap_or_default();
+            view! {
+                <fieldset class="question">
+                    <legend>{text}</legend>
+                    {options.into_iter().map(|o| {
+                        let label = o["label"].as_str().unwrap_or_default().to_owned();
+                        let description = o["description"].as_str().unwrap_or_default().to_owned();
+                        let value = label.clone();
+                        view! {
+                            <label class="option">
+                                <input type=if many { "checkbox" } else { "radio" } name=format!("q{qi}")
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        picked.update(|p| {
+                                            if !many { p.clear(); }
+                                            p.retain(|l| l != &value);
+                                            if on { p.push(value.clone()); }
+                                        });
+                                    }/>
+                                " " <strong>{label}</strong> " " <span class="muted">{description}</span>
+                            </label>
+                        }
+                    }).collect_view()}
+                    <input type="text" class="own-words" placeholder="Or answer in your own words" aria-label="Your own answer"
+                        prop:value=own on:input=move |ev| own.set(event_target_value(&ev))/>
+                </fieldset>
+            }
+        })
+        .collect_view();
+    view! {
+        <form class="panel ask-form" data-ask=ask.id.clone() aria-label="The agent asks" on:submit=submit>
+            {fields}
+            <div class="actions">
+                <button type="submit" class="btn primary" disabled=move || reply.pending().get()>"Answer"</button>
+                <button type="button" class="btn" on:click=decline disabled=move || reply.pending().get()>"Decline"</button>
+            </div>
+        </form>
     }
 }
 

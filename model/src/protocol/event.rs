@@ -53,6 +53,10 @@ pub enum SessionEvent {
     StopRequested(ControlEcho),
     /// Someone switched the session's model: the agent's next request uses it.
     ModelChanged(ModelChange),
+    /// The agent asks a person and waits for the answer (`AskUserQuestion`).
+    Ask(Ask),
+    /// A person answered an [`Ask`].
+    Answer(Answer),
     /// Work was pushed to a branch.
     GitPush(GitPush),
     /// A pull (merge) request was opened.
@@ -89,6 +93,7 @@ impl SessionEvent {
                 | SessionEvent::Interrupt(_)
                 | SessionEvent::StopRequested(_)
                 | SessionEvent::ModelChanged(_)
+                | SessionEvent::Answer(_)
         )
     }
 
@@ -150,6 +155,8 @@ impl SessionEvent {
             | SessionEvent::Interrupt(_)
             | SessionEvent::StopRequested(_)
             | SessionEvent::ModelChanged(_)
+            | SessionEvent::Ask(_)
+            | SessionEvent::Answer(_)
             | SessionEvent::GitPush(_)
             | SessionEvent::PullRequest(_) => {}
         }
@@ -193,6 +200,8 @@ impl SessionEvent {
             SessionEvent::Interrupt(_) => "interrupt",
             SessionEvent::StopRequested(_) => "stop_requested",
             SessionEvent::ModelChanged(_) => "model_changed",
+            SessionEvent::Ask(_) => "ask",
+            SessionEvent::Answer(_) => "answer",
             SessionEvent::GitPush(_) => "git_push",
             SessionEvent::PullRequest(_) => "pull_request",
         }
@@ -402,6 +411,33 @@ pub struct RunResult {
 pub struct ControlEcho {
     /// Display name or user id of the requester.
     pub sender: String,
+}
+
+/// The agent waits for a person: a question (`AskUserQuestion`, its `input` holds the
+/// `questions`, each with its `options`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ask {
+    /// The request's id, unique in its run: the answer names it.
+    pub id: String,
+    /// The tool the agent calls (`AskUserQuestion`).
+    pub tool: String,
+    /// The tool's input as the agent gave it.
+    pub input: serde_json::Value,
+}
+
+/// A person's answer to an [`Ask`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    /// The [`Ask`] answered.
+    pub id: String,
+    /// Display name or user id of who answered.
+    pub sender: String,
+    /// A question's answers: the question's text → the chosen label(s) (comma-separated
+    /// when several) or the person's own words. Empty: declined.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub answers: std::collections::BTreeMap<String, String>,
 }
 
 /// A switch of the session's model.

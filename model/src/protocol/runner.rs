@@ -77,6 +77,9 @@ pub enum ServerToRunner {
     Stop(RunnerControl),
     /// Switch the agent's model (the CLI's `set_model`): its next request uses it.
     SetModel(RunnerModel),
+    /// A person's answer to the agent's ask (sent again after a reconnect; a runner with no
+    /// such ask open ignores it).
+    Answer(crate::protocol::Answer),
     /// Nothing more to do: deliver the work and exit.
     Finish,
     /// Heartbeat; the runner answers [`RunnerToServer::Pong`].

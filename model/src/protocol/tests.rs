@@ -149,6 +149,22 @@ fn every_session_event_has_a_pinned_encoding() {
             r#"{"type":"stop_requested","sender":"ada"}"#,
         ),
         (
+            SessionEvent::Ask(Ask {
+                id: "r1".into(),
+                tool: "AskUserQuestion".into(),
+                input: json!({"questions": []}),
+            }),
+            r#"{"type":"ask","id":"r1","tool":"AskUserQuestion","input":{"questions":[]}}"#,
+        ),
+        (
+            SessionEvent::Answer(Answer {
+                id: "r1".into(),
+                sender: "ada".into(),
+                answers: [("Which?".to_owned(), "Blue".to_owned())].into(),
+            }),
+            r#"{"type":"answer","id":"r1","sender":"ada","answers":{"Which?":"Blue"}}"#,
+        ),
+        (
             SessionEvent::ModelChanged(ModelChange {
                 model: "claude-opus-4-6".into(),
                 sender: "ada".into(),

@@ -240,13 +240,15 @@ impl Services {
         Ok(())
     }
 
-    /// A runner said hello: sends it the user messages it has not handled.
+    /// A runner said hello: sends it the user messages it has not handled, and the answers
+    /// of its run (it ignores those of asks it no longer holds).
     pub async fn deliver_pending(
         &self,
         log: LogId,
         generation: u64,
         handled_through: u64,
     ) -> Result<(), ApiError> {
+        self.replay_answers(log).await?;
         self.deliver(log, generation, handled_through, None).await
     }
 

@@ -129,6 +129,13 @@ impl Services {
                 });
             }
         }
+        let asked: Vec<String> = batch
+            .iter()
+            .filter_map(|e| match &e.event {
+                SessionEvent::Ask(a) => Some(a.id.clone()),
+                _ => None,
+            })
+            .collect();
         let appended = self
             .log
             .append_runner_events(log, run.generation(), batch, on_commit)
@@ -137,6 +144,9 @@ impl Services {
                 ApiError::NotFound(_) => Refusal::Gone,
                 other => Refusal::Failed(other),
             })?;
+        if !asked.is_empty() {
+            self.runners.asks(log, &asked, &[]);
+        }
         if let Some(conversation) = appended.conversation {
             // What a continued session resumes.
             self.records

@@ -376,7 +376,7 @@ impl Services {
             .agent_states(project)
             .into_iter()
             .filter_map(|(name, state)| match state {
-                AgentState::Idle(since) => Some((since, name)),
+                AgentState::Idle(since) | AgentState::Asking(since) => Some((since, name)),
                 AgentState::Working => None,
             })
             .collect();
@@ -499,7 +499,10 @@ fn with_agent_status(
 
 /// Whether a session, as read, waits for a person.
 fn waits_for_a_person(session: &AgenticSession) -> bool {
-    session.status.as_ref().and_then(|s| s.agent_status) == Some(AgentStatus::Idle)
+    matches!(
+        session.status.as_ref().and_then(|s| s.agent_status),
+        Some(AgentStatus::Idle | AgentStatus::WaitingInput)
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use model::AgenticSession;
-use model::api::{ApiError as ErrorBody, MessageAccepted, SendMessageRequest, SetModelRequest};
+use model::api::{
+    AnswerRequest, ApiError as ErrorBody, AskList, MessageAccepted, SendMessageRequest,
+    SetModelRequest,
+};
 
 use super::extract::ApiJson;
 use model::session::SessionKey;
@@ -75,6 +78,47 @@ pub async fn set_model(
         s.set_model(&caller, &SessionKey::new(project, name), req.model)
             .await?,
     ))
+}
+
+/// The questions the session's agent waits to have answered (`AskUserQuestion`), oldest
+/// first; none once its run has ended.
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/asks", tag = "control",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 200, body = AskList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn asks(
+    State(s): State<Services>,
+    caller: Caller,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<AskList>, ApiError> {
+    Ok(Json(AskList {
+        items: s
+            .open_asks(&caller, &SessionKey::new(project, name))
+            .await?,
+    }))
+}
+
+/// Answers a question of the session's agent (each question's text → its answer; none
+/// declines): recorded in the transcript, then given to the agent, which goes on. 409 when
+/// no such question waits.
+#[utoipa::path(post, path = "/api/projects/{project}/agentic-sessions/{session}/answers", tag = "control",
+    params(("project" = String, Path), ("session" = String, Path)), request_body = AnswerRequest,
+    responses((status = 202, body = MessageAccepted), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn answer(
+    State(s): State<Services>,
+    caller: Caller,
+    Path((project, name)): Path<(String, String)>,
+    ApiJson(req): ApiJson<AnswerRequest>,
+) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
+    let seq = s
+        .answer(
+            &caller,
+            &SessionKey::new(project, name),
+            req.id,
+            req.answers,
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(MessageAccepted { seq })))
 }
 
 /// Sends a follow-up message; a finished session is continued with it.

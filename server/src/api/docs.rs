@@ -380,6 +380,14 @@ fn operations(doc: &mut Value) {
         ),
         (
             "get",
+            "/api/projects/{project}/agentic-sessions/{session}/asks",
+        ),
+        (
+            "post",
+            "/api/projects/{project}/agentic-sessions/{session}/answers",
+        ),
+        (
+            "get",
             "/api/projects/{project}/agentic-sessions/{session}/export",
         ),
         (

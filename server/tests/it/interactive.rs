@@ -356,3 +356,106 @@ async fn the_model_switches_in_the_running_agent_and_stays_for_later_runs() {
     s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
         .await;
 }
+
+/// The agent asks (`AskUserQuestion`): the session waits for a person (`asking`, listed as
+/// waiting), `ambient asks` shows the question and its options, `ambient answer` gives the
+/// answer to the waiting agent, which goes on with it in the same turn; what does not answer
+/// an open question is refused, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_of_the_agent_waits_for_a_person_and_the_answer_goes_on() {
+    let (s, _mock, _dir) = with_mock().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = login(&s, home.path(), &s.key).await;
+    let out = run(
+        &config,
+        &[
+            "sessions",
+            "create",
+            "ask: Which color should the button be? | Red | Blue",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let got = until_session(&s, &name, "the agent asking", |v| {
+        v["status"]["agentStatus"] == "waiting_input"
+    })
+    .await;
+    assert_eq!(got["status"]["phase"], "Running");
+    let out = run(&config, &["sessions", "list", "--waiting"]).await;
+    let waiting = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        waiting
+            .lines()
+            .any(|l| l.starts_with(&name) && l.contains("asking")),
+        "{waiting}"
+    );
+    let out = run(&config, &["asks", &name, "-o", "json"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let asks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ask = &asks["items"][0];
+    assert_eq!(ask["tool"], "AskUserQuestion", "{asks}");
+    assert_eq!(
+        ask["input"]["questions"][0]["options"][1]["label"], "Blue",
+        "{asks}"
+    );
+    let id = ask["id"].as_str().unwrap().to_owned();
+
+    // Refused: an unknown id (6), the wrong number of answers (2), a question not asked
+    // (400), a blank answer (400).
+    let out = run(&config, &["answer", &name, "nope", "Blue"]).await;
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let out = run(&config, &["answer", &name, &id, "Blue", "Red"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let path = format!("{SESSIONS}/{name}/answers");
+    let (st, body) = call(
+        &s,
+        "POST",
+        &path,
+        Some(json!({"id": id, "answers": {"Other?": "x"}})),
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = call(
+        &s,
+        "POST",
+        &path,
+        Some(json!({"id": id, "answers": {"Which color should the button be?": " "}})),
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+
+    let out = run(&config, &["answer", &name, &id, "Blue"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains(&format!("answered {id}: Blue")),
+        "{printed}"
+    );
+    let log = events(&s, &name).await;
+    assert!(
+        log.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("Got your answer") && m.text.contains("Blue"))),
+        "the agent got the answer: {log:?}"
+    );
+    assert_eq!(
+        count(&log, |e| matches!(e, SessionEvent::TurnResult(_))),
+        1,
+        "one turn"
+    );
+    // Answered once: a second answer is refused.
+    let out = run(&config, &["answer", &name, &id, "Red"]).await;
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let out = run(&config, &["asks", &name]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
+}

@@ -741,6 +741,39 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
             .any(|e| is_phase(e, &["Completed", "Stopped", "Failed"]))
     );
     assert_eq!(c.running_pod(&name).await, pod, "the same pod answered");
+
+    // A question of the agent in the pod waits for a person; the answer goes on.
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/messages")))
+        .json(&json!({"text": "ask: Which one? | A | B"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let asked = viewer
+        .events_until(Duration::from_secs(60), |e| {
+            matches!(e.event, SessionEvent::Ask(_))
+        })
+        .await;
+    let Some(SessionEvent::Ask(ask)) = asked.last().map(|e| e.event.clone()) else {
+        panic!("{asked:?}");
+    };
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/answers")))
+        .json(&json!({"id": ask.id, "answers": {"Which one?": "B"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    let answered = viewer.events_until(Duration::from_secs(60), answered).await;
+    assert!(
+        answered.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("Got your answer") && m.text.contains("\"B\""))),
+        "{answered:?}"
+    );
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), &c.project);
     assert!(jobs.get_opt(&job_name(&name, 2)).await.unwrap().is_none());
 

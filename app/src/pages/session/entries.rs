@@ -170,6 +170,37 @@ pub fn render(entry: &Entry) -> Rendered {
             }
             out.raw("</dl>")
         }
+        EntryKind::Ask { ask, answer } => {
+            let mut r = Rendered::new("entry ask").raw("<header>The agent asks</header>");
+            for q in ask.input["questions"].as_array().into_iter().flatten() {
+                r = r
+                    .raw("<p class=\"question\">")
+                    .text(q["question"].as_str().unwrap_or_default())
+                    .raw("</p><ul class=\"options\">");
+                for o in q["options"].as_array().into_iter().flatten() {
+                    r = r
+                        .raw("<li><strong>")
+                        .text(o["label"].as_str().unwrap_or_default())
+                        .raw("</strong> <span class=\"muted\">")
+                        .text(o["description"].as_str().unwrap_or_default())
+                        .raw("</span></li>");
+                }
+                r = r.raw("</ul>");
+            }
+            match answer {
+                Some(a) if a.answers.is_empty() => r
+                    .raw("<p class=\"answered muted\">")
+                    .text(&format!("{} declined to answer", a.sender))
+                    .raw("</p>"),
+                Some(a) => {
+                    let said: Vec<String> = a.answers.values().cloned().collect();
+                    r.raw("<p class=\"answered\">")
+                        .text(&format!("{} answered: {}", a.sender, said.join("; ")))
+                        .raw("</p>")
+                }
+                None => r.raw("<p class=\"waiting muted\">Waiting for an answer</p>"),
+            }
+        }
         EntryKind::Control { what, sender } => {
             Rendered::new("entry control muted").text(&format!("{sender} asked to {what}"))
         }
