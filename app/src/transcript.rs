@@ -90,6 +90,18 @@ pub enum EntryKind {
     PullRequest(PullRequest),
 }
 
+/// What a tool call the agent asks to make would do, in a few words: its command, its
+/// file, its plan, or its input.
+pub fn ask_summary(ask: &Ask) -> String {
+    let input = &ask.input;
+    input["command"]
+        .as_str()
+        .or_else(|| input["plan"].as_str())
+        .or_else(|| input["file_path"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| input.to_string())
+}
+
 /// The name shown for a tool whose call is not in the transcript.
 const UNKNOWN_TOOL: &str = "tool";
 

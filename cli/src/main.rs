@@ -105,19 +105,30 @@ enum Command {
         /// The session.
         session: String,
     },
-    /// Answers a question of the agent: one ANSWER per question, in order (an option's
-    /// label, or your own words); `--decline` answers none. The agent goes on.
+    /// Answers what the agent asks: a question, with one ANSWER per question in order (an
+    /// option's label, or your own words; `--decline` answers none); a tool call it asks to
+    /// make (an `ask` session) or its plan (a `plan` session), allowed with no ANSWER
+    /// (`--always`: for the rest of the session) or denied (`--deny`, `--reason`). The agent
+    /// goes on.
     Answer {
         /// The session.
         session: String,
-        /// The question's ID (`ambient asks`).
+        /// The ask's ID (`ambient asks`).
         id: String,
-        /// The answers, one per question.
-        #[arg(required_unless_present = "decline")]
+        /// A question's answers, one per question.
         answers: Vec<String>,
-        /// Decline to answer.
-        #[arg(long, conflicts_with = "answers")]
+        /// Decline a question.
+        #[arg(long, conflicts_with_all = ["answers", "deny", "always"])]
         decline: bool,
+        /// Deny a tool call or a plan.
+        #[arg(long, conflicts_with_all = ["answers", "always"])]
+        deny: bool,
+        /// Why it is denied (told to the agent).
+        #[arg(long, requires = "deny")]
+        reason: Option<String>,
+        /// Allow the tool for the rest of the session.
+        #[arg(long, conflicts_with = "answers")]
+        always: bool,
     },
     /// Interrupts the agent's current turn.
     Interrupt {
@@ -213,6 +224,11 @@ enum Sessions {
         /// project's.
         #[arg(long)]
         inactivity_timeout: Option<i64>,
+        /// What the agent may do without asking: autonomous (default, inside its sandbox),
+        /// ask (you approve each command and edit: `ambient asks`, `ambient answer`), plan
+        /// (you approve its plan first).
+        #[arg(long, value_parser = |s: &str| s.parse::<model::session::PermissionMode>())]
+        permission_mode: Option<model::session::PermissionMode>,
     },
     /// Shows a session.
     Get {
@@ -366,6 +382,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             timeout,
             batch,
             inactivity_timeout,
+            permission_mode,
         }) => {
             let repos = repos
                 .iter()
@@ -392,6 +409,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 timeout,
                 inactivity_timeout,
                 stop_on_run_finished: batch.then_some(true),
+                permission_mode,
                 repos,
                 ..Default::default()
             };
@@ -478,6 +496,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
             output::print(format, &asks, |l| {
                 let mut t = Table::new(&["ID", "QUESTION", "OPTIONS"]);
                 for a in &l.items {
+                    if a.tool != model::protocol::ASK_USER_QUESTION {
+                        // A tool call (or a plan) to allow or deny.
+                        let what = a.input["command"]
+                            .as_str()
+                            .or_else(|| a.input["file_path"].as_str())
+                            .or_else(|| a.input["plan"].as_str())
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| a.input.to_string());
+                        t.row(vec![
+                            a.id.clone(),
+                            format!("use {}: {what}", a.tool),
+                            "allow | deny".into(),
+                        ]);
+                        continue;
+                    }
                     for q in a.input["questions"].as_array().into_iter().flatten() {
                         let options: Vec<&str> = q["options"]
                             .as_array()
@@ -500,6 +533,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             id,
             answers,
             decline,
+            deny,
+            reason,
+            always,
         } => {
             let session = name("session", &session)?;
             let asks: model::api::AskList =
@@ -517,7 +553,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 .flatten()
                 .filter_map(|q| q["question"].as_str().map(str::to_owned))
                 .collect();
-            if !decline && answers.len() != questions.len() {
+            let question = ask.tool == model::protocol::ASK_USER_QUESTION;
+            if question && (deny || always) {
+                return Err(Error::Usage(
+                    "this is a question: answer it, or --decline".into(),
+                ));
+            }
+            if !question && (decline || !answers.is_empty()) {
+                return Err(Error::Usage(format!(
+                    "the agent asks to use {}: allow it (no answer, --always for the session) or --deny it",
+                    ask.tool
+                )));
+            }
+            if question && !decline && answers.len() != questions.len() {
                 return Err(Error::Usage(format!(
                     "the agent asked {} question(s); give one answer each",
                     questions.len()
@@ -530,6 +578,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 } else {
                     questions.into_iter().zip(answers).collect()
                 },
+                deny,
+                message: reason,
+                always,
             };
             let path = format!("{sessions}/{session}/answers");
             let accepted: MessageAccepted = client.call(Method::POST, &path, Some(&body)).await?;

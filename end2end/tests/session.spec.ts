@@ -128,3 +128,36 @@ test('the agent asks a question; the answer given on the page goes back and the 
   await api(PORT, 'POST', `/api/projects/default/agentic-sessions/${session}/stop`);
   expect(consoleErrors).toEqual([]);
 });
+
+test('a session that asks before acting: deny one edit with a reason, allow the next', async ({ page, consoleErrors }) => {
+  const created = await api(PORT, 'POST', '/api/projects/default/agentic-sessions', {
+    initialPrompt: 'create page-denied.txt',
+    permissionMode: 'ask',
+  });
+  const session = created.name;
+  await page.goto(`/projects/default/sessions/${session}`);
+  await hydrated(page);
+
+  const approval = page.getByRole('form', { name: 'The agent asks to act' });
+  await expect(approval).toBeVisible({ timeout: 60_000 });
+  await expect(approval).toContainText('The agent asks to use Write');
+  await expect(approval).toContainText('page-denied.txt');
+  await approval.getByLabel('Reason').fill('not that file');
+  await approval.getByRole('button', { name: 'Deny' }).click();
+  await expect(page.locator('.entry.ask.approval').first()).toContainText('Denied by');
+  await expect(page.locator('.entry.ask.approval').first()).toContainText('not that file');
+  await expect(page.locator('.session-header [data-agent]')).toHaveAttribute('data-agent', 'waiting', { timeout: 30_000 });
+
+  const composer = page.getByLabel('Message to the agent');
+  await composer.fill('create page-allowed.txt');
+  await composer.press('Enter');
+  await expect(approval).toBeVisible({ timeout: 30_000 });
+  await approval.getByRole('button', { name: 'Allow once' }).click();
+  await expect(page.locator('.entry.ask.approval').last()).toContainText('Allowed by');
+  await expect(page.locator('.session-header [data-agent]')).toHaveAttribute('data-agent', 'waiting', { timeout: 30_000 });
+  const dir = path.join(workspace(PORT, 'default', session), 'artifacts');
+  expect(fs.existsSync(path.join(dir, 'page-allowed.txt'))).toBe(true);
+  expect(fs.existsSync(path.join(dir, 'page-denied.txt'))).toBe(false);
+  await api(PORT, 'POST', `/api/projects/default/agentic-sessions/${session}/stop`);
+  expect(consoleErrors).toEqual([]);
+});

@@ -15,7 +15,8 @@
 //! when the prompt was `loop`, or a slow stream when the prompt said `slowly`); otherwise, on its last typed text: `create <file>` → Write,
 //! `run: <cmd>` → Bash, `slow [N]` → slow stream, `think` → thinking block, `fail <status>`
 //! → HTTP error, `loop` → Bash `echo loop`, `recall` → earlier prompts, `ask: Q | A | B` →
-//! an `AskUserQuestion` call (its result comes back as `Got your answer. <result>`), else
+//! an `AskUserQuestion` call (its result comes back as `Got your answer. <result>`),
+//! `propose: <plan>` → an `ExitPlanMode` call with the plan, else
 //! `You said: <text>`.
 
 pub mod conversation;

@@ -97,6 +97,14 @@ fn instruction_reply(instruction: &str, body: &Value) -> Reply {
             Some(&format!("I'll create {file}.")),
         );
     }
+    if let Some(plan) = after(instruction, "propose:").map(str::trim) {
+        // Plan mode: the plan, offered for approval.
+        return Reply::tool_use(
+            "ExitPlanMode",
+            json!({"plan": plan}),
+            Some("Here is my plan."),
+        );
+    }
     if let Some(rest) = after(instruction, "ask:") {
         // `ask: Which color? | Red | Blue`: one question, its options.
         let mut parts = rest.split('|').map(str::trim).filter(|p| !p.is_empty());

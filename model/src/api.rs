@@ -51,6 +51,10 @@ pub struct CreateSessionRequest {
     /// Workflow to follow.
     #[serde(default)]
     pub active_workflow: Option<ActiveWorkflow>,
+    /// What the agent may do without asking: `autonomous` (default), `ask` (a person
+    /// approves each command and edit), `plan` (a person approves its plan first).
+    #[serde(default)]
+    pub permission_mode: Option<crate::session::PermissionMode>,
     /// Extra environment for the runner and the agent.
     #[serde(default)]
     pub environment_variables: BTreeMap<String, String>,
@@ -260,10 +264,19 @@ pub struct AnswerRequest {
     /// The question's id (`GET .../asks`).
     #[serde(default)]
     pub id: String,
-    /// Each question's text → its answer (an option's label, several comma-separated, or
-    /// the person's own words); at most 16. Empty: declined.
+    /// A question: each question's text → its answer (an option's label, several
+    /// comma-separated, or the person's own words); at most 16. Empty: declined.
     #[serde(default)]
     pub answers: BTreeMap<String, String>,
+    /// An approval: deny it (default: allow).
+    #[serde(default)]
+    pub deny: bool,
+    /// Why it is denied, told to the agent (at most 4 KiB).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// An approval: allow this tool for the rest of the session.
+    #[serde(default)]
+    pub always: bool,
 }
 
 /// `GET .../agentic-sessions/{session}/asks`: the agent's questions waiting for an answer.

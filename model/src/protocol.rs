@@ -14,10 +14,10 @@ mod runner;
 
 pub use browser::{BrowserToServer, Live, Refusal, SendMessage, ServerToBrowser};
 pub use event::{
-    AgentDelta, AgentMessage, AgentStarted, Answer, Ask, ControlEcho, ErrorEvent, GitPush,
-    LogLevel, LogLine, MAX_EVENT_TEXT, ModelChange, PhaseChange, PullRequest, RunResult,
-    SessionEvent, StoredEvent, Thinking, ToolResult, ToolUse, TurnResult, Usage, UserMessage,
-    truncated,
+    ASK_USER_QUESTION, AgentDelta, AgentMessage, AgentStarted, Answer, Ask, ControlEcho,
+    ErrorEvent, GitPush, LogLevel, LogLine, MAX_EVENT_TEXT, ModelChange, PhaseChange, PullRequest,
+    RunResult, SessionEvent, StoredEvent, Thinking, ToolResult, ToolUse, TurnResult, Usage,
+    UserMessage, truncated,
 };
 pub use runner::{
     Ack, RunnerControl, RunnerEvent, RunnerHello, RunnerIdle, RunnerModel, RunnerToServer,

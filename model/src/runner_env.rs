@@ -73,6 +73,9 @@ pub const CLAUDE_BIN: &str = "AMBIENT_CLAUDE_BIN";
 pub const PARTIAL_MESSAGES: &str = "AMBIENT_PARTIAL_MESSAGES";
 /// Whether the agent runs in a sandbox: a [`SandboxMode`] (`auto`, `required` or `off`).
 pub const SANDBOX: &str = "AMBIENT_SANDBOX";
+/// What the agent may do without asking (`autonomous`, `ask`, `plan`: see
+/// [`crate::session::PermissionMode`]).
+pub const PERMISSION_MODE: &str = "AMBIENT_PERMISSION_MODE";
 
 /// Whether the agent runs in a bubblewrap sandbox ([`SANDBOX`]): what a driver writes and
 /// the runner reads.
@@ -151,7 +154,7 @@ pub const MAX_TURNS: &str = "MAX_TURNS";
 pub const DISPLAY_NAME: &str = "AMBIENT_DISPLAY_NAME";
 
 /// Every variable of the contract above, set by the driver for the runner.
-pub const CONTRACT: [&str; 28] = [
+pub const CONTRACT: [&str; 29] = [
     SESSION_NAME,
     SESSION_NAMESPACE,
     SESSION_ID,
@@ -177,6 +180,7 @@ pub const CONTRACT: [&str; 28] = [
     CLAUDE_BIN,
     PARTIAL_MESSAGES,
     SANDBOX,
+    PERMISSION_MODE,
     DISPLAY_NAME,
     GITHUB_API_URL,
     GITLAB_API_URL,

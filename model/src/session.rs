@@ -74,6 +74,55 @@ pub struct AgenticSessionSpec {
     /// Workflow repository cloned to `workflows/<name>`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_workflow: Option<ActiveWorkflow>,
+    /// What the agent may do without asking: `autonomous` (anything, inside its sandbox),
+    /// `ask` (a person approves each command and edit), `plan` (it proposes a plan and a
+    /// person approves it before it acts). Default: autonomous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<PermissionMode>,
+}
+
+/// What the agent may do without asking a person (see `spec.permissionMode`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PermissionMode {
+    /// Anything, inside its sandbox (Claude Code's `bypassPermissions`).
+    #[default]
+    Autonomous,
+    /// A person approves each command and edit (Claude Code's `default` mode, every
+    /// permission asked of the runner).
+    Ask,
+    /// The agent plans first; a person approves the plan before it acts (`plan`).
+    Plan,
+}
+
+impl PermissionMode {
+    /// Every mode.
+    pub const ALL: [PermissionMode; 3] = [
+        PermissionMode::Autonomous,
+        PermissionMode::Ask,
+        PermissionMode::Plan,
+    ];
+
+    /// The mode as written in `spec.permissionMode` and the runner's environment.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PermissionMode::Autonomous => "autonomous",
+            PermissionMode::Ask => "ask",
+            PermissionMode::Plan => "plan",
+        }
+    }
+}
+
+impl std::str::FromStr for PermissionMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PermissionMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| "must be autonomous, ask or plan".to_owned())
+    }
 }
 
 /// A git repository of a session.

@@ -189,6 +189,7 @@ fn event() -> impl Strategy<Value = SessionEvent> {
             id,
             sender,
             answers: [("q".to_owned(), answer)].into(),
+            ..Default::default()
         })),
         (text(), text(), any::<u64>()).prop_map(|(repo, url, number)| SessionEvent::PullRequest(
             PullRequest { repo, url, number }

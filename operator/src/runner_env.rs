@@ -66,6 +66,10 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
     if let Some(name) = &spec.display_name {
         set(env::DISPLAY_NAME, name.clone());
     }
+    set(
+        env::PERMISSION_MODE,
+        spec.permission_mode.unwrap_or_default().as_str().to_owned(),
+    );
     if let Some(timeout) = spec.timeout {
         set(env::TIMEOUT, timeout.to_string());
     }

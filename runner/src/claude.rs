@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use model::protocol::Answer;
+use model::session::PermissionMode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -44,6 +46,8 @@ pub struct Spec {
     pub workspace: PathBuf,
     /// Sandboxed or not.
     pub isolation: crate::sandbox::Isolation,
+    /// What the agent may do without asking.
+    pub permission_mode: PermissionMode,
 }
 
 impl Spec {
@@ -55,9 +59,6 @@ impl Spec {
             "--verbose",
             "--input-format",
             "stream-json",
-            // The workspace is the agent's own: nothing to ask a human about.
-            "--permission-mode",
-            "bypassPermissions",
             // What needs a person (a question of the agent's) is asked of the runner, over
             // the control protocol (`can_use_tool`), and waits for the person's answer.
             "--permission-prompt-tool",
@@ -68,6 +69,16 @@ impl Spec {
         ]
         .map(String::from)
         .to_vec();
+        // Autonomous: the workspace is the agent's own (inside its sandbox), nothing to ask
+        // about. Otherwise every permission the CLI would ask comes to the runner.
+        args.push(
+            match self.permission_mode {
+                PermissionMode::Autonomous => "--permission-mode=bypassPermissions",
+                PermissionMode::Ask => "--permission-mode=default",
+                PermissionMode::Plan => "--permission-mode=plan",
+            }
+            .into(),
+        );
         if self.partial_messages {
             args.push("--include-partial-messages".into());
         }
@@ -299,28 +310,79 @@ impl Claude {
     }
 }
 
-/// The tool through which the agent asks a person questions.
-pub const ASK_USER_QUESTION: &str = "AskUserQuestion";
+use model::protocol::ASK_USER_QUESTION;
 
-/// Whether a control request of the CLI needs a person's answer: a question of the agent
-/// (`AskUserQuestion`, or any tool the CLI says needs a user's interaction).
-pub fn needs_a_person(subtype: &str, request: &Value) -> bool {
-    subtype == "can_use_tool"
-        && (request["tool_name"] == ASK_USER_QUESTION
-            || request["requires_user_interaction"] == true)
+/// The plan tool: calling it, the agent asks to leave plan mode with its plan.
+pub const EXIT_PLAN_MODE: &str = "ExitPlanMode";
+
+/// Which permissions of the CLI a person gives, and which the runner gives alone.
+#[derive(Debug, Clone)]
+pub struct Permissions {
+    mode: PermissionMode,
+    /// Tools a person allowed for the rest of the session.
+    always: std::collections::HashSet<String>,
+    /// A person approved the plan: from then on the agent acts on its own.
+    plan_approved: bool,
 }
 
-/// The CLI's answer to a question it asked a person: the tool's input with the person's
-/// `answers` (question → answer); no answer at all declines it.
-pub fn answered(input: &Value, answers: &std::collections::BTreeMap<String, String>) -> Value {
-    if answers.is_empty() {
-        return json!({"behavior": "deny", "message": "The person declined to answer."});
+impl Permissions {
+    /// The permissions of a session in `mode`.
+    pub fn new(mode: PermissionMode) -> Permissions {
+        Permissions {
+            mode,
+            always: Default::default(),
+            plan_approved: false,
+        }
     }
-    let mut input = input.clone();
-    if let Some(object) = input.as_object_mut() {
-        object.insert("answers".into(), json!(answers));
+
+    /// Whether a control request of the CLI needs a person's answer: a question of the
+    /// agent (`AskUserQuestion`, or any tool the CLI says needs a user's interaction)
+    /// always; in a session that asks before acting, every tool call the CLI asks about
+    /// (but those allowed for the session); in plan mode, until the plan is approved.
+    pub fn needs_a_person(&self, subtype: &str, request: &Value) -> bool {
+        if subtype != "can_use_tool" {
+            return false;
+        }
+        let tool = request["tool_name"].as_str().unwrap_or_default();
+        if tool == ASK_USER_QUESTION || request["requires_user_interaction"] == true {
+            return true;
+        }
+        match self.mode {
+            PermissionMode::Autonomous => false,
+            PermissionMode::Plan if self.plan_approved => false,
+            PermissionMode::Ask | PermissionMode::Plan => !self.always.contains(tool),
+        }
     }
-    json!({"behavior": "allow", "updatedInput": input})
+
+    /// The CLI's answer to what it asked a person: a question with the person's `answers`
+    /// (none declines it); a tool call allowed (once, or for the session) or denied with
+    /// the person's reason; a plan approved lets the agent act on its own.
+    pub fn answered(&mut self, tool: &str, input: &Value, answer: &Answer) -> Value {
+        if tool == ASK_USER_QUESTION {
+            if answer.answers.is_empty() || answer.deny {
+                return json!({"behavior": "deny", "message": "The person declined to answer."});
+            }
+            let mut input = input.clone();
+            if let Some(object) = input.as_object_mut() {
+                object.insert("answers".into(), json!(answer.answers));
+            }
+            return json!({"behavior": "allow", "updatedInput": input});
+        }
+        if answer.deny {
+            let why = answer
+                .message
+                .clone()
+                .unwrap_or_else(|| "The person denied it.".to_owned());
+            return json!({"behavior": "deny", "message": why});
+        }
+        if answer.always {
+            self.always.insert(tool.to_owned());
+        }
+        if tool == EXIT_PLAN_MODE {
+            self.plan_approved = true;
+        }
+        json!({"behavior": "allow", "updatedInput": input})
+    }
 }
 
 /// The answer to a control request the CLI sends the host.
@@ -355,6 +417,7 @@ mod tests {
             env: vec![],
             workspace: "/w".into(),
             isolation: crate::sandbox::Isolation::None("test".into()),
+            permission_mode: PermissionMode::Autonomous,
         };
         let args = spec.args();
         assert!(args.contains(&"--resume=-odd-id".to_owned()));
@@ -369,20 +432,67 @@ mod tests {
 
     #[test]
     fn a_question_is_answered_with_the_persons_words_or_declined() {
+        let mut p = Permissions::new(PermissionMode::Autonomous);
         let request = json!({"tool_name": "AskUserQuestion", "input": {"questions": [{"question": "Which?"}]}});
-        assert!(needs_a_person("can_use_tool", &request));
-        assert!(!needs_a_person(
-            "can_use_tool",
-            &json!({"tool_name": "Bash"})
-        ));
-        assert!(!needs_a_person("hook_callback", &request));
-        let answers = [("Which?".to_owned(), "Blue".to_owned())].into();
-        let yes = answered(&request["input"], &answers);
+        assert!(p.needs_a_person("can_use_tool", &request));
+        assert!(!p.needs_a_person("can_use_tool", &json!({"tool_name": "Bash"})));
+        assert!(!p.needs_a_person("hook_callback", &request));
+        let answer = Answer {
+            answers: [("Which?".to_owned(), "Blue".to_owned())].into(),
+            ..Default::default()
+        };
+        let yes = p.answered(ASK_USER_QUESTION, &request["input"], &answer);
         assert_eq!(yes["behavior"], "allow");
         assert_eq!(yes["updatedInput"]["answers"]["Which?"], "Blue");
         assert_eq!(yes["updatedInput"]["questions"][0]["question"], "Which?");
-        let no = answered(&request["input"], &Default::default());
+        let no = p.answered(ASK_USER_QUESTION, &request["input"], &Answer::default());
         assert_eq!(no["behavior"], "deny");
+    }
+
+    #[test]
+    fn asking_sessions_ask_for_each_tool_until_allowed_always_and_plans_once() {
+        let bash = json!({"tool_name": "Bash", "input": {"command": "ls"}});
+        let mut p = Permissions::new(PermissionMode::Ask);
+        assert!(p.needs_a_person("can_use_tool", &bash));
+        let denied = p.answered(
+            "Bash",
+            &bash["input"],
+            &Answer {
+                deny: true,
+                message: Some("not now".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (denied["behavior"].as_str(), denied["message"].as_str()),
+            (Some("deny"), Some("not now"))
+        );
+        assert!(
+            p.needs_a_person("can_use_tool", &bash),
+            "a denial is for once"
+        );
+        let once = p.answered("Bash", &bash["input"], &Answer::default());
+        assert_eq!(once["updatedInput"]["command"], "ls");
+        assert!(p.needs_a_person("can_use_tool", &bash), "so is an approval");
+        let always = Answer {
+            always: true,
+            ..Default::default()
+        };
+        p.answered("Bash", &bash["input"], &always);
+        assert!(
+            !p.needs_a_person("can_use_tool", &bash),
+            "allowed for the session"
+        );
+        assert!(p.needs_a_person("can_use_tool", &json!({"tool_name": "Write"})));
+
+        let mut plan = Permissions::new(PermissionMode::Plan);
+        let exit = json!({"tool_name": "ExitPlanMode", "input": {"plan": "1. do it"}});
+        assert!(plan.needs_a_person("can_use_tool", &exit));
+        plan.answered(EXIT_PLAN_MODE, &exit["input"], &Answer::default());
+        assert!(
+            !plan.needs_a_person("can_use_tool", &bash),
+            "the plan approved, it acts"
+        );
     }
 
     #[test]

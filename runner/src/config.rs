@@ -31,6 +31,11 @@ fn http_url(value: &str) -> Result<String, String> {
 }
 
 /// The sandbox mode, as the drivers write it.
+fn permission_mode(value: &str) -> Result<model::session::PermissionMode, String> {
+    let value = value.trim();
+    value.parse().map_err(|why| format!("{why}, not '{value}'"))
+}
+
 fn sandbox_mode(value: &str) -> Result<crate::sandbox::Mode, String> {
     let value = value.trim();
     value.parse().map_err(|why| format!("{why}, not '{value}'"))
@@ -156,6 +161,9 @@ pub struct RawConfig {
     /// The project's MCP servers (JSON).
     #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
     pub project_mcp_servers: Option<McpServers>,
+    /// What the agent may do without asking: `autonomous`, `ask` or `plan`.
+    #[arg(long, env = env::PERMISSION_MODE, value_name = env::PERMISSION_MODE, default_value = "autonomous", value_parser = permission_mode)]
+    pub permission_mode: model::session::PermissionMode,
 }
 
 /// The session's repositories and active workflow (read by the runner and by the
@@ -289,6 +297,8 @@ pub struct Config {
     pub mcp_config: Option<String>,
     /// Whether the agent is sandboxed.
     pub sandbox: crate::sandbox::Mode,
+    /// What the agent may do without asking a person.
+    pub permission_mode: model::session::PermissionMode,
 }
 
 impl Config {
@@ -357,6 +367,7 @@ impl RawConfig {
             claude_bin: self.claude_bin,
             partial_messages: self.partial_messages,
             sandbox: self.sandbox,
+            permission_mode: self.permission_mode,
         })
     }
 }

@@ -276,8 +276,10 @@ struct Agent<'a> {
     finishing: bool,
     /// Model switches sent to the CLI and not yet answered, by request id.
     model_switches: std::collections::HashMap<String, String>,
-    /// The CLI's requests that wait for a person's answer, by id: their tool input.
-    asks: std::collections::HashMap<String, serde_json::Value>,
+    /// The CLI's requests that wait for a person's answer, by id: their tool and input.
+    asks: std::collections::HashMap<String, (String, serde_json::Value)>,
+    /// What a person decides, and what the runner allows alone.
+    permissions: claude::Permissions,
 }
 
 impl<'a> Agent<'a> {
@@ -348,6 +350,7 @@ impl<'a> Agent<'a> {
             env: claude_env(ws, proxy_env, &isolation),
             workspace: ws.root.clone(),
             isolation,
+            permission_mode: config.permission_mode,
         };
         let (claude, lines, listener) =
             Claude::spawn(&spec)
@@ -369,6 +372,7 @@ impl<'a> Agent<'a> {
             finishing: false,
             model_switches: Default::default(),
             asks: Default::default(),
+            permissions: claude::Permissions::new(config.permission_mode),
         };
         match config.initial_prompt.as_deref().filter(|_| !config.resume) {
             Some(prompt) => {
@@ -406,15 +410,16 @@ impl<'a> Agent<'a> {
                     request_id,
                     subtype,
                     request,
-                } if claude::needs_a_person(&subtype, &request) => {
+                } if self.permissions.needs_a_person(&subtype, &request) => {
                     // Held until a person answers (the turn waits, the CLI with it).
                     let input = request["input"].clone();
+                    let tool = request["tool_name"].as_str().unwrap_or_default().to_owned();
                     self.link.emit(SessionEvent::Ask(model::protocol::Ask {
                         id: request_id.clone(),
-                        tool: request["tool_name"].as_str().unwrap_or_default().to_owned(),
+                        tool: tool.clone(),
                         input: input.clone(),
                     }));
-                    self.asks.insert(request_id, input);
+                    self.asks.insert(request_id, (tool, input));
                 }
                 Output::ControlRequest {
                     request_id,
@@ -481,8 +486,8 @@ impl<'a> Agent<'a> {
             Some(Down::Answer(answer)) => {
                 // Unknown: answered already (sent again after a reconnect), or gone with
                 // an interrupted turn.
-                if let Some(input) = self.asks.remove(&answer.id) {
-                    let reply = claude::answered(&input, &answer.answers);
+                if let Some((tool, input)) = self.asks.remove(&answer.id) {
+                    let reply = self.permissions.answered(&tool, &input, &answer);
                     if let Err(e) = self.claude.answer(&answer.id, Ok(reply)).await {
                         tracing::warn!(error = %e, "could not give claude the answer");
                     }

@@ -72,6 +72,8 @@ pub struct Form {
     pub inactivity: String,
     /// Batch: the session completes once the agent has answered.
     pub batch: bool,
+    /// What the agent may do without asking (blank: autonomous).
+    pub permission: String,
 }
 
 impl Form {
@@ -104,6 +106,13 @@ impl Form {
             timeout: validate::seconds_text("timeout", &self.timeout)?,
             inactivity_timeout: validate::seconds_text("inactivityTimeout", &self.inactivity)?,
             stop_on_run_finished: self.batch.then_some(true),
+            permission_mode: match self.permission.as_str() {
+                "" => None,
+                m => Some(
+                    m.parse()
+                        .map_err(|why: String| validate::Invalid::new("permissionMode", why))?,
+                ),
+            },
             ..Default::default()
         };
         validate::create_session(&req, models)?;
@@ -130,6 +139,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let timeout = RwSignal::new(String::new());
     let inactivity = RwSignal::new(String::new());
     let batch = RwSignal::new(false);
+    let permission = RwSignal::new(String::new());
     let next_id = StoredValue::new(0usize);
     let submitted = RwSignal::new(false);
     let id = move || {
@@ -175,6 +185,7 @@ pub fn NewSessionPage() -> impl IntoView {
         timeout: timeout.get_untracked(),
         inactivity: inactivity.get_untracked(),
         batch: batch.get_untracked(),
+        permission: permission.get_untracked(),
     };
 
     let create = Action::new(move |req: &CreateSessionRequest| {
@@ -248,6 +259,14 @@ pub fn NewSessionPage() -> impl IntoView {
                         }
                     })}
                 </Suspense>
+            </div>
+            <div class="field">
+                <label for="permission">"Permissions"</label>
+                <select id="permission" on:change=move |ev| permission.set(event_target_value(&ev))>
+                    <option value="" selected>"Work on its own, inside its sandbox"</option>
+                    <option value="ask">"Ask me before each command and edit"</option>
+                    <option value="plan">"Plan first; I approve the plan"</option>
+                </select>
             </div>
             <div class="field check">
                 <label>
@@ -407,6 +426,14 @@ mod tests {
         assert_eq!(req.environment_variables["LOG_LEVEL"], "debug");
         assert_eq!((req.timeout, req.inactivity_timeout), (Some(600), Some(0)));
         assert_eq!(req.stop_on_run_finished, Some(true));
+        let ask = Form {
+            permission: "ask".into(),
+            ..form()
+        };
+        assert_eq!(
+            ask.request(&models).unwrap().permission_mode,
+            Some(model::session::PermissionMode::Ask)
+        );
         assert_eq!(
             req.llm_settings.unwrap().model.as_deref(),
             Some("claude-sonnet-4-6")

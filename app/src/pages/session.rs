@@ -117,18 +117,18 @@ pub async fn switch_model(
         .map_err(crate::ssr::refusal)
 }
 
-/// Answers a question of the session's agent (`answers`: question → answer; none declines).
+/// Answers what the session's agent asks: a question (`answers`: question → answer; none
+/// declines), or a tool call or plan (allowed, for the session with `always`, or denied).
 #[server(prefix = "/rpc", input = Json)]
 pub async fn answer_ask(
     project: String,
     session: String,
-    id: String,
-    answers: std::collections::BTreeMap<String, String>,
+    req: model::api::AnswerRequest,
 ) -> Result<(), AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);
     services
-        .answer(&caller, &key, id, answers)
+        .answer(&caller, &key, req)
         .await
         .map(drop)
         .map_err(crate::ssr::refusal)
@@ -340,15 +340,17 @@ fn Questions(
             Vec::new()
         }
     });
-    let reply = Action::new(
-        move |(id, answers): &(String, std::collections::BTreeMap<String, String>)| {
-            answer_ask(project.clone(), name.clone(), id.clone(), answers.clone())
-        },
-    );
+    let reply = Action::new(move |req: &model::api::AnswerRequest| {
+        answer_ask(project.clone(), name.clone(), req.clone())
+    });
     let failed = action_error(reply);
     view! {
         <For each=move || open.get() key=|a| a.id.clone() let:ask>
-            <QuestionForm ask reply/>
+            {if ask.tool == model::protocol::ASK_USER_QUESTION {
+                view! { <QuestionForm ask reply/> }.into_any()
+            } else {
+                view! { <ApprovalForm ask reply/> }.into_any()
+            }}
         </For>
         <Show when=move || failed.get().is_some()>
             <p class="error" role="alert">{move || failed.get().unwrap_or_default()}</p>
@@ -356,11 +358,55 @@ fn Questions(
     }
 }
 
+/// A tool call (or, in plan mode, the plan) the agent asks to make: allow it once, for the
+/// rest of the session, or deny it with a reason the agent is told.
+#[component]
+fn ApprovalForm(
+    ask: model::protocol::Ask,
+    reply: Action<model::api::AnswerRequest, Result<(), AppError>>,
+) -> impl IntoView {
+    let reason = RwSignal::new(String::new());
+    let what = crate::transcript::ask_summary(&ask);
+    let id = ask.id.clone();
+    let answer = move |deny: bool, always: bool| {
+        let id = id.clone();
+        move |_| {
+            let message = Some(reason.get_untracked()).filter(|r| deny && !r.trim().is_empty());
+            reply.dispatch(model::api::AnswerRequest {
+                id: id.clone(),
+                deny,
+                always,
+                message,
+                ..Default::default()
+            });
+        }
+    };
+    let plan = ask.tool == "ExitPlanMode";
+    view! {
+        <form class="panel ask-form approval" data-ask=ask.id.clone() data-tool=ask.tool.clone()
+            aria-label="The agent asks to act" on:submit=|ev| ev.prevent_default()>
+            <p><strong>{if plan { "The agent proposes this plan".to_owned() } else { format!("The agent asks to use {}", ask.tool) }}</strong></p>
+            <pre class="ask-input">{what}</pre>
+            <input type="text" class="own-words" placeholder="Reason, if you deny it (the agent is told)" aria-label="Reason"
+                prop:value=reason on:input=move |ev| reason.set(event_target_value(&ev))/>
+            <div class="actions">
+                <button type="button" class="btn primary" on:click=answer(false, false) disabled=move || reply.pending().get()>
+                    {if plan { "Approve the plan" } else { "Allow once" }}
+                </button>
+                {(!plan).then(|| view! {
+                    <button type="button" class="btn" on:click=answer(false, true) disabled=move || reply.pending().get()>"Allow for this session"</button>
+                })}
+                <button type="button" class="btn danger-outline" on:click=answer(true, false) disabled=move || reply.pending().get()>"Deny"</button>
+            </div>
+        </form>
+    }
+}
+
 /// One open question of the agent.
 #[component]
 fn QuestionForm(
     ask: model::protocol::Ask,
-    reply: Action<(String, std::collections::BTreeMap<String, String>), Result<(), AppError>>,
+    reply: Action<model::api::AnswerRequest, Result<(), AppError>>,
 ) -> impl IntoView {
     let questions: Vec<serde_json::Value> = ask.input["questions"]
         .as_array()
@@ -401,12 +447,19 @@ fn QuestionForm(
             ev.prevent_default();
             let a = answers();
             if !a.is_empty() {
-                reply.dispatch((id.clone(), a));
+                reply.dispatch(model::api::AnswerRequest {
+                    id: id.clone(),
+                    answers: a,
+                    ..Default::default()
+                });
             }
         }
     };
     let decline = move |_| {
-        reply.dispatch((id.clone(), Default::default()));
+        reply.dispatch(model::api::AnswerRequest {
+            id: id.clone(),
+            ..Default::default()
+        });
     };
     let fields = questions
         .into_iter()

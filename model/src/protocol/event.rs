@@ -413,8 +413,12 @@ pub struct ControlEcho {
     pub sender: String,
 }
 
+/// The tool through which the agent asks a person questions.
+pub const ASK_USER_QUESTION: &str = "AskUserQuestion";
+
 /// The agent waits for a person: a question (`AskUserQuestion`, its `input` holds the
-/// `questions`, each with its `options`).
+/// `questions`, each with its `options`), or, in a session that asks before acting, the
+/// approval of a tool call (`tool` and its `input`: a command, an edit, a plan).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Ask {
@@ -427,7 +431,7 @@ pub struct Ask {
 }
 
 /// A person's answer to an [`Ask`].
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Answer {
     /// The [`Ask`] answered.
@@ -438,6 +442,15 @@ pub struct Answer {
     /// when several) or the person's own words. Empty: declined.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub answers: std::collections::BTreeMap<String, String>,
+    /// An approval: denied (the agent is told `message`). Default: allowed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny: bool,
+    /// Why it was denied, for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// An approval given for the rest of the session: the tool is not asked about again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
 }
 
 /// A switch of the session's model.

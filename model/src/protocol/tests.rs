@@ -161,6 +161,7 @@ fn every_session_event_has_a_pinned_encoding() {
                 id: "r1".into(),
                 sender: "ada".into(),
                 answers: [("Which?".to_owned(), "Blue".to_owned())].into(),
+                ..Default::default()
             }),
             r#"{"type":"answer","id":"r1","sender":"ada","answers":{"Which?":"Blue"}}"#,
         ),

@@ -3,9 +3,8 @@
 //! question, and a runner that reconnects (after a server restart, say) is given again the
 //! answers of its run, which it ignores for asks it no longer holds.
 
-use std::collections::BTreeMap;
-
-use model::protocol::{Answer, Ask, ServerToRunner, SessionEvent};
+use model::api::AnswerRequest;
+use model::protocol::{ASK_USER_QUESTION, Answer, Ask, ServerToRunner, SessionEvent};
 use model::session::{Phase, SessionKey};
 use model::validate::Invalid;
 
@@ -62,15 +61,30 @@ impl Services {
     }
 
     /// Answers an open ask of the session's agent: recorded (every viewer sees it), then
-    /// given to the runner, whose agent goes on. `answers` maps each question to its answer;
-    /// none declines. Refused (409) when no such ask waits.
+    /// given to the runner, whose agent goes on. A question: `answers` maps each question to
+    /// its answer (none declines). An approval: allowed (once, or `always` for the session)
+    /// or denied with a `message` for the agent. Refused (409) when no such ask waits.
     pub async fn answer(
         &self,
         caller: &Caller,
         key: &SessionKey,
-        id: String,
-        answers: BTreeMap<String, String>,
+        req: AnswerRequest,
     ) -> Result<u64, ApiError> {
+        let AnswerRequest {
+            id,
+            answers,
+            deny,
+            message,
+            always,
+        } = req;
+        if let Some(m) = &message
+            && m.len() > MAX_ANSWER_TEXT
+        {
+            return Err(Invalid::new("message", format!("at most {MAX_ANSWER_TEXT} bytes")).into());
+        }
+        if deny && always {
+            return Err(Invalid::new("always", "only an approval is given for the session").into());
+        }
         self.require(caller, &key.project, Role::Edit).await?;
         if id.is_empty() || id.len() > 256 {
             return Err(Invalid::new("id", "must name an open question (1 to 256 bytes)").into());
@@ -103,6 +117,17 @@ impl Services {
                 "the agent that asked has stopped: send it a message instead".into(),
             ));
         }
+        let question = ask.tool == ASK_USER_QUESTION;
+        if !question && !answers.is_empty() {
+            return Err(Invalid::new(
+                "answers",
+                format!(
+                    "the agent asks to use {}, not a question: allow or deny it",
+                    ask.tool
+                ),
+            )
+            .into());
+        }
         if let Some(unknown) = answers.keys().find(|q| !asks_about(ask, q)) {
             return Err(
                 Invalid::new("answers", format!("the agent did not ask {unknown:?}")).into(),
@@ -112,6 +137,9 @@ impl Services {
             id: id.clone(),
             sender: caller.display_name.clone(),
             answers,
+            deny,
+            message: message.filter(|m| !m.trim().is_empty()),
+            always,
         };
         let seq = self
             .log

@@ -206,6 +206,7 @@ impl Services {
                 environment_variables: req.environment_variables,
                 mcp_servers: req.mcp_servers,
                 active_workflow: req.active_workflow,
+                permission_mode: req.permission_mode,
             },
             status: None,
         }
@@ -311,6 +312,7 @@ impl Services {
             stop_on_run_finished: spec.stop_on_run_finished,
             repos: spec.repos,
             active_workflow: spec.active_workflow,
+            permission_mode: spec.permission_mode,
             environment_variables: spec.environment_variables,
             mcp_servers: spec.mcp_servers,
             parent_session_id: Some(key.name.clone()),

@@ -111,12 +111,7 @@ pub async fn answer(
     ApiJson(req): ApiJson<AnswerRequest>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
     let seq = s
-        .answer(
-            &caller,
-            &SessionKey::new(project, name),
-            req.id,
-            req.answers,
-        )
+        .answer(&caller, &SessionKey::new(project, name), req)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(MessageAccepted { seq })))
 }

@@ -652,6 +652,18 @@ async fn openapi_describes_every_route() {
             "/api/projects/{project}/agentic-sessions/{session}/export",
         ),
         (
+            "put",
+            "/api/projects/{project}/agentic-sessions/{session}/model",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/asks",
+        ),
+        (
+            "post",
+            "/api/projects/{project}/agentic-sessions/{session}/answers",
+        ),
+        (
             "get",
             "/api/projects/{project}/agentic-sessions/{session}/ws",
         ),

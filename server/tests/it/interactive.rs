@@ -459,3 +459,176 @@ async fn a_question_of_the_agent_waits_for_a_person_and_the_answer_goes_on() {
     s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
         .await;
 }
+
+/// A session that asks before acting (`--permission-mode ask`): each edit waits for a
+/// person. Denied, the agent is told why and nothing is written; allowed once, it is
+/// written; allowed for the session, the next edit goes through without asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_session_that_asks_each_edit_waits_for_approval() {
+    let (s, _mock, dir) = with_mock().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = login(&s, home.path(), &s.key).await;
+    let out = run(
+        &config,
+        &[
+            "sessions",
+            "create",
+            "--permission-mode",
+            "ask",
+            "create denied.txt",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let artifacts = dir
+        .path()
+        .join("workspaces/default")
+        .join(&name)
+        .join("artifacts");
+    let got = s.session(&name).await;
+    assert_eq!(got["spec"]["permissionMode"], "ask", "{got}");
+
+    // The next ask of the agent, once it waits for it.
+    let next_ask = || {
+        let (s, config, name) = (&s, &config, &name);
+        async move {
+            until_session(s, name, "an approval asked", |v| {
+                v["status"]["agentStatus"] == "waiting_input"
+            })
+            .await;
+            let out = run(config, &["asks", name, "-o", "json"]).await;
+            assert!(out.status.success(), "{}", text(&out));
+            let asks: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(asks["items"][0]["tool"], "Write", "{asks}");
+            asks["items"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let id = next_ask().await;
+    let out = run(&config, &["asks", &name]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("use Write: "),
+        "{}",
+        text(&out)
+    );
+    // A question's answer is no approval.
+    let out = run(&config, &["answer", &name, &id, "yes"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run(
+        &config,
+        &["answer", &name, &id, "--deny", "--reason", "not this file"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let log = events(&s, &name).await;
+    assert!(
+        log.iter().any(|e| matches!(&e.event, SessionEvent::ToolResult(r) if r.is_error && r.content.contains("not this file"))),
+        "the agent was told why: {log:?}"
+    );
+    assert!(!artifacts.join("denied.txt").exists());
+
+    // Allowed once.
+    let out = run(&config, &["send", &name, "create once.txt"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let id = next_ask().await;
+    let out = run(&config, &["answer", &name, &id]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(artifacts.join("once.txt").exists());
+
+    // Allowed for the session: the next edit is not asked about.
+    let out = run(&config, &["send", &name, "create always.txt"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let id = next_ask().await;
+    let out = run(&config, &["answer", &name, &id, "--always"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let asked = count(&events(&s, &name).await, |e| {
+        matches!(e, SessionEvent::Ask(_))
+    });
+    let out = run(&config, &["send", &name, "create unasked.txt"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&config, &["logs", "-f", "--turn", &name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(artifacts.join("always.txt").exists() && artifacts.join("unasked.txt").exists());
+    assert_eq!(
+        count(&events(&s, &name).await, |e| matches!(
+            e,
+            SessionEvent::Ask(_)
+        )),
+        asked,
+        "no new ask"
+    );
+    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
+}
+
+/// A session in plan mode: the agent's plan (`ExitPlanMode`) waits for a person's approval;
+/// once approved, the agent acts without asking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_plan_mode_the_plan_waits_for_approval_then_the_agent_acts() {
+    let (s, _mock, dir) = with_mock().await;
+    let (st, created) = call(
+        &s,
+        "POST",
+        SESSIONS,
+        Some(json!({"initialPrompt": "propose: 1. write plan.txt", "permissionMode": "plan"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let name = created["name"].as_str().unwrap().to_owned();
+    until_session(&s, &name, "the plan offered", |v| {
+        v["status"]["agentStatus"] == "waiting_input"
+    })
+    .await;
+    let (st, asks) = call(&s, "GET", &format!("{SESSIONS}/{name}/asks"), None).await;
+    assert_eq!(st, 200, "{asks}");
+    assert_eq!(asks["items"][0]["tool"], "ExitPlanMode", "{asks}");
+    assert_eq!(asks["items"][0]["input"]["plan"], "1. write plan.txt");
+    let id = asks["items"][0]["id"].clone();
+    let (st, body) = call(
+        &s,
+        "POST",
+        &format!("{SESSIONS}/{name}/answers"),
+        Some(json!({"id": id})),
+    )
+    .await;
+    assert_eq!(st, 202, "{body}");
+    until_session(&s, &name, "the plan's turn over", |v| {
+        v["status"]["agentStatus"] == "idle"
+    })
+    .await;
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("{SESSIONS}/{name}/messages"),
+        Some(json!({"text": "create plan.txt"})),
+    )
+    .await;
+    assert_eq!(st, 202);
+    let file = dir
+        .path()
+        .join("workspaces/default")
+        .join(&name)
+        .join("artifacts/plan.txt");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !file.exists() {
+        let got = s.session(&name).await;
+        assert!(
+            got["status"]["agentStatus"] != "waiting_input",
+            "asked again after the plan was approved: {got}"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
+}

@@ -170,6 +170,36 @@ pub fn render(entry: &Entry) -> Rendered {
             }
             out.raw("</dl>")
         }
+        EntryKind::Ask { ask, answer } if ask.tool != model::protocol::ASK_USER_QUESTION => {
+            let r = Rendered::new("entry ask approval")
+                .raw("<header>The agent asks to use <strong>")
+                .text(&ask.tool)
+                .raw("</strong></header><pre>")
+                .text(&crate::transcript::ask_summary(ask))
+                .raw("</pre>");
+            match answer {
+                Some(a) if a.deny => r
+                    .raw("<p class=\"answered denied\">")
+                    .text(&format!(
+                        "Denied by {}{}",
+                        a.sender,
+                        a.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    ))
+                    .raw("</p>"),
+                Some(a) => r
+                    .raw("<p class=\"answered\">")
+                    .text(&format!(
+                        "Allowed by {}{}",
+                        a.sender,
+                        if a.always { " for this session" } else { "" }
+                    ))
+                    .raw("</p>"),
+                None => r.raw("<p class=\"waiting muted\">Waiting for approval</p>"),
+            }
+        }
         EntryKind::Ask { ask, answer } => {
             let mut r = Rendered::new("entry ask").raw("<header>The agent asks</header>");
             for q in ask.input["questions"].as_array().into_iter().flatten() {
