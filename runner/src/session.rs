@@ -280,6 +280,9 @@ struct Agent<'a> {
     asks: std::collections::HashMap<String, (String, serde_json::Value)>,
     /// What a person decides, and what the runner allows alone.
     permissions: claude::Permissions,
+    /// The inputs of the current turn's tool calls, by id: what an ask shows when the CLI
+    /// asks with an empty input (`ExitPlanMode`, whose plan is in its call).
+    tool_inputs: std::collections::HashMap<String, serde_json::Value>,
 }
 
 impl<'a> Agent<'a> {
@@ -373,6 +376,7 @@ impl<'a> Agent<'a> {
             model_switches: Default::default(),
             asks: Default::default(),
             permissions: claude::Permissions::new(config.permission_mode),
+            tool_inputs: Default::default(),
         };
         match config.initial_prompt.as_deref().filter(|_| !config.resume) {
             Some(prompt) => {
@@ -390,6 +394,9 @@ impl<'a> Agent<'a> {
         for out in tr.line(line) {
             match out {
                 Output::Event(event) => {
+                    if let SessionEvent::ToolUse(t) = &event {
+                        self.tool_inputs.insert(t.id.clone(), t.input.clone());
+                    }
                     if let SessionEvent::AgentStarted(a) = &event
                         && let Err(why) = self.ws.save_claude_session_id(&a.claude_session_id)
                     {
@@ -401,6 +408,7 @@ impl<'a> Agent<'a> {
                     self.link.emit(event);
                 }
                 Output::TurnEnded { .. } => {
+                    self.tool_inputs.clear();
                     self.pending_turns = self.pending_turns.saturating_sub(1);
                     if self.pending_turns == 0 {
                         self.link.idle(true);
@@ -414,10 +422,19 @@ impl<'a> Agent<'a> {
                     // Held until a person answers (the turn waits, the CLI with it).
                     let input = request["input"].clone();
                     let tool = request["tool_name"].as_str().unwrap_or_default().to_owned();
+                    // What the person sees: the input, or the call's own when the CLI asks
+                    // with none (a plan).
+                    let shown = match input.as_object() {
+                        Some(o) if o.is_empty() => request["tool_use_id"]
+                            .as_str()
+                            .and_then(|id| self.tool_inputs.get(id).cloned())
+                            .unwrap_or_else(|| input.clone()),
+                        _ => input.clone(),
+                    };
                     self.link.emit(SessionEvent::Ask(model::protocol::Ask {
                         id: request_id.clone(),
                         tool: tool.clone(),
-                        input: input.clone(),
+                        input: shown,
                     }));
                     self.asks.insert(request_id, (tool, input));
                 }
