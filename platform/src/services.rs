@@ -7,6 +7,7 @@
 //! [`keys`] (access keys), [`permissions`] (sharing with the cluster's people and groups).
 
 mod asks;
+pub use asks::{MAX_ANSWER_TEXT, MAX_ANSWERS};
 mod control;
 mod keys;
 mod permissions;

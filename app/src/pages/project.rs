@@ -47,7 +47,13 @@ pub async fn list_sessions(
 pub async fn waiting_sessions(project: String) -> Result<SessionSummaries, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let list = services
-        .waiting_sessions(&caller, &project)
+        .waiting_sessions(
+            &caller,
+            &project,
+            None,
+            None,
+            Some(crate::pages::project::PAGE),
+        )
         .await
         .map_err(crate::ssr::refusal)?;
     Ok(SessionSummaries::from(&list))

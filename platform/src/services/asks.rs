@@ -82,9 +82,8 @@ impl Services {
         {
             return Err(Invalid::new("message", format!("at most {MAX_ANSWER_TEXT} bytes")).into());
         }
-        if deny && always {
-            return Err(Invalid::new("always", "only an approval is given for the session").into());
-        }
+        // A denial is for once: `always` goes with an approval only.
+        let always = always && !deny;
         self.require(caller, &key.project, Role::Edit).await?;
         if id.is_empty() || id.len() > 256 {
             return Err(Invalid::new("id", "must name an open question (1 to 256 bytes)").into());

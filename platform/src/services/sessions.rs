@@ -364,13 +364,17 @@ impl Services {
         Ok(list)
     }
 
-    /// The project's sessions whose agent waits for a person (it answered every message and
-    /// stays warm), the one waiting longest first. As many as run at once: no page.
+    /// The project's sessions whose agent waits for a person (it answered every message, or
+    /// asked something), the one waiting longest first; `search` and paging as the list's.
     pub async fn waiting_sessions(
         &self,
         caller: &Caller,
         project: &str,
+        search: Option<String>,
+        offset: Option<u64>,
+        limit: Option<u64>,
     ) -> Result<SessionList, ApiError> {
+        let page = page(search, offset, limit)?;
         self.require(caller, project, Role::View).await?;
         self.records.get_project(caller, project).await?;
         let mut waiting: Vec<(Timestamp, String)> = self
@@ -395,13 +399,32 @@ impl Services {
                 Err(e) => return Err(e),
             }
         }
-        let count = items.len() as u64;
+        if let Some(needle) = page.search.as_deref().map(str::to_lowercase)
+            && !needle.trim().is_empty()
+        {
+            items.retain(|s| {
+                [
+                    s.metadata.name.as_deref(),
+                    s.spec.display_name.as_deref(),
+                    s.spec.initial_prompt.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|t| t.to_lowercase().contains(&needle))
+            });
+        }
+        let total = items.len() as u64;
+        let items: Vec<AgenticSession> = items
+            .into_iter()
+            .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+            .collect();
         Ok(SessionList {
+            has_more: page.offset.saturating_add(items.len() as u64) < total,
             items,
-            total_count: count,
-            offset: 0,
-            limit: count,
-            has_more: false,
+            total_count: total,
+            offset: page.offset,
+            limit: page.limit,
         })
     }
 

@@ -48,6 +48,9 @@ pub fn finish(openapi: utoipa::openapi::OpenApi, models: &[String]) -> serde_jso
     let model = json!({"type": ["string", "null"], "enum": models.iter().map(|m| json!(m)).chain([Value::Null]).collect::<Vec<_>>(),
         "description": "Model id passed to Claude Code, one of the server's models. Default: the server's default model."});
     doc["components"]["schemas"]["LlmSettings"]["properties"]["model"] = model;
+    doc["components"]["schemas"]["SetModelRequest"]["properties"]["model"] = json!({"type": "string",
+        "enum": models, "description": "One of the server's models."});
+    doc["components"]["schemas"]["SetModelRequest"]["required"] = json!(["model"]);
     operations(&mut doc);
     doc
 }
@@ -107,6 +110,29 @@ fn constrain(doc: &mut Value) {
     let require = |schemas: &mut Value, name: &str, fields: &[&str]| {
         schemas[name]["required"] = json!(fields);
     };
+    // What the agent asks, and the answers.
+    let max_answer = platform::services::MAX_ANSWER_TEXT;
+    patch(
+        schemas,
+        "AnswerRequest",
+        "id",
+        json!({"type": "string", "minLength": 1, "maxLength": 256}),
+    );
+    require(schemas, "AnswerRequest", &["id"]);
+    patch(
+        schemas,
+        "AnswerRequest",
+        "answers",
+        json!({"type": "object", "maxProperties": platform::services::MAX_ANSWERS,
+            "propertyNames": {"maxLength": max_answer},
+            "additionalProperties": {"type": "string", "pattern": TEXT, "maxLength": max_answer}}),
+    );
+    patch(
+        schemas,
+        "AnswerRequest",
+        "message",
+        json!({"type": ["string", "null"], "maxLength": max_answer}),
+    );
     // Sessions.
     patch(
         schemas,

@@ -25,8 +25,8 @@ pub struct SessionListQuery {
     pub offset: Option<u64>,
     /// Page size, 1–100. Default 20.
     pub limit: Option<u64>,
-    /// Only the running sessions whose agent answered every message and waits for a person,
-    /// the one waiting longest first (all of them: no paging, no search).
+    /// Only the running sessions whose agent waits for a person (it answered every message,
+    /// or asked something), the one waiting longest first.
     pub waiting: Option<bool>,
 }
 
@@ -42,14 +42,10 @@ pub async fn list(
     ApiQuery(q): ApiQuery<SessionListQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
     if q.waiting == Some(true) {
-        if q.search.is_some() || q.offset.is_some() || q.limit.is_some() {
-            return Err(model::validate::Invalid::new(
-                "waiting",
-                "lists every waiting session: it takes no search, offset or limit",
-            )
-            .into());
-        }
-        return Ok(Json(s.waiting_sessions(&c, &project).await?));
+        return Ok(Json(
+            s.waiting_sessions(&c, &project, q.search, q.offset, q.limit)
+                .await?,
+        ));
     }
     Ok(Json(
         s.list_sessions(&c, &project, q.search, q.offset, q.limit)

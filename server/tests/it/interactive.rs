@@ -83,12 +83,22 @@ async fn an_interactive_session_answers_follow_ups_from_its_warm_agent_and_waits
         .find(|l| l.starts_with(&name))
         .unwrap_or_else(|| panic!("listed as waiting: {waiting}"));
     assert!(row.contains("Running") && row.contains("waiting"), "{row}");
-    let (st, body) = call(&s, "GET", &format!("{SESSIONS}?waiting=true&limit=5"), None).await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("invalid")),
-        "{body}"
-    );
+    let (st, body) = call(
+        &s,
+        "GET",
+        &format!("{SESSIONS}?waiting=true&limit=5&search=HELLO"),
+        None,
+    )
+    .await;
+    assert_eq!((st, body["totalCount"].as_u64()), (200, Some(1)), "{body}");
+    let (_, body) = call(
+        &s,
+        "GET",
+        &format!("{SESSIONS}?waiting=true&search=nothing-like-it"),
+        None,
+    )
+    .await;
+    assert_eq!(body["totalCount"], 0, "{body}");
 
     // A follow-up: answered by the warm agent (no new conversation, no resume, no run
     // ended), then waiting again.
