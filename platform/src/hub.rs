@@ -260,14 +260,6 @@ impl Runners {
             .collect()
     }
 
-    /// What the agent of a session does, if its runner is connected.
-    pub fn agent_state(&self, session: LogId) -> Option<AgentState> {
-        self.slots()
-            .get(&session)
-            .filter(|s| !s.finishing)
-            .map(Slot::state)
-    }
-
     /// Tells the runner to finish: it gets no more work.
     pub fn finish(&self, session: LogId, conn: u64) {
         if let Some(slot) = self.slots().get_mut(&session).filter(|s| s.conn == conn) {

@@ -25,6 +25,20 @@ fn count(events: &[model::protocol::StoredEvent], what: impl Fn(&SessionEvent) -
     events.iter().filter(|e| what(&e.event)).count()
 }
 
+/// The name `ambient sessions create` printed.
+fn created(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Stops a session and waits until it is Stopped.
+async fn stop(s: &crate::common::TestServer, name: &str) {
+    let (st, body) = call(s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
+    assert_eq!(st, 202, "{body}");
+    s.wait_phase(name, &["Stopped"], Duration::from_secs(30))
+        .await;
+}
+
 /// Waits until `cond` holds of the session as the API shows it.
 async fn until_session(
     s: &crate::common::TestServer,
@@ -54,8 +68,7 @@ async fn an_interactive_session_answers_follow_ups_from_its_warm_agent_and_waits
 
     // Created without --batch: interactive. `logs -f --turn` ends (0) once it has answered.
     let out = run(&config, &["sessions", "create", "create hello.txt"]).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let name = created(out);
     let out = run(&config, &["logs", "-f", "--turn", &name]).await;
     assert!(out.status.success(), "{}", text(&out));
     let first = String::from_utf8_lossy(&out.stdout).to_string();
@@ -211,10 +224,7 @@ async fn an_idle_interactive_session_stops_by_inactivity_and_a_message_resumes_i
         log.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("I remember: create hello.txt"))),
         "the resumed agent knows the first turn: {log:?}"
     );
-    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
-    assert_eq!(st, 202);
-    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
-        .await;
+    stop(&s, &name).await;
 }
 
 /// At the cap on running sessions, a session that would wait for a slot takes the slot of the
@@ -282,10 +292,7 @@ async fn at_the_cap_the_session_waiting_longest_for_a_person_makes_room() {
         events(&s, &first).await.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("I remember: say one"))),
         "resumed with its conversation"
     );
-    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{first}/stop"), None).await;
-    assert_eq!(st, 202);
-    s.wait_phase(&first, &["Stopped"], Duration::from_secs(30))
-        .await;
+    stop(&s, &first).await;
 }
 
 /// The model of the last streaming request the mock received.
@@ -316,8 +323,7 @@ async fn the_model_switches_in_the_running_agent_and_stays_for_later_runs() {
         ],
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
-    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let name = created(out);
     let out = run(&config, &["logs", "-f", "--turn", &name]).await;
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(last_model(&mock).as_deref(), Some("claude-sonnet-4-6"));
@@ -361,10 +367,7 @@ async fn the_model_switches_in_the_running_agent_and_stays_for_later_runs() {
         got["spec"]["llmSettings"]["model"], "claude-opus-4-6",
         "{got}"
     );
-    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
-    assert_eq!(st, 202);
-    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
-        .await;
+    stop(&s, &name).await;
 }
 
 /// The agent asks (`AskUserQuestion`): the session waits for a person (`asking`, listed as
@@ -385,8 +388,7 @@ async fn a_question_of_the_agent_waits_for_a_person_and_the_answer_goes_on() {
         ],
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
-    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let name = created(out);
     let got = until_session(&s, &name, "the agent asking", |v| {
         v["status"]["agentStatus"] == "waiting_input"
     })
@@ -464,10 +466,7 @@ async fn a_question_of_the_agent_waits_for_a_person_and_the_answer_goes_on() {
         "{}",
         text(&out)
     );
-    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
-    assert_eq!(st, 202);
-    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
-        .await;
+    stop(&s, &name).await;
 }
 
 /// A session that asks before acting (`--permission-mode ask`): each edit waits for a
@@ -489,8 +488,7 @@ async fn in_a_session_that_asks_each_edit_waits_for_approval() {
         ],
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
-    let name = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let name = created(out);
     let artifacts = dir
         .path()
         .join("workspaces/default")
@@ -573,10 +571,7 @@ async fn in_a_session_that_asks_each_edit_waits_for_approval() {
         asked,
         "no new ask"
     );
-    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
-    assert_eq!(st, 202);
-    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
-        .await;
+    stop(&s, &name).await;
 }
 
 /// A session in plan mode: the agent's plan (`ExitPlanMode`) waits for a person's approval;
@@ -637,8 +632,5 @@ async fn in_plan_mode_the_plan_waits_for_approval_then_the_agent_acts() {
         assert!(tokio::time::Instant::now() < deadline, "{got}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (st, _) = call(&s, "POST", &format!("{SESSIONS}/{name}/stop"), None).await;
-    assert_eq!(st, 202);
-    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
-        .await;
+    stop(&s, &name).await;
 }
