@@ -319,9 +319,32 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         <Show when=move || !scroll.at_bottom.get()>
             <button class="btn jump-latest" on:click=move |_| scroll.to_bottom()>"↓ Jump to latest"</button>
         </Show>
-        {can_edit.then(|| view! { <Questions transcript phase project=project.clone() name=name.clone()/> })}
+        {can_edit.then(|| {
+            // The forms load (their own WASM chunk) only once the agent asks something.
+            let asking = Memo::new(move |_| agent.get() == Some("asking"));
+            let (project, name) = (project.clone(), name.clone());
+            view! {
+                <Suspense>
+                    {move || asking.get().then(|| {
+                        Suspend::new(questions(transcript, phase, project.clone(), name.clone()))
+                    })}
+                </Suspense>
+            }
+        })}
         {can_edit.then(|| view! { <Composer busy phase send/> })}
     }
+}
+
+/// [`Questions`], loaded on demand: with the split build the forms and what they need are a
+/// WASM chunk of their own, fetched when the agent first asks (most page loads never do).
+#[lazy]
+fn questions(
+    transcript: RwSignal<Transcript>,
+    phase: Signal<Phase>,
+    project: String,
+    name: String,
+) -> AnyView {
+    view! { <Questions transcript phase project name/> }.into_any()
 }
 
 /// The agent's open questions, each as a form: its options (one, or several where the
