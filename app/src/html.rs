@@ -118,6 +118,34 @@ fn code_into(out: &mut String, lang: &str, text: &str) {
     out.push_str("</code></pre>");
 }
 
+/// Code (a file's text) with its tokens highlighted as `lang`.
+pub fn code(lang: &str, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    code_into(&mut out, lang, text);
+    out
+}
+
+/// A unified diff (`git diff`'s text): added and removed lines marked, hunk headers muted.
+pub fn unified_diff(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    out.push_str("<div class=\"diff\">");
+    for line in text.lines() {
+        let class = match line.as_bytes().first() {
+            _ if line.starts_with("+++") || line.starts_with("---") => "head",
+            Some(b'+') => "added",
+            Some(b'-') => "removed",
+            Some(b'@') => "hunk",
+            Some(b' ') | None => "same",
+            _ => "head",
+        };
+        let _ = write!(out, "<div class=\"diff-line {class}\">");
+        escape_into(&mut out, line);
+        out.push_str("</div>");
+    }
+    out.push_str("</div>");
+    out
+}
+
 /// A line diff from `old` to `new`.
 pub fn diff(old: &str, new: &str) -> String {
     let mut out = String::with_capacity(old.len() + new.len() + 64);
@@ -193,6 +221,22 @@ mod tests {
              <div class=\"diff-line same\"><span class=\"mark\"> </span>a</div>\
              <div class=\"diff-line removed\"><span class=\"mark\">-</span>&lt;b&gt;</div>\
              <div class=\"diff-line added\"><span class=\"mark\">+</span>c</div>\
+             </div>"
+        );
+    }
+
+    #[test]
+    fn unified_diffs_mark_their_lines_and_escape_them() {
+        let html = unified_diff("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-<old>\n+new\n same");
+        assert_eq!(
+            html,
+            "<div class=\"diff\">\
+             <div class=\"diff-line head\">--- a/x</div>\
+             <div class=\"diff-line head\">+++ b/x</div>\
+             <div class=\"diff-line hunk\">@@ -1 +1 @@</div>\
+             <div class=\"diff-line removed\">-&lt;old&gt;</div>\
+             <div class=\"diff-line added\">+new</div>\
+             <div class=\"diff-line same\"> same</div>\
              </div>"
         );
     }

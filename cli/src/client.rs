@@ -135,6 +135,23 @@ impl Client {
         Err(api_error(resp).await)
     }
 
+    /// PUTs raw bytes (`application/octet-stream`); the answer when it succeeded.
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<reqwest::Response, Error> {
+        let resp = self
+            .request(Method::PUT, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Unreachable(format!("cannot reach {}: {}", self.base, root_cause(&e)))
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(api_error(resp).await)
+    }
+
     /// A JSON request with a JSON answer.
     pub async fn call<T: DeserializeOwned>(
         &self,

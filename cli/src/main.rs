@@ -7,12 +7,14 @@
 //! ambient logs -f session-…                   # until it ends; exit 0 when Completed
 //! ambient send session-… "now add a test"; ambient continue session-…
 //! ambient sessions list -o json | jq …
+//! ambient files ls session-… artifacts; ambient files diff session-…
 //! ```
 //!
 //! Exit codes are listed at [`client::Error::exit_code`] (and by `ambient --help`).
 
 mod client;
 mod config;
+mod files;
 mod follow;
 mod output;
 
@@ -145,6 +147,9 @@ enum Command {
         /// The session.
         session: String,
     },
+    /// A running session's workspace: list, read, diff, download, upload.
+    #[command(subcommand)]
+    Files(files::Files),
     /// Writes a session and its whole event log as JSON (the export).
     Export {
         /// The session.
@@ -617,6 +622,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             output::write("\n")
         }
+        Command::Files(command) => files::run(&client, format, &sessions, command).await,
         Command::Login { .. } | Command::Logout | Command::Completions { .. } => Ok(()),
     }
 }

@@ -10,6 +10,7 @@
 
 mod browser;
 mod event;
+pub mod files;
 mod runner;
 
 pub use browser::{BrowserToServer, Live, Refusal, SendMessage, ServerToBrowser};

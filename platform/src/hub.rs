@@ -1,8 +1,9 @@
 //! The event hub: live fan-out of committed events to viewers, and the registry of
 //! connected runners through which user messages and controls go down.
 //!
-//! Layout: [`Fanout`] (subscribes to the event log's commits), [`Runners`]. The WebSocket
-//! endpoints that use them are the server's.
+//! Layout: [`Fanout`] (subscribes to the event log's commits), [`Runners`] (with the
+//! workspace requests in flight, [`FilesCall`]). The WebSocket endpoints that use them are
+//! the server's.
 //!
 //! Events reach viewers only from the log's commit listener, in sequence order. Each session
 //! has a bounded broadcast ring; a viewer that falls behind it catches up from the log by
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
 use k8s_openapi::jiff::Timestamp;
+use model::protocol::files::{FILES_WINDOW, FilesBody, FilesOp, FilesReply, FilesRequest};
 use model::protocol::{ServerToRunner, encode_event_frame};
 use model::session::{AgentStatus, SessionKey};
 use tokio::sync::{broadcast, mpsc};
@@ -98,6 +100,8 @@ struct Slot {
     idle_since: Option<Timestamp>,
     /// Its agent's asks that wait for a person's answer, with when the first was asked.
     asks: HashMap<String, Timestamp>,
+    /// Workspace requests in flight: where each one's answers go.
+    calls: HashMap<u64, mpsc::Sender<FilesBody>>,
 }
 
 impl Slot {
@@ -178,6 +182,7 @@ impl Runners {
                 finishing: false,
                 idle_since: None,
                 asks: HashMap::new(),
+                calls: HashMap::new(),
             },
         );
         if let Some(old) = old {
@@ -268,6 +273,69 @@ impl Runners {
         }
     }
 
+    /// Sends a workspace request to the session's runner (even one told to finish: it still
+    /// has the files); `None` when none is connected. Its answers come through the call.
+    pub fn call_files(&self, session: LogId, op: FilesOp) -> Option<FilesCall> {
+        let id = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        // Room for every chunk the runner may send ahead, and its last word.
+        let (tx, rx) = mpsc::channel(FILES_WINDOW as usize + 2);
+        let mut slots = self.slots();
+        let slot = slots.get_mut(&session)?;
+        slot.tx
+            .send(ServerToRunner::Files(FilesRequest { id, op }))
+            .ok()?;
+        slot.calls.insert(id, tx);
+        Some(FilesCall {
+            id,
+            session,
+            conn: slot.conn,
+            runners: self.clone(),
+            rx,
+            done: false,
+        })
+    }
+
+    /// Routes an answer of connection `conn`'s runner to its call. An answer to no call in
+    /// flight (cancelled, or never asked) is dropped; a runner that sends more than its
+    /// window loses the call.
+    pub fn files_reply(&self, session: LogId, conn: u64, reply: FilesReply) {
+        let mut slots = self.slots();
+        let Some(slot) = slots.get_mut(&session).filter(|s| s.conn == conn) else {
+            return;
+        };
+        let last = !matches!(reply.body, FilesBody::Chunk { last: false, .. } | FilesBody::Written);
+        let Some(tx) = slot.calls.get(&reply.id) else {
+            return;
+        };
+        if tx.try_send(reply.body).is_err() || last {
+            slot.calls.remove(&reply.id);
+        }
+    }
+
+    /// Sends `op` on call `id` of connection `conn`, if it is still connected.
+    fn send_on_call(&self, session: LogId, conn: u64, id: u64, op: FilesOp) -> bool {
+        self.slots()
+            .get(&session)
+            .filter(|s| s.conn == conn && s.calls.contains_key(&id))
+            .is_some_and(|s| s.tx.send(ServerToRunner::Files(FilesRequest { id, op })).is_ok())
+    }
+
+    /// Forgets call `id`; the runner is told to stop its work for it.
+    fn end_call(&self, session: LogId, conn: u64, id: u64) {
+        let mut slots = self.slots();
+        if let Some(slot) = slots.get_mut(&session).filter(|s| s.conn == conn)
+            && slot.calls.remove(&id).is_some()
+        {
+            let _ = slot.tx.send(ServerToRunner::Files(FilesRequest {
+                id,
+                op: FilesOp::Cancel,
+            }));
+        }
+    }
+
     /// Serialises the control decisions of one session (delivering a message versus telling
     /// an idle runner to finish), which each span a store write.
     pub async fn lock(&self, session: LogId) -> tokio::sync::OwnedMutexGuard<()> {
@@ -279,5 +347,56 @@ impl Runners {
             .or_default()
             .clone();
         lock.lock_owned().await
+    }
+}
+
+/// A workspace request in flight to a runner: its answers, in order. Dropped before its last
+/// answer, the runner is told to stop (a download whose reader went away stops reading).
+pub struct FilesCall {
+    id: u64,
+    session: LogId,
+    conn: u64,
+    runners: Runners,
+    rx: mpsc::Receiver<FilesBody>,
+    done: bool,
+}
+
+impl FilesCall {
+    /// The next answer; `None` when the runner went away (or broke the protocol) first.
+    pub async fn next(&mut self) -> Option<FilesBody> {
+        let body = self.rx.recv().await;
+        self.done = !matches!(
+            body,
+            Some(FilesBody::Chunk { last: false, .. } | FilesBody::Written)
+        );
+        body
+    }
+
+    /// Tells the runner one chunk was taken: it may send one more.
+    pub fn more(&self) -> bool {
+        self.runners
+            .send_on_call(self.session, self.conn, self.id, FilesOp::More)
+    }
+
+    /// Sends a further piece of the same request (an upload's next piece) after
+    /// [`FilesBody::Written`].
+    pub fn send(&mut self, op: FilesOp) -> bool {
+        self.done = false;
+        self.runners
+            .send_on_call(self.session, self.conn, self.id, op)
+    }
+}
+
+impl Drop for FilesCall {
+    fn drop(&mut self) {
+        if !self.done {
+            self.runners.end_call(self.session, self.conn, self.id);
+        } else {
+            // Its last answer came: nothing to cancel, only forget.
+            let mut slots = self.runners.slots();
+            if let Some(slot) = slots.get_mut(&self.session).filter(|s| s.conn == self.conn) {
+                slot.calls.remove(&self.id);
+            }
+        }
     }
 }

@@ -3,12 +3,15 @@
 //!
 //! Layout: [`projects`], [`settings`] (credentials, defaults), [`sessions`] (create, read,
 //! list, update, clone, delete), [`control`] (messages, interrupt, stop, continue, delivery
-//! to runners), [`runner`] (what a runner may do: its token, its run, its events),
+//! to runners), [`files`] (the workspace, through its runner), [`runner`] (what a runner
+//! may do: its token, its run, its events),
 //! [`keys`] (access keys), [`permissions`] (sharing with the cluster's people and groups).
 
 mod asks;
 pub use asks::{MAX_ANSWER_TEXT, MAX_ANSWERS};
 mod control;
+mod files;
+pub use files::{Download, FILES_TIMEOUT};
 mod keys;
 mod permissions;
 mod projects;

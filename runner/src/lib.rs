@@ -20,6 +20,7 @@ pub mod config;
 pub use ws_client as connection;
 pub mod deliver;
 pub mod error;
+pub mod files;
 pub mod forge;
 pub mod git;
 pub mod keeper;

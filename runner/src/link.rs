@@ -5,17 +5,20 @@
 //! how far the agent got, and re-sends what is unacknowledged; the server drops duplicates.
 //! Events produced while the server is unreachable wait in the outbox.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use model::protocol::{
     PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerIdle, RunnerToServer, ServerToRunner,
     SessionEvent,
 };
-use tokio::sync::{mpsc, oneshot};
+use model::protocol::files::{FILES_WINDOW, FilesBody, FilesError, FilesOp, FilesReply, FilesRequest};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::connection::{Closed, Connection, Incoming, ReadError};
+use crate::files::{Files, Reply};
 
 /// The socket's read buffer: the runner receives little.
 const READ_BUFFER: usize = 16 * 1024;
@@ -54,6 +57,7 @@ enum Up {
     Handled(u64),
     Idle(bool),
     Flush(oneshot::Sender<bool>),
+    Files(Arc<Files>),
 }
 
 /// Where and who to connect as.
@@ -101,6 +105,12 @@ impl Link {
         let _ = self.up.send(Up::Idle(idle));
     }
 
+    /// Serves the server's workspace requests from `files` (until then they are refused as
+    /// busy: the workspace is being prepared).
+    pub fn serve_files(&self, files: Arc<Files>) {
+        let _ = self.up.send(Up::Files(files));
+    }
+
     /// Waits until every queued event is acknowledged, at most `timeout`. Returns whether
     /// everything was delivered.
     pub async fn flush(&self, timeout: Duration) -> bool {
@@ -122,6 +132,14 @@ struct LinkTask {
     idle: bool,
     flushes: Vec<oneshot::Sender<bool>>,
     closed: bool,
+    /// The workspace, once prepared.
+    files: Option<Arc<Files>>,
+    /// Answers of workspace requests, sent as they come while connected (a request does not
+    /// outlive its connection: the server forgets it when the runner drops).
+    replies: mpsc::UnboundedReceiver<FilesReply>,
+    replies_tx: mpsc::UnboundedSender<FilesReply>,
+    /// Each open stream's credit: chunks the server may still take.
+    credits: HashMap<u64, Arc<Semaphore>>,
 }
 
 /// How a connection ended.
@@ -141,6 +159,7 @@ impl LinkTask {
         down: mpsc::UnboundedSender<Down>,
     ) -> Self {
         let handled = config.handled_through;
+        let (replies_tx, replies) = mpsc::unbounded_channel();
         LinkTask {
             config,
             up,
@@ -151,6 +170,10 @@ impl LinkTask {
             idle: false,
             flushes: Vec::new(),
             closed: false,
+            files: None,
+            replies,
+            replies_tx,
+            credits: HashMap::new(),
         }
     }
 
@@ -217,6 +240,7 @@ impl LinkTask {
                 let _ = tx.send(true);
             }
             Up::Flush(tx) => self.flushes.push(tx),
+            Up::Files(files) => self.files = Some(files),
         }
     }
 
@@ -269,6 +293,11 @@ impl LinkTask {
             ));
         }
         *backoff = Duration::from_millis(100);
+        // Workspace requests of an earlier connection: the server forgot them.
+        for (_, credit) in self.credits.drain() {
+            credit.close();
+        }
+        while self.replies.try_recv().is_ok() {}
         self.ack(acked);
         for e in self.outbox.clone() {
             if let Err(e) = conn.write_frame(&RunnerToServer::Event(e)).await {
@@ -308,6 +337,16 @@ impl LinkTask {
                         Ok(())
                     }
                 },
+                Some(reply) = self.replies.recv() => {
+                    let done = match &reply.body {
+                        FilesBody::Chunk { last, .. } => *last,
+                        _ => true,
+                    };
+                    if done {
+                        self.credits.remove(&reply.id);
+                    }
+                    conn.write_frame(&RunnerToServer::Files(reply)).await
+                }
                 incoming = conn.next::<ServerToRunner>() => match incoming {
                     Ok(Incoming::Frame(msg)) => match self.handle(msg) {
                         Some(reply) => conn.write_frame(&reply).await,
@@ -352,9 +391,52 @@ impl LinkTask {
             ServerToRunner::SetModel(m) => Down::SetModel(m.model),
             ServerToRunner::Answer(a) => Down::Answer(a),
             ServerToRunner::Finish => Down::Finish,
+            ServerToRunner::Files(req) => return self.files(req),
         };
         let _ = self.down.send(down);
         None
+    }
+
+    /// Takes a workspace request: credit for a stream, or work for the file service.
+    fn files(&mut self, req: FilesRequest) -> Option<RunnerToServer> {
+        match req.op {
+            FilesOp::More => {
+                if let Some(credit) = self.credits.get(&req.id) {
+                    credit.add_permits(1);
+                }
+                None
+            }
+            FilesOp::Cancel => {
+                if let Some(credit) = self.credits.remove(&req.id) {
+                    credit.close();
+                }
+                // An upload cut short leaves no partial file behind.
+                if let Some(files) = &self.files {
+                    files.abandon(req.id);
+                }
+                None
+            }
+            _ => {
+                let Some(files) = self.files.clone() else {
+                    return Some(RunnerToServer::Files(FilesReply {
+                        id: req.id,
+                        body: FilesBody::Error {
+                            error: FilesError::Busy,
+                            message: "the workspace is still being prepared".into(),
+                        },
+                    }));
+                };
+                let credit = Arc::new(Semaphore::new(FILES_WINDOW as usize));
+                self.credits.insert(req.id, credit.clone());
+                let reply = Reply {
+                    id: req.id,
+                    send: self.replies_tx.clone(),
+                    credit,
+                };
+                tokio::spawn(files.serve(req, reply));
+                None
+            }
+        }
     }
 
     fn ack(&mut self, rseq: u64) {

@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> i32 {
     let code = match prepared.await {
         Err(e) => fail(&link, e),
         Ok((keeper, ws)) => {
+            link.serve_files(ws.files.clone());
             let mut summary = Summary::default();
             let ended = match drive(
                 &config,
@@ -550,6 +551,15 @@ impl<'a> Agent<'a> {
     /// Gives the agent a message. A write that fails means the CLI is gone: its exit and last
     /// words are the reason, not the broken pipe.
     async fn send(&mut self, text: &str) -> Result<(), Error> {
+        // Files a person uploaded since the last message: the agent is told with this one.
+        let noted;
+        let text = match self.ws.files.take_note() {
+            Some(note) => {
+                noted = note + text;
+                noted.as_str()
+            }
+            None => text,
+        };
         match self.claude.send_user(text).await {
             Ok(()) => Ok(()),
             Err(_) => Err(Error::ClaudeCrashed(self.claude.exit_report().await)),

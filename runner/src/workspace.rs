@@ -48,6 +48,8 @@ pub struct Workspace {
     pub repos: Vec<Repo>,
     /// Where git runs on them (and the agent runs): the agent's confinement.
     pub confinement: Confinement,
+    /// The workspace as the server sees it (listings, contents, uploads).
+    pub files: std::sync::Arc<crate::files::Files>,
 }
 
 /// A directory name for a remote: its last path segment without `.git`.
@@ -120,6 +122,7 @@ impl Workspace {
             config.artifacts.clone(),
             root.join(".claude"),
             root.join("repos"),
+            root.join(model::protocol::files::UPLOADS_DIR),
         ] {
             no_links(&root, &dir)?;
             std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
@@ -144,7 +147,15 @@ impl Workspace {
         if cwd != config.artifacts {
             add_dirs.push(config.artifacts.clone());
         }
+        // What a person uploads (Files), for the agent to read.
+        add_dirs.push(root.join(model::protocol::files::UPLOADS_DIR));
+        let files = std::sync::Arc::new(crate::files::Files::new(
+            root.clone(),
+            confinement.clone(),
+            repos.iter().map(|r| r.name.clone()).collect(),
+        ));
         Ok(Workspace {
+            files,
             root,
             cwd,
             add_dirs,

@@ -3,11 +3,13 @@
 //! route cannot exist without its description).
 //!
 //! Layout: [`extract`] (extractors answering bad input with our error body), [`docs`]
-//! (the document), [`projects`], [`settings`], [`sessions`], [`control`], [`keys`], [`permissions`].
+//! (the document), [`projects`], [`settings`], [`sessions`], [`control`], [`files`] (the
+//! workspace), [`keys`], [`permissions`].
 
 mod control;
 pub mod docs;
 pub mod extract;
+mod files;
 mod keys;
 mod permissions;
 mod projects;
@@ -48,6 +50,10 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(control::answer))
         .routes(routes!(control::send_message))
         .routes(routes!(control::export))
+        .routes(routes!(files::list))
+        .routes(routes!(files::read, files::upload))
+        .routes(routes!(files::archive))
+        .routes(routes!(files::git_status))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::list_project, keys::create_project))

@@ -8,6 +8,7 @@
 //! interrupts and stops over the socket.
 
 mod entries;
+mod files;
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -264,6 +265,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let title = RwSignal::new(summary.display_name.clone());
     let view_only = view.view_only.clone();
     let can_edit = view_only.is_none();
+    let show_files = RwSignal::new(false);
 
     view! {
         <section class="session-header">
@@ -292,6 +294,8 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 {can_edit.then(|| view! {
                     <button class="btn" on:click=move |_| { act.dispatch(SessionAction::Clone); }>"Clone"</button>
                 })}
+                <button class="btn" aria-expanded=move || show_files.get().to_string()
+                    on:click=move |_| show_files.update(|v| *v = !*v)>"Files"</button>
                 <a class="btn" href=export.clone() download=format!("{name}.json")>"Export"</a>
                 {can_edit.then(|| view! {
                     <ConfirmButton label="Delete" class="danger-outline" question="Delete this session and its workspace?".to_owned()
@@ -302,6 +306,17 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
             <ErrorBanner error=act_error/>
         </section>
+        {
+            // The panel loads (its own WASM chunk) only once a person opens it.
+            let (project, name) = (project.clone(), name.clone());
+            view! {
+                <Suspense>
+                    {move || show_files.get().then(|| {
+                        Suspend::new(files::files_panel(project.clone(), name.clone(), can_edit))
+                    })}
+                </Suspense>
+            }
+        }
         <section class="transcript" aria-live="polite" aria-label="Transcript">
             <Show when=move || more_before.get()>
                 <button class="btn load-earlier" disabled=move || earlier.pending().get()

@@ -22,6 +22,9 @@ pub enum RunnerToServer {
     /// The agent finished its turn and has nothing queued; the server answers with
     /// [`ServerToRunner::Finish`] or with more work.
     Idle(RunnerIdle),
+    /// An answer about the workspace (see [`super::files`]); not kept in any log: lost with
+    /// the connection, like the request it answers.
+    Files(super::files::FilesReply),
     /// Heartbeat; the server answers [`ServerToRunner::Pong`].
     Ping,
     /// Answer to [`ServerToRunner::Ping`].
@@ -82,6 +85,8 @@ pub enum ServerToRunner {
     Answer(crate::protocol::Answer),
     /// Nothing more to do: deliver the work and exit.
     Finish,
+    /// A question about the workspace, or an upload into it (see [`super::files`]).
+    Files(super::files::FilesRequest),
     /// Heartbeat; the runner answers [`RunnerToServer::Pong`].
     Ping,
     /// Answer to [`RunnerToServer::Ping`].

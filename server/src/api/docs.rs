@@ -17,6 +17,7 @@ pub const ERRORS: &str = "Errors are `{\"error\": kind, \"message\": text}` with
         (name = "projects", description = "Projects (namespaces) and their settings"),
         (name = "sessions", description = "Agentic sessions"),
         (name = "control", description = "Steering running sessions"),
+        (name = "workspace", description = "A running session's files, through its runner"),
         (name = "realtime", description = "WebSocket endpoints"),
         (name = "keys", description = "Access keys (`Authorization: Bearer <key>`)"),
         (name = "sharing", description = "Who a project is shared with (Kubernetes mode: the cluster's users and groups)"),
@@ -34,6 +35,15 @@ pub fn base() -> utoipa::openapi::OpenApi {
 /// rules of validation stated, `models` the models sessions may choose.
 pub fn finish(openapi: utoipa::openapi::OpenApi, models: &[String]) -> serde_json::Value {
     let mut doc = serde_json::to_value(&openapi).unwrap_or_default();
+    // The router's catch-all `{*path}` is a plain path parameter to OpenAPI.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        let wild: Vec<String> = paths.keys().filter(|k| k.contains("{*")).cloned().collect();
+        for key in wild {
+            if let Some(item) = paths.remove(&key) {
+                paths.insert(key.replace("{*", "{"), item);
+            }
+        }
+    }
     let crd = model::AgenticSession::crd();
     let schema = crd
         .spec
@@ -415,6 +425,14 @@ fn operations(doc: &mut Value) {
         (
             "get",
             "/api/projects/{project}/agentic-sessions/{session}/export",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/git/status",
         ),
         (
             "delete",

@@ -258,6 +258,12 @@ impl RunnerEndpoint {
                 Ok(None)
             }
             RunnerToServer::Pong => Ok(None),
+            RunnerToServer::Files(reply) => {
+                self.services
+                    .runners
+                    .files_reply(reg.log, reg.conn, reply);
+                Ok(None)
+            }
             RunnerToServer::Hello(_) => Err(End::Close(
                 close::BAD_FRAME,
                 "hello was already received".into(),

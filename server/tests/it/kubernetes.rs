@@ -777,6 +777,51 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), &c.project);
     assert!(jobs.get_opt(&job_name(&name, 2)).await.unwrap().is_none());
 
+    // The workspace, through the runner in the pod (the server has no path to its volume):
+    // listed, read, uploaded to, archived.
+    let http = &c.server.http;
+    let root: serde_json::Value = http
+        .get(c.path(&format!("/{name}/workspace?path=artifacts")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        root["items"].as_array().is_some_and(|i| i.iter().any(|e| e["name"] == "hello.txt")),
+        "{root}"
+    );
+    let resp = http
+        .get(c.path(&format!("/{name}/workspace/artifacts/hello.txt")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.bytes().await.unwrap().is_empty());
+    let resp = http
+        .put(c.path(&format!("/{name}/workspace/file-uploads/data.csv")))
+        .body("a,b\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = http
+        .get(c.path(&format!("/{name}/workspace.tar.gz")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let gz = resp.bytes().await.unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+    let paths: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(paths.iter().any(|p| p == "file-uploads/data.csv"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "artifacts/hello.txt"), "{paths:?}");
+
     let resp = c
         .server
         .http

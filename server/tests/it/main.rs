@@ -4,7 +4,7 @@
 //!
 //! Topics: [`doors`] (authentication, host and origin checks), [`permissions`] (roles and project keys), [`people`] (Kubernetes identities and their roles), [`api_projects`], [`api_sessions`], [`api_control`] (REST); [`hub`] (the event
 //! hub's WebSockets with simulated peers); [`session_e2e`], [`interactive`] (warm agents
-//! between turns), [`runner_failures`],
+//! between turns), [`files`] (the workspace through the runner), [`runner_failures`],
 //! [`runner_git`] (whole sessions); [`restart`] (a killed server); [`kubernetes`] (Kubernetes mode on the test API server); [`sandbox`] (what an agent can see); [`cli`] (the `ambient` client); [`assets`] (the UI's
 //! assets). [`common`] starts servers and talks to them.
 
@@ -15,6 +15,7 @@ mod assets;
 mod cli;
 mod common;
 mod doors;
+mod files;
 mod hub;
 mod interactive;
 mod kubernetes;

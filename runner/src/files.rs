@@ -1,0 +1,814 @@
+//! The workspace as the server sees it (`model::protocol::files`): directory listings, file
+//! contents and a tarball of the whole, each repository's branch and diff, and uploads into
+//! `file-uploads/`.
+//!
+//! Everything under the workspace is the agent's, and hostile: a path is resolved from the
+//! workspace's root one component at a time (`openat` with `O_NOFOLLOW`), so a link the agent
+//! planted (to `/`, to a secret of the host, to the pod's token) is shown as a link and never
+//! followed, and a directory swapped for a link between two calls fails instead of escaping.
+//! Only regular files are read (a FIFO would block, a device would leak). Git runs confined,
+//! as everywhere else ([`crate::git::confined`]). The platform's own folders (`.ambient`,
+//! `.claude`) are neither listed nor archived.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use model::protocol::files::{
+    FILES_CHUNK, FileEntry, FilesBody, FilesError, FilesOp, FilesReply, FilesRequest, Listing,
+    MAX_DIFF, MAX_LISTING, MAX_UPLOAD, RepoState, UPLOADS_DIR, path_components, upload_name,
+};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::git::Confinement;
+
+/// Folders of the workspace's root that are the platform's, not the agent's work.
+const HIDDEN: [&str; 2] = [model::runner_env::STATE_DIR, ".claude"];
+/// Streams (reads, archives) served at once; more are refused as busy.
+const MAX_STREAMS: usize = 4;
+
+/// A failed request: its class and a sentence.
+type Failure = (FilesError, String);
+
+/// Serves workspace requests.
+pub struct Files {
+    root: std::path::PathBuf,
+    confinement: Confinement,
+    repos: Vec<String>,
+    streams: Arc<Semaphore>,
+    /// Uploads in progress, by request: the partial file and its size so far.
+    uploads: Mutex<HashMap<u64, Partial>>,
+    /// Uploads finished since the agent was last told.
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("root", &self.root)
+            .field("repos", &self.repos)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Partial {
+    name: String,
+    part: String,
+    file: std::fs::File,
+    size: usize,
+}
+
+/// Where a request's answers go: the link, and (for a stream) its credit.
+pub struct Reply {
+    /// The request's number.
+    pub id: u64,
+    /// Sends one answer up.
+    pub send: mpsc::UnboundedSender<FilesReply>,
+    /// A permit per chunk the server may still take; closed when it cancels.
+    pub credit: Arc<Semaphore>,
+}
+
+impl Reply {
+    fn body(&self, body: FilesBody) {
+        let _ = self.send.send(FilesReply { id: self.id, body });
+    }
+
+    fn fail(&self, (error, message): Failure) {
+        self.body(FilesBody::Error { error, message });
+    }
+}
+
+impl Files {
+    /// The service for the workspace at `root`, whose repositories are `repos` (folder names
+    /// under `repos/`), with git confined as the agent is.
+    pub fn new(root: std::path::PathBuf, confinement: Confinement, repos: Vec<String>) -> Self {
+        Files {
+            root,
+            confinement,
+            repos,
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            uploads: Mutex::new(HashMap::new()),
+            notes: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Takes the note for the agent about files uploaded since the last one, if any.
+    pub fn take_note(&self) -> Option<String> {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        if notes.is_empty() {
+            return None;
+        }
+        let list = notes.drain(..).collect::<Vec<_>>().join("\n");
+        Some(format!(
+            "[The person uploaded files into the workspace:\n{list}]\n\n"
+        ))
+    }
+
+    /// Answers one request (its replies go to `reply`).
+    pub async fn serve(self: Arc<Self>, req: FilesRequest, reply: Reply) {
+        let this = self.clone();
+        match req.op {
+            FilesOp::List { path } => {
+                let listed = blocking(move || this.list(&path)).await;
+                match listed {
+                    Ok(listing) => reply.body(FilesBody::Listing(listing)),
+                    Err(f) => reply.fail(f),
+                }
+            }
+            FilesOp::Read { path } => {
+                let Ok(_permit) = self.streams.clone().try_acquire_owned() else {
+                    return reply.fail(busy());
+                };
+                let opened = blocking(move || this.open_file(&path)).await;
+                match opened {
+                    Ok((file, size)) => stream_file(file, size, &reply).await,
+                    Err(f) => reply.fail(f),
+                }
+            }
+            FilesOp::Archive => {
+                let Ok(_permit) = self.streams.clone().try_acquire_owned() else {
+                    return reply.fail(busy());
+                };
+                stream_archive(this, &reply).await;
+            }
+            FilesOp::Repos => {
+                let repos = self.repos().await;
+                reply.body(FilesBody::Repos { repos });
+            }
+            FilesOp::Upload {
+                name,
+                data,
+                last,
+                sender,
+            } => {
+                let id = reply.id;
+                let written = blocking(move || this.upload(id, &name, &data, last, &sender)).await;
+                match written {
+                    Ok(body) => reply.body(body),
+                    Err(f) => {
+                        self.abandon(id);
+                        reply.fail(f)
+                    }
+                }
+            }
+            // Handled by the link (credit), never sent here.
+            FilesOp::More | FilesOp::Cancel => {}
+        }
+    }
+
+    /// The directory at `path`'s entries: directories first, then by name; links as links.
+    fn list(&self, path: &str) -> Result<Listing, Failure> {
+        let parts = path_components(path).map_err(invalid)?;
+        let dir = self.open_dir(&parts)?;
+        let mut names: Vec<String> = Vec::new();
+        let mut listing =
+            nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| io_failed(path, &e))?)
+                .map_err(|e| failed(path, e))?;
+        for entry in listing.iter() {
+            let entry = entry.map_err(|e| failed(path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." || (parts.is_empty() && HIDDEN.contains(&&*name)) {
+                continue;
+            }
+            names.push(name);
+        }
+        let mut items: Vec<FileEntry> = names
+            .iter()
+            .filter_map(|name| {
+                // Gone since it was listed: left out.
+                let stat = nix::sys::stat::fstatat(&dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+                let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+                let link = (kind == SFlag::S_IFLNK).then(|| {
+                    nix::fcntl::readlinkat(&dir, name.as_str())
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                });
+                let is_dir = kind == SFlag::S_IFDIR;
+                Some(FileEntry {
+                    path: join(&parts, name),
+                    name: name.clone(),
+                    is_dir,
+                    link,
+                    size: if is_dir { 0 } else { stat.st_size.max(0) as u64 },
+                    modified_ms: modified_ms(&stat),
+                })
+            })
+            .collect();
+        items.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+        let truncated = items.len() > MAX_LISTING;
+        items.truncate(MAX_LISTING);
+        Ok(Listing {
+            path: parts.join("/"),
+            items,
+            truncated,
+        })
+    }
+
+    /// Opens the directory `parts` below the root, through no link.
+    fn open_dir(&self, parts: &[&str]) -> Result<OwnedFd, Failure> {
+        let shown = parts.join("/");
+        let mut dir = nix::fcntl::open(
+            &self.root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| failed("the workspace", e))?;
+        for (i, part) in parts.iter().enumerate() {
+            if i == 0 && HIDDEN.contains(part) {
+                return Err(not_found(&shown));
+            }
+            dir = nix::fcntl::openat(
+                &dir,
+                *part,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| opening(&dir, part, &shown, e))?;
+        }
+        Ok(dir)
+    }
+
+    /// Opens the regular file `path`, through no link; returns it and its size.
+    fn open_file(&self, path: &str) -> Result<(std::fs::File, u64), Failure> {
+        let parts = path_components(path).map_err(invalid)?;
+        let Some((last, dirs)) = parts.split_last() else {
+            return Err(invalid("the workspace's root is a directory".into()));
+        };
+        let dir = self.open_dir(dirs)?;
+        // Non-blocking: a FIFO the agent made would otherwise hang the open.
+        let fd = nix::fcntl::openat(
+            &dir,
+            *last,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| opening(&dir, last, path, e))?;
+        let stat = nix::sys::stat::fstat(&fd).map_err(|e| failed(path, e))?;
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFDIR {
+            return Err(invalid(format!("{path} is a directory")));
+        }
+        if kind != SFlag::S_IFREG {
+            return Err(invalid(format!("{path} is not a regular file")));
+        }
+        Ok((std::fs::File::from(fd), stat.st_size.max(0) as u64))
+    }
+
+    /// Each repository's branch, changes and diff, from git confined as the agent is.
+    async fn repos(&self) -> Vec<RepoState> {
+        let mut out = Vec::new();
+        for name in &self.repos {
+            let path = format!("repos/{name}");
+            let mut state = RepoState {
+                name: name.clone(),
+                path: path.clone(),
+                ..RepoState::default()
+            };
+            // A repository the agent replaced by a link is not read through it.
+            if let Err((_, why)) = self.open_dir(&["repos", name]) {
+                state.error = Some(why);
+                out.push(state);
+                continue;
+            }
+            let dir = self.root.join(&path);
+            let git = |args: &'static [&'static str]| {
+                let dir = dir.clone();
+                async move { crate::git::confined(&self.confinement, &dir, args).await }
+            };
+            let result = async {
+                state.branch = git(&["branch", "--show-current"]).await?.trim().to_owned();
+                state.changes = git(&["status", "--porcelain=v1", "--untracked-files=all"])
+                    .await?
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                let mut diff = git(&["diff", "--no-ext-diff", "--no-textconv", "HEAD"]).await?;
+                if diff.len() > MAX_DIFF {
+                    let mut cut = MAX_DIFF;
+                    while !diff.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    diff.truncate(cut);
+                    state.truncated = true;
+                }
+                state.diff = diff;
+                Ok::<_, crate::git::GitError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                state.error = Some(e.to_string());
+            }
+            out.push(state);
+        }
+        out
+    }
+
+    /// Writes one piece of upload `id`; the last one puts the file in place.
+    fn upload(
+        &self,
+        id: u64,
+        name: &str,
+        data: &str,
+        last: bool,
+        sender: &str,
+    ) -> Result<FilesBody, Failure> {
+        let name = upload_name(name).ok_or_else(|| invalid(format!("{name:?} is not a usable file name")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| invalid(format!("the upload is not base64: {e}")))?;
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if !uploads.contains_key(&id) {
+            let dir = self.uploads_dir()?;
+            let part = format!(".{name}.{id}.part");
+            let fd = nix::fcntl::openat(
+                &dir,
+                part.as_str(),
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map_err(|e| failed(&format!("{UPLOADS_DIR}/{part}"), e))?;
+            uploads.insert(
+                id,
+                Partial {
+                    name: name.clone(),
+                    part,
+                    file: std::fs::File::from(fd),
+                    size: 0,
+                },
+            );
+        }
+        let partial = uploads.get_mut(&id).expect("inserted above");
+        if partial.name != name {
+            return Err(invalid("an upload's pieces must name the same file".into()));
+        }
+        partial.size += bytes.len();
+        if partial.size > MAX_UPLOAD {
+            return Err((
+                FilesError::TooLarge,
+                format!("an upload may be at most {} MiB", MAX_UPLOAD >> 20),
+            ));
+        }
+        partial
+            .file
+            .write_all(&bytes)
+            .map_err(|e| io_failed(&name, &e))?;
+        if !last {
+            return Ok(FilesBody::Written);
+        }
+        let partial = uploads.remove(&id).expect("present");
+        drop(uploads);
+        partial.file.sync_all().map_err(|e| io_failed(&name, &e))?;
+        let dir = self.uploads_dir()?;
+        nix::fcntl::renameat(&dir, partial.part.as_str(), &dir, name.as_str())
+            .map_err(|e| failed(&name, e))?;
+        let path = format!("{UPLOADS_DIR}/{name}");
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!(
+                "- {} ({} bytes, from {sender})",
+                self.root.join(&path).display(),
+                partial.size
+            ));
+        Ok(FilesBody::Uploaded {
+            path,
+            size: partial.size as u64,
+        })
+    }
+
+    /// `file-uploads/`, made when missing, through no link.
+    fn uploads_dir(&self) -> Result<OwnedFd, Failure> {
+        let root = self.open_dir(&[])?;
+        match nix::sys::stat::mkdirat(&root, UPLOADS_DIR, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(failed(UPLOADS_DIR, e)),
+        }
+        self.open_dir(&[UPLOADS_DIR])
+    }
+
+    /// Drops the partial file of a failed or cancelled upload, if any.
+    pub fn abandon(&self, id: u64) {
+        let partial = self
+            .uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let (Some(p), Ok(dir)) = (partial, self.open_dir(&[UPLOADS_DIR])) {
+            let _ = nix::unistd::unlinkat(&dir, p.part.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err((FilesError::Failed, format!("the file task failed: {e}"))))
+}
+
+/// Sends a file in chunks, each once the server has credit for it.
+async fn stream_file(file: std::fs::File, size: u64, reply: &Reply) {
+    let mut file = Some(file);
+    let mut first = true;
+    loop {
+        let Ok(permit) = reply.credit.acquire().await else {
+            return; // cancelled
+        };
+        permit.forget();
+        let Some(mut f) = file.take() else { return };
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; FILES_CHUNK];
+            let mut n = 0;
+            while n < buf.len() {
+                match f.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return (f, Err(e)),
+                }
+            }
+            buf.truncate(n);
+            (f, Ok(buf))
+        })
+        .await;
+        match read {
+            Ok((f, Ok(buf))) => {
+                let last = buf.len() < FILES_CHUNK;
+                reply.body(FilesBody::Chunk {
+                    data: base64::engine::general_purpose::STANDARD.encode(&buf),
+                    last,
+                    size: first.then_some(size),
+                });
+                first = false;
+                if last {
+                    return;
+                }
+                file = Some(f);
+            }
+            Ok((_, Err(e))) => return reply.fail(io_failed("the file", &e)),
+            Err(e) => return reply.fail((FilesError::Failed, format!("the read failed: {e}"))),
+        }
+    }
+}
+
+/// A writer that cuts what it is given into chunks for a channel (from a blocking thread).
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= FILES_CHUNK {
+            let rest = self.buf.split_off(FILES_CHUNK);
+            let chunk = std::mem::replace(&mut self.buf, rest);
+            self.tx
+                .blocking_send(chunk)
+                .map_err(|_| std::io::Error::other("the reader went away"))?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the workspace as a gzipped tar, chunk by chunk as the server takes them.
+async fn stream_archive(files: Arc<Files>, reply: &Reply) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1);
+    let writer = tokio::task::spawn_blocking(move || {
+        let gz = flate2::write::GzEncoder::new(
+            ChunkWriter {
+                buf: Vec::new(),
+                tx,
+            },
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        let root = files.open_dir(&[])?;
+        archive_dir(&mut tar, &root, "", true)?;
+        let gz = tar.into_inner().map_err(|e| io_failed("the archive", &e))?;
+        let mut w = gz.finish().map_err(|e| io_failed("the archive", &e))?;
+        let rest = std::mem::take(&mut w.buf);
+        w.tx.blocking_send(rest)
+            .map_err(|_| (FilesError::Failed, "the reader went away".to_owned()))?;
+        Ok::<_, Failure>(())
+    });
+    let mut pending: Option<Vec<u8>> = None;
+    loop {
+        let next = rx.recv().await;
+        // Each chunk is sent when the one after it is known, so the last says so.
+        if let Some(chunk) = pending.take() {
+            let Ok(permit) = reply.credit.acquire().await else {
+                writer.abort();
+                return;
+            };
+            permit.forget();
+            reply.body(FilesBody::Chunk {
+                data: base64::engine::general_purpose::STANDARD.encode(&chunk),
+                last: next.is_none(),
+                size: None,
+            });
+        }
+        match next {
+            Some(chunk) => pending = Some(chunk),
+            None => break,
+        }
+    }
+    match writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(f)) => reply.fail(f),
+        Err(e) => reply.fail((FilesError::Failed, format!("the archive task failed: {e}"))),
+    }
+}
+
+/// Adds the directory `dir` (at `prefix` in the archive) and everything below it: regular
+/// files, directories, and links as links; nothing is followed.
+fn archive_dir<W: Write>(
+    tar: &mut tar::Builder<W>,
+    dir: &OwnedFd,
+    prefix: &str,
+    root: bool,
+) -> Result<(), Failure> {
+    let mut names: Vec<String> = Vec::new();
+    let mut listing = nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| io_failed(prefix, &e))?)
+        .map_err(|e| failed(prefix, e))?;
+    for entry in listing.iter() {
+        let entry = entry.map_err(|e| failed(prefix, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "." || name == ".." || (root && HIDDEN.contains(&&*name)) {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    for name in names {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let Ok(stat) = nix::sys::stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
+            continue; // gone since listed
+        };
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(stat.st_mode & 0o7777);
+        header.set_mtime(stat.st_mtime.max(0) as u64);
+        let added = if kind == SFlag::S_IFDIR {
+            let Ok(sub) = nix::fcntl::openat(
+                dir,
+                name.as_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            tar.append_data(&mut header, format!("{path}/"), std::io::empty())
+                .map_err(|e| io_failed(&path, &e))?;
+            archive_dir(tar, &sub, &path, false)?;
+            continue;
+        } else if kind == SFlag::S_IFLNK {
+            let Ok(target) = nix::fcntl::readlinkat(dir, name.as_str()) else {
+                continue;
+            };
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            tar.append_link(&mut header, &path, target)
+        } else if kind == SFlag::S_IFREG {
+            let Ok(fd) = nix::fcntl::openat(
+                dir,
+                name.as_str(),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            let file = std::fs::File::from(fd);
+            let Ok(meta) = file.metadata() else { continue };
+            if !meta.is_file() {
+                continue; // swapped since listed
+            }
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(meta.len());
+            // A file that shrinks while read is padded by nothing: read exactly its size.
+            tar.append_data(&mut header, &path, file.take(meta.len()))
+        } else {
+            continue; // FIFOs, sockets, devices: not the agent's work
+        };
+        added.map_err(|e| io_failed(&path, &e))?;
+    }
+    Ok(())
+}
+
+fn join(parts: &[&str], name: &str) -> String {
+    if parts.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{}/{name}", parts.join("/"))
+    }
+}
+
+fn modified_ms(stat: &FileStat) -> i64 {
+    stat.st_mtime * 1000 + stat.st_mtime_nsec / 1_000_000
+}
+
+/// Why opening `part` in `dir` failed: through a link, not there, or else.
+fn opening(dir: &impl AsFd, part: &str, shown: &str, e: Errno) -> Failure {
+    let is_link = nix::sys::stat::fstatat(dir, part, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK);
+    match e {
+        _ if is_link => (
+            FilesError::Link,
+            format!("{shown} goes through the symbolic link {part}, which is not followed"),
+        ),
+        Errno::ENOENT => not_found(shown),
+        Errno::ENOTDIR => invalid(format!("{shown}: {part} is not a directory")),
+        e => failed(shown, e),
+    }
+}
+
+fn not_found(shown: &str) -> Failure {
+    (
+        FilesError::NotFound,
+        format!("{} is not in the workspace", if shown.is_empty() { "/" } else { shown }),
+    )
+}
+
+fn invalid(message: String) -> Failure {
+    (FilesError::Invalid, message)
+}
+
+fn busy() -> Failure {
+    (
+        FilesError::Busy,
+        format!("the runner already sends {MAX_STREAMS} files or archives; try again shortly"),
+    )
+}
+
+fn failed(what: &str, e: Errno) -> Failure {
+    (FilesError::Failed, format!("{what}: {}", e.desc()))
+}
+
+fn io_failed(what: &str, e: &std::io::Error) -> Failure {
+    (FilesError::Failed, format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::Isolation;
+
+    fn files(root: &std::path::Path) -> Arc<Files> {
+        Arc::new(Files::new(
+            root.to_owned(),
+            Confinement {
+                isolation: Isolation::None(String::new()),
+                workspace: root.to_owned(),
+            },
+            Vec::new(),
+        ))
+    }
+
+    fn workspace() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("repos/app/src")).unwrap();
+        std::fs::create_dir_all(root.join(".ambient")).unwrap();
+        std::fs::write(root.join(".ambient/runner.log"), "secret").unwrap();
+        std::fs::write(root.join("repos/app/src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(root.join("notes.txt"), "hello").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("repos/host")).unwrap();
+        nix::unistd::mkfifo(&root.join("pipe"), Mode::from_bits_truncate(0o600)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_listing_shows_links_as_links_and_hides_the_platforms_folders() {
+        let ws = workspace();
+        let f = files(ws.path());
+        let root = f.list("").unwrap();
+        let names: Vec<&str> = root.items.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["repos", "etc", "notes.txt", "pipe"]);
+        let etc = &root.items[1];
+        assert_eq!((etc.is_dir, etc.link.as_deref()), (false, Some("/etc")));
+        assert_eq!(f.list("repos/app/src").unwrap().items[0].path, "repos/app/src/main.rs");
+        for (path, class) in [
+            ("etc", FilesError::Link),
+            ("etc/", FilesError::Link),
+            (".ambient", FilesError::NotFound),
+            ("../", FilesError::Invalid),
+            ("/etc", FilesError::Invalid),
+            ("notes.txt", FilesError::Invalid),
+            ("nothing", FilesError::NotFound),
+        ] {
+            assert_eq!(f.list(path).unwrap_err().0, class, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_regular_files_inside_the_workspace_are_opened() {
+        let ws = workspace();
+        let f = files(ws.path());
+        let (mut file, size) = f.open_file("repos/app/src/main.rs").unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!((text.as_str(), size), ("fn main() {}\n", 13));
+        for (path, class) in [
+            ("etc/passwd", FilesError::Link),
+            ("repos/host", FilesError::Link),
+            ("pipe", FilesError::Invalid),
+            ("repos", FilesError::Invalid),
+            (".ambient/runner.log", FilesError::NotFound),
+            ("", FilesError::Invalid),
+            ("repos/../.ambient/runner.log", FilesError::Invalid),
+        ] {
+            assert_eq!(f.open_file(path).unwrap_err().0, class, "{path}");
+        }
+    }
+
+    #[test]
+    fn an_upload_lands_in_file_uploads_under_a_clean_name_and_the_agent_is_told() {
+        let ws = workspace();
+        let f = files(ws.path());
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(f.upload(1, "../../x y.txt", &b64("ab"), false, "alice").unwrap(), FilesBody::Written);
+        assert_eq!(
+            f.upload(1, "../../x y.txt", &b64("c"), true, "alice").unwrap(),
+            FilesBody::Uploaded { path: "file-uploads/x_y.txt".into(), size: 3 }
+        );
+        assert_eq!(std::fs::read_to_string(ws.path().join("file-uploads/x_y.txt")).unwrap(), "abc");
+        let note = f.take_note().unwrap();
+        assert!(note.contains("file-uploads/x_y.txt (3 bytes, from alice)"), "{note}");
+        assert_eq!(f.take_note(), None);
+        // file-uploads made a link by the agent: refused, nothing written through it.
+        let other = workspace();
+        std::os::unix::fs::symlink(ws.path(), other.path().join("file-uploads")).unwrap();
+        let g = files(other.path());
+        assert_eq!(g.upload(2, "a.txt", &b64("x"), true, "alice").unwrap_err().0, FilesError::Link);
+        // Too large: refused, the partial file removed.
+        let big = b64(&"x".repeat(MAX_UPLOAD / 2 + 1));
+        f.upload(3, "big.bin", &big, false, "alice").unwrap();
+        assert_eq!(f.upload(3, "big.bin", &big, true, "alice").unwrap_err().0, FilesError::TooLarge);
+        f.abandon(3);
+        let left: Vec<_> = std::fs::read_dir(ws.path().join("file-uploads")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["x_y.txt"]);
+    }
+
+    #[tokio::test]
+    async fn the_archive_keeps_links_as_links_and_leaves_out_the_platforms_folders() {
+        let ws = workspace();
+        std::fs::remove_file(ws.path().join("pipe")).unwrap();
+        let (send, mut rx) = mpsc::unbounded_channel();
+        let reply = Reply {
+            id: 9,
+            send,
+            credit: Arc::new(Semaphore::new(1000)),
+        };
+        files(ws.path()).serve(FilesRequest { id: 9, op: FilesOp::Archive }, reply).await;
+        let mut bytes = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            match r.body {
+                FilesBody::Chunk { data, last, .. } => {
+                    bytes.extend(base64::engine::general_purpose::STANDARD.decode(data).unwrap());
+                    if last {
+                        break;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let mut body = String::new();
+            if entry.header().entry_type().is_file() {
+                entry.read_to_string(&mut body).unwrap();
+            }
+            let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+            seen.push((path, link, body));
+        }
+        let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["etc", "notes.txt", "repos/", "repos/app/", "repos/app/src/", "repos/app/src/main.rs", "repos/host"]
+        );
+        assert_eq!(seen[0].1.as_deref(), Some("/etc"));
+        assert_eq!(seen[5].2, "fn main() {}\n");
+    }
+}
