@@ -335,8 +335,12 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             <button class="btn jump-latest" on:click=move |_| scroll.to_bottom()>"↓ Jump to latest"</button>
         </Show>
         {can_edit.then(|| {
-            // The forms load (their own WASM chunk) only once the agent asks something.
-            let asking = Memo::new(move |_| agent.get() == Some("asking"));
+            // The forms load (their own WASM chunk) only once the agent asks something, and
+            // only in the browser after hydration: a chunk still loading cannot hydrate markup
+            // the server rendered, so the server renders none (the forms need the browser).
+            let mounted = RwSignal::new(false);
+            Effect::new(move |_| mounted.set(true));
+            let asking = Memo::new(move |_| mounted.get() && agent.get() == Some("asking"));
             let (project, name) = (project.clone(), name.clone());
             view! {
                 <Suspense>

@@ -134,7 +134,7 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     assert_eq!(st, 200, "{git}");
     let repo = &git["items"][0];
     assert_eq!(repo["name"], "app", "{git}");
-    assert_eq!(repo["branch"], format!("ambient/{name}"), "{git}");
+    assert_eq!(repo["branch"], "main", "{git}");
     let changes: Vec<&str> = repo["changes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert!(changes.contains(&"?? notes.md"), "{git}");
 
