@@ -89,7 +89,11 @@ pub async fn run(
                         (None, true) => format!("{}/", e.name),
                         (None, false) => e.name.clone(),
                     };
-                    let size = if e.is_dir { "-".into() } else { e.size.to_string() };
+                    let size = if e.is_dir {
+                        "-".into()
+                    } else {
+                        e.size.to_string()
+                    };
                     t.row(vec![name, size, output::time(e.modified_ms)]);
                 }
                 if l.truncated {
@@ -116,7 +120,11 @@ pub async fn run(
                         text.push_str("(no repositories)\n");
                     }
                     for r in &states.items {
-                        let branch = if r.branch.is_empty() { "(detached)" } else { &r.branch };
+                        let branch = if r.branch.is_empty() {
+                            "(detached)"
+                        } else {
+                            &r.branch
+                        };
                         text.push_str(&format!("== {} on {branch}\n", r.path));
                         if let Some(e) = &r.error {
                             text.push_str(&format!("git: {e}\n"));
@@ -209,7 +217,10 @@ fn path_segments(path: &str) -> String {
 }
 
 /// Copies a response's body to `out` as it comes; an answer cut short is an error.
-async fn stream_to(mut resp: reqwest::Response, out: &mut impl std::io::Write) -> Result<(), Error> {
+async fn stream_to(
+    mut resp: reqwest::Response,
+    out: &mut impl std::io::Write,
+) -> Result<(), Error> {
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => match out.write_all(&chunk) {

@@ -306,7 +306,10 @@ impl Runners {
         let Some(slot) = slots.get_mut(&session).filter(|s| s.conn == conn) else {
             return;
         };
-        let last = !matches!(reply.body, FilesBody::Chunk { last: false, .. } | FilesBody::Written);
+        let last = !matches!(
+            reply.body,
+            FilesBody::Chunk { last: false, .. } | FilesBody::Written
+        );
         let Some(tx) = slot.calls.get(&reply.id) else {
             return;
         };
@@ -320,7 +323,10 @@ impl Runners {
         self.slots()
             .get(&session)
             .filter(|s| s.conn == conn && s.calls.contains_key(&id))
-            .is_some_and(|s| s.tx.send(ServerToRunner::Files(FilesRequest { id, op })).is_ok())
+            .is_some_and(|s| {
+                s.tx.send(ServerToRunner::Files(FilesRequest { id, op }))
+                    .is_ok()
+            })
     }
 
     /// Forgets call `id`; the runner is told to stop its work for it.

@@ -166,9 +166,8 @@ impl Files {
         let parts = path_components(path).map_err(invalid)?;
         let dir = self.open_dir(&parts)?;
         let mut names: Vec<String> = Vec::new();
-        let mut listing =
-            nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| io_failed(path, &e))?)
-                .map_err(|e| failed(path, e))?;
+        let mut listing = nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| io_failed(path, &e))?)
+            .map_err(|e| failed(path, e))?;
         for entry in listing.iter() {
             let entry = entry.map_err(|e| failed(path, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -181,7 +180,9 @@ impl Files {
             .iter()
             .filter_map(|name| {
                 // Gone since it was listed: left out.
-                let stat = nix::sys::stat::fstatat(&dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+                let stat =
+                    nix::sys::stat::fstatat(&dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .ok()?;
                 let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
                 let link = (kind == SFlag::S_IFLNK).then(|| {
                     nix::fcntl::readlinkat(&dir, name.as_str())
@@ -194,7 +195,11 @@ impl Files {
                     name: name.clone(),
                     is_dir,
                     link,
-                    size: if is_dir { 0 } else { stat.st_size.max(0) as u64 },
+                    size: if is_dir {
+                        0
+                    } else {
+                        stat.st_size.max(0) as u64
+                    },
                     modified_ms: modified_ms(&stat),
                 })
             })
@@ -317,32 +322,36 @@ impl Files {
         last: bool,
         sender: &str,
     ) -> Result<FilesBody, Failure> {
-        let name = upload_name(name).ok_or_else(|| invalid(format!("{name:?} is not a usable file name")))?;
+        let name = upload_name(name)
+            .ok_or_else(|| invalid(format!("{name:?} is not a usable file name")))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data)
             .map_err(|e| invalid(format!("the upload is not base64: {e}")))?;
         let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        if !uploads.contains_key(&id) {
-            let dir = self.uploads_dir()?;
-            let part = format!(".{name}.{id}.part");
-            let fd = nix::fcntl::openat(
-                &dir,
-                part.as_str(),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )
-            .map_err(|e| failed(&format!("{UPLOADS_DIR}/{part}"), e))?;
-            uploads.insert(
-                id,
-                Partial {
+        let partial = match uploads.entry(id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let dir = self.uploads_dir()?;
+                let part = format!(".{name}.{id}.part");
+                let fd = nix::fcntl::openat(
+                    &dir,
+                    part.as_str(),
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o644),
+                )
+                .map_err(|e| failed(&format!("{UPLOADS_DIR}/{part}"), e))?;
+                v.insert(Partial {
                     name: name.clone(),
                     part,
                     file: std::fs::File::from(fd),
                     size: 0,
-                },
-            );
-        }
-        let partial = uploads.get_mut(&id).expect("inserted above");
+                })
+            }
+        };
         if partial.name != name {
             return Err(invalid("an upload's pieces must name the same file".into()));
         }
@@ -399,7 +408,11 @@ impl Files {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         if let (Some(p), Ok(dir)) = (partial, self.open_dir(&[UPLOADS_DIR])) {
-            let _ = nix::unistd::unlinkat(&dir, p.part.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = nix::unistd::unlinkat(
+                &dir,
+                p.part.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
     }
 }
@@ -643,7 +656,10 @@ fn opening(dir: &impl AsFd, part: &str, shown: &str, e: Errno) -> Failure {
 fn not_found(shown: &str) -> Failure {
     (
         FilesError::NotFound,
-        format!("{} is not in the workspace", if shown.is_empty() { "/" } else { shown }),
+        format!(
+            "{} is not in the workspace",
+            if shown.is_empty() { "/" } else { shown }
+        ),
     )
 }
 
@@ -705,7 +721,10 @@ mod tests {
         assert_eq!(names, ["repos", "etc", "notes.txt", "pipe"]);
         let etc = &root.items[1];
         assert_eq!((etc.is_dir, etc.link.as_deref()), (false, Some("/etc")));
-        assert_eq!(f.list("repos/app/src").unwrap().items[0].path, "repos/app/src/main.rs");
+        assert_eq!(
+            f.list("repos/app/src").unwrap().items[0].path,
+            "repos/app/src/main.rs"
+        );
         for (path, class) in [
             ("etc", FilesError::Link),
             ("etc/", FilesError::Link),
@@ -745,26 +764,51 @@ mod tests {
         let ws = workspace();
         let f = files(ws.path());
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert_eq!(f.upload(1, "../../x y.txt", &b64("ab"), false, "alice").unwrap(), FilesBody::Written);
         assert_eq!(
-            f.upload(1, "../../x y.txt", &b64("c"), true, "alice").unwrap(),
-            FilesBody::Uploaded { path: "file-uploads/x_y.txt".into(), size: 3 }
+            f.upload(1, "../../x y.txt", &b64("ab"), false, "alice")
+                .unwrap(),
+            FilesBody::Written
         );
-        assert_eq!(std::fs::read_to_string(ws.path().join("file-uploads/x_y.txt")).unwrap(), "abc");
+        assert_eq!(
+            f.upload(1, "../../x y.txt", &b64("c"), true, "alice")
+                .unwrap(),
+            FilesBody::Uploaded {
+                path: "file-uploads/x_y.txt".into(),
+                size: 3
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.path().join("file-uploads/x_y.txt")).unwrap(),
+            "abc"
+        );
         let note = f.take_note().unwrap();
-        assert!(note.contains("file-uploads/x_y.txt (3 bytes, from alice)"), "{note}");
+        assert!(
+            note.contains("file-uploads/x_y.txt (3 bytes, from alice)"),
+            "{note}"
+        );
         assert_eq!(f.take_note(), None);
         // file-uploads made a link by the agent: refused, nothing written through it.
         let other = workspace();
         std::os::unix::fs::symlink(ws.path(), other.path().join("file-uploads")).unwrap();
         let g = files(other.path());
-        assert_eq!(g.upload(2, "a.txt", &b64("x"), true, "alice").unwrap_err().0, FilesError::Link);
+        assert_eq!(
+            g.upload(2, "a.txt", &b64("x"), true, "alice")
+                .unwrap_err()
+                .0,
+            FilesError::Link
+        );
         // Too large: refused, the partial file removed.
         let big = b64(&"x".repeat(MAX_UPLOAD / 2 + 1));
         f.upload(3, "big.bin", &big, false, "alice").unwrap();
-        assert_eq!(f.upload(3, "big.bin", &big, true, "alice").unwrap_err().0, FilesError::TooLarge);
+        assert_eq!(
+            f.upload(3, "big.bin", &big, true, "alice").unwrap_err().0,
+            FilesError::TooLarge
+        );
         f.abandon(3);
-        let left: Vec<_> = std::fs::read_dir(ws.path().join("file-uploads")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(ws.path().join("file-uploads"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, ["x_y.txt"]);
     }
 
@@ -778,12 +822,24 @@ mod tests {
             send,
             credit: Arc::new(Semaphore::new(1000)),
         };
-        files(ws.path()).serve(FilesRequest { id: 9, op: FilesOp::Archive }, reply).await;
+        files(ws.path())
+            .serve(
+                FilesRequest {
+                    id: 9,
+                    op: FilesOp::Archive,
+                },
+                reply,
+            )
+            .await;
         let mut bytes = Vec::new();
         while let Ok(r) = rx.try_recv() {
             match r.body {
                 FilesBody::Chunk { data, last, .. } => {
-                    bytes.extend(base64::engine::general_purpose::STANDARD.decode(data).unwrap());
+                    bytes.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(data)
+                            .unwrap(),
+                    );
                     if last {
                         break;
                     }
@@ -806,7 +862,15 @@ mod tests {
         let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
         assert_eq!(
             paths,
-            ["etc", "notes.txt", "repos/", "repos/app/", "repos/app/src/", "repos/app/src/main.rs", "repos/host"]
+            [
+                "etc",
+                "notes.txt",
+                "repos/",
+                "repos/app/",
+                "repos/app/src/",
+                "repos/app/src/main.rs",
+                "repos/host"
+            ]
         );
         assert_eq!(seen[0].1.as_deref(), Some("/etc"));
         assert_eq!(seen[5].2, "fn main() {}\n");

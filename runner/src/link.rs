@@ -9,11 +9,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::protocol::files::{
+    FILES_WINDOW, FilesBody, FilesError, FilesOp, FilesReply, FilesRequest,
+};
 use model::protocol::{
     PROTOCOL_VERSION, RunnerEvent, RunnerHello, RunnerIdle, RunnerToServer, ServerToRunner,
     SessionEvent,
 };
-use model::protocol::files::{FILES_WINDOW, FilesBody, FilesError, FilesOp, FilesReply, FilesRequest};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 

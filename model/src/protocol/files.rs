@@ -261,7 +261,10 @@ mod tests {
     fn paths_are_relative_and_plain() {
         assert_eq!(path_components("").unwrap(), Vec::<&str>::new());
         assert_eq!(path_components("/").unwrap(), Vec::<&str>::new());
-        assert_eq!(path_components("repos/a/b.rs").unwrap(), ["repos", "a", "b.rs"]);
+        assert_eq!(
+            path_components("repos/a/b.rs").unwrap(),
+            ["repos", "a", "b.rs"]
+        );
         assert_eq!(path_components("repos/a/").unwrap(), ["repos", "a"]);
         for bad in ["../x", "a/../b", "a//b", "./a", "/etc/passwd", "a/\0"] {
             assert!(path_components(bad).is_err(), "{bad:?}");
@@ -273,7 +276,9 @@ mod tests {
     fn requests_and_replies_round_trip() {
         let req = FilesRequest {
             id: 7,
-            op: FilesOp::List { path: "repos".into() },
+            op: FilesOp::List {
+                path: "repos".into(),
+            },
         };
         let json = serde_json::to_string(&req).unwrap();
         assert_eq!(json, r#"{"id":7,"op":{"op":"list","path":"repos"}}"#);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::{Stream, StreamExt};
 use model::protocol::files::{
-    FILES_CHUNK, FilesBody, FilesError, FilesOp, Listing, MAX_UPLOAD, RepoState,
-    path_components, upload_name,
+    FILES_CHUNK, FilesBody, FilesError, FilesOp, Listing, MAX_UPLOAD, RepoState, path_components,
+    upload_name,
 };
 use model::session::SessionKey;
 

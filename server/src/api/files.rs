@@ -149,7 +149,7 @@ pub async fn upload(
         )));
     };
     let stream = body.into_data_stream();
-    let done = s.upload_to_workspace(&caller, &key, &name, stream).await?;
+    let done = s.upload_to_workspace(&caller, &key, name, stream).await?;
     let location = format!(
         "/api/projects/{project}/agentic-sessions/{session}/workspace/{}",
         done.path

@@ -259,9 +259,7 @@ impl RunnerEndpoint {
             }
             RunnerToServer::Pong => Ok(None),
             RunnerToServer::Files(reply) => {
-                self.services
-                    .runners
-                    .files_reply(reg.log, reg.conn, reply);
+                self.services.runners.files_reply(reg.log, reg.conn, reply);
                 Ok(None)
             }
             RunnerToServer::Hello(_) => Err(End::Close(

@@ -665,6 +665,26 @@ async fn openapi_describes_every_route() {
         ),
         (
             "get",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace/{path}",
+        ),
+        (
+            "put",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace/{path}",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace.tar.gz",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/git/status",
+        ),
+        (
+            "get",
             "/api/projects/{project}/agentic-sessions/{session}/ws",
         ),
         (

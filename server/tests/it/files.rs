@@ -22,7 +22,11 @@ async fn answered(s: &TestServer, name: &str, turns: usize) {
         let (_, export) = call(s, "GET", &format!("{SESSIONS}/{name}/export"), None).await;
         let done = export["events"]
             .as_array()
-            .map(|es| es.iter().filter(|e| e["event"]["type"] == "turn_result").count())
+            .map(|es| {
+                es.iter()
+                    .filter(|e| e["event"]["type"] == "turn_result")
+                    .count()
+            })
             .unwrap_or(0);
         let idle = s.session(name).await["status"]["agentStatus"] == "idle";
         if done >= turns && idle {
@@ -98,17 +102,37 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     let (st, repo) = call(&s, "GET", &format!("{at}/workspace?path=repos/app"), None).await;
     assert_eq!(st, 200, "{repo}");
     let items = repo["items"].as_array().unwrap();
-    let pw = items.iter().find(|i| i["name"] == "pw").expect("the link is listed");
+    let pw = items
+        .iter()
+        .find(|i| i["name"] == "pw")
+        .expect("the link is listed");
     assert_eq!(pw["link"], "/etc/passwd", "{pw}");
     assert_eq!(pw["isDir"], false, "{pw}");
-    assert!(items.iter().any(|i| i["name"] == "notes.md" && i["size"].as_u64() > Some(0)));
+    assert!(
+        items
+            .iter()
+            .any(|i| i["name"] == "notes.md" && i["size"].as_u64() > Some(0))
+    );
 
     // A file, as an attachment under a sandboxing policy.
     let (st, headers, bytes) = get_raw(&s, &format!("{at}/workspace/repos/app/notes.md")).await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&bytes));
-    assert_eq!(bytes, std::fs::read(s.workspace(&name).join("repos/app/notes.md")).unwrap());
-    assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment"));
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    assert_eq!(
+        bytes,
+        std::fs::read(s.workspace(&name).join("repos/app/notes.md")).unwrap()
+    );
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
 
     // Every way out is refused: the agent's links (to a file, through a directory), `..`,
@@ -126,7 +150,12 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
         ("workspace/repos/app/missing.txt", 404, "not_found"),
     ] {
         let got = call(&s, "GET", &format!("{at}/{path}"), None).await;
-        assert_eq!((got.0, got.1["error"].as_str()), (status, Some(kind)), "{path}: {}", got.1);
+        assert_eq!(
+            (got.0, got.1["error"].as_str()),
+            (status, Some(kind)),
+            "{path}: {}",
+            got.1
+        );
     }
 
     // The repository's branch and changes.
@@ -135,32 +164,79 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     let repo = &git["items"][0];
     assert_eq!(repo["name"], "app", "{git}");
     assert_eq!(repo["branch"], "main", "{git}");
-    let changes: Vec<&str> = repo["changes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let changes: Vec<&str> = repo["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     assert!(changes.contains(&"?? notes.md"), "{git}");
 
     // Uploads: into file-uploads/ only, the name sanitised, at most 10 MiB.
-    let (st, up) = put_raw(&s, &format!("{at}/workspace/file-uploads/my%20notes.txt"), b"pineapple\n".to_vec()).await;
+    let (st, up) = put_raw(
+        &s,
+        &format!("{at}/workspace/file-uploads/my%20notes.txt"),
+        b"pineapple\n".to_vec(),
+    )
+    .await;
     assert_eq!(st, 201, "{up}");
     assert_eq!(up, json!({"path": "file-uploads/my_notes.txt", "size": 10}));
     let uploaded = s.workspace(&name).join("file-uploads/my_notes.txt");
     assert_eq!(std::fs::read(&uploaded).unwrap(), b"pineapple\n");
-    let (st, body) = put_raw(&s, &format!("{at}/workspace/repos/app/evil.sh"), b"x".to_vec()).await;
-    assert_eq!((st, body["error"].as_str()), (400, Some("invalid")), "{body}");
-    let (st, body) = put_raw(&s, &format!("{at}/workspace/file-uploads/big.bin"), vec![7; 10 * 1024 * 1024 + 1]).await;
-    assert_eq!((st, body["error"].as_str()), (413, Some("too_large")), "{body}");
+    let (st, body) = put_raw(
+        &s,
+        &format!("{at}/workspace/repos/app/evil.sh"),
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let (st, body) = put_raw(
+        &s,
+        &format!("{at}/workspace/file-uploads/big.bin"),
+        vec![7; 10 * 1024 * 1024 + 1],
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
     let left: Vec<_> = std::fs::read_dir(s.workspace(&name).join("file-uploads"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, ["my_notes.txt"], "nothing is left of a refused upload");
+    assert_eq!(
+        left,
+        ["my_notes.txt"],
+        "nothing is left of a refused upload"
+    );
 
     // The agent is told with its next message, and can read it.
     let before = mock.requests().len();
-    let (st, _) = call(&s, "POST", &format!("{at}/messages"), Some(json!({"text": "run: cat ../../file-uploads/my_notes.txt"}))).await;
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("{at}/messages"),
+        Some(json!({"text": "run: cat ../../file-uploads/my_notes.txt"})),
+    )
+    .await;
     assert_eq!(st, 202);
     answered(&s, &name, 3).await;
-    let sent = serde_json::to_string(&mock.requests()[before..].iter().map(|r| &r.body).collect::<Vec<_>>()).unwrap();
-    assert!(sent.contains("file-uploads/my_notes.txt (10 bytes"), "the agent is told of the upload");
+    let sent = serde_json::to_string(
+        &mock.requests()[before..]
+            .iter()
+            .map(|r| &r.body)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        sent.contains("file-uploads/my_notes.txt (10 bytes"),
+        "the agent is told of the upload"
+    );
     assert!(sent.contains("pineapple"), "the agent read it");
 
     // The archive: the workspace, links as links, without the platform's folder.
@@ -172,7 +248,10 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
         let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let link = entry.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+        let link = entry
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
         let mut content = String::new();
         if entry.header().entry_type().is_file() {
             entry.read_to_string(&mut content).unwrap_or_default();
@@ -181,7 +260,11 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     }
     assert_eq!(seen["file-uploads/my_notes.txt"].1, "pineapple\n");
     assert_eq!(seen["repos/app/pw"].0.as_deref(), Some("/etc/passwd"));
-    assert!(!seen.keys().any(|p| p.starts_with(".ambient")), "{:?}", seen.keys());
+    assert!(
+        !seen.keys().any(|p| p.starts_with(".ambient")),
+        "{:?}",
+        seen.keys()
+    );
 
     // The same through the CLI.
     let home = tempfile::tempdir().unwrap();
@@ -189,23 +272,62 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     let out = run(&config, &["files", "ls", &name, "repos/app"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(listed.contains("pw -> /etc/passwd") && listed.contains("notes.md"), "{listed}");
-    let out = run(&config, &["files", "cat", &name, "file-uploads/my_notes.txt"]).await;
+    assert!(
+        listed.contains("pw -> /etc/passwd") && listed.contains("notes.md"),
+        "{listed}"
+    );
+    let out = run(
+        &config,
+        &["files", "cat", &name, "file-uploads/my_notes.txt"],
+    )
+    .await;
     assert_eq!(out.stdout, b"pineapple\n", "{}", text(&out));
     let out = run(&config, &["files", "diff", &name]).await;
-    assert!(String::from_utf8_lossy(&out.stdout).contains("?? notes.md"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("?? notes.md"),
+        "{}",
+        text(&out)
+    );
     let local = home.path().join("report.csv");
     std::fs::write(&local, "a,b\n").unwrap();
-    let out = run(&config, &["files", "upload", &name, local.to_str().unwrap()]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "file-uploads/report.csv", "{}", text(&out));
+    let out = run(
+        &config,
+        &["files", "upload", &name, local.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "file-uploads/report.csv",
+        "{}",
+        text(&out)
+    );
     let tarball = home.path().join("ws.tar.gz");
-    let out = run(&config, &["files", "download", &name, tarball.to_str().unwrap()]).await;
-    assert!(out.status.success() && tarball.metadata().unwrap().len() > 0, "{}", text(&out));
+    let out = run(
+        &config,
+        &["files", "download", &name, tarball.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success() && tarball.metadata().unwrap().len() > 0,
+        "{}",
+        text(&out)
+    );
     let out = run(&config, &["files", "cat", &name, "repos/app/pw"]).await;
-    assert_eq!(out.status.code(), Some(4), "a link is refused (403): {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a link is refused (403): {}",
+        text(&out)
+    );
 
     // Viewers read; only editors upload.
-    let (st, body) = call(&s, "POST", "/api/projects/default/keys", Some(json!({"name": "v", "role": "view"}))).await;
+    let (st, body) = call(
+        &s,
+        "POST",
+        "/api/projects/default/keys",
+        Some(json!({"name": "v", "role": "view"})),
+    )
+    .await;
     assert_eq!(st, 201, "{body}");
     let http = testkit::client_with_key(body["key"].as_str().unwrap());
     let viewer = crate::common::TestServerView {
@@ -214,13 +336,24 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     };
     let (st, _) = call(&viewer, "GET", &format!("{at}/workspace"), None).await;
     assert_eq!(st, 200);
-    let got = put_raw(&viewer, &format!("{at}/workspace/file-uploads/x.txt"), b"x".to_vec()).await;
-    assert_eq!((got.0, got.1["error"].as_str()), (403, Some("forbidden")), "{}", got.1);
+    let got = put_raw(
+        &viewer,
+        &format!("{at}/workspace/file-uploads/x.txt"),
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (got.0, got.1["error"].as_str()),
+        (403, Some("forbidden")),
+        "{}",
+        got.1
+    );
 
     // Stopped, no runner serves the files.
     let (st, _) = call(&s, "POST", &format!("{at}/stop"), None).await;
     assert_eq!(st, 202);
-    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30)).await;
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
     let got = call(&s, "GET", &format!("{at}/workspace"), None).await;
     assert_error(&got, 409, "conflict", "not running");
     drop(dir);

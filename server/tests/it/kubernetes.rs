@@ -789,7 +789,9 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         .await
         .unwrap();
     assert!(
-        root["items"].as_array().is_some_and(|i| i.iter().any(|e| e["name"] == "hello.txt")),
+        root["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|e| e["name"] == "hello.txt")),
         "{root}"
     );
     let resp = http
@@ -819,8 +821,14 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert!(paths.iter().any(|p| p == "file-uploads/data.csv"), "{paths:?}");
-    assert!(paths.iter().any(|p| p == "artifacts/hello.txt"), "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p == "file-uploads/data.csv"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p == "artifacts/hello.txt"),
+        "{paths:?}"
+    );
 
     let resp = c
         .server

@@ -27,7 +27,11 @@ pub struct FileText {
 
 /// One directory of the session's workspace.
 #[server(prefix = "/rpc", input = Json)]
-pub async fn list_files(project: String, session: String, path: String) -> Result<Listing, AppError> {
+pub async fn list_files(
+    project: String,
+    session: String,
+    path: String,
+) -> Result<Listing, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);
     services
@@ -83,6 +87,7 @@ pub async fn repo_states(project: String, session: String) -> Result<Vec<RepoSta
 
 /// `bytes` as text, when they are: UTF-8 (a character cut at the end of a shortened file
 /// dropped) with no NUL byte.
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
 pub fn as_text(mut bytes: Vec<u8>, cut: bool) -> Option<String> {
     if bytes.contains(&0) {
         return None;
@@ -167,7 +172,9 @@ fn FilesPanel(project: String, name: String, can_edit: bool) -> impl IntoView {
             let (project, name, path) = (project.clone(), name.clone(), open.get());
             async move {
                 match path {
-                    Some(path) if !is_image(&path) => Some(read_file_text(project, name, path).await),
+                    Some(path) if !is_image(&path) => {
+                        Some(read_file_text(project, name, path).await)
+                    }
                     _ => None,
                 }
             }
@@ -179,7 +186,11 @@ fn FilesPanel(project: String, name: String, can_edit: bool) -> impl IntoView {
             let (project, name, on) = (project.clone(), name.clone(), tab.get() == Tab::Changes);
             reload.track();
             async move {
-                if on { Some(repo_states(project, name).await) } else { None }
+                if on {
+                    Some(repo_states(project, name).await)
+                } else {
+                    None
+                }
             }
         })
     };
@@ -384,7 +395,11 @@ fn size(bytes: u64) -> String {
 
 /// Uploads a chosen file into `file-uploads/` (PUT, the browser's session cookie).
 #[component]
-fn Upload(url: String, status: RwSignal<Option<Result<String, String>>>, reload: RwSignal<u32>) -> impl IntoView {
+fn Upload(
+    url: String,
+    status: RwSignal<Option<Result<String, String>>>,
+    reload: RwSignal<u32>,
+) -> impl IntoView {
     let busy = RwSignal::new(false);
     let on_change = move |ev: leptos::ev::Event| {
         #[cfg(feature = "hydrate")]
@@ -469,7 +484,10 @@ mod tests {
 
     #[test]
     fn text_is_utf8_without_nul_and_a_cut_character_is_dropped() {
-        assert_eq!(as_text(b"fn main() {}\n".to_vec(), false).as_deref(), Some("fn main() {}\n"));
+        assert_eq!(
+            as_text(b"fn main() {}\n".to_vec(), false).as_deref(),
+            Some("fn main() {}\n")
+        );
         assert_eq!(as_text(vec![0x89, b'P', b'N', b'G', 0, 1], false), None);
         let mut cut = "añ".as_bytes().to_vec();
         cut.pop();
@@ -479,7 +497,10 @@ mod tests {
 
     #[test]
     fn paths_are_encoded_per_segment() {
-        assert_eq!(encode_path("repos/app/my file#1.md"), "repos/app/my%20file%231.md");
+        assert_eq!(
+            encode_path("repos/app/my file#1.md"),
+            "repos/app/my%20file%231.md"
+        );
         assert!(is_image("a/B.PNG") && !is_image("a.html"));
     }
 }
