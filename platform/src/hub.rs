@@ -276,10 +276,9 @@ impl Runners {
     /// Sends a workspace request to the session's runner (even one told to finish: it still
     /// has the files); `None` when none is connected. Its answers come through the call.
     pub fn call_files(&self, session: LogId, op: FilesOp) -> Option<FilesCall> {
-        let id = self
-            .next_conn
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        // Random: a runner that outlived a restarted server may still hold an earlier
+        // server's calls (an upload's partial file); a new call never takes their number.
+        let id = rand::random::<u64>() >> 1;
         // Room for every chunk the runner may send ahead, and its last word.
         let (tx, rx) = mpsc::channel(FILES_WINDOW as usize + 2);
         let mut slots = self.slots();

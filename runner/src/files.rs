@@ -31,6 +31,19 @@ use crate::git::Confinement;
 const HIDDEN: [&str; 2] = [model::runner_env::STATE_DIR, ".claude"];
 /// Streams (reads, archives) served at once; more are refused as busy.
 const MAX_STREAMS: usize = 4;
+/// Requests of any kind worked on at once (listings and git run in threads and processes);
+/// more are refused as busy.
+const MAX_REQUESTS: usize = 8;
+/// How long a stream waits for the server to take a chunk before it gives up.
+const CREDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Levels of folders an archive goes down.
+const MAX_ARCHIVE_DEPTH: usize = 64;
+/// Owner (uid and gid) of everything in an archive: the agent's user in the runner's image.
+const ARCHIVE_OWNER: u64 = 1000;
+/// Most bytes of names, paths and link targets in one listing (the frame stays small).
+const MAX_LISTING_BYTES: usize = 1024 * 1024;
+/// Most `git status` lines returned for a repository.
+const MAX_STATUS_LINES: usize = 1000;
 
 /// A failed request: its class and a sentence.
 type Failure = (FilesError, String);
@@ -41,6 +54,7 @@ pub struct Files {
     confinement: Confinement,
     repos: Vec<String>,
     streams: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
     /// Uploads in progress, by request: the partial file and its size so far.
     uploads: Mutex<HashMap<u64, Partial>>,
     /// Uploads finished since the agent was last told.
@@ -92,6 +106,7 @@ impl Files {
             confinement,
             repos,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            requests: Arc::new(Semaphore::new(MAX_REQUESTS)),
             uploads: Mutex::new(HashMap::new()),
             notes: Arc::new(Mutex::new(Vec::new())),
         }
@@ -111,6 +126,12 @@ impl Files {
 
     /// Answers one request (its replies go to `reply`).
     pub async fn serve(self: Arc<Self>, req: FilesRequest, reply: Reply) {
+        let Ok(_working) = self.requests.clone().try_acquire_owned() else {
+            if let FilesOp::Upload { .. } = req.op {
+                self.abandon_blocking(reply.id).await;
+            }
+            return reply.fail(busy());
+        };
         let this = self.clone();
         match req.op {
             FilesOp::List { path } => {
@@ -151,7 +172,7 @@ impl Files {
                 match written {
                     Ok(body) => reply.body(body),
                     Err(f) => {
-                        self.abandon(id);
+                        self.abandon_blocking(id).await;
                         reply.fail(f)
                     }
                 }
@@ -205,8 +226,17 @@ impl Files {
             })
             .collect();
         items.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
-        let truncated = items.len() > MAX_LISTING;
+        let mut truncated = items.len() > MAX_LISTING;
         items.truncate(MAX_LISTING);
+        // Long names and link targets: the listing stays well inside one frame.
+        let mut bytes = 0;
+        if let Some(cut) = items.iter().position(|e| {
+            bytes += e.name.len() + e.path.len() + e.link.as_ref().map_or(0, String::len) + 64;
+            bytes > MAX_LISTING_BYTES
+        }) {
+            items.truncate(cut);
+            truncated = true;
+        }
         Ok(Listing {
             path: parts.join("/"),
             items,
@@ -285,26 +315,37 @@ impl Files {
                 let dir = dir.clone();
                 async move { crate::git::confined(&self.confinement, &dir, args).await }
             };
-            let result = async {
-                state.branch = git(&["branch", "--show-current"]).await?.trim().to_owned();
-                state.changes = git(&["status", "--porcelain=v1", "--untracked-files=all"])
-                    .await?
-                    .lines()
-                    .map(str::to_owned)
-                    .collect();
-                let mut diff = git(&["diff", "--no-ext-diff", "--no-textconv", "HEAD"]).await?;
-                if diff.len() > MAX_DIFF {
-                    let mut cut = MAX_DIFF;
-                    while !diff.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    diff.truncate(cut);
-                    state.truncated = true;
+            let result =
+                async {
+                    state.branch = git(&["branch", "--show-current"]).await?.trim().to_owned();
+                    let capped = |args: &'static [&'static str], max: usize| {
+                        let dir = dir.clone();
+                        async move {
+                            crate::git::confined_capped(&self.confinement, &dir, args, max).await
+                        }
+                    };
+                    let (status, cut) = capped(
+                        &["status", "--porcelain=v1", "--untracked-files=all"],
+                        MAX_DIFF,
+                    )
+                    .await?;
+                    state.changes = status
+                        .lines()
+                        .take(MAX_STATUS_LINES)
+                        .map(str::to_owned)
+                        .collect();
+                    let more_lines = status.lines().nth(MAX_STATUS_LINES).is_some();
+                    // git is stopped at the cut: a huge diff never fills the runner's memory.
+                    let (diff, diff_cut) = capped(
+                        &["diff", "--no-ext-diff", "--no-textconv", "HEAD"],
+                        MAX_DIFF,
+                    )
+                    .await?;
+                    state.diff = diff;
+                    state.truncated = cut || more_lines || diff_cut;
+                    Ok::<_, crate::git::GitError>(())
                 }
-                state.diff = diff;
-                Ok::<_, crate::git::GitError>(())
-            }
-            .await;
+                .await;
             if let Err(e) = result {
                 state.error = Some(e.to_string());
             }
@@ -373,8 +414,14 @@ impl Files {
         drop(uploads);
         partial.file.sync_all().map_err(|e| io_failed(&name, &e))?;
         let dir = self.uploads_dir()?;
-        nix::fcntl::renameat(&dir, partial.part.as_str(), &dir, name.as_str())
-            .map_err(|e| failed(&name, e))?;
+        if let Err(e) = nix::fcntl::renameat(&dir, partial.part.as_str(), &dir, name.as_str()) {
+            let _ = nix::unistd::unlinkat(
+                &dir,
+                partial.part.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            return Err(failed(&name, e));
+        }
         let path = format!("{UPLOADS_DIR}/{name}");
         self.notes
             .lock()
@@ -398,6 +445,30 @@ impl Files {
             Err(e) => return Err(failed(UPLOADS_DIR, e)),
         }
         self.open_dir(&[UPLOADS_DIR])
+    }
+
+    /// [`Files::abandon`], off the async threads (it waits for a piece being written).
+    pub async fn abandon_blocking(self: &Arc<Self>, id: u64) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.abandon(id)).await;
+    }
+
+    /// Drops every upload in progress (the server that sent them is gone).
+    pub async fn abandon_all(self: &Arc<Self>) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let ids: Vec<u64> = this
+                .uploads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied()
+                .collect();
+            for id in ids {
+                this.abandon(id);
+            }
+        })
+        .await;
     }
 
     /// Drops the partial file of a failed or cancelled upload, if any.
@@ -431,10 +502,16 @@ async fn stream_file(file: std::fs::File, size: u64, reply: &Reply) {
     let mut file = Some(file);
     let mut first = true;
     loop {
-        let Ok(permit) = reply.credit.acquire().await else {
-            return; // cancelled
-        };
-        permit.forget();
+        match tokio::time::timeout(CREDIT_WAIT, reply.credit.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            Ok(Err(_)) => return, // cancelled
+            Err(_) => {
+                return reply.fail((
+                    FilesError::Failed,
+                    "the download stalled: nothing was taken for a minute".into(),
+                ));
+            }
+        }
         let Some(mut f) = file.take() else { return };
         let read = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; FILES_CHUNK];
@@ -508,7 +585,7 @@ async fn stream_archive(files: Arc<Files>, reply: &Reply) {
         );
         let mut tar = tar::Builder::new(gz);
         let root = files.open_dir(&[])?;
-        archive_dir(&mut tar, &root, "", true)?;
+        archive_dir(&mut tar, &root, "", 0)?;
         let gz = tar.into_inner().map_err(|e| io_failed("the archive", &e))?;
         let mut w = gz.finish().map_err(|e| io_failed("the archive", &e))?;
         let rest = std::mem::take(&mut w.buf);
@@ -516,32 +593,46 @@ async fn stream_archive(files: Arc<Files>, reply: &Reply) {
             .map_err(|_| (FilesError::Failed, "the reader went away".to_owned()))?;
         Ok::<_, Failure>(())
     });
+    // Each chunk is sent once the one after it exists, and the last only once the archive
+    // is known to be whole: a failure is answered as an error, never as a short archive.
     let mut pending: Option<Vec<u8>> = None;
-    loop {
-        let next = rx.recv().await;
-        // Each chunk is sent when the one after it is known, so the last says so.
-        if let Some(chunk) = pending.take() {
-            let Ok(permit) = reply.credit.acquire().await else {
+    while let Some(next) = rx.recv().await {
+        if let Some(chunk) = pending.replace(next) {
+            if !send_chunk(reply, &chunk, false).await {
                 writer.abort();
                 return;
-            };
-            permit.forget();
-            reply.body(FilesBody::Chunk {
-                data: base64::engine::general_purpose::STANDARD.encode(&chunk),
-                last: next.is_none(),
-                size: None,
-            });
-        }
-        match next {
-            Some(chunk) => pending = Some(chunk),
-            None => break,
+            }
         }
     }
     match writer.await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => {
+            send_chunk(reply, &pending.unwrap_or_default(), true).await;
+        }
         Ok(Err(f)) => reply.fail(f),
         Err(e) => reply.fail((FilesError::Failed, format!("the archive task failed: {e}"))),
     }
+}
+
+/// Sends one chunk once the server has credit for it (at most [`CREDIT_WAIT`]); `false`
+/// when the server cancelled or stopped taking chunks.
+async fn send_chunk(reply: &Reply, chunk: &[u8], last: bool) -> bool {
+    match tokio::time::timeout(CREDIT_WAIT, reply.credit.acquire()).await {
+        Ok(Ok(permit)) => permit.forget(),
+        Ok(Err(_)) => return false,
+        Err(_) => {
+            reply.fail((
+                FilesError::Failed,
+                "the download stalled: nothing was taken for a minute".into(),
+            ));
+            return false;
+        }
+    }
+    reply.body(FilesBody::Chunk {
+        data: base64::engine::general_purpose::STANDARD.encode(chunk),
+        last,
+        size: None,
+    });
+    true
 }
 
 /// Adds the directory `dir` (at `prefix` in the archive) and everything below it: regular
@@ -550,18 +641,23 @@ fn archive_dir<W: Write>(
     tar: &mut tar::Builder<W>,
     dir: &OwnedFd,
     prefix: &str,
-    root: bool,
+    depth: usize,
 ) -> Result<(), Failure> {
+    let root = depth == 0;
     let mut names: Vec<String> = Vec::new();
-    let mut listing = nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| io_failed(prefix, &e))?)
-        .map_err(|e| failed(prefix, e))?;
-    for entry in listing.iter() {
-        let entry = entry.map_err(|e| failed(prefix, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "." || name == ".." || (root && HIDDEN.contains(&&*name)) {
-            continue;
+    {
+        let mut listing =
+            nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| io_failed(prefix, &e))?)
+                .map_err(|e| failed(prefix, e))?;
+        for entry in listing.iter() {
+            let entry = entry.map_err(|e| failed(prefix, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." || (root && HIDDEN.contains(&&*name)) {
+                continue;
+            }
+            names.push(name);
         }
-        names.push(name);
+        // Closed before going down: one descriptor per level, not two.
     }
     names.sort();
     for name in names {
@@ -576,7 +672,11 @@ fn archive_dir<W: Write>(
         };
         let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
         let mut header = tar::Header::new_gnu();
-        header.set_mode(stat.st_mode & 0o7777);
+        // No setuid, setgid or sticky bit, and an ordinary owner: the archive is the agent's
+        // work, whoever extracts it (as root too).
+        header.set_mode(stat.st_mode & 0o777);
+        header.set_uid(ARCHIVE_OWNER);
+        header.set_gid(ARCHIVE_OWNER);
         header.set_mtime(stat.st_mtime.max(0) as u64);
         let added = if kind == SFlag::S_IFDIR {
             let Ok(sub) = nix::fcntl::openat(
@@ -591,7 +691,10 @@ fn archive_dir<W: Write>(
             header.set_size(0);
             tar.append_data(&mut header, format!("{path}/"), std::io::empty())
                 .map_err(|e| io_failed(&path, &e))?;
-            archive_dir(tar, &sub, &path, false)?;
+            // Deeper than any work tree goes: left out (bounded stack and descriptors).
+            if depth < MAX_ARCHIVE_DEPTH {
+                archive_dir(tar, &sub, &path, depth + 1)?;
+            }
             continue;
         } else if kind == SFlag::S_IFLNK {
             let Ok(target) = nix::fcntl::readlinkat(dir, name.as_str()) else {
@@ -616,8 +719,15 @@ fn archive_dir<W: Write>(
             }
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(meta.len());
-            // A file that shrinks while read is padded by nothing: read exactly its size.
-            tar.append_data(&mut header, &path, file.take(meta.len()))
+            // Exactly its size: a file that grows while read is cut, one that shrinks is
+            // padded with zeros, so the entries after it stay where their headers say (the
+            // agent's bytes are never read as a header).
+            let len = meta.len();
+            tar.append_data(
+                &mut header,
+                &path,
+                file.take(len).chain(std::io::repeat(0)).take(len),
+            )
         } else {
             continue; // FIFOs, sockets, devices: not the agent's work
         };
@@ -635,7 +745,9 @@ fn join(parts: &[&str], name: &str) -> String {
 }
 
 fn modified_ms(stat: &FileStat) -> i64 {
-    stat.st_mtime * 1000 + stat.st_mtime_nsec / 1_000_000
+    stat.st_mtime
+        .saturating_mul(1000)
+        .saturating_add(stat.st_mtime_nsec / 1_000_000)
 }
 
 /// Why opening `part` in `dir` failed: through a link, not there, or else.
@@ -688,13 +800,17 @@ mod tests {
     use crate::sandbox::Isolation;
 
     fn files(root: &std::path::Path) -> Arc<Files> {
+        files_with_repos(root, Vec::new())
+    }
+
+    fn files_with_repos(root: &std::path::Path, repos: Vec<String>) -> Arc<Files> {
         Arc::new(Files::new(
             root.to_owned(),
             Confinement {
                 isolation: Isolation::None(String::new()),
                 workspace: root.to_owned(),
             },
-            Vec::new(),
+            repos,
         ))
     }
 
@@ -816,6 +932,12 @@ mod tests {
     async fn the_archive_keeps_links_as_links_and_leaves_out_the_platforms_folders() {
         let ws = workspace();
         std::fs::remove_file(ws.path().join("pipe")).unwrap();
+        // A setuid file of the agent's: archived without the bit, owned by an ordinary user.
+        std::fs::set_permissions(
+            ws.path().join("notes.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
         let (send, mut rx) = mpsc::unbounded_channel();
         let reply = Reply {
             id: 9,
@@ -857,6 +979,11 @@ mod tests {
                 entry.read_to_string(&mut body).unwrap();
             }
             let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+            let header = entry.header();
+            if path == "notes.txt" {
+                assert_eq!(header.mode().unwrap(), 0o755, "no setuid bit");
+                assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (1000, 1000));
+            }
             seen.push((path, link, body));
         }
         let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
@@ -874,5 +1001,62 @@ mod tests {
         );
         assert_eq!(seen[0].1.as_deref(), Some("/etc"));
         assert_eq!(seen[5].2, "fn main() {}\n");
+    }
+
+    #[test]
+    fn a_listing_of_long_names_is_cut_to_stay_inside_a_frame() {
+        let ws = tempfile::tempdir().unwrap();
+        let dir = ws.path().join("many");
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0..3000 {
+            std::fs::write(dir.join(format!("{i:04}-{}", "x".repeat(240))), "").unwrap();
+        }
+        let listing = files(ws.path()).list("many").unwrap();
+        assert!(listing.truncated);
+        assert!(
+            listing.items.len() < 3000 && listing.items.len() > 1000,
+            "{}",
+            listing.items.len()
+        );
+        let bytes: usize = listing
+            .items
+            .iter()
+            .map(|e| e.name.len() + e.path.len())
+            .sum();
+        assert!(bytes <= MAX_LISTING_BYTES, "{bytes}");
+    }
+
+    #[tokio::test]
+    async fn a_huge_diff_is_cut_and_git_stopped() {
+        let ws = tempfile::tempdir().unwrap();
+        let repo = ws.path().join("repos/app");
+        std::fs::create_dir_all(&repo).unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(&repo)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        git(&["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(repo.join("big.txt"), "a\n").unwrap();
+        git(&["add", "big.txt"]);
+        git(&["commit", "--quiet", "-m", "one"]);
+        std::fs::write(
+            repo.join("big.txt"),
+            "line of the agent's\n".repeat(200_000),
+        )
+        .unwrap();
+        let f = files_with_repos(ws.path(), vec!["app".into()]);
+        let repos = f.repos().await;
+        assert_eq!(repos[0].error, None, "{:?}", repos[0]);
+        assert_eq!(repos[0].branch, "main");
+        assert_eq!(repos[0].changes, [" M big.txt"]);
+        assert!(repos[0].truncated);
+        assert!(repos[0].diff.len() <= MAX_DIFF && repos[0].diff.len() > MAX_DIFF / 2);
+        assert!(repos[0].diff.starts_with("diff --git a/big.txt b/big.txt"));
     }
 }

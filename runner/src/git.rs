@@ -249,6 +249,73 @@ pub async fn confined(
     run(cmd, args, None).await
 }
 
+/// [`confined`], reading at most `max` bytes of its output: git is stopped there and the
+/// output returned cut (`true`), so a huge diff never fills the runner's memory.
+pub async fn confined_capped(
+    confinement: &Confinement,
+    dir: &Path,
+    args: &[&str],
+    max: usize,
+) -> Result<(String, bool), GitError> {
+    use tokio::io::AsyncReadExt as _;
+    let mut full: Vec<String> = SAFE_CONFIG
+        .iter()
+        .flat_map(|c| ["-c".to_owned(), (*c).to_owned()])
+        .collect();
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    let command = args.first().copied().unwrap_or_default().to_owned();
+    let failed = |message: String| GitError {
+        command: command.clone(),
+        message,
+    };
+    let mut cmd = confinement
+        .command(Path::new("git"), &full, dir)
+        .map_err(|e| failed(format!("could not confine git: {e}")))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child =
+        crate::reap::spawn(&mut cmd).map_err(|e| failed(format!("could not run git: {e}")))?;
+    let pid = child.id();
+    let mut out = Vec::new();
+    let read = async {
+        match child.stdout.take() {
+            Some(stdout) => stdout.take(max as u64 + 1).read_to_end(&mut out).await,
+            None => Ok(0),
+        }
+    };
+    let read = tokio::time::timeout(GIT_TIMEOUT, read).await;
+    let cut = out.len() > max;
+    if cut || !matches!(read, Ok(Ok(_))) {
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await;
+    pid.into_iter().for_each(crate::reap::release);
+    match read {
+        Err(_) => {
+            return Err(failed(format!(
+                "timed out after {} s",
+                GIT_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(e)) => return Err(failed(format!("could not read git's output: {e}"))),
+        Ok(Ok(_)) => {}
+    }
+    if !cut && !status.is_ok_and(|s| s.success()) {
+        return Err(failed("git failed".into()));
+    }
+    out.truncate(max);
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    if cut {
+        // A character split by the cut is dropped, not shown as a replacement.
+        while text.ends_with('\u{FFFD}') {
+            text.pop();
+        }
+    }
+    Ok((text, cut))
+}
+
 /// The runner's delivery repository for one of the agent's: a bare repository in the
 /// state folder, written only by the runner's own git. The agent's commits are fetched into
 /// it (the agent's side of the fetch confined) and pushed from it, so the push reads no

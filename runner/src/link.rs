@@ -299,6 +299,9 @@ impl LinkTask {
         for (_, credit) in self.credits.drain() {
             credit.close();
         }
+        if let Some(files) = self.files.clone() {
+            files.abandon_all().await;
+        }
         while self.replies.try_recv().is_ok() {}
         self.ack(acked);
         for e in self.outbox.clone() {
@@ -413,8 +416,8 @@ impl LinkTask {
                     credit.close();
                 }
                 // An upload cut short leaves no partial file behind.
-                if let Some(files) = &self.files {
-                    files.abandon(req.id);
+                if let Some(files) = self.files.clone() {
+                    tokio::spawn(async move { files.abandon_blocking(req.id).await });
                 }
                 None
             }

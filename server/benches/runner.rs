@@ -7,7 +7,8 @@
 //! writing a file: create → pushed, and the agent's last output → pushed (the delivery: commit,
 //! transfer, push); then follow-ups to an interactive session: message → the agent's first
 //! text while its agent is warm, and with the session stopped before each message (the message
-//! starts a runner that resumes the conversation). `AMBIENT_BENCH_RUNNER` picks another
+//! starts a runner that resumes the conversation); then the workspace through the runner (a
+//! 10,000-file tree's first level, a flat folder of 10,000, the archive). `AMBIENT_BENCH_RUNNER` picks another
 //! runner binary (to compare builds).
 
 use std::path::PathBuf;
@@ -335,6 +336,40 @@ async fn main() {
         pct(&mut warm_ms, 0.9),
         pct(&mut resumed_ms, 0.5),
         pct(&mut resumed_ms, 0.9)
+    );
+    // The workspace through the runner: a tree of 10,000 files (100 folders of 100) and a
+    // flat folder of 10,000 (listed up to 5,000, every entry stat'ed and sorted), made by the
+    // agent in the warm session; request → answer over REST, `BENCH_RUNS` × 5 each.
+    send("run: mkdir -p big flat && cd big && seq 1 100 | xargs -I{} mkdir d{} && for d in d*; do (cd $d && seq 1 100 | xargs touch); done && cd ../flat && seq 1 10000 | xargs touch".into()).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    until(waiting).await;
+    let timed = |path: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let mut ms = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..runs * 5 {
+                let t = std::time::Instant::now();
+                let resp = http.get(format!("{url}/{path}")).send().await.unwrap();
+                assert!(resp.status().is_success(), "{path}: {}", resp.status());
+                bytes = resp.bytes().await.unwrap().len();
+                ms.push(t.elapsed().as_micros() as i64);
+            }
+            (ms, bytes)
+        }
+    };
+    let (mut tree, _) = timed("workspace?path=artifacts/big".into()).await;
+    let (mut flat, flat_bytes) = timed("workspace?path=artifacts/flat".into()).await;
+    let (mut archive, archive_bytes) = timed("workspace.tar.gz".into()).await;
+    println!(
+        "workspace listing through the runner, request → answer: first level of a 10,000-file tree (100 folders) p50 {:.1} / p90 {:.1} ms; a flat folder of 10,000 files (5,000 listed, {flat_bytes} B of JSON) p50 {:.1} / p90 {:.1} ms; the workspace as .tar.gz ({archive_bytes} B) p50 {:.1} / p90 {:.1} ms ({} each)",
+        pct(&mut tree, 0.5) as f64 / 1000.0,
+        pct(&mut tree, 0.9) as f64 / 1000.0,
+        pct(&mut flat, 0.5) as f64 / 1000.0,
+        pct(&mut flat, 0.9) as f64 / 1000.0,
+        pct(&mut archive, 0.5) as f64 / 1000.0,
+        pct(&mut archive, 0.9) as f64 / 1000.0,
+        runs * 5
     );
     let log = std::fs::read_to_string(
         dir.path()
