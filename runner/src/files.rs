@@ -597,11 +597,11 @@ async fn stream_archive(files: Arc<Files>, reply: &Reply) {
     // is known to be whole: a failure is answered as an error, never as a short archive.
     let mut pending: Option<Vec<u8>> = None;
     while let Some(next) = rx.recv().await {
-        if let Some(chunk) = pending.replace(next) {
-            if !send_chunk(reply, &chunk, false).await {
-                writer.abort();
-                return;
-            }
+        if let Some(chunk) = pending.replace(next)
+            && !send_chunk(reply, &chunk, false).await
+        {
+            writer.abort();
+            return;
         }
     }
     match writer.await {

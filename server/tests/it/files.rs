@@ -205,12 +205,20 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
         (413, Some("too_large")),
         "{body}"
     );
-    let left: Vec<_> = std::fs::read_dir(s.workspace(&name).join("file-uploads"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    // The runner drops the partial file once told (the call's cancel follows the answer).
+    let uploads = s.workspace(&name).join("file-uploads");
+    let listed = || -> Vec<String> {
+        std::fs::read_dir(&uploads)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listed().len() > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
-        left,
+        listed(),
         ["my_notes.txt"],
         "nothing is left of a refused upload"
     );
