@@ -69,6 +69,8 @@ pub fn finish(openapi: utoipa::openapi::OpenApi, models: &[String]) -> serde_jso
 const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 /// Same, and not blank.
 const TEXT: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// A path in a workspace, as the document states it (plain components, none hidden).
+const WORKSPACE_PATH: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$";
 /// A DNS-1123 label.
 const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
@@ -375,6 +377,21 @@ fn operations(doc: &mut Value) {
                     }
                     (Some("query"), Some("after")) => {
                         json!({"type": "integer", "minimum": 0, "maximum": i64::MAX})
+                    }
+                    // An upload's name (sanitised, so the document states the clean ones),
+                    // and a workspace path: plain components (`.`, `..` and absolute paths
+                    // are refused).
+                    (Some("path"), Some("name")) => {
+                        json!({"type": "string", "minLength": 1, "maxLength": 128,
+                            "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]*$"})
+                    }
+                    (Some("path"), Some("path")) => {
+                        json!({"type": "string", "minLength": 1, "maxLength": model::protocol::files::MAX_FILES_PATH,
+                            "pattern": WORKSPACE_PATH})
+                    }
+                    (Some("query"), Some("path")) => {
+                        json!({"type": "string", "maxLength": model::protocol::files::MAX_FILES_PATH,
+                            "pattern": format!("^({})?$", WORKSPACE_PATH.trim_start_matches('^').trim_end_matches('$'))})
                     }
                     _ => continue,
                 };

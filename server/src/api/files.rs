@@ -1,5 +1,5 @@
-//! The session's workspace (`/workspace`, `/workspace/{*path}`, `/workspace.tar.gz`,
-//! `/git/status`), on the original's paths; served by the session's runner while it runs
+//! The session's workspace (`/workspace`, `/workspace/{*path}`,
+//! `/workspace/file-uploads/{name}`, `/workspace.tar.gz`, `/git/status`), on the original's paths; served by the session's runner while it runs
 //! (`platform::services` asks it). Downloads never render on this origin: they come as
 //! attachments under a sandboxing policy, whatever the agent wrote into them.
 
@@ -121,13 +121,33 @@ pub async fn git_status(
     }))
 }
 
+/// A file uploaded into `file-uploads/` (as [`read`]: the same file, on the upload's path).
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/workspace/file-uploads/{name}", tag = "workspace",
+    params(("project" = String, Path), ("session" = String, Path),
+        ("name" = String, Path, description = "The file's name in `file-uploads/`")),
+    responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn read_upload(
+    state: State<Services>,
+    caller: Caller,
+    Path((project, name, file)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    read(
+        state,
+        caller,
+        Path((project, name, format!("{UPLOADS_DIR}/{file}"))),
+    )
+    .await
+}
+
 /// Uploads the body (any bytes, at most 10 MiB) to `file-uploads/<name>` in the session's
 /// workspace, the only folder a person writes to (the name sanitised: letters, digits, `.`,
 /// `-`, `_`); the agent is told with its next message. Needs the edit role; 409 when the
 /// session is not running.
-#[utoipa::path(put, path = "/api/projects/{project}/agentic-sessions/{session}/workspace/{*path}", tag = "workspace",
+#[utoipa::path(put, path = "/api/projects/{project}/agentic-sessions/{session}/workspace/file-uploads/{name}", tag = "workspace",
     params(("project" = String, Path), ("session" = String, Path),
-        ("path" = String, Path, description = "`file-uploads/<name>`")),
+        ("name" = String, Path, description = "The file's name")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
     responses((status = 201, body = UploadResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -135,21 +155,12 @@ pub async fn git_status(
 pub async fn upload(
     State(s): State<Services>,
     caller: Caller,
-    Path((project, session, path)): Path<(String, String, String)>,
+    Path((project, session, name)): Path<(String, String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = SessionKey::new(&project, &session);
-    let Some(name) = path
-        .strip_prefix(UPLOADS_DIR)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .filter(|name| !name.is_empty() && !name.contains('/'))
-    else {
-        return Err(ApiError::Invalid(format!(
-            "uploads go to {UPLOADS_DIR}/<name>; the rest of the workspace is the agent's"
-        )));
-    };
     let stream = body.into_data_stream();
-    let done = s.upload_to_workspace(&caller, &key, name, stream).await?;
+    let done = s.upload_to_workspace(&caller, &key, &name, stream).await?;
     let location = format!(
         "/api/projects/{project}/agentic-sessions/{session}/workspace/{}",
         done.path

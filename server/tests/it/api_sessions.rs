@@ -672,8 +672,12 @@ async fn openapi_describes_every_route() {
             "/api/projects/{project}/agentic-sessions/{session}/workspace/{path}",
         ),
         (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace/file-uploads/{name}",
+        ),
+        (
             "put",
-            "/api/projects/{project}/agentic-sessions/{session}/workspace/{path}",
+            "/api/projects/{project}/agentic-sessions/{session}/workspace/file-uploads/{name}",
         ),
         (
             "get",

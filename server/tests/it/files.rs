@@ -183,17 +183,23 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     assert_eq!(up, json!({"path": "file-uploads/my_notes.txt", "size": 10}));
     let uploaded = s.workspace(&name).join("file-uploads/my_notes.txt");
     assert_eq!(std::fs::read(&uploaded).unwrap(), b"pineapple\n");
-    let (st, body) = put_raw(
-        &s,
-        &format!("{at}/workspace/repos/app/evil.sh"),
-        b"x".to_vec(),
-    )
-    .await;
-    assert_eq!(
-        (st, body["error"].as_str()),
-        (400, Some("invalid")),
-        "{body}"
-    );
+    // Nowhere else: the rest of the workspace is the agent's (no PUT there), and a name that
+    // is nothing once cleaned is refused.
+    for (path, status, kind) in [
+        ("workspace/repos/app/evil.sh", 405, "method_not_allowed"),
+        ("workspace/file-uploads/a/b.txt", 405, "method_not_allowed"),
+        ("workspace/file-uploads/...", 400, "invalid"),
+    ] {
+        let (st, body) = put_raw(&s, &format!("{at}/{path}"), b"x".to_vec()).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (status, Some(kind)),
+            "{path}: {body}"
+        );
+    }
+    // The upload reads back on its own path.
+    let (st, _, bytes) = get_raw(&s, &format!("{at}/workspace/file-uploads/my_notes.txt")).await;
+    assert_eq!((st, bytes.as_slice()), (200, &b"pineapple\n"[..]));
     let (st, body) = put_raw(
         &s,
         &format!("{at}/workspace/file-uploads/big.bin"),
