@@ -1,5 +1,6 @@
 //! A server process killed (SIGKILL) while a session runs loses nothing: its runner keeps
-//! working, reconnects to the restarted server and re-sends what was not acknowledged.
+//! working, reconnects to the restarted server and re-sends what was not acknowledged; a
+//! question its agent waits on is answered through the restarted server.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -319,4 +320,71 @@ async fn the_sign_in_page_names_a_command_that_prints_a_login_link() {
     let resp = http.get(&link).send().await.unwrap();
     assert_eq!(resp.status(), 303, "{link}");
     server.kill();
+}
+
+/// A question the agent asked is still there after the server was killed, and the answer
+/// given to the restarted server reaches the waiting agent (the runner held the request; the
+/// log kept the question; the hub learns it again when the runner reconnects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_pending_when_the_server_is_killed_is_answered_after_its_restart() {
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let first = ServerProcess::start(dir.path(), port, &mock.url());
+    first.wait_ready(&reqwest::Client::new()).await;
+    let c = Client::signed_in(dir.path(), port);
+    let name = create(&c, "ask: Which color should the button be? | Red | Blue").await;
+    let asked = |events: &[model::protocol::StoredEvent]| {
+        events.iter().find_map(|e| match &e.event {
+            SessionEvent::Ask(a) => Some(a.id.clone()),
+            _ => None,
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        if let Some(id) = asked(&exported_events(&c.as_test_server(), &name).await) {
+            break id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let second = ServerProcess::start(dir.path(), port, &mock.url());
+    second.wait_ready(&c.http).await;
+    // The reconnected runner's agent is known to wait for an answer, and the question is open.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = phase(&c, &name).await;
+        if v["status"]["agentStatus"] == "waiting_input" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not waiting: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at = format!("/api/projects/default/agentic-sessions/{name}");
+    let (st, open) = call(&c.as_test_server(), "GET", &format!("{at}/asks"), None).await;
+    assert_eq!(st, 200, "{open}");
+    assert_eq!(open["items"][0]["id"], id.as_str(), "{open}");
+    let (st, body) = call(
+        &c.as_test_server(),
+        "POST",
+        &format!("{at}/answers"),
+        Some(json!({"id": id, "answers": {"Which color should the button be?": "Blue"}})),
+    )
+    .await;
+    assert_eq!(st, 202, "{body}");
+    let done = wait_for(&c, &name, &["Completed", "Failed"], Duration::from_secs(60)).await;
+    assert_eq!(done["status"]["phase"], "Completed", "{done}");
+    let events = exported_events(&c.as_test_server(), &name).await;
+    assert!(
+        events.iter().any(|e| matches!(&e.event,
+            SessionEvent::AgentMessage(m) if m.text.contains("Got your answer") && m.text.contains("Blue"))),
+        "{events:?}"
+    );
+    second.kill();
 }
