@@ -1,7 +1,7 @@
 //! `ambient files`: a running session's workspace (list, read, diff, download, upload).
 
 use clap::Subcommand;
-use model::protocol::files::{Listing, MAX_UPLOAD, RepoState};
+use model::protocol::files::{Listing, MAX_UPLOAD, RepoState, url_path};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +104,7 @@ pub async fn run(
         }
         Files::Cat { session, path } => {
             let session = crate::name("session", &session)?;
-            let url = format!("{sessions}/{session}/workspace/{}", path_segments(&path));
+            let url = format!("{sessions}/{session}/workspace/{}", url_path(&path));
             let resp = client.send_raw(Method::GET, &url, None::<&()>).await?;
             stream_to(resp, &mut std::io::stdout().lock()).await
         }
@@ -192,7 +192,7 @@ pub async fn run(
                 .unwrap_or_default();
             let url = format!(
                 "{sessions}/{session}/workspace/file-uploads/{}",
-                path_segments(&name)
+                url_path(&name)
             );
             let resp = client.put_bytes(&url, bytes).await?;
             let done: Uploaded = resp
@@ -202,18 +202,6 @@ pub async fn run(
             output::print_name(format, &done, &done.path)
         }
     }
-}
-
-/// A workspace path as URL path segments, each percent-encoded.
-fn path_segments(path: &str) -> String {
-    path.split('/')
-        .map(|s| {
-            url::form_urlencoded::byte_serialize(s.as_bytes())
-                .collect::<String>()
-                .replace('+', "%20")
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Copies a response's body to `out` as it comes; an answer cut short is an error.

@@ -305,10 +305,7 @@ impl Runners {
         let Some(slot) = slots.get_mut(&session).filter(|s| s.conn == conn) else {
             return;
         };
-        let last = !matches!(
-            reply.body,
-            FilesBody::Chunk { last: false, .. } | FilesBody::Written
-        );
+        let last = reply.body.is_final();
         let Some(tx) = slot.calls.get(&reply.id) else {
             return;
         };
@@ -370,10 +367,8 @@ impl FilesCall {
     /// The next answer; `None` when the runner went away (or broke the protocol) first.
     pub async fn next(&mut self) -> Option<FilesBody> {
         let body = self.rx.recv().await;
-        self.done = !matches!(
-            body,
-            Some(FilesBody::Chunk { last: false, .. } | FilesBody::Written)
-        );
+        // The hub forgot the call with its last answer (or when the runner went).
+        self.done = body.as_ref().is_none_or(FilesBody::is_final);
         body
     }
 
@@ -396,12 +391,6 @@ impl Drop for FilesCall {
     fn drop(&mut self) {
         if !self.done {
             self.runners.end_call(self.session, self.conn, self.id);
-        } else {
-            // Its last answer came: nothing to cancel, only forget.
-            let mut slots = self.runners.slots();
-            if let Some(slot) = slots.get_mut(&self.session).filter(|s| s.conn == self.conn) {
-                slot.calls.remove(&self.id);
-            }
         }
     }
 }

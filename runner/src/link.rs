@@ -343,11 +343,7 @@ impl LinkTask {
                     }
                 },
                 Some(reply) = self.replies.recv() => {
-                    let done = match &reply.body {
-                        FilesBody::Chunk { last, .. } => *last,
-                        _ => true,
-                    };
-                    if done {
+                    if reply.body.is_final() {
                         self.credits.remove(&reply.id);
                     }
                     conn.write_frame(&RunnerToServer::Files(reply)).await

@@ -122,6 +122,17 @@ pub enum FilesBody {
     },
 }
 
+impl FilesBody {
+    /// Whether it is the last answer of its request: anything but a chunk with more to come
+    /// or a written piece of an upload (server, hub and runner decide it alike).
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            FilesBody::Chunk { last: false, .. } | FilesBody::Written
+        )
+    }
+}
+
 /// Why a workspace request failed.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -217,6 +228,38 @@ pub fn upload_name(name: &str) -> Option<String> {
     (!clean.is_empty() && clean.chars().any(|c| c.is_ascii_alphanumeric())).then_some(clean)
 }
 
+/// The image type of a file a page may show in an `<img>` (where nothing in it runs), by
+/// its extension; `None` for anything else.
+pub fn image_type(path: &str) -> Option<&'static str> {
+    let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    })
+}
+
+/// A workspace path as URL path segments, each percent-encoded (`/` kept between them).
+pub fn url_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        for b in seg.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
 /// Checks a workspace path: relative, `/`-separated normal components (no `.`, `..`, empty
 /// component or NUL), at most [`MAX_FILES_PATH`] bytes. Returns its components; `""` is the
 /// root.
@@ -292,5 +335,34 @@ mod tests {
         };
         let json = serde_json::to_string(&reply).unwrap();
         assert_eq!(serde_json::from_str::<FilesReply>(&json).unwrap(), reply);
+    }
+
+    #[test]
+    fn urls_images_and_final_answers() {
+        assert_eq!(
+            url_path("repos/app/my file#1.md"),
+            "repos/app/my%20file%231.md"
+        );
+        assert_eq!(image_type("a/B.PNG"), Some("image/png"));
+        assert_eq!(image_type("a.html"), None);
+        assert_eq!(image_type("README"), None);
+        assert!(!FilesBody::Written.is_final());
+        assert!(
+            !FilesBody::Chunk {
+                data: String::new(),
+                last: false,
+                size: None
+            }
+            .is_final()
+        );
+        assert!(
+            FilesBody::Chunk {
+                data: String::new(),
+                last: true,
+                size: None
+            }
+            .is_final()
+        );
+        assert!(FilesBody::Repos { repos: Vec::new() }.is_final());
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use model::api::ApiError as ErrorBody;
-use model::protocol::files::{Listing, RepoState, UPLOADS_DIR, upload_name};
+use model::protocol::files::{Listing, RepoState, UPLOADS_DIR, image_type, upload_name};
 use model::session::SessionKey;
 use platform::services::Download;
 use platform::{ApiError, Caller, Services};
@@ -206,16 +206,14 @@ fn attachment(download: Download, content_type: &'static str, file_name: &str) -
 /// The type a file is served as: images (which a page may show in an `<img>`, where nothing
 /// in them runs) and plain text by their extension; anything else as bytes.
 fn content_type(name: &str) -> &'static str {
+    if let Some(image) = image_type(name) {
+        return image;
+    }
     let ext = name
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
     match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "svg" => "image/svg+xml",
         "txt" | "md" | "log" | "csv" | "json" | "yaml" | "yml" | "toml" | "rs" | "py" | "go"
         | "js" | "ts" | "sh" | "c" | "h" | "java" | "diff" | "patch" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",

@@ -383,6 +383,29 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         matches!(e.event, SessionEvent::AgentDelta(_))
     })
     .await;
+    // While it streams, its workspace through the runner in its container, which reached
+    // the server by the runner Service: listed, and archived in chunks.
+    let listing: serde_json::Value = alice
+        .get(url(&format!("/agentic-sessions/{third}/workspace")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listing["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|e| e["name"] == "artifacts")),
+        "{listing}"
+    );
+    let archive = alice
+        .get(url(&format!("/agentic-sessions/{third}/workspace.tar.gz")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(archive.status(), 200);
+    assert!(!archive.bytes().await.unwrap().is_empty());
     let old_server = pod_of("ambient-server").await;
     assert_eq!(old_server.len(), 1, "{old_server:?}");
     pods.delete(&old_server[0], &DeleteParams::default())

@@ -6,7 +6,7 @@
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
-use model::protocol::files::{FileEntry, Listing, RepoState};
+use model::protocol::files::{FileEntry, Listing, RepoState, image_type, url_path};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
@@ -105,12 +105,8 @@ pub fn as_text(mut bytes: Vec<u8>, cut: bool) -> Option<String> {
 }
 
 /// Whether a page may show the file as an image (`<img>`: nothing in it runs).
-pub fn is_image(path: &str) -> bool {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    matches!(
-        ext.as_deref(),
-        Some("png" | "jpg" | "jpeg" | "gif" | "webp" | "svg")
-    )
+fn is_image(path: &str) -> bool {
+    image_type(path).is_some()
 }
 
 /// The highlighting language of a file, by its extension.
@@ -118,24 +114,6 @@ fn language(path: &str) -> String {
     path.rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default()
-}
-
-/// A workspace path as URL path segments, each percent-encoded.
-pub fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        for b in seg.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
 }
 
 /// The panel, loaded on demand (see the module's documentation).
@@ -197,7 +175,7 @@ fn FilesPanel(project: String, name: String, can_edit: bool) -> impl IntoView {
     let archive = format!("{base}/workspace.tar.gz");
     let upload_status = RwSignal::new(None::<Result<String, String>>);
     let upload_url = format!("{base}/workspace/file-uploads/");
-    let file_url = move |path: &str| format!("{base}/workspace/{}", encode_path(path));
+    let file_url = move |path: &str| format!("{base}/workspace/{}", url_path(path));
     let crumbs = move || {
         let d = dir.get();
         let mut out = vec![("workspace".to_owned(), String::new())];
@@ -423,7 +401,7 @@ fn Upload(
                 ))));
                 return;
             }
-            let target = format!("{url}{}", encode_path(&file.name()));
+            let target = format!("{url}{}", url_path(&file.name()));
             busy.set(true);
             status.set(Some(Ok(format!("Uploading {}…", file.name()))));
             wasm_bindgen_futures::spawn_local(async move {
@@ -493,14 +471,5 @@ mod tests {
         cut.pop();
         assert_eq!(as_text(cut.clone(), true).as_deref(), Some("a"));
         assert_eq!(as_text(cut, false), None);
-    }
-
-    #[test]
-    fn paths_are_encoded_per_segment() {
-        assert_eq!(
-            encode_path("repos/app/my file#1.md"),
-            "repos/app/my%20file%231.md"
-        );
-        assert!(is_image("a/B.PNG") && !is_image("a.html"));
     }
 }
