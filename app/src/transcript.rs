@@ -3,8 +3,8 @@
 
 use model::Phase;
 use model::protocol::{
-    Answer, Ask, ErrorEvent, GitPush, LogLine, PullRequest, RunResult, SessionEvent, StoredEvent,
-    ToolResult, TurnResult,
+    Answer, Ask, ErrorEvent, GitPush, LogLine, McpStatus, PullRequest, RunResult, SessionEvent,
+    StoredEvent, ToolResult, TurnResult,
 };
 
 /// One row of the transcript.
@@ -123,6 +123,8 @@ pub struct Transcript {
     pub run_ended_ms: Option<i64>,
     /// User messages still waiting for their turn's result (each gets exactly one).
     pub outstanding_turns: u32,
+    /// The MCP servers' state as last reported (shown beside the transcript, not in it).
+    pub mcp: Option<McpStatus>,
 }
 
 impl Transcript {
@@ -230,6 +232,10 @@ impl Transcript {
                 }
             }
             SessionEvent::AgentStarted(_) => return true,
+            SessionEvent::McpStatus(m) => {
+                self.mcp = Some(m);
+                return true;
+            }
             SessionEvent::TurnResult(t) => {
                 self.finish_streaming();
                 EntryKind::Turn(t)

@@ -11,11 +11,13 @@
 //! - [`api`]: REST request and response bodies;
 //! - [`runner_env`]: the runner's contract with its drivers: environment variable names, the
 //!   typed [`runner_env::Credentials`], exit codes, the exit record;
+//! - [`mcp`]: MCP server configurations: transports, credential references, merging;
 //! - [`validate`]: input validation shared by the server and the UI (one rule for each field,
 //!   one for a whole session-creation request).
 
 pub mod annotations;
 pub mod api;
+pub mod mcp;
 pub mod project_settings;
 pub mod protocol;
 pub mod runner_env;

@@ -205,7 +205,8 @@ const PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "N
 
 /// Prefixes of variables no session may set: the platform's own, the dynamic loader's,
 /// git's and ssh's (they reconfigure the runner's own git), and the model endpoint's.
-pub const RESERVED_PREFIXES: [&str; 5] = ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_"];
+pub const RESERVED_PREFIXES: [&str; 6] =
+    ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_", crate::mcp::CREDENTIAL_PREFIX];
 
 /// Whether a session's `environmentVariables` may not set `name`: the runner's contract, the
 /// credentials, the agent CLI's own settings, the loader, the shell and git would otherwise
@@ -265,6 +266,9 @@ pub struct Credentials {
     pub github_api_url: Option<String>,
     /// [`GITLAB_API_URL`].
     pub gitlab_api_url: Option<String>,
+    /// MCP credentials (`MCP_*`, [`crate::mcp::is_credential_key`]) by name: each goes only
+    /// in the headers of the project's MCP servers that reference it.
+    pub mcp: std::collections::BTreeMap<String, String>,
 }
 
 /// Values are never printed.
@@ -338,6 +342,9 @@ impl Credentials {
 
     /// The value of one variable, `None` for an unset or unknown one.
     pub fn get(&self, key: &str) -> Option<&str> {
+        if crate::mcp::is_credential_key(key) {
+            return self.mcp.get(key).map(String::as_str);
+        }
         let i = Self::KEYS.iter().position(|k| *k == key)?;
         self.slots()[i].as_deref()
     }
@@ -352,18 +359,27 @@ impl Credentials {
             GITLAB_TOKEN => &mut self.gitlab_token,
             GITHUB_API_URL => &mut self.github_api_url,
             GITLAB_API_URL => &mut self.gitlab_api_url,
+            mcp if crate::mcp::is_credential_key(mcp) => {
+                match value {
+                    Some(v) => self.mcp.insert(mcp.to_owned(), v),
+                    None => self.mcp.remove(mcp),
+                };
+                return Ok(());
+            }
             other => return Err(other.to_owned()),
         };
         *slot = value;
         Ok(())
     }
 
-    /// The set variables as `(name, value)`, in [`Credentials::KEYS`] order.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    /// The set variables as `(name, value)`, in [`Credentials::KEYS`] order, then the MCP
+    /// credentials by name.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         Self::KEYS
             .into_iter()
             .zip(self.slots())
             .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+            .chain(self.mcp.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// Whether any model credential is set.

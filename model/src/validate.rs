@@ -351,7 +351,7 @@ pub fn create_session(
         env_var(k, v)?;
     }
     if let Some(mcp) = &req.mcp_servers {
-        mcp_servers("mcpServers", mcp)?;
+        mcp_servers("mcpServers", mcp, false)?;
     }
     Ok(())
 }
@@ -379,8 +379,14 @@ pub fn mcp_server_name(field: &str, name: &str) -> Result<(), Invalid> {
 }
 
 /// An MCP configuration: named servers, each a JSON object of at most [`MAX_MCP_CONFIG`]
-/// bytes, at most [`MAX_MCP_SERVERS`] of them, and server names to disable.
-pub fn mcp_servers(field: &str, mcp: &crate::session::McpServers) -> Result<(), Invalid> {
+/// bytes and a transport `claude` knows ([`crate::mcp::check_server`]), at most
+/// [`MAX_MCP_SERVERS`] of them, and server names to disable. `credentials`: whether the
+/// servers may reference MCP credentials (the project's may, a session's may not).
+pub fn mcp_servers(
+    field: &str,
+    mcp: &crate::session::McpServers,
+    credentials: bool,
+) -> Result<(), Invalid> {
     if mcp.custom.len() > MAX_MCP_SERVERS || mcp.disabled.len() > MAX_MCP_SERVERS {
         return Err(Invalid::new(
             field,
@@ -399,6 +405,7 @@ pub fn mcp_servers(field: &str, mcp: &crate::session::McpServers) -> Result<(), 
         if config.to_string().len() > MAX_MCP_CONFIG {
             return Err(Invalid::new(at, "is larger than 16 KiB"));
         }
+        crate::mcp::check_server(&at, config, credentials)?;
     }
     for name in &mcp.disabled {
         mcp_server_name(&format!("{field}.disabled"), name)?;

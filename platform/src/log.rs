@@ -167,6 +167,29 @@ impl EventLog {
         )
     }
 
+    /// The last MCP server state reported in `log`, if any.
+    pub async fn last_mcp_status(
+        &self,
+        log: LogId,
+    ) -> Result<Option<model::protocol::McpStatus>, StoreError> {
+        let body: Option<String> = self
+            .db
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT body FROM events WHERE log_id = ?1 AND kind = 'mcp_status' ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([log.0], |r| r.get(0))
+                .optional()?)
+            })
+            .await?;
+        Ok(
+            match body.map(|b| serde_json::from_str::<SessionEvent>(&b)) {
+                Some(Ok(SessionEvent::McpStatus(m))) => Some(m),
+                _ => None,
+            },
+        )
+    }
+
     /// Deletes the log of `uid` with its events; its viewers are told.
     pub async fn delete(&self, uid: &str) -> Result<(), StoreError> {
         let uid = uid.to_owned();

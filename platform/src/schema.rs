@@ -183,6 +183,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX access_keys_project ON access_keys (project);
     ALTER TABLE web_sessions ADD COLUMN key_id INTEGER REFERENCES access_keys(id) ON DELETE CASCADE;
     "#,
+    // 8: a log's latest MCP server state is read on each session page: found by a small
+    //    index, not by scanning the log back to its start.
+    r#"
+    CREATE INDEX events_mcp_status ON events (log_id, seq) WHERE kind = 'mcp_status';
+    "#,
 ];
 
 /// Brings the database to the newest schema.

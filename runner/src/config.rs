@@ -151,16 +151,13 @@ pub struct RawConfig {
     /// The session's display name.
     #[arg(long, env = env::DISPLAY_NAME, value_name = env::DISPLAY_NAME)]
     pub display_name: Option<String>,
-    /// The session's MCP servers (JSON).
-    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = mcp_servers)]
-    pub custom_mcp_servers: Option<McpServers>,
+    /// The MCP servers.
+    #[command(flatten)]
+    pub mcp: McpArgs,
     /// Whether the agent runs in a bubblewrap sandbox: `auto` (when bubblewrap can run
     /// here), `required`, or `off` (a Kubernetes pod is its own sandbox).
     #[arg(long, env = env::SANDBOX, value_name = env::SANDBOX, default_value = "auto", value_parser = sandbox_mode)]
     pub sandbox: crate::sandbox::Mode,
-    /// The project's MCP servers (JSON).
-    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
-    pub project_mcp_servers: Option<McpServers>,
     /// What the agent may do without asking: `autonomous`, `ask` or `plan`.
     #[arg(long, env = env::PERMISSION_MODE, value_name = env::PERMISSION_MODE, default_value = "autonomous", value_parser = permission_mode)]
     pub permission_mode: model::session::PermissionMode,
@@ -193,6 +190,28 @@ impl SourceArgs {
             path: set(self.workflow_path),
         });
         (self.repos_json.0, workflow)
+    }
+}
+
+/// The project's and the session's MCP servers (read by the runner, which gives the agent
+/// their configuration, and by the credentials keeper, whose proxy relays to HTTP servers).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct McpArgs {
+    /// The session's MCP servers (JSON).
+    #[arg(long, env = env::CUSTOM_MCP_SERVERS, value_name = env::CUSTOM_MCP_SERVERS, value_parser = mcp_servers)]
+    pub custom_mcp_servers: Option<McpServers>,
+    /// The project's MCP servers (JSON).
+    #[arg(long, env = env::PROJECT_MCP_SERVERS, value_name = env::PROJECT_MCP_SERVERS, value_parser = mcp_servers)]
+    pub project_mcp_servers: Option<McpServers>,
+}
+
+impl McpArgs {
+    /// The servers of the run: the project's, the session's over them, less the disabled.
+    pub fn servers(&self) -> Vec<model::mcp::Server> {
+        model::mcp::merge(
+            self.project_mcp_servers.as_ref(),
+            self.custom_mcp_servers.as_ref(),
+        )
     }
 }
 
@@ -237,6 +256,10 @@ impl CredentialArgs {
             gitlab_token: set(self.gitlab_token),
             github_api_url: self.github_api_url,
             gitlab_api_url: self.gitlab_api_url,
+            // The project's MCP credentials come as `MCP_*` variables, whatever their names.
+            mcp: std::env::vars()
+                .filter(|(k, v)| model::mcp::is_credential_key(k) && !v.trim().is_empty())
+                .collect(),
         };
         (credentials, forges)
     }
@@ -293,8 +316,8 @@ pub struct Config {
     pub max_turns: Option<NonZeroU32>,
     /// Display name.
     pub display_name: Option<String>,
-    /// `--mcp-config` JSON (`{"mcpServers": {...}}`), when any server is configured.
-    pub mcp_config: Option<String>,
+    /// The MCP servers of the run (project's and session's, merged).
+    pub mcp_servers: Vec<model::mcp::Server>,
     /// Whether the agent is sandboxed.
     pub sandbox: crate::sandbox::Mode,
     /// What the agent may do without asking a person.
@@ -350,7 +373,7 @@ impl RawConfig {
             workflow,
             max_turns: self.max_turns,
             display_name: set(self.display_name),
-            mcp_config: mcp_config(self.project_mcp_servers, self.custom_mcp_servers),
+            mcp_servers: self.mcp.servers(),
             artifacts: self.workspace.join(&self.artifacts_dir),
             session_name: self.session_name,
             project: self.project,
@@ -392,18 +415,6 @@ fn runner_endpoint(base: &url::Url, project: &str, session: &str) -> Result<Stri
         "{scheme}://{host}{port}{}/projects/{project}/agentic-sessions/{session}/runner/ws",
         base.path().trim_end_matches('/'),
     ))
-}
-
-/// Merges the project's MCP servers with the session's (which win), leaving out the
-/// disabled ones, into Claude Code's `--mcp-config` JSON; `None` when nothing remains.
-fn mcp_config(project: Option<McpServers>, session: Option<McpServers>) -> Option<String> {
-    let (project, session) = (project.unwrap_or_default(), session.unwrap_or_default());
-    let mut servers = project.custom;
-    servers.extend(session.custom);
-    for name in project.disabled.iter().chain(&session.disabled) {
-        servers.remove(name);
-    }
-    (!servers.is_empty()).then(|| serde_json::json!({ "mcpServers": servers }).to_string())
 }
 
 #[cfg(test)]
@@ -476,11 +487,9 @@ mod tests {
             session,
         ])
         .unwrap();
-        assert_eq!(
-            c.mcp_config.as_deref(),
-            Some(r#"{"mcpServers":{"jira":{"command":"b"}}}"#)
-        );
-        assert_eq!(mcp_config(None, None), None);
+        assert_eq!(c.mcp_servers.len(), 1);
+        assert_eq!(c.mcp_servers[0].config["command"], "b");
+        assert!(!c.mcp_servers[0].project);
     }
 
     #[test]

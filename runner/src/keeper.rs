@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::{Config, CredentialArgs, SourceArgs};
+use crate::config::{Config, CredentialArgs, McpArgs, SourceArgs};
 use crate::deliver::{self, Proposal, Target, error_event};
 use crate::error::Error;
 use crate::forge::Forges;
@@ -555,6 +555,9 @@ pub struct KeeperConfig {
     /// The credentials.
     #[command(flatten)]
     pub credentials: CredentialArgs,
+    /// The MCP servers (the proxy relays to the HTTP ones, with their credentials).
+    #[command(flatten)]
+    pub mcp: McpArgs,
     /// The token the runner presents.
     #[arg(long, env = env::KEEPER_TOKEN, value_name = env::KEEPER_TOKEN, hide_env_values = true)]
     pub token: String,
@@ -614,6 +617,10 @@ pub async fn main(args: impl IntoIterator<Item = String>) -> i32 {
 pub async fn serve(config: KeeperConfig) -> Result<(), String> {
     let (repo_list, workflow) = config.sources.resolve();
     let (credentials, forges) = config.credentials.resolve();
+    let (mcp, warnings) = crate::mcp::Routes::new(&config.mcp.servers(), &credentials);
+    for w in warnings {
+        eprintln!("runner keeper: {w}");
+    }
     let mut repos: Vec<(String, SessionRepo)> = Vec::new();
     for spec in repo_list {
         let taken: Vec<String> = repos.iter().map(|(n, _)| n.clone()).collect();
@@ -630,7 +637,7 @@ pub async fn serve(config: KeeperConfig) -> Result<(), String> {
         config.token,
         config.state,
         (repos, workflow),
-        (credentials, forges),
+        (credentials, forges, mcp),
         listener,
         proxy_listener,
     )
@@ -643,13 +650,13 @@ async fn serve_on(
     token: String,
     state: PathBuf,
     (repos, workflow): (Vec<(String, SessionRepo)>, Option<ActiveWorkflow>),
-    (credentials, forges): (Credentials, Forges),
+    (credentials, forges, mcp): (Credentials, Forges, crate::mcp::Routes),
     listener: tokio::net::TcpListener,
     proxy_listener: tokio::net::TcpListener,
 ) -> Result<(), String> {
     std::fs::create_dir_all(&state)
         .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
-    let proxy = ModelProxy::start_on_tokio(&credentials, proxy_listener, crate::proxy::new_token())
+    let proxy = ModelProxy::start_on_tokio(&credentials, mcp, proxy_listener, crate::proxy::new_token())
         .map_err(|e| format!("cannot start the model proxy: {e}"))?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     let kept = Arc::new(Kept {
@@ -984,7 +991,7 @@ mod tests {
             "keeper-token".into(),
             state.path().to_owned(),
             (repos, None),
-            (credentials, forges),
+            (credentials, forges, crate::mcp::Routes::default()),
             listener,
             proxy,
         ));

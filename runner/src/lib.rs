@@ -25,6 +25,7 @@ pub mod forge;
 pub mod git;
 pub mod keeper;
 pub mod link;
+pub mod mcp;
 pub mod netns;
 pub mod proxy;
 pub mod reap;

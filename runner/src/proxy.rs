@@ -6,6 +6,9 @@
 //! (`ANTHROPIC_BASE_URL`) with a per-run proxy token as its key; a request without that
 //! token is refused, so nothing else on the machine can spend the key through it. Bodies
 //! stream both ways (the model's answers are server-sent events).
+//!
+//! It also relays the run's HTTP MCP servers (`/mcp/<server>`, [`crate::mcp`]), adding their
+//! headers (the project's credentials in them) itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,9 @@ pub struct ModelProxy {
 }
 
 struct Upstream {
+    mcp: crate::mcp::Routes,
+    /// The MCP client: follows no redirect (a server's headers go to its address only).
+    mcp_client: reqwest::Client,
     base: String,
     api_key: Option<String>,
     bearer: Option<String>,
@@ -60,19 +66,24 @@ pub fn new_token() -> String {
 impl ModelProxy {
     /// Starts the proxy on this machine's loopback, in front of the model endpoint
     /// `credentials` describe. It runs until the process ends.
-    pub async fn start(credentials: &Credentials) -> std::io::Result<ModelProxy> {
+    pub async fn start(
+        credentials: &Credentials,
+        mcp: crate::mcp::Routes,
+    ) -> std::io::Result<ModelProxy> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        Self::serve(credentials, listener, new_token())
+        Self::serve(credentials, mcp, listener, new_token())
     }
 
     /// Starts the proxy on `listener` (one in the sandbox's own network), taking `token`.
     pub fn start_on(
         credentials: &Credentials,
+        mcp: crate::mcp::Routes,
         listener: std::net::TcpListener,
         token: String,
     ) -> std::io::Result<ModelProxy> {
         Self::serve(
             credentials,
+            mcp,
             tokio::net::TcpListener::from_std(listener)?,
             token,
         )
@@ -81,19 +92,27 @@ impl ModelProxy {
     /// Starts the proxy on `listener` (the keeper's, on a pod's loopback), taking `token`.
     pub fn start_on_tokio(
         credentials: &Credentials,
+        mcp: crate::mcp::Routes,
         listener: tokio::net::TcpListener,
         token: String,
     ) -> std::io::Result<ModelProxy> {
-        Self::serve(credentials, listener, token)
+        Self::serve(credentials, mcp, listener, token)
     }
 
     fn serve(
         credentials: &Credentials,
+        mcp: crate::mcp::Routes,
         listener: tokio::net::TcpListener,
         token: String,
     ) -> std::io::Result<ModelProxy> {
         let addr = listener.local_addr()?;
         let upstream = Arc::new(Upstream {
+            mcp,
+            mcp_client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(std::io::Error::other)?,
             base: credentials
                 .anthropic_base_url
                 .clone()
@@ -170,7 +189,81 @@ fn connectivity_check(method: &axum::http::Method, path: &str) -> bool {
         && matches!(path, "/" | "/api/hello")
 }
 
+/// Relays a request of the agent's `claude` to MCP server `name`, with the server's
+/// headers; the agent's own credentials-like headers are not passed on.
+async fn forward_mcp(up: &Upstream, name: &str, req: Request) -> Response {
+    let ok = req
+        .headers()
+        .get(crate::mcp::PROXY_TOKEN_HEADER)
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(up.token.as_bytes())));
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, "unknown proxy token").into_response();
+    }
+    let Some(route) = up.mcp.get(name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no MCP server '{name}' in this run"),
+        )
+            .into_response();
+    };
+    if !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::POST | axum::http::Method::DELETE
+    ) {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || matches!(
+                n,
+                "host" | "content-length" | "authorization" | "cookie" | "x-api-key"
+            )
+            || n == crate::mcp::PROXY_TOKEN_HEADER
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    for (name, value) in &route.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    let sent = up
+        .mcp_client
+        .request(parts.method, &route.url)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => relay(resp),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the MCP server '{name}' is unreachable: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// An upstream answer, streamed back without its hop-by-hop headers.
+fn relay(resp: reqwest::Response) -> Response {
+    let mut out = Response::builder().status(resp.status());
+    for (name, value) in resp.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
+            out = out.header(name, value);
+        }
+    }
+    out.body(Body::from_stream(resp.bytes_stream()))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
 async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
+    if let Some(name) = req.uri().path().strip_prefix("/mcp/") {
+        let name = name.to_owned();
+        return forward_mcp(&up, &name, req).await;
+    }
     let ok = presented(req.headers())
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(up.token.as_bytes())));
     let path = req.uri().path();
@@ -224,16 +317,7 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
         .send()
         .await;
     match sent {
-        Ok(resp) => {
-            let mut out = Response::builder().status(resp.status());
-            for (name, value) in resp.headers() {
-                if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
-                    out = out.header(name, value);
-                }
-            }
-            out.body(Body::from_stream(resp.bytes_stream()))
-                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
-        }
+        Ok(resp) => relay(resp),
         Err(e) => (
             StatusCode::BAD_GATEWAY,
             format!("the model endpoint is unreachable: {e}"),
@@ -280,11 +364,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, upstream).await });
-        let proxy = ModelProxy::start(&Credentials {
-            anthropic_base_url: Some(format!("http://{addr}")),
-            anthropic_api_key: Some("sk-real".into()),
-            ..Default::default()
-        })
+        let proxy = ModelProxy::start(
+            &Credentials {
+                anthropic_base_url: Some(format!("http://{addr}")),
+                anthropic_api_key: Some("sk-real".into()),
+                ..Default::default()
+            },
+            crate::mcp::Routes::default(),
+        )
         .await
         .unwrap();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -312,5 +399,86 @@ mod tests {
         let r = send(reqwest::Method::GET, "/v1/models").await.unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(*seen.lock().unwrap(), ["/v1/messages"]);
+    }
+
+    /// The agent reaches a configured MCP server through the proxy, which adds the server's
+    /// credential; without the proxy token, at another server's name, or by a redirect, the
+    /// credential goes nowhere.
+    #[tokio::test]
+    async fn mcp_servers_get_their_credential_from_the_proxy_only() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, Option<String>, Option<String>)>::new()));
+        let log = seen.clone();
+        let upstream = axum::Router::new().fallback(move |req: Request| {
+            let log = log.clone();
+            async move {
+                let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                log.lock().unwrap().push((req.uri().path().to_owned(), h("authorization"), h("x-ambient-proxy-token")));
+                if req.uri().path() == "/moved" {
+                    return Response::builder()
+                        .status(302)
+                        .header("location", "/elsewhere")
+                        .body(Body::empty())
+                        .unwrap();
+                }
+                Response::builder()
+                    .header("mcp-session-id", "s1")
+                    .body(Body::from("{}"))
+                    .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, upstream).await });
+        let servers = [
+            model::mcp::Server {
+                name: "tracker".into(),
+                config: serde_json::json!({"type": "http", "url": format!("http://{addr}/mcp"),
+                    "headers": {"Authorization": "Bearer ${MCP_T}"}}),
+                project: true,
+            },
+            model::mcp::Server {
+                name: "moved".into(),
+                config: serde_json::json!({"type": "http", "url": format!("http://{addr}/moved"),
+                    "headers": {"Authorization": "Bearer ${MCP_T}"}}),
+                project: true,
+            },
+        ];
+        let credentials = Credentials {
+            mcp: [("MCP_T".to_owned(), "s3cret".to_owned())].into(),
+            ..Default::default()
+        };
+        let (routes, _) = crate::mcp::Routes::new(&servers, &credentials);
+        let proxy = ModelProxy::start(&credentials, routes).await.unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let post = |path: &str, token: &str| {
+            client
+                .post(format!("{}{path}", proxy.base_url))
+                .header(crate::mcp::PROXY_TOKEN_HEADER, token)
+                .header("authorization", "Bearer agent-made")
+                .body("{}")
+                .send()
+        };
+        let r = post("/mcp/tracker", &proxy.token).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["mcp-session-id"], "s1");
+        assert_eq!(post("/mcp/tracker", "guess").await.unwrap().status(), 401);
+        assert_eq!(post("/mcp/other", &proxy.token).await.unwrap().status(), 404);
+        assert_eq!(post("/mcp/tracker/../moved", &proxy.token).await.unwrap().status(), 404);
+        // The model's key does not open MCP routes, nor the MCP token the model API.
+        let r = client
+            .post(format!("{}/mcp/tracker", proxy.base_url))
+            .header("x-api-key", &proxy.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(post("/mcp/moved", &proxy.token).await.unwrap().status(), 302);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("/mcp".to_owned(), Some("Bearer s3cret".to_owned()), None),
+                ("/moved".to_owned(), Some("Bearer s3cret".to_owned()), None),
+            ]
+        );
     }
 }

@@ -305,23 +305,33 @@ impl<'a> Agent<'a> {
             |e: std::io::Error| Error::Workspace(format!("cannot start the model proxy: {e}"));
         // With a network of its own, the agent finds the proxy on its own loopback (it
         // listens there once the sandbox exists); otherwise on this machine's.
-        let (proxy_env, own_network_token) = if let Some(remote) = keeper.remote_proxy() {
-            // The keeper of the pod runs the proxy, on the pod's loopback.
-            (
-                ModelProxy::env_for(&remote.proxy_url, &remote.proxy_token),
-                None,
-            )
-        } else if isolation.own_network() {
-            let token = crate::proxy::new_token();
-            let url = format!("http://127.0.0.1:{}", crate::netns::PROXY_PORT);
-            (ModelProxy::env_for(&url, &token), Some(token))
-        } else {
-            let proxy = ModelProxy::start(&config.credentials)
-                .await
-                .map_err(proxy_failed)?;
-            (proxy.agent_env(), None)
+        // The proxy relays the run's HTTP MCP servers too, with their credentials (here, when
+        // this runner holds them; in a pod, the keeper builds the same routes).
+        let mcp_routes = || {
+            let (routes, warnings) =
+                crate::mcp::Routes::new(&config.mcp_servers, &config.credentials);
+            for w in warnings {
+                log(link, LogLevel::Warn, &w);
+            }
+            routes
         };
-        let mcp_config = match &config.mcp_config {
+        let (proxy_url, proxy_token, own_network_token) =
+            if let Some(remote) = keeper.remote_proxy() {
+                // The keeper of the pod runs the proxy, on the pod's loopback.
+                (remote.proxy_url.clone(), remote.proxy_token.clone(), None)
+            } else if isolation.own_network() {
+                let token = crate::proxy::new_token();
+                let url = format!("http://127.0.0.1:{}", crate::netns::PROXY_PORT);
+                (url, token.clone(), Some(token))
+            } else {
+                let proxy = ModelProxy::start(&config.credentials, mcp_routes())
+                    .await
+                    .map_err(proxy_failed)?;
+                (proxy.base_url, proxy.token, None)
+            };
+        let proxy_env = ModelProxy::env_for(&proxy_url, &proxy_token);
+        let mcp_config =
+            match crate::mcp::agent_config(&config.mcp_servers, &proxy_url, &proxy_token) {
             Some(json) => {
                 let path = ws.claude_config_dir().join("ambient-mcp.json");
                 ws.write(&path, json.as_bytes())?;
@@ -364,7 +374,8 @@ impl<'a> Agent<'a> {
                     reason: e.to_string(),
                 })?;
         if let (Some(listener), Some(token)) = (listener, own_network_token) {
-            ModelProxy::start_on(&config.credentials, listener, token).map_err(proxy_failed)?;
+            ModelProxy::start_on(&config.credentials, mcp_routes(), listener, token)
+                .map_err(proxy_failed)?;
         }
         *tr = Translator::new(resume.is_some());
         let mut agent = Agent {

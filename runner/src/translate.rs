@@ -2,8 +2,9 @@
 //! it means out; the driver does the I/O.
 
 use model::protocol::{
-    AgentDelta, AgentMessage, AgentStarted, ErrorEvent, SessionEvent, Thinking, ToolResult,
-    ToolUse, TurnResult, Usage,
+    AgentDelta, AgentMessage, AgentStarted, ErrorEvent, MAX_MCP_STATUS_SERVERS, MAX_MCP_STATUS_TOOLS,
+    McpServerState, McpStatus, SessionEvent,
+    Thinking, ToolResult, ToolUse, TurnResult, Usage, truncated,
 };
 use serde_json::Value;
 
@@ -60,6 +61,8 @@ pub struct Translator {
     pub totals: Totals,
     resumed: bool,
     cost_seen: f64,
+    /// The MCP servers' state last reported.
+    mcp: Option<McpStatus>,
 }
 
 impl Translator {
@@ -111,17 +114,26 @@ impl Translator {
         match v["subtype"].as_str() {
             Some("init") => {
                 let id = str_of(&v["session_id"]);
+                let mut out = Vec::new();
                 // Streaming mode repeats init at every turn: report the conversation once.
-                if self.session_id.as_deref() == Some(id.as_str()) {
-                    return Vec::new();
+                if self.session_id.as_deref() != Some(id.as_str()) {
+                    self.session_id = Some(id.clone());
+                    out.push(Output::Event(SessionEvent::AgentStarted(AgentStarted {
+                        model: str_of(&v["model"]),
+                        claude_session_id: id,
+                        cwd: str_of(&v["cwd"]),
+                        resumed: self.resumed,
+                    })));
                 }
-                self.session_id = Some(id.clone());
-                vec![Output::Event(SessionEvent::AgentStarted(AgentStarted {
-                    model: str_of(&v["model"]),
-                    claude_session_id: id,
-                    cwd: str_of(&v["cwd"]),
-                    resumed: self.resumed,
-                }))]
+                // The MCP servers, each turn; an event when their state changed.
+                let mcp = mcp_status(v);
+                if self.mcp.as_ref() != Some(&mcp)
+                    && (!mcp.servers.is_empty() || self.mcp.is_some())
+                {
+                    self.mcp = Some(mcp.clone());
+                    out.push(Output::Event(SessionEvent::McpStatus(mcp)));
+                }
+                out
             }
             Some("api_retry") => vec![Output::Event(SessionEvent::Log(model::protocol::LogLine {
                 level: model::protocol::LogLevel::Warn,
@@ -205,6 +217,42 @@ impl Translator {
         out.push(Output::TurnEnded { is_error });
         out
     }
+}
+
+/// The MCP servers of an `init` line: `mcp_servers` (name, status) with the tools of each
+/// (`tools` named `mcp__<server>__<tool>`), bounded.
+fn mcp_status(v: &Value) -> McpStatus {
+    let tools: Vec<&str> = v["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let cut = |s: &str| {
+        let mut s = s.to_owned();
+        truncated(&mut s, 200);
+        s
+    };
+    let servers = v["mcp_servers"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .take(MAX_MCP_STATUS_SERVERS)
+        .filter_map(|s| {
+            let name = s["name"].as_str()?;
+            let prefix = format!("mcp__{name}__");
+            Some(McpServerState {
+                name: cut(name),
+                status: cut(s["status"].as_str().unwrap_or("unknown")),
+                tools: tools
+                    .iter()
+                    .filter(|t| t.starts_with(&prefix))
+                    .take(MAX_MCP_STATUS_TOOLS)
+                    .map(|t| cut(t))
+                    .collect(),
+            })
+        })
+        .collect();
+    McpStatus { servers }
 }
 
 /// A readable explanation of a model API failure.

@@ -147,11 +147,11 @@ fn assert_the_session(c: &Config, generation: u64, resume: bool) {
     assert_eq!(c.user_name, "Ada");
     assert_eq!(c.display_name.as_deref(), Some("Build"));
     assert!(
-        c.mcp_config
-            .as_deref()
-            .is_some_and(|m| m.contains("jira-mcp")),
+        c.mcp_servers
+            .iter()
+            .any(|m| m.config.to_string().contains("jira-mcp")),
         "{:?}",
-        c.mcp_config
+        c.mcp_servers
     );
 }
 

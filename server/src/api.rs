@@ -42,6 +42,7 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(sessions::get, sessions::update, sessions::delete))
         .routes(routes!(sessions::display_name))
         .routes(routes!(sessions::clone))
+        .routes(routes!(sessions::mcp_status))
         .routes(routes!(control::start))
         .routes(routes!(control::stop))
         .routes(routes!(control::interrupt))

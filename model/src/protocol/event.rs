@@ -57,6 +57,8 @@ pub enum SessionEvent {
     Ask(Ask),
     /// A person answered an [`Ask`].
     Answer(Answer),
+    /// The state of the session's MCP servers changed, as the agent's `claude` reports it.
+    McpStatus(McpStatus),
     /// Work was pushed to a branch.
     GitPush(GitPush),
     /// A pull (merge) request was opened.
@@ -157,6 +159,7 @@ impl SessionEvent {
             | SessionEvent::ModelChanged(_)
             | SessionEvent::Ask(_)
             | SessionEvent::Answer(_)
+            | SessionEvent::McpStatus(_)
             | SessionEvent::GitPush(_)
             | SessionEvent::PullRequest(_) => {}
         }
@@ -202,6 +205,7 @@ impl SessionEvent {
             SessionEvent::ModelChanged(_) => "model_changed",
             SessionEvent::Ask(_) => "ask",
             SessionEvent::Answer(_) => "answer",
+            SessionEvent::McpStatus(_) => "mcp_status",
             SessionEvent::GitPush(_) => "git_push",
             SessionEvent::PullRequest(_) => "pull_request",
         }
@@ -461,6 +465,35 @@ pub struct ModelChange {
     pub model: String,
     /// Display name or user id of who switched it.
     pub sender: String,
+}
+
+/// Most MCP servers one [`McpStatus`] lists.
+pub const MAX_MCP_STATUS_SERVERS: usize = 50;
+/// Most tools listed per MCP server.
+pub const MAX_MCP_STATUS_TOOLS: usize = 200;
+
+/// The session's MCP servers as the agent's `claude` reports them (at the start of each
+/// turn; an event only when something changed).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct McpStatus {
+    /// The servers, by name.
+    pub servers: Vec<McpServerState>,
+}
+
+/// One MCP server's state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct McpServerState {
+    /// The server's name.
+    pub name: String,
+    /// `connected`, `failed`, `needs-auth` or `pending` (as `claude` says).
+    pub status: String,
+    /// The tools it brought (their names as the agent calls them: `mcp__<server>__<tool>`).
+    #[serde(default)]
+    pub tools: Vec<String>,
 }
 
 /// A branch was pushed.

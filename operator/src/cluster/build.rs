@@ -340,6 +340,8 @@ pub fn keeper_container_env(
         env::ACTIVE_WORKFLOW_GIT_URL,
         env::ACTIVE_WORKFLOW_BRANCH,
         env::ACTIVE_WORKFLOW_PATH,
+        env::PROJECT_MCP_SERVERS,
+        env::CUSTOM_MCP_SERVERS,
         "LOG_LEVEL",
         "RUST_LOG",
     ];
@@ -356,6 +358,12 @@ pub fn keeper_container_env(
     vars.extend(
         Credentials::KEYS
             .iter()
+            .map(|k| from_secret(k, RUNNER_SECRETS, k, true)),
+    );
+    // The MCP credentials the project's servers reference (a session's servers take none).
+    vars.extend(
+        model::mcp::destinations(run.project_mcp_servers)
+            .keys()
             .map(|k| from_secret(k, RUNNER_SECRETS, k, true)),
     );
     vars.push(from_secret(

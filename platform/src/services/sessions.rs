@@ -459,6 +459,18 @@ impl Services {
         })
     }
 
+    /// The session's MCP servers as its agent last reported them (`None` before any run
+    /// with MCP servers).
+    pub async fn mcp_status(
+        &self,
+        caller: &Caller,
+        key: &SessionKey,
+    ) -> Result<Option<model::protocol::McpStatus>, ApiError> {
+        self.require(caller, &key.project, Role::View).await?;
+        let live = self.live_session(caller, key).await?;
+        Ok(self.log.last_mcp_status(live.log).await?)
+    }
+
     /// Deletes a session: its runner and every process it started are ended, its log and
     /// workspace removed.
     pub async fn delete_session(&self, caller: &Caller, key: &SessionKey) -> Result<(), ApiError> {

@@ -14,6 +14,7 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 
 /// Longest credential value accepted.
+use model::mcp;
 use model::validate::MAX_SECRET;
 
 impl Services {
@@ -53,10 +54,14 @@ impl Services {
         self.require(caller, project, Role::Edit).await?;
         let mut changes = Vec::with_capacity(req.data.len());
         for (key, value) in req.data {
-            if !RUNNER_SECRET_KEYS.contains(&key.as_str()) {
+            if !RUNNER_SECRET_KEYS.contains(&key.as_str()) && !mcp::is_credential_key(&key) {
                 return Err(Invalid::new(
                     format!("data.{key}"),
-                    format!("unknown key; allowed: {}", RUNNER_SECRET_KEYS.join(", ")),
+                    format!(
+                        "unknown key; allowed: {}, or MCP_ then capitals, digits and '_' (at most {} characters) for MCP servers",
+                        RUNNER_SECRET_KEYS.join(", "),
+                        mcp::MAX_CREDENTIAL_NAME
+                    ),
                 )
                 .into());
             }
@@ -79,6 +84,32 @@ impl Services {
                 }
             }
             changes.push((key, value));
+        }
+        let adding = changes
+            .iter()
+            .filter(|(k, v)| mcp::is_credential_key(k) && v.is_some())
+            .count();
+        if adding > 0 {
+            let stored = self.records.credentials(caller, project).await?;
+            let after: std::collections::BTreeSet<&str> = stored
+                .mcp
+                .keys()
+                .map(String::as_str)
+                .chain(
+                    changes
+                        .iter()
+                        .filter(|(k, v)| mcp::is_credential_key(k) && v.is_some())
+                        .map(|(k, _)| k.as_str()),
+                )
+                .filter(|k| !changes.iter().any(|(c, v)| c == k && v.is_none()))
+                .collect();
+            if after.len() > mcp::MAX_CREDENTIALS {
+                return Err(Invalid::new(
+                    "data",
+                    format!("at most {} MCP credentials", mcp::MAX_CREDENTIALS),
+                )
+                .into());
+            }
         }
         // A token and the address it goes to are one credential: whatever this write names
         // of one replaces it whole (nobody redirects a token they did not set).
@@ -125,9 +156,23 @@ impl Services {
         self.require(caller, project, Role::Admin).await?;
         validate::seconds("inactivityTimeoutSeconds", body.inactivity_timeout_seconds)?;
         if let Some(mcp) = &body.mcp_servers {
-            validate::mcp_servers("mcpServers", mcp)?;
+            validate::mcp_servers("mcpServers", mcp, true)?;
         }
         let mut spec = self.records.project_settings(caller, project).await?;
+        // An MCP credential goes where the servers that reference it are; who changes that
+        // (an admin may not read the credential) clears it, so it is not sent to the new
+        // address until someone who has it sets it again.
+        let before = mcp::destinations(spec.mcp_servers.as_ref());
+        let redirected: Vec<(String, Option<String>)> = mcp::destinations(body.mcp_servers.as_ref())
+            .into_iter()
+            .filter(|(key, urls)| before.get(key) != Some(urls))
+            .map(|(key, _)| (key, None))
+            .collect();
+        if !redirected.is_empty() {
+            self.records
+                .update_credentials(caller, project, &redirected)
+                .await?;
+        }
         spec.inactivity_timeout_seconds = body.inactivity_timeout_seconds;
         spec.mcp_servers = body.mcp_servers;
         self.records

@@ -29,6 +29,39 @@ fn init_is_reported_once_per_conversation() {
 }
 
 #[test]
+fn mcp_servers_are_reported_when_their_state_changes() {
+    let mut t = Translator::new(false);
+    let init = |status: &str| {
+        format!(
+            r#"{{"type":"system","subtype":"init","cwd":"/w","session_id":"abc","tools":["Bash","mcp__tiny__echo","mcp__tiny__add","mcp__web__search"],"mcp_servers":[{{"name":"tiny","status":"connected","source":"dynamic"}},{{"name":"web","status":"{status}"}}],"model":"m"}}"#
+        )
+    };
+    let first = events(t.line(&init("pending")));
+    let [SessionEvent::AgentStarted(_), SessionEvent::McpStatus(m)] = &first[..] else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        m.servers[0],
+        McpServerState {
+            name: "tiny".into(),
+            status: "connected".into(),
+            tools: vec!["mcp__tiny__echo".into(), "mcp__tiny__add".into()],
+        }
+    );
+    assert_eq!((m.servers[1].status.as_str(), m.servers[1].tools.len()), ("pending", 1));
+    assert!(t.line(&init("pending")).is_empty(), "no change, no event");
+    let next = events(t.line(&init("connected")));
+    assert!(
+        matches!(&next[..], [SessionEvent::McpStatus(m)] if m.servers[1].status == "connected"),
+        "{next:?}"
+    );
+    // Without MCP servers there is nothing to say.
+    let mut plain = Translator::new(false);
+    let none = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"x","tools":[],"mcp_servers":[],"model":"m"}"#;
+    assert_eq!(events(plain.line(none)).len(), 1);
+}
+
+#[test]
 fn assistant_blocks_become_text_thinking_and_tool_calls() {
     let mut t = Translator::new(false);
     let line = r#"{"type":"assistant","message":{"id":"msg_1","role":"assistant","content":[

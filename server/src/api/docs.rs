@@ -266,17 +266,11 @@ fn constrain(doc: &mut Value) {
         "data",
         json!({
         "type": "object", "properties": secrets, "additionalProperties": false,
-        "description": "Values by key: a value sets a key, null or \"\" removes it."}),
+        "patternProperties": {"^MCP_[A-Z0-9_]{1,60}$":
+            {"type": ["string", "null"], "pattern": NO_CONTROL, "maxLength": v::MAX_SECRET}},
+        "description": "Values by key: a value sets a key, null or \"\" removes it. Keys `MCP_*` are credentials the project's MCP servers reference in their headers as `${MCP_NAME}`."}),
     );
-    // MCP servers.
-    let server_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
-    schemas["McpServers"]["properties"]["custom"] = json!({"type": "object",
-        "maxProperties": v::MAX_MCP_SERVERS, "propertyNames": server_name,
-        "additionalProperties": {"type": "object"},
-        "description": "Servers by name; each value is a Claude Code MCP server config (stdio, http or sse), at most 16 KiB of JSON."});
-    schemas["McpServers"]["properties"]["disabled"] = json!({"type": "array",
-        "maxItems": v::MAX_MCP_SERVERS, "items": server_name,
-        "description": "Names of inherited servers to leave out."});
+    mcp_schemas(schemas);
     // Keys.
     patch(
         schemas,
@@ -452,6 +446,10 @@ fn operations(doc: &mut Value) {
             "/api/projects/{project}/agentic-sessions/{session}/git/status",
         ),
         (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/mcp/status",
+        ),
+        (
             "delete",
             "/api/projects/{project}/agentic-sessions/{session}",
         ),
@@ -524,4 +522,72 @@ fn operation_id(method: &str, path: &str) -> String {
         );
     }
     id
+}
+
+/// The MCP server schemas: the project's servers (`McpServers`, whose HTTP headers may
+/// reference MCP credentials as `${MCP_NAME}`) and a session's (`SessionMcpServers`, which
+/// may not), each transport with the bounds `model::mcp` checks (kept under the 16 KiB a
+/// server's JSON may have).
+fn mcp_schemas(schemas: &mut Value) {
+    let server_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+    // Case-insensitive names of the headers the platform sets.
+    let reserved = ["host", "content-length", "transfer-encoding", "connection", "x-ambient-proxy-token"]
+        .iter()
+        .map(|h| {
+            h.chars()
+                .map(|c| if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_uppercase(), c)
+                } else {
+                    c.to_string()
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("|");
+    let header_name = json!({"type": "string", "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$",
+        "not": {"pattern": format!("^({reserved})$")}});
+    const PLAIN: &str = "[^$\\u0000-\\u001f\\u007f-\\u009f]|\\$[^{$\\u0000-\\u001f\\u007f-\\u009f]";
+    let plain = json!({"type": "string", "maxLength": 128, "pattern": format!("^({PLAIN})*$")});
+    let url = json!({"type": "string", "maxLength": 1024,
+        "pattern": "^https?://[^\\s/?#@$\\u0000-\\u001f\\u007f-\\u009f]+([/?#][^\\s$\\u0000-\\u001f\\u007f-\\u009f]*)?$"});
+    let stdio = json!({"type": "object", "title": "stdio", "additionalProperties": false, "required": ["command"],
+        "properties": {
+            "type": {"type": "string", "enum": ["stdio"]},
+            "command": {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+            "args": {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 128}},
+            "env": {"type": "object", "maxProperties": 16,
+                "propertyNames": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                "additionalProperties": plain,
+                "description": "The server's environment. It runs in the agent's sandbox, where the agent could read it: no credential reference."}}});
+    let http = |kind: &str, value: &Value, note: &str| json!({"type": "object", "title": kind,
+        "additionalProperties": false, "required": ["type", "url"],
+        "properties": {
+            "type": {"type": "string", "enum": [kind]},
+            "url": url,
+            "headers": {"type": "object", "maxProperties": model::mcp::MAX_HEADERS,
+                "propertyNames": header_name, "additionalProperties": value, "description": note}}});
+    let with_refs = json!({"type": "string", "maxLength": 256,
+        "pattern": format!("^({PLAIN}|\\$\\{{MCP_[A-Z0-9_]{{1,60}}\\}})*$")});
+    let servers = |name: &str, header_value: &Value, note: &str| {
+        let mut out = schemas[name].clone();
+        out["properties"]["custom"] = json!({"type": "object",
+            "maxProperties": model::validate::MAX_MCP_SERVERS, "propertyNames": server_name,
+            "additionalProperties": {"oneOf": [stdio, http("http", header_value, note), http("sse", &plain, "Headers sent with every request.")]},
+            "description": "Servers by name: stdio (a command `claude` starts in the agent's sandbox), http (streamable HTTP, relayed by the runner's proxy) or sse."});
+        out["properties"]["disabled"] = json!({"type": "array",
+            "maxItems": model::validate::MAX_MCP_SERVERS, "items": server_name,
+            "description": "Names of inherited servers to leave out."});
+        out
+    };
+    let project = servers(
+        "McpServers",
+        &with_refs,
+        "Headers the runner's proxy adds; `${MCP_NAME}` is replaced by that project credential (runner-secrets), which never reaches the agent.",
+    );
+    let mut session = servers("McpServers", &plain, "Headers the runner's proxy adds (a session's servers take no credential).");
+    session["description"] = json!("A session's own MCP servers, over the project's: they may not reference project credentials.");
+    schemas["McpServers"] = project;
+    schemas["SessionMcpServers"] = session;
+    schemas["CreateSessionRequest"]["properties"]["mcpServers"] =
+        json!({"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/SessionMcpServers"}]});
 }

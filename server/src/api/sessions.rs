@@ -153,3 +153,19 @@ pub async fn clone(
         ),
     ))
 }
+
+/// The session's MCP servers as its agent last reported them: each server's state
+/// (`connected`, `failed`, `needs-auth`, `pending`) and the tools it brought. Empty before
+/// a run with MCP servers reported any.
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/mcp/status", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 200, body = model::protocol::McpStatus), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn mcp_status(
+    State(s): State<Services>,
+    c: Caller,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<model::protocol::McpStatus>, ApiError> {
+    let key = SessionKey::new(project, name);
+    Ok(Json(s.mcp_status(&c, &key).await?.unwrap_or_default()))
+}

@@ -689,6 +689,10 @@ async fn openapi_describes_every_route() {
         ),
         (
             "get",
+            "/api/projects/{project}/agentic-sessions/{session}/mcp/status",
+        ),
+        (
+            "get",
             "/api/projects/{project}/agentic-sessions/{session}/ws",
         ),
         (

@@ -306,3 +306,37 @@ fn on_openshift_the_platform_chooses_the_runners_uid() {
         .unwrap();
     assert_eq!(sc.run_as_user, Some(RUNNER_UID));
 }
+
+#[test]
+fn the_keeper_alone_gets_the_mcp_credentials_the_projects_servers_use() {
+    let project = model::session::McpServers {
+        custom: [(
+            "tracker".to_owned(),
+            serde_json::json!({"type": "http", "url": "https://mcp.example/t",
+                "headers": {"Authorization": "Bearer ${MCP_TRACKER}"}}),
+        )]
+        .into(),
+        disabled: vec![],
+    };
+    let run = Run {
+        project_mcp_servers: Some(&project),
+        ..run()
+    };
+    let job = desired_job(&session(), &run, &ClusterConfig::default());
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let (agent, keeper) = (&pod.containers[0], &pod.containers[1]);
+    let named = |c: &k8s_openapi::api::core::v1::Container, k: &str| {
+        c.env.iter().flatten().find(|e| e.name == k).cloned()
+    };
+    assert!(named(agent, "MCP_TRACKER").is_none());
+    let r = named(keeper, "MCP_TRACKER")
+        .and_then(|e| e.value_from?.secret_key_ref)
+        .expect("the keeper's reference to the credential");
+    assert_eq!((r.name.as_str(), r.key.as_str()), (RUNNER_SECRETS, "MCP_TRACKER"));
+    // Both know the servers: the runner to configure the agent, the keeper to relay.
+    for c in [agent, keeper] {
+        assert!(named(c, env::PROJECT_MCP_SERVERS).is_some_and(|e| e
+            .value
+            .is_some_and(|v| v.contains("mcp.example"))));
+    }
+}

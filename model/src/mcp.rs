@@ -1,0 +1,395 @@
+//! MCP servers of sessions: the transports a configuration names, the project credentials
+//! an HTTP server's headers may reference, and how the project's and the session's servers
+//! merge.
+//!
+//! A credential is referenced as `${MCP_NAME}` in a header value of one of the **project's**
+//! HTTP (or SSE) servers. The value never reaches the agent: the agent's `claude` talks to
+//! the runner's proxy (`/mcp/<server>`), which adds the headers with the credential in them
+//! and relays to the server's address (`runner::proxy`). A session's own servers (set by
+//! whoever creates the session) may not reference credentials: the project's admins bind a
+//! credential to its server, and a write that changes where a credential goes clears it
+//! ([`destinations`]), as [`crate::runner_env::Credentials::whole`] does for git tokens.
+//!
+//! A stdio server runs beside the agent, in its sandbox, where the agent could read its
+//! environment: it takes no credential reference.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::session::McpServers;
+use crate::validate::Invalid;
+
+/// The prefix of a project credential meant for MCP servers.
+pub const CREDENTIAL_PREFIX: &str = "MCP_";
+/// Longest credential name.
+pub const MAX_CREDENTIAL_NAME: usize = 64;
+/// Most MCP credentials of one project.
+pub const MAX_CREDENTIALS: usize = 50;
+/// Most headers of one server.
+pub const MAX_HEADERS: usize = 20;
+
+/// Whether `key` names an MCP credential: `MCP_` then capitals, digits and `_`.
+pub fn is_credential_key(key: &str) -> bool {
+    key.len() <= MAX_CREDENTIAL_NAME
+        && key.strip_prefix(CREDENTIAL_PREFIX).is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// How `claude` reaches a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A process `claude` starts, in the agent's sandbox.
+    Stdio,
+    /// Streamable HTTP at `url`, with these headers.
+    Http {
+        /// The server's address.
+        url: String,
+        /// Headers sent with every request (values may reference credentials).
+        headers: BTreeMap<String, String>,
+    },
+    /// The older HTTP+SSE transport at `url`.
+    Sse {
+        /// The server's address.
+        url: String,
+        /// Headers sent with every request.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// The transport of a server configuration (`type`: `stdio`, the default when `command` is
+/// given; `http`; `sse`); `Err` says what is wrong.
+pub fn transport(config: &Value) -> Result<Transport, String> {
+    let kind = match config.get("type") {
+        None => "stdio",
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err("'type' must be a string".into()),
+    };
+    let url_headers = || -> Result<(String, BTreeMap<String, String>), String> {
+        let url = config
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or("an HTTP server needs a 'url'")?;
+        let authority = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
+            .filter(|a| !a.is_empty())
+            .ok_or("'url' must be an http or https URL")?;
+        if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("'url' must be one word of at most 2048 characters".into());
+        }
+        if authority.contains('@') {
+            return Err("'url' must not carry credentials; use a header".into());
+        }
+        if url.contains("${") {
+            return Err("'url' must not reference a credential; use a header".into());
+        }
+        let mut headers = BTreeMap::new();
+        match config.get("headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                if map.len() > MAX_HEADERS {
+                    return Err(format!("at most {MAX_HEADERS} headers"));
+                }
+                for (name, value) in map {
+                    let value = value
+                        .as_str()
+                        .ok_or_else(|| format!("header '{name}' must be a string"))?;
+                    header_name(name)?;
+                    if value.chars().any(char::is_control) {
+                        return Err(format!("header '{name}' must be one line"));
+                    }
+                    headers.insert(name.clone(), value.to_owned());
+                }
+            }
+            Some(_) => return Err("'headers' must be an object".into()),
+        }
+        Ok((url.to_owned(), headers))
+    };
+    match kind {
+        "stdio" => {
+            match config.get("command") {
+                Some(Value::String(c)) if !c.trim().is_empty() => {}
+                _ => return Err("a stdio server needs a 'command'".into()),
+            }
+            if let Some(env) = config.get("env") {
+                let env = env.as_object().ok_or("'env' must be an object")?;
+                for (name, value) in env {
+                    let value = value
+                        .as_str()
+                        .ok_or_else(|| format!("env '{name}' must be a string"))?;
+                    if !references_in(value).is_empty() {
+                        return Err(format!(
+                            "env '{name}' references a credential: a stdio server runs in the \
+                             agent's sandbox, where the agent could read it; use an HTTP server, \
+                             whose headers the runner's proxy adds"
+                        ));
+                    }
+                }
+            }
+            Ok(Transport::Stdio)
+        }
+        "http" => url_headers().map(|(url, headers)| Transport::Http { url, headers }),
+        "sse" => url_headers().map(|(url, headers)| Transport::Sse { url, headers }),
+        other => Err(format!("unknown type '{other}' (stdio, http or sse)")),
+    }
+}
+
+fn header_name(name: &str) -> Result<(), String> {
+    let token = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let reserved = matches!(
+        name.to_ascii_lowercase().as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection" | "x-ambient-proxy-token"
+    );
+    if !token {
+        Err(format!("'{name}' is not a header name"))
+    } else if reserved {
+        Err(format!("header '{name}' is set by the platform"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The `${NAME}` references in `text`, in order (`NAME` being any run of capitals, digits
+/// and `_`; whether it is an MCP credential is checked by the caller).
+pub fn references_in(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    out.push(name);
+                }
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// `text` with each `${NAME}` of an MCP credential replaced by `value(NAME)`; `Err` names
+/// a credential that is not set.
+pub fn expand(text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        match after.find('}') {
+            Some(end) if is_credential_key(&after[..end]) => {
+                let name = &after[..end];
+                out.push_str(&value(name).ok_or_else(|| name.to_owned())?);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Checks one server's configuration; `credentials` says whether its headers may reference
+/// MCP credentials (the project's servers) or not (a session's).
+pub fn check_server(field: &str, config: &Value, credentials: bool) -> Result<(), Invalid> {
+    let transport = transport(config).map_err(|e| Invalid::new(field, e))?;
+    let (headers, sse) = match &transport {
+        Transport::Stdio => return Ok(()),
+        Transport::Http { headers, .. } => (headers, false),
+        Transport::Sse { headers, .. } => (headers, true),
+    };
+    for (name, value) in headers {
+        for reference in references_in(value) {
+            if !is_credential_key(reference) {
+                return Err(Invalid::new(
+                    format!("{field}.headers.{name}"),
+                    format!(
+                        "'${{{reference}}}' is not an MCP credential (MCP_ then capitals, digits, '_')"
+                    ),
+                ));
+            }
+            if sse {
+                return Err(Invalid::new(
+                    format!("{field}.headers.{name}"),
+                    "an SSE server takes no credential: `claude` reaches it directly; use the \
+                     streamable HTTP transport (type 'http'), which the runner's proxy relays",
+                ));
+            }
+            if !credentials {
+                return Err(Invalid::new(
+                    format!("{field}.headers.{name}"),
+                    "only the project's MCP servers may use credentials: a project admin binds \
+                     a credential to its server in the project's settings",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where each MCP credential goes: the addresses of the servers whose headers reference it.
+pub fn destinations(mcp: Option<&McpServers>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for config in mcp.iter().flat_map(|m| m.custom.values()) {
+        if let Ok(Transport::Http { url, headers }) = transport(config) {
+            for value in headers.values() {
+                for name in references_in(value) {
+                    if is_credential_key(name) {
+                        out.entry(name.to_owned()).or_default().insert(url.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One server of a run, after merging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Its name.
+    pub name: String,
+    /// Its configuration.
+    pub config: Value,
+    /// Whether it is the project's (its headers may use credentials) or the session's.
+    pub project: bool,
+}
+
+/// The servers of a run: the project's, then the session's (a session's server replaces the
+/// project's of the same name), less those either disables.
+pub fn merge(project: Option<&McpServers>, session: Option<&McpServers>) -> Vec<Server> {
+    let mut servers: BTreeMap<String, Server> = BTreeMap::new();
+    for (mcp, is_project) in [(project, true), (session, false)] {
+        for (name, config) in mcp.iter().flat_map(|m| &m.custom) {
+            servers.insert(
+                name.clone(),
+                Server {
+                    name: name.clone(),
+                    config: config.clone(),
+                    project: is_project,
+                },
+            );
+        }
+    }
+    for name in [project, session]
+        .iter()
+        .flatten()
+        .flat_map(|m| &m.disabled)
+    {
+        servers.remove(name);
+    }
+    servers.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn credential_names() {
+        for good in ["MCP_A", "MCP_JIRA_TOKEN", "MCP_2"] {
+            assert!(is_credential_key(good), "{good}");
+        }
+        for bad in ["MCP_", "mcp_a", "GITHUB_TOKEN", "MCP_a", "MCP_A-B", "XMCP_A"] {
+            assert!(!is_credential_key(bad), "{bad}");
+        }
+        assert!(!is_credential_key(&format!("MCP_{}", "A".repeat(61))));
+    }
+
+    #[test]
+    fn transports_and_their_faults() {
+        assert_eq!(
+            transport(&json!({"command": "npx", "args": ["x"]})),
+            Ok(Transport::Stdio)
+        );
+        assert_eq!(
+            transport(&json!({"type": "http", "url": "https://mcp.example/x",
+                "headers": {"Authorization": "Bearer ${MCP_T}"}})),
+            Ok(Transport::Http {
+                url: "https://mcp.example/x".into(),
+                headers: [("Authorization".into(), "Bearer ${MCP_T}".into())].into()
+            })
+        );
+        for (bad, says) in [
+            (json!({}), "needs a 'command'"),
+            (json!({"type": "ws", "url": "x"}), "unknown type"),
+            (json!({"type": "http"}), "needs a 'url'"),
+            (json!({"type": "http", "url": "file:///etc"}), "http or https"),
+            (json!({"type": "http", "url": "https://u:p@h/"}), "credentials"),
+            (json!({"type": "http", "url": "https://h/", "headers": {"Host": "x"}}), "set by the platform"),
+            (json!({"type": "http", "url": "https://h/${MCP_T}"}), "must not reference"),
+            (json!({"type": "http", "url": "https://h/", "headers": {"A": "x\ny"}}), "one line"),
+            (json!({"type": "http", "url": "https://h/", "headers": {"A B": "x"}}), "not a header"),
+            (json!({"command": "x", "env": {"T": "${MCP_T}"}}), "agent's sandbox"),
+        ] {
+            let e = transport(&bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn only_the_projects_servers_use_credentials() {
+        let server = json!({"type": "http", "url": "https://h/", "headers": {"A": "${MCP_T}"}});
+        assert!(check_server("s", &server, true).is_ok());
+        let e = check_server("s", &server, false).unwrap_err();
+        assert!(e.to_string().contains("only the project's"), "{e}");
+        let other = json!({"type": "http", "url": "https://h/", "headers": {"A": "${GITHUB_TOKEN}"}});
+        assert!(check_server("s", &other, true).is_err());
+        let sse = json!({"type": "sse", "url": "https://h/", "headers": {"A": "${MCP_T}"}});
+        assert!(check_server("s", &sse, true).unwrap_err().to_string().contains("SSE"));
+    }
+
+    #[test]
+    fn expands_credentials_and_nothing_else() {
+        let get = |k: &str| (k == "MCP_T").then(|| "secret".to_owned());
+        assert_eq!(expand("Bearer ${MCP_T}", get).unwrap(), "Bearer secret");
+        assert_eq!(expand("${HOME} ${MCP_T", get).unwrap(), "${HOME} ${MCP_T");
+        assert_eq!(expand("${MCP_U}", get).unwrap_err(), "MCP_U");
+        assert_eq!(references_in("a ${MCP_A}b${X}${low}"), ["MCP_A", "X"]);
+    }
+
+    #[test]
+    fn merging_and_destinations() {
+        let project = McpServers {
+            custom: [
+                ("a".to_owned(), json!({"type": "http", "url": "https://a/", "headers": {"T": "${MCP_A}"}})),
+                ("b".to_owned(), json!({"command": "b"})),
+                ("c".to_owned(), json!({"command": "c"})),
+            ]
+            .into(),
+            disabled: vec![],
+        };
+        let session = McpServers {
+            custom: [("b".to_owned(), json!({"command": "mine"}))].into(),
+            disabled: vec!["c".into()],
+        };
+        let merged = merge(Some(&project), Some(&session));
+        let names: Vec<_> = merged.iter().map(|s| (s.name.as_str(), s.project)).collect();
+        assert_eq!(names, [("a", true), ("b", false)]);
+        assert_eq!(merged[1].config["command"], "mine");
+        assert_eq!(
+            destinations(Some(&project)),
+            [("MCP_A".to_owned(), ["https://a/".to_owned()].into())].into()
+        );
+    }
+}
