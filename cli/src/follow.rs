@@ -374,6 +374,21 @@ fn describe(event: &SessionEvent) -> Option<String> {
             clean(&g.commit)
         ),
         SessionEvent::PullRequest(p) => format!("pull request {}", clean(&p.url)),
+        SessionEvent::McpStatus(m) => {
+            let servers: Vec<String> = m
+                .servers
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} ({} tools)",
+                        clean(&s.name),
+                        clean(&s.status),
+                        s.tools.len()
+                    )
+                })
+                .collect();
+            format!("mcp: {}", servers.join(", "))
+        }
     })
 }
 

@@ -132,6 +132,12 @@ enum Command {
         #[arg(long, conflicts_with = "answers")]
         always: bool,
     },
+    /// The session's MCP servers as its agent last reported them: each server's state
+    /// (connected, failed, needs-auth, pending) and its tools.
+    Mcp {
+        /// The session.
+        session: String,
+    },
     /// Interrupts the agent's current turn.
     Interrupt {
         /// The session.
@@ -234,6 +240,11 @@ enum Sessions {
         /// (you approve its plan first).
         #[arg(long, value_parser = |s: &str| s.parse::<model::session::PermissionMode>())]
         permission_mode: Option<model::session::PermissionMode>,
+        /// The session's own MCP servers, over the project's: a JSON file in Claude Code's
+        /// `.mcp.json` form (`{"mcpServers": {"name": {...}}}`) or the API's (`{"custom":
+        /// {...}, "disabled": [...]}`).
+        #[arg(long, value_name = "FILE")]
+        mcp_config: Option<std::path::PathBuf>,
     },
     /// Shows a session.
     Get {
@@ -274,6 +285,33 @@ fn text_or_stdin(text: String) -> Result<String, Error> {
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut all)
         .map_err(|e| Error::Local(format!("cannot read standard input: {e}")))?;
     Ok(all)
+}
+
+/// A session's MCP servers from a file: Claude Code's `.mcp.json` form (`mcpServers`) or
+/// the API's (`custom`, `disabled`).
+fn read_mcp_config(path: &std::path::Path) -> Result<model::session::McpServers, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Local(format!("cannot read {}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{} is not JSON: {e}", path.display())))?;
+    if let Some(servers) = value.get("mcpServers") {
+        let custom = serde_json::from_value(servers.clone()).map_err(|e| {
+            Error::Usage(format!(
+                "{}: mcpServers must be an object: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(model::session::McpServers {
+            custom,
+            disabled: Vec::new(),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| {
+        Error::Usage(format!(
+            "{} is neither {{\"mcpServers\": {{…}}}} nor {{\"custom\": {{…}}, \"disabled\": […]}}: {e}",
+            path.display()
+        ))
+    })
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
@@ -388,7 +426,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             batch,
             inactivity_timeout,
             permission_mode,
+            mcp_config,
         }) => {
+            let mcp_servers = mcp_config.as_deref().map(read_mcp_config).transpose()?;
             let repos = repos
                 .iter()
                 .map(|r| {
@@ -416,6 +456,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 stop_on_run_finished: batch.then_some(true),
                 permission_mode,
                 repos,
+                mcp_servers,
                 ..Default::default()
             };
             let created: CreateSessionResponse =
@@ -492,6 +533,23 @@ async fn run(cli: Cli) -> Result<(), Error> {
             output::print(format, &accepted, |a| {
                 let mut t = Table::new(&["SEQ"]);
                 t.row(vec![a.seq.to_string()]);
+                t
+            })
+        }
+        Command::Mcp { session } => {
+            let path = format!("{sessions}/{}/mcp/status", name("session", &session)?);
+            let status: model::protocol::McpStatus = client.get(&path).await?;
+            output::print(format, &status, |m| {
+                let mut t = Table::new(&["SERVER", "STATUS", "TOOLS"]);
+                for s in &m.servers {
+                    let prefix = format!("mcp__{}__", s.name);
+                    let tools: Vec<&str> = s
+                        .tools
+                        .iter()
+                        .map(|t| t.strip_prefix(&prefix).unwrap_or(t))
+                        .collect();
+                    t.row(vec![s.name.clone(), s.status.clone(), tools.join(", ")]);
+                }
                 t
             })
         }

@@ -16,7 +16,9 @@
 //! `run: <cmd>` → Bash, `slow [N]` → slow stream, `think` → thinking block, `fail <status>`
 //! → HTTP error, `loop` → Bash `echo loop`, `recall` → earlier prompts, `ask: Q | A | B` →
 //! an `AskUserQuestion` call (its result comes back as `Got your answer. <result>`),
-//! `propose: <plan>` → an `ExitPlanMode` call with the plan, else
+//! `propose: <plan>` → an `ExitPlanMode` call with the plan, `call: <tool> <json>` → a call
+//! of any tool with that input (an MCP server's `mcp__<server>__<tool>`, whose result comes
+//! back as `Done: <tool> said: <result>`), else
 //! `You said: <text>`.
 
 pub mod conversation;

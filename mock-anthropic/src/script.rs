@@ -66,6 +66,11 @@ fn tool_result_reply(body: &Value) -> Reply {
         let result = conversation::latest_tool_result(body).unwrap_or_default();
         return Reply::text(format!("Got your answer. {result}"));
     }
+    if tool.starts_with("mcp__") {
+        // What the MCP server answered, so a test sees it went there and back.
+        let result = conversation::latest_tool_result(body).unwrap_or_default();
+        return Reply::text(format!("Done: {tool} said: {result}"));
+    }
     Reply::text(format!("Done: {tool} finished."))
 }
 
@@ -104,6 +109,13 @@ fn instruction_reply(instruction: &str, body: &Value) -> Reply {
             json!({"plan": plan}),
             Some("Here is my plan."),
         );
+    }
+    if let Some(rest) = after(instruction, "call:") {
+        // `call: mcp__srv__tool {"a": 1}`: any tool, with this input (an MCP server's tool).
+        let rest = rest.trim();
+        let (tool, input) = rest.split_once(char::is_whitespace).unwrap_or((rest, "{}"));
+        let input = serde_json::from_str(input.trim()).unwrap_or_else(|_| json!({}));
+        return Reply::tool_use(tool, input, Some(&format!("Calling {tool}.")));
     }
     if let Some(rest) = after(instruction, "ask:") {
         // `ask: Which color? | Red | Blue`: one question, its options.

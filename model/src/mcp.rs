@@ -310,7 +310,14 @@ mod tests {
         for good in ["MCP_A", "MCP_JIRA_TOKEN", "MCP_2"] {
             assert!(is_credential_key(good), "{good}");
         }
-        for bad in ["MCP_", "mcp_a", "GITHUB_TOKEN", "MCP_a", "MCP_A-B", "XMCP_A"] {
+        for bad in [
+            "MCP_",
+            "mcp_a",
+            "GITHUB_TOKEN",
+            "MCP_a",
+            "MCP_A-B",
+            "XMCP_A",
+        ] {
             assert!(!is_credential_key(bad), "{bad}");
         }
         assert!(!is_credential_key(&format!("MCP_{}", "A".repeat(61))));
@@ -334,13 +341,34 @@ mod tests {
             (json!({}), "needs a 'command'"),
             (json!({"type": "ws", "url": "x"}), "unknown type"),
             (json!({"type": "http"}), "needs a 'url'"),
-            (json!({"type": "http", "url": "file:///etc"}), "http or https"),
-            (json!({"type": "http", "url": "https://u:p@h/"}), "credentials"),
-            (json!({"type": "http", "url": "https://h/", "headers": {"Host": "x"}}), "set by the platform"),
-            (json!({"type": "http", "url": "https://h/${MCP_T}"}), "must not reference"),
-            (json!({"type": "http", "url": "https://h/", "headers": {"A": "x\ny"}}), "one line"),
-            (json!({"type": "http", "url": "https://h/", "headers": {"A B": "x"}}), "not a header"),
-            (json!({"command": "x", "env": {"T": "${MCP_T}"}}), "agent's sandbox"),
+            (
+                json!({"type": "http", "url": "file:///etc"}),
+                "http or https",
+            ),
+            (
+                json!({"type": "http", "url": "https://u:p@h/"}),
+                "credentials",
+            ),
+            (
+                json!({"type": "http", "url": "https://h/", "headers": {"Host": "x"}}),
+                "set by the platform",
+            ),
+            (
+                json!({"type": "http", "url": "https://h/${MCP_T}"}),
+                "must not reference",
+            ),
+            (
+                json!({"type": "http", "url": "https://h/", "headers": {"A": "x\ny"}}),
+                "one line",
+            ),
+            (
+                json!({"type": "http", "url": "https://h/", "headers": {"A B": "x"}}),
+                "not a header",
+            ),
+            (
+                json!({"command": "x", "env": {"T": "${MCP_T}"}}),
+                "agent's sandbox",
+            ),
         ] {
             let e = transport(&bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
@@ -353,10 +381,16 @@ mod tests {
         assert!(check_server("s", &server, true).is_ok());
         let e = check_server("s", &server, false).unwrap_err();
         assert!(e.to_string().contains("only the project's"), "{e}");
-        let other = json!({"type": "http", "url": "https://h/", "headers": {"A": "${GITHUB_TOKEN}"}});
+        let other =
+            json!({"type": "http", "url": "https://h/", "headers": {"A": "${GITHUB_TOKEN}"}});
         assert!(check_server("s", &other, true).is_err());
         let sse = json!({"type": "sse", "url": "https://h/", "headers": {"A": "${MCP_T}"}});
-        assert!(check_server("s", &sse, true).unwrap_err().to_string().contains("SSE"));
+        assert!(
+            check_server("s", &sse, true)
+                .unwrap_err()
+                .to_string()
+                .contains("SSE")
+        );
     }
 
     #[test]
@@ -372,7 +406,10 @@ mod tests {
     fn merging_and_destinations() {
         let project = McpServers {
             custom: [
-                ("a".to_owned(), json!({"type": "http", "url": "https://a/", "headers": {"T": "${MCP_A}"}})),
+                (
+                    "a".to_owned(),
+                    json!({"type": "http", "url": "https://a/", "headers": {"T": "${MCP_A}"}}),
+                ),
                 ("b".to_owned(), json!({"command": "b"})),
                 ("c".to_owned(), json!({"command": "c"})),
             ]
@@ -384,7 +421,10 @@ mod tests {
             disabled: vec!["c".into()],
         };
         let merged = merge(Some(&project), Some(&session));
-        let names: Vec<_> = merged.iter().map(|s| (s.name.as_str(), s.project)).collect();
+        let names: Vec<_> = merged
+            .iter()
+            .map(|s| (s.name.as_str(), s.project))
+            .collect();
         assert_eq!(names, [("a", true), ("b", false)]);
         assert_eq!(merged[1].config["command"], "mine");
         assert_eq!(

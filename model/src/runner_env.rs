@@ -205,8 +205,14 @@ const PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "N
 
 /// Prefixes of variables no session may set: the platform's own, the dynamic loader's,
 /// git's and ssh's (they reconfigure the runner's own git), and the model endpoint's.
-pub const RESERVED_PREFIXES: [&str; 6] =
-    ["AMBIENT_", "LD_", "GIT_", "SSH_", "ANTHROPIC_", crate::mcp::CREDENTIAL_PREFIX];
+pub const RESERVED_PREFIXES: [&str; 6] = [
+    "AMBIENT_",
+    "LD_",
+    "GIT_",
+    "SSH_",
+    "ANTHROPIC_",
+    crate::mcp::CREDENTIAL_PREFIX,
+];
 
 /// Whether a session's `environmentVariables` may not set `name`: the runner's contract, the
 /// credentials, the agent CLI's own settings, the loader, the shell and git would otherwise

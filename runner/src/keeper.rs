@@ -656,8 +656,9 @@ async fn serve_on(
 ) -> Result<(), String> {
     std::fs::create_dir_all(&state)
         .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
-    let proxy = ModelProxy::start_on_tokio(&credentials, mcp, proxy_listener, crate::proxy::new_token())
-        .map_err(|e| format!("cannot start the model proxy: {e}"))?;
+    let proxy =
+        ModelProxy::start_on_tokio(&credentials, mcp, proxy_listener, crate::proxy::new_token())
+            .map_err(|e| format!("cannot start the model proxy: {e}"))?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     let kept = Arc::new(Kept {
         hello: Hello {

@@ -42,8 +42,7 @@ impl Routes {
         let mut routes = BTreeMap::new();
         let mut warnings = Vec::new();
         for server in servers {
-            let Ok(Transport::Http { url, headers }) = model::mcp::transport(&server.config)
-            else {
+            let Ok(Transport::Http { url, headers }) = model::mcp::transport(&server.config) else {
                 continue;
             };
             let mut out = Vec::new();
@@ -62,7 +61,10 @@ impl Routes {
                 } else {
                     value
                 };
-                match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value)) {
+                match (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::try_from(value),
+                ) {
                     (Ok(n), Ok(mut v)) => {
                         v.set_sensitive(true);
                         out.push((n, v));
@@ -104,7 +106,14 @@ pub fn agent_config(servers: &[Server], proxy_url: &str, token: &str) -> Option<
         };
         out.insert(server.name.clone(), config);
     }
-    Some(Value::Object([("mcpServers".to_owned(), Value::Object(out))].into_iter().collect()).to_string())
+    Some(
+        Value::Object(
+            [("mcpServers".to_owned(), Value::Object(out))]
+                .into_iter()
+                .collect(),
+        )
+        .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -128,7 +137,11 @@ mod tests {
                     "headers": {"Authorization": "Bearer ${MCP_T}", "X-Team": "a"}}),
                 true,
             ),
-            server("local", json!({"command": "python3", "args": ["s.py"]}), false),
+            server(
+                "local",
+                json!({"command": "python3", "args": ["s.py"]}),
+                false,
+            ),
             server(
                 "mine",
                 json!({"type": "http", "url": "https://m/", "headers": {"A": "${MCP_T}"}}),
@@ -140,10 +153,19 @@ mod tests {
             ..Credentials::default()
         };
         let config = agent_config(&servers, "http://127.0.0.1:9/", "tok").unwrap();
-        assert!(!config.contains("s3cret") && !config.contains("mcp.example"), "{config}");
+        assert!(
+            !config.contains("s3cret") && !config.contains("mcp.example"),
+            "{config}"
+        );
         let v: Value = serde_json::from_str(&config).unwrap();
-        assert_eq!(v["mcpServers"]["tracker"]["url"], "http://127.0.0.1:9/mcp/tracker");
-        assert_eq!(v["mcpServers"]["tracker"]["headers"][PROXY_TOKEN_HEADER], "tok");
+        assert_eq!(
+            v["mcpServers"]["tracker"]["url"],
+            "http://127.0.0.1:9/mcp/tracker"
+        );
+        assert_eq!(
+            v["mcpServers"]["tracker"]["headers"][PROXY_TOKEN_HEADER],
+            "tok"
+        );
         assert_eq!(v["mcpServers"]["local"]["command"], "python3");
 
         let (routes, warnings) = Routes::new(&servers, &credentials);

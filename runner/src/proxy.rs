@@ -406,13 +406,26 @@ mod tests {
     /// credential goes nowhere.
     #[tokio::test]
     async fn mcp_servers_get_their_credential_from_the_proxy_only() {
-        let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, Option<String>, Option<String>)>::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(
+            String,
+            Option<String>,
+            Option<String>,
+        )>::new()));
         let log = seen.clone();
         let upstream = axum::Router::new().fallback(move |req: Request| {
             let log = log.clone();
             async move {
-                let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                log.lock().unwrap().push((req.uri().path().to_owned(), h("authorization"), h("x-ambient-proxy-token")));
+                let h = |n: &str| {
+                    req.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                log.lock().unwrap().push((
+                    req.uri().path().to_owned(),
+                    h("authorization"),
+                    h("x-ambient-proxy-token"),
+                ));
                 if req.uri().path() == "/moved" {
                     return Response::builder()
                         .status(302)
@@ -462,8 +475,17 @@ mod tests {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["mcp-session-id"], "s1");
         assert_eq!(post("/mcp/tracker", "guess").await.unwrap().status(), 401);
-        assert_eq!(post("/mcp/other", &proxy.token).await.unwrap().status(), 404);
-        assert_eq!(post("/mcp/tracker/../moved", &proxy.token).await.unwrap().status(), 404);
+        assert_eq!(
+            post("/mcp/other", &proxy.token).await.unwrap().status(),
+            404
+        );
+        assert_eq!(
+            post("/mcp/tracker/../moved", &proxy.token)
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
         // The model's key does not open MCP routes, nor the MCP token the model API.
         let r = client
             .post(format!("{}/mcp/tracker", proxy.base_url))
@@ -472,7 +494,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
-        assert_eq!(post("/mcp/moved", &proxy.token).await.unwrap().status(), 302);
+        assert_eq!(
+            post("/mcp/moved", &proxy.token).await.unwrap().status(),
+            302
+        );
         assert_eq!(
             *seen.lock().unwrap(),
             [

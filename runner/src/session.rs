@@ -332,13 +332,13 @@ impl<'a> Agent<'a> {
         let proxy_env = ModelProxy::env_for(&proxy_url, &proxy_token);
         let mcp_config =
             match crate::mcp::agent_config(&config.mcp_servers, &proxy_url, &proxy_token) {
-            Some(json) => {
-                let path = ws.claude_config_dir().join("ambient-mcp.json");
-                ws.write(&path, json.as_bytes())?;
-                Some(path)
-            }
-            None => None,
-        };
+                Some(json) => {
+                    let path = ws.claude_config_dir().join("ambient-mcp.json");
+                    ws.write(&path, json.as_bytes())?;
+                    Some(path)
+                }
+                None => None,
+            };
         let resume = if config.resume {
             ws.claude_session_id()
         } else {

@@ -2,9 +2,9 @@
 //! it means out; the driver does the I/O.
 
 use model::protocol::{
-    AgentDelta, AgentMessage, AgentStarted, ErrorEvent, MAX_MCP_STATUS_SERVERS, MAX_MCP_STATUS_TOOLS,
-    McpServerState, McpStatus, SessionEvent,
-    Thinking, ToolResult, ToolUse, TurnResult, Usage, truncated,
+    AgentDelta, AgentMessage, AgentStarted, ErrorEvent, MAX_MCP_STATUS_SERVERS,
+    MAX_MCP_STATUS_TOOLS, McpServerState, McpStatus, SessionEvent, Thinking, ToolResult, ToolUse,
+    TurnResult, Usage, truncated,
 };
 use serde_json::Value;
 

@@ -163,11 +163,12 @@ impl Services {
         // (an admin may not read the credential) clears it, so it is not sent to the new
         // address until someone who has it sets it again.
         let before = mcp::destinations(spec.mcp_servers.as_ref());
-        let redirected: Vec<(String, Option<String>)> = mcp::destinations(body.mcp_servers.as_ref())
-            .into_iter()
-            .filter(|(key, urls)| before.get(key) != Some(urls))
-            .map(|(key, _)| (key, None))
-            .collect();
+        let redirected: Vec<(String, Option<String>)> =
+            mcp::destinations(body.mcp_servers.as_ref())
+                .into_iter()
+                .filter(|(key, urls)| before.get(key) != Some(urls))
+                .map(|(key, _)| (key, None))
+                .collect();
         if !redirected.is_empty() {
             self.records
                 .update_credentials(caller, project, &redirected)

@@ -48,7 +48,10 @@ fn mcp_servers_are_reported_when_their_state_changes() {
             tools: vec!["mcp__tiny__echo".into(), "mcp__tiny__add".into()],
         }
     );
-    assert_eq!((m.servers[1].status.as_str(), m.servers[1].tools.len()), ("pending", 1));
+    assert_eq!(
+        (m.servers[1].status.as_str(), m.servers[1].tools.len()),
+        ("pending", 1)
+    );
     assert!(t.line(&init("pending")).is_empty(), "no change, no event");
     let next = events(t.line(&init("connected")));
     assert!(

@@ -531,19 +531,27 @@ fn operation_id(method: &str, path: &str) -> String {
 fn mcp_schemas(schemas: &mut Value) {
     let server_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
     // Case-insensitive names of the headers the platform sets.
-    let reserved = ["host", "content-length", "transfer-encoding", "connection", "x-ambient-proxy-token"]
-        .iter()
-        .map(|h| {
-            h.chars()
-                .map(|c| if c.is_ascii_alphabetic() {
+    let reserved = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "x-ambient-proxy-token",
+    ]
+    .iter()
+    .map(|h| {
+        h.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
                     format!("[{}{}]", c.to_ascii_uppercase(), c)
                 } else {
                     c.to_string()
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("|");
+                }
+            })
+            .collect::<String>()
+    })
+    .collect::<Vec<_>>()
+    .join("|");
     let header_name = json!({"type": "string", "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$",
         "not": {"pattern": format!("^({reserved})$")}});
     const PLAIN: &str = "[^$\\u0000-\\u001f\\u007f-\\u009f]|\\$[^{$\\u0000-\\u001f\\u007f-\\u009f]";
@@ -559,13 +567,15 @@ fn mcp_schemas(schemas: &mut Value) {
                 "propertyNames": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
                 "additionalProperties": plain,
                 "description": "The server's environment. It runs in the agent's sandbox, where the agent could read it: no credential reference."}}});
-    let http = |kind: &str, value: &Value, note: &str| json!({"type": "object", "title": kind,
+    let http = |kind: &str, value: &Value, note: &str| {
+        json!({"type": "object", "title": kind,
         "additionalProperties": false, "required": ["type", "url"],
         "properties": {
             "type": {"type": "string", "enum": [kind]},
             "url": url,
             "headers": {"type": "object", "maxProperties": model::mcp::MAX_HEADERS,
-                "propertyNames": header_name, "additionalProperties": value, "description": note}}});
+                "propertyNames": header_name, "additionalProperties": value, "description": note}}})
+    };
     let with_refs = json!({"type": "string", "maxLength": 256,
         "pattern": format!("^({PLAIN}|\\$\\{{MCP_[A-Z0-9_]{{1,60}}\\}})*$")});
     let servers = |name: &str, header_value: &Value, note: &str| {
@@ -584,8 +594,14 @@ fn mcp_schemas(schemas: &mut Value) {
         &with_refs,
         "Headers the runner's proxy adds; `${MCP_NAME}` is replaced by that project credential (runner-secrets), which never reaches the agent.",
     );
-    let mut session = servers("McpServers", &plain, "Headers the runner's proxy adds (a session's servers take no credential).");
-    session["description"] = json!("A session's own MCP servers, over the project's: they may not reference project credentials.");
+    let mut session = servers(
+        "McpServers",
+        &plain,
+        "Headers the runner's proxy adds (a session's servers take no credential).",
+    );
+    session["description"] = json!(
+        "A session's own MCP servers, over the project's: they may not reference project credentials."
+    );
     schemas["McpServers"] = project;
     schemas["SessionMcpServers"] = session;
     schemas["CreateSessionRequest"]["properties"]["mcpServers"] =

@@ -19,6 +19,7 @@ mod files;
 mod hub;
 mod interactive;
 mod kubernetes;
+mod mcp;
 mod people;
 mod permissions;
 mod restart;

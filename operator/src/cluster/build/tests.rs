@@ -332,11 +332,15 @@ fn the_keeper_alone_gets_the_mcp_credentials_the_projects_servers_use() {
     let r = named(keeper, "MCP_TRACKER")
         .and_then(|e| e.value_from?.secret_key_ref)
         .expect("the keeper's reference to the credential");
-    assert_eq!((r.name.as_str(), r.key.as_str()), (RUNNER_SECRETS, "MCP_TRACKER"));
+    assert_eq!(
+        (r.name.as_str(), r.key.as_str()),
+        (RUNNER_SECRETS, "MCP_TRACKER")
+    );
     // Both know the servers: the runner to configure the agent, the keeper to relay.
     for c in [agent, keeper] {
-        assert!(named(c, env::PROJECT_MCP_SERVERS).is_some_and(|e| e
-            .value
-            .is_some_and(|v| v.contains("mcp.example"))));
+        assert!(
+            named(c, env::PROJECT_MCP_SERVERS)
+                .is_some_and(|e| e.value.is_some_and(|v| v.contains("mcp.example")))
+        );
     }
 }
