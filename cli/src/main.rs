@@ -292,26 +292,9 @@ fn text_or_stdin(text: String) -> Result<String, Error> {
 fn read_mcp_config(path: &std::path::Path) -> Result<model::session::McpServers, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Local(format!("cannot read {}: {e}", path.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Usage(format!("{} is not JSON: {e}", path.display())))?;
-    if let Some(servers) = value.get("mcpServers") {
-        let custom = serde_json::from_value(servers.clone()).map_err(|e| {
-            Error::Usage(format!(
-                "{}: mcpServers must be an object: {e}",
-                path.display()
-            ))
-        })?;
-        return Ok(model::session::McpServers {
-            custom,
-            disabled: Vec::new(),
-        });
-    }
-    serde_json::from_value(value).map_err(|e| {
-        Error::Usage(format!(
-            "{} is neither {{\"mcpServers\": {{…}}}} nor {{\"custom\": {{…}}, \"disabled\": […]}}: {e}",
-            path.display()
-        ))
-    })
+    model::mcp::parse_config(&text)
+        .map_err(|e| Error::Usage(format!("{} {e}", path.display())))?
+        .ok_or_else(|| Error::Usage(format!("{} is empty", path.display())))
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {

@@ -300,6 +300,26 @@ pub fn merge(project: Option<&McpServers>, session: Option<&McpServers>) -> Vec<
     servers.into_values().collect()
 }
 
+/// MCP servers as a person writes them: Claude Code's `.mcp.json` form (`{"mcpServers":
+/// {...}}`) or the API's (`{"custom": {...}, "disabled": [...]}`); blank is none.
+pub fn parse_config(text: &str) -> Result<Option<McpServers>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
+    if let Some(servers) = value.get("mcpServers") {
+        let custom = serde_json::from_value(servers.clone())
+            .map_err(|e| format!("mcpServers must be an object of servers: {e}"))?;
+        return Ok(Some(McpServers {
+            custom,
+            disabled: Vec::new(),
+        }));
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| {
+        format!("is neither {{\"mcpServers\": {{…}}}} nor {{\"custom\": {{…}}, \"disabled\": […]}}: {e}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +451,16 @@ mod tests {
             destinations(Some(&project)),
             [("MCP_A".to_owned(), ["https://a/".to_owned()].into())].into()
         );
+    }
+
+    #[test]
+    fn configurations_as_people_write_them() {
+        let claude = parse_config(r#"{"mcpServers": {"a": {"command": "x"}}}"#).unwrap().unwrap();
+        assert_eq!(claude.custom["a"]["command"], "x");
+        let api = parse_config(r#"{"custom": {}, "disabled": ["b"]}"#).unwrap().unwrap();
+        assert_eq!(api.disabled, ["b"]);
+        assert_eq!(parse_config("  "), Ok(None));
+        assert!(parse_config("{").unwrap_err().contains("not JSON"));
+        assert!(parse_config(r#"{"mcpServers": []}"#).is_err());
     }
 }

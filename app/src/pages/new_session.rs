@@ -74,6 +74,8 @@ pub struct Form {
     pub batch: bool,
     /// What the agent may do without asking (blank: autonomous).
     pub permission: String,
+    /// The session's own MCP servers, as JSON (blank: the project's only).
+    pub mcp: String,
 }
 
 impl Form {
@@ -113,6 +115,8 @@ impl Form {
                         .map_err(|why: String| validate::Invalid::new("permissionMode", why))?,
                 ),
             },
+            mcp_servers: model::mcp::parse_config(&self.mcp)
+                .map_err(|why| validate::Invalid::new("mcpServers", why))?,
             ..Default::default()
         };
         validate::create_session(&req, models)?;
@@ -140,6 +144,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let inactivity = RwSignal::new(String::new());
     let batch = RwSignal::new(false);
     let permission = RwSignal::new(String::new());
+    let mcp = RwSignal::new(String::new());
     let next_id = StoredValue::new(0usize);
     let submitted = RwSignal::new(false);
     let id = move || {
@@ -156,6 +161,19 @@ pub fn NewSessionPage() -> impl IntoView {
     let timeout_error = Signal::derive(move || err(validate::seconds_text("", &timeout.get())));
     let inactivity_error =
         Signal::derive(move || err(validate::seconds_text("", &inactivity.get())));
+    let mcp_error = Signal::derive(move || {
+        model::mcp::parse_config(&mcp.get())
+            .map_err(|why| validate::Invalid::new("", why))
+            .and_then(|m| match m {
+                Some(m) => validate::mcp_servers("", &m, false),
+                None => Ok(()),
+            })
+            .err()
+            .map(|e| match e.field.trim_start_matches('.') {
+                "" => e.message,
+                at => format!("{at}: {}", e.message),
+            })
+    });
     let allowed = Signal::derive(move || {
         models
             .get()
@@ -186,6 +204,7 @@ pub fn NewSessionPage() -> impl IntoView {
         inactivity: inactivity.get_untracked(),
         batch: batch.get_untracked(),
         permission: permission.get_untracked(),
+        mcp: mcp.get_untracked(),
     };
 
     let create = Action::new(move |req: &CreateSessionRequest| {
@@ -298,6 +317,15 @@ pub fn NewSessionPage() -> impl IntoView {
                         envs.update(|es| es.push(row));
                     }>"Add variable"</button>
                 </fieldset>
+                <div class="field">
+                    <label for="mcp">"MCP servers of this session (JSON, as in Claude Code's .mcp.json)"</label>
+                    <textarea id="mcp" rows="4" spellcheck="false" class="mono"
+                        placeholder=r#"{"mcpServers": {"docs": {"type": "http", "url": "https://…"}}}"#
+                        aria-invalid=move || mcp_error.get().is_some().to_string()
+                        prop:value=mcp on:input=move |ev| mcp.set(event_target_value(&ev))></textarea>
+                    <p class="muted hint">"Added to the project's servers. Credentials belong in the project's servers (Settings)."</p>
+                    <FieldError error=mcp_error/>
+                </div>
             </details>
 
             <ErrorBanner error=server_error/>
@@ -468,6 +496,28 @@ mod tests {
                 ..form()
             }),
             "inactivityTimeout"
+        );
+        assert_eq!(
+            field(Form {
+                mcp: "{".into(),
+                ..form()
+            }),
+            "mcpServers"
+        );
+        assert_eq!(
+            field(Form {
+                mcp: r#"{"mcpServers": {"t": {"type": "http", "url": "https://x/", "headers": {"A": "${MCP_T}"}}}}"#.into(),
+                ..form()
+            }),
+            "mcpServers.custom.t.headers.A"
+        );
+        let with_mcp = Form {
+            mcp: r#"{"mcpServers": {"docs": {"command": "npx", "args": ["docs-mcp"]}}}"#.into(),
+            ..form()
+        };
+        assert_eq!(
+            with_mcp.request(&[]).unwrap().mcp_servers.unwrap().custom["docs"]["command"],
+            "npx"
         );
         assert_eq!(
             field(Form {

@@ -44,6 +44,8 @@ pub struct SessionView {
     pub view_only: Option<String>,
     /// The models the caller may switch the session to (none for a view role).
     pub models: Vec<String>,
+    /// Its MCP servers as last reported (their event may be before those loaded).
+    pub mcp: Option<model::protocol::McpStatus>,
 }
 
 /// Events before the ones a page has.
@@ -63,6 +65,10 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
     let s = services.get_session(&caller, &key).await;
     let window = services.event_window(&caller, &key, None, WINDOW).await;
     let window = window.map_err(crate::ssr::refusal)?;
+    let mcp = services
+        .mcp_status(&caller, &key)
+        .await
+        .map_err(crate::ssr::refusal)?;
     let view_only = services
         .require(&caller, &key.project, model::api::Role::Edit)
         .await
@@ -74,6 +80,7 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
         Vec::new()
     };
     Ok(SessionView {
+        mcp,
         models,
         view_only,
         session: SessionSummary::of(&s.map_err(crate::ssr::refusal)?),
@@ -186,8 +193,13 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         let mut t = Transcript::from_events(view.events);
         // The log's own count: the turn's message may be before the events shown.
         t.outstanding_turns = view.open_turns;
+        if t.mcp.is_none() {
+            t.mcp = view.mcp;
+        }
         t
     });
+    // Changes only when a new state is reported, not with every event.
+    let mcp = Memo::new(move |_| transcript.with(|t| t.mcp.clone()));
     let more_before = RwSignal::new(view.more_before);
     let earlier = {
         let (project, name) = (project.clone(), name.clone());
@@ -302,6 +314,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                         on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
                 })}
             </div>
+            {move || mcp.get().filter(|m| !m.servers.is_empty()).map(mcp_servers)}
             {view_only.map(super::access::role_note)}
             {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
             <ErrorBanner error=act_error/>
@@ -351,6 +364,25 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             }
         })}
         {can_edit.then(|| view! { <Composer busy phase send/> })}
+    }
+}
+
+/// The MCP servers' states, each with its tools (named without their `mcp__<server>__`).
+fn mcp_servers(m: model::protocol::McpStatus) -> impl IntoView {
+    view! {
+        <div class="mcp-servers" aria-label="MCP servers">
+            <span class="muted">"MCP"</span>
+            {m.servers.into_iter().map(|s| {
+                let prefix = format!("mcp__{}__", s.name);
+                let tools: Vec<&str> = s.tools.iter().map(|t| t.strip_prefix(&prefix).unwrap_or(t)).collect();
+                let count = match tools.len() { 1 => " · 1 tool".to_owned(), n => format!(" · {n} tools") };
+                view! {
+                    <span class=format!("mcp-server mcp-{}", s.status) data-mcp=s.name.clone() title=tools.join(", ")>
+                        {s.name.clone()}" "<b>{s.status.clone()}</b>{count}
+                    </span>
+                }
+            }).collect_view()}
+        </div>
     }
 }
 

@@ -1,5 +1,5 @@
-//! `/projects/:project/settings`: model and git credentials (never shown again in plain text
-//! once set) and the project's session defaults.
+//! `/projects/:project/settings`: model, git and MCP credentials (never shown again in plain
+//! text once set) and the project's session defaults (inactivity, MCP servers).
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -108,6 +108,8 @@ fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
         }
     });
     let error = action_error(save);
+    let (new_name, new_value) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let name_error = RwSignal::new(None::<String>);
     view! {
         <section class="panel">
             <h2>"Credentials"</h2>
@@ -145,6 +147,40 @@ fn Secrets(project: String, secrets: RunnerSecrets) -> impl IntoView {
                     }
                 }).collect_view()}
             </div>
+            <h3>"MCP credentials"</h3>
+            <p class="hint">"Referenced as "<code>"${MCP_NAME}"</code>" in a header of one of the project's HTTP MCP servers (below). The runner's proxy adds it; the agent never sees it."</p>
+            <div class="secrets">
+                <For each=move || current.get().into_iter().filter(|s| model::mcp::is_credential_key(&s.key)) key=|s| (s.key.clone(), s.masked.clone()) let:item>
+                    {
+                        let key = item.key.clone();
+                        view! {
+                            <div class="secret-row" data-key=item.key.clone()>
+                                <label><code>{item.key.clone()}</code></label>
+                                <span class="masked">{item.masked.clone()}</span>
+                                <button type="button" class="btn" on:click=move |_| { save.dispatch((key.clone(), None)); }>"Remove"</button>
+                            </div>
+                        }
+                    }
+                </For>
+                <div class="secret-row new-mcp-credential">
+                    <input id="mcp-credential-name" type="text" autocomplete="off" placeholder="MCP_NAME"
+                        aria-label="Credential name" prop:value=new_name on:input=move |ev| new_name.set(event_target_value(&ev))/>
+                    <input id="mcp-credential-value" type="password" autocomplete="off" placeholder="value"
+                        aria-label="Credential value" prop:value=new_value on:input=move |ev| new_value.set(event_target_value(&ev))/>
+                    <button type="button" class="btn" on:click=move |_| {
+                        let (k, v) = (new_name.get_untracked().trim().to_owned(), new_value.get_untracked());
+                        if !model::mcp::is_credential_key(&k) {
+                            name_error.set(Some("MCP_ then capitals, digits and _".to_owned()));
+                        } else if !v.trim().is_empty() {
+                            name_error.set(None);
+                            save.dispatch((k, Some(v)));
+                            new_name.set(String::new());
+                            new_value.set(String::new());
+                        }
+                    }>"Add"</button>
+                </div>
+                <FieldError error=Signal::derive(move || name_error.get())/>
+            </div>
         </section>
     }
 }
@@ -163,7 +199,29 @@ fn Defaults(
             .map(|s| format!("{}", s as f64 / 3600.0))
             .unwrap_or_default(),
     );
-    let mcp = settings.mcp_servers.clone();
+    // Shown in Claude Code's `.mcp.json` form, unless some inherited server is disabled.
+    let mcp = RwSignal::new(match &settings.mcp_servers {
+        None => String::new(),
+        Some(m) if m.disabled.is_empty() => {
+            serde_json::to_string_pretty(&serde_json::json!({ "mcpServers": m.custom }))
+                .unwrap_or_default()
+        }
+        Some(m) => serde_json::to_string_pretty(m).unwrap_or_default(),
+    });
+    let mcp_parsed = Signal::derive(move || {
+        let parsed = model::mcp::parse_config(&mcp.get())
+            .map_err(|why| model::validate::Invalid::new("", why))?;
+        if let Some(m) = &parsed {
+            model::validate::mcp_servers("", m, true)?;
+        }
+        Ok::<_, model::validate::Invalid>(parsed)
+    });
+    let mcp_error = Signal::derive(move || {
+        mcp_parsed.get().err().map(|e| match e.field.trim_start_matches('.') {
+            "" => e.message,
+            at => format!("{at}: {}", e.message),
+        })
+    });
     let save =
         Action::new(move |body: &ProjectSettingsBody| save_settings(project.clone(), body.clone()));
     let input_error = Signal::derive(move || {
@@ -182,18 +240,30 @@ fn Defaults(
             {admin_why.map(super::access::role_note)}
             <form on:submit=move |ev| {
                 ev.prevent_default();
+                let Ok(mcp_servers) = mcp_parsed.get_untracked() else {
+                    return;
+                };
                 if input_error.get_untracked().is_some() {
                     return;
                 }
                 let secs = hours.get_untracked().trim().parse::<f64>().ok().map(|h| (h * 3600.0).round() as i64);
-                save.dispatch(ProjectSettingsBody { inactivity_timeout_seconds: secs, mcp_servers: mcp.clone() });
+                save.dispatch(ProjectSettingsBody { inactivity_timeout_seconds: secs, mcp_servers });
             }>
                 <fieldset class="plain" disabled=locked>
                 <div class="field">
-                    <label for="inactivity-hours">"Stop sessions idle for (hours; empty: 24, 0: never)"</label>
+                    <label for="inactivity-hours">"Stop sessions idle for (hours; empty: the platform's default, 0.5; 0: never)"</label>
                     <input id="inactivity-hours" type="text" inputmode="decimal" prop:value=hours
                         on:input=move |ev| hours.set(event_target_value(&ev))/>
                     <FieldError error=input_error/>
+                </div>
+                <div class="field">
+                    <label for="project-mcp">"MCP servers of every session (JSON, as in Claude Code's .mcp.json)"</label>
+                    <textarea id="project-mcp" rows="8" spellcheck="false" class="mono"
+                        placeholder=r#"{"mcpServers": {"tracker": {"type": "http", "url": "https://…", "headers": {"Authorization": "Bearer ${MCP_TRACKER_TOKEN}"}}}}"#
+                        aria-invalid=move || mcp_error.get().is_some().to_string()
+                        prop:value=mcp on:input=move |ev| mcp.set(event_target_value(&ev))></textarea>
+                    <p class="muted hint">"stdio servers run in the agent's sandbox; http servers are reached through the runner's proxy, which fills "<code>"${MCP_…}"</code>" from the credentials above. Changing where a server that uses a credential points clears that credential."</p>
+                    <FieldError error=mcp_error/>
                 </div>
                 <div class="actions">
                     <button type="submit" class="btn primary">"Save defaults"</button>

@@ -673,6 +673,25 @@ async fn a_session_runs_in_a_pod_and_continues_in_a_second_one() {
 async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() {
     let mock = mock_anthropic::start(Default::default()).await.unwrap();
     let c = Cluster::start("k8s-warm", Some(&mock.url())).await;
+    // An HTTP MCP server with a project credential: in a pod the keeper's proxy adds it.
+    let (tracker, seen) = crate::mcp::http_server("Bearer tok-pod-credential-0001").await;
+    for (path, body) in [
+        ("settings", crate::mcp::project_servers(&tracker)),
+        (
+            "runner-secrets",
+            json!({"data": {"MCP_TRACKER_TOKEN": "tok-pod-credential-0001"}}),
+        ),
+    ] {
+        let resp = c
+            .server
+            .http
+            .put(c.server.url(&format!("/api/projects/{}/{path}", c.project)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
     let name = c
         .create_with(json!({"initialPrompt": "Please create hello.txt"}))
         .await;
@@ -776,6 +795,51 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
     );
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), &c.project);
     assert!(jobs.get_opt(&job_name(&name, 2)).await.unwrap().is_none());
+
+    // The agent in the pod calls the MCP server's tool; the server got the credential from
+    // the keeper's proxy, never the proxy's token.
+    let resp = c
+        .server
+        .http
+        .post(c.path(&format!("/{name}/messages")))
+        .json(&json!({"text": "call: mcp__tracker__echo {\"text\": \"pod\"}"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let called = viewer
+        .events_until(Duration::from_secs(60), |e| {
+            matches!(e.event, SessionEvent::TurnResult(_))
+        })
+        .await;
+    assert!(
+        called.iter().any(|e| matches!(&e.event, SessionEvent::AgentMessage(m) if m.text.contains("said: echo: pod"))),
+        "{called:?}"
+    );
+    let status: serde_json::Value = c
+        .server
+        .http
+        .get(c.path(&format!("/{name}/mcp/status")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status["servers"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "tracker" && s["status"] == "connected")),
+        "{status}"
+    );
+    let seen = seen.0.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty()
+            && seen.iter().all(|(auth, proxy_token)| auth.as_deref()
+                == Some("Bearer tok-pod-credential-0001")
+                && !proxy_token),
+        "{seen:?}"
+    );
 
     // The workspace, through the runner in the pod (the server has no path to its volume):
     // listed, read, uploaded to, archived.

@@ -4,7 +4,8 @@
 //! the agent's configuration holds the proxy and a proxy token, never the credential or the
 //! server's address. The state each server reaches and the tools it brought are reported
 //! (`mcp_status` events, `GET …/mcp/status`, `ambient mcp`), and the agent calls a tool of
-//! each. Kubernetes mode (the keeper's proxy): `kubernetes::…warm…`.
+//! each. Kubernetes mode (the keeper's proxy):
+//! `kubernetes::an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,10 +42,10 @@ for line in sys.stdin:
 /// What the HTTP MCP server saw of each request: its `Authorization`, and whether it
 /// carried the proxy's own token.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(Option<String>, bool)>>>);
+pub(crate) struct Seen(pub(crate) Arc<Mutex<Vec<(Option<String>, bool)>>>);
 
 /// A streamable-HTTP MCP server with one tool, `echo`, that answers only `expected`.
-async fn http_server(expected: &'static str) -> (String, Seen) {
+pub(crate) async fn http_server(expected: &'static str) -> (String, Seen) {
     let seen = Seen::default();
     let log = seen.clone();
     let app = axum::Router::new().route(
@@ -87,7 +88,7 @@ async fn http_server(expected: &'static str) -> (String, Seen) {
 }
 
 /// The project's servers: `tiny` (stdio) and `tracker` (HTTP, with the credential).
-fn project_servers(tracker_url: &str) -> Value {
+pub(crate) fn project_servers(tracker_url: &str) -> Value {
     json!({"mcpServers": {"custom": {
         "tiny": {"command": "python3", "args": ["-c", STDIO_SERVER]},
         "tracker": {"type": "http", "url": tracker_url,
