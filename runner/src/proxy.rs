@@ -462,7 +462,11 @@ mod tests {
         };
         let (routes, _) = crate::mcp::Routes::new(&servers, &credentials);
         let proxy = ModelProxy::start(&credentials, routes).await.unwrap();
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let post = |path: &str, token: &str| {
             client
                 .post(format!("{}{path}", proxy.base_url))
@@ -480,7 +484,7 @@ mod tests {
             404
         );
         assert_eq!(
-            post("/mcp/tracker/../moved", &proxy.token)
+            post("/mcp/tracker%2F..%2Fmoved", &proxy.token)
                 .await
                 .unwrap()
                 .status(),
