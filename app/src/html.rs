@@ -1,5 +1,5 @@
-//! Markup for the transcript's rich text (Markdown, highlighted code, diffs), written as one
-//! HTML string per entry and set with `inner_html`.
+//! Markup for the transcript's rich text (Markdown, highlighted code, diffs) and the session's
+//! MCP servers, written as one HTML string per entry and set with `inner_html`.
 //!
 //! Why strings rather than views: these trees are static once rendered, and building them as
 //! Leptos views instantiated render, hydrate and update code for every element shape (and a
@@ -13,6 +13,43 @@ use std::fmt::Write as _;
 use crate::diff::{self, Line};
 use crate::highlight::highlight;
 use crate::markdown::{self, Block, Inline};
+
+/// The MCP servers' states: each server's name, state (`connected`, `failed` ...) and the
+/// number of its tools (their names in its title). What `claude` reports of a server comes
+/// from the server itself, so all of it is escaped.
+pub fn mcp_servers(m: &model::protocol::McpStatus) -> String {
+    let mut out = String::new();
+    if m.servers.is_empty() {
+        return out;
+    }
+    out.push_str("<span class=\"muted\">MCP</span>");
+    for s in &m.servers {
+        let prefix = format!("mcp__{}__", s.name);
+        let tools: Vec<&str> = s
+            .tools
+            .iter()
+            .map(|t| t.strip_prefix(&prefix).unwrap_or(t))
+            .collect();
+        // The state names a CSS class only when it is one `claude` uses.
+        let class = match s.status.as_str() {
+            known @ ("connected" | "failed" | "needs-auth" | "pending") => known,
+            _ => "other",
+        };
+        let _ = write!(out, "<span class=\"mcp-server mcp-{class}\" data-mcp=\"");
+        escape_into(&mut out, &s.name);
+        out.push_str("\" title=\"");
+        escape_into(&mut out, &tools.join(", "));
+        out.push_str("\">");
+        escape_into(&mut out, &s.name);
+        out.push_str(" <b>");
+        escape_into(&mut out, &s.status);
+        let _ = match tools.len() {
+            1 => write!(out, "</b> · 1 tool</span>"),
+            n => write!(out, "</b> · {n} tools</span>"),
+        };
+    }
+    out
+}
 
 /// Appends `text` with `&`, `<`, `>`, `"` and `'` escaped (safe in text and quoted attributes).
 pub fn escape_into(out: &mut String, text: &str) {
@@ -181,6 +218,33 @@ mod tests {
         assert!(html.contains("<strong>&lt;b&gt;</strong>"));
         assert!(html.contains("<code>&lt;i&gt;</code>"));
         assert!(html.contains("&lt;img onerror=&quot;x&quot;&gt;"));
+    }
+
+    /// A hostile MCP server names itself and its tools with markup: shown as text.
+    #[test]
+    fn mcp_servers_are_text_whatever_they_report() {
+        use model::protocol::{McpServerState, McpStatus};
+        let m = McpStatus {
+            servers: vec![
+                McpServerState {
+                    name: "tiny".into(),
+                    status: "connected".into(),
+                    tools: vec!["mcp__tiny__add".into()],
+                },
+                McpServerState {
+                    name: "x\"><img src=x onerror=alert(1)>".into(),
+                    status: "<b>owned</b>".into(),
+                    tools: vec!["\" onmouseover=\"alert(1)".into(), "b".into()],
+                },
+            ],
+        };
+        let html = mcp_servers(&m);
+        assert!(html.contains(
+            r#"<span class="mcp-server mcp-connected" data-mcp="tiny" title="add">tiny <b>connected</b> · 1 tool</span>"#
+        ), "{html}");
+        assert!(!html.contains("<img") && !html.contains("<b>owned") && !html.contains("\" onmouseover"), "{html}");
+        assert!(html.contains("mcp-other") && html.contains("· 2 tools"), "{html}");
+        assert_eq!(mcp_servers(&McpStatus::default()), "");
     }
 
     #[test]

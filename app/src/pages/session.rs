@@ -314,7 +314,8 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                         on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
                 })}
             </div>
-            {move || mcp.get().filter(|m| !m.servers.is_empty()).map(mcp_servers)}
+            <div class="mcp-servers" aria-label="MCP servers"
+                inner_html=move || mcp.get().map(|m| crate::html::mcp_servers(&m)).unwrap_or_default()></div>
             {view_only.map(super::access::role_note)}
             {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
             <ErrorBanner error=act_error/>
@@ -364,25 +365,6 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             }
         })}
         {can_edit.then(|| view! { <Composer busy phase send/> })}
-    }
-}
-
-/// The MCP servers' states, each with its tools (named without their `mcp__<server>__`).
-fn mcp_servers(m: model::protocol::McpStatus) -> impl IntoView {
-    view! {
-        <div class="mcp-servers" aria-label="MCP servers">
-            <span class="muted">"MCP"</span>
-            {m.servers.into_iter().map(|s| {
-                let prefix = format!("mcp__{}__", s.name);
-                let tools: Vec<&str> = s.tools.iter().map(|t| t.strip_prefix(&prefix).unwrap_or(t)).collect();
-                let count = match tools.len() { 1 => " · 1 tool".to_owned(), n => format!(" · {n} tools") };
-                view! {
-                    <span class=format!("mcp-server mcp-{}", s.status) data-mcp=s.name.clone() title=tools.join(", ")>
-                        {s.name.clone()}" "<b>{s.status.clone()}</b>{count}
-                    </span>
-                }
-            }).collect_view()}
-        </div>
     }
 }
 
