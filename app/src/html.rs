@@ -242,8 +242,16 @@ mod tests {
         assert!(html.contains(
             r#"<span class="mcp-server mcp-connected" data-mcp="tiny" title="add">tiny <b>connected</b> · 1 tool</span>"#
         ), "{html}");
-        assert!(!html.contains("<img") && !html.contains("<b>owned") && !html.contains("\" onmouseover"), "{html}");
-        assert!(html.contains("mcp-other") && html.contains("· 2 tools"), "{html}");
+        assert!(
+            !html.contains("<img")
+                && !html.contains("<b>owned")
+                && !html.contains("\" onmouseover"),
+            "{html}"
+        );
+        assert!(
+            html.contains("mcp-other") && html.contains("· 2 tools"),
+            "{html}"
+        );
         assert_eq!(mcp_servers(&McpStatus::default()), "");
     }
 

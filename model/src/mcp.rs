@@ -316,7 +316,9 @@ pub fn parse_config(text: &str) -> Result<Option<McpServers>, String> {
         }));
     }
     serde_json::from_value(value).map(Some).map_err(|e| {
-        format!("is neither {{\"mcpServers\": {{…}}}} nor {{\"custom\": {{…}}, \"disabled\": […]}}: {e}")
+        format!(
+            "is neither {{\"mcpServers\": {{…}}}} nor {{\"custom\": {{…}}, \"disabled\": […]}}: {e}"
+        )
     })
 }
 
@@ -455,9 +457,13 @@ mod tests {
 
     #[test]
     fn configurations_as_people_write_them() {
-        let claude = parse_config(r#"{"mcpServers": {"a": {"command": "x"}}}"#).unwrap().unwrap();
+        let claude = parse_config(r#"{"mcpServers": {"a": {"command": "x"}}}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(claude.custom["a"]["command"], "x");
-        let api = parse_config(r#"{"custom": {}, "disabled": ["b"]}"#).unwrap().unwrap();
+        let api = parse_config(r#"{"custom": {}, "disabled": ["b"]}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(api.disabled, ["b"]);
         assert_eq!(parse_config("  "), Ok(None));
         assert!(parse_config("{").unwrap_err().contains("not JSON"));

@@ -217,10 +217,13 @@ fn Defaults(
         Ok::<_, model::validate::Invalid>(parsed)
     });
     let mcp_error = Signal::derive(move || {
-        mcp_parsed.get().err().map(|e| match e.field.trim_start_matches('.') {
-            "" => e.message,
-            at => format!("{at}: {}", e.message),
-        })
+        mcp_parsed
+            .get()
+            .err()
+            .map(|e| match e.field.trim_start_matches('.') {
+                "" => e.message,
+                at => format!("{at}: {}", e.message),
+            })
     });
     let save =
         Action::new(move |body: &ProjectSettingsBody| save_settings(project.clone(), body.clone()));

@@ -827,9 +827,9 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         .await
         .unwrap();
     assert!(
-        status["servers"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["name"] == "tracker" && s["status"] == "connected")),
+        status["servers"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|s| s["name"] == "tracker" && s["status"] == "connected")),
         "{status}"
     );
     let seen = seen.0.lock().unwrap().clone();

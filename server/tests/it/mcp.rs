@@ -42,7 +42,10 @@ for line in sys.stdin:
 /// What the HTTP MCP server saw of each request: its `Authorization`, and whether it
 /// carried the proxy's own token.
 #[derive(Clone, Default)]
-pub(crate) struct Seen(pub(crate) Arc<Mutex<Vec<(Option<String>, bool)>>>);
+pub(crate) struct Seen(pub(crate) Arc<Mutex<Vec<Request>>>);
+
+/// One request: its `Authorization`, and whether it carried the proxy token.
+pub(crate) type Request = (Option<String>, bool);
 
 /// A streamable-HTTP MCP server with one tool, `echo`, that answers only `expected`.
 pub(crate) async fn http_server(expected: &'static str) -> (String, Seen) {
