@@ -10,6 +10,7 @@
 //! given as configured, and takes no credential.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderName, HeaderValue};
 use model::mcp::{Server, Transport};
@@ -27,6 +28,48 @@ pub struct Route {
     pub url: String,
     /// The headers added to every request (credentials expanded).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether the server may be on this machine (a project's server, which an admin
+    /// chose). A session's may not: the agent's own network refuses this machine's
+    /// loopback, and the proxy must not open it again ([`NotThisMachine`]).
+    pub local: bool,
+}
+
+/// Whether `ip` is this machine (loopback or unspecified, IPv4-mapped too).
+pub fn is_this_machine(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+/// A resolver that leaves out this machine's addresses (a name a session's server gives,
+/// `localhost` or one that resolves to it, reaches nothing here).
+#[derive(Debug, Clone, Copy)]
+pub struct NotThisMachine;
+
+impl reqwest::dns::Resolve for NotThisMachine {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
+            let kept: Vec<SocketAddr> = found.filter(|a| !is_this_machine(a.ip())).collect();
+            if kept.is_empty() {
+                return Err(format!("{} is this machine: refused", name.as_str()).into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The host of an `http(s)` URL as an IP address, when it is one.
+fn literal_ip(url: &str) -> Option<IpAddr> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.parse().ok()
 }
 
 /// The routes by server name.
@@ -45,6 +88,13 @@ impl Routes {
             let Ok(Transport::Http { url, headers }) = model::mcp::transport(&server.config) else {
                 continue;
             };
+            if !server.project && literal_ip(&url).is_some_and(is_this_machine) {
+                warnings.push(format!(
+                    "MCP server '{}': {url} is this machine, which a session's server may not reach; left out",
+                    server.name
+                ));
+                continue;
+            }
             let mut out = Vec::new();
             for (name, value) in headers {
                 let value = if server.project {
@@ -75,7 +125,14 @@ impl Routes {
                     )),
                 }
             }
-            routes.insert(server.name.clone(), Route { url, headers: out });
+            routes.insert(
+                server.name.clone(),
+                Route {
+                    url,
+                    headers: out,
+                    local: server.project,
+                },
+            );
         }
         (Routes(routes), warnings)
     }
@@ -179,7 +236,47 @@ mod tests {
 
         let (routes, warnings) = Routes::new(&servers, &Credentials::default());
         assert!(warnings[0].contains("MCP_T is not set"), "{warnings:?}");
+        assert!(routes.get("tracker").unwrap().local && !routes.get("mine").unwrap().local);
         assert_eq!(routes.get("tracker").unwrap().headers.len(), 1);
         assert_eq!(agent_config(&[], "http://x", "t"), None);
+    }
+
+    /// The attack: a session's own server at this machine's loopback (the platform's
+    /// server, other local services), reached through the proxy the agent may use.
+    #[test]
+    fn a_sessions_server_never_reaches_this_machine() {
+        for url in [
+            "http://127.0.0.1:3000/api",
+            "http://127.1.2.3/",
+            "http://[::1]:80/",
+            "http://0.0.0.0:8080/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            let servers = [server("s", json!({"type": "http", "url": url}), false)];
+            let (routes, warnings) = Routes::new(&servers, &Credentials::default());
+            assert!(
+                routes.get("s").is_none() && warnings[0].contains("this machine"),
+                "{url}"
+            );
+            // A project's server (an admin's choice) may be.
+            let servers = [server("s", json!({"type": "http", "url": url}), true)];
+            assert!(
+                Routes::new(&servers, &Credentials::default())
+                    .0
+                    .get("s")
+                    .is_some(),
+                "{url}"
+            );
+        }
+        assert!(!is_this_machine("10.0.0.1".parse().unwrap()));
+        assert_eq!(literal_ip("https://mcp.example:443/x"), None);
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_to_this_machine_are_refused() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let err = NotThisMachine.resolve(name).await.err().expect("refused");
+        assert!(err.to_string().contains("this machine"), "{err}");
     }
 }

@@ -48,6 +48,8 @@ struct Upstream {
     mcp: crate::mcp::Routes,
     /// The MCP client: follows no redirect (a server's headers go to its address only).
     mcp_client: reqwest::Client,
+    /// The same for a session's servers, which may not reach this machine.
+    mcp_remote_client: reqwest::Client,
     base: String,
     api_key: Option<String>,
     bearer: Option<String>,
@@ -111,6 +113,12 @@ impl ModelProxy {
             mcp_client: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(std::io::Error::other)?,
+            mcp_remote_client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(crate::mcp::NotThisMachine))
                 .build()
                 .map_err(std::io::Error::other)?,
             base: credentials
@@ -230,8 +238,12 @@ async fn forward_mcp(up: &Upstream, name: &str, req: Request) -> Response {
     for (name, value) in &route.headers {
         headers.insert(name.clone(), value.clone());
     }
-    let sent = up
-        .mcp_client
+    let client = if route.local {
+        &up.mcp_client
+    } else {
+        &up.mcp_remote_client
+    };
+    let sent = client
         .request(parts.method, &route.url)
         .headers(headers)
         .body(reqwest::Body::wrap_stream(body.into_data_stream()))
