@@ -61,14 +61,53 @@ pub enum Transport {
     },
 }
 
-/// The transport of a server configuration (`type`: `stdio`, the default when `command` is
-/// given; `http`; `sse`); `Err` says what is wrong.
+/// Longest `command` of a stdio server, in characters.
+pub const MAX_COMMAND: usize = 256;
+/// Most `args` of a stdio server.
+pub const MAX_ARGS: usize = 16;
+/// Longest argument, in characters.
+pub const MAX_ARG: usize = 128;
+/// Most `env` variables of a stdio server.
+pub const MAX_ENV: usize = 16;
+/// Longest `env` value, in characters.
+pub const MAX_ENV_VALUE: usize = 128;
+/// Longest header name.
+pub const MAX_HEADER_NAME: usize = 64;
+/// Longest header value, in characters (a credential goes in as a reference).
+pub const MAX_HEADER_VALUE: usize = 256;
+/// Longest `url`, in characters.
+pub const MAX_URL: usize = 1024;
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// The transport of a server configuration (`type`: `stdio`, the default; `http`; `sse`),
+/// its keys and their bounds checked (those of the API's schema); `Err` says what is wrong.
 pub fn transport(config: &Value) -> Result<Transport, String> {
+    let map = config
+        .as_object()
+        .ok_or("must be an object (a Claude Code MCP server config)")?;
     let kind = match config.get("type") {
         None => "stdio",
         Some(Value::String(t)) => t.as_str(),
         Some(_) => return Err("'type' must be a string".into()),
     };
+    let known: &[&str] = match kind {
+        "stdio" => &["type", "command", "args", "env"],
+        "http" | "sse" => &["type", "url", "headers"],
+        other => return Err(format!("unknown type '{other}' (stdio, http or sse)")),
+    };
+    if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown key '{key}' (a {kind} server has: {})",
+            known.join(", ")
+        ));
+    }
     let url_headers = || -> Result<(String, BTreeMap<String, String>), String> {
         let url = config
             .get("url")
@@ -80,18 +119,20 @@ pub fn transport(config: &Value) -> Result<Transport, String> {
             .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
             .filter(|a| !a.is_empty())
             .ok_or("'url' must be an http or https URL")?;
-        if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("'url' must be one word of at most 2048 characters".into());
+        if chars(url) > MAX_URL || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "'url' must be one word of at most {MAX_URL} characters"
+            ));
         }
         if authority.contains('@') {
             return Err("'url' must not carry credentials; use a header".into());
         }
-        if url.contains("${") {
-            return Err("'url' must not reference a credential; use a header".into());
+        if url.contains('$') {
+            return Err("'url' may not contain '$' (a credential goes in a header)".into());
         }
         let mut headers = BTreeMap::new();
         match config.get("headers") {
-            None | Some(Value::Null) => {}
+            None => {}
             Some(Value::Object(map)) => {
                 if map.len() > MAX_HEADERS {
                     return Err(format!("at most {MAX_HEADERS} headers"));
@@ -101,8 +142,10 @@ pub fn transport(config: &Value) -> Result<Transport, String> {
                         .as_str()
                         .ok_or_else(|| format!("header '{name}' must be a string"))?;
                     header_name(name)?;
-                    if value.chars().any(char::is_control) {
-                        return Err(format!("header '{name}' must be one line"));
+                    if has_control(value) || chars(value) > MAX_HEADER_VALUE {
+                        return Err(format!(
+                            "header '{name}' must be one line of at most {MAX_HEADER_VALUE} characters"
+                        ));
                     }
                     headers.insert(name.clone(), value.to_owned());
                 }
@@ -114,20 +157,53 @@ pub fn transport(config: &Value) -> Result<Transport, String> {
     match kind {
         "stdio" => {
             match config.get("command") {
-                Some(Value::String(c)) if !c.trim().is_empty() => {}
-                _ => return Err("a stdio server needs a 'command'".into()),
+                Some(Value::String(c))
+                    if !c.trim().is_empty() && !has_control(c) && chars(c) <= MAX_COMMAND => {}
+                _ => {
+                    return Err(format!(
+                        "a stdio server needs a 'command': one line of at most {MAX_COMMAND} characters"
+                    ));
+                }
+            }
+            if let Some(args) = config.get("args") {
+                let args = args.as_array().ok_or("'args' must be a list of strings")?;
+                if args.len() > MAX_ARGS
+                    || !args
+                        .iter()
+                        .all(|a| a.as_str().is_some_and(|a| chars(a) <= MAX_ARG))
+                {
+                    return Err(format!(
+                        "'args' must be at most {MAX_ARGS} strings of at most {MAX_ARG} characters"
+                    ));
+                }
             }
             if let Some(env) = config.get("env") {
                 let env = env.as_object().ok_or("'env' must be an object")?;
+                if env.len() > MAX_ENV {
+                    return Err(format!("at most {MAX_ENV} env variables"));
+                }
                 for (name, value) in env {
+                    let valid_name = !name.is_empty()
+                        && name.len() <= 64
+                        && name.bytes().enumerate().all(|(i, b)| {
+                            b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
+                        });
+                    if !valid_name {
+                        return Err(format!("'{name}' is not an environment variable name"));
+                    }
                     let value = value
                         .as_str()
                         .ok_or_else(|| format!("env '{name}' must be a string"))?;
-                    if !references_in(value).is_empty() {
+                    if has_control(value) || chars(value) > MAX_ENV_VALUE {
                         return Err(format!(
-                            "env '{name}' references a credential: a stdio server runs in the \
-                             agent's sandbox, where the agent could read it; use an HTTP server, \
-                             whose headers the runner's proxy adds"
+                            "env '{name}' must be one line of at most {MAX_ENV_VALUE} characters"
+                        ));
+                    }
+                    if value.contains("${") {
+                        return Err(format!(
+                            "env '{name}' may not contain '${{' (no credential reference): a stdio \
+                             server runs in the agent's sandbox, where the agent could read it; \
+                             use an HTTP server, whose headers the runner's proxy adds"
                         ));
                     }
                 }
@@ -135,14 +211,13 @@ pub fn transport(config: &Value) -> Result<Transport, String> {
             Ok(Transport::Stdio)
         }
         "http" => url_headers().map(|(url, headers)| Transport::Http { url, headers }),
-        "sse" => url_headers().map(|(url, headers)| Transport::Sse { url, headers }),
-        other => Err(format!("unknown type '{other}' (stdio, http or sse)")),
+        _ => url_headers().map(|(url, headers)| Transport::Sse { url, headers }),
     }
 }
 
 fn header_name(name: &str) -> Result<(), String> {
     let token = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MAX_HEADER_NAME
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
@@ -157,6 +232,20 @@ fn header_name(name: &str) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Where `${` appears in `text` other than as an MCP credential reference
+/// (`${MCP_NAME}`): the rest of the text from there.
+fn stray_reference(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        match after.find('}') {
+            Some(end) if is_credential_key(&after[..end]) => rest = &after[end + 1..],
+            _ => return Some(&rest[at..]),
+        }
+    }
+    None
 }
 
 /// The `${NAME}` references in `text`, in order (`NAME` being any run of capitals, digits
@@ -218,29 +307,32 @@ pub fn check_server(field: &str, config: &Value, credentials: bool) -> Result<()
         Transport::Sse { headers, .. } => (headers, true),
     };
     for (name, value) in headers {
-        for reference in references_in(value) {
-            if !is_credential_key(reference) {
-                return Err(Invalid::new(
-                    format!("{field}.headers.{name}"),
-                    format!(
-                        "'${{{reference}}}' is not an MCP credential (MCP_ then capitals, digits, '_')"
-                    ),
-                ));
-            }
-            if sse {
-                return Err(Invalid::new(
-                    format!("{field}.headers.{name}"),
-                    "an SSE server takes no credential: `claude` reaches it directly; use the \
-                     streamable HTTP transport (type 'http'), which the runner's proxy relays",
-                ));
-            }
-            if !credentials {
-                return Err(Invalid::new(
-                    format!("{field}.headers.{name}"),
-                    "only the project's MCP servers may use credentials: a project admin binds \
-                     a credential to its server in the project's settings",
-                ));
-            }
+        if !value.contains("${") {
+            continue;
+        }
+        let at = format!("{field}.headers.{name}");
+        if sse {
+            return Err(Invalid::new(
+                at,
+                "an SSE server takes no credential: `claude` reaches it directly; use the \
+                 streamable HTTP transport (type 'http'), which the runner's proxy relays",
+            ));
+        }
+        if !credentials {
+            return Err(Invalid::new(
+                at,
+                "only the project's MCP servers may use credentials: a project admin binds \
+                 a credential to its server in the project's settings",
+            ));
+        }
+        if let Some(stray) = stray_reference(value) {
+            let shown: String = stray.chars().take(24).collect();
+            return Err(Invalid::new(
+                at,
+                format!(
+                    "'{shown}' is not an MCP credential reference: '${{' may only begin one, as in ${{MCP_NAME}} (MCP_ then capitals, digits, '_')"
+                ),
+            ));
         }
     }
     Ok(())
@@ -377,8 +469,42 @@ mod tests {
             ),
             (
                 json!({"type": "http", "url": "https://h/${MCP_T}"}),
-                "must not reference",
+                "may not contain '$'",
             ),
+            (
+                json!({"type": "http", "url": "https://h/", "headers": null}),
+                "must be an object",
+            ),
+            (
+                json!({"type": "http", "url": "https://h/", "timeout": 5}),
+                "unknown key 'timeout'",
+            ),
+            (
+                json!({"command": "x", "url": "https://h/"}),
+                "unknown key 'url'",
+            ),
+            (
+                json!({"command": "x", "args": "a b"}),
+                "'args' must be a list",
+            ),
+            (
+                json!({"command": "x", "args": ["a".repeat(129)]}),
+                "at most 128",
+            ),
+            (
+                json!({"command": "x", "env": {"1A": "x"}}),
+                "not an environment variable",
+            ),
+            (
+                json!({"command": "x", "env": {"A": "${HOME}"}}),
+                "may not contain",
+            ),
+            (json!({"command": "a\nb"}), "one line"),
+            (
+                json!({"type": "http", "url": "https://h/", "headers": {"A": "x".repeat(257)}}),
+                "at most 256",
+            ),
+            (json!([]), "must be an object"),
             (
                 json!({"type": "http", "url": "https://h/", "headers": {"A": "x\ny"}}),
                 "one line",
@@ -406,6 +532,13 @@ mod tests {
         let other =
             json!({"type": "http", "url": "https://h/", "headers": {"A": "${GITHUB_TOKEN}"}});
         assert!(check_server("s", &other, true).is_err());
+        let stray =
+            json!({"type": "http", "url": "https://h/", "headers": {"A": "${lower} ${MCP_T}"}});
+        let e = check_server("s", &stray, true).unwrap_err().to_string();
+        assert!(
+            e.contains("'${lower} ${MCP_T}' is not an MCP credential reference"),
+            "{e}"
+        );
         let sse = json!({"type": "sse", "url": "https://h/", "headers": {"A": "${MCP_T}"}});
         assert!(
             check_server("s", &sse, true)

@@ -554,18 +554,28 @@ fn mcp_schemas(schemas: &mut Value) {
     .join("|");
     let header_name = json!({"type": "string", "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$",
         "not": {"pattern": format!("^({reserved})$")}});
-    const PLAIN: &str = "[^$\\u0000-\\u001f\\u007f-\\u009f]|\\$[^{$\\u0000-\\u001f\\u007f-\\u009f]";
-    let plain = json!({"type": "string", "maxLength": 128, "pattern": format!("^({PLAIN})*$")});
-    let url = json!({"type": "string", "maxLength": 1024,
+    // `${` only where the model allows it: nowhere (`no_ref`), or only to begin an MCP
+    // credential reference (`with_refs`); no control character; as `model::mcp` checks.
+    const C: &str = "[^$\\u0000-\\u001f\\u007f-\\u009f]";
+    const D: &str = "[^${\\u0000-\\u001f\\u007f-\\u009f]";
+    const R: &str = "\\$\\{MCP_[A-Z0-9_]{1,60}\\}";
+    let no_ref = |max: usize| {
+        json!({"type": "string", "maxLength": max,
+        "pattern": format!("^{C}*(\\$+{D}{C}*)*\\$*$")})
+    };
+    let with_refs = json!({"type": "string", "maxLength": model::mcp::MAX_HEADER_VALUE,
+        "pattern": format!("^({C}|{R}|\\$+{D}|\\$+{R})*\\$*$")});
+    let plain_header = no_ref(model::mcp::MAX_HEADER_VALUE);
+    let url = json!({"type": "string", "maxLength": model::mcp::MAX_URL,
         "pattern": "^https?://[^\\s/?#@$\\u0000-\\u001f\\u007f-\\u009f]+([/?#][^\\s$\\u0000-\\u001f\\u007f-\\u009f]*)?$"});
     let stdio = json!({"type": "object", "title": "stdio", "additionalProperties": false, "required": ["command"],
         "properties": {
             "type": {"type": "string", "enum": ["stdio"]},
-            "command": {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
-            "args": {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 128}},
-            "env": {"type": "object", "maxProperties": 16,
+            "command": {"type": "string", "maxLength": model::mcp::MAX_COMMAND, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+            "args": {"type": "array", "maxItems": model::mcp::MAX_ARGS, "items": {"type": "string", "maxLength": model::mcp::MAX_ARG}},
+            "env": {"type": "object", "maxProperties": model::mcp::MAX_ENV,
                 "propertyNames": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
-                "additionalProperties": plain,
+                "additionalProperties": no_ref(model::mcp::MAX_ENV_VALUE),
                 "description": "The server's environment. It runs in the agent's sandbox, where the agent could read it: no credential reference."}}});
     let http = |kind: &str, value: &Value, note: &str| {
         json!({"type": "object", "title": kind,
@@ -576,13 +586,11 @@ fn mcp_schemas(schemas: &mut Value) {
             "headers": {"type": "object", "maxProperties": model::mcp::MAX_HEADERS,
                 "propertyNames": header_name, "additionalProperties": value, "description": note}}})
     };
-    let with_refs = json!({"type": "string", "maxLength": 256,
-        "pattern": format!("^({PLAIN}|\\$\\{{MCP_[A-Z0-9_]{{1,60}}\\}})*$")});
     let servers = |name: &str, header_value: &Value, note: &str| {
         let mut out = schemas[name].clone();
         out["properties"]["custom"] = json!({"type": "object",
             "maxProperties": model::validate::MAX_MCP_SERVERS, "propertyNames": server_name,
-            "additionalProperties": {"oneOf": [stdio, http("http", header_value, note), http("sse", &plain, "Headers sent with every request.")]},
+            "additionalProperties": {"oneOf": [stdio, http("http", header_value, note), http("sse", &plain_header, "Headers sent with every request.")]},
             "description": "Servers by name: stdio (a command `claude` starts in the agent's sandbox), http (streamable HTTP, relayed by the runner's proxy) or sse."});
         out["properties"]["disabled"] = json!({"type": "array",
             "maxItems": model::validate::MAX_MCP_SERVERS, "items": server_name,
@@ -596,7 +604,7 @@ fn mcp_schemas(schemas: &mut Value) {
     );
     let mut session = servers(
         "McpServers",
-        &plain,
+        &plain_header,
         "Headers the runner's proxy adds (a session's servers take no credential).",
     );
     session["description"] = json!(
