@@ -4,18 +4,12 @@ import { PORT } from '../playwright.config';
 // A stdio MCP server with one tool, in a few lines of Python (`claude` starts it in the
 // agent's sandbox).
 const TINY = [
-  'import sys, json',
-  'def send(o):',
-  '    sys.stdout.write(json.dumps(o) + "\\n"); sys.stdout.flush()',
-  'for line in sys.stdin:',
-  '    m = json.loads(line)',
-  '    if "id" not in m: continue',
-  '    if m["method"] == "initialize":',
-  '        send({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "tiny", "version": "1"}}})',
-  '    elif m["method"] == "tools/list":',
-  '        send({"jsonrpc": "2.0", "id": m["id"], "result": {"tools": [{"name": "add", "inputSchema": {"type": "object"}}]}})',
-  '    else:',
-  '        send({"jsonrpc": "2.0", "id": m["id"], "result": {}})',
+  'import sys,json',
+  'for l in sys.stdin:',
+  ' m=json.loads(l);i=m.get("id");k=m["method"];p=m.get("params",{})',
+  ' if i is None:continue',
+  ' r={"protocolVersion":p["protocolVersion"],"capabilities":{"tools":{}},"serverInfo":{"name":"tiny","version":"1"}} if k=="initialize" else {"tools":[{"name":"add","inputSchema":{"type":"object"}}]} if k=="tools/list" else {"content":[{"type":"text","text":"sum=%d"%(p["arguments"]["a"]+p["arguments"]["b"])}]} if k=="tools/call" else {}',
+  ' print(json.dumps({"jsonrpc":"2.0","id":i,"result":r}),flush=True)',
 ].join('\n');
 
 test('an admin adds MCP servers and a credential in Settings; the session page shows each server and its tools', async ({ page, consoleErrors }) => {

@@ -64,9 +64,9 @@ pub enum Transport {
 /// Longest `command` of a stdio server, in characters.
 pub const MAX_COMMAND: usize = 256;
 /// Most `args` of a stdio server.
-pub const MAX_ARGS: usize = 16;
-/// Longest argument, in characters.
-pub const MAX_ARG: usize = 128;
+pub const MAX_ARGS: usize = 12;
+/// Longest argument, in characters (a JSON option, a short inline script).
+pub const MAX_ARG: usize = 1024;
 /// Most `env` variables of a stdio server.
 pub const MAX_ENV: usize = 16;
 /// Longest `env` value, in characters.
@@ -488,8 +488,8 @@ mod tests {
                 "'args' must be a list",
             ),
             (
-                json!({"command": "x", "args": ["a".repeat(129)]}),
-                "at most 128",
+                json!({"command": "x", "args": ["a".repeat(1025)]}),
+                "at most 1024",
             ),
             (
                 json!({"command": "x", "env": {"1A": "x"}}),

@@ -359,7 +359,7 @@ pub fn create_session(
 /// Most MCP servers of one configuration.
 pub const MAX_MCP_SERVERS: usize = 20;
 /// Largest configuration of one MCP server (its JSON), in bytes.
-pub const MAX_MCP_CONFIG: usize = 16 * 1024;
+pub const MAX_MCP_CONFIG: usize = 32 * 1024;
 
 /// An MCP server name: 1 to 64 letters, digits, `_` and `-`.
 pub fn mcp_server_name(field: &str, name: &str) -> Result<(), Invalid> {
@@ -403,7 +403,7 @@ pub fn mcp_servers(
             ));
         }
         if config.to_string().len() > MAX_MCP_CONFIG {
-            return Err(Invalid::new(at, "is larger than 16 KiB"));
+            return Err(Invalid::new(at, "is larger than 32 KiB"));
         }
         crate::mcp::check_server(&at, config, credentials)?;
     }

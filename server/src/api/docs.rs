@@ -526,7 +526,7 @@ fn operation_id(method: &str, path: &str) -> String {
 
 /// The MCP server schemas: the project's servers (`McpServers`, whose HTTP headers may
 /// reference MCP credentials as `${MCP_NAME}`) and a session's (`SessionMcpServers`, which
-/// may not), each transport with the bounds `model::mcp` checks (kept under the 16 KiB a
+/// may not), each transport with the bounds `model::mcp` checks (kept under the 32 KiB a
 /// server's JSON may have).
 fn mcp_schemas(schemas: &mut Value) {
     let server_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});

@@ -20,24 +20,14 @@ use crate::common::{assert_error, call, with_mock};
 
 const SESSIONS: &str = "/api/projects/default/agentic-sessions";
 
-/// A stdio MCP server with one tool, `add`, in a few lines of Python.
-const STDIO_SERVER: &str = r#"
-import sys, json
-def send(o):
-    sys.stdout.write(json.dumps(o) + "\n"); sys.stdout.flush()
-for line in sys.stdin:
-    m = json.loads(line)
-    if "id" not in m: continue
-    if m["method"] == "initialize":
-        send({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "tiny", "version": "1.0"}}})
-    elif m["method"] == "tools/list":
-        send({"jsonrpc": "2.0", "id": m["id"], "result": {"tools": [{"name": "add", "description": "Adds", "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}]}})
-    elif m["method"] == "tools/call":
-        a = m["params"]["arguments"]
-        send({"jsonrpc": "2.0", "id": m["id"], "result": {"content": [{"type": "text", "text": "sum=%d" % (a["a"] + a["b"])}]}})
-    else:
-        send({"jsonrpc": "2.0", "id": m["id"], "result": {}})
-"#;
+/// A stdio MCP server with one tool, `add`, in a few lines of Python (one argument: at
+/// most 1,024 characters).
+const STDIO_SERVER: &str = r#"import sys,json
+for l in sys.stdin:
+ m=json.loads(l);i=m.get("id");k=m["method"];p=m.get("params",{})
+ if i is None:continue
+ r={"protocolVersion":p["protocolVersion"],"capabilities":{"tools":{}},"serverInfo":{"name":"tiny","version":"1"}} if k=="initialize" else {"tools":[{"name":"add","inputSchema":{"type":"object"}}]} if k=="tools/list" else {"content":[{"type":"text","text":"sum=%d"%(p["arguments"]["a"]+p["arguments"]["b"])}]} if k=="tools/call" else {}
+ print(json.dumps({"jsonrpc":"2.0","id":i,"result":r}),flush=True)"#;
 
 /// What the HTTP MCP server saw of each request: its `Authorization`, and whether it
 /// carried the proxy's own token.
