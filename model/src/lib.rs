@@ -12,6 +12,8 @@
 //! - [`runner_env`]: the runner's contract with its drivers: environment variable names, the
 //!   typed [`runner_env::Credentials`], exit codes, the exit record;
 //! - [`mcp`]: MCP server configurations: transports, credential references, merging;
+//! - [`workflow`]: workflows: `ambient.json`, slash commands, what a session reports of its
+//!   workflow, a catalogue's entries;
 //! - [`validate`]: input validation shared by the server and the UI (one rule for each field,
 //!   one for a whole session-creation request).
 
@@ -24,6 +26,7 @@ pub mod runner_env;
 mod schema;
 pub mod session;
 pub mod validate;
+pub mod workflow;
 
 pub use project_settings::{ProjectSettings, ProjectSettingsSpec, ProjectSettingsStatus};
 pub use session::{AgenticSession, AgenticSessionSpec, AgenticSessionStatus, Phase};

@@ -19,7 +19,7 @@ pub use event::{
     ErrorEvent, GitPush, LogLevel, LogLine, MAX_EVENT_TEXT, MAX_MCP_STATUS_SERVERS,
     MAX_MCP_STATUS_TOOLS, McpServerState, McpStatus, ModelChange, PhaseChange, PullRequest,
     RunResult, SessionEvent, StoredEvent, Thinking, ToolResult, ToolUse, TurnResult, Usage,
-    UserMessage, truncated,
+    UserMessage, WorkflowChange, truncated,
 };
 pub use runner::{
     Ack, RunnerControl, RunnerEvent, RunnerHello, RunnerIdle, RunnerModel, RunnerToServer,

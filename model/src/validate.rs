@@ -346,6 +346,10 @@ pub fn create_session(
         if let Some(branch) = &wf.branch {
             branch_name("activeWorkflow.branch", branch)?;
         }
+        if let Some(path) = &wf.path {
+            crate::workflow::check_path(path)
+                .map_err(|m| Invalid::new("activeWorkflow.path", m))?;
+        }
     }
     for (k, v) in &req.environment_variables {
         env_var(k, v)?;

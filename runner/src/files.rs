@@ -46,7 +46,7 @@ const MAX_LISTING_BYTES: usize = 1024 * 1024;
 const MAX_STATUS_LINES: usize = 1000;
 
 /// A failed request: its class and a sentence.
-type Failure = (FilesError, String);
+pub(crate) type Failure = (FilesError, String);
 
 /// Serves workspace requests.
 pub struct Files {
@@ -292,6 +292,22 @@ impl Files {
             return Err(invalid(format!("{path} is not a regular file")));
         }
         Ok((std::fs::File::from(fd), stat.st_size.max(0) as u64))
+    }
+
+    /// The first `max` bytes of the regular file `path`, through no link (the runner's
+    /// own reads of the workspace: a workflow's `ambient.json` and commands).
+    pub(crate) fn read_prefix(&self, path: &str, max: u64) -> Result<Vec<u8>, Failure> {
+        let (file, _) = self.open_file(path)?;
+        let mut bytes = Vec::new();
+        file.take(max)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_failed(path, &e))?;
+        Ok(bytes)
+    }
+
+    /// The entries of the directory `path`, through no link.
+    pub(crate) fn entries(&self, path: &str) -> Result<Vec<FileEntry>, Failure> {
+        self.list(path).map(|l| l.items)
     }
 
     /// Each repository's branch, changes and diff, from git confined as the agent is.

@@ -390,10 +390,30 @@ impl<'a> Agent<'a> {
             permissions: claude::Permissions::new(config.permission_mode),
             tool_inputs: Default::default(),
         };
-        match config.initial_prompt.as_deref().filter(|_| !config.resume) {
+        // A workflow's startup prompt opens the conversation in it (a fresh one, or one
+        // continued after a switch), before the session's own first message.
+        let startup = ws.workflow_startup().map(str::to_owned);
+        if let Some(wf) = &ws.workflow {
+            let mut state = wf.state.clone();
+            state.started = startup.is_some();
+            link.emit(SessionEvent::Workflow(state));
+        }
+        let initial = config.initial_prompt.as_deref().filter(|_| !config.resume);
+        let first = match (startup.as_deref(), initial) {
+            (Some(s), Some(p)) => Some(format!("{s}\n\n{p}")),
+            (Some(s), None) => Some(s.to_owned()),
+            (None, Some(p)) => Some(p.to_owned()),
+            (None, None) => None,
+        };
+        match first {
             Some(prompt) => {
-                agent.send(prompt).await?;
-                summary.last_request = Some(prompt.to_owned());
+                agent.send(&prompt).await?;
+                if startup.is_some()
+                    && let Err(e) = ws.workflow_started()
+                {
+                    log(link, LogLevel::Warn, &e.to_string());
+                }
+                summary.last_request = Some(prompt);
                 agent.pending_turns = 1;
             }
             None => link.idle(true),

@@ -15,6 +15,28 @@ use crate::sandbox::Isolation;
 
 /// File in the state folder holding Claude's conversation id, for continuing it.
 const CLAUDE_SESSION_FILE: &str = "claude-session-id";
+/// File in the state folder recording which workflow (URL and branch) each
+/// `workflows/<name>` holds, so that a switch back finds its clone and two repositories of
+/// one name do not share a folder.
+const WORKFLOW_CLONES_FILE: &str = "workflow-clones.json";
+/// File in the state folder naming the workflow whose startup prompt the conversation was
+/// given (URL, branch and path): a run of the same workflow does not send it again.
+const WORKFLOW_STARTED_FILE: &str = "workflow-started";
+/// Bytes of a command file read for its description.
+const COMMAND_HEAD: u64 = 4096;
+
+/// The session's workflow, as read from its folder.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// What the platform is told of it.
+    pub state: model::workflow::WorkflowState,
+    /// Added to the agent's system prompt.
+    pub system_prompt: Option<String>,
+    /// Sent when the conversation starts in this workflow.
+    pub startup_prompt: Option<String>,
+    /// Its identity (URL, branch, path), as [`WORKFLOW_STARTED_FILE`] holds it.
+    key: String,
+}
 
 /// A cloned repository.
 #[derive(Debug, Clone)]
@@ -50,6 +72,8 @@ pub struct Workspace {
     pub confinement: Confinement,
     /// The workspace as the server sees it (listings, contents, uploads).
     pub files: std::sync::Arc<crate::files::Files>,
+    /// The active workflow, read.
+    pub workflow: Option<Workflow>,
 }
 
 /// A directory name for a remote: its last path segment without `.git`.
@@ -139,10 +163,13 @@ impl Workspace {
             .map(|r| r.dir.clone())
             .unwrap_or_else(|| config.artifacts.clone());
         let mut add_dirs: Vec<PathBuf> = repos.iter().skip(1).map(|r| r.dir.clone()).collect();
+        let mut workflow_dir = None;
         if let Some(wf) = &config.workflow {
             // The workflow directs the work: it is where the agent starts.
             add_dirs.insert(0, cwd.clone());
-            cwd = prepare_workflow(config, keeper, &confinement, wf, &log).await?;
+            let (clone, dir) = prepare_workflow(config, keeper, &confinement, wf, &log).await?;
+            cwd = dir;
+            workflow_dir = Some(clone);
         }
         if cwd != config.artifacts {
             add_dirs.push(config.artifacts.clone());
@@ -154,7 +181,12 @@ impl Workspace {
             confinement.clone(),
             repos.iter().map(|r| r.name.clone()).collect(),
         ));
+        let workflow = match (&config.workflow, workflow_dir) {
+            (Some(wf), Some(clone)) => Some(read_workflow(&files, &root, wf, &clone, &cwd)),
+            _ => None,
+        };
         Ok(Workspace {
+            workflow,
             files,
             root,
             cwd,
@@ -177,23 +209,27 @@ impl Workspace {
     /// Writes `contents` to `path` in the workspace, through no link: a link the agent
     /// planted there (or on the way) is refused, never followed.
     pub fn write(&self, path: &Path, contents: &[u8]) -> Result<(), Error> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let parent = path.parent().unwrap_or(&self.root);
-        no_links(&self.root, parent)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(path)
-            .map_err(|e| {
-                Error::Workspace(format!("cannot write {}: {}", path.display(), describe(&e)))
-            })?;
-        file.write_all(contents).map_err(|e| {
-            Error::Workspace(format!("cannot write {}: {}", path.display(), describe(&e)))
-        })
+        write_in(&self.root, path, contents)
+    }
+
+    /// The workflow's startup prompt, unless the conversation was given it already.
+    pub fn workflow_startup(&self) -> Option<&str> {
+        let wf = self.workflow.as_ref()?;
+        let prompt = wf.startup_prompt.as_deref()?;
+        let given = std::fs::read_to_string(self.root.join(STATE_DIR).join(WORKFLOW_STARTED_FILE))
+            .unwrap_or_default();
+        (given != wf.key).then_some(prompt)
+    }
+
+    /// Records that the conversation was given the workflow's startup prompt.
+    pub fn workflow_started(&self) -> Result<(), Error> {
+        match &self.workflow {
+            Some(wf) => self.write(
+                &self.root.join(STATE_DIR).join(WORKFLOW_STARTED_FILE),
+                wf.key.as_bytes(),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// The CLI's configuration folder, private to this session.
@@ -251,8 +287,39 @@ impl Workspace {
                 }
             }
         }
+        if let Some(wf) = &self.workflow {
+            p.push_str(&format!(
+                "\n\nYou work in the workflow \"{}\" ({}); its folder is your working directory.",
+                wf.state.name,
+                self.cwd.display()
+            ));
+            if let Some(prompt) = &wf.system_prompt {
+                p.push_str("\n\n");
+                p.push_str(prompt);
+            }
+        }
         p
     }
+}
+
+/// Writes `contents` to `path` in the workspace `root`, through no link.
+fn write_in(root: &Path, path: &Path, contents: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let parent = path.parent().unwrap_or(root);
+    no_links(root, parent)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|e| {
+            Error::Workspace(format!("cannot write {}: {}", path.display(), describe(&e)))
+        })?;
+    file.write_all(contents)
+        .map_err(|e| Error::Workspace(format!("cannot write {}: {}", path.display(), describe(&e))))
 }
 
 /// Clones one repository into `repos/<name>` (unless an earlier run did), sets the agent's
@@ -368,22 +435,49 @@ async fn check_out_work_branch(
     git::confined(confinement, dir, &args).await.map(|_| ())
 }
 
-/// Clones the active workflow into `workflows/<name>` (unless an earlier run did); returns
-/// where the agent starts: the workflow's path inside it, or its root.
+/// Clones the active workflow into `workflows/<name>` (unless an earlier run did: each
+/// folder's URL and branch are recorded); returns its clone and where the agent starts: the
+/// workflow's path inside it, or its root.
 async fn prepare_workflow(
     config: &Config,
     keeper: &Keeper,
     confinement: &Confinement,
     wf: &model::session::ActiveWorkflow,
     log: &impl Fn(String),
-) -> Result<PathBuf, Error> {
+) -> Result<(PathBuf, PathBuf), Error> {
     let root = &config.workspace;
-    let dir = root.join("workflows").join(repo_name(&wf.git_url, &[]));
+    let branch = wf.branch_or_default();
+    let origin = format!("{} {branch}", wf.git_url);
+    let record = root.join(STATE_DIR).join(WORKFLOW_CLONES_FILE);
+    let mut clones: std::collections::BTreeMap<String, String> = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let plain = repo_name(&wf.git_url, &[]);
+    let name = match clones.iter().find(|(_, o)| **o == origin) {
+        Some((name, _)) => name.clone(),
+        // A workspace of an earlier version holds its one workflow unrecorded.
+        None if clones.is_empty()
+            && std::fs::symlink_metadata(root.join("workflows").join(&plain)).is_ok() =>
+        {
+            plain
+        }
+        None => {
+            let mut taken: Vec<String> = clones.keys().cloned().collect();
+            if let Ok(dir) = std::fs::read_dir(root.join("workflows")) {
+                taken.extend(
+                    dir.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned()),
+                );
+            }
+            repo_name(&wf.git_url, &taken)
+        }
+    };
+    let dir = root.join("workflows").join(&name);
     no_links(root, &dir)?;
     if std::fs::symlink_metadata(&dir).is_err() {
         std::fs::create_dir_all(root.join("workflows")).map_err(|e| io_error(root, &e))?;
         let what = format!("the workflow {}", git::redact_url(&wf.git_url));
-        let branch = wf.branch_or_default();
         keeper
             .clone(
                 confinement,
@@ -400,10 +494,112 @@ async fn prepare_workflow(
             git::redact_url(&wf.git_url)
         ));
     }
-    Ok(match wf.path.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) if is_within(&dir, &dir.join(p)) => dir.join(p),
-        _ => dir,
-    })
+    if clones.get(&name) != Some(&origin) {
+        clones.insert(name, origin);
+        let json = serde_json::to_vec(&clones).unwrap_or_default();
+        write_in(root, &record, &json)?;
+    }
+    let start = match wf.path.as_deref().map(|p| p.trim_matches('/')) {
+        Some(p) if !p.is_empty() && model::workflow::check_path(p).is_ok() => dir.join(p),
+        _ => dir.clone(),
+    };
+    Ok((dir, start))
+}
+
+/// Reads the workflow in `folder` (below `root`, cloned in `clone`): its `ambient.json` and
+/// its commands, through no link. What is wrong with it is reported, not fatal: the agent
+/// works in the folder all the same.
+fn read_workflow(
+    files: &crate::files::Files,
+    root: &Path,
+    wf: &model::session::ActiveWorkflow,
+    clone: &Path,
+    folder: &Path,
+) -> Workflow {
+    use model::workflow::{
+        AMBIENT_JSON, AmbientJson, COMMANDS_DIR, MAX_AMBIENT_JSON, WorkflowCommand, WorkflowState,
+    };
+    let rel = |p: &Path| {
+        p.strip_prefix(root)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let at = rel(folder);
+    let path = wf
+        .path
+        .clone()
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_owned();
+    let mut problem = None;
+    let ambient = match files.read_prefix(&format!("{at}/{AMBIENT_JSON}"), MAX_AMBIENT_JSON + 1) {
+        Ok(bytes) => AmbientJson::parse(&bytes).unwrap_or_else(|why| {
+            problem = Some(why);
+            AmbientJson::default()
+        }),
+        Err((model::protocol::files::FilesError::NotFound, _)) => AmbientJson::default(),
+        Err((_, why)) => {
+            problem = Some(format!("{AMBIENT_JSON} was not read: {why}"));
+            AmbientJson::default()
+        }
+    };
+    let mut commands = Vec::new();
+    let mut folders = vec![(format!("{at}/{COMMANDS_DIR}"), Vec::<String>::new())];
+    while let Some((dir, parts)) = folders.pop() {
+        let Ok(entries) = files.entries(&dir) else {
+            continue;
+        };
+        for e in entries {
+            if e.link.is_some() {
+                continue;
+            }
+            let mut here = parts.clone();
+            here.push(e.name.clone());
+            if e.is_dir {
+                if here.len() <= model::workflow::MAX_COMMAND_DEPTH {
+                    folders.push((e.path, here));
+                }
+                continue;
+            }
+            let names: Vec<&str> = here.iter().map(String::as_str).collect();
+            if WorkflowCommand::from_file(&names, "").is_none() {
+                continue;
+            }
+            let head = files.read_prefix(&e.path, COMMAND_HEAD).unwrap_or_default();
+            if let Some(c) = WorkflowCommand::from_file(&names, &String::from_utf8_lossy(&head)) {
+                commands.push(c);
+            }
+            if commands.len() >= model::workflow::MAX_COMMANDS {
+                break;
+            }
+        }
+        if commands.len() >= model::workflow::MAX_COMMANDS {
+            break;
+        }
+    }
+    commands.sort_by(|a, b| a.name.cmp(&b.name));
+    let fallback = folder
+        .file_name()
+        .or_else(|| clone.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let branch = wf.branch_or_default().to_owned();
+    Workflow {
+        key: format!("{}\n{branch}\n{path}", wf.git_url),
+        state: WorkflowState {
+            git_url: wf.git_url.clone(),
+            branch,
+            path,
+            name: ambient.name.unwrap_or(fallback),
+            description: ambient.description.unwrap_or_default(),
+            commands,
+            system_prompt: ambient.system_prompt.is_some(),
+            started: false,
+            problem,
+        },
+        system_prompt: ambient.system_prompt,
+        startup_prompt: ambient.startup_prompt,
+    }
 }
 
 /// Whether the filesystem holding `path` has (next to) no room left.
@@ -461,6 +657,151 @@ pub fn is_within(root: &Path, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files(root: &Path) -> crate::files::Files {
+        crate::files::Files::new(
+            root.to_owned(),
+            Confinement {
+                isolation: Isolation::None(String::new()),
+                workspace: root.to_owned(),
+            },
+            Vec::new(),
+        )
+    }
+
+    fn workflow(path: Option<&str>) -> model::session::ActiveWorkflow {
+        model::session::ActiveWorkflow {
+            git_url: "https://git.example/org/flows.git".into(),
+            branch: None,
+            path: path.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_workflow_is_read_through_no_link_with_its_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let clone = root.join("workflows/flows");
+        let folder = clone.join("bugfix");
+        std::fs::create_dir_all(folder.join(".ambient")).unwrap();
+        std::fs::create_dir_all(folder.join(".claude/commands/rfe")).unwrap();
+        std::fs::write(
+            folder.join(".ambient/ambient.json"),
+            r#"{"name":"Bug fix","description":"Fixes a bug.","systemPrompt":"Reproduce first.","startupPrompt":"Greet the user."}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join(".claude/commands/triage.md"),
+            "---\ndescription: Sort the bugs\n---\nSort them.",
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join(".claude/commands/rfe/create.md"),
+            "# Write an RFE\n",
+        )
+        .unwrap();
+        std::fs::write(folder.join(".claude/commands/notes.txt"), "not a command").unwrap();
+        // A command that is a link to a secret of the host is not read.
+        std::os::unix::fs::symlink("/etc/hostname", folder.join(".claude/commands/leak.md"))
+            .unwrap();
+        let wf = read_workflow(
+            &files(root),
+            root,
+            &workflow(Some("bugfix/")),
+            &clone,
+            &folder,
+        );
+        let s = &wf.state;
+        assert_eq!(
+            (s.name.as_str(), s.description.as_str()),
+            ("Bug fix", "Fixes a bug.")
+        );
+        assert_eq!((s.branch.as_str(), s.path.as_str()), ("main", "bugfix"));
+        let commands: Vec<(&str, &str)> = s
+            .commands
+            .iter()
+            .map(|c| (c.name.as_str(), c.description.as_str()))
+            .collect();
+        assert_eq!(
+            commands,
+            [("rfe:create", "Write an RFE"), ("triage", "Sort the bugs")]
+        );
+        assert!(s.system_prompt && s.problem.is_none());
+        assert_eq!(wf.startup_prompt.as_deref(), Some("Greet the user."));
+
+        // An ambient.json that is a link is not followed: the workflow goes on without it.
+        std::fs::remove_file(folder.join(".ambient/ambient.json")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", folder.join(".ambient/ambient.json")).unwrap();
+        let wf = read_workflow(
+            &files(root),
+            root,
+            &workflow(Some("bugfix")),
+            &clone,
+            &folder,
+        );
+        assert!(wf.state.problem.unwrap().contains("symbolic link"));
+        assert_eq!((wf.state.name.as_str(), wf.system_prompt), ("bugfix", None));
+        // Nor is a folder on the way that is a link.
+        std::fs::remove_dir_all(folder.join(".ambient")).unwrap();
+        std::os::unix::fs::symlink("/etc", folder.join(".ambient")).unwrap();
+        let wf = read_workflow(
+            &files(root),
+            root,
+            &workflow(Some("bugfix")),
+            &clone,
+            &folder,
+        );
+        assert!(wf.state.problem.is_some() && wf.system_prompt.is_none());
+        // Broken JSON is reported.
+        std::fs::remove_file(folder.join(".ambient")).unwrap();
+        std::fs::create_dir_all(folder.join(".ambient")).unwrap();
+        std::fs::write(folder.join(".ambient/ambient.json"), "{").unwrap();
+        let wf = read_workflow(
+            &files(root),
+            root,
+            &workflow(Some("bugfix")),
+            &clone,
+            &folder,
+        );
+        assert!(wf.state.problem.unwrap().contains("not valid"));
+    }
+
+    #[test]
+    fn a_workflows_startup_prompt_is_given_once_per_workflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(STATE_DIR)).unwrap();
+        let folder = root.join("workflows/flows");
+        std::fs::create_dir_all(folder.join(".ambient")).unwrap();
+        std::fs::write(
+            folder.join(".ambient/ambient.json"),
+            r#"{"startupPrompt":"Hello."}"#,
+        )
+        .unwrap();
+        let f = std::sync::Arc::new(files(root));
+        let ws = |path: Option<&str>| Workspace {
+            root: root.to_owned(),
+            cwd: folder.clone(),
+            add_dirs: Vec::new(),
+            artifacts: root.join("artifacts"),
+            repos: Vec::new(),
+            confinement: Confinement {
+                isolation: Isolation::None(String::new()),
+                workspace: root.to_owned(),
+            },
+            workflow: Some(read_workflow(&f, root, &workflow(path), &folder, &folder)),
+            files: f.clone(),
+        };
+        let first = ws(None);
+        assert_eq!(first.workflow_startup(), Some("Hello."));
+        first.workflow_started().unwrap();
+        assert_eq!(ws(None).workflow_startup(), None, "the same workflow again");
+        assert_eq!(
+            ws(Some("other")).workflow_startup(),
+            Some("Hello."),
+            "another workflow (here another folder) starts again"
+        );
+    }
 
     #[test]
     fn links_in_the_workspace_are_refused_not_followed() {

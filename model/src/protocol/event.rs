@@ -59,6 +59,12 @@ pub enum SessionEvent {
     Answer(Answer),
     /// The state of the session's MCP servers changed, as the agent's `claude` reports it.
     McpStatus(McpStatus),
+    /// The session's workflow as its runner found it (a run whose workflow differs from the
+    /// last one reported).
+    Workflow(crate::workflow::WorkflowState),
+    /// Someone switched the session's workflow: its agent restarts in it, the conversation
+    /// kept.
+    WorkflowChanged(WorkflowChange),
     /// Work was pushed to a branch.
     GitPush(GitPush),
     /// A pull (merge) request was opened.
@@ -95,6 +101,7 @@ impl SessionEvent {
                 | SessionEvent::Interrupt(_)
                 | SessionEvent::StopRequested(_)
                 | SessionEvent::ModelChanged(_)
+                | SessionEvent::WorkflowChanged(_)
                 | SessionEvent::Answer(_)
         )
     }
@@ -160,6 +167,8 @@ impl SessionEvent {
             | SessionEvent::Ask(_)
             | SessionEvent::Answer(_)
             | SessionEvent::McpStatus(_)
+            | SessionEvent::Workflow(_)
+            | SessionEvent::WorkflowChanged(_)
             | SessionEvent::GitPush(_)
             | SessionEvent::PullRequest(_) => {}
         }
@@ -206,6 +215,8 @@ impl SessionEvent {
             SessionEvent::Ask(_) => "ask",
             SessionEvent::Answer(_) => "answer",
             SessionEvent::McpStatus(_) => "mcp_status",
+            SessionEvent::Workflow(_) => "workflow",
+            SessionEvent::WorkflowChanged(_) => "workflow_changed",
             SessionEvent::GitPush(_) => "git_push",
             SessionEvent::PullRequest(_) => "pull_request",
         }
@@ -463,6 +474,17 @@ pub struct Answer {
 pub struct ModelChange {
     /// The model from now on.
     pub model: String,
+    /// Display name or user id of who switched it.
+    pub sender: String,
+}
+
+/// A switch of the session's workflow.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowChange {
+    /// The workflow from now on (none: the session leaves its workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<crate::session::ActiveWorkflow>,
     /// Display name or user id of who switched it.
     pub sender: String,
 }
