@@ -9,11 +9,15 @@ pub const DESIRED_PHASE: &str = "ambient-code.io/desired-phase";
 pub const DESIRED_RUNNING: &str = "Running";
 /// Value of [`DESIRED_PHASE`] asking to stop the session.
 pub const DESIRED_STOPPED: &str = "Stopped";
+/// Value of [`DESIRED_PHASE`] asking an active session to stop and start again at once,
+/// its conversation kept (its workflow changed).
+pub const DESIRED_RESTART: &str = "Restart";
 /// RFC 3339 time of the last start request.
 pub const START_REQUESTED_AT: &str = "ambient-code.io/start-requested-at";
 /// RFC 3339 time of the last stop request.
 pub const STOP_REQUESTED_AT: &str = "ambient-code.io/stop-requested-at";
-/// Why a stop was requested (`user`, `inactivity`, `timeout`, `run-finished`).
+/// Why a stop was requested (`user`, `inactivity`, `timeout`, `run-finished`, `capacity`,
+/// `restart`).
 pub const STOP_REASON: &str = "ambient-code.io/stop-reason";
 /// The annotations of a request ([`DESIRED_PHASE`] and what goes with it), removed together
 /// once the operator has taken the request.

@@ -412,6 +412,9 @@ pub enum StoppedReason {
     /// Its agent waited for a person when another session needed its slot (the cap on
     /// running sessions was reached); a message continues it.
     Capacity,
+    /// Its workflow was switched: it starts again at once in the new one, its conversation
+    /// kept (seen only while it restarts).
+    Restart,
 }
 
 impl StoppedReason {
@@ -423,6 +426,7 @@ impl StoppedReason {
             StoppedReason::Timeout => "timeout",
             StoppedReason::RunFinished => "run-finished",
             StoppedReason::Capacity => "capacity",
+            StoppedReason::Restart => "restart",
         }
     }
 
@@ -434,6 +438,7 @@ impl StoppedReason {
             Self::Timeout,
             Self::RunFinished,
             Self::Capacity,
+            Self::Restart,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use model::annotations::{DESIRED_PHASE, DESIRED_RUNNING, DESIRED_STOPPED, STOP_REASON};
+use model::annotations::{
+    DESIRED_PHASE, DESIRED_RESTART, DESIRED_RUNNING, DESIRED_STOPPED, STOP_REASON,
+};
 use model::protocol::PhaseChange;
 
 use model::session::{AgenticSessionStatus, RunSummary, StoppedReason};
@@ -187,6 +189,17 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
                 }
             }
         }
+        Phase::Creating | Phase::Running if desired == Some(DESIRED_RESTART) => match runner {
+            // The request stays until the runner is gone: then the session starts again.
+            Runner::Alive { .. } | Runner::Waiting { .. } => b.stopping(StoppedReason::Restart),
+            Runner::Exited(_)
+            | Runner::Absent
+            | Runner::Lost { .. }
+            | Runner::Unstartable { .. } => {
+                b.plan.clear_desired_phase = true;
+                b.restart();
+            }
+        },
         Phase::Running if ctx.make_room && matches!(runner, Runner::Alive { .. }) => {
             b.plan.clear_desired_phase = desired.is_some();
             b.stopping(StoppedReason::Capacity);
@@ -200,7 +213,24 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
         }
         Phase::Stopping => {
             let reason = b.st.stopped_reason.unwrap_or(requested_reason);
+            let restart = reason == StoppedReason::Restart && desired == Some(DESIRED_RESTART);
             match runner {
+                Runner::Alive { .. } | Runner::Waiting { .. }
+                    if desired == Some(DESIRED_STOPPED) =>
+                {
+                    // A stop asked while it restarts wins.
+                    b.plan.clear_desired_phase = true;
+                    b.stopping(requested_reason);
+                }
+                Runner::Exited(exit) if restart => {
+                    b.record_result(exit);
+                    b.plan.clear_desired_phase = true;
+                    b.restart();
+                }
+                Runner::Absent | Runner::Lost { .. } | Runner::Unstartable { .. } if restart => {
+                    b.plan.clear_desired_phase = true;
+                    b.restart();
+                }
                 Runner::Alive { .. } | Runner::Waiting { .. } => {
                     // Re-issue the stop: after a restart the driver has no timer left.
                     b.plan.action = Some(Action::Stop { reason });
@@ -394,6 +424,9 @@ impl Builder<'_> {
             StoppedReason::Capacity => "stopped while it waited for a person, to make room for \
                 another session (the cap on running sessions is reached); a message continues it"
                 .to_owned(),
+            StoppedReason::Restart => {
+                "restarting in its new workflow; the conversation goes on".to_owned()
+            }
         };
         self.condition(
             condition::READY,
@@ -526,6 +559,7 @@ fn stop_condition_reason(reason: StoppedReason) -> &'static str {
         StoppedReason::Timeout => "Timeout",
         StoppedReason::RunFinished => "RunFinished",
         StoppedReason::Capacity => "StoppedForCapacity",
+        StoppedReason::Restart => "Restarting",
     }
 }
 

@@ -626,3 +626,70 @@ fn a_session_stopped_to_make_room_says_so() {
         })
     );
 }
+
+#[test]
+fn a_restart_stops_the_runner_then_starts_again_with_the_conversation() {
+    let mut s = session(Phase::Running, &[(DESIRED_PHASE, DESIRED_RESTART)]);
+    s.status.as_mut().unwrap().sdk_session_id = Some("conversation-1".into());
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(2));
+    assert_eq!(
+        p.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Restart
+        })
+    );
+    assert_eq!(phase_of(&p), Phase::Stopping);
+    assert!(
+        !p.clear_desired_phase,
+        "the request stays until the runner is gone"
+    );
+    let s = apply(s, &p);
+    // Still alive: the stop is re-issued, nothing else.
+    let again = plan(&s, &Runner::Alive { connected: true }, &at(3));
+    assert_eq!(
+        again.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Restart
+        })
+    );
+    assert_eq!(again.status, None);
+    // Gone: it starts again at once, resuming, never Stopped.
+    let exit = Runner::Exited(Exit {
+        code: None,
+        signal: Some(15),
+        ..Default::default()
+    });
+    let p = plan(&s, &exit, &at(4));
+    assert_eq!(p.action, Some(Action::Start { resume: true }));
+    let st = p.status.as_ref().unwrap();
+    assert_eq!((st.phase, st.stopped_reason), (Phase::Creating, None));
+    assert!(p.clear_desired_phase);
+    let s = apply(s, &p);
+    assert_eq!(s.annotation(DESIRED_PHASE), None);
+
+    // A stop asked while it restarts wins: it stops and stays stopped.
+    let mut s = session(Phase::Stopping, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    s.status.as_mut().unwrap().stopped_reason = Some(StoppedReason::Restart);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(5));
+    assert_eq!(
+        p.action,
+        Some(Action::Stop {
+            reason: StoppedReason::User
+        })
+    );
+    let s = apply(s, &p);
+    let p = plan(&s, &exit, &at(6));
+    assert_eq!(phase_of(&p), Phase::Stopped);
+    assert_eq!(p.action, None);
+
+    // A finished session is not restarted by a late request: its next run uses the change.
+    for phase in [Phase::Completed, Phase::Stopped] {
+        let s = session(phase, &[(DESIRED_PHASE, DESIRED_RESTART)]);
+        let p = plan(&s, &Runner::Absent, &at(7));
+        assert_eq!(
+            (p.action.clone(), p.clear_desired_phase),
+            (None, true),
+            "{phase}"
+        );
+    }
+}
