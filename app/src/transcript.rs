@@ -102,6 +102,30 @@ pub fn ask_summary(ask: &Ask) -> String {
         .unwrap_or_else(|| input.to_string())
 }
 
+/// The transcript's line for a run's workflow (`None`: nothing worth a line).
+fn workflow_line(w: &model::workflow::WorkflowState) -> Option<LogLine> {
+    use model::protocol::LogLevel;
+    let mut message = format!("Workflow \"{}\"", w.name);
+    if !w.commands.is_empty() {
+        message.push_str(&format!(
+            ": {} command{}",
+            w.commands.len(),
+            if w.commands.len() == 1 { "" } else { "s" }
+        ));
+    }
+    if w.started {
+        message.push_str("; started with its startup prompt");
+    }
+    let level = match &w.problem {
+        Some(p) => {
+            message.push_str(&format!(" ({p})"));
+            LogLevel::Warn
+        }
+        None => LogLevel::Info,
+    };
+    Some(LogLine { level, message })
+}
+
 /// The name shown for a tool whose call is not in the transcript.
 const UNKNOWN_TOOL: &str = "tool";
 
@@ -125,6 +149,9 @@ pub struct Transcript {
     pub outstanding_turns: u32,
     /// The MCP servers' state as last reported (shown beside the transcript, not in it).
     pub mcp: Option<McpStatus>,
+    /// The workflow as its runner last found it (none since a switch, until the next run
+    /// reports the new one): its slash commands feed the composer.
+    pub workflow: Option<model::workflow::WorkflowState>,
 }
 
 impl Transcript {
@@ -253,6 +280,32 @@ impl Transcript {
                 what: format!("switch the model to {}", m.model),
                 sender: m.sender,
             },
+            SessionEvent::WorkflowChanged(w) => {
+                self.workflow = None;
+                EntryKind::Control {
+                    what: match w.workflow {
+                        Some(wf) => format!(
+                            "switch the workflow to {}{}",
+                            wf.git_url,
+                            wf.path.map(|p| format!(" ({p})")).unwrap_or_default()
+                        ),
+                        None => "leave the workflow".into(),
+                    },
+                    sender: w.sender,
+                }
+            }
+            SessionEvent::Workflow(w) => {
+                let same = self.workflow.as_ref().is_some_and(|o| {
+                    (&o.git_url, &o.branch, &o.path) == (&w.git_url, &w.branch, &w.path)
+                });
+                let line = workflow_line(&w);
+                self.workflow = Some(w);
+                // Each run reports its workflow; the transcript says so when it changed.
+                match line {
+                    Some(l) if !same => EntryKind::Log(l),
+                    _ => return true,
+                }
+            }
             SessionEvent::Ask(ask) => EntryKind::Ask { ask, answer: None },
             SessionEvent::Answer(answer) => {
                 // Shown on its question (when that is loaded).

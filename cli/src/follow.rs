@@ -389,6 +389,36 @@ fn describe(event: &SessionEvent) -> Option<String> {
                 .collect();
             format!("mcp: {}", servers.join(", "))
         }
+        SessionEvent::Workflow(w) => {
+            let commands: Vec<String> = w
+                .commands
+                .iter()
+                .map(|c| format!("/{}", clean(&c.name)))
+                .collect();
+            let mut line = format!("workflow {}", clean(&w.name));
+            if !commands.is_empty() {
+                line.push_str(&format!(": {}", commands.join(" ")));
+            }
+            if w.started {
+                line.push_str(" (started)");
+            }
+            if let Some(p) = &w.problem {
+                line.push_str(&format!(" [{}]", clean(p)));
+            }
+            line
+        }
+        SessionEvent::WorkflowChanged(c) => match &c.workflow {
+            Some(wf) => format!(
+                "workflow {}{} chosen by {}",
+                clean(&wf.git_url),
+                wf.path
+                    .as_deref()
+                    .map(|p| format!(" ({})", clean(p)))
+                    .unwrap_or_default(),
+                clean(&c.sender)
+            ),
+            None => format!("workflow left by {}", clean(&c.sender)),
+        },
     })
 }
 

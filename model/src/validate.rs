@@ -342,20 +342,28 @@ pub fn create_session(
         }
     }
     if let Some(wf) = &req.active_workflow {
-        repo_url("activeWorkflow.gitUrl", &wf.git_url)?;
-        if let Some(branch) = &wf.branch {
-            branch_name("activeWorkflow.branch", branch)?;
-        }
-        if let Some(path) = &wf.path {
-            crate::workflow::check_path(path)
-                .map_err(|m| Invalid::new("activeWorkflow.path", m))?;
-        }
+        active_workflow("activeWorkflow", wf)?;
     }
     for (k, v) in &req.environment_variables {
         env_var(k, v)?;
     }
     if let Some(mcp) = &req.mcp_servers {
         mcp_servers("mcpServers", mcp, false)?;
+    }
+    Ok(())
+}
+
+/// A workflow (`field` names it): its repository's URL, its branch, its folder.
+pub fn active_workflow(
+    field: &str,
+    wf: &crate::session::ActiveWorkflow,
+) -> Result<(), Invalid> {
+    repo_url(&format!("{field}.gitUrl"), &wf.git_url)?;
+    if let Some(branch) = &wf.branch {
+        branch_name(&format!("{field}.branch"), branch)?;
+    }
+    if let Some(path) = &wf.path {
+        crate::workflow::check_path(path).map_err(|m| Invalid::new(format!("{field}.path"), m))?;
     }
     Ok(())
 }

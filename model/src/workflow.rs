@@ -29,8 +29,12 @@ pub const MAX_COMMAND_NAME: usize = 64;
 pub const MAX_COMMAND_DEPTH: usize = 3;
 /// Largest command file read for its description, in bytes.
 pub const MAX_COMMAND_FILE: u64 = 64 * 1024;
-/// Longest workflow path (`activeWorkflow.path`), in bytes.
+/// Longest workflow path (`activeWorkflow.path`), in characters.
 pub const MAX_PATH: usize = 512;
+/// [`check_path`] as a regular expression (ECMA 262 and Python alike), for the OpenAPI
+/// document.
+pub const PATH_PATTERN: &str =
+    r"^(?:(?!\.{1,2}(?:/|$))[^/\x00-\x1f\x7f-\x9f]+(?:/|$))*$";
 
 /// `.ambient/ambient.json`: what the platform uses of it (other keys are ignored).
 #[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -229,15 +233,16 @@ pub struct Catalogue {
     pub problem: Option<String>,
 }
 
-/// `activeWorkflow.path`: a relative path of plain components.
+/// `activeWorkflow.path`: a relative path of plain components, perhaps ending in `/` (the
+/// OpenAPI document's [`PATH_PATTERN`]).
 pub fn check_path(path: &str) -> Result<(), String> {
-    if path.len() > MAX_PATH {
-        return Err(format!("must be at most {MAX_PATH} bytes"));
+    if path.chars().count() > MAX_PATH {
+        return Err(format!("must be at most {MAX_PATH} characters"));
     }
     if path.starts_with('/') {
         return Err("must be relative to the repository's root".into());
     }
-    let trimmed = path.trim_end_matches('/');
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
     if trimmed.is_empty() {
         return Ok(());
     }
@@ -339,7 +344,7 @@ mod tests {
         for ok in ["", "workflows/bugfix", "a/b/"] {
             assert!(check_path(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["/etc", "../x", "a/../b", "a//b", "./a", "a/\u{7}"] {
+        for bad in ["/etc", "../x", "a/../b", "a//b", "./a", "a/\u{7}", "a//", "/"] {
             assert!(check_path(bad).is_err(), "{bad:?}");
         }
         assert!(check_path(&"a/".repeat(300)).is_err());

@@ -22,6 +22,7 @@
 //!   wiring (records in the cluster, the server following its sessions).
 
 pub mod auth;
+pub mod catalogue;
 pub mod cluster;
 pub mod db;
 pub mod error;

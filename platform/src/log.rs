@@ -172,22 +172,42 @@ impl EventLog {
         &self,
         log: LogId,
     ) -> Result<Option<model::protocol::McpStatus>, StoreError> {
+        Ok(match self.last_of_kind(log, "mcp_status").await? {
+            Some(SessionEvent::McpStatus(m)) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// The last workflow reported in `log`, if any.
+    pub async fn last_workflow(
+        &self,
+        log: LogId,
+    ) -> Result<Option<model::workflow::WorkflowState>, StoreError> {
+        Ok(match self.last_of_kind(log, "workflow").await? {
+            Some(SessionEvent::Workflow(w)) => Some(w),
+            _ => None,
+        })
+    }
+
+    /// The last event of `kind` in `log` (a kind with its own partial index: `mcp_status`,
+    /// `workflow`). The kind is written into the statement, not bound: SQLite uses a
+    /// partial index only for a condition it can read when it plans.
+    async fn last_of_kind(
+        &self,
+        log: LogId,
+        kind: &'static str,
+    ) -> Result<Option<SessionEvent>, StoreError> {
         let body: Option<String> = self
             .db
             .read(move |c| {
-                Ok(c.prepare_cached(
-                    "SELECT body FROM events WHERE log_id = ?1 AND kind = 'mcp_status' ORDER BY seq DESC LIMIT 1",
-                )?
+                Ok(c.prepare_cached(&format!(
+                    "SELECT body FROM events WHERE log_id = ?1 AND kind = '{kind}' ORDER BY seq DESC LIMIT 1"
+                ))?
                 .query_row([log.0], |r| r.get(0))
                 .optional()?)
             })
             .await?;
-        Ok(
-            match body.map(|b| serde_json::from_str::<SessionEvent>(&b)) {
-                Some(Ok(SessionEvent::McpStatus(m))) => Some(m),
-                _ => None,
-            },
-        )
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
     /// Deletes the log of `uid` with its events; its viewers are told.

@@ -188,6 +188,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX events_mcp_status ON events (log_id, seq) WHERE kind = 'mcp_status';
     "#,
+    // 9: likewise a log's latest workflow (its slash commands, on each session page).
+    r#"
+    CREATE INDEX events_workflow ON events (log_id, seq) WHERE kind = 'workflow';
+    "#,
 ];
 
 /// Brings the database to the newest schema.

@@ -18,6 +18,8 @@ mod projects;
 pub mod runner;
 mod sessions;
 mod settings;
+mod workflows;
+pub use workflows::reports as reports_workflow;
 
 use std::sync::Arc;
 
@@ -52,6 +54,8 @@ pub struct Settings {
     /// may still watch: a key revoked or expired, a role taken away, ends it within this time
     /// (`AMBIENT_ACCESS_CACHE_SECONDS`).
     pub access_recheck: std::time::Duration,
+    /// The workflow catalogue the new-session form offers.
+    pub catalogue: Arc<crate::catalogue::Catalogue>,
 }
 
 /// What runs sessions: told when a session changes or goes away. The local driver runs them

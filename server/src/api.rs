@@ -15,6 +15,7 @@ mod permissions;
 mod projects;
 mod sessions;
 mod settings;
+mod workflows;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -43,6 +44,9 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(sessions::display_name))
         .routes(routes!(sessions::clone))
         .routes(routes!(sessions::mcp_status))
+        .routes(routes!(workflows::metadata))
+        .routes(routes!(workflows::set, workflows::clear))
+        .routes(routes!(workflows::catalogue))
         .routes(routes!(control::start))
         .routes(routes!(control::stop))
         .routes(routes!(control::interrupt))

@@ -131,7 +131,18 @@ pub struct Config {
     /// GitLab token for pushes and merge requests of every project that sets none.
     #[arg(long, env = env::GITLAB_TOKEN, hide_env_values = true)]
     pub gitlab_token: Option<String>,
+    /// Git repository of the workflow catalogue the new-session form offers (its
+    /// `workflows/<id>/.ambient/ambient.json`), the original platform's by default; empty:
+    /// none (a workflow's URL can still be typed).
+    #[arg(long, env = "AMBIENT_WORKFLOW_CATALOGUE", default_value = DEFAULT_WORKFLOW_CATALOGUE)]
+    pub workflow_catalogue: String,
+    /// Branch of the workflow catalogue.
+    #[arg(long, env = "AMBIENT_WORKFLOW_CATALOGUE_BRANCH", default_value = model::session::DEFAULT_BRANCH)]
+    pub workflow_catalogue_branch: String,
 }
+
+/// The original platform's workflow catalogue.
+pub const DEFAULT_WORKFLOW_CATALOGUE: &str = "https://github.com/ambient-code/workflows.git";
 
 /// Where the records live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +200,8 @@ pub struct Resolved {
     /// Kubernetes mode: how long access reviews are kept; both modes: how often open viewer
     /// WebSockets ask again whether their caller may still watch.
     pub access_cache: Duration,
+    /// Where the workflow catalogue is, if anywhere.
+    pub workflow_catalogue: Option<platform::catalogue::Source>,
 }
 
 impl Config {
@@ -246,6 +259,22 @@ impl Config {
                     .into(),
             );
         }
+        let workflow_catalogue = match self.workflow_catalogue.trim() {
+            "" => None,
+            url => {
+                model::validate::repo_url("AMBIENT_WORKFLOW_CATALOGUE", url)
+                    .map_err(|e| e.to_string())?;
+                model::validate::branch_name(
+                    "AMBIENT_WORKFLOW_CATALOGUE_BRANCH",
+                    &self.workflow_catalogue_branch,
+                )
+                .map_err(|e| e.to_string())?;
+                Some(platform::catalogue::Source {
+                    git_url: url.to_owned(),
+                    branch: self.workflow_catalogue_branch.clone(),
+                })
+            }
+        };
         if self.access_cache_secs > 3600 {
             return Err("AMBIENT_ACCESS_CACHE_SECONDS must be at most 3600 (an hour)".into());
         }
@@ -351,6 +380,7 @@ impl Config {
             credentials,
             trust_proxy_headers: self.trust_proxy_headers,
             access_cache: Duration::from_secs(self.access_cache_secs),
+            workflow_catalogue,
         })
     }
 }

@@ -151,6 +151,9 @@ pub async fn run(
             key: None,
         },
         access_recheck: config.access_cache,
+        catalogue: std::sync::Arc::new(platform::catalogue::Catalogue::new(
+            config.workflow_catalogue.clone(),
+        )),
     };
     // Whether agents can be sandboxed here is found out once, now: when they can, every
     // runner is told the sandbox is required, so that a runner whose sandbox fails later

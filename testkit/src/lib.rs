@@ -277,6 +277,7 @@ pub fn local_platform(data_dir: &std::path::Path) -> Result<LocalSessions, ApiEr
         default_credentials: Default::default(),
         local_user: Caller::system(),
         access_recheck: std::time::Duration::from_secs(10),
+        catalogue: Default::default(),
     };
     let (_, shutdown) = tokio::sync::watch::channel(false);
     let (local, _) =
@@ -311,6 +312,7 @@ pub fn config(
         credentials: Default::default(),
         trust_proxy_headers: false,
         access_cache: std::time::Duration::from_secs(10),
+        workflow_catalogue: None,
     }
 }
 

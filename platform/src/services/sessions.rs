@@ -127,9 +127,6 @@ impl Services {
         caller: &Caller,
         req: &CreateSessionRequest,
     ) -> Result<(), ApiError> {
-        if !self.driver.runs_with_the_owners_identity() || caller.is_owner() {
-            return Ok(());
-        }
         let urls = req
             .repos
             .iter()
@@ -140,6 +137,18 @@ impl Services {
                     .iter()
                     .map(|w| ("activeWorkflow.gitUrl".to_owned(), w.git_url.as_str())),
             );
+        self.owner_remotes_check(caller, urls)
+    }
+
+    /// [`Self::owner_remotes_only_for_the_owner`] for these `(field, url)`.
+    pub(super) fn owner_remotes_check<'a>(
+        &self,
+        caller: &Caller,
+        urls: impl Iterator<Item = (String, &'a str)>,
+    ) -> Result<(), ApiError> {
+        if !self.driver.runs_with_the_owners_identity() || caller.is_owner() {
+            return Ok(());
+        }
         for (field, url) in urls {
             if model::api::uses_owner_identity(url) {
                 return Err(Invalid::new(

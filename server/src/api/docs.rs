@@ -18,6 +18,7 @@ pub const ERRORS: &str = "Errors are `{\"error\": kind, \"message\": text}` with
         (name = "sessions", description = "Agentic sessions"),
         (name = "control", description = "Steering running sessions"),
         (name = "workspace", description = "A running session's files, through its runner"),
+        (name = "workflows", description = "Workflows: a session's workflow and its commands, switching it, the catalogue"),
         (name = "realtime", description = "WebSocket endpoints"),
         (name = "keys", description = "Access keys (`Authorization: Bearer <key>`)"),
         (name = "sharing", description = "Who a project is shared with (Kubernetes mode: the cluster's users and groups)"),
@@ -180,6 +181,14 @@ fn constrain(doc: &mut Value) {
     patch(schemas, "SessionRepo", "branch", branch.clone());
     patch(schemas, "ActiveWorkflow", "gitUrl", repo_url);
     patch(schemas, "ActiveWorkflow", "branch", branch);
+    patch(
+        schemas,
+        "ActiveWorkflow",
+        "path",
+        json!({"type": ["string", "null"], "maxLength": model::workflow::MAX_PATH,
+            "pattern": model::workflow::PATH_PATTERN,
+            "description": "Folder of the workflow in the repository: plain names separated by '/'. Default: the root."}),
+    );
     patch(
         schemas,
         "UpdateSessionRequest",
