@@ -138,6 +138,26 @@ enum Command {
         /// The session.
         session: String,
     },
+    /// The session's workflow and its slash commands; `--set` switches it (a running
+    /// session restarts in it, its conversation kept), `--leave` leaves it.
+    Workflow {
+        /// The session.
+        session: String,
+        /// The workflow's repository to switch to.
+        #[arg(long, value_name = "URL", conflicts_with = "leave")]
+        set: Option<String>,
+        /// Its branch (default: main).
+        #[arg(long, requires = "set")]
+        branch: Option<String>,
+        /// Its folder in the repository (default: the root).
+        #[arg(long, requires = "set")]
+        path: Option<String>,
+        /// Leave the workflow.
+        #[arg(long)]
+        leave: bool,
+    },
+    /// The workflows of the platform's catalogue (for `sessions create --workflow`).
+    Workflows,
     /// Interrupts the agent's current turn.
     Interrupt {
         /// The session.
@@ -245,6 +265,15 @@ enum Sessions {
         /// {...}, "disabled": [...]}`).
         #[arg(long, value_name = "FILE")]
         mcp_config: Option<std::path::PathBuf>,
+        /// A workflow to follow: its repository (`ambient workflows` lists the catalogue's).
+        #[arg(long, value_name = "URL")]
+        workflow: Option<String>,
+        /// The workflow's branch (default: main).
+        #[arg(long, requires = "workflow")]
+        workflow_branch: Option<String>,
+        /// The workflow's folder in its repository (default: the root).
+        #[arg(long, requires = "workflow")]
+        workflow_path: Option<String>,
     },
     /// Shows a session.
     Get {
@@ -410,6 +439,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             inactivity_timeout,
             permission_mode,
             mcp_config,
+            workflow,
+            workflow_branch,
+            workflow_path,
         }) => {
             let mcp_servers = mcp_config.as_deref().map(read_mcp_config).transpose()?;
             let repos = repos
@@ -440,6 +472,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 permission_mode,
                 repos,
                 mcp_servers,
+                active_workflow: workflow.map(|git_url| model::session::ActiveWorkflow {
+                    git_url,
+                    branch: workflow_branch,
+                    path: workflow_path,
+                }),
                 ..Default::default()
             };
             let created: CreateSessionResponse =
@@ -644,6 +681,52 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let s = SessionSummary::of(s);
                 let mut t = Table::new(&["NAME", "MODEL"]);
                 t.row(vec![s.name, s.model]);
+                t
+            })
+        }
+        Command::Workflow {
+            session,
+            set,
+            branch,
+            path,
+            leave,
+        } => {
+            let base = format!("{sessions}/{}/workflow", name("session", &session)?);
+            if let Some(git_url) = set {
+                let wf = model::session::ActiveWorkflow {
+                    git_url,
+                    branch,
+                    path,
+                };
+                let _: AgenticSession = client.call(Method::POST, &base, Some(&wf)).await?;
+            } else if leave {
+                let _: AgenticSession = client.call(Method::DELETE, &base, None::<&()>).await?;
+            }
+            let wf: model::workflow::WorkflowState =
+                client.get(&format!("{base}/metadata")).await?;
+            output::print(format, &wf, |w| {
+                let mut t = Table::new(&["COMMAND", "DESCRIPTION"]);
+                for c in &w.commands {
+                    t.row(vec![format!("/{}", c.name), c.description.clone()]);
+                }
+                t
+            })
+        }
+        Command::Workflows => {
+            let c: model::workflow::Catalogue = client.get("/api/workflows/ootb").await?;
+            if let Some(p) = &c.problem {
+                eprintln!("the catalogue could not be read: {p}");
+            }
+            output::print(format, &c, |c| {
+                let mut t = Table::new(&["ID", "NAME", "PATH", "URL"]);
+                for w in &c.workflows {
+                    t.row(vec![
+                        w.id.clone(),
+                        w.name.clone(),
+                        w.path.clone(),
+                        format!("{}#{}", w.git_url, w.branch),
+                    ]);
+                }
                 t
             })
         }

@@ -27,3 +27,4 @@ mod runner_failures;
 mod runner_git;
 mod sandbox;
 mod session_e2e;
+mod workflows;
