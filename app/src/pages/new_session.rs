@@ -38,6 +38,13 @@ pub async fn list_models() -> Result<Models, AppError> {
     })
 }
 
+/// The workflow catalogue (`AMBIENT_WORKFLOW_CATALOGUE`).
+#[server(prefix = "/rpc", input = Json)]
+pub async fn list_workflows() -> Result<model::workflow::Catalogue, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    Ok(services.workflow_catalogue(&caller).await)
+}
+
 /// A repository row of the form.
 #[derive(Clone, Copy)]
 struct RepoRow {
@@ -76,6 +83,18 @@ pub struct Form {
     pub permission: String,
     /// The session's own MCP servers, as JSON (blank: the project's only).
     pub mcp: String,
+    /// The workflow: its repository (blank: none), branch (blank: main) and folder.
+    pub workflow: (String, String, String),
+}
+
+/// The workflow of these fields (none when the URL is blank).
+pub fn workflow_of(url: &str, branch: &str, path: &str) -> Option<model::session::ActiveWorkflow> {
+    let set = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    Some(model::session::ActiveWorkflow {
+        git_url: set(url)?,
+        branch: set(branch),
+        path: set(path),
+    })
 }
 
 impl Form {
@@ -117,6 +136,7 @@ impl Form {
             },
             mcp_servers: model::mcp::parse_config(&self.mcp)
                 .map_err(|why| validate::Invalid::new("mcpServers", why))?,
+            active_workflow: workflow_of(&self.workflow.0, &self.workflow.1, &self.workflow.2),
             ..Default::default()
         };
         validate::create_session(&req, models)?;
@@ -145,6 +165,11 @@ pub fn NewSessionPage() -> impl IntoView {
     let batch = RwSignal::new(false);
     let permission = RwSignal::new(String::new());
     let mcp = RwSignal::new(String::new());
+    let workflow = (
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+    );
     let next_id = StoredValue::new(0usize);
     let submitted = RwSignal::new(false);
     let id = move || {
@@ -205,6 +230,11 @@ pub fn NewSessionPage() -> impl IntoView {
         batch: batch.get_untracked(),
         permission: permission.get_untracked(),
         mcp: mcp.get_untracked(),
+        workflow: (
+            workflow.0.get_untracked(),
+            workflow.1.get_untracked(),
+            workflow.2.get_untracked(),
+        ),
     };
 
     let create = Action::new(move |req: &CreateSessionRequest| {
@@ -258,6 +288,11 @@ pub fn NewSessionPage() -> impl IntoView {
                     let row = RepoRow { id: id(), url: RwSignal::new(String::new()), branch: RwSignal::new(String::new()), auto_push: RwSignal::new(false) };
                     repos.update(|rs| rs.push(row));
                 }>"Add repository"</button>
+            </fieldset>
+
+            <fieldset class="field">
+                <legend>"Workflow"</legend>
+                <WorkflowFields url=workflow.0 branch=workflow.1 path=workflow.2/>
             </fieldset>
 
             <div class="field">
@@ -345,6 +380,64 @@ pub fn NewSessionPage() -> impl IntoView {
                 })}
             </Suspense>
         </form>
+    }
+}
+
+/// A workflow's fields: one of the catalogue's, or any repository (URL, branch, folder),
+/// checked as typed. Shared by the new-session form and the session page's switch.
+#[component]
+pub fn WorkflowFields(
+    url: RwSignal<String>,
+    branch: RwSignal<String>,
+    path: RwSignal<String>,
+) -> impl IntoView {
+    let catalogue = Resource::new(|| (), |_| list_workflows());
+    let error = Signal::derive(move || {
+        workflow_of(&url.get(), &branch.get(), &path.get())
+            .and_then(|wf| err(validate::active_workflow("workflow", &wf)))
+    });
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let c = catalogue.await.unwrap_or_default();
+                let problem = c.problem.clone();
+                let list = c.workflows.clone();
+                view! {
+                    <label for="workflow-pick">"From the catalogue"</label>
+                    <select id="workflow-pick" on:change=move |ev| {
+                        let chosen = event_target_value(&ev).parse::<usize>().ok().and_then(|i| list.get(i).cloned());
+                        let (u, b, p) = chosen.map(|w| (w.git_url, w.branch, w.path)).unwrap_or_default();
+                        url.set(u);
+                        branch.set(b);
+                        path.set(p);
+                    }>
+                        <option value="">"None, or a repository below"</option>
+                        {c.workflows.into_iter().enumerate().map(|(i, w)| view! {
+                            <option value=i.to_string() title=w.description>{w.name}</option>
+                        }).collect_view()}
+                    </select>
+                    {problem.map(|p| view! { <p class="muted hint">{format!("The catalogue could not be read: {p}")}</p> })}
+                }
+            })}
+        </Suspense>
+        <div class="repo-row">
+            <div class="field grow">
+                <label for="workflow-url">"Repository"</label>
+                <input id="workflow-url" type="text" placeholder="https://github.com/org/workflows.git"
+                    prop:value=url on:input=move |ev| url.set(event_target_value(&ev))/>
+            </div>
+            <div class="field">
+                <label for="workflow-branch">"Branch"</label>
+                <input id="workflow-branch" type="text" placeholder="main"
+                    prop:value=branch on:input=move |ev| branch.set(event_target_value(&ev))/>
+            </div>
+            <div class="field">
+                <label for="workflow-path">"Folder"</label>
+                <input id="workflow-path" type="text" placeholder="the root"
+                    prop:value=path on:input=move |ev| path.set(event_target_value(&ev))/>
+            </div>
+        </div>
+        <FieldError error/>
     }
 }
 
@@ -540,5 +633,32 @@ mod tests {
             }),
             "llmSettings.model"
         );
+        assert_eq!(
+            field(Form {
+                workflow: ("https://x.example/o/w.git".into(), String::new(), "../up".into()),
+                ..form()
+            }),
+            "activeWorkflow.path"
+        );
+        assert_eq!(
+            field(Form {
+                workflow: ("nope".into(), String::new(), String::new()),
+                ..form()
+            }),
+            "activeWorkflow.gitUrl"
+        );
+        let with_workflow = Form {
+            workflow: (" https://x.example/o/w.git ".into(), " ".into(), "flows/bugfix".into()),
+            ..form()
+        };
+        assert_eq!(
+            with_workflow.request(&[]).unwrap().active_workflow,
+            Some(model::session::ActiveWorkflow {
+                git_url: "https://x.example/o/w.git".into(),
+                branch: None,
+                path: Some("flows/bugfix".into()),
+            })
+        );
+        assert_eq!(form().request(&[]).unwrap().active_workflow, None);
     }
 }

@@ -9,6 +9,7 @@
 
 mod entries;
 mod files;
+mod workflow;
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -46,6 +47,10 @@ pub struct SessionView {
     pub models: Vec<String>,
     /// Its MCP servers as last reported (their event may be before those loaded).
     pub mcp: Option<model::protocol::McpStatus>,
+    /// Its workflow as its runner last found it (its commands), while it is its workflow.
+    pub workflow: Option<model::workflow::WorkflowState>,
+    /// Its workflow as set (what a switch starts from).
+    pub active_workflow: Option<model::session::ActiveWorkflow>,
 }
 
 /// Events before the ones a page has.
@@ -69,6 +74,10 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
         .mcp_status(&caller, &key)
         .await
         .map_err(crate::ssr::refusal)?;
+    let workflow = services
+        .workflow_metadata(&caller, &key)
+        .await
+        .map_err(crate::ssr::refusal)?;
     let view_only = services
         .require(&caller, &key.project, model::api::Role::Edit)
         .await
@@ -79,11 +88,14 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
     } else {
         Vec::new()
     };
+    let s = s.map_err(crate::ssr::refusal)?;
     Ok(SessionView {
         mcp,
+        workflow,
+        active_workflow: s.spec.active_workflow.clone(),
         models,
         view_only,
-        session: SessionSummary::of(&s.map_err(crate::ssr::refusal)?),
+        session: SessionSummary::of(&s),
         events: window.events,
         more_before: window.more_before,
         open_turns: window.open_turns,
@@ -196,7 +208,17 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         if t.mcp.is_none() {
             t.mcp = view.mcp;
         }
+        if t.workflow.is_none() {
+            t.workflow = view.workflow;
+        }
         t
+    });
+    let workflow = Memo::new(move |_| transcript.with(|t| t.workflow.clone()));
+    let commands = Signal::derive(move || {
+        workflow
+            .get()
+            .map(|w| w.commands)
+            .unwrap_or_default()
     });
     // Changes only when a new state is reported, not with every event.
     let mcp = Memo::new(move |_| transcript.with(|t| t.mcp.clone()));
@@ -278,6 +300,8 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let view_only = view.view_only.clone();
     let can_edit = view_only.is_none();
     let show_files = RwSignal::new(false);
+    let show_workflow = RwSignal::new(false);
+    let active_workflow = view.active_workflow.clone();
 
     view! {
         <section class="session-header">
@@ -308,12 +332,19 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 })}
                 <button class="btn" aria-expanded=move || show_files.get().to_string()
                     on:click=move |_| show_files.update(|v| *v = !*v)>"Files"</button>
+                {can_edit.then(|| view! {
+                    <button class="btn" aria-expanded=move || show_workflow.get().to_string()
+                        on:click=move |_| show_workflow.update(|v| *v = !*v)>"Workflow"</button>
+                })}
                 <a class="btn" href=export.clone() download=format!("{name}.json")>"Export"</a>
                 {can_edit.then(|| view! {
                     <ConfirmButton label="Delete" class="danger-outline" question="Delete this session and its workspace?".to_owned()
                         on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
                 })}
             </div>
+            {move || workflow.get().map(|w| view! {
+                <p class="workflow-name muted" title=w.description>{format!("Workflow: {}", w.name)}</p>
+            })}
             <div class="mcp-servers" aria-label="MCP servers"
                 inner_html=move || mcp.get().map(|m| crate::html::mcp_servers(&m)).unwrap_or_default()></div>
             {view_only.map(super::access::role_note)}
@@ -323,10 +354,16 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         {
             // The panel loads (its own WASM chunk) only once a person opens it.
             let (project, name) = (project.clone(), name.clone());
+            let (wf_project, wf_name) = (project.clone(), name.clone());
             view! {
                 <Suspense>
                     {move || show_files.get().then(|| {
                         Suspend::new(files::files_panel(project.clone(), name.clone(), can_edit))
+                    })}
+                </Suspense>
+                <Suspense>
+                    {move || show_workflow.get().then(|| {
+                        Suspend::new(workflow::workflow_panel(wf_project.clone(), wf_name.clone(), active_workflow.clone()))
                     })}
                 </Suspense>
             }
@@ -364,7 +401,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 </Suspense>
             }
         })}
-        {can_edit.then(|| view! { <Composer busy phase send/> })}
+        {can_edit.then(|| view! { <Composer busy phase send commands/> })}
     }
 }
 
@@ -762,9 +799,24 @@ fn Composer(
     busy: Signal<bool>,
     phase: Signal<Phase>,
     send: Callback<model::protocol::BrowserToServer>,
+    /// The workflow's slash commands, offered as `/` is typed.
+    commands: Signal<Vec<model::workflow::WorkflowCommand>>,
 ) -> impl IntoView {
     use model::protocol::{BrowserToServer, SendMessage};
     let text = RwSignal::new(String::new());
+    let offered = Memo::new(move |_| {
+        let typed = text.get();
+        match typed.strip_prefix('/') {
+            Some(start) if !start.contains(char::is_whitespace) => commands.with(|c| {
+                c.iter()
+                    .filter(|c| c.name.starts_with(start))
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            }),
+            _ => Vec::new(),
+        }
+    });
     let error = RwSignal::new(None::<String>);
     let submit = move || {
         let t = text.get_untracked();
@@ -796,6 +848,16 @@ fn Composer(
                         submit();
                     }
                 }></textarea>
+            <Show when=move || !offered.get().is_empty()>
+                <ul class="slash-commands" aria-label="The workflow's commands">
+                    <For each=move || offered.get() key=|c| c.name.clone() let:c>
+                        <li><button type="button" class="slash-command" on:click={
+                            let name = c.name.clone();
+                            move |_| text.set(format!("/{name} "))
+                        }><code>{format!("/{}", c.name)}</code>" "<span class="muted">{c.description}</span></button></li>
+                    </For>
+                </ul>
+            </Show>
             <div class="composer-actions">
                 <Show when=move || busy.get()>
                     <button type="button" class="btn" on:click=move |_| send.run(BrowserToServer::Interrupt)>"Interrupt"</button>
