@@ -52,6 +52,7 @@ export default defineConfig({
         ANTHROPIC_API_KEY: 'sk-bench',
         ANTHROPIC_AUTH_TOKEN: '',
         RUST_LOG: 'warn',
+        AMBIENT_WORKFLOW_CATALOGUE: '',
       },
     },
   ],

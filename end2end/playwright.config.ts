@@ -2,6 +2,7 @@ import { defineConfig } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { removeEarlierRuns } from './tmpdirs';
 
 // One fresh data directory per run, shared with the test files through the environment
@@ -17,6 +18,26 @@ if (!process.env.E2E_DATA_DIR) {
 
 const dataDir = process.env.E2E_DATA_DIR;
 const root = path.resolve(__dirname, '..');
+
+// The workflow catalogue the servers offer: a git repository made here, once per run.
+export const CATALOGUE = path.join(dataDir, 'catalogue');
+if (!fs.existsSync(path.join(CATALOGUE, '.git'))) {
+  const files: Record<string, string> = {
+    'workflows/bugfix/.ambient/ambient.json': JSON.stringify({
+      name: 'Bug fix', description: 'Reproduce, fix, test.', startupPrompt: 'Startup of the bug fix workflow.',
+    }),
+    'workflows/bugfix/.claude/commands/triage.md': '---\ndescription: Sort the bugs\n---\nTriage these bugs: $ARGUMENTS\n',
+    'workflows/review/.ambient/ambient.json': JSON.stringify({ name: 'Review' }),
+  };
+  for (const [file, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(CATALOGUE, file)), { recursive: true });
+    fs.writeFileSync(path.join(CATALOGUE, file), text);
+  }
+  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=e2e', '-c', 'user.email=e2e@example.com', ...args], { cwd: CATALOGUE });
+  git('init', '--quiet', '--initial-branch=main');
+  git('add', '--all');
+  git('commit', '--quiet', '-m', 'catalogue');
+}
 const claude = path.join(root, 'tools/claude-code/node_modules/.bin/claude');
 
 export const MOCK_PORT = 3199;
@@ -46,6 +67,7 @@ const server = (port: number, extraEnv: Record<string, string>) => ({
     ANTHROPIC_BASE_URL: '',
     ANTHROPIC_AUTH_TOKEN: '',
     RUST_LOG: 'info',
+    AMBIENT_WORKFLOW_CATALOGUE: `file://${CATALOGUE}`,
     ...extraEnv,
   },
 });

@@ -26,6 +26,13 @@ cleanup() {
 }
 trap cleanup EXIT
 # No local driver: sessions are records here (the API is what is fuzzed, not the agent).
+# A workflow catalogue of one workflow, on this machine.
+mkdir -p "$dir/catalogue/workflows/bugfix/.ambient"
+echo '{"name": "Bug fix"}' > "$dir/catalogue/workflows/bugfix/.ambient/ambient.json"
+git -C "$dir/catalogue" init --quiet --initial-branch=main
+git -C "$dir/catalogue" add --all
+git -C "$dir/catalogue" -c user.name=fuzz -c user.email=fuzz@example.com commit --quiet -m catalogue
+AMBIENT_WORKFLOW_CATALOGUE="file://$dir/catalogue" \
 AMBIENT_ADDR="127.0.0.1:$port" AMBIENT_DATA_DIR="$dir/data" AMBIENT_LOCAL_DRIVER=false \
 	RUST_LOG=warn "$root/target/release/server" > "$dir/server.log" 2>&1 &
 server_pid=$!

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the server, operator and runner images offline and smoke-tests each (make images):
 #   1. base images made from Debian packages with mmdebstrap (no registry is reachable) and
-#      imported with podman: localhost/ambient-base (CA certificates) and
+#      imported with podman: localhost/ambient-base (CA certificates; the operator),
+#      localhost/ambient-server-base (+ git: the workflow catalogue) and
 #      localhost/ambient-runner-base (+ git, ssh client, Node.js);
 #   2. the three images from deploy/images/Containerfile.* with `buildah bud --isolation
 #      chroot`, from a context of the release binaries, the UI's assets and the pinned CLI;
 #   3. each run once with podman (runc; crun refuses this VM's cgroups): the server answers
-#      /health, the operator prints its help, the runner image has claude and git.
+#      /health and has git, the operator prints its help, the runner image has claude and git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${IMAGE_TAG:-latest}"
@@ -25,6 +26,8 @@ base() {
 	fi
 }
 base ambient-base ca-certificates
+# The server clones the workflow catalogue with git.
+base ambient-server-base ca-certificates,git
 base ambient-runner-base ca-certificates,git,openssh-client,nodejs
 
 ctx="$work/context"
@@ -55,6 +58,8 @@ done
 podman rm -f "$name" > /dev/null 2>&1 || true
 [ -n "$ok" ] || { echo "the server image did not answer /health"; exit 1; }
 echo "ok: server answers /health"
+"${run[@]}" --entrypoint git "localhost/ambient-server:$tag" --version > /dev/null
+echo "ok: server image has git (the workflow catalogue)"
 "${run[@]}" "localhost/ambient-operator:$tag" --help > /dev/null
 echo "ok: operator runs"
 "${run[@]}" --entrypoint git "localhost/ambient-runner:$tag" --version

@@ -894,6 +894,60 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         "{paths:?}"
     );
 
+    // A switch of workflow: the session restarts (a new Job, the same claim) in the new
+    // workflow, cloned by the keeper, its conversation resumed and the workflow's startup
+    // prompt given; its commands are listed.
+    let flows = tempfile::tempdir().unwrap();
+    let flows_url = crate::workflows::repo(
+        flows.path(),
+        "flows",
+        &[
+            (
+                "review/.ambient/ambient.json",
+                r#"{"name":"Review","startupPrompt":"Startup of the review workflow in a pod."}"#,
+            ),
+            ("review/.claude/commands/check.md", "Check the change\n"),
+        ],
+    );
+    let resp = http
+        .post(c.path(&format!("/{name}/workflow")))
+        .json(&json!({"gitUrl": flows_url, "path": "review"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let switched = viewer
+        .events_until(Duration::from_secs(90), |e| {
+            matches!(&e.event, SessionEvent::Workflow(w) if w.name == "Review" && w.started)
+        })
+        .await;
+    let switched_on = viewer.events_until(Duration::from_secs(60), answered).await;
+    assert!(
+        switched
+            .iter()
+            .chain(&switched_on)
+            .any(|e| matches!(&e.event, SessionEvent::AgentStarted(a) if a.resumed)),
+        "{switched:?}"
+    );
+    assert!(
+        !switched.iter().any(|e| is_phase(e, &["Stopped", "Failed", "Completed"])),
+        "{switched:?}"
+    );
+    assert!(jobs.get_opt(&job_name(&name, 2)).await.unwrap().is_some());
+    assert!(mock.requests().iter().any(|r| {
+        let body = r.body.to_string();
+        body.contains("Startup of the review workflow in a pod.") && body.contains("Please create hello.txt")
+    }));
+    let meta: serde_json::Value = http
+        .get(c.path(&format!("/{name}/workflow/metadata")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["commands"][0]["name"], "check", "{meta}");
+
     let resp = c
         .server
         .http

@@ -18,7 +18,7 @@ use crate::common::{Options, TestServer, assert_error, call};
 const SESSIONS: &str = "/api/projects/default/agentic-sessions";
 
 /// A git repository (not bare: cloned from its `file://` URL) holding `files` on `main`.
-fn repo(root: &Path, name: &str, files: &[(&str, &str)]) -> String {
+pub(crate) fn repo(root: &Path, name: &str, files: &[(&str, &str)]) -> String {
     let dir = root.join(name);
     for (path, text) in files {
         let p = dir.join(path);
