@@ -354,10 +354,7 @@ pub fn create_session(
 }
 
 /// A workflow (`field` names it): its repository's URL, its branch, its folder.
-pub fn active_workflow(
-    field: &str,
-    wf: &crate::session::ActiveWorkflow,
-) -> Result<(), Invalid> {
+pub fn active_workflow(field: &str, wf: &crate::session::ActiveWorkflow) -> Result<(), Invalid> {
     repo_url(&format!("{field}.gitUrl"), &wf.git_url)?;
     if let Some(branch) = &wf.branch {
         branch_name(&format!("{field}.branch"), branch)?;

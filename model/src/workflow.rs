@@ -33,8 +33,7 @@ pub const MAX_COMMAND_FILE: u64 = 64 * 1024;
 pub const MAX_PATH: usize = 512;
 /// [`check_path`] as a regular expression (ECMA 262 and Python alike), for the OpenAPI
 /// document.
-pub const PATH_PATTERN: &str =
-    r"^(?:(?!\.{1,2}(?:/|$))[^/\x00-\x1f\x7f-\x9f]+(?:/|$))*$";
+pub const PATH_PATTERN: &str = r"^(?:(?!\.{1,2}(?:/|$))[^/\x00-\x1f\x7f-\x9f]+(?:/|$))*$";
 
 /// `.ambient/ambient.json`: what the platform uses of it (other keys are ignored).
 #[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -344,7 +343,9 @@ mod tests {
         for ok in ["", "workflows/bugfix", "a/b/"] {
             assert!(check_path(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["/etc", "../x", "a/../b", "a//b", "./a", "a/\u{7}", "a//", "/"] {
+        for bad in [
+            "/etc", "../x", "a/../b", "a//b", "./a", "a/\u{7}", "a//", "/",
+        ] {
             assert!(check_path(bad).is_err(), "{bad:?}");
         }
         assert!(check_path(&"a/".repeat(300)).is_err());

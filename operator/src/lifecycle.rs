@@ -212,16 +212,17 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
             b.active(session, runner, phase);
         }
         Phase::Stopping => {
-            let reason = b.st.stopped_reason.unwrap_or(requested_reason);
+            // A stop asked while it stops (for a restart, say) wins, with its own reason.
+            let stop = desired == Some(DESIRED_STOPPED);
+            let reason = if stop {
+                b.plan.clear_desired_phase = true;
+                requested_reason
+            } else {
+                b.st.stopped_reason.unwrap_or(requested_reason)
+            };
             let restart = reason == StoppedReason::Restart && desired == Some(DESIRED_RESTART);
             match runner {
-                Runner::Alive { .. } | Runner::Waiting { .. }
-                    if desired == Some(DESIRED_STOPPED) =>
-                {
-                    // A stop asked while it restarts wins.
-                    b.plan.clear_desired_phase = true;
-                    b.stopping(requested_reason);
-                }
+                Runner::Alive { .. } | Runner::Waiting { .. } if stop => b.stopping(reason),
                 Runner::Exited(exit) if restart => {
                     b.record_result(exit);
                     b.plan.clear_desired_phase = true;

@@ -392,7 +392,7 @@ impl<'a> Agent<'a> {
         };
         // A workflow's startup prompt opens the conversation in it (a fresh one, or one
         // continued after a switch), before the session's own first message.
-        let startup = ws.workflow_startup().map(str::to_owned);
+        let startup = ws.workflow_startup(resume.is_some()).map(str::to_owned);
         if let Some(wf) = &ws.workflow {
             let mut state = wf.state.clone();
             state.started = startup.is_some();
@@ -408,15 +408,13 @@ impl<'a> Agent<'a> {
         match first {
             Some(prompt) => {
                 agent.send(&prompt).await?;
-                if startup.is_some()
-                    && let Err(e) = ws.workflow_started()
-                {
-                    log(link, LogLevel::Warn, &e.to_string());
-                }
                 summary.last_request = Some(prompt);
                 agent.pending_turns = 1;
             }
             None => link.idle(true),
+        }
+        if let Err(e) = ws.record_workflow() {
+            log(link, LogLevel::Warn, &e.to_string());
         }
         Ok((agent, lines))
     }

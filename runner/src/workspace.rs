@@ -19,11 +19,13 @@ const CLAUDE_SESSION_FILE: &str = "claude-session-id";
 /// `workflows/<name>` holds, so that a switch back finds its clone and two repositories of
 /// one name do not share a folder.
 const WORKFLOW_CLONES_FILE: &str = "workflow-clones.json";
-/// File in the state folder naming the workflow whose startup prompt the conversation was
-/// given (URL, branch and path): a run of the same workflow does not send it again.
+/// File in the state folder naming the workflow the conversation's last run was in (URL,
+/// branch and path; empty: none): a run in the same workflow gives no startup prompt.
 const WORKFLOW_STARTED_FILE: &str = "workflow-started";
 /// Bytes of a command file read for its description.
 const COMMAND_HEAD: u64 = 4096;
+/// Most entries of a workflow's command folders looked at.
+const MAX_COMMAND_ENTRIES: usize = 1000;
 
 /// The session's workflow, as read from its folder.
 #[derive(Debug, Clone)]
@@ -212,24 +214,27 @@ impl Workspace {
         write_in(&self.root, path, contents)
     }
 
-    /// The workflow's startup prompt, unless the conversation was given it already.
-    pub fn workflow_startup(&self) -> Option<&str> {
+    /// The workflow's startup prompt, when the conversation starts in this workflow: a new
+    /// conversation, or one whose last run was in another workflow (or none). A conversation
+    /// continued with no record of its workflow (begun before workflows were recorded) is
+    /// not given it in the middle.
+    pub fn workflow_startup(&self, resume: bool) -> Option<&str> {
         let wf = self.workflow.as_ref()?;
         let prompt = wf.startup_prompt.as_deref()?;
-        let given = std::fs::read_to_string(self.root.join(STATE_DIR).join(WORKFLOW_STARTED_FILE))
-            .unwrap_or_default();
-        (given != wf.key).then_some(prompt)
+        match std::fs::read_to_string(self.root.join(STATE_DIR).join(WORKFLOW_STARTED_FILE)) {
+            Err(_) if resume => None,
+            Ok(last) if last == wf.key => None,
+            _ => Some(prompt),
+        }
     }
 
-    /// Records that the conversation was given the workflow's startup prompt.
-    pub fn workflow_started(&self) -> Result<(), Error> {
-        match &self.workflow {
-            Some(wf) => self.write(
-                &self.root.join(STATE_DIR).join(WORKFLOW_STARTED_FILE),
-                wf.key.as_bytes(),
-            ),
-            None => Ok(()),
-        }
+    /// Records the workflow this run's conversation is in (none: an empty record).
+    pub fn record_workflow(&self) -> Result<(), Error> {
+        let key = self.workflow.as_ref().map_or("", |wf| wf.key.as_str());
+        self.write(
+            &self.root.join(STATE_DIR).join(WORKFLOW_STARTED_FILE),
+            key.as_bytes(),
+        )
     }
 
     /// The CLI's configuration folder, private to this session.
@@ -453,15 +458,10 @@ async fn prepare_workflow(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let plain = repo_name(&wf.git_url, &[]);
+    // Only a folder this runner recorded is taken as a clone: one the agent made (or an
+    // earlier version's, unrecorded) is never adopted.
     let name = match clones.iter().find(|(_, o)| **o == origin) {
         Some((name, _)) => name.clone(),
-        // A workspace of an earlier version holds its one workflow unrecorded.
-        None if clones.is_empty()
-            && std::fs::symlink_metadata(root.join("workflows").join(&plain)).is_ok() =>
-        {
-            plain
-        }
         None => {
             let mut taken: Vec<String> = clones.keys().cloned().collect();
             if let Ok(dir) = std::fs::read_dir(root.join("workflows")) {
@@ -499,8 +499,22 @@ async fn prepare_workflow(
         let json = serde_json::to_vec(&clones).unwrap_or_default();
         write_in(root, &record, &json)?;
     }
+    // The workflow's folder, through no link of the repository and a folder indeed; else
+    // the clone's root.
     let start = match wf.path.as_deref().map(|p| p.trim_matches('/')) {
-        Some(p) if !p.is_empty() && model::workflow::check_path(p).is_ok() => dir.join(p),
+        Some(p) if !p.is_empty() && model::workflow::check_path(p).is_ok() => {
+            let start = dir.join(p);
+            let plain = no_links(root, &start).is_ok()
+                && std::fs::symlink_metadata(&start).is_ok_and(|m| m.is_dir());
+            if plain {
+                start
+            } else {
+                log(format!(
+                    "the workflow's folder {p} is not a folder of its repository; the agent starts at its root"
+                ));
+                dir.clone()
+            }
+        }
         _ => dir.clone(),
     };
     Ok((dir, start))
@@ -545,11 +559,17 @@ fn read_workflow(
     };
     let mut commands = Vec::new();
     let mut folders = vec![(format!("{at}/{COMMANDS_DIR}"), Vec::<String>::new())];
+    let mut visited = 0;
     while let Some((dir, parts)) = folders.pop() {
         let Ok(entries) = files.entries(&dir) else {
             continue;
         };
         for e in entries {
+            // However many entries the repository (or the agent) made, a start reads few.
+            visited += 1;
+            if visited > MAX_COMMAND_ENTRIES {
+                break;
+            }
             if e.link.is_some() {
                 continue;
             }
@@ -793,14 +813,28 @@ mod tests {
             files: f.clone(),
         };
         let first = ws(None);
-        assert_eq!(first.workflow_startup(), Some("Hello."));
-        first.workflow_started().unwrap();
-        assert_eq!(ws(None).workflow_startup(), None, "the same workflow again");
         assert_eq!(
-            ws(Some("other")).workflow_startup(),
+            first.workflow_startup(true),
+            None,
+            "a conversation continued with no record is not interrupted"
+        );
+        assert_eq!(first.workflow_startup(false), Some("Hello."));
+        first.record_workflow().unwrap();
+        assert_eq!(
+            ws(None).workflow_startup(true),
+            None,
+            "the same workflow again"
+        );
+        assert_eq!(
+            ws(Some("other")).workflow_startup(true),
             Some("Hello."),
             "another workflow (here another folder) starts again"
         );
+        // A run without a workflow records none: a switch to one later starts it.
+        let mut none = ws(None);
+        none.workflow = None;
+        none.record_workflow().unwrap();
+        assert_eq!(ws(None).workflow_startup(true), Some("Hello."));
     }
 
     #[test]

@@ -635,7 +635,11 @@ mod tests {
         );
         assert_eq!(
             field(Form {
-                workflow: ("https://x.example/o/w.git".into(), String::new(), "../up".into()),
+                workflow: (
+                    "https://x.example/o/w.git".into(),
+                    String::new(),
+                    "../up".into()
+                ),
                 ..form()
             }),
             "activeWorkflow.path"
@@ -648,7 +652,11 @@ mod tests {
             "activeWorkflow.gitUrl"
         );
         let with_workflow = Form {
-            workflow: (" https://x.example/o/w.git ".into(), " ".into(), "flows/bugfix".into()),
+            workflow: (
+                " https://x.example/o/w.git ".into(),
+                " ".into(),
+                "flows/bugfix".into(),
+            ),
             ..form()
         };
         assert_eq!(

@@ -214,12 +214,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         t
     });
     let workflow = Memo::new(move |_| transcript.with(|t| t.workflow.clone()));
-    let commands = Signal::derive(move || {
-        workflow
-            .get()
-            .map(|w| w.commands)
-            .unwrap_or_default()
-    });
+    let commands = Signal::derive(move || workflow.get().map(|w| w.commands).unwrap_or_default());
     // Changes only when a new state is reported, not with every event.
     let mcp = Memo::new(move |_| transcript.with(|t| t.mcp.clone()));
     let more_before = RwSignal::new(view.more_before);

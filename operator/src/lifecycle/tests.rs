@@ -681,6 +681,13 @@ fn a_restart_stops_the_runner_then_starts_again_with_the_conversation() {
     let p = plan(&s, &exit, &at(6));
     assert_eq!(phase_of(&p), Phase::Stopped);
     assert_eq!(p.action, None);
+    assert_eq!(p.status.unwrap().stopped_reason, Some(StoppedReason::User));
+    // Also when the runner is already gone as the stop arrives.
+    let mut s = session(Phase::Stopping, &[(DESIRED_PHASE, DESIRED_STOPPED)]);
+    s.status.as_mut().unwrap().stopped_reason = Some(StoppedReason::Restart);
+    let p = plan(&s, &exit, &at(6));
+    assert_eq!((phase_of(&p), p.action.clone()), (Phase::Stopped, None));
+    assert_eq!(p.status.unwrap().stopped_reason, Some(StoppedReason::User));
 
     // A finished session is not restarted by a late request: its next run uses the change.
     for phase in [Phase::Completed, Phase::Stopped] {

@@ -3,7 +3,8 @@
 
 use k8s_openapi::jiff::Timestamp;
 use model::annotations::{
-    DESIRED_PHASE, DESIRED_RESTART, START_REQUESTED_AT, STOP_REASON, STOP_REQUESTED_AT,
+    DESIRED_PHASE, DESIRED_RESTART, DESIRED_STOPPED, START_REQUESTED_AT, STOP_REASON,
+    STOP_REQUESTED_AT,
 };
 use model::protocol::{SessionEvent, WorkflowChange};
 use model::session::{ActiveWorkflow, SessionKey, StoppedReason};
@@ -21,6 +22,23 @@ pub fn reports(state: &WorkflowState, wf: &ActiveWorkflow) -> bool {
     state.git_url == wf.git_url
         && state.branch == wf.branch_or_default()
         && state.path == wf.path.as_deref().unwrap_or_default().trim_matches('/')
+}
+
+/// Whether two workflows are the same (the default branch named or not, the folder with
+/// or without its slashes).
+fn same(a: Option<&ActiveWorkflow>, b: Option<&ActiveWorkflow>) -> bool {
+    let key = |w: &ActiveWorkflow| {
+        (
+            w.git_url.clone(),
+            w.branch_or_default().to_owned(),
+            w.path
+                .as_deref()
+                .unwrap_or_default()
+                .trim_matches('/')
+                .to_owned(),
+        )
+    };
+    a.map(key) == b.map(key)
 }
 
 impl Services {
@@ -73,7 +91,7 @@ impl Services {
         let live = self.live_session(caller, key).await?;
         let _guard = self.runners.lock(live.log).await;
         let session = &live.record.session;
-        if session.spec.active_workflow == workflow {
+        if same(session.spec.active_workflow.as_ref(), workflow.as_ref()) {
             return Ok(live.record.session);
         }
         let active = matches!(session.phase(), Phase::Creating | Phase::Running);
@@ -87,7 +105,8 @@ impl Services {
             }
             Some(AgentState::Asking(_)) if active => {
                 return Err(ApiError::Conflict(
-                    "the agent waits for an answer: answer it first, then switch the workflow".into(),
+                    "the agent waits for an answer: answer it first, then switch the workflow"
+                        .into(),
                 ));
             }
             _ => {}
@@ -96,8 +115,9 @@ impl Services {
         let record = update_session(&*self.records, caller, key, |s| {
             s.spec.active_workflow = workflow.clone();
             // Looked at again under the write: a run that ended meanwhile just keeps the
-            // change for its next run.
-            if matches!(s.phase(), Phase::Creating | Phase::Running) {
+            // change for its next run, and a stop asked and not yet taken stays a stop.
+            let stopping = s.annotation(DESIRED_PHASE) == Some(DESIRED_STOPPED);
+            if matches!(s.phase(), Phase::Creating | Phase::Running) && !stopping {
                 let a = s.metadata.annotations.get_or_insert_with(Default::default);
                 a.insert(DESIRED_PHASE.to_owned(), DESIRED_RESTART.to_owned());
                 a.insert(START_REQUESTED_AT.to_owned(), now.clone());

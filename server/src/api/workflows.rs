@@ -24,7 +24,9 @@ pub async fn metadata(
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Json<WorkflowState>, ApiError> {
     let key = SessionKey::new(project, name);
-    Ok(Json(s.workflow_metadata(&c, &key).await?.unwrap_or_default()))
+    Ok(Json(
+        s.workflow_metadata(&c, &key).await?.unwrap_or_default(),
+    ))
 }
 
 /// Switches the session's workflow. A session that runs restarts in it at once, its

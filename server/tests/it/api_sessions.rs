@@ -693,6 +693,19 @@ async fn openapi_describes_every_route() {
         ),
         (
             "get",
+            "/api/projects/{project}/agentic-sessions/{session}/workflow/metadata",
+        ),
+        (
+            "post",
+            "/api/projects/{project}/agentic-sessions/{session}/workflow",
+        ),
+        (
+            "delete",
+            "/api/projects/{project}/agentic-sessions/{session}/workflow",
+        ),
+        ("get", "/api/workflows/ootb"),
+        (
+            "get",
             "/api/projects/{project}/agentic-sessions/{session}/ws",
         ),
         (

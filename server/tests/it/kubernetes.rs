@@ -917,11 +917,16 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let switched = viewer
-        .events_until(Duration::from_secs(90), |e| {
-            matches!(&e.event, SessionEvent::Workflow(w) if w.name == "Review" && w.started)
+        .events_until(
+            Duration::from_secs(90),
+            |e| matches!(&e.event, SessionEvent::Workflow(w) if w.name == "Review" && w.started),
+        )
+        .await;
+    let switched_on = viewer
+        .events_until(Duration::from_secs(60), |e| {
+            matches!(e.event, SessionEvent::TurnResult(_))
         })
         .await;
-    let switched_on = viewer.events_until(Duration::from_secs(60), answered).await;
     assert!(
         switched
             .iter()
@@ -930,13 +935,16 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         "{switched:?}"
     );
     assert!(
-        !switched.iter().any(|e| is_phase(e, &["Stopped", "Failed", "Completed"])),
+        !switched
+            .iter()
+            .any(|e| is_phase(e, &["Stopped", "Failed", "Completed"])),
         "{switched:?}"
     );
     assert!(jobs.get_opt(&job_name(&name, 2)).await.unwrap().is_some());
     assert!(mock.requests().iter().any(|r| {
         let body = r.body.to_string();
-        body.contains("Startup of the review workflow in a pod.") && body.contains("Please create hello.txt")
+        body.contains("Startup of the review workflow in a pod.")
+            && body.contains("Please create hello.txt")
     }));
     let meta: serde_json::Value = http
         .get(c.path(&format!("/{name}/workflow/metadata")))

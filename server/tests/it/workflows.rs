@@ -88,7 +88,9 @@ async fn until_session(s: &TestServer, name: &str, what: &str, cond: impl Fn(&Va
 fn model_saw(mock: &mock_anthropic::MockHandle, needles: &[&str]) -> bool {
     mock.requests().iter().any(|r| {
         let body = r.body.to_string();
-        needles.iter().all(|n| body.contains(&n.replace('\n', "\\n")))
+        needles
+            .iter()
+            .all(|n| body.contains(&n.replace('\n', "\\n")))
     })
 }
 
@@ -150,7 +152,10 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     let rows: Vec<&str> = listed.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{listed}");
-    assert!(rows[0].starts_with("bugfix") && rows[0].contains("Bug fix"), "{listed}");
+    assert!(
+        rows[0].starts_with("bugfix") && rows[0].contains("Bug fix"),
+        "{listed}"
+    );
     assert!(rows[0].contains("workflows/bugfix") && rows[1].starts_with("review"));
 
     // A session in the bug fix workflow: the model gets the workflow's system prompt, and
@@ -186,7 +191,10 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
             ]
         ),
         "the model saw neither the workflow's system prompt nor its startup prompt: {:#?}",
-        mock.requests().iter().map(|r| r.user_texts()).collect::<Vec<_>>()
+        mock.requests()
+            .iter()
+            .map(|r| r.user_texts())
+            .collect::<Vec<_>>()
     );
 
     // Its commands, and one run as a slash command: claude expands it for the model.
@@ -201,7 +209,13 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         commands.contains("/triage") && commands.contains("Sort the bugs"),
         "{commands}"
     );
-    let (st, meta) = call(&s, "GET", &format!("{SESSIONS}/{name}/workflow/metadata"), None).await;
+    let (st, meta) = call(
+        &s,
+        "GET",
+        &format!("{SESSIONS}/{name}/workflow/metadata"),
+        None,
+    )
+    .await;
     assert_eq!(st, 200, "{meta}");
     assert_eq!(
         (&meta["name"], &meta["path"], &meta["systemPrompt"]),
@@ -211,7 +225,10 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
     let before = events(&s, &name).await;
     let out = run(&config, &["send", &name, "/triage the login bug"]).await;
     assert!(out.status.success(), "{}", text(&out));
-    until_events(&s, &name, "the command's turn", |e| turns(e) > turns(&before)).await;
+    until_events(&s, &name, "the command's turn", |e| {
+        turns(e) > turns(&before)
+    })
+    .await;
     assert!(
         model_saw(&mock, &["Triage these bugs: the login bug"]),
         "the slash command was not expanded: {:#?}",
@@ -243,7 +260,12 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         (json!({"gitUrl": "", "path": "x"}), "workflow.gitUrl"),
         (json!({"gitUrl": url, "branch": "-x"}), "workflow.branch"),
     ] {
-        assert_error(&call(&s, "POST", &path, Some(body)).await, 400, "invalid", field);
+        assert_error(
+            &call(&s, "POST", &path, Some(body)).await,
+            400,
+            "invalid",
+            field,
+        );
     }
     let (st, made) = call(
         &s,
@@ -258,7 +280,10 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         http: &http,
         addr: s.url("").trim_start_matches("http://").to_owned(),
     };
-    assert_eq!(call(&viewer, "POST", &path, Some(review.clone())).await.0, 403);
+    assert_eq!(
+        call(&viewer, "POST", &path, Some(review.clone())).await.0,
+        403
+    );
     let (st, meta) = call(&viewer, "GET", &format!("{path}/metadata"), None).await;
     assert_eq!((st, &meta["name"]), (200, &json!("Bug fix")), "{meta}");
 
@@ -267,15 +292,22 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
     let before = events(&s, &name).await;
     let out = run(
         &config,
-        &["workflow", &name, "--set", &url, "--path", "workflows/review/"],
+        &[
+            "workflow",
+            &name,
+            "--set",
+            &url,
+            "--path",
+            "workflows/review/",
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", text(&out));
     let after = until_events(&s, &name, "the review workflow's first turn", |e| {
         let new = &e[before.len()..];
-        let reported = new.iter().position(|e| {
-            matches!(&e.event, SessionEvent::Workflow(w) if w.name == "Review" && w.started)
-        });
+        let reported = new.iter().position(
+            |e| matches!(&e.event, SessionEvent::Workflow(w) if w.name == "Review" && w.started),
+        );
         reported.is_some_and(|i| {
             new[i..]
                 .iter()
@@ -285,7 +317,8 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
     .await;
     let new = &after[before.len()..];
     assert!(
-        new.iter().any(|e| matches!(&e.event, SessionEvent::WorkflowChanged(c)
+        new.iter()
+            .any(|e| matches!(&e.event, SessionEvent::WorkflowChanged(c)
             if c.workflow.as_ref().is_some_and(|w| w.path.as_deref() == Some("workflows/review")))),
         "{new:#?}"
     );
@@ -300,10 +333,7 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         "a restart is never Stopped: {new:#?}"
     );
     assert!(
-        model_saw(
-            &mock,
-            &["hello there", "Startup of the review workflow."]
-        ),
+        model_saw(&mock, &["hello there", "Startup of the review workflow."]),
         "the review workflow's startup prompt, in the same conversation"
     );
     let session = s.session(&name).await;
@@ -320,9 +350,12 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         "{}",
         text(&out)
     );
-    // The same workflow again changes nothing.
+    // The same workflow again (however spelt) changes nothing.
     let count = events(&s, &name).await.len();
     let (st, _) = call(&s, "POST", &path, Some(review)).await;
+    assert_eq!(st, 200);
+    let spelt = json!({"gitUrl": url, "branch": "main", "path": "workflows/review"});
+    let (st, _) = call(&s, "POST", &path, Some(spelt)).await;
     assert_eq!(st, 200);
     assert_eq!(events(&s, &name).await.len(), count, "no event, no restart");
 
@@ -336,5 +369,52 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         v["spec"]["activeWorkflow"].is_null() && v["status"]["phase"] == "Running"
     })
     .await;
+
+    // An agent plants a folder where a workflow's clone would go, with its own
+    // instructions: a switch to that workflow clones it anew, and the agent's folder is
+    // never taken for it.
+    let planted = "cd .. && mkdir -p workflows/flows/workflows/review/.ambient && \
+        echo '{\"name\":\"Planted\",\"systemPrompt\":\"PLANTED-RULE\"}' > workflows/flows/workflows/review/.ambient/ambient.json";
+    let out = run(&config, &["sessions", "create", &format!("run: {planted}")]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let other = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = run(&config, &["logs", "-f", "--turn", &other]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        data.path()
+            .join("workspaces/default")
+            .join(&other)
+            .join("workflows/flows/workflows/review/.ambient/ambient.json")
+            .is_file(),
+        "the agent planted its folder"
+    );
+    until_session(&s, &other, "idle", |v| v["status"]["agentStatus"] == "idle").await;
+    let out = run(
+        &config,
+        &[
+            "workflow",
+            &other,
+            "--set",
+            &url,
+            "--path",
+            "workflows/review",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let log = until_events(&s, &other, "the switch's workflow", |e| {
+        e.iter()
+            .any(|e| matches!(e.event, SessionEvent::Workflow(_)))
+    })
+    .await;
+    let reported: Vec<_> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::Workflow(w) => Some(w.name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, ["Review"], "{log:#?}");
+    assert!(!model_saw(&mock, &["PLANTED-RULE"]));
     s.stop().await;
 }

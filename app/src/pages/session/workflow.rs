@@ -29,11 +29,7 @@ pub async fn switch_workflow(
 
 /// The panel, loaded on demand (see the module's documentation).
 #[lazy]
-pub fn workflow_panel(
-    project: String,
-    name: String,
-    current: Option<ActiveWorkflow>,
-) -> AnyView {
+pub fn workflow_panel(project: String, name: String, current: Option<ActiveWorkflow>) -> AnyView {
     view! { <WorkflowPanel project name current/> }.into_any()
 }
 
