@@ -415,6 +415,12 @@ async fn a_session_follows_its_workflow_runs_its_commands_and_switches_to_anothe
         })
         .collect();
     assert_eq!(reported, ["Review"], "{log:#?}");
-    assert!(!model_saw(&mock, &["PLANTED-RULE"]));
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.body["system"].to_string().contains("PLANTED-RULE")),
+        "the planted system prompt reached the model"
+    );
     s.stop().await;
 }
