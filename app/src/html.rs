@@ -51,6 +51,23 @@ pub fn mcp_servers(m: &model::protocol::McpStatus) -> String {
     out
 }
 
+/// The workflow's commands offered in the composer: a button per command (its name in
+/// `data-command`), its name and description. A workflow is any repository, so all of it
+/// is escaped.
+pub fn slash_commands(commands: &[model::workflow::WorkflowCommand]) -> String {
+    let mut out = String::new();
+    for c in commands {
+        out.push_str("<li><button type=\"button\" class=\"slash-command\" data-command=\"");
+        escape_into(&mut out, &c.name);
+        out.push_str("\"><code>/");
+        escape_into(&mut out, &c.name);
+        out.push_str("</code> <span class=\"muted\">");
+        escape_into(&mut out, &c.description);
+        out.push_str("</span></button></li>");
+    }
+    out
+}
+
 /// Appends `text` with `&`, `<`, `>`, `"` and `'` escaped (safe in text and quoted attributes).
 pub fn escape_into(out: &mut String, text: &str) {
     let mut rest = text;
@@ -221,6 +238,22 @@ mod tests {
     }
 
     /// A hostile MCP server names itself and its tools with markup: shown as text.
+    #[test]
+    fn slash_commands_are_text_whatever_the_workflow_says() {
+        use model::workflow::WorkflowCommand;
+        let html = slash_commands(&[WorkflowCommand {
+            name: "rfe:create".into(),
+            description: "<img src=x onerror=alert(1)> \"quoted\"".into(),
+        }]);
+        assert_eq!(
+            html,
+            "<li><button type=\"button\" class=\"slash-command\" data-command=\"rfe:create\">\
+             <code>/rfe:create</code> <span class=\"muted\">&lt;img src=x onerror=alert(1)&gt; \
+             &quot;quoted&quot;</span></button></li>"
+        );
+        assert_eq!(slash_commands(&[]), "");
+    }
+
     #[test]
     fn mcp_servers_are_text_whatever_they_report() {
         use model::protocol::{McpServerState, McpStatus};

@@ -788,6 +788,21 @@ fn RunTimes(started: Signal<Option<i64>>, ended: Signal<Option<i64>>) -> impl In
     }
 }
 
+/// The command a click on the list of slash commands chose (its button's `data-command`).
+fn chosen_command(ev: &leptos::ev::MouseEvent) -> Option<String> {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let target = ev.target()?.dyn_into::<leptos::web_sys::Element>().ok()?;
+        target.closest("[data-command]").ok()??.get_attribute("data-command")
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = ev;
+        None
+    }
+}
+
 /// The message box: Enter sends, Shift+Enter is a new line; interrupt while a turn runs.
 #[component]
 fn Composer(
@@ -843,16 +858,16 @@ fn Composer(
                         submit();
                     }
                 }></textarea>
-            <Show when=move || !offered.get().is_empty()>
-                <ul class="slash-commands" aria-label="The workflow's commands">
-                    <For each=move || offered.get() key=|c| c.name.clone() let:c>
-                        <li><button type="button" class="slash-command" on:click={
-                            let name = c.name.clone();
-                            move |_| text.set(format!("/{name} "))
-                        }><code>{format!("/{}", c.name)}</code>" "<span class="muted">{c.description}</span></button></li>
-                    </For>
-                </ul>
-            </Show>
+            // One escaped string, one delegated click: a list of views would cost the page's
+            // first load more than it is worth.
+            <ul class="slash-commands" aria-label="The workflow's commands"
+                hidden=move || offered.with(Vec::is_empty)
+                inner_html=move || crate::html::slash_commands(&offered.get())
+                on:click=move |ev| {
+                    if let Some(name) = chosen_command(&ev) {
+                        text.set(format!("/{name} "));
+                    }
+                }></ul>
             <div class="composer-actions">
                 <Show when=move || busy.get()>
                     <button type="button" class="btn" on:click=move |_| send.run(BrowserToServer::Interrupt)>"Interrupt"</button>
