@@ -51,6 +51,16 @@ pub fn mcp_servers(m: &model::protocol::McpStatus) -> String {
     out
 }
 
+/// The session's workflow, by name (its description as the title).
+pub fn workflow_name(w: &model::workflow::WorkflowState) -> String {
+    let mut out = String::from("<span class=\"workflow-name\" title=\"");
+    escape_into(&mut out, &w.description);
+    out.push_str("\">Workflow: ");
+    escape_into(&mut out, &w.name);
+    out.push_str("</span>");
+    out
+}
+
 /// The workflow's commands offered in the composer: a button per command (its name in
 /// `data-command`), its name and description. A workflow is any repository, so all of it
 /// is escaped.
@@ -252,6 +262,15 @@ mod tests {
              &quot;quoted&quot;</span></button></li>"
         );
         assert_eq!(slash_commands(&[]), "");
+        let w = model::workflow::WorkflowState {
+            name: "<b>Bug</b>".into(),
+            description: "\" onclick=\"x".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            workflow_name(&w),
+            "<span class=\"workflow-name\" title=\"&quot; onclick=&quot;x\">Workflow: &lt;b&gt;Bug&lt;/b&gt;</span>"
+        );
     }
 
     #[test]

@@ -213,10 +213,21 @@ fn SessionBody(view: SessionView) -> impl IntoView {
         }
         t
     });
-    let workflow = Memo::new(move |_| transcript.with(|t| t.workflow.clone()));
-    let commands = Signal::derive(move || workflow.get().map(|w| w.commands).unwrap_or_default());
-    // Changes only when a new state is reported, not with every event.
-    let mcp = Memo::new(move |_| transcript.with(|t| t.mcp.clone()));
+    // The workflow's name and the MCP servers' states, as one escaped string: changes only
+    // when a new state is reported, not with every event.
+    let extras = Memo::new(move |_| {
+        transcript.with(|t| {
+            let mut html = t
+                .workflow
+                .as_ref()
+                .map(crate::html::workflow_name)
+                .unwrap_or_default();
+            if let Some(m) = &t.mcp {
+                html.push_str(&crate::html::mcp_servers(m));
+            }
+            html
+        })
+    });
     let more_before = RwSignal::new(view.more_before);
     let earlier = {
         let (project, name) = (project.clone(), name.clone());
@@ -337,11 +348,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                         on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
                 })}
             </div>
-            {move || workflow.get().map(|w| view! {
-                <p class="workflow-name muted" title=w.description>{format!("Workflow: {}", w.name)}</p>
-            })}
-            <div class="mcp-servers" aria-label="MCP servers"
-                inner_html=move || mcp.get().map(|m| crate::html::mcp_servers(&m)).unwrap_or_default()></div>
+            <div class="mcp-servers" aria-label="Workflow and MCP servers" inner_html=move || extras.get()></div>
             {view_only.map(super::access::role_note)}
             {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
             <ErrorBanner error=act_error/>
@@ -396,7 +403,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 </Suspense>
             }
         })}
-        {can_edit.then(|| view! { <Composer busy phase send commands/> })}
+        {can_edit.then(|| view! { <Composer busy phase send transcript/> })}
     }
 }
 
@@ -809,22 +816,27 @@ fn Composer(
     busy: Signal<bool>,
     phase: Signal<Phase>,
     send: Callback<model::protocol::BrowserToServer>,
-    /// The workflow's slash commands, offered as `/` is typed.
-    commands: Signal<Vec<model::workflow::WorkflowCommand>>,
+    /// Whose workflow's slash commands are offered as `/` is typed.
+    transcript: RwSignal<Transcript>,
 ) -> impl IntoView {
     use model::protocol::{BrowserToServer, SendMessage};
     let text = RwSignal::new(String::new());
+    // The commands whose name starts with what follows a leading `/`, as list items.
     let offered = Memo::new(move |_| {
         let typed = text.get();
         match typed.strip_prefix('/') {
-            Some(start) if !start.contains(char::is_whitespace) => commands.with(|c| {
-                c.iter()
+            Some(start) if !start.contains(char::is_whitespace) => transcript.with(|t| {
+                let commands: Vec<_> = t
+                    .workflow
+                    .iter()
+                    .flat_map(|w| &w.commands)
                     .filter(|c| c.name.starts_with(start))
                     .take(8)
                     .cloned()
-                    .collect::<Vec<_>>()
+                    .collect();
+                crate::html::slash_commands(&commands)
             }),
-            _ => Vec::new(),
+            _ => String::new(),
         }
     });
     let error = RwSignal::new(None::<String>);
@@ -861,8 +873,8 @@ fn Composer(
             // One escaped string, one delegated click: a list of views would cost the page's
             // first load more than it is worth.
             <ul class="slash-commands" aria-label="The workflow's commands"
-                hidden=move || offered.with(Vec::is_empty)
-                inner_html=move || crate::html::slash_commands(&offered.get())
+                hidden=move || offered.with(String::is_empty)
+                inner_html=move || offered.get()
                 on:click=move |ev| {
                     if let Some(name) = chosen_command(&ev) {
                         text.set(format!("/{name} "));
