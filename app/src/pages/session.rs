@@ -810,6 +810,27 @@ fn chosen_command(ev: &leptos::ev::MouseEvent) -> Option<String> {
     }
 }
 
+/// Puts the focus back in the message box, the caret after `text` (what it now holds), so
+/// that typing goes on after a chosen command.
+fn type_on(text: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let Some(area) = leptos::prelude::document()
+            .get_element_by_id("composer")
+            .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlTextAreaElement>().ok())
+        else {
+            return;
+        };
+        area.set_value(text);
+        let _ = area.focus();
+        let end = text.encode_utf16().count() as u32;
+        let _ = area.set_selection_range(end, end);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = text;
+}
+
 /// The message box: Enter sends, Shift+Enter is a new line; interrupt while a turn runs.
 #[component]
 fn Composer(
@@ -877,7 +898,9 @@ fn Composer(
                 inner_html=move || offered.get()
                 on:click=move |ev| {
                     if let Some(name) = chosen_command(&ev) {
-                        text.set(format!("/{name} "));
+                        let chosen = format!("/{name} ");
+                        text.set(chosen.clone());
+                        type_on(&chosen);
                     }
                 }></ul>
             <div class="composer-actions">
