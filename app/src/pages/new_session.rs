@@ -420,7 +420,7 @@ pub fn WorkflowFields(
                 }
             })}
         </Suspense>
-        <div class="repo-row">
+        <div class="workflow-row">
             <div class="field grow">
                 <label for="workflow-url">"Repository"</label>
                 <input id="workflow-url" type="text" placeholder="https://github.com/org/workflows.git"
