@@ -749,40 +749,31 @@ mod tests {
         assert!(s.system_prompt && s.problem.is_none());
         assert_eq!(wf.startup_prompt.as_deref(), Some("Greet the user."));
 
+        let read_bugfix = || {
+            read_workflow(
+                &files(root),
+                root,
+                &workflow(Some("bugfix")),
+                &clone,
+                &folder,
+            )
+        };
         // An ambient.json that is a link is not followed: the workflow goes on without it.
         std::fs::remove_file(folder.join(".ambient/ambient.json")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", folder.join(".ambient/ambient.json")).unwrap();
-        let wf = read_workflow(
-            &files(root),
-            root,
-            &workflow(Some("bugfix")),
-            &clone,
-            &folder,
-        );
+        let wf = read_bugfix();
         assert!(wf.state.problem.unwrap().contains("symbolic link"));
         assert_eq!((wf.state.name.as_str(), wf.system_prompt), ("bugfix", None));
         // Nor is a folder on the way that is a link.
         std::fs::remove_dir_all(folder.join(".ambient")).unwrap();
         std::os::unix::fs::symlink("/etc", folder.join(".ambient")).unwrap();
-        let wf = read_workflow(
-            &files(root),
-            root,
-            &workflow(Some("bugfix")),
-            &clone,
-            &folder,
-        );
+        let wf = read_bugfix();
         assert!(wf.state.problem.is_some() && wf.system_prompt.is_none());
         // Broken JSON is reported.
         std::fs::remove_file(folder.join(".ambient")).unwrap();
         std::fs::create_dir_all(folder.join(".ambient")).unwrap();
         std::fs::write(folder.join(".ambient/ambient.json"), "{").unwrap();
-        let wf = read_workflow(
-            &files(root),
-            root,
-            &workflow(Some("bugfix")),
-            &clone,
-            &folder,
-        );
+        let wf = read_bugfix();
         assert!(wf.state.problem.unwrap().contains("not valid"));
     }
 

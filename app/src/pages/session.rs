@@ -801,7 +801,10 @@ fn chosen_command(ev: &leptos::ev::MouseEvent) -> Option<String> {
     {
         use leptos::wasm_bindgen::JsCast;
         let target = ev.target()?.dyn_into::<leptos::web_sys::Element>().ok()?;
-        target.closest("[data-command]").ok()??.get_attribute("data-command")
+        target
+            .closest("[data-command]")
+            .ok()??
+            .get_attribute("data-command")
     }
     #[cfg(not(feature = "hydrate"))]
     {

@@ -25,19 +25,8 @@ pub(crate) fn repo(root: &Path, name: &str, files: &[(&str, &str)]) -> String {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
-    let git = |args: &[&str]| crate::common::forge::git(&dir, args);
-    git(&["init", "--quiet", "--initial-branch=main"]);
-    git(&["add", "--all"]);
-    git(&[
-        "-c",
-        "user.name=seed",
-        "-c",
-        "user.email=seed@example.com",
-        "commit",
-        "--quiet",
-        "-m",
-        "workflows",
-    ]);
+    crate::common::forge::git(&dir, &["init", "--quiet", "--initial-branch=main"]);
+    crate::common::forge::commit_all(&dir, "workflows");
     format!("file://{}", dir.display())
 }
 

@@ -55,9 +55,19 @@ pub fn bare_repo(
     if let Some((file, bytes)) = extra_file {
         std::fs::write(work.join(file), bytes).unwrap();
     }
-    git(&work, &["add", "--all"]);
+    commit_all(&work, "seed");
     git(
         &work,
+        &["push", "--quiet", "origin", "HEAD:refs/heads/main"],
+    );
+    format!("file://{}", bare.display())
+}
+
+/// Commits everything in the work tree `dir`, as a seed author.
+pub fn commit_all(dir: &Path, message: &str) {
+    git(dir, &["add", "--all"]);
+    git(
+        dir,
         &[
             "-c",
             "user.name=seed",
@@ -66,14 +76,9 @@ pub fn bare_repo(
             "commit",
             "--quiet",
             "-m",
-            "seed",
+            message,
         ],
     );
-    git(
-        &work,
-        &["push", "--quiet", "origin", "HEAD:refs/heads/main"],
-    );
-    format!("file://{}", bare.display())
 }
 
 /// The bare repository behind a `file://` URL.
