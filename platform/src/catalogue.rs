@@ -169,7 +169,7 @@ async fn read(source: &Source) -> Result<Vec<CatalogueWorkflow>, String> {
         .prefix("ambient-catalogue-")
         .tempdir()
         .map_err(|e| format!("no temporary folder: {e}"))?;
-    let filter = format!("--filter=blob:limit={}", MAX_AMBIENT_JSON);
+    let filter = format!("--filter=blob:limit={MAX_AMBIENT_JSON}");
     let branch = format!("--branch={}", source.branch);
     git(
         dir.path(),

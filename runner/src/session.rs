@@ -414,7 +414,7 @@ impl<'a> Agent<'a> {
             None => link.idle(true),
         }
         if let Err(e) = ws.record_workflow() {
-            log(link, LogLevel::Warn, &e.to_string());
+            log(link, LogLevel::Warn, e.to_string());
         }
         Ok((agent, lines))
     }
