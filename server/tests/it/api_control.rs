@@ -219,7 +219,7 @@ async fn stop_leaves_no_process_of_the_session() {
     call(&s, "POST", &format!("{path}/stop"), None).await;
     s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
         .await;
-    assert!(processes_in(&workspace).is_empty());
+    crate::common::assert_no_process_in(&workspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

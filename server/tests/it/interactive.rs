@@ -169,7 +169,7 @@ async fn an_interactive_session_answers_follow_ups_from_its_warm_agent_and_waits
         "{}",
         text(&out)
     );
-    assert!(crate::common::processes_in(&workspace).is_empty());
+    crate::common::assert_no_process_in(&workspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,6 +403,24 @@ pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
     out
 }
 
+/// Asserts that no process is left in `dir`: one that is ending as its session stops
+/// (killed, not yet reaped) has 5 s to go; what stays is listed.
+pub async fn assert_no_process_in(dir: &Path) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_in(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processes left in {}: {left:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Events of a session from the export endpoint.
 pub async fn exported_events(server: &impl Api, name: &str) -> Vec<StoredEvent> {
     let (_, body) = call(
