@@ -21,12 +21,17 @@ pub const STOP_REQUESTED_AT: &str = "ambient-code.io/stop-requested-at";
 pub const STOP_REASON: &str = "ambient-code.io/stop-reason";
 /// The annotations of a request ([`DESIRED_PHASE`] and what goes with it), removed together
 /// once the operator has taken the request.
-pub const REQUEST_ANNOTATIONS: [&str; 4] = [
+pub const REQUEST_ANNOTATIONS: [&str; 5] = [
     DESIRED_PHASE,
     STOP_REASON,
     START_REQUESTED_AT,
     STOP_REQUESTED_AT,
+    RESTART_OF_RUN,
 ];
+/// With [`DESIRED_RESTART`]: the run (its generation) the restart was asked of. A later run
+/// serves the request, so a request seen again (its removal lost to a concurrent change of
+/// the session, in Kubernetes mode) restarts nothing twice.
+pub const RESTART_OF_RUN: &str = "ambient-code.io/restart-of-run";
 /// Name of the Secret holding the runner's token (Kubernetes mode).
 pub const RUNNER_TOKEN_SECRET: &str = "ambient-code.io/runner-token-secret";
 /// Name of the runner's ServiceAccount (Kubernetes mode).

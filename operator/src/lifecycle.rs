@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use model::annotations::{
-    DESIRED_PHASE, DESIRED_RESTART, DESIRED_RUNNING, DESIRED_STOPPED, STOP_REASON,
+    DESIRED_PHASE, DESIRED_RESTART, DESIRED_RUNNING, DESIRED_STOPPED, RESTART_OF_RUN, STOP_REASON,
 };
 use model::protocol::PhaseChange;
 
@@ -188,6 +188,13 @@ pub fn plan(session: &AgenticSession, runner: &Runner, ctx: &Context) -> Plan {
                     b.stopped(requested_reason)
                 }
             }
+        }
+        Phase::Creating | Phase::Running
+            if desired == Some(DESIRED_RESTART) && restart_served(session) =>
+        {
+            // A run after the one the restart was asked of serves it: only take the request.
+            b.plan.clear_desired_phase = true;
+            b.active(session, runner, phase);
         }
         Phase::Creating | Phase::Running if desired == Some(DESIRED_RESTART) => match runner {
             // The request stays until the runner is gone: then the session starts again.
@@ -551,6 +558,17 @@ impl Builder<'_> {
         self.plan.requeue_after = next.map(|s| Duration::from_secs(s.clamp(1, 86_400) as u64));
         None
     }
+}
+
+/// Whether the run under way came after the run a restart was asked of (known only where
+/// the status carries the run's generation: Kubernetes mode, whose request may be seen again
+/// after the run it started).
+fn restart_served(session: &AgenticSession) -> bool {
+    let asked_of = session
+        .annotation(RESTART_OF_RUN)
+        .and_then(|g| g.parse::<i64>().ok());
+    let current = session.status.as_ref().and_then(|s| s.run_generation);
+    matches!((asked_of, current), (Some(a), Some(c)) if c > a)
 }
 
 fn stop_condition_reason(reason: StoppedReason) -> &'static str {

@@ -689,6 +689,27 @@ fn a_restart_stops_the_runner_then_starts_again_with_the_conversation() {
     assert_eq!((phase_of(&p), p.action.clone()), (Phase::Stopped, None));
     assert_eq!(p.status.unwrap().stopped_reason, Some(StoppedReason::User));
 
+    // A request seen again once a later run is under way (its removal lost to another
+    // change of the session) restarts nothing twice.
+    let mut s = session(
+        Phase::Creating,
+        &[(DESIRED_PHASE, DESIRED_RESTART), (RESTART_OF_RUN, "1")],
+    );
+    s.status.as_mut().unwrap().run_generation = Some(2);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(8));
+    assert_eq!(p.action, None);
+    assert!(p.clear_desired_phase);
+    assert_eq!(phase_of(&p), Phase::Running);
+    // Asked of the run under way: it restarts.
+    s.status.as_mut().unwrap().run_generation = Some(1);
+    let p = plan(&s, &Runner::Alive { connected: true }, &at(8));
+    assert_eq!(
+        p.action,
+        Some(Action::Stop {
+            reason: StoppedReason::Restart
+        })
+    );
+
     // A finished session is not restarted by a late request: its next run uses the change.
     for phase in [Phase::Completed, Phase::Stopped] {
         let s = session(phase, &[(DESIRED_PHASE, DESIRED_RESTART)]);

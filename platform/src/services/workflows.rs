@@ -3,8 +3,8 @@
 
 use k8s_openapi::jiff::Timestamp;
 use model::annotations::{
-    DESIRED_PHASE, DESIRED_RESTART, DESIRED_STOPPED, START_REQUESTED_AT, STOP_REASON,
-    STOP_REQUESTED_AT,
+    DESIRED_PHASE, DESIRED_RESTART, DESIRED_STOPPED, RESTART_OF_RUN, START_REQUESTED_AT,
+    STOP_REASON, STOP_REQUESTED_AT,
 };
 use model::protocol::{SessionEvent, WorkflowChange};
 use model::session::{ActiveWorkflow, SessionKey, StoppedReason};
@@ -112,6 +112,7 @@ impl Services {
             _ => {}
         }
         let now = Timestamp::now().to_string();
+        let run = live.record.run.generation;
         let record = update_session(&*self.records, caller, key, |s| {
             s.spec.active_workflow = workflow.clone();
             // Looked at again under the write: a run that ended meanwhile just keeps the
@@ -120,6 +121,7 @@ impl Services {
             if matches!(s.phase(), Phase::Creating | Phase::Running) && !stopping {
                 let a = s.metadata.annotations.get_or_insert_with(Default::default);
                 a.insert(DESIRED_PHASE.to_owned(), DESIRED_RESTART.to_owned());
+                a.insert(RESTART_OF_RUN.to_owned(), run.to_string());
                 a.insert(START_REQUESTED_AT.to_owned(), now.clone());
                 a.insert(STOP_REQUESTED_AT.to_owned(), now.clone());
                 a.insert(
