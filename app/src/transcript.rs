@@ -152,6 +152,10 @@ pub struct Transcript {
     /// The workflow as its runner last found it (none since a switch, until the next run
     /// reports the new one): its slash commands feed the composer.
     pub workflow: Option<model::workflow::WorkflowState>,
+    /// The workflow the transcript last gave a line to (its repository, branch, folder):
+    /// the runs that report it again add none. Kept apart from `workflow`, which a page
+    /// may fill from a read later than its events (the line would be lost to that race).
+    workflow_line_for: Option<(String, String, String)>,
 }
 
 impl Transcript {
@@ -282,6 +286,7 @@ impl Transcript {
             },
             SessionEvent::WorkflowChanged(w) => {
                 self.workflow = None;
+                self.workflow_line_for = None;
                 EntryKind::Control {
                     what: match w.workflow {
                         Some(wf) => format!(
@@ -295,15 +300,16 @@ impl Transcript {
                 }
             }
             SessionEvent::Workflow(w) => {
-                let same = self.workflow.as_ref().is_some_and(|o| {
-                    (&o.git_url, &o.branch, &o.path) == (&w.git_url, &w.branch, &w.path)
-                });
-                let line = workflow_line(&w);
+                let at = (w.git_url.clone(), w.branch.clone(), w.path.clone());
+                // Each run reports its workflow; the transcript says so when it changed or
+                // when the run sent its startup prompt.
+                let worth = w.started || self.workflow_line_for.as_ref() != Some(&at);
+                let line = workflow_line(&w).filter(|_| worth);
                 self.workflow = Some(w);
-                // Each run reports its workflow; the transcript says so when it changed.
+                self.workflow_line_for = Some(at);
                 match line {
-                    Some(l) if !same => EntryKind::Log(l),
-                    _ => return true,
+                    Some(l) => EntryKind::Log(l),
+                    None => return true,
                 }
             }
             SessionEvent::Ask(ask) => EntryKind::Ask { ask, answer: None },
@@ -549,6 +555,54 @@ mod tests {
             assert_eq!(view(&t), view(&whole), "split at {split}");
             assert_eq!((t.first_seq, t.last_seq), (1, events.len() as u64));
         }
+    }
+
+    #[test]
+    fn each_workflow_gets_a_line_even_when_the_page_knew_it_before_its_event() {
+        let state = |path: &str, started| model::workflow::WorkflowState {
+            git_url: "https://example.com/w.git".into(),
+            branch: "main".into(),
+            path: path.into(),
+            name: path.into(),
+            started,
+            ..Default::default()
+        };
+        let logs = |t: &Transcript| -> Vec<String> {
+            t.entries
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EntryKind::Log(l) => Some(l.message.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        // The page read the workflow after its events: the event that reports it arrives
+        // live and still gets its line.
+        let hi = SessionEvent::UserMessage(UserMessage {
+            text: "hi".into(),
+            sender: "u".into(),
+        });
+        let mut t = Transcript::from_events(vec![ev(1, hi)]);
+        t.workflow = Some(state("a", true));
+        t.apply(ev(2, SessionEvent::Workflow(state("a", true))));
+        assert_eq!(
+            logs(&t),
+            ["Workflow \"a\"; started with its startup prompt"]
+        );
+        // A later run in the same workflow adds none; a switch, and the next one, do.
+        t.apply(ev(3, SessionEvent::Workflow(state("a", false))));
+        assert_eq!(logs(&t).len(), 1);
+        t.apply(ev(
+            4,
+            SessionEvent::WorkflowChanged(model::protocol::WorkflowChange {
+                workflow: None,
+                sender: "u".into(),
+            }),
+        ));
+        assert!(t.workflow.is_none());
+        t.apply(ev(5, SessionEvent::Workflow(state("b", false))));
+        assert_eq!(logs(&t).len(), 2);
+        assert_eq!(t.workflow.as_ref().map(|w| w.path.as_str()), Some("b"));
     }
 
     #[test]
