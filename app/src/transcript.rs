@@ -657,6 +657,7 @@ mod tests {
                     duration_ms: 1,
                     usage: Default::default(),
                     text: None,
+                    resume_at: None,
                 }),
             )
         };

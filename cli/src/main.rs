@@ -275,6 +275,27 @@ enum Sessions {
         #[arg(long, requires = "workflow")]
         workflow_path: Option<String>,
     },
+    /// Forks a session after one of its turns: a new session that starts from a copy of
+    /// its workspace and continues its conversation as it stood then, with this message;
+    /// prints the fork's name alone, like `create`.
+    Fork {
+        /// The session to fork.
+        session: String,
+        /// The fork's first message ("-" reads it from standard input).
+        prompt: String,
+        /// The turn to continue after (1: the first); default: the last finished.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        turn: Option<u32>,
+        /// Name shown in the UI (default: the source's, marked as a fork).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Lists a session's finished turns (what `fork --turn` takes): the start of each
+    /// answer, and whether a fork can continue after it.
+    Turns {
+        /// The session.
+        session: String,
+    },
     /// Shows a session.
     Get {
         /// The session.
@@ -485,6 +506,45 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 eprintln!("its work goes to branch {}", created.auto_branch);
             }
             output::print_name(format, &created, &created.name)
+        }
+        Command::Sessions(Sessions::Fork {
+            session,
+            prompt,
+            turn,
+            display_name,
+        }) => {
+            let req = model::api::ForkSessionRequest {
+                turn,
+                prompt: text_or_stdin(prompt)?,
+                display_name,
+            };
+            let path = format!("{sessions}/{}/fork", name("session", &session)?);
+            let created: CreateSessionResponse =
+                client.call(Method::POST, &path, Some(&req)).await?;
+            if format == Format::Table && !created.auto_branch.is_empty() {
+                eprintln!("its work goes to branch {}", created.auto_branch);
+            }
+            output::print_name(format, &created, &created.name)
+        }
+        Command::Sessions(Sessions::Turns { session }) => {
+            let path = format!("{sessions}/{}/turns", name("session", &session)?);
+            let turns: Vec<model::api::SessionTurn> = client.get(&path).await?;
+            output::print(format, &turns, |turns| {
+                let mut t = Table::new(&["TURN", "FORKABLE", "ANSWER"]);
+                for turn in turns {
+                    let answer = turn.answer.lines().next().unwrap_or_default();
+                    t.row(vec![
+                        turn.turn.to_string(),
+                        if turn.forkable { "yes" } else { "no" }.into(),
+                        if turn.is_error {
+                            format!("(failed) {answer}")
+                        } else {
+                            answer.to_owned()
+                        },
+                    ]);
+                }
+                t
+            })
         }
         Command::Sessions(Sessions::Get { session }) => {
             let s: AgenticSession = client

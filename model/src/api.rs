@@ -72,6 +72,43 @@ pub struct CreateSessionRequest {
     pub parent_session_id: Option<String>,
 }
 
+/// `POST /api/projects/{project}/agentic-sessions/{session}/fork`: a new session that
+/// continues this one's conversation as it stood after one of its turns, in a copy of its
+/// workspace, with its repositories, model, workflow and settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForkSessionRequest {
+    /// The turn to continue after: 1 is the session's first finished turn. Default: its
+    /// last.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub turn: Option<u32>,
+    /// The fork's first message. Required, at most [`crate::protocol::MAX_MESSAGE_TEXT`]
+    /// bytes.
+    #[serde(default)]
+    pub prompt: String,
+    /// Name shown in the UI. Default: the source's, marked as a fork after its turn.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// One finished turn of a session (`GET …/{session}/turns`): what a fork can continue
+/// after.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SessionTurn {
+    /// Its number, from 1.
+    pub turn: u32,
+    /// The start of the agent's answer (or of the turn's error), at most 200 characters.
+    pub answer: String,
+    /// Whether the turn failed.
+    pub is_error: bool,
+    /// Whether a fork can continue after it (its conversation and last message are known).
+    pub forkable: bool,
+}
+
 /// Answer to a session creation (`201 Created`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -470,6 +507,9 @@ pub struct SessionSummary {
     /// What its agent does now, while it runs (see `status.agentStatus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status: Option<crate::session::AgentStatus>,
+    /// The session it was forked from, and after which turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<(String, u32)>,
 }
 
 impl SessionSummary {
@@ -500,6 +540,7 @@ impl SessionSummary {
             result: status.result,
             restarts: status.sdk_restart_count.unwrap_or(0),
             agent_status: status.agent_status,
+            forked_from: s.spec.fork.as_ref().map(|f| (f.session.clone(), f.turn)),
             name,
         }
     }

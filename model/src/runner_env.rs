@@ -153,8 +153,14 @@ pub const MAX_TURNS: &str = "MAX_TURNS";
 /// The session's display name (pull request titles).
 pub const DISPLAY_NAME: &str = "AMBIENT_DISPLAY_NAME";
 
+/// A fork's source (`spec.fork` as JSON): the conversation and the entry it resumes at.
+pub const FORK_SOURCE: &str = "AMBIENT_FORK_SOURCE";
+/// The workspace a fork's first run copies (local mode; in a cluster the workspace's
+/// claim is a clone of its source's).
+pub const FORK_WORKSPACE: &str = "AMBIENT_FORK_WORKSPACE";
+
 /// Every variable of the contract above, set by the driver for the runner.
-pub const CONTRACT: [&str; 29] = [
+pub const CONTRACT: [&str; 31] = [
     SESSION_NAME,
     SESSION_NAMESPACE,
     SESSION_ID,
@@ -184,6 +190,8 @@ pub const CONTRACT: [&str; 29] = [
     DISPLAY_NAME,
     GITHUB_API_URL,
     GITLAB_API_URL,
+    FORK_SOURCE,
+    FORK_WORKSPACE,
 ];
 
 /// Variables the runner sets for the agent's CLI itself.

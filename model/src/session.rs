@@ -79,6 +79,47 @@ pub struct AgenticSessionSpec {
     /// person approves it before it acts). Default: autonomous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<PermissionMode>,
+    /// The session this one was forked from, and where (set by `POST …/fork` only): its
+    /// first run starts from a copy of that session's workspace and continues its
+    /// conversation as it stood after that turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkSource>,
+}
+
+/// Where a fork continues from (see `spec.fork`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForkSource {
+    /// The session forked, in the same project.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub session: String,
+    /// Its turn the fork continues after (1: its first).
+    #[schemars(range(min = 1))]
+    pub turn: u32,
+    /// Claude's conversation in that session at that turn.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{1,64}$"))]
+    pub conversation_id: String,
+    /// The conversation's last entry at the end of that turn (`--resume-session-at`).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{1,64}$"))]
+    pub resume_at: String,
+}
+
+impl ForkSource {
+    /// Whether `s` may name a conversation or one of its entries: what Claude Code writes
+    /// (UUIDs), never anything a command line could take for more.
+    pub fn is_id(s: &str) -> bool {
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }
+
+    /// Whether every field is as the schema says (a fork applied with `kubectl` is checked
+    /// again before anything uses it).
+    pub fn is_valid(&self) -> bool {
+        crate::validate::dns1123_label("fork.session", &self.session).is_ok()
+            && self.turn >= 1
+            && Self::is_id(&self.conversation_id)
+            && Self::is_id(&self.resume_at)
+    }
 }
 
 /// What the agent may do without asking a person (see `spec.permissionMode`).

@@ -353,6 +353,21 @@ pub fn create_session(
     Ok(())
 }
 
+/// A fork's request: its first message, its name, its turn.
+pub fn fork_session(req: &crate::api::ForkSessionRequest) -> Result<(), Invalid> {
+    message_text("prompt", &req.prompt)?;
+    if let Some(d) = &req.display_name {
+        display_name("displayName", d)?;
+    }
+    if req.turn == Some(0) {
+        return Err(Invalid::new(
+            "turn",
+            "must be 1 or more (turns count from 1)",
+        ));
+    }
+    Ok(())
+}
+
 /// A workflow (`field` names it): its repository's URL, its branch, its folder.
 pub fn active_workflow(field: &str, wf: &crate::session::ActiveWorkflow) -> Result<(), Invalid> {
     repo_url(&format!("{field}.gitUrl"), &wf.git_url)?;

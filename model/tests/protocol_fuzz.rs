@@ -153,18 +153,22 @@ fn event() -> impl Strategy<Value = SessionEvent> {
             any::<u32>(),
             any::<u64>(),
             usage(),
+            proptest::option::of(text()),
             proptest::option::of(text())
         )
-            .prop_map(|(is_error, subtype, num_turns, duration_ms, usage, text)| {
-                SessionEvent::TurnResult(TurnResult {
-                    is_error,
-                    subtype,
-                    num_turns,
-                    duration_ms,
-                    usage,
-                    text,
-                })
-            }),
+            .prop_map(
+                |(is_error, subtype, num_turns, duration_ms, usage, text, resume_at)| {
+                    SessionEvent::TurnResult(TurnResult {
+                        is_error,
+                        subtype,
+                        num_turns,
+                        duration_ms,
+                        usage,
+                        text,
+                        resume_at,
+                    })
+                }
+            ),
         (
             any::<i32>(),
             any::<bool>(),

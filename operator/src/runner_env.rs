@@ -33,6 +33,9 @@ pub struct RunSpec<'a> {
     pub project_mcp_servers: Option<&'a McpServers>,
     /// The agent's sandbox: auto or required (local mode), off (a pod is the sandbox).
     pub sandbox: SandboxMode,
+    /// The workspace a fork's first run copies (local mode: the forked session's, on this
+    /// machine; a cluster's fork gets a cloned claim instead).
+    pub fork_workspace: Option<&'a Path>,
 }
 
 /// The environment variables of a runner, in the order they apply (later wins).
@@ -129,6 +132,15 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
     if let Some(bin) = run.claude_bin {
         set(env::CLAUDE_BIN, bin.display().to_string());
     }
+    if let Some(fork) = spec.fork.as_ref().filter(|f| f.is_valid()) {
+        set(
+            env::FORK_SOURCE,
+            serde_json::to_string(fork).unwrap_or_default(),
+        );
+        if let Some(from) = run.fork_workspace {
+            set(env::FORK_WORKSPACE, from.display().to_string());
+        }
+    }
     vars
 }
 
@@ -161,6 +173,7 @@ mod tests {
             credentials: Box::leak(Box::default()),
             project_mcp_servers: None,
             sandbox: SandboxMode::Auto,
+            fork_workspace: None,
         }
     }
 
@@ -209,6 +222,37 @@ mod tests {
         assert_eq!(get(&vars, env::USER_NAME), Some("ada"));
         assert_eq!(get(&vars, env::RUNNER_GENERATION), Some("3"));
         assert_eq!(get(&vars, env::CLAUDE_BIN), Some("/opt/claude"));
+    }
+
+    #[test]
+    fn a_fork_names_its_source_and_where_its_files_are_only_when_it_is_one() {
+        let mut s = session();
+        let from = Path::new("/data/ws/proj/session-0");
+        let run = RunSpec {
+            fork_workspace: Some(from),
+            ..spec(false)
+        };
+        assert_eq!(get(&runner_env(&s, &run), env::FORK_WORKSPACE), None);
+        s.spec.fork = Some(model::session::ForkSource {
+            session: "session-0".into(),
+            turn: 2,
+            conversation_id: "c-1".into(),
+            resume_at: "m-2".into(),
+        });
+        let vars = runner_env(&s, &run);
+        assert_eq!(
+            get(&vars, env::FORK_SOURCE),
+            Some(r#"{"session":"session-0","turn":2,"conversationId":"c-1","resumeAt":"m-2"}"#)
+        );
+        assert_eq!(
+            get(&vars, env::FORK_WORKSPACE),
+            Some("/data/ws/proj/session-0")
+        );
+        // One applied around the server's checks is not used.
+        s.spec.fork.as_mut().unwrap().session = "../other".into();
+        let vars = runner_env(&s, &run);
+        assert_eq!(get(&vars, env::FORK_SOURCE), None);
+        assert_eq!(get(&vars, env::FORK_WORKSPACE), None);
     }
 
     #[test]

@@ -16,6 +16,23 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::db::{Db, StoreError, now_ms};
 
+/// Where a session stood after one of its turns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnPoint {
+    /// Claude's conversation (none: no run of the session reported one).
+    pub conversation: Option<String>,
+    /// Its last entry then (none: the turn added no message, or was recorded before
+    /// turns said).
+    pub resume_at: Option<String>,
+    /// The start of the turn's answer (or of its error).
+    pub answer: String,
+    /// Whether the turn failed.
+    pub is_error: bool,
+}
+
+/// Characters of a turn's answer a [`TurnPoint`] keeps.
+pub const TURN_ANSWER_CHARS: usize = 200;
+
 /// A log, as numbered in the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LogId(i64);
@@ -187,6 +204,41 @@ impl EventLog {
             Some(SessionEvent::Workflow(w)) => Some(w),
             _ => None,
         })
+    }
+
+    /// Each finished turn of `log`, in order: the conversation it was in (as the run's
+    /// agent last reported it) and the entry a fork after it resumes at.
+    pub async fn turns(&self, log: LogId) -> Result<Vec<TurnPoint>, StoreError> {
+        let bodies: Vec<String> = self
+            .db
+            .read(move |c| {
+                let mut q = c.prepare_cached(
+                    "SELECT body FROM events WHERE log_id = ?1 AND kind IN ('agent_started', 'turn_result') ORDER BY seq",
+                )?;
+                let rows = q.query_map([log.0], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            })
+            .await?;
+        let mut conversation = None;
+        let mut turns = Vec::new();
+        for body in bodies {
+            match serde_json::from_str::<SessionEvent>(&body) {
+                Ok(SessionEvent::AgentStarted(a)) => conversation = Some(a.claude_session_id),
+                Ok(SessionEvent::TurnResult(t)) => turns.push(TurnPoint {
+                    conversation: conversation.clone(),
+                    resume_at: t.resume_at,
+                    answer: t
+                        .text
+                        .unwrap_or_default()
+                        .chars()
+                        .take(TURN_ANSWER_CHARS)
+                        .collect(),
+                    is_error: t.is_error,
+                }),
+                _ => {}
+            }
+        }
+        Ok(turns)
     }
 
     /// The last event of `kind` in `log` (a kind with its own partial index: `mcp_status`,
@@ -585,6 +637,68 @@ mod tests {
             ts: 5,
             event: line(&format!("r{rseq}")),
         }
+    }
+
+    #[tokio::test]
+    async fn each_turn_is_known_with_its_conversation_and_where_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(
+            Db::open_in(dir.path()).unwrap(),
+            Arc::new(Recorder::default()),
+        );
+        let a = log.open("uid-a").await.unwrap();
+        let started = |id: &str| {
+            SessionEvent::AgentStarted(model::protocol::AgentStarted {
+                model: "m".into(),
+                claude_session_id: id.into(),
+                cwd: "/w".into(),
+                resumed: false,
+            })
+        };
+        let turn = |at: Option<&str>, text: &str| {
+            SessionEvent::TurnResult(model::protocol::TurnResult {
+                is_error: at.is_none(),
+                subtype: "success".into(),
+                num_turns: 1,
+                duration_ms: 1,
+                usage: Default::default(),
+                text: Some(text.into()),
+                resume_at: at.map(str::to_owned),
+            })
+        };
+        let long = "x".repeat(300);
+        for e in [
+            prompt("one"),
+            started("c-1"),
+            turn(Some("m-1"), "first"),
+            line("between"),
+            started("c-2"),
+            turn(None, &long),
+            turn(Some("m-3"), "third"),
+        ] {
+            log.append(a, e).await.unwrap();
+        }
+        let turns = log.turns(a).await.unwrap();
+        let got: Vec<_> = turns
+            .iter()
+            .map(|t| {
+                (
+                    t.conversation.as_deref(),
+                    t.resume_at.as_deref(),
+                    t.is_error,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("c-1"), Some("m-1"), false),
+                (Some("c-2"), None, true),
+                (Some("c-2"), Some("m-3"), false)
+            ]
+        );
+        assert_eq!(turns[1].answer.chars().count(), TURN_ANSWER_CHARS);
+        assert_eq!(turns[2].answer, "third");
     }
 
     #[tokio::test]

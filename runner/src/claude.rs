@@ -28,6 +28,9 @@ pub struct Spec {
     pub model: Option<String>,
     /// Conversation to resume.
     pub resume: Option<String>,
+    /// Resume it as a new conversation that keeps its messages up to this entry and no
+    /// further (a fork's first run).
+    pub fork_at: Option<String>,
     /// Stream partial text.
     pub partial_messages: bool,
     /// Appended to Claude Code's system prompt.
@@ -87,6 +90,10 @@ impl Spec {
         }
         if let Some(id) = &self.resume {
             args.push(format!("--resume={id}"));
+            if let Some(at) = &self.fork_at {
+                args.push("--fork-session".into());
+                args.push(format!("--resume-session-at={at}"));
+            }
         }
         if !self.append_system_prompt.is_empty() {
             args.push("--append-system-prompt".into());
@@ -409,6 +416,7 @@ mod tests {
             cwd: "/w".into(),
             model: Some("claude-sonnet-4-6".into()),
             resume: Some("-odd-id".into()),
+            fork_at: Some("-entry".into()),
             partial_messages: true,
             append_system_prompt: "ctx".into(),
             add_dirs: vec!["/w/repos/b".into()],
@@ -421,6 +429,8 @@ mod tests {
         };
         let args = spec.args();
         assert!(args.contains(&"--resume=-odd-id".to_owned()));
+        assert!(args.contains(&"--fork-session".to_owned()));
+        assert!(args.contains(&"--resume-session-at=-entry".to_owned()));
         assert!(args.contains(&"--model=claude-sonnet-4-6".to_owned()));
         assert!(args.contains(&"--include-partial-messages".to_owned()));
         assert!(args.contains(&"--add-dir=/w/repos/b".to_owned()));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use model::runner_env::{self as env, Credentials};
-use model::session::{McpServers, SessionRepo};
+use model::session::{ForkSource, McpServers, SessionRepo};
 
 use crate::error::Error;
 
@@ -117,6 +117,12 @@ pub struct RawConfig {
     /// First prompt (fresh sessions only).
     #[arg(long, env = env::INITIAL_PROMPT, value_name = env::INITIAL_PROMPT)]
     pub initial_prompt: Option<String>,
+    /// The fork's source (`spec.fork` as JSON), for a forked session.
+    #[arg(long, env = env::FORK_SOURCE, value_name = env::FORK_SOURCE, value_parser = fork_source)]
+    pub fork_source: Option<ForkSource>,
+    /// The workspace a fork's first run copies (local mode).
+    #[arg(long, env = env::FORK_WORKSPACE, value_name = env::FORK_WORKSPACE)]
+    pub fork_workspace: Option<PathBuf>,
     /// Continue the previous conversation.
     #[arg(long, env = env::IS_RESUME, value_name = env::IS_RESUME, default_value = "false", value_parser = boolean, action = clap::ArgAction::Set)]
     pub is_resume: bool,
@@ -270,6 +276,26 @@ impl CredentialArgs {
 #[serde(transparent)]
 pub struct Repos(pub Vec<SessionRepo>);
 
+/// A forked session's origin.
+#[derive(Debug, Clone)]
+pub struct Fork {
+    /// The conversation and the entry it resumes at.
+    pub source: ForkSource,
+    /// The source's workspace, copied by the fork's first run (local mode; `None` where
+    /// the workspace already is a copy: a cluster's cloned claim).
+    pub workspace: Option<PathBuf>,
+}
+
+/// `spec.fork` as JSON, checked as the schema says.
+fn fork_source(s: &str) -> Result<ForkSource, String> {
+    let source: ForkSource =
+        serde_json::from_str(s).map_err(|e| format!("is not a fork's source ({e})"))?;
+    if !source.is_valid() {
+        return Err("is not a fork's source: a session, a turn from 1, and ids".into());
+    }
+    Ok(source)
+}
+
 /// The runner's configuration, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -293,6 +319,8 @@ pub struct Config {
     pub initial_prompt: Option<String>,
     /// Continue the previous conversation.
     pub resume: bool,
+    /// Where a forked session's conversation comes from, and (local mode) its files.
+    pub fork: Option<Fork>,
     /// Model, if set.
     pub model: Option<String>,
     /// Repositories.
@@ -384,6 +412,10 @@ impl RawConfig {
             handled_through: self.handled_through,
             initial_prompt: set(self.initial_prompt),
             resume: self.is_resume,
+            fork: self.fork_source.map(|source| Fork {
+                source,
+                workspace: self.fork_workspace,
+            }),
             model: set(self.model),
             repos,
             user_name: set(self.user_name).unwrap_or_else(|| "user".into()),
@@ -515,6 +547,13 @@ mod tests {
             (
                 &["--project-mcp-servers", "{"],
                 "PROJECT_MCP_SERVERS is not an MCP server",
+            ),
+            (
+                &[
+                    "--fork-source",
+                    r#"{"session":"s","turn":1,"conversationId":"a","resumeAt":"--x=1 y"}"#,
+                ],
+                "AMBIENT_FORK_SOURCE is not a fork's source",
             ),
         ] {
             let err = raw(args).unwrap_err();

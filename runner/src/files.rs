@@ -601,7 +601,7 @@ async fn stream_archive(files: Arc<Files>, reply: &Reply) {
         );
         let mut tar = tar::Builder::new(gz);
         let root = files.open_dir(&[])?;
-        archive_dir(&mut tar, &root, "", 0)?;
+        archive_dir(&mut tar, &root)?;
         let gz = tar.into_inner().map_err(|e| io_failed("the archive", &e))?;
         let mut w = gz.finish().map_err(|e| io_failed("the archive", &e))?;
         let rest = std::mem::take(&mut w.buf);
@@ -651,13 +651,28 @@ async fn send_chunk(reply: &Reply, chunk: &[u8], last: bool) -> bool {
     true
 }
 
-/// Adds the directory `dir` (at `prefix` in the archive) and everything below it: regular
-/// files, directories, and links as links; nothing is followed.
-fn archive_dir<W: Write>(
-    tar: &mut tar::Builder<W>,
+/// What a walk of the workspace meets, at its path from where the walk began. Nothing is
+/// followed: a link is met as a link.
+pub(crate) enum Found<'a> {
+    /// A directory (met before what it holds).
+    Dir(&'a str, &'a FileStat),
+    /// A symbolic link, and where it points.
+    Link(&'a str, &'a FileStat, std::ffi::OsString),
+    /// A regular file, open, and its size when opened.
+    File(&'a str, &'a FileStat, std::fs::File, u64),
+}
+
+/// Walks the directory `dir` (at `prefix`) and everything below it, in name order, down to
+/// [`MAX_ARCHIVE_DEPTH`] levels: each directory, link and regular file is handed to
+/// `visit`; FIFOs, sockets and devices are not the agent's work and are passed over, and so
+/// are the root's `hidden` folders. Each entry is opened with `O_NOFOLLOW` relative to its
+/// directory, so an entry swapped for a link while walked is passed over, never followed.
+pub(crate) fn walk(
     dir: &OwnedFd,
     prefix: &str,
     depth: usize,
+    hidden: &[&str],
+    visit: &mut dyn FnMut(Found<'_>) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let root = depth == 0;
     let mut names: Vec<String> = Vec::new();
@@ -668,7 +683,7 @@ fn archive_dir<W: Write>(
         for entry in listing.iter() {
             let entry = entry.map_err(|e| failed(prefix, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "." || name == ".." || (root && HIDDEN.contains(&&*name)) {
+            if name == "." || name == ".." || (root && hidden.contains(&&*name)) {
                 continue;
             }
             names.push(name);
@@ -687,14 +702,7 @@ fn archive_dir<W: Write>(
             continue; // gone since listed
         };
         let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-        let mut header = tar::Header::new_gnu();
-        // No setuid, setgid or sticky bit, and an ordinary owner: the archive is the agent's
-        // work, whoever extracts it (as root too).
-        header.set_mode(stat.st_mode & 0o777);
-        header.set_uid(ARCHIVE_OWNER);
-        header.set_gid(ARCHIVE_OWNER);
-        header.set_mtime(stat.st_mtime.max(0) as u64);
-        let added = if kind == SFlag::S_IFDIR {
+        if kind == SFlag::S_IFDIR {
             let Ok(sub) = nix::fcntl::openat(
                 dir,
                 name.as_str(),
@@ -703,22 +711,16 @@ fn archive_dir<W: Write>(
             ) else {
                 continue;
             };
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_size(0);
-            tar.append_data(&mut header, format!("{path}/"), std::io::empty())
-                .map_err(|e| io_failed(&path, &e))?;
+            visit(Found::Dir(&path, &stat))?;
             // Deeper than any work tree goes: left out (bounded stack and descriptors).
             if depth < MAX_ARCHIVE_DEPTH {
-                archive_dir(tar, &sub, &path, depth + 1)?;
+                walk(&sub, &path, depth + 1, hidden, visit)?;
             }
-            continue;
         } else if kind == SFlag::S_IFLNK {
             let Ok(target) = nix::fcntl::readlinkat(dir, name.as_str()) else {
                 continue;
             };
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_size(0);
-            tar.append_link(&mut header, &path, target)
+            visit(Found::Link(&path, &stat, target))?;
         } else if kind == SFlag::S_IFREG {
             let Ok(fd) = nix::fcntl::openat(
                 dir,
@@ -733,23 +735,52 @@ fn archive_dir<W: Write>(
             if !meta.is_file() {
                 continue; // swapped since listed
             }
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(meta.len());
-            // Exactly its size: a file that grows while read is cut, one that shrinks is
-            // padded with zeros, so the entries after it stay where their headers say (the
-            // agent's bytes are never read as a header).
             let len = meta.len();
-            tar.append_data(
-                &mut header,
-                &path,
-                file.take(len).chain(std::io::repeat(0)).take(len),
-            )
-        } else {
-            continue; // FIFOs, sockets, devices: not the agent's work
-        };
-        added.map_err(|e| io_failed(&path, &e))?;
+            visit(Found::File(&path, &stat, file, len))?;
+        }
     }
     Ok(())
+}
+
+/// Adds the directory `dir` and everything below it to the archive: regular files,
+/// directories, and links as links; nothing is followed.
+fn archive_dir<W: Write>(tar: &mut tar::Builder<W>, dir: &OwnedFd) -> Result<(), Failure> {
+    walk(dir, "", 0, &HIDDEN, &mut |found| {
+        let (path, stat) = match &found {
+            Found::Dir(p, s) | Found::Link(p, s, _) | Found::File(p, s, _, _) => (*p, *s),
+        };
+        let mut header = tar::Header::new_gnu();
+        // No setuid, setgid or sticky bit, and an ordinary owner: the archive is the agent's
+        // work, whoever extracts it (as root too).
+        header.set_mode(stat.st_mode & 0o777);
+        header.set_uid(ARCHIVE_OWNER);
+        header.set_gid(ARCHIVE_OWNER);
+        header.set_mtime(stat.st_mtime.max(0) as u64);
+        header.set_size(0);
+        let added = match found {
+            Found::Dir(..) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                tar.append_data(&mut header, format!("{path}/"), std::io::empty())
+            }
+            Found::Link(_, _, target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                tar.append_link(&mut header, path, target)
+            }
+            Found::File(_, _, file, len) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(len);
+                // Exactly its size: a file that grows while read is cut, one that shrinks
+                // is padded with zeros, so the entries after it stay where their headers
+                // say (the agent's bytes are never read as a header).
+                tar.append_data(
+                    &mut header,
+                    path,
+                    file.take(len).chain(std::io::repeat(0)).take(len),
+                )
+            }
+        };
+        added.map_err(|e| io_failed(path, &e))
+    })
 }
 
 fn join(parts: &[&str], name: &str) -> String {

@@ -339,10 +339,24 @@ impl<'a> Agent<'a> {
                 }
                 None => None,
             };
-        let resume = if config.resume {
-            ws.claude_session_id()
-        } else {
-            None
+        // A fork's conversation is its source's, cut after the chosen turn, until its own
+        // first run has saved the one that makes.
+        let saved = ws.claude_session_id();
+        let fork = config
+            .fork
+            .as_ref()
+            .map(|f| &f.source)
+            .filter(|f| saved.as_deref().is_none_or(|s| s == f.conversation_id));
+        let (resume, fork_at) = match fork {
+            Some(f) if !ws.has_conversation(&f.conversation_id) => {
+                return Err(Error::Workspace(format!(
+                    "the conversation of {} this session was forked from is not in its workspace (a workspace that is not kept, or storage that did not clone it)",
+                    f.session
+                )));
+            }
+            Some(f) => (Some(f.conversation_id.clone()), Some(f.resume_at.clone())),
+            None if config.resume => (saved, None),
+            None => (None, None),
         };
         if config.resume && resume.is_none() {
             log(
@@ -356,6 +370,7 @@ impl<'a> Agent<'a> {
             cwd: ws.cwd.clone(),
             model: config.model.clone(),
             resume: resume.clone(),
+            fork_at,
             partial_messages: config.partial_messages,
             append_system_prompt: ws.system_prompt(config),
             add_dirs: ws.add_dirs.clone(),

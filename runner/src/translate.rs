@@ -6,6 +6,7 @@ use model::protocol::{
     MAX_MCP_STATUS_TOOLS, McpServerState, McpStatus, SessionEvent, Thinking, ToolResult, ToolUse,
     TurnResult, Usage, truncated,
 };
+use model::session::ForkSource;
 use serde_json::Value;
 
 /// Longest tool result kept in an event; the rest is cut with a note.
@@ -63,6 +64,8 @@ pub struct Translator {
     cost_seen: f64,
     /// The MCP servers' state last reported.
     mcp: Option<McpStatus>,
+    /// The id of this turn's last assistant message: where a fork after it resumes.
+    last_message: Option<String>,
 }
 
 impl Translator {
@@ -86,7 +89,12 @@ impl Translator {
         let kind = v["type"].as_str().unwrap_or_default();
         match kind {
             "system" => self.system(&v),
-            "assistant" => assistant(&v),
+            "assistant" => {
+                if let Some(id) = v["uuid"].as_str().filter(|id| ForkSource::is_id(id)) {
+                    self.last_message = Some(id.to_owned());
+                }
+                assistant(&v)
+            }
             "user" => tool_results(&v),
             "stream_event" => stream_event(&v),
             "result" => self.result(&v),
@@ -196,6 +204,7 @@ impl Translator {
             duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
             usage,
             text: text.clone(),
+            resume_at: self.last_message.take(),
         }))];
         if is_error && !interrupted {
             let (code, message) = match (subtype.as_str(), terminal) {

@@ -13,6 +13,8 @@ use crate::git::{self, Confinement};
 use crate::keeper::{Keeper, Source};
 use crate::sandbox::Isolation;
 
+mod fork;
+
 /// File in the state folder holding Claude's conversation id, for continuing it.
 const CLAUDE_SESSION_FILE: &str = "claude-session-id";
 /// File in the state folder recording which workflow (URL and branch) each
@@ -143,6 +145,15 @@ impl Workspace {
             isolation,
             workspace: root.clone(),
         };
+        if let Some(fork) = &config.fork
+            && let Some(from) = &fork.workspace
+            && fork::copy_source(from, &root)?
+        {
+            log(format!(
+                "copied the workspace of {}, forked after its turn {}",
+                fork.source.session, fork.source.turn
+            ));
+        }
         for dir in [
             root.join(STATE_DIR),
             config.artifacts.clone(),
@@ -240,6 +251,22 @@ impl Workspace {
     /// The CLI's configuration folder, private to this session.
     pub fn claude_config_dir(&self) -> PathBuf {
         self.root.join(".claude")
+    }
+
+    /// Whether the CLI's state holds the conversation `id` (any of its project folders:
+    /// the CLI finds a conversation by id wherever it was started).
+    pub fn has_conversation(&self, id: &str) -> bool {
+        let file = format!("{id}.jsonl");
+        std::fs::read_dir(self.claude_config_dir().join("projects"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                d.path()
+                    .join(&file)
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_file())
+            })
     }
 
     /// The conversation id saved by an earlier run.

@@ -175,6 +175,7 @@ fn the_local_drivers_environment_reads_back_as_written() {
             credentials: &credentials,
             project_mcp_servers: None,
             sandbox,
+            fork_workspace: None,
         };
         let c = runner_config(&runner_env(&session(), &run));
         assert_the_session(&c, 3, false);

@@ -43,6 +43,8 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(sessions::get, sessions::update, sessions::delete))
         .routes(routes!(sessions::display_name))
         .routes(routes!(sessions::clone))
+        .routes(routes!(sessions::fork))
+        .routes(routes!(sessions::turns))
         .routes(routes!(sessions::mcp_status))
         .routes(routes!(workflows::metadata))
         .routes(routes!(workflows::set, workflows::clear))

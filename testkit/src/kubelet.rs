@@ -2,8 +2,9 @@
 //! pods of one namespace. It binds each pod, resolves the container's environment the way the
 //! kubelet does (`value` with `$(VAR)` references, `secretKeyRef`, `fieldRef`; a missing
 //! required key is `CreateContainerConfigError`), maps volumes to directories (one per
-//! claim, so a later run sees the same files; one per `emptyDir`; a `subPath` is a folder
-//! of it), maps the runner image to the built runner binary and runs every container of the
+//! claim, so a later run sees the same files, a claim with a claim as its `dataSource` a
+//! copy of that one's, as CSI volume cloning makes it; one per `emptyDir`; a `subPath` is a
+//! folder of it), maps the runner image to the built runner binary and runs every container of the
 //! pod (the runner and its credentials keeper) as a real process with the container's
 //! arguments, each in a process namespace of its own with its own `/proc` (as root, through
 //! `unshare`; the pods share this machine's network, so each pod's keeper gets a port of its
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -502,6 +503,33 @@ async fn run(client: Client, config: KubeletConfig, pod: Pod, running: Arc<Mutex
             Some(claim) => config.root.join("claims").join(&claim.claim_name),
             None => config.root.join("pods").join(&uid).join(&v.name),
         };
+        if let Some(claim) = &v.persistent_volume_claim
+            && !dir.exists()
+        {
+            // A claim made from another (`dataSource`) starts as its copy, as a CSI
+            // driver's volume cloning makes it.
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(client.clone(), &config.namespace);
+            if let Ok(Some(pvc)) = claims.get_opt(&claim.claim_name).await
+                && let Some(source) = pvc.spec.and_then(|s| s.data_source)
+                && source.kind == "PersistentVolumeClaim"
+            {
+                let from = config.root.join("claims").join(&source.name);
+                let copied = std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(&from)
+                    .arg(&dir)
+                    .status();
+                if !copied.is_ok_and(|s| s.success()) {
+                    states[0].1 = waiting(
+                        "ContainerCreating",
+                        format!("cloning claim \"{}\" failed", source.name),
+                    );
+                    report(&pods, &name, "Pending", &states, &restarts).await;
+                    return;
+                }
+            }
+        }
         let _ = std::fs::create_dir_all(&dir);
         if let Some(secret) = &v.secret {
             // Each key a file (the ServiceAccount token's volume among them).

@@ -9,6 +9,7 @@
 
 mod entries;
 mod files;
+mod fork;
 mod workflow;
 
 use leptos::either::Either;
@@ -307,7 +308,14 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let can_edit = view_only.is_none();
     let show_files = RwSignal::new(false);
     let show_workflow = RwSignal::new(false);
+    let show_fork = RwSignal::new(false);
     let active_workflow = view.active_workflow.clone();
+    let forked_from = summary.forked_from.clone().map(|(source, turn)| {
+        let href = format!("/projects/{project}/sessions/{source}");
+        view! {
+            <p class="muted forked-from">"Forked from "<a href=href>{source}</a>{format!(" after turn {turn}")}</p>
+        }
+    });
 
     view! {
         <section class="session-header">
@@ -341,6 +349,8 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 {can_edit.then(|| view! {
                     <button class="btn" aria-expanded=move || show_workflow.get().to_string()
                         on:click=move |_| show_workflow.update(|v| *v = !*v)>"Workflow"</button>
+                    <button class="btn" aria-expanded=move || show_fork.get().to_string()
+                        on:click=move |_| show_fork.update(|v| *v = !*v)>"Fork"</button>
                 })}
                 <a class="btn" href=export.clone() download=format!("{name}.json")>"Export"</a>
                 {can_edit.then(|| view! {
@@ -348,6 +358,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                         on_confirm=Callback::new(move |_| { act.dispatch(SessionAction::Delete); })/>
                 })}
             </div>
+            {forked_from}
             <div class="mcp-servers" aria-label="Workflow and MCP servers" inner_html=move || extras.get()></div>
             {view_only.map(super::access::role_note)}
             {(initial_phase == Phase::Failed).then(|| failure.map(|m| view! { <p class="error banner failure" role="alert">{m}</p> })).flatten()}
@@ -357,6 +368,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
             // The panel loads (its own WASM chunk) only once a person opens it.
             let (project, name) = (project.clone(), name.clone());
             let (wf_project, wf_name) = (project.clone(), name.clone());
+            let (fork_project, fork_name) = (project.clone(), name.clone());
             view! {
                 <Suspense>
                     {move || show_files.get().then(|| {
@@ -366,6 +378,11 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                 <Suspense>
                     {move || show_workflow.get().then(|| {
                         Suspend::new(workflow::workflow_panel(wf_project.clone(), wf_name.clone(), active_workflow.clone()))
+                    })}
+                </Suspense>
+                <Suspense>
+                    {move || show_fork.get().then(|| {
+                        Suspend::new(fork::fork_panel(fork_project.clone(), fork_name.clone()))
                     })}
                 </Suspense>
             }

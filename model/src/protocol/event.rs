@@ -399,6 +399,10 @@ pub struct TurnResult {
     /// The final text, or the error text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The conversation's last entry at the end of this turn (Claude Code's message id):
+    /// where a fork after this turn resumes. None when the turn added no message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<String>,
 }
 
 /// The run ended; sent by the runner just before it exits.

@@ -117,8 +117,9 @@ fn every_session_event_has_a_pinned_encoding() {
                     cost_usd: 0.5,
                 },
                 text: Some("Done".into()),
+                resume_at: Some("m-1".into()),
             }),
-            r#"{"type":"turn_result","isError":false,"subtype":"success","numTurns":2,"durationMs":508,"usage":{"inputTokens":25,"outputTokens":10,"cacheReadInputTokens":3,"cacheCreationInputTokens":4,"costUsd":0.5},"text":"Done"}"#,
+            r#"{"type":"turn_result","isError":false,"subtype":"success","numTurns":2,"durationMs":508,"usage":{"inputTokens":25,"outputTokens":10,"cacheReadInputTokens":3,"cacheCreationInputTokens":4,"costUsd":0.5},"text":"Done","resumeAt":"m-1"}"#,
         ),
         (
             SessionEvent::Result(RunResult {

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    SecretKeySelector, SecurityContext, TypedLocalObjectReference, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -244,10 +245,23 @@ pub fn workspace_claim(
     else {
         return None;
     };
+    // A fork's workspace starts as a clone of its source's claim (CSI volume cloning: the
+    // storage class's driver must support it, as most do).
+    let data_source = session
+        .spec
+        .fork
+        .as_ref()
+        .filter(|f| f.is_valid())
+        .map(|f| TypedLocalObjectReference {
+            api_group: None,
+            kind: "PersistentVolumeClaim".into(),
+            name: workspace_claim_name(&f.session),
+        });
     Some(PersistentVolumeClaim {
         metadata: meta(session, workspace_claim_name(&name_of(session))),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
+            data_source,
             storage_class_name: storage_class.clone(),
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([("storage".into(), Quantity(size.clone()))])),
@@ -392,6 +406,8 @@ fn contract(session: &AgenticSession, run: &Run<'_>, config: &ClusterConfig) -> 
         project_mcp_servers: run.project_mcp_servers,
         // The pod is the sandbox.
         sandbox: model::runner_env::SandboxMode::Off,
+        // A fork's claim is a clone of its source's: nothing to copy.
+        fork_workspace: None,
     };
     runner_env(session, &spec)
         .into_iter()

@@ -75,6 +75,17 @@ impl<S: SessionStore> DriverTask<S> {
     ) -> Result<(), StoreError> {
         let ticket = self.store.begin_run(loaded, resume).await?;
         let workspace = self.config.workspace(key);
+        // A fork copies the workspace of the session it was forked from, in its project.
+        let fork_workspace = loaded
+            .session
+            .spec
+            .fork
+            .as_ref()
+            .filter(|f| f.is_valid())
+            .map(|f| {
+                self.config
+                    .workspace(&SessionKey::new(key.project.clone(), f.session.clone()))
+            });
         let run = RunSpec {
             generation: ticket.generation,
             token: Some(&ticket.token),
@@ -91,6 +102,7 @@ impl<S: SessionStore> DriverTask<S> {
             } else {
                 SandboxMode::Auto
             },
+            fork_workspace: fork_workspace.as_deref(),
         };
         let vars = runner_env(&loaded.session, &run);
         let mut proc = Proc {

@@ -6,12 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use model::annotations::PARENT_SESSION_ID;
 use model::api::{
-    CloneSessionRequest, CreateSessionRequest, CreateSessionResponse, SessionList,
-    UpdateSessionRequest, auto_branch,
+    CloneSessionRequest, CreateSessionRequest, CreateSessionResponse, ForkSessionRequest,
+    SessionList, SessionTurn, UpdateSessionRequest, auto_branch,
 };
 use model::protocol::{SessionEvent, UserMessage};
 use model::session::{AgentStatus, SessionKey};
-use model::session::{AgenticSessionSpec, LlmSettings, UserContext};
+use model::session::{AgenticSessionSpec, ForkSource, LlmSettings, UserContext};
 use model::validate::{self, Invalid};
 use model::{AgenticSession, protocol};
 
@@ -19,6 +19,7 @@ use super::{Services, uid_of, with_activity};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::hub::AgentState;
+use crate::log::TurnPoint;
 use crate::records::{Page, update_session};
 
 /// Largest page of a list.
@@ -79,6 +80,7 @@ impl Services {
             project,
             format!("session-{}", uuid::Uuid::new_v4()),
             req,
+            None,
         )
         .await
     }
@@ -89,11 +91,13 @@ impl Services {
         project: &str,
         name: String,
         req: CreateSessionRequest,
+        fork: Option<ForkSource>,
     ) -> Result<CreateSessionResponse, ApiError> {
         validate::dns1123_label("project", project)?;
         validate::create_session(&req, &self.settings.models)?;
         self.owner_remotes_only_for_the_owner(caller, &req)?;
-        let session = self.new_session(caller, project, name, req);
+        let mut session = self.new_session(caller, project, name, req);
+        session.spec.fork = fork;
         let created = self.records.create_session(caller, session).await?.session;
         let uid = uid_of(&created).to_owned();
         let log = self.log.open(&uid).await?;
@@ -216,6 +220,7 @@ impl Services {
                 mcp_servers: req.mcp_servers,
                 active_workflow: req.active_workflow,
                 permission_mode: req.permission_mode,
+                fork: None,
             },
             status: None,
         }
@@ -312,22 +317,95 @@ impl Services {
         };
         let spec = source.spec;
         let display = spec.display_name.clone().map(|d| format!("{d} (copy)"));
-        let req = CreateSessionRequest {
-            initial_prompt: spec.initial_prompt.unwrap_or_default(),
-            display_name: display,
-            llm_settings: spec.llm_settings,
-            timeout: spec.timeout,
-            inactivity_timeout: spec.inactivity_timeout,
-            stop_on_run_finished: spec.stop_on_run_finished,
-            repos: spec.repos,
-            active_workflow: spec.active_workflow,
-            permission_mode: spec.permission_mode,
-            environment_variables: spec.environment_variables,
-            mcp_servers: spec.mcp_servers,
-            parent_session_id: Some(key.name.clone()),
-            ..Default::default()
+        let prompt = spec.initial_prompt.clone().unwrap_or_default();
+        let req = request_like(spec, prompt, display, &key.name);
+        self.create_named_session(caller, &target, new_name, req, None)
+            .await
+    }
+
+    /// The session's finished turns, oldest first, each with the start of its answer and
+    /// whether a fork can continue after it.
+    pub async fn session_turns(
+        &self,
+        caller: &Caller,
+        key: &SessionKey,
+    ) -> Result<Vec<SessionTurn>, ApiError> {
+        let live = self.live_session(caller, key).await?;
+        let turns = self.log.turns(live.log).await?;
+        Ok(turns
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| SessionTurn {
+                turn: i as u32 + 1,
+                forkable: fork_point(&t).is_some(),
+                answer: t.answer,
+                is_error: t.is_error,
+            })
+            .collect())
+    }
+
+    /// Forks a session after one of its turns (default: its last): a new session in the
+    /// same project, with its repositories, model, workflow and settings, that starts from
+    /// a copy of its workspace and continues its conversation as it stood after that turn
+    /// with `prompt`. The source may be running: its files are copied as they are when the
+    /// fork first runs.
+    pub async fn fork_session(
+        &self,
+        caller: &Caller,
+        key: &SessionKey,
+        req: ForkSessionRequest,
+    ) -> Result<CreateSessionResponse, ApiError> {
+        self.require(caller, &key.project, Role::Edit).await?;
+        validate::fork_session(&req)?;
+        let live = self.live_session(caller, key).await?;
+        let turns = self.log.turns(live.log).await?;
+        let finished = turns.len();
+        let turn = req.turn.map_or(finished, |t| t as usize);
+        if finished == 0 {
+            return Err(
+                Invalid::new("turn", "the session has no finished turn to fork after").into(),
+            );
+        }
+        let point = turn
+            .checked_sub(1)
+            .and_then(|i| turns.get(i))
+            .ok_or_else(|| {
+                Invalid::new(
+                    "turn",
+                    format!(
+                        "is {turn}; the session has {finished} finished turn{}",
+                        plural(finished)
+                    ),
+                )
+            })?;
+        let Some((conversation_id, resume_at)) = fork_point(point) else {
+            return Err(Invalid::new(
+                "turn",
+                format!("turn {turn} left no message of the agent's to continue after"),
+            )
+            .into());
         };
-        self.create_named_session(caller, &target, new_name, req)
+        let fork = ForkSource {
+            session: key.name.clone(),
+            turn: turn as u32,
+            conversation_id,
+            resume_at,
+        };
+        let spec = live.record.session.spec;
+        let display = req.display_name.or_else(|| {
+            let suffix = format!(" (fork after turn {turn})");
+            let base: String = spec
+                .display_name
+                .as_deref()
+                .unwrap_or(&key.name)
+                .chars()
+                .take(validate::MAX_DISPLAY_NAME.saturating_sub(suffix.chars().count()))
+                .collect();
+            Some(format!("{base}{suffix}"))
+        });
+        let create = request_like(spec, req.prompt, display, &key.name);
+        let name = format!("session-{}", uuid::Uuid::new_v4());
+        self.create_named_session(caller, &key.project, name, create, Some(fork))
             .await
     }
 
@@ -549,6 +627,42 @@ fn waits_for_a_person(session: &AgenticSession) -> bool {
         session.status.as_ref().and_then(|s| s.agent_status),
         Some(AgentStatus::Idle | AgentStatus::WaitingInput)
     )
+}
+
+/// A request for a session like the one of `spec` (its repositories, model, workflow and
+/// settings), with its own first message and name, and `parent` as its parent.
+fn request_like(
+    spec: AgenticSessionSpec,
+    prompt: String,
+    display_name: Option<String>,
+    parent: &str,
+) -> CreateSessionRequest {
+    CreateSessionRequest {
+        initial_prompt: prompt,
+        display_name,
+        llm_settings: spec.llm_settings,
+        timeout: spec.timeout,
+        inactivity_timeout: spec.inactivity_timeout,
+        stop_on_run_finished: spec.stop_on_run_finished,
+        repos: spec.repos,
+        active_workflow: spec.active_workflow,
+        permission_mode: spec.permission_mode,
+        environment_variables: spec.environment_variables,
+        mcp_servers: spec.mcp_servers,
+        parent_session_id: Some(parent.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The conversation and entry a fork after this turn resumes at, when both are known and
+/// are ids (a runner's report is never put on a command line unchecked).
+fn fork_point(t: &TurnPoint) -> Option<(String, String)> {
+    let id = |s: &Option<String>| s.clone().filter(|s| ForkSource::is_id(s));
+    Some((id(&t.conversation)?, id(&t.resume_at)?))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

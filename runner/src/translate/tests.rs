@@ -171,3 +171,28 @@ fn control_requests_and_unknown_lines() {
     assert!(t.line(r#"{"type":"brand_new_thing"}"#).is_empty());
     assert!(t.line("not json").is_empty());
 }
+
+#[test]
+fn each_turn_says_where_a_fork_after_it_resumes() {
+    let mut t = Translator::new(false);
+    let assistant = |id: &str| {
+        format!(
+            r#"{{"type":"assistant","uuid":"{id}","message":{{"id":"m","content":[{{"type":"text","text":"hi"}}]}}}}"#
+        )
+    };
+    let result = r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"hi","uuid":"not-a-chain-entry"}"#;
+    let resume_at = |out: Vec<Output>| {
+        events(out).into_iter().find_map(|e| match e {
+            SessionEvent::TurnResult(r) => Some(r.resume_at),
+            _ => None,
+        })
+    };
+    t.line(&assistant("a-1"));
+    t.line(&assistant("a-2"));
+    assert_eq!(resume_at(t.line(result)), Some(Some("a-2".to_owned())));
+    // A turn with no message of its own (it failed at once) has no place to resume at; an
+    // id that could pass for a flag is never taken.
+    assert_eq!(resume_at(t.line(result)), Some(None));
+    t.line(&assistant("--fork-session x"));
+    assert_eq!(resume_at(t.line(result)), Some(None));
+}

@@ -154,6 +154,14 @@ fn constrain(doc: &mut Value) {
         message.clone(),
     );
     require(schemas, "CreateSessionRequest", &["initialPrompt"]);
+    patch(schemas, "ForkSessionRequest", "prompt", message.clone());
+    require(schemas, "ForkSessionRequest", &["prompt"]);
+    patch(
+        schemas,
+        "ForkSessionRequest",
+        "displayName",
+        nullable(display.clone()),
+    );
     patch(
         schemas,
         "CreateSessionRequest",

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use model::AgenticSession;
 use model::api::{
     ApiError as ErrorBody, CloneSessionRequest, CreateSessionRequest, CreateSessionResponse,
-    DisplayNameRequest, SessionList, UpdateSessionRequest,
+    DisplayNameRequest, ForkSessionRequest, SessionList, SessionTurn, UpdateSessionRequest,
 };
 
 use super::extract::{ApiJson, ApiQuery};
@@ -149,6 +149,45 @@ pub async fn clone(
         StatusCode::CREATED,
         Json(
             s.clone_session(&caller, &SessionKey::new(project, name), req)
+                .await?,
+        ),
+    ))
+}
+
+/// The session's finished turns, oldest first: the start of each answer, whether it
+/// failed, and whether a fork can continue after it (`POST …/fork` with its `turn`).
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/turns", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 200, body = Vec<SessionTurn>), (status = 404, body = ErrorBody)))]
+pub async fn turns(
+    State(s): State<Services>,
+    c: Caller,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<Vec<SessionTurn>>, ApiError> {
+    Ok(Json(
+        s.session_turns(&c, &SessionKey::new(project, name)).await?,
+    ))
+}
+
+/// Forks a session after one of its turns (default: its last): a new session in the same
+/// project that starts from a copy of its workspace and continues its conversation as it
+/// stood after that turn, with `prompt` as its first message. Its repositories, model,
+/// workflow and settings are the source's; the source may be running. Edit role.
+#[utoipa::path(post, path = "/api/projects/{project}/agentic-sessions/{session}/fork", tag = "sessions",
+    params(("project" = String, Path), ("session" = String, Path)), request_body = ForkSessionRequest,
+    responses((status = 201, body = CreateSessionResponse), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
+pub async fn fork(
+    State(s): State<Services>,
+    caller: Caller,
+    Path((project, name)): Path<(String, String)>,
+    ApiJson(req): ApiJson<ForkSessionRequest>,
+) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.fork_session(&caller, &SessionKey::new(project, name), req)
                 .await?,
         ),
     ))

@@ -633,6 +633,14 @@ async fn openapi_describes_every_route() {
         ),
         (
             "post",
+            "/api/projects/{project}/agentic-sessions/{session}/fork",
+        ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/turns",
+        ),
+        (
+            "post",
             "/api/projects/{project}/agentic-sessions/{session}/start",
         ),
         (

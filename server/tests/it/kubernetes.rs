@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use model::AgenticSession;
@@ -956,6 +956,59 @@ async fn an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns() 
         .unwrap();
     assert_eq!(meta["commands"][0]["name"], "check", "{meta}");
 
+    // Forked after its first turn: the fork's claim is a clone of the session's (the
+    // kubelet copies it, as a CSI driver clones a volume), and its agent knows that turn
+    // and nothing after it.
+    let resp = http
+        .post(c.path(&format!("/{name}/fork")))
+        .json(&json!({"turn": 1, "prompt": "recall"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let fork = resp.json::<serde_json::Value>().await.unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut fork_viewer = c.viewer(&fork, 0).await;
+    let forked = fork_viewer
+        .events_until(Duration::from_secs(90), |e| {
+            matches!(e.event, SessionEvent::TurnResult(_))
+        })
+        .await;
+    assert!(
+        forked
+            .iter()
+            .any(|e| matches!(&e.event, SessionEvent::TurnResult(t)
+            if t.text.as_deref() == Some("I remember: Please create hello.txt"))),
+        "{forked:?}"
+    );
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), &c.project);
+    let claim_name = operator::cluster::build::workspace_claim_name(&fork);
+    let source = claims
+        .get(&claim_name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .data_source;
+    assert_eq!(
+        source.map(|s| s.name),
+        Some(operator::cluster::build::workspace_claim_name(&name))
+    );
+    assert!(
+        c.kubelet
+            .workspace_dir(&claim_name)
+            .join("artifacts/hello.txt")
+            .exists()
+    );
+    let resp = http
+        .post(c.path(&format!("/{fork}/stop")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+
     let resp = c
         .server
         .http
@@ -1013,14 +1066,11 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
     .await;
     let claim = operator::cluster::build::workspace_claim_name(&name);
     assert!(
-        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
-            c.client.clone(),
-            &c.project
-        )
-        .get_opt(&claim)
-        .await
-        .unwrap()
-        .is_some()
+        Api::<PersistentVolumeClaim>::namespaced(c.client.clone(), &c.project)
+            .get_opt(&claim)
+            .await
+            .unwrap()
+            .is_some()
     );
     let kept = std::fs::read_dir(c.kubelet.claim_dir(&claim))
         .unwrap()
@@ -1290,10 +1340,7 @@ async fn a_session_applied_with_kubectl_runs_and_its_deletion_removes_everything
     let (jobs, secrets, claims) = (
         Api::<Job>::namespaced(c.client.clone(), &c.project),
         Api::<Secret>::namespaced(c.client.clone(), &c.project),
-        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
-            c.client.clone(),
-            &c.project,
-        ),
+        Api::<PersistentVolumeClaim>::namespaced(c.client.clone(), &c.project),
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {

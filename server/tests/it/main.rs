@@ -16,6 +16,7 @@ mod cli;
 mod common;
 mod doors;
 mod files;
+mod forks;
 mod hub;
 mod interactive;
 mod kubernetes;

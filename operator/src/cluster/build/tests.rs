@@ -265,6 +265,25 @@ fn the_token_secret_and_the_workspace_claim() {
         spec.resources.unwrap().requests.unwrap()["storage"].0,
         "10Gi"
     );
+    assert!(spec.data_source.is_none());
+    // A fork's claim is a clone of its source's.
+    let mut fork = session();
+    fork.spec.fork = Some(model::session::ForkSource {
+        session: "session-0".into(),
+        turn: 1,
+        conversation_id: "c".into(),
+        resume_at: "m".into(),
+    });
+    let source = workspace_claim(&fork, &ClusterConfig::default())
+        .unwrap()
+        .spec
+        .unwrap()
+        .data_source
+        .unwrap();
+    assert_eq!(
+        (source.kind.as_str(), source.name.as_str(), source.api_group),
+        ("PersistentVolumeClaim", "session-0-workspace", None)
+    );
     // With emptyDir workspaces there is no claim, and the Job mounts an emptyDir.
     let config = ClusterConfig {
         workspace: WorkspaceVolume::EmptyDir {
