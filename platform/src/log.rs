@@ -209,34 +209,36 @@ impl EventLog {
     /// Each finished turn of `log`, in order: the conversation it was in (as the run's
     /// agent last reported it) and the entry a fork after it resumes at.
     pub async fn turns(&self, log: LogId) -> Result<Vec<TurnPoint>, StoreError> {
-        let bodies: Vec<String> = self
+        type Row = (String, Option<String>, Option<String>, Option<String>, Option<bool>);
+        // Only the fields it needs, the answer's start only (a turn's text may be long),
+        // through the partial index of these two kinds (its condition written as is).
+        let rows: Vec<Row> = self
             .db
             .read(move |c| {
-                let mut q = c.prepare_cached(
-                    "SELECT body FROM events WHERE log_id = ?1 AND kind IN ('agent_started', 'turn_result') ORDER BY seq",
-                )?;
-                let rows = q.query_map([log.0], |r| r.get(0))?;
-                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+                let mut q = c.prepare_cached(&format!(
+                    "SELECT kind, json_extract(body, '$.claudeSessionId'), json_extract(body, '$.resumeAt'),
+                            substr(json_extract(body, '$.text'), 1, {TURN_ANSWER_CHARS}), json_extract(body, '$.isError')
+                     FROM events WHERE log_id = ?1 AND kind IN ('agent_started', 'turn_result') ORDER BY seq"
+                ))?;
+                let rows = q.query_map([log.0], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+                Ok(rows.collect::<Result<Vec<Row>, _>>()?)
             })
             .await?;
         let mut conversation = None;
         let mut turns = Vec::new();
-        for body in bodies {
-            match serde_json::from_str::<SessionEvent>(&body) {
-                Ok(SessionEvent::AgentStarted(a)) => conversation = Some(a.claude_session_id),
-                Ok(SessionEvent::TurnResult(t)) => turns.push(TurnPoint {
-                    conversation: conversation.clone(),
-                    resume_at: t.resume_at,
-                    answer: t
-                        .text
-                        .unwrap_or_default()
-                        .chars()
-                        .take(TURN_ANSWER_CHARS)
-                        .collect(),
-                    is_error: t.is_error,
-                }),
-                _ => {}
+        for (kind, id, resume_at, answer, is_error) in rows {
+            if kind == "agent_started" {
+                conversation = id;
+                continue;
             }
+            turns.push(TurnPoint {
+                conversation: conversation.clone(),
+                resume_at,
+                answer: answer.unwrap_or_default(),
+                is_error: is_error.unwrap_or(false),
+            });
         }
         Ok(turns)
     }

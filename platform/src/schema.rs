@@ -192,6 +192,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX events_workflow ON events (log_id, seq) WHERE kind = 'workflow';
     "#,
+    // 10: a log's turns and the conversations they were in (what a fork continues after):
+    //     read without scanning the rest of the log.
+    r#"
+    CREATE INDEX events_turns ON events (log_id, seq) WHERE kind IN ('agent_started', 'turn_result');
+    "#,
 ];
 
 /// Brings the database to the newest schema.

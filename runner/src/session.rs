@@ -340,13 +340,14 @@ impl<'a> Agent<'a> {
                 None => None,
             };
         // A fork's conversation is its source's, cut after the chosen turn, until its own
-        // first run has saved the one that makes.
+        // first run has saved the one that makes (taking the workspace over cleared the
+        // source's).
         let saved = ws.claude_session_id();
         let fork = config
             .fork
             .as_ref()
             .map(|f| &f.source)
-            .filter(|f| saved.as_deref().is_none_or(|s| s == f.conversation_id));
+            .filter(|_| saved.is_none());
         let (resume, fork_at) = match fork {
             Some(f) if !ws.has_conversation(&f.conversation_id) => {
                 return Err(Error::Workspace(format!(

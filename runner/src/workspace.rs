@@ -145,14 +145,20 @@ impl Workspace {
             isolation,
             workspace: root.clone(),
         };
-        if let Some(fork) = &config.fork
-            && let Some(from) = &fork.workspace
-            && fork::copy_source(from, &root)?
-        {
-            log(format!(
-                "copied the workspace of {}, forked after its turn {}",
-                fork.source.session, fork.source.turn
-            ));
+        if let Some(fork) = &config.fork {
+            // Off the runtime's thread: a large copy must not starve the link to the server.
+            let (from, at) = (fork.workspace.clone(), root.clone());
+            let taken = tokio::task::spawn_blocking(move || fork::take_over(from.as_deref(), &at))
+                .await
+                .map_err(|e| {
+                    Error::Workspace(format!("taking the fork's workspace over failed: {e}"))
+                })??;
+            if let (Some(copied), Some(_)) = (taken, &fork.workspace) {
+                log(format!(
+                    "copied the workspace of {} ({copied} entries), forked after its turn {}",
+                    fork.source.session, fork.source.turn
+                ));
+            }
         }
         for dir in [
             root.join(STATE_DIR),
