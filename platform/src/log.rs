@@ -209,7 +209,13 @@ impl EventLog {
     /// Each finished turn of `log`, in order: the conversation it was in (as the run's
     /// agent last reported it) and the entry a fork after it resumes at.
     pub async fn turns(&self, log: LogId) -> Result<Vec<TurnPoint>, StoreError> {
-        type Row = (String, Option<String>, Option<String>, Option<String>, Option<bool>);
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+        );
         // Only the fields it needs, the answer's start only (a turn's text may be long),
         // through the partial index of these two kinds (its condition written as is).
         let rows: Vec<Row> = self

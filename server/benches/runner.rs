@@ -8,7 +8,7 @@
 //! transfer, push); then follow-ups to an interactive session: message → the agent's first
 //! text while its agent is warm, and with the session stopped before each message (the message
 //! starts a runner that resumes the conversation); then the workspace through the runner (a
-//! 10,000-file tree's first level, a flat folder of 10,000, the archive). `AMBIENT_BENCH_RUNNER` picks another
+//! 10,000-file tree's first level, a flat folder of 10,000, the archive), and forks of it. `AMBIENT_BENCH_RUNNER` picks another
 //! runner binary (to compare builds).
 
 use std::path::PathBuf;
@@ -370,6 +370,62 @@ async fn main() {
         pct(&mut archive, 0.5) as f64 / 1000.0,
         pct(&mut archive, 0.9) as f64 / 1000.0,
         runs * 5
+    );
+    // Forks of the warm session after its last turn (its workspace holds the 20,000 files
+    // above), `BENCH_RUNS` of them, one after another: the fork's first message (appended
+    // when it is made) → its agent's first text, from the fork's log. This covers the
+    // runner's start, the copy of the workspace and `claude --resume --fork-session`.
+    let mut forked_ms = Vec::new();
+    for i in 0..runs {
+        let made: serde_json::Value = http
+            .post(format!("{url}/fork"))
+            .json(&serde_json::json!({ "prompt": format!("forked {i}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let fork = made["name"].as_str().expect("a fork").to_owned();
+        let fork_url = format!("{base}/{fork}");
+        let events = loop {
+            let export: serde_json::Value = http
+                .get(format!("{fork_url}/export"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let events = export["events"].as_array().cloned().unwrap_or_default();
+            if events.iter().any(|e| e["event"]["type"] == "turn_result") {
+                break events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let asked = events
+            .iter()
+            .find(|e| e["event"]["type"] == "user_message")
+            .map(ts);
+        let answered = events
+            .iter()
+            .find(|e| {
+                e["event"]["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("agent_message") || t.starts_with("agent_delta"))
+            })
+            .map(ts);
+        if let (Some(a), Some(b)) = (asked, answered) {
+            forked_ms.push(b - a);
+        }
+        let resp = http.delete(&fork_url).send().await.unwrap();
+        assert!(resp.status().is_success());
+    }
+    assert_eq!(forked_ms.len(), runs);
+    println!(
+        "forks of a session with 20,000 files, the fork's first message → its agent's first text: p50 {} / p90 {} ms ({runs})",
+        pct(&mut forked_ms, 0.5),
+        pct(&mut forked_ms, 0.9)
     );
     let log = std::fs::read_to_string(
         dir.path()

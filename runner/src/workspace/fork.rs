@@ -93,6 +93,8 @@ fn copy(from: &Path, root: &Path) -> Result<u64, Error> {
     // Files met before by (device, inode): a hard link is copied as one.
     let mut linked: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
     let mut copied = 0u64;
+    // Bytes the disk can still take, as last read (less the reserve).
+    let mut room = None;
     walk(&source, "", 0, &[], &mut |found| {
         let path = match &found {
             Found::Dir(p, _) | Found::Link(p, _, _) | Found::File(p, _, _, _) => *p,
@@ -103,7 +105,7 @@ fn copy(from: &Path, root: &Path) -> Result<u64, Error> {
             return Ok(());
         }
         let to = root.join(path);
-        match copy_entry(found, &to, root, &mut linked) {
+        match copy_entry(found, &to, root, &mut linked, &mut room) {
             Ok(()) => copied += 1,
             // The disk is full: the copy cannot be whole.
             Err(e) if is_disk_full(&e) => {
@@ -130,12 +132,13 @@ fn is_disk_full(e: &std::io::Error) -> bool {
     )
 }
 
-/// Copies one entry to `to` (inside `root`).
+/// Copies one entry to `to` (inside `root`), within the `room` the disk has.
 fn copy_entry(
     found: Found<'_>,
     to: &Path,
     root: &Path,
     linked: &mut HashMap<(u64, u64), std::path::PathBuf>,
+    room: &mut Option<u64>,
 ) -> std::io::Result<()> {
     let present = std::fs::symlink_metadata(to).ok();
     match found {
@@ -167,13 +170,22 @@ fn copy_entry(
                 linked.insert(key, to.to_owned());
             }
             // What the file really takes (a sparse one takes less than its length) must
-            // fit, with room to spare.
+            // fit, with room to spare: the disk's free space is read again once what was
+            // copied since could have used what it had.
             let needs = (meta.blocks() * 512).min(len);
-            let free = nix::sys::statvfs::statvfs(root)
-                .map(|s| s.blocks_available() * s.fragment_size())
-                .unwrap_or(u64::MAX);
-            if needs.saturating_add(FREE_RESERVE) > free {
-                return Err(std::io::Error::from_raw_os_error(Errno::ENOSPC as i32));
+            if needs > 0 {
+                if room.is_none_or(|r| r < needs) {
+                    *room = Some(
+                        nix::sys::statvfs::statvfs(root)
+                            .map(|s| s.blocks_available() * s.fragment_size())
+                            .unwrap_or(u64::MAX)
+                            .saturating_sub(FREE_RESERVE),
+                    );
+                }
+                match room {
+                    Some(r) if *r >= needs => *r -= needs,
+                    _ => return Err(std::io::Error::from_raw_os_error(Errno::ENOSPC as i32)),
+                }
             }
             // `create_new`: O_EXCL, so nothing at the path is followed.
             let out = std::fs::OpenOptions::new()
@@ -181,6 +193,9 @@ fn copy_entry(
                 .create_new(true)
                 .mode(stat.st_mode & 0o777)
                 .open(to)?;
+            if len == 0 {
+                return Ok(());
+            }
             copy_data(&file, &out, len)
         }
     }
