@@ -375,7 +375,7 @@ async fn main() {
     // above), `BENCH_RUNS` of them, one after another: the fork's first message (appended
     // when it is made) → its agent's first text, from the fork's log. This covers the
     // runner's start, the copy of the workspace and `claude --resume --fork-session`.
-    let mut forked_ms = Vec::new();
+    let (mut forked_ms, mut forks) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let made: serde_json::Value = http
             .post(format!("{url}/fork"))
@@ -418,10 +418,14 @@ async fn main() {
         if let (Some(a), Some(b)) = (asked, answered) {
             forked_ms.push(b - a);
         }
+        forks.push(fork_url);
+    }
+    assert_eq!(forked_ms.len(), runs);
+    // Removed after, not between: a removal's deleting 20,000 files would weigh on the next.
+    for fork_url in forks {
         let resp = http.delete(&fork_url).send().await.unwrap();
         assert!(resp.status().is_success());
     }
-    assert_eq!(forked_ms.len(), runs);
     println!(
         "forks of a session with 20,000 files, the fork's first message → its agent's first text: p50 {} / p90 {} ms ({runs})",
         pct(&mut forked_ms, 0.5),
