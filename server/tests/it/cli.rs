@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::common::{Options, TestServer, bin_dir, call, with_mock};
+use crate::common::{Options, TestServer, bin_dir, with_mock};
 
 /// The client, with its configuration in `config` (never the user's own).
 fn ambient(config: &Path) -> tokio::process::Command {
@@ -215,16 +215,9 @@ async fn the_cli_runs_a_whole_session_and_says_what_failed_by_its_exit_code() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let out = run(&config, &["sessions", "create", "x", "--timeout=-5"]).await;
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
-    let (st, made) = call(
-        &s,
-        "POST",
-        "/api/projects/default/keys",
-        Some(json!({"name": "watcher", "role": "view"})),
-    )
-    .await;
-    assert_eq!(st, 201, "{made}");
+    let watcher = crate::common::project_key(&s, "watcher", "view").await;
     let viewer_home = tempfile::tempdir().unwrap();
-    let viewer = login(&s, viewer_home.path(), made["key"].as_str().unwrap()).await;
+    let viewer = login(&s, viewer_home.path(), &watcher).await;
     let out = run(&viewer, &["stop", &name]).await;
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(

@@ -335,15 +335,7 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     );
 
     // Viewers read; only editors upload.
-    let (st, body) = call(
-        &s,
-        "POST",
-        "/api/projects/default/keys",
-        Some(json!({"name": "v", "role": "view"})),
-    )
-    .await;
-    assert_eq!(st, 201, "{body}");
-    let http = testkit::client_with_key(body["key"].as_str().unwrap());
+    let http = testkit::client_with_key(&crate::common::project_key(&s, "v", "view").await);
     let viewer = crate::common::TestServerView {
         http: &http,
         addr: s.addr.to_string(),

@@ -8,7 +8,7 @@ use model::protocol::{SessionEvent, StoredEvent};
 use serde_json::json;
 
 use crate::cli::{login, run, text};
-use crate::common::{Options, TestServer, assert_error, call, exported_events};
+use crate::common::{Options, TestServer, assert_error, call, exported_events, project_key};
 
 const SESSIONS: &str = "/api/projects/default/agentic-sessions";
 
@@ -98,15 +98,7 @@ async fn a_fork_continues_the_conversation_after_its_turn_in_a_copy_of_the_works
     )
     .await;
     assert_eq!(st, 404);
-    let (st, body) = call(
-        &s,
-        "POST",
-        "/api/projects/default/keys",
-        Some(json!({"name": "v", "role": "view"})),
-    )
-    .await;
-    assert_eq!(st, 201, "{body}");
-    let http = testkit::client_with_key(body["key"].as_str().unwrap());
+    let http = testkit::client_with_key(&project_key(&s, "v", "view").await);
     let viewer = crate::common::TestServerView {
         http: &http,
         addr: s.addr.to_string(),

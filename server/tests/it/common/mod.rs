@@ -365,6 +365,20 @@ pub async fn call(
     (status, json)
 }
 
+/// A new access key of the default project with `role` (`view`, `edit`, `admin`): its
+/// secret.
+pub async fn project_key(s: &TestServer, name: &str, role: &str) -> String {
+    let (st, made) = call(
+        s,
+        "POST",
+        "/api/projects/default/keys",
+        Some(serde_json::json!({"name": name, "role": role})),
+    )
+    .await;
+    assert_eq!(st, 201, "{made}");
+    made["key"].as_str().expect("the key's secret").to_owned()
+}
+
 /// Asserts an error answer: its status, its kind, and a message mentioning `needle`.
 pub fn assert_error(got: &(u16, serde_json::Value), status: u16, kind: &str, needle: &str) {
     let (s, body) = got;
