@@ -55,6 +55,8 @@ test('a session starts from a catalogue workflow, runs one of its slash commands
   const s = await api(PORT, 'GET', `/api/projects/${project}/agentic-sessions/${session}`);
   expect(s.spec.activeWorkflow.path).toBe('workflows/review');
 
+  // Stopped, and seen to be: its runner is gone before the run's data is removed.
   await api(PORT, 'POST', `/api/projects/${project}/agentic-sessions/${session}/stop`);
+  await expect(phase).toHaveAttribute('data-phase', 'Stopped', { timeout: 30_000 });
   expect(consoleErrors).toEqual([]);
 });
