@@ -86,6 +86,19 @@ fn field(line: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// The events of the session at `url` (its export).
+async fn exported(http: &reqwest::Client, url: &str) -> Vec<serde_json::Value> {
+    let export: serde_json::Value = http
+        .get(format!("{url}/export"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    export["events"].as_array().cloned().unwrap_or_default()
+}
+
 #[tokio::main]
 async fn main() {
     let claude = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -152,16 +165,7 @@ async fn main() {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let export: serde_json::Value = http
-                .get(format!("{url}/export"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let events = export["events"].as_array().cloned().unwrap_or_default();
-            (name, events)
+            (name, exported(&http, &url).await)
         }
     };
     let ts = |e: &serde_json::Value| e["ts"].as_i64().unwrap_or(0);
@@ -295,15 +299,7 @@ async fn main() {
         send(format!("resumed follow-up {i}")).await;
         until(|s| s["status"]["phase"] == "Running" && s["status"]["agentStatus"] == "idle").await;
     }
-    let export: serde_json::Value = http
-        .get(format!("{url}/export"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let followed = export["events"].as_array().cloned().unwrap_or_default();
+    let followed = exported(&http, &url).await;
     let answer_after = |prefix: &str| -> Vec<i64> {
         let mut out = Vec::new();
         for (i, e) in followed.iter().enumerate() {
@@ -389,15 +385,7 @@ async fn main() {
         let fork = made["name"].as_str().expect("a fork").to_owned();
         let fork_url = format!("{base}/{fork}");
         let events = loop {
-            let export: serde_json::Value = http
-                .get(format!("{fork_url}/export"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let events = export["events"].as_array().cloned().unwrap_or_default();
+            let events = exported(&http, &fork_url).await;
             if events.iter().any(|e| e["event"]["type"] == "turn_result") {
                 break events;
             }
