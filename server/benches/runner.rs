@@ -410,8 +410,8 @@ async fn main() {
     }
     assert_eq!(forked_ms.len(), runs);
     // Removed after, not between: a removal's deleting 20,000 files would weigh on the next.
-    for fork_url in forks {
-        let resp = http.delete(&fork_url).send().await.unwrap();
+    for fork_url in &forks {
+        let resp = http.delete(fork_url).send().await.unwrap();
         assert!(resp.status().is_success());
     }
     println!(
@@ -443,5 +443,16 @@ async fn main() {
         field(line, "user_ms").unwrap_or(0),
         field(line, "system_ms").unwrap_or(0)
     );
+    // Nothing of the bench outlives it: the forks gone (their runners killed with them),
+    // the warm session stopped, before the server stops (an interactive session's runner
+    // would go on without it).
+    for fork_url in &forks {
+        while http.get(fork_url).send().await.unwrap().status() != 404 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let resp = http.post(format!("{url}/stop")).send().await.unwrap();
+    assert!(resp.status().is_success());
+    until(stopped).await;
     let _ = stop.send(());
 }
