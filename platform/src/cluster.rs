@@ -105,10 +105,22 @@ pub fn open(
 }
 
 impl Follower {
-    /// Follows sessions until `shutdown` completes.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Follows sessions, as the API server's watch of every `AgenticSession` shows them,
+    /// until `shutdown` completes.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let api: Api<AgenticSession> = Api::all(self.client.clone());
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        let events = watcher(api, watcher::Config::default()).default_backoff();
+        self.run_on(events, shutdown).await;
+    }
+
+    /// Follows sessions as `events` shows them (the watch [`Follower::run`] opens; a test
+    /// gives its own sequence) until `shutdown` completes or `events` ends.
+    pub async fn run_on(
+        mut self,
+        events: impl futures::Stream<Item = Result<watcher::Event<AgenticSession>, watcher::Error>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut events = std::pin::pin!(events);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(
             ACTIVITY_WRITE_EVERY_MS as u64,
@@ -125,7 +137,7 @@ impl Follower {
                 }
                 event = events.next() => match event {
                     Some(Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))) => {
-                        self.follow(&s).await;
+                        self.follow(&s, Source::Watch).await;
                     }
                     Some(Ok(watcher::Event::Delete(s))) => self.forget(&s).await,
                     Some(Ok(_)) => {}
@@ -143,7 +155,7 @@ impl Follower {
             .get_session(&Caller::system(), key)
             .await
         {
-            Ok(record) => self.follow(&record.session).await,
+            Ok(record) => self.follow(&record.session, Source::Read).await,
             Err(e) => tracing::debug!(session = %key, error = %e, "not followed"),
         }
     }
@@ -157,24 +169,22 @@ impl Follower {
         }
     }
 
-    async fn follow(&mut self, session: &AgenticSession) {
-        if let Err(e) = self.try_follow(session).await {
-            tracing::warn!(session = %session.name_any(), error = %e, "following a session");
-        }
-    }
-
-    async fn try_follow(&mut self, session: &AgenticSession) -> anyhow::Result<()> {
-        if session.metadata.deletion_timestamp.is_some() {
-            return Ok(());
-        }
-        let s = &self.services;
-        let uid = uid_of(session).to_owned();
-        let key = SessionKey::of(session);
-        let log = s.log.open(&uid).await?;
+    /// Appends the session's phase to its log if it is a change. Only what the watch shows
+    /// is told: the watch gives a session's states in the order they were written, whereas
+    /// a read ([`Follower::follow_key`]) may get a state the watch has not shown yet, after
+    /// which the watch shows the older ones; a phase taken from both would go back (the
+    /// run just started, then the previous run's `Completed` again), and a viewer would
+    /// take the old end for the new run's.
+    async fn tell_phase(
+        &mut self,
+        session: &AgenticSession,
+        log: crate::log::LogId,
+        uid: &str,
+    ) -> anyhow::Result<()> {
         let phase = session.phase();
-        let last = match self.phases.get(&uid) {
+        let last = match self.phases.get(uid) {
             Some(p) => Some(*p),
-            None => s.log.last_phase(log).await?,
+            None => self.services.log.last_phase(log).await?,
         };
         // A session made with kubectl starts Pending with nothing in its log: that is no
         // change to tell.
@@ -183,7 +193,8 @@ impl Follower {
                 .status
                 .as_ref()
                 .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Ready"));
-            s.log
+            self.services
+                .log
                 .append(
                     log,
                     SessionEvent::Phase(PhaseChange {
@@ -194,7 +205,28 @@ impl Follower {
                 )
                 .await?;
         }
-        self.phases.insert(uid.clone(), phase);
+        self.phases.insert(uid.to_owned(), phase);
+        Ok(())
+    }
+
+    async fn follow(&mut self, session: &AgenticSession, source: Source) {
+        if let Err(e) = self.try_follow(session, source).await {
+            tracing::warn!(session = %session.name_any(), error = %e, "following a session");
+        }
+    }
+
+    async fn try_follow(&mut self, session: &AgenticSession, source: Source) -> anyhow::Result<()> {
+        if session.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let uid = uid_of(session).to_owned();
+        let key = SessionKey::of(session);
+        let log = self.services.log.open(&uid).await?;
+        let phase = session.phase();
+        if source == Source::Watch {
+            self.tell_phase(session, log, &uid).await?;
+        }
+        let s = &self.services;
         if phase.is_active() {
             self.active.insert(uid, key.clone());
         } else {
@@ -283,6 +315,15 @@ impl Follower {
         }
         Ok(())
     }
+}
+
+/// Where the follower got a session from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The watch: every state, in the order written.
+    Watch,
+    /// A read of the session now (a change the server made; the periodic look).
+    Read,
 }
 
 /// The merge patch of `status` onto `session` as it was read (its resource version): the

@@ -351,3 +351,160 @@ async fn the_servers_status_word_does_not_land_on_a_session_changed_since_it_was
         .delete(&project, &Default::default())
         .await;
 }
+
+/// The follower tells a session's phases in the order they were written. A read of the
+/// session (after the server notified a change) may get a state the watch has not shown
+/// yet; the watch then shows the older states. A phase taken from the read would make the
+/// log go back: the new run's `Creating`, then the previous run's `Completed` again, which
+/// a viewer takes for the new run's end (a deployed follow-up was seen "completed" 15 ms
+/// after it started).
+#[tokio::test]
+async fn the_follower_tells_phases_in_the_order_written_even_when_a_read_ran_ahead_of_the_watch() {
+    use kube::runtime::watcher;
+    use model::Phase;
+    use model::protocol::SessionEvent;
+
+    let client = client().await;
+    let path = std::env::var_os("AMBIENT_TEST_KUBECONFIG").unwrap();
+    let config = operator::cluster::config(Some(std::path::Path::new(&path)))
+        .await
+        .unwrap();
+    let records = KubeRecords::new(client.clone());
+    let project = unique("follow-order");
+    records
+        .create_project(
+            &Caller::system(),
+            NewProject {
+                name: project.clone(),
+                display_name: String::new(),
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let api = Api::<AgenticSession>::namespaced(client.clone(), &project);
+    let mut s = AgenticSession::new("s", AgenticSessionSpec::default());
+    s.metadata.namespace = Some(project.clone());
+    api.create(&PostParams::default(), &s).await.unwrap();
+    let status = |phase: &str, generation: i64| serde_json::json!({"status": {"phase": phase, "runGeneration": generation}});
+    let ended = api
+        .patch_status(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(status("Completed", 1)),
+        )
+        .await
+        .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let identity = std::sync::Arc::new(platform::kube_identity::KubeIdentity::new(
+        client.clone(),
+        config,
+        std::time::Duration::from_secs(10),
+        false,
+    ));
+    let settings = platform::services::Settings {
+        default_model: "claude-sonnet-4-5".into(),
+        models: vec!["claude-sonnet-4-5".into()],
+        default_credentials: Default::default(),
+        local_user: Caller::system(),
+        access_recheck: std::time::Duration::from_secs(10),
+        catalogue: std::sync::Arc::new(platform::catalogue::Catalogue::new(None)),
+    };
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (services, follower) = platform::cluster::open(
+        data.path(),
+        settings,
+        client.clone(),
+        identity,
+        None,
+        stop_rx,
+    )
+    .unwrap();
+    let (watch_tx, watch_rx) = futures::channel::mpsc::unbounded();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let following = tokio::spawn(follower.run_on(watch_rx, async {
+        let _ = done_rx.await;
+    }));
+    let send = |s: &AgenticSession| {
+        watch_tx
+            .unbounded_send(Ok(watcher::Event::Apply(s.clone())))
+            .unwrap()
+    };
+    let log = services
+        .log
+        .open(platform::services::uid_of(&ended))
+        .await
+        .unwrap();
+    let phases = async || {
+        services
+            .log
+            .events_after(log, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|row| match row.decode().unwrap().event {
+                SessionEvent::Phase(p) => Some(p.phase),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // The watch shows run 1's end.
+    send(&ended);
+    until("tell run 1's end", async || {
+        phases().await == [Phase::Completed]
+    })
+    .await;
+    // The operator starts run 2; the server reads it (a change of its own) before the
+    // watch shows it.
+    let started = api
+        .patch_status(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(status("Creating", 2)),
+        )
+        .await
+        .unwrap();
+    services.driver.notify(SessionKey::new(&project, "s"));
+    until("read run 2", async || {
+        services.log.counters(log).await.unwrap().generation == 2
+    })
+    .await;
+    // The watch, behind, shows run 1's last state again, then run 2's; then a session of
+    // its own, to know that everything before it was taken.
+    send(&ended);
+    send(&started);
+    let mut marker = AgenticSession::new("marker", AgenticSessionSpec::default());
+    marker.metadata.namespace = Some(project.clone());
+    marker.metadata.uid = Some(format!("{project}-marker"));
+    marker.status = Some(serde_json::from_value(serde_json::json!({"phase": "Running"})).unwrap());
+    send(&marker);
+    let marker_log = services
+        .log
+        .open(&format!("{project}-marker"))
+        .await
+        .unwrap();
+    until("take the marker", async || {
+        services.log.last_phase(marker_log).await.unwrap() == Some(Phase::Running)
+    })
+    .await;
+    assert_eq!(phases().await, [Phase::Completed, Phase::Creating]);
+
+    let _ = done_tx.send(());
+    following.await.unwrap();
+    let _ = Api::<Namespace>::all(client)
+        .delete(&project, &Default::default())
+        .await;
+}
+
+/// Waits, up to 5 s, until `done` says so.
+async fn until(what: &str, done: impl AsyncFn() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the follower did not {what}");
+}
