@@ -78,6 +78,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()}/>
                     <Route path=path!("/projects/:project/new") view={Lazy::<NewSessionRoute>::new()}/>
                     <Route path=path!("/projects/:project/settings") view={Lazy::<SettingsRoute>::new()}/>
+                    <Route path=path!("/projects/:project/attempts/:group") view={Lazy::<AttemptsRoute>::new()}/>
                     <Route path=path!("/projects/:project/sharing") view={Lazy::<KeysRoute>::new()}/>
                     <Route path=path!("/projects/:project/sessions/:session") view=pages::session::SessionPage/>
                 </Routes>
@@ -112,6 +113,7 @@ lazy_page!(KeysRoute, pages::keys::KeysPage);
 lazy_page!(ProjectRoute, pages::project::ProjectPage);
 lazy_page!(NewSessionRoute, pages::new_session::NewSessionPage);
 lazy_page!(SettingsRoute, pages::settings::SettingsPage);
+lazy_page!(AttemptsRoute, pages::attempts::AttemptsPage);
 
 /// Entry point of the browser build.
 #[cfg(feature = "hydrate")]

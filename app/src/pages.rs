@@ -1,6 +1,7 @@
 //! The pages, one module each, with their server functions beside their components.
 
 pub mod access;
+pub mod attempts;
 pub mod keys;
 pub mod new_session;
 pub mod project;

@@ -102,6 +102,27 @@ pub fn ask_summary(ask: &Ask) -> String {
         .unwrap_or_else(|| input.to_string())
 }
 
+/// What a run changed in a repository, as a line of the transcript.
+fn changes_line(c: &model::protocol::RepoChanges) -> LogLine {
+    let held = if c.held {
+        " (held: pushed only if this attempt is kept)"
+    } else {
+        ""
+    };
+    LogLine {
+        level: model::protocol::LogLevel::Info,
+        message: format!(
+            "{}: {} file{} changed, +{} −{} on {}{held}",
+            c.repo,
+            c.files,
+            if c.files == 1 { "" } else { "s" },
+            c.insertions,
+            c.deletions,
+            c.branch
+        ),
+    }
+}
+
 /// The transcript's line for a run's workflow (`None`: nothing worth a line).
 fn workflow_line(w: &model::workflow::WorkflowState) -> Option<LogLine> {
     use model::protocol::LogLevel;
@@ -327,6 +348,7 @@ impl Transcript {
                 }
                 return true;
             }
+            SessionEvent::Changes(c) => EntryKind::Log(changes_line(&c)),
             SessionEvent::GitPush(p) => EntryKind::Push(p),
             SessionEvent::PullRequest(p) => EntryKind::PullRequest(p),
         };

@@ -367,6 +367,15 @@ fn describe(event: &SessionEvent) -> Option<String> {
         SessionEvent::ModelChanged(m) => {
             format!("model {} chosen by {}", clean(&m.model), clean(&m.sender))
         }
+        SessionEvent::Changes(c) => format!(
+            "{}: {} files changed, +{} -{} on {}{}",
+            clean(&c.repo),
+            c.files,
+            c.insertions,
+            c.deletions,
+            clean(&c.branch),
+            if c.held { " (held until kept)" } else { "" }
+        ),
         SessionEvent::GitPush(g) => format!(
             "pushed {} of {} ({})",
             clean(&g.branch),

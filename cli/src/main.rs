@@ -69,6 +69,9 @@ enum Command {
     /// Sessions of the project.
     #[command(subcommand)]
     Sessions(Sessions),
+    /// Groups of attempts ("run N": `sessions create --attempts N`): compare them, keep one.
+    #[command(subcommand)]
+    Attempts(Attempts),
     /// A session's events; `-f` follows them live until the session ends (exit 0 when it
     /// Completed, 9 when it Failed or was Stopped), resuming after drops; `-f --turn` only
     /// until its agent has answered.
@@ -215,6 +218,26 @@ enum Projects {
 }
 
 #[derive(Subcommand, Debug)]
+enum Attempts {
+    /// The group's attempts side by side: phase, turns, cost, what each changed (files,
+    /// lines added and removed), which one was kept.
+    Show {
+        /// The group (`sessions create --attempts` printed it).
+        group: String,
+        /// Also print each attempt's diff.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// Keeps one finished attempt (its work is pushed and proposed) and stops the others.
+    Keep {
+        /// The group.
+        group: String,
+        /// The attempt's session.
+        session: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Sessions {
     /// Lists the project's sessions, newest first; AGENT says whether a running one works
     /// or waits for you.
@@ -274,6 +297,15 @@ enum Sessions {
         /// The workflow's folder in its repository (default: the root).
         #[arg(long, requires = "workflow")]
         workflow_path: Option<String>,
+        /// Commit and push the work in each repository to `ambient/<session>` and open a
+        /// pull request when the session ends.
+        #[arg(long)]
+        push: bool,
+        /// Start this many sessions from the prompt (2 to 5) to compare and keep one
+        /// (`ambient attempts`): each is a batch session whose work is held until kept.
+        /// Prints the group's name alone, the sessions' on standard error.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(2..=model::api::MAX_ATTEMPTS as i64), conflicts_with = "inactivity_timeout")]
+        attempts: Option<u32>,
     },
     /// Forks a session after one of its turns: a new session that starts from a copy of
     /// its workspace and continues its conversation as it stood then, with this message;
@@ -463,6 +495,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             workflow,
             workflow_branch,
             workflow_path,
+            push,
+            attempts,
         }) => {
             let mcp_servers = mcp_config.as_deref().map(read_mcp_config).transpose()?;
             let repos = repos
@@ -475,7 +509,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     SessionRepo {
                         url,
                         branch,
-                        auto_push: None,
+                        auto_push: push.then_some(true),
                         provider: None,
                     }
                 })
@@ -500,6 +534,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }),
                 ..Default::default()
             };
+            if let Some(attempts) = attempts {
+                let req = model::api::CreateAttemptsRequest {
+                    attempts,
+                    session: req,
+                };
+                let path = format!("/api/projects/{project}/attempts");
+                let created: model::api::AttemptsCreated =
+                    client.call(Method::POST, &path, Some(&req)).await?;
+                if format == Format::Table {
+                    eprintln!("its attempts: {}", created.sessions.join(" "));
+                }
+                return output::print_name(format, &created, &created.group);
+            }
             let created: CreateSessionResponse =
                 client.call(Method::POST, &sessions, Some(&req)).await?;
             if format == Format::Table && !created.auto_branch.is_empty() {
@@ -525,6 +572,71 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 eprintln!("its work goes to branch {}", created.auto_branch);
             }
             output::print_name(format, &created, &created.name)
+        }
+        Command::Attempts(Attempts::Show { group, diff }) => {
+            let path = format!(
+                "/api/projects/{project}/attempts/{}",
+                name("group", &group)?
+            );
+            let g: model::api::AttemptGroup = client.get(&path).await?;
+            if diff && format == Format::Table {
+                for a in &g.attempts {
+                    for c in &a.changes {
+                        // What the agent wrote: no control characters reach the terminal.
+                        let shown: String = c
+                            .diff
+                            .chars()
+                            .filter(|ch| !ch.is_control() || matches!(ch, '\n' | '\t'))
+                            .collect();
+                        let head =
+                            format!("# {} {} ({} against {})", a.name, c.repo, c.branch, c.base);
+                        let head: String = head.chars().filter(|ch| !ch.is_control()).collect();
+                        println!("{head}");
+                        print!("{shown}");
+                    }
+                }
+                return Ok(());
+            }
+            output::print(format, &g, |g| {
+                let mut t = Table::new(&["NAME", "PHASE", "TURNS", "COST", "CHANGES", "KEPT"]);
+                for a in &g.attempts {
+                    let changes = a
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}: {} files +{} -{}",
+                                c.repo, c.files, c.insertions, c.deletions
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    t.row(vec![
+                        a.name.clone(),
+                        a.phase.to_string(),
+                        a.turns.to_string(),
+                        format!("${:.4}", a.cost_usd),
+                        if changes.is_empty() {
+                            "-".into()
+                        } else {
+                            changes
+                        },
+                        if a.kept { "yes" } else { "" }.into(),
+                    ]);
+                }
+                t
+            })
+        }
+        Command::Attempts(Attempts::Keep { group, session }) => {
+            let path = format!(
+                "/api/projects/{project}/attempts/{}/keep",
+                name("group", &group)?
+            );
+            let req = model::api::KeepAttemptRequest {
+                session: name("session", &session)?,
+            };
+            let g: model::api::AttemptGroup = client.call(Method::POST, &path, Some(&req)).await?;
+            output::print_name(format, &g, g.kept.as_deref().unwrap_or_default())
         }
         Command::Sessions(Sessions::Turns { session }) => {
             let path = format!("{sessions}/{}/turns", name("session", &session)?);

@@ -93,6 +93,88 @@ pub struct ForkSessionRequest {
     pub display_name: Option<String>,
 }
 
+/// Most attempts one "run N" starts.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// `POST /api/projects/{project}/attempts`: several sessions from one request ("run N"),
+/// to compare their work and keep one. Each is a batch session (it completes after
+/// answering) whose work is held (committed in its workspace, not pushed) until a person
+/// keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAttemptsRequest {
+    /// How many sessions: 2 to [`MAX_ATTEMPTS`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 5))]
+    pub attempts: u32,
+    /// The session each attempt is, as for `POST …/agentic-sessions` (`stopOnRunFinished`
+    /// is taken as true).
+    pub session: CreateSessionRequest,
+}
+
+/// Answer to `POST …/attempts` (`201 Created`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptsCreated {
+    /// The group's name (`GET …/attempts/{group}`).
+    pub group: String,
+    /// Its sessions, in order.
+    pub sessions: Vec<String>,
+}
+
+/// `GET /api/projects/{project}/attempts/{group}`: the attempts side by side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptGroup {
+    /// The group's name.
+    pub group: String,
+    /// The prompt every attempt started with.
+    pub prompt: String,
+    /// The attempt a person kept, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
+    /// The attempts still there, in order.
+    pub attempts: Vec<AttemptSummary>,
+}
+
+/// One attempt, as the comparison shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptSummary {
+    /// The session's name.
+    pub name: String,
+    /// Its display name.
+    pub display_name: String,
+    /// Its number in the group, from 1.
+    pub index: u32,
+    /// Its phase.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub phase: crate::session::Phase,
+    /// Model turns of its last run.
+    pub turns: u32,
+    /// Cost of its last run in US dollars.
+    pub cost_usd: f64,
+    /// Whether a person kept it.
+    pub kept: bool,
+    /// What it changed, per repository (the last report of each).
+    pub changes: Vec<crate::protocol::RepoChanges>,
+    /// Its pull requests (once kept and delivered).
+    pub pull_requests: Vec<String>,
+}
+
+/// `POST /api/projects/{project}/attempts/{group}/keep`: keeps one attempt (its work is
+/// pushed and proposed) and stops the others.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeepAttemptRequest {
+    /// The session to keep: one of the group's.
+    pub session: String,
+}
+
 /// One finished turn of a session (`GET …/{session}/turns`): what a fork can continue
 /// after.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -16,10 +16,10 @@ mod runner;
 pub use browser::{BrowserToServer, Live, Refusal, SendMessage, ServerToBrowser};
 pub use event::{
     ASK_USER_QUESTION, AgentDelta, AgentMessage, AgentStarted, Answer, Ask, ControlEcho,
-    ErrorEvent, GitPush, LogLevel, LogLine, MAX_EVENT_TEXT, MAX_MCP_STATUS_SERVERS,
-    MAX_MCP_STATUS_TOOLS, McpServerState, McpStatus, ModelChange, PhaseChange, PullRequest,
-    RunResult, SessionEvent, StoredEvent, Thinking, ToolResult, ToolUse, TurnResult, Usage,
-    UserMessage, WorkflowChange, truncated,
+    ErrorEvent, GitPush, LogLevel, LogLine, MAX_CHANGES_DIFF, MAX_EVENT_TEXT,
+    MAX_MCP_STATUS_SERVERS, MAX_MCP_STATUS_TOOLS, McpServerState, McpStatus, ModelChange,
+    PhaseChange, PullRequest, RepoChanges, RunResult, SessionEvent, StoredEvent, Thinking,
+    ToolResult, ToolUse, TurnResult, Usage, UserMessage, WorkflowChange, truncated,
 };
 pub use runner::{
     Ack, RunnerControl, RunnerEvent, RunnerHello, RunnerIdle, RunnerModel, RunnerToServer,

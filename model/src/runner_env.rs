@@ -159,8 +159,12 @@ pub const FORK_SOURCE: &str = "AMBIENT_FORK_SOURCE";
 /// claim is a clone of its source's).
 pub const FORK_WORKSPACE: &str = "AMBIENT_FORK_WORKSPACE";
 
+/// `1` when the run's work is held: committed in the workspace and reported, not pushed,
+/// no pull request (an attempt of "run N" that no one has kept yet).
+pub const HOLD_DELIVERY: &str = "AMBIENT_HOLD_DELIVERY";
+
 /// Every variable of the contract above, set by the driver for the runner.
-pub const CONTRACT: [&str; 31] = [
+pub const CONTRACT: [&str; 32] = [
     SESSION_NAME,
     SESSION_NAMESPACE,
     SESSION_ID,
@@ -192,6 +196,7 @@ pub const CONTRACT: [&str; 31] = [
     GITLAB_API_URL,
     FORK_SOURCE,
     FORK_WORKSPACE,
+    HOLD_DELIVERY,
 ];
 
 /// Variables the runner sets for the agent's CLI itself.

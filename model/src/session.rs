@@ -84,6 +84,37 @@ pub struct AgenticSessionSpec {
     /// conversation as it stood after that turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<ForkSource>,
+    /// One of several attempts at the same prompt ("run N", set by `POST …/attempts`
+    /// only): until a person keeps it, its work is held (committed in its workspace, not
+    /// pushed, no pull request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
+}
+
+/// A session's place among the attempts of one prompt (see `spec.attempt`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Attempt {
+    /// The group of attempts (the same for each of them).
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub group: String,
+    /// This attempt's number, from 1.
+    #[schemars(range(min = 1))]
+    pub index: u32,
+    /// How many attempts the group started with.
+    #[schemars(range(min = 2))]
+    pub of: u32,
+    /// Whether a person kept this attempt: its work is delivered like any session's.
+    #[serde(default)]
+    pub kept: bool,
+}
+
+impl Attempt {
+    /// Whether the attempt's work is held back (not kept yet).
+    pub fn holds_delivery(&self) -> bool {
+        !self.kept
+    }
 }
 
 /// Where a fork continues from (see `spec.fork`).

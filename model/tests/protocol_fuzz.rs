@@ -198,6 +198,14 @@ fn event() -> impl Strategy<Value = SessionEvent> {
         (text(), text(), any::<u64>()).prop_map(|(repo, url, number)| SessionEvent::PullRequest(
             PullRequest { repo, url, number }
         )),
+        (text(), text(), any::<bool>()).prop_map(|(repo, diff, held)| SessionEvent::Changes(
+            RepoChanges {
+                repo,
+                diff,
+                held,
+                ..RepoChanges::default()
+            }
+        )),
     ]
 }
 

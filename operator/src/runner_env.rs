@@ -132,6 +132,9 @@ pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, S
     if let Some(bin) = run.claude_bin {
         set(env::CLAUDE_BIN, bin.display().to_string());
     }
+    if spec.attempt.as_ref().is_some_and(|a| a.holds_delivery()) {
+        set(env::HOLD_DELIVERY, "1".to_owned());
+    }
     if let Some(fork) = spec.fork.as_ref().filter(|f| f.is_valid()) {
         set(
             env::FORK_SOURCE,
@@ -253,6 +256,24 @@ mod tests {
         let vars = runner_env(&s, &run);
         assert_eq!(get(&vars, env::FORK_SOURCE), None);
         assert_eq!(get(&vars, env::FORK_WORKSPACE), None);
+    }
+
+    #[test]
+    fn an_attempt_holds_its_work_until_it_is_kept() {
+        let mut s = session();
+        assert_eq!(get(&runner_env(&s, &spec(false)), env::HOLD_DELIVERY), None);
+        s.spec.attempt = Some(model::session::Attempt {
+            group: "g-1".into(),
+            index: 2,
+            of: 3,
+            kept: false,
+        });
+        assert_eq!(
+            get(&runner_env(&s, &spec(false)), env::HOLD_DELIVERY),
+            Some("1")
+        );
+        s.spec.attempt.as_mut().unwrap().kept = true;
+        assert_eq!(get(&runner_env(&s, &spec(true)), env::HOLD_DELIVERY), None);
     }
 
     #[test]

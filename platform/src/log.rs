@@ -206,6 +206,44 @@ impl EventLog {
         })
     }
 
+    /// What `log`'s runs reported of their work: the last [`RepoChanges`] of each repository
+    /// and the URLs of the pull requests opened, each in the order first seen.
+    ///
+    /// [`RepoChanges`]: model::protocol::RepoChanges
+    pub async fn work(
+        &self,
+        log: LogId,
+    ) -> Result<(Vec<model::protocol::RepoChanges>, Vec<String>), StoreError> {
+        // Bounded: a session has few repositories, and each run reports each once.
+        let bodies: Vec<String> = self
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT body FROM events WHERE log_id = ?1 AND kind IN ('changes', 'pull_request')
+                     ORDER BY seq DESC LIMIT 256",
+                )?;
+                let rows = stmt
+                    .query_map([log.0], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut changes: Vec<model::protocol::RepoChanges> = Vec::new();
+        let mut pulls: Vec<String> = Vec::new();
+        for body in bodies.iter().rev() {
+            match serde_json::from_str(body) {
+                Ok(SessionEvent::Changes(c)) => match changes.iter_mut().find(|k| k.repo == c.repo)
+                {
+                    Some(known) => *known = c,
+                    None => changes.push(c),
+                },
+                Ok(SessionEvent::PullRequest(p)) if !pulls.contains(&p.url) => pulls.push(p.url),
+                _ => {}
+            }
+        }
+        Ok((changes, pulls))
+    }
+
     /// Each finished turn of `log`, in order: the conversation it was in (as the run's
     /// agent last reported it) and the entry a fork after it resumes at.
     pub async fn turns(&self, log: LogId) -> Result<Vec<TurnPoint>, StoreError> {

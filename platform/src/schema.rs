@@ -197,6 +197,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX events_turns ON events (log_id, seq) WHERE kind IN ('agent_started', 'turn_result');
     "#,
+    // 11: a log's reports of its work (what an attempt changed, its pull requests), read for
+    //     the comparison of attempts without scanning the log.
+    r#"
+    CREATE INDEX events_work ON events (log_id, seq) WHERE kind IN ('changes', 'pull_request');
+    "#,
 ];
 
 /// Brings the database to the newest schema.

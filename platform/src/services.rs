@@ -8,6 +8,7 @@
 //! [`keys`] (access keys), [`permissions`] (sharing with the cluster's people and groups).
 
 mod asks;
+mod attempts;
 pub use asks::{MAX_ANSWER_TEXT, MAX_ANSWERS};
 mod control;
 mod files;

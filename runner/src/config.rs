@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// A boolean the way environments write them: `true`/`false`, `1`/`0`, `yes`/`no` (any
 /// case; empty is false).
-fn boolean(value: &str) -> Result<bool, String> {
+pub(crate) fn boolean(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" | "" => Ok(false),
@@ -123,6 +123,10 @@ pub struct RawConfig {
     /// The workspace a fork's first run copies (local mode).
     #[arg(long, env = env::FORK_WORKSPACE, value_name = env::FORK_WORKSPACE)]
     pub fork_workspace: Option<PathBuf>,
+    /// Hold the work: commit it in the workspace and report it, push nothing (an attempt no
+    /// one has kept yet).
+    #[arg(long, env = env::HOLD_DELIVERY, value_name = env::HOLD_DELIVERY, default_value = "false", value_parser = boolean, action = clap::ArgAction::Set)]
+    pub hold_delivery: bool,
     /// Continue the previous conversation.
     #[arg(long, env = env::IS_RESUME, value_name = env::IS_RESUME, default_value = "false", value_parser = boolean, action = clap::ArgAction::Set)]
     pub is_resume: bool,
@@ -319,6 +323,8 @@ pub struct Config {
     pub initial_prompt: Option<String>,
     /// Continue the previous conversation.
     pub resume: bool,
+    /// Whether the run's work is held (committed and reported, not pushed).
+    pub hold_delivery: bool,
     /// Where a forked session's conversation comes from, and (local mode) its files.
     pub fork: Option<Fork>,
     /// Model, if set.
@@ -412,6 +418,7 @@ impl RawConfig {
             handled_through: self.handled_through,
             initial_prompt: set(self.initial_prompt),
             resume: self.is_resume,
+            hold_delivery: self.hold_delivery,
             fork: self.fork_source.map(|source| Fork {
                 source,
                 workspace: self.fork_workspace,

@@ -7,7 +7,10 @@
 //! runner itself ([`here`]), or the keeper container of a runner pod, which runs [`push`]
 //! and [`propose`] on the commits the runner hands it.
 
-use model::protocol::{ErrorEvent, GitPush, LogLevel, LogLine, PullRequest, SessionEvent};
+use model::protocol::{
+    ErrorEvent, GitPush, LogLevel, LogLine, MAX_CHANGES_DIFF, PullRequest, RepoChanges,
+    SessionEvent,
+};
 
 use crate::config::Config;
 use crate::forge;
@@ -49,7 +52,9 @@ fn log_event(message: String) -> SessionEvent {
     })
 }
 
-/// Delivers every repository whose work is pushed.
+/// Delivers every repository whose work is pushed: commits it, reports what it changed
+/// ([`SessionEvent::Changes`]), then pushes and proposes it, unless the run holds its work
+/// (an attempt no one has kept: the commit and the report only).
 pub async fn deliver(
     config: &Config,
     ws: &Workspace,
@@ -121,6 +126,23 @@ async fn deliver_repo(
             );
         }
     }
+    match changes(jail, repo, proposal.branch, config.hold_delivery).await {
+        Ok(changes) => link.emit(SessionEvent::Changes(changes)),
+        Err(e) => link.emit(SessionEvent::Log(LogLine {
+            level: LogLevel::Warn,
+            message: format!(
+                "could not measure what changed in {}: {}",
+                repo.name, e.message
+            ),
+        })),
+    }
+    if config.hold_delivery {
+        link.emit(log_event(format!(
+            "{}: the work is held in the workspace until a person keeps this attempt; nothing was pushed",
+            repo.name
+        )));
+        return;
+    }
     for event in keeper.deliver(ws, index, repo, proposal).await {
         if let SessionEvent::Error(e) = &event {
             tracing::warn!(
@@ -131,6 +153,70 @@ async fn deliver_repo(
         }
         link.emit(event);
     }
+}
+
+/// What the work on `branch` changed in `repo`: its `HEAD` against the base branch as the
+/// agent's repository has it (`origin/<base>`), from git confined as the agent is, the
+/// diff cut at [`MAX_CHANGES_DIFF`] (git stopped there).
+async fn changes(
+    jail: &git::Confinement,
+    repo: &Repo,
+    branch: &str,
+    held: bool,
+) -> Result<RepoChanges, git::GitError> {
+    let range = format!("refs/remotes/origin/{}...HEAD", repo.base);
+    let commit = git::confined(jail, &repo.dir, &["rev-parse", "--verify", "HEAD"])
+        .await?
+        .trim()
+        .to_owned();
+    let diff_args = ["diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+    let (numstat, numstat_cut) = git::confined_capped(
+        jail,
+        &repo.dir,
+        &[&diff_args[..], &["--numstat", &range]].concat(),
+        MAX_CHANGES_DIFF,
+    )
+    .await?;
+    let (files, insertions, deletions) = numstat_totals(&numstat);
+    let (diff, truncated) = git::confined_capped(
+        jail,
+        &repo.dir,
+        &[&diff_args[..], &[&range]].concat(),
+        MAX_CHANGES_DIFF,
+    )
+    .await?;
+    Ok(RepoChanges {
+        repo: repo.name.clone(),
+        branch: branch.to_owned(),
+        base: repo.base.clone(),
+        commit,
+        files,
+        insertions,
+        deletions,
+        diff,
+        // Totals of a cut listing count only what it holds.
+        truncated: truncated || numstat_cut,
+        held,
+    })
+}
+
+/// Files, lines added and lines removed of `git diff --numstat` (a binary file counts as a
+/// file, with no lines).
+fn numstat_totals(numstat: &str) -> (u32, u64, u64) {
+    numstat
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .fold((0, 0, 0), |(files, ins, del), line| {
+            let mut fields = line.split('\t');
+            let mut count = || {
+                fields
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let (i, d) = (count(), count());
+            (files + 1, ins + i, del + d)
+        })
 }
 
 /// Where one repository's work goes: its remote and the branches of its pull request.
@@ -354,4 +440,16 @@ fn is_loopback_url(url: &str) -> bool {
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numstat_counts_files_and_lines_binary_files_without_lines() {
+        let numstat = "3\t1\tsrc/lib.rs\n-\t-\tlogo.png\n10\t0\tREADME.md\n";
+        assert_eq!(numstat_totals(numstat), (3, 13, 1));
+        assert_eq!(numstat_totals(""), (0, 0, 0));
+    }
 }

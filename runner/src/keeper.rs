@@ -571,12 +571,18 @@ pub struct KeeperConfig {
     /// the keeper).
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], 0)))]
     pub proxy: SocketAddr,
+    /// The session's work is held (an attempt no one has kept): nothing is pushed, whoever
+    /// asks (the agent shares its runner's container and could reach this interface).
+    #[arg(long, env = env::HOLD_DELIVERY, value_name = env::HOLD_DELIVERY, default_value = "false", value_parser = crate::config::boolean, action = clap::ArgAction::Set)]
+    pub hold_delivery: bool,
 }
 
 struct Kept {
     holdings: Holdings,
     token: String,
     session: String,
+    /// Whether the session's work is held: no delivery.
+    hold: bool,
     /// The session's repositories with their names (as the runner names them).
     repos: Vec<(String, SessionRepo)>,
     workflow: Option<ActiveWorkflow>,
@@ -633,7 +639,7 @@ pub async fn serve(config: KeeperConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     serve_on(
-        config.session_name,
+        (config.session_name, config.hold_delivery),
         config.token,
         config.state,
         (repos, workflow),
@@ -646,7 +652,7 @@ pub async fn serve(config: KeeperConfig) -> Result<(), String> {
 
 /// [`serve`] on listeners bound already.
 async fn serve_on(
-    session: String,
+    (session, held_work): (String, bool),
     token: String,
     state: PathBuf,
     (repos, workflow): (Vec<(String, SessionRepo)>, Option<ActiveWorkflow>),
@@ -672,6 +678,7 @@ async fn serve_on(
         },
         token,
         session,
+        hold: held_work,
         repos,
         workflow,
         state,
@@ -835,6 +842,12 @@ async fn delivery(
             format!("the work of {name} is not pushed in this session"),
         );
     }
+    if kept.hold {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("the work of {name} is held until a person keeps this attempt"),
+        );
+    }
     if let Err(e) = model::validate::branch_name("base", &query.base) {
         return refuse(StatusCode::BAD_REQUEST, e.to_string());
     }
@@ -988,7 +1001,7 @@ mod tests {
         };
         let forges = Forges::new(&crate::forge::ApiUrls::default());
         let keeper = tokio::spawn(serve_on(
-            "s1".into(),
+            ("s1".into(), false),
             "keeper-token".into(),
             state.path().to_owned(),
             (repos, None),
@@ -1069,5 +1082,47 @@ mod tests {
             .await
             .expect("the keeper exits when its runner lets go");
         assert_eq!(ended.unwrap(), Ok(()));
+    }
+
+    /// An attempt's keeper pushes nothing while its work is held, whoever asks with the
+    /// token (the agent shares the runner's container).
+    #[tokio::test]
+    async fn a_held_attempts_keeper_takes_no_delivery() {
+        let state = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let repos = vec![(
+            "app".to_owned(),
+            serde_json::from_value::<SessionRepo>(serde_json::json!({
+                "url": "https://github.com/acme/app.git", "autoPush": true,
+            }))
+            .unwrap(),
+        )];
+        let forges = Forges::new(&crate::forge::ApiUrls::default());
+        let keeper = tokio::spawn(serve_on(
+            ("attempts-0a1b2c3d-1".into(), true),
+            "keeper-token".into(),
+            state.path().to_owned(),
+            (repos, None),
+            (
+                Credentials::default(),
+                forges,
+                crate::mcp::Routes::default(),
+            ),
+            listener,
+            proxy,
+        ));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = http
+            .post(format!("{url}/v1/repos/0/delivery?base=main"))
+            .bearer_auth("keeper-token")
+            .body("a bundle")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        assert!(r.text().await.unwrap().contains("held"));
+        keeper.abort();
     }
 }

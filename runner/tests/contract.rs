@@ -209,6 +209,19 @@ fn a_jobs_containers_read_back_as_the_operator_wrote_them() {
         &project_secret,
     ));
     assert_the_session(&c, 2, true);
+    assert!(!c.hold_delivery);
+    let mut attempt = session();
+    attempt.spec.attempt = Some(model::session::Attempt {
+        group: "g-1".into(),
+        index: 1,
+        of: 2,
+        kept: false,
+    });
+    let held = runner_config(&resolved(
+        build::runner_container_env(&attempt, &run, &config),
+        &project_secret,
+    ));
+    assert!(held.hold_delivery, "an attempt's pod holds its work");
     assert_eq!(c.sandbox, SandboxMode::Off, "the pod is the sandbox");
     assert_eq!(c.workspace, Path::new(build::WORKSPACE_MOUNT));
     assert!(
@@ -228,6 +241,14 @@ fn a_jobs_containers_read_back_as_the_operator_wrote_them() {
     let args = as_arguments(&KeeperConfig::command(), &keeper);
     let k = KeeperConfig::try_parse_from(&args).unwrap_or_else(|e| panic!("{e}: {args:?}"));
     assert_eq!(k.session_name, "session-1");
+    assert!(!k.hold_delivery);
+    let held_keeper = resolved(
+        build::keeper_container_env(&attempt, &run, &config),
+        &project_secret,
+    );
+    let args = as_arguments(&KeeperConfig::command(), &held_keeper);
+    let hk = KeeperConfig::try_parse_from(&args).unwrap_or_else(|e| panic!("{e}: {args:?}"));
+    assert!(hk.hold_delivery, "an attempt's keeper holds its work too");
     assert!(
         k.token.starts_with("secret:"),
         "the keeper's token from its Secret"

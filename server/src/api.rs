@@ -3,9 +3,10 @@
 //! route cannot exist without its description).
 //!
 //! Layout: [`extract`] (extractors answering bad input with our error body), [`docs`]
-//! (the document), [`projects`], [`settings`], [`sessions`], [`control`], [`files`] (the
+//! (the document), [`projects`], [`settings`], [`sessions`], [`attempts`], [`control`], [`files`] (the
 //! workspace), [`keys`], [`permissions`].
 
+mod attempts;
 mod control;
 pub mod docs;
 pub mod extract;
@@ -45,6 +46,9 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(sessions::clone))
         .routes(routes!(sessions::fork))
         .routes(routes!(sessions::turns))
+        .routes(routes!(attempts::create))
+        .routes(routes!(attempts::get))
+        .routes(routes!(attempts::keep))
         .routes(routes!(sessions::mcp_status))
         .routes(routes!(workflows::metadata))
         .routes(routes!(workflows::set, workflows::clear))

@@ -28,6 +28,19 @@ pub async fn create_session(
         .map_err(crate::ssr::refusal)
 }
 
+/// Starts several sessions from one request ("run N"), to compare and keep one.
+#[server(prefix = "/rpc", input = Json)]
+pub async fn create_attempts(
+    project: String,
+    req: model::api::CreateAttemptsRequest,
+) -> Result<model::api::AttemptsCreated, AppError> {
+    let (services, caller) = crate::ssr::context().await?;
+    services
+        .create_attempts(&caller, &project, req)
+        .await
+        .map_err(crate::ssr::refusal)
+}
+
 /// The models a session may use.
 #[server(prefix = "/rpc", input = Json)]
 pub async fn list_models() -> Result<Models, AppError> {
@@ -85,6 +98,8 @@ pub struct Form {
     pub mcp: String,
     /// The workflow: its repository (blank: none), branch (blank: main) and folder.
     pub workflow: (String, String, String),
+    /// How many sessions to start from the prompt (0 or 1: one; more: attempts to compare).
+    pub attempts: u32,
 }
 
 /// The workflow of these fields (none when the URL is blank).
@@ -142,6 +157,30 @@ impl Form {
         validate::create_session(&req, models)?;
         Ok(req)
     }
+
+    /// What the form starts: one session, or attempts (each a batch session) to compare.
+    pub fn submission(&self, models: &[String]) -> Result<Submission, validate::Invalid> {
+        let req = self.request(models)?;
+        Ok(match self.attempts {
+            0 | 1 => Submission::One(req),
+            n => Submission::Attempts(model::api::CreateAttemptsRequest {
+                attempts: n,
+                session: CreateSessionRequest {
+                    stop_on_run_finished: Some(true),
+                    ..req
+                },
+            }),
+        })
+    }
+}
+
+/// What the new-session form sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submission {
+    /// One session.
+    One(CreateSessionRequest),
+    /// Several from one prompt ("run N").
+    Attempts(model::api::CreateAttemptsRequest),
 }
 
 fn err<T>(r: Result<T, validate::Invalid>) -> Option<String> {
@@ -163,6 +202,7 @@ pub fn NewSessionPage() -> impl IntoView {
     let timeout = RwSignal::new(String::new());
     let inactivity = RwSignal::new(String::new());
     let batch = RwSignal::new(false);
+    let attempts = RwSignal::new(1u32);
     let permission = RwSignal::new(String::new());
     let mcp = RwSignal::new(String::new());
     let workflow = (
@@ -235,13 +275,31 @@ pub fn NewSessionPage() -> impl IntoView {
             workflow.1.get_untracked(),
             workflow.2.get_untracked(),
         ),
+        attempts: attempts.get_untracked(),
     };
 
     let create = Action::new(move |req: &CreateSessionRequest| {
         create_session(project.get_untracked(), req.clone())
     });
+    let create_many = Action::new(move |req: &model::api::CreateAttemptsRequest| {
+        create_attempts(project.get_untracked(), req.clone())
+    });
     let server_error = action_error(create);
+    let many_error = action_error(create_many);
     let navigate = use_navigate();
+    let to_group = navigate.clone();
+    Effect::new(move |_| {
+        if let Some(Ok(created)) = create_many.value().get() {
+            to_group(
+                &format!(
+                    "/projects/{}/attempts/{}",
+                    project.get_untracked(),
+                    created.group
+                ),
+                Default::default(),
+            );
+        }
+    });
     Effect::new(move |_| {
         if let Some(Ok(created)) = create.value().get() {
             navigate(
@@ -258,8 +316,14 @@ pub fn NewSessionPage() -> impl IntoView {
         ev.prevent_default();
         submitted.set(true);
         // Field errors are already shown next to their fields.
-        if let Ok(req) = form().request(&allowed.get_untracked()) {
-            create.dispatch(req);
+        match form().submission(&allowed.get_untracked()) {
+            Ok(Submission::One(req)) => {
+                create.dispatch(req);
+            }
+            Ok(Submission::Attempts(req)) => {
+                create_many.dispatch(req);
+            }
+            Err(_) => {}
         }
     };
 
@@ -329,6 +393,14 @@ pub fn NewSessionPage() -> impl IntoView {
                 </label>
                 <p class="muted hint">"Otherwise the session stays running, its agent ready for your next message, until it has been idle for the inactivity timeout."</p>
             </div>
+            <div class="field">
+                <label for="attempts">"Attempts"</label>
+                <select id="attempts" on:change=move |ev| attempts.set(event_target_value(&ev).parse().unwrap_or(1))>
+                    <option value="1" selected>"One session"</option>
+                    {(2..=model::api::MAX_ATTEMPTS).map(|n| view! { <option value=n.to_string()>{format!("Run {n} and keep the best")}</option> }).collect_view()}
+                </select>
+                <p class="muted hint">"Several attempts at the same prompt, each finishing when its agent has answered; compare their work side by side and keep one: only its work is pushed."</p>
+            </div>
 
             <details class="advanced">
                 <summary>"Advanced options"</summary>
@@ -364,6 +436,7 @@ pub fn NewSessionPage() -> impl IntoView {
             </details>
 
             <ErrorBanner error=server_error/>
+            <ErrorBanner error=many_error/>
             // Starting a session needs edit: a view role is told so, not offered the button.
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
@@ -372,8 +445,14 @@ pub fn NewSessionPage() -> impl IntoView {
                     view! {
                         {why.map(super::access::role_note)}
                         <div class="actions">
-                            <button type="submit" class="btn primary" disabled=move || blocked || create.pending().get()>
-                                {move || if create.pending().get() { "Starting…" } else { "Start session" }}
+                            <button type="submit" class="btn primary" disabled=move || blocked || create.pending().get() || create_many.pending().get()>
+                                {move || if create.pending().get() || create_many.pending().get() {
+                                    "Starting…"
+                                } else if attempts.get() > 1 {
+                                    "Start attempts"
+                                } else {
+                                    "Start session"
+                                }}
                             </button>
                         </div>
                     }
@@ -564,6 +643,24 @@ mod tests {
         assert_eq!((plain.timeout, plain.llm_settings), (None, None));
         // Interactive unless asked: the server's default, not a `false` of the form's.
         assert_eq!(plain.stop_on_run_finished, None);
+    }
+
+    #[test]
+    fn several_attempts_are_batch_sessions_of_the_same_request() {
+        let models = vec!["claude-sonnet-4-6".to_owned()];
+        assert!(matches!(form().submission(&models), Ok(Submission::One(_))));
+        let three = Form {
+            attempts: 3,
+            ..form()
+        };
+        match three.submission(&models).unwrap() {
+            Submission::Attempts(req) => {
+                assert_eq!(req.attempts, 3);
+                assert_eq!(req.session.initial_prompt, "fix it");
+                assert_eq!(req.session.stop_on_run_finished, Some(true));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -499,6 +499,7 @@ fn ApprovalForm(
             aria-label="The agent asks to act" on:submit=|ev| ev.prevent_default()>
             <p><strong>{if plan { "The agent proposes this plan".to_owned() } else { format!("The agent asks to use {}", ask.tool) }}</strong></p>
             <pre class="ask-input">{what}</pre>
+            {entries::edit_diff(&ask.tool, &ask.input).map(|html| view! { <div class="ask-diff" inner_html=html></div> })}
             <input type="text" class="own-words" placeholder="Reason, if you deny it (the agent is told)" aria-label="Reason"
                 prop:value=reason on:input=move |ev| reason.set(event_target_value(&ev))/>
             <div class="actions">

@@ -65,6 +65,10 @@ pub enum SessionEvent {
     /// Someone switched the session's workflow: its agent restarts in it, the conversation
     /// kept.
     WorkflowChanged(WorkflowChange),
+    /// What the run changed in a repository whose work goes to a branch, committed at its
+    /// end: measured before any push, and the only record of the work while it is held
+    /// (an attempt of "run N" until a person keeps it).
+    Changes(RepoChanges),
     /// Work was pushed to a branch.
     GitPush(GitPush),
     /// A pull (merge) request was opened.
@@ -159,6 +163,12 @@ impl SessionEvent {
                     truncated(text, max)
                 }
             }
+            SessionEvent::Changes(c) => {
+                if c.diff.len() > max {
+                    truncated(&mut c.diff, max);
+                    c.truncated = true;
+                }
+            }
             SessionEvent::Phase(_)
             | SessionEvent::AgentStarted(_)
             | SessionEvent::Interrupt(_)
@@ -217,6 +227,7 @@ impl SessionEvent {
             SessionEvent::McpStatus(_) => "mcp_status",
             SessionEvent::Workflow(_) => "workflow",
             SessionEvent::WorkflowChanged(_) => "workflow_changed",
+            SessionEvent::Changes(_) => "changes",
             SessionEvent::GitPush(_) => "git_push",
             SessionEvent::PullRequest(_) => "pull_request",
         }
@@ -521,6 +532,40 @@ pub struct McpServerState {
     #[serde(default)]
     pub tools: Vec<String>,
 }
+
+/// What a run changed in one repository (see [`SessionEvent::Changes`]): its working
+/// branch against the branch it started from, everything committed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RepoChanges {
+    /// Repository directory name under `repos/`.
+    pub repo: String,
+    /// The working branch (`ambient/<session>`).
+    pub branch: String,
+    /// The branch it is compared with (the pull request's base).
+    pub base: String,
+    /// The commit the work is at.
+    pub commit: String,
+    /// Files changed.
+    pub files: u32,
+    /// Lines added.
+    pub insertions: u64,
+    /// Lines removed.
+    pub deletions: u64,
+    /// The diff (`git diff <base>...<branch>`), cut at [`MAX_CHANGES_DIFF`] bytes.
+    pub diff: String,
+    /// Whether the diff was cut.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Whether the work was held in the workspace rather than pushed (an attempt no one
+    /// has kept yet).
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// Largest diff a [`RepoChanges`] carries.
+pub const MAX_CHANGES_DIFF: usize = 256 * 1024;
 
 /// A branch was pushed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -190,6 +190,21 @@ fn every_session_event_has_a_pinned_encoding() {
             }),
             r#"{"type":"pull_request","repo":"app","url":"https://github.com/o/app/pull/7","number":7}"#,
         ),
+        (
+            SessionEvent::Changes(RepoChanges {
+                repo: "app".into(),
+                branch: "ambient/session-1".into(),
+                base: "main".into(),
+                commit: "abc123".into(),
+                files: 2,
+                insertions: 5,
+                deletions: 1,
+                diff: "diff --git a/x b/x\n".into(),
+                truncated: false,
+                held: true,
+            }),
+            r#"{"type":"changes","repo":"app","branch":"ambient/session-1","base":"main","commit":"abc123","files":2,"insertions":5,"deletions":1,"diff":"diff --git a/x b/x\n","truncated":false,"held":true}"#,
+        ),
     ];
     for (event, event_wire) in cases {
         assert_eq!(encode_event(&event), event_wire);

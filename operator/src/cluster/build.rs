@@ -356,6 +356,7 @@ pub fn keeper_container_env(
         env::ACTIVE_WORKFLOW_PATH,
         env::PROJECT_MCP_SERVERS,
         env::CUSTOM_MCP_SERVERS,
+        env::HOLD_DELIVERY,
         "LOG_LEVEL",
         "RUST_LOG",
     ];

@@ -184,7 +184,7 @@ impl Services {
         self.request_start(caller, key).await
     }
 
-    async fn request_start(
+    pub(super) async fn request_start(
         &self,
         caller: &Caller,
         key: &SessionKey,

@@ -65,6 +65,14 @@ pub(super) fn page(
     })
 }
 
+/// Where a new session comes from, besides its request: the session it forks, the group of
+/// attempts it is one of (set only by the platform's own routes).
+#[derive(Debug, Default)]
+pub(super) struct Origin {
+    pub fork: Option<ForkSource>,
+    pub attempt: Option<model::session::Attempt>,
+}
+
 impl Services {
     /// Validates and stores a new session (its prompt the first event of its log), then
     /// hands it to the driver.
@@ -80,24 +88,35 @@ impl Services {
             project,
             format!("session-{}", uuid::Uuid::new_v4()),
             req,
-            None,
+            Origin::default(),
         )
         .await
     }
 
-    async fn create_named_session(
+    /// Checks a session's request as [`Self::create_session`] does, creating nothing.
+    pub(super) fn check_new_session(
+        &self,
+        caller: &Caller,
+        project: &str,
+        req: &CreateSessionRequest,
+    ) -> Result<(), ApiError> {
+        validate::dns1123_label("project", project)?;
+        validate::create_session(req, &self.settings.models)?;
+        self.owner_remotes_only_for_the_owner(caller, req)
+    }
+
+    pub(super) async fn create_named_session(
         &self,
         caller: &Caller,
         project: &str,
         name: String,
         req: CreateSessionRequest,
-        fork: Option<ForkSource>,
+        origin: Origin,
     ) -> Result<CreateSessionResponse, ApiError> {
-        validate::dns1123_label("project", project)?;
-        validate::create_session(&req, &self.settings.models)?;
-        self.owner_remotes_only_for_the_owner(caller, &req)?;
+        self.check_new_session(caller, project, &req)?;
         let mut session = self.new_session(caller, project, name, req);
-        session.spec.fork = fork;
+        session.spec.fork = origin.fork;
+        session.spec.attempt = origin.attempt;
         let created = self.records.create_session(caller, session).await?.session;
         let uid = uid_of(&created).to_owned();
         let log = self.log.open(&uid).await?;
@@ -221,6 +240,7 @@ impl Services {
                 active_workflow: req.active_workflow,
                 permission_mode: req.permission_mode,
                 fork: None,
+                attempt: None,
             },
             status: None,
         }
@@ -319,7 +339,7 @@ impl Services {
         let display = spec.display_name.clone().map(|d| format!("{d} (copy)"));
         let prompt = spec.initial_prompt.clone().unwrap_or_default();
         let req = request_like(spec, prompt, display, &key.name);
-        self.create_named_session(caller, &target, new_name, req, None)
+        self.create_named_session(caller, &target, new_name, req, Origin::default())
             .await
     }
 
@@ -405,7 +425,11 @@ impl Services {
         });
         let create = request_like(spec, req.prompt, display, &key.name);
         let name = format!("session-{}", uuid::Uuid::new_v4());
-        self.create_named_session(caller, &key.project, name, create, Some(fork))
+        let origin = Origin {
+            fork: Some(fork),
+            ..Origin::default()
+        };
+        self.create_named_session(caller, &key.project, name, create, origin)
             .await
     }
 

@@ -156,6 +156,14 @@ fn constrain(doc: &mut Value) {
     require(schemas, "CreateSessionRequest", &["initialPrompt"]);
     patch(schemas, "ForkSessionRequest", "prompt", message.clone());
     require(schemas, "ForkSessionRequest", &["prompt"]);
+    require(schemas, "CreateAttemptsRequest", &["attempts", "session"]);
+    require(schemas, "KeepAttemptRequest", &["session"]);
+    patch(
+        schemas,
+        "KeepAttemptRequest",
+        "session",
+        json!({"type": "string", "minLength": 1, "maxLength": 63}),
+    );
     patch(
         schemas,
         "ForkSessionRequest",

@@ -1653,3 +1653,108 @@ async fn agent_in_a_pod(containers: bool) {
     }
     c.finish().await;
 }
+
+/// "Run N" in a cluster: each attempt's pod commits its work and reports it, and pushes
+/// nothing; keeping one marks it kept (a spec change through the API server) and starts
+/// its next pod without the hold, whose keeper pushes and proposes the work. The other is
+/// left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_hold_their_work_in_their_pods_until_one_is_kept() {
+    use crate::common::forge::{ForgeMock, bare_repo, branches};
+    let mock = mock_anthropic::start(Default::default()).await.unwrap();
+    let repos = tempfile::tempdir().unwrap();
+    let c = Cluster::start("k8s-attempts", None).await;
+    let forge = ForgeMock::start().await;
+    let resp = c
+        .server
+        .http
+        .put(
+            c.server
+                .url(&format!("/api/projects/{}/runner-secrets", c.project)),
+        )
+        .json(&json!({"data": {
+            "ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": "sk-attempts",
+            "GITHUB_TOKEN": "ghp_attempts_0123456789", "GITHUB_API_URL": forge.url,
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let app = bare_repo(repos.path(), "acme", "app", None);
+    let attempts = c
+        .server
+        .url(&format!("/api/projects/{}/attempts", c.project));
+    let resp = c
+        .server
+        .http
+        .post(&attempts)
+        .json(&json!({"attempts": 2, "session": {
+            "initialPrompt": "Please create notes.md",
+            "repos": [{"url": app, "autoPush": true, "provider": "github"}],
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let created: model::api::AttemptsCreated = resp.json().await.unwrap();
+    assert_eq!(created.sessions.len(), 2);
+    for name in &created.sessions {
+        let mut viewer = c.viewer(name, 0).await;
+        let events = viewer
+            .events_until(Duration::from_secs(120), |e| {
+                is_phase(e, &["Completed", "Failed"])
+            })
+            .await;
+        assert!(
+            is_phase(events.last().unwrap(), &["Completed"]),
+            "{events:?}"
+        );
+        let held = events.iter().find_map(|e| match &e.event {
+            SessionEvent::Changes(ch) => Some(ch.clone()),
+            _ => None,
+        });
+        let held = held.unwrap_or_else(|| panic!("{name} reported no changes: {events:?}"));
+        assert!(held.held && held.diff.contains("notes.md"), "{held:?}");
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e.event, SessionEvent::GitPush(_))),
+            "{events:?}"
+        );
+    }
+    assert_eq!(branches(&app), vec!["main".to_owned()], "an attempt pushed");
+    assert!(forge.calls().is_empty());
+
+    let kept = created.sessions[0].clone();
+    let resp = c
+        .server
+        .http
+        .post(format!("{attempts}/{}/keep", created.group))
+        .json(&json!({"session": kept}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let group: model::api::AttemptGroup = resp.json().await.unwrap();
+    assert_eq!(group.kept.as_deref(), Some(kept.as_str()));
+    let mut viewer = c.viewer(&kept, 0).await;
+    let events = viewer
+        .events_until(Duration::from_secs(120), |e| {
+            matches!(e.event, SessionEvent::PullRequest(_))
+        })
+        .await;
+    let branch = format!("ambient/{kept}");
+    assert_eq!(branches(&app), vec![branch, "main".to_owned()]);
+    assert_eq!(forge.calls().len(), 1);
+    let spec = c.session(&kept).await.spec;
+    assert!(spec.attempt.is_some_and(|a| a.kept), "kept in its spec");
+    assert!(
+        events
+            .iter()
+            .filter(|e| matches!(e.event, SessionEvent::UserMessage(_)))
+            .count()
+            == 1,
+        "the delivering run was asked nothing: {events:?}"
+    );
+    c.finish().await;
+}

@@ -12,6 +12,7 @@ mod api_control;
 mod api_projects;
 mod api_sessions;
 mod assets;
+mod attempts;
 mod cli;
 mod common;
 mod doors;

@@ -171,12 +171,16 @@ pub fn render(entry: &Entry) -> Rendered {
             out.raw("</dl>")
         }
         EntryKind::Ask { ask, answer } if ask.tool != model::protocol::ASK_USER_QUESTION => {
-            let r = Rendered::new("entry ask approval")
+            let mut r = Rendered::new("entry ask approval")
                 .raw("<header>The agent asks to use <strong>")
                 .text(&ask.tool)
                 .raw("</strong></header><pre>")
                 .text(&crate::transcript::ask_summary(ask))
                 .raw("</pre>");
+            // An edit shows the change it asks to make.
+            if let Some(diff) = edit_diff(&ask.tool, &ask.input) {
+                r = r.raw(&diff);
+            }
             match answer {
                 Some(a) if a.deny => r
                     .raw("<p class=\"answered denied\">")
@@ -262,6 +266,28 @@ pub fn render(entry: &Entry) -> Rendered {
     }
 }
 
+/// The change an edit tool's call makes, as diff HTML (`None` for other tools): what a
+/// tool card shows, and what an approval card shows before the edit is allowed.
+pub(crate) fn edit_diff(tool: &str, input: &Value) -> Option<String> {
+    match tool {
+        "Write" => Some(html::diff("", field(input, "content"))),
+        "Edit" => Some(html::diff(
+            field(input, "old_string"),
+            field(input, "new_string"),
+        )),
+        "MultiEdit" => Some(
+            input
+                .get("edits")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|e| html::diff(field(e, "old_string"), field(e, "new_string")))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 fn field<'a>(input: &'a Value, key: &str) -> &'a str {
     input.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -298,24 +324,11 @@ fn tool(name: &str, input: &Value, result: Option<&model::protocol::ToolResult>)
     .raw("\">")
     .raw(status)
     .raw("</span></header>");
+    if let Some(diff) = edit_diff(name, input) {
+        r = r.raw(&diff);
+    }
     match name {
-        "Write" => r = r.raw(&html::diff("", field(input, "content"))),
-        "Edit" => {
-            r = r.raw(&html::diff(
-                field(input, "old_string"),
-                field(input, "new_string"),
-            ))
-        }
-        "MultiEdit" => {
-            for e in input
-                .get("edits")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                r = r.raw(&html::diff(field(e, "old_string"), field(e, "new_string")));
-            }
-        }
+        "Write" | "Edit" | "MultiEdit" => {}
         "Bash" => {
             r = r
                 .raw("<pre class=\"command\"><span class=\"prompt\">$ </span>")
@@ -374,6 +387,37 @@ mod tests {
             version: 0,
             kind,
         }
+    }
+
+    #[test]
+    fn an_edit_asked_for_approval_shows_its_change_escaped() {
+        let ask = model::protocol::Ask {
+            id: "r1".into(),
+            tool: "Edit".into(),
+            input: json!({"file_path": "src/a.rs", "old_string": "let a = 1;", "new_string": "let a = <b>2</b>;"}),
+        };
+        let r = render(&entry(EntryKind::Ask {
+            ask: ask.clone(),
+            answer: None,
+        }));
+        assert!(r.body.contains("diff-line removed"), "{}", r.body);
+        assert!(r.body.contains("let a = 1;"), "{}", r.body);
+        assert!(
+            r.body.contains("let a = &lt;b&gt;2&lt;/b&gt;;"),
+            "{}",
+            r.body
+        );
+        // A command shows no diff.
+        let bash = model::protocol::Ask {
+            tool: "Bash".into(),
+            input: json!({"command": "ls"}),
+            ..ask
+        };
+        let r = render(&entry(EntryKind::Ask {
+            ask: bash,
+            answer: None,
+        }));
+        assert!(!r.body.contains("class=\"diff\""), "{}", r.body);
     }
 
     #[test]
