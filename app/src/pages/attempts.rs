@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_params_map;
 use model::Phase;
-use model::api::{AttemptGroup, AttemptSummary, KeepAttemptRequest, Role};
+use model::api::{AttemptGroup, AttemptSummary, Role};
 
 use super::widgets::{ErrorBanner, PhaseBadge, action_error};
 use crate::error::AppError;
@@ -30,7 +30,12 @@ pub async fn keep_attempt(
 ) -> Result<AttemptGroup, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
-        .keep_attempt(&caller, &project, &group, KeepAttemptRequest { session })
+        .keep_attempt(
+            &caller,
+            &project,
+            &group,
+            model::api::KeepAttemptRequest { session },
+        )
         .await
         .map_err(crate::ssr::refusal)
 }
