@@ -142,6 +142,9 @@ test('a session that asks before acting: deny one edit with a reason, allow the 
   await expect(approval).toBeVisible({ timeout: 60_000 });
   await expect(approval).toContainText('The agent asks to use Write');
   await expect(approval).toContainText('page-denied.txt');
+  // The edit's change is shown before it is allowed: what the file would hold, added.
+  await expect(approval.locator('.ask-diff .diff-line.added').first()).toBeVisible();
+  await expect(page.locator('.entry.ask.approval').first().locator('.diff-line.added').first()).toBeVisible();
   await approval.getByLabel('Reason').fill('not that file');
   await approval.getByRole('button', { name: 'Deny' }).click();
   await expect(page.locator('.entry.ask.approval').first()).toContainText('Denied by');
