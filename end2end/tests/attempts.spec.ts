@@ -1,26 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, expect, hydrated, newProject } from './fixtures';
+import { test, expect, hydrated, newProject, git, bareRepo } from './fixtures';
 import { PORT } from '../playwright.config';
-
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', ['-c', 'user.name=e2e', '-c', 'user.email=e2e@example.com', ...args], { cwd, encoding: 'utf8' });
-
-/** A bare repository `<dir>/acme/app.git` whose `main` has a README. */
-function bareRepo(dir: string): string {
-  const bare = path.join(dir, 'acme', 'app.git');
-  fs.mkdirSync(bare, { recursive: true });
-  git(bare, 'init', '--bare', '--initial-branch=main');
-  const work = path.join(dir, 'seed');
-  fs.mkdirSync(work);
-  git(work, 'init', '--initial-branch=main');
-  fs.writeFileSync(path.join(work, 'README.md'), '# app\n');
-  git(work, 'add', '.');
-  git(work, 'commit', '-m', 'seed');
-  git(work, 'push', bare, 'main');
-  return bare;
-}
 
 const remoteBranches = (bare: string) =>
   git(bare, 'for-each-ref', '--format=%(refname:short)', 'refs/heads').split('\n').filter((b) => b);

@@ -1,4 +1,5 @@
 import { test as base, expect, Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PORT } from '../playwright.config';
@@ -103,4 +104,23 @@ export function dropRefusals(errors: string[], status: number) {
   const line = `Failed to load resource: the server responded with a status of ${status}`;
   const kept = errors.filter((e) => !e.startsWith(line));
   errors.splice(0, errors.length, ...kept);
+}
+
+/** git in `cwd`, as a test's own author. */
+export const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', ['-c', 'user.name=e2e', '-c', 'user.email=e2e@example.com', ...args], { cwd, encoding: 'utf8' });
+
+/** A bare repository `<dir>/acme/app.git` whose `main` has a README. */
+export function bareRepo(dir: string): string {
+  const bare = path.join(dir, 'acme', 'app.git');
+  fs.mkdirSync(bare, { recursive: true });
+  git(bare, 'init', '--bare', '--initial-branch=main');
+  const work = path.join(dir, 'seed');
+  fs.mkdirSync(work);
+  git(work, 'init', '--initial-branch=main');
+  fs.writeFileSync(path.join(work, 'README.md'), '# app\n');
+  git(work, 'add', '.');
+  git(work, 'commit', '-m', 'seed');
+  git(work, 'push', bare, 'main');
+  return bare;
 }

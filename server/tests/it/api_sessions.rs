@@ -639,6 +639,9 @@ async fn openapi_describes_every_route() {
             "get",
             "/api/projects/{project}/agentic-sessions/{session}/turns",
         ),
+        ("post", "/api/projects/{project}/attempts"),
+        ("get", "/api/projects/{project}/attempts/{group}"),
+        ("post", "/api/projects/{project}/attempts/{group}/keep"),
         (
             "post",
             "/api/projects/{project}/agentic-sessions/{session}/start",
@@ -757,7 +760,8 @@ async fn openapi_describes_every_route() {
         for method in ops.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{project}", "default")
-                .replace("{session}", "session-none");
+                .replace("{session}", "session-none")
+                .replace("{group}", "attempts-00000000");
             let (st, body) = call(&s, &method.to_uppercase(), &concrete, None).await;
             assert_ne!(st, 405, "{method} {path}: {body}");
             assert!(

@@ -486,6 +486,22 @@ impl Cluster {
         ))
     }
 
+    /// Sets the project's runner secrets (`{"NAME": "value"}`).
+    async fn put_runner_secrets(&self, data: serde_json::Value) {
+        let resp = self
+            .server
+            .http
+            .put(
+                self.server
+                    .url(&format!("/api/projects/{}/runner-secrets", self.project)),
+            )
+            .json(&json!({ "data": data }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+
     /// Creates a batch session (it completes once its agent has answered).
     async fn create(&self, prompt: &str) -> String {
         self.create_with(json!({"stopOnRunFinished": true, "initialPrompt": prompt}))
@@ -1485,21 +1501,11 @@ async fn agent_in_a_pod(containers: bool) {
         Cluster::start("k8s-keeper", None).await
     };
     let forge = ForgeMock::start().await;
-    let resp = c
-        .server
-        .http
-        .put(
-            c.server
-                .url(&format!("/api/projects/{}/runner-secrets", c.project)),
-        )
-        .json(&json!({"data": {
-            "ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": MODEL_KEY,
-            "GITHUB_TOKEN": GIT_TOKEN, "GITHUB_API_URL": forge.url,
-        }}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    c.put_runner_secrets(json!({
+        "ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": MODEL_KEY,
+        "GITHUB_TOKEN": GIT_TOKEN, "GITHUB_API_URL": forge.url,
+    }))
+    .await;
     let app = bare_repo(repos.path(), "acme", "app", None);
     if containers {
         // The keeper runs as the pod's uid, as it would against a forge's repository.
@@ -1665,21 +1671,11 @@ async fn attempts_hold_their_work_in_their_pods_until_one_is_kept() {
     let repos = tempfile::tempdir().unwrap();
     let c = Cluster::start("k8s-attempts", None).await;
     let forge = ForgeMock::start().await;
-    let resp = c
-        .server
-        .http
-        .put(
-            c.server
-                .url(&format!("/api/projects/{}/runner-secrets", c.project)),
-        )
-        .json(&json!({"data": {
-            "ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": "sk-attempts",
-            "GITHUB_TOKEN": "ghp_attempts_0123456789", "GITHUB_API_URL": forge.url,
-        }}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    c.put_runner_secrets(json!({
+        "ANTHROPIC_BASE_URL": mock.url(), "ANTHROPIC_API_KEY": "sk-attempts",
+        "GITHUB_TOKEN": "ghp_attempts_0123456789", "GITHUB_API_URL": forge.url,
+    }))
+    .await;
     let app = bare_repo(repos.path(), "acme", "app", None);
     let attempts = c
         .server
