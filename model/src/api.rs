@@ -81,7 +81,7 @@ pub struct CreateSessionRequest {
 pub struct ForkSessionRequest {
     /// The turn to continue after: 1 is the session's first finished turn. Default: its
     /// last.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole_u32")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub turn: Option<u32>,
     /// The fork's first message. Required, at most [`crate::protocol::MAX_MESSAGE_TEXT`]
@@ -105,6 +105,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAttemptsRequest {
     /// How many sessions: 2 to [`MAX_ATTEMPTS`].
+    #[serde(deserialize_with = "crate::validate::required_whole_u32")]
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 5))]
     pub attempts: u32,
     /// The session each attempt is, as for `POST …/agentic-sessions` (`stopOnRunFinished`

@@ -298,6 +298,23 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64
     }
 }
 
+/// [`whole_number`] that must fit a `u32` (a count, a turn's number).
+pub fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    match whole_number(d)? {
+        None => Ok(None),
+        Some(n) => u32::try_from(n)
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{n} is out of range"))),
+    }
+}
+
+/// [`whole_u32`] for a field that must be given.
+pub fn required_whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    whole_u32(d)?.ok_or_else(|| D::Error::custom("a whole number is required"))
+}
+
 /// A duration in seconds as typed in a form: blank for none, else what [`seconds`] accepts.
 pub fn seconds_text(field: &str, text: &str) -> Result<Option<i64>, Invalid> {
     let text = text.trim();
@@ -450,6 +467,33 @@ pub fn env_var(name: &str, value: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_take_whole_numbers_written_as_floats_and_nothing_else() {
+        let fork = |body: &str| serde_json::from_str::<crate::api::ForkSessionRequest>(body);
+        assert_eq!(
+            fork(r#"{"prompt": "x", "turn": 232.0}"#).unwrap().turn,
+            Some(232)
+        );
+        assert_eq!(fork(r#"{"prompt": "x", "turn": 2}"#).unwrap().turn, Some(2));
+        assert_eq!(fork(r#"{"prompt": "x"}"#).unwrap().turn, None);
+        for bad in ["2.5", "-1", "5000000000", "\"2\""] {
+            assert!(
+                fork(&format!(r#"{{"prompt": "x", "turn": {bad}}}"#)).is_err(),
+                "{bad}"
+            );
+        }
+        let attempts = |body: &str| serde_json::from_str::<crate::api::CreateAttemptsRequest>(body);
+        let session = r#""session": {"initialPrompt": "x"}"#;
+        assert_eq!(
+            attempts(&format!(r#"{{"attempts": 3.0, {session}}}"#))
+                .unwrap()
+                .attempts,
+            3
+        );
+        assert!(attempts(&format!(r#"{{{session}}}"#)).is_err());
+        assert!(attempts(&format!(r#"{{"attempts": null, {session}}}"#)).is_err());
+    }
 
     #[test]
     fn the_clusters_own_users_and_groups_are_system_subjects() {

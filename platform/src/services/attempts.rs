@@ -45,6 +45,31 @@ fn check_group(group: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Attempt `index` of `of`'s display name: the request's (or the start of its prompt, with
+/// no control character), then "(attempt i of n)", within the display name's limit.
+fn display_name(given: Option<&str>, prompt: &str, index: u32, of: u32) -> String {
+    let base = given
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| {
+            // A prompt may hold what a display name may not (control characters).
+            let from_prompt: String = super::sessions::display_name_from_prompt(prompt)
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            match from_prompt.trim() {
+                "" => "Attempts".to_owned(),
+                name => name.to_owned(),
+            }
+        });
+    let suffix = format!(" (attempt {index} of {of})");
+    let shown: String = base
+        .chars()
+        .take(validate::MAX_DISPLAY_NAME.saturating_sub(suffix.chars().count()))
+        .collect();
+    format!("{}{suffix}", shown.trim_end())
+}
+
 impl Services {
     /// Starts `attempts` sessions from one request, each a batch session holding its work
     /// until a person keeps one of them (Edit role).
@@ -75,21 +100,15 @@ impl Services {
             "attempts-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let base = session
-            .display_name
-            .clone()
-            .map(|d| d.trim().to_owned())
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| super::sessions::display_name_from_prompt(&session.initial_prompt));
         let mut sessions = Vec::with_capacity(req.attempts as usize);
         for index in 1..=req.attempts {
-            let suffix = format!(" (attempt {index} of {})", req.attempts);
-            let shown: String = base
-                .chars()
-                .take(validate::MAX_DISPLAY_NAME.saturating_sub(suffix.chars().count()))
-                .collect();
             let mut one = session.clone();
-            one.display_name = Some(format!("{shown}{suffix}"));
+            one.display_name = Some(display_name(
+                session.display_name.as_deref(),
+                &session.initial_prompt,
+                index,
+                req.attempts,
+            ));
             let origin = Origin {
                 attempt: Some(Attempt {
                     group: group.clone(),
@@ -286,5 +305,26 @@ mod tests {
             );
         }
         assert_eq!(member("attempts-0a1b2c3d", 2), "attempts-0a1b2c3d-2");
+    }
+
+    #[test]
+    fn each_attempts_name_is_a_valid_display_name_whatever_the_prompt() {
+        for (given, prompt, want) in [
+            (Some("Fix it"), "x", "Fix it (attempt 2 of 3)"),
+            (
+                None,
+                "fix \u{85}the\u{1b} bug",
+                "fix the bug (attempt 2 of 3)",
+            ),
+            (None, "\u{7}", "Attempts (attempt 2 of 3)"),
+            (Some("  "), "tidy up", "tidy up (attempt 2 of 3)"),
+        ] {
+            let name = display_name(given, prompt, 2, 3);
+            assert_eq!(name, want);
+            validate::display_name("displayName", &name).unwrap();
+        }
+        let long = display_name(Some(&"é".repeat(400)), "x", 5, 5);
+        assert_eq!(long.chars().count(), validate::MAX_DISPLAY_NAME);
+        assert!(long.ends_with(" (attempt 5 of 5)"));
     }
 }
