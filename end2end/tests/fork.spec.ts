@@ -33,7 +33,11 @@ test('a session forked at turn 2 continues from there in a copy of its files', a
   await fork.click();
 
   // The fork's page: where it came from, and its agent's memory of turns 1 and 2 only.
-  await expect(page).toHaveURL(new RegExp(`/projects/${project}/sessions/session-`), { timeout: 15_000 });
+  // The source's own URL matches the pattern too: wait until the page is another session's.
+  await page.waitForURL(
+    (u) => u.pathname.startsWith(`/projects/${project}/sessions/session-`) && !u.pathname.endsWith(`/${source}`),
+    { timeout: 15_000 },
+  );
   const forked = page.url().split('/').pop()!;
   expect(forked).not.toBe(source);
   await hydrated(page);
