@@ -34,6 +34,28 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id() % 100_000)
 }
 
+/// A new project (named from `prefix`) holding one session, `s`, with no status yet; the
+/// project's name and its sessions' API.
+async fn project_with_a_session(client: &Client, prefix: &str) -> (String, Api<AgenticSession>) {
+    let project = unique(prefix);
+    KubeRecords::new(client.clone())
+        .create_project(
+            &Caller::system(),
+            NewProject {
+                name: project.clone(),
+                display_name: String::new(),
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let api = Api::<AgenticSession>::namespaced(client.clone(), &project);
+    let mut s = AgenticSession::new("s", AgenticSessionSpec::default());
+    s.metadata.namespace = Some(project.clone());
+    api.create(&PostParams::default(), &s).await.unwrap();
+    (project, api)
+}
+
 fn page(search: Option<&str>, offset: u64, limit: u64) -> Page {
     Page {
         search: search.map(str::to_owned),
@@ -293,24 +315,7 @@ async fn sessions_are_agentic_session_resources_whoever_made_them() {
 #[tokio::test]
 async fn the_servers_status_word_does_not_land_on_a_session_changed_since_it_was_read() {
     let client = client().await;
-    let records = KubeRecords::new(client.clone());
-    let me = Caller::system();
-    let project = unique("rec-word");
-    records
-        .create_project(
-            &me,
-            NewProject {
-                name: project.clone(),
-                display_name: String::new(),
-                description: String::new(),
-            },
-        )
-        .await
-        .unwrap();
-    let api = Api::<AgenticSession>::namespaced(client.clone(), &project);
-    let mut s = AgenticSession::new("s", AgenticSessionSpec::default());
-    s.metadata.namespace = Some(project.clone());
-    api.create(&PostParams::default(), &s).await.unwrap();
+    let (project, api) = project_with_a_session(&client, "rec-word").await;
     let completed = serde_json::json!({"status": {"phase": "Completed", "runGeneration": 1}});
     let read = api
         .patch_status("s", &PatchParams::default(), &Patch::Merge(&completed))
@@ -369,23 +374,7 @@ async fn the_follower_tells_phases_in_the_order_written_even_when_a_read_ran_ahe
     let config = operator::cluster::config(Some(std::path::Path::new(&path)))
         .await
         .unwrap();
-    let records = KubeRecords::new(client.clone());
-    let project = unique("follow-order");
-    records
-        .create_project(
-            &Caller::system(),
-            NewProject {
-                name: project.clone(),
-                display_name: String::new(),
-                description: String::new(),
-            },
-        )
-        .await
-        .unwrap();
-    let api = Api::<AgenticSession>::namespaced(client.clone(), &project);
-    let mut s = AgenticSession::new("s", AgenticSessionSpec::default());
-    s.metadata.namespace = Some(project.clone());
-    api.create(&PostParams::default(), &s).await.unwrap();
+    let (project, api) = project_with_a_session(&client, "follow-order").await;
     let status = |phase: &str, generation: i64| serde_json::json!({"status": {"phase": phase, "runGeneration": generation}});
     let ended = api
         .patch_status(
