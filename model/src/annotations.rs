@@ -32,6 +32,10 @@ pub const REQUEST_ANNOTATIONS: [&str; 5] = [
 /// serves the request, so a request seen again (its removal lost to a concurrent change of
 /// the session, in Kubernetes mode) restarts nothing twice.
 pub const RESTART_OF_RUN: &str = "ambient-code.io/restart-of-run";
+/// RFC 3339 time someone last asked for a stopped session's files (Kubernetes mode: the
+/// server writes it, and the operator starts a files runner on the session's workspace
+/// claim for a request it has not served yet).
+pub const FILES_REQUESTED_AT: &str = "ambient-code.io/files-requested-at";
 /// Name of the Secret holding the runner's token (Kubernetes mode).
 pub const RUNNER_TOKEN_SECRET: &str = "ambient-code.io/runner-token-secret";
 /// Name of the runner's ServiceAccount (Kubernetes mode).

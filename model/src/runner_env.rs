@@ -163,6 +163,10 @@ pub const FORK_WORKSPACE: &str = "AMBIENT_FORK_WORKSPACE";
 /// no pull request (an attempt of "run N" that no one has kept yet).
 pub const HOLD_DELIVERY: &str = "AMBIENT_HOLD_DELIVERY";
 
+/// Seconds a files runner (`runner files`: a stopped session's workspace, served to the
+/// Files panel) waits without a request before it exits (default 300).
+pub const FILES_IDLE_SECONDS: &str = "AMBIENT_FILES_IDLE_SECONDS";
+
 /// Every variable of the contract above, set by the driver for the runner.
 pub const CONTRACT: [&str; 32] = [
     SESSION_NAME,

@@ -360,6 +360,11 @@ pub struct AgenticSessionStatus {
     /// in the run's Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_token_hash: Option<String>,
+    /// SHA-256 (hex) of the token of the runner that serves a stopped session's files (a
+    /// short-lived `runner files`, started when someone opens them), written by the driver
+    /// that starts it. That token admits only a files runner, never a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_token_hash: Option<String>,
     /// The run whose runner the server saw connect (written by the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_connected_generation: Option<i64>,

@@ -8,12 +8,14 @@
 //! reconnect by themselves.
 //!
 //! Layout: this file the driver (its handle, its task, planning each session); [`spawn`] the
-//! runner processes (observing, starting, adopting, stopping); [`state`] what a run leaves in its
+//! runner processes (observing, starting, adopting, stopping); [`files`] the files runners
+//! (a stopped session's workspace, served); [`state`] what a run leaves in its
 //! workspace's state folder; [`process`] the process-tree helpers (`hostproc`); [`store`] the platform
 //! as the driver sees it.
 
 /// The process-tree helpers and the sandbox probe (their own crate: the runner uses them too).
 pub use hostproc as process;
+mod files;
 mod spawn;
 mod state;
 mod store;
@@ -106,6 +108,12 @@ enum Msg {
         generation: u64,
         exit: Exit,
     },
+    /// Someone wants the files of a session without a run.
+    Files(SessionKey),
+    FilesExited {
+        key: SessionKey,
+        pid: u32,
+    },
 }
 
 /// A driver whose handle exists but whose task has no store yet (the store may need the
@@ -131,6 +139,8 @@ impl Unstarted {
             due: HashMap::new(),
             waiting: VecDeque::new(),
             evicting: HashSet::new(),
+            files: HashMap::new(),
+            files_wanted: HashSet::new(),
         }
     }
 }
@@ -146,6 +156,12 @@ impl LocalDriver {
     /// Asks the driver to look at a session again.
     pub fn notify(&self, key: SessionKey) {
         let _ = self.tx.send(Msg::Notify(key));
+    }
+
+    /// Someone wants the files of a session without a run: start a files runner on its
+    /// workspace (see `files`).
+    pub fn serve_files(&self, key: SessionKey) {
+        let _ = self.tx.send(Msg::Files(key));
     }
 
     /// A session was deleted: kill whatever of it runs and remove its workspace.
@@ -202,6 +218,10 @@ pub struct DriverTask<S> {
     /// Running sessions whose agent waits for a person, being stopped to give their slot to
     /// a session that waits for one.
     evicting: HashSet<SessionKey>,
+    /// Files runners (stopped sessions' workspaces, served to the Files panel).
+    files: HashMap<SessionKey, files::FilesProc>,
+    /// Sessions whose files were asked for since they were last looked at.
+    files_wanted: HashSet<SessionKey>,
 }
 
 impl<S: SessionStore> DriverTask<S> {
@@ -209,6 +229,8 @@ impl<S: SessionStore> DriverTask<S> {
     /// adopts them), unless [`LocalConfig::stop_runners_on_exit`] says otherwise.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         self.serve(shutdown).await;
+        // A files runner serves this server only: the next one starts its own when asked.
+        self.end_all_files();
         if self.config.stop_runners_on_exit {
             self.stop_all().await;
         }
@@ -295,7 +317,14 @@ impl<S: SessionStore> DriverTask<S> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Notify(key) => self.enqueue(key),
+            Msg::Files(key) => {
+                self.files_wanted.insert(key.clone());
+                self.enqueue(key);
+            }
+            Msg::FilesExited { key, pid } => self.files_exited(&key, pid),
             Msg::Deleted(key) => {
+                self.end_files(&key);
+                self.files_wanted.remove(&key);
                 let workspace = self.config.workspace(&key);
                 if let Some(p) = self.procs.remove(&key)
                     && p.is_running()
@@ -470,6 +499,8 @@ impl<S: SessionStore> DriverTask<S> {
                 process::kill_tree(p.pid, p.ticks);
             }
             self.due.remove(key);
+            self.end_files(key);
+            self.files_wanted.remove(key);
             return Ok(());
         };
         let runner = self.observe(key, &loaded);
@@ -509,7 +540,11 @@ impl<S: SessionStore> DriverTask<S> {
             self.store.save(&loaded, &plan).await?;
         }
         match &plan.action {
-            Some(Action::Start { resume }) => self.start(key, &loaded, *resume).await?,
+            Some(Action::Start { resume }) => {
+                // The run's runner serves the files from now on, and owns the workspace.
+                self.end_files(key);
+                self.start(key, &loaded, *resume).await?
+            }
             Some(Action::Stop { .. }) => self.stop(key),
             None => {}
         }
@@ -520,6 +555,10 @@ impl<S: SessionStore> DriverTask<S> {
             .unwrap_or_else(|| loaded.session.phase());
         if phase.is_terminal() && self.procs.get(key).is_some_and(|p| !p.is_running()) {
             self.procs.remove(key);
+        }
+        if plan.action.is_none() && self.files_wanted.contains(key) {
+            self.start_files(key, &loaded).await?;
+            self.files_wanted.remove(key);
         }
         if plan.event.is_some() {
             // What the plan read may have changed while it was saved (a message sent as the

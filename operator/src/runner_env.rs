@@ -38,6 +38,43 @@ pub struct RunSpec<'a> {
     pub fork_workspace: Option<&'a Path>,
 }
 
+/// The environment of a files runner (`runner files`: a stopped session's workspace served
+/// to the Files panel): where the workspace is, whom to connect to, and the repositories'
+/// names; no credential, no prompt, nothing of the session's own variables. `token` as in
+/// [`RunSpec::token`].
+pub fn files_env(
+    session: &AgenticSession,
+    workspace: &Path,
+    backend_api_url: &str,
+    token: Option<&str>,
+    sandbox: SandboxMode,
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        (
+            env::SESSION_NAME.to_owned(),
+            session.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            env::SESSION_NAMESPACE.to_owned(),
+            session.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            env::WORKSPACE_PATH.to_owned(),
+            workspace.display().to_string(),
+        ),
+        (env::BACKEND_API_URL.to_owned(), backend_api_url.to_owned()),
+        (
+            env::REPOS_JSON.to_owned(),
+            serde_json::to_string(&session.spec.repos).unwrap_or_else(|_| "[]".into()),
+        ),
+        (env::SANDBOX.to_owned(), sandbox.as_str().to_owned()),
+    ];
+    if let Some(token) = token {
+        vars.push((env::RUNNER_TOKEN.to_owned(), token.to_owned()));
+    }
+    vars
+}
+
 /// The environment variables of a runner, in the order they apply (later wins).
 pub fn runner_env(session: &AgenticSession, run: &RunSpec<'_>) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = Vec::new();

@@ -105,6 +105,26 @@ struct Slot {
 }
 
 impl Slot {
+    fn new(
+        key: SessionKey,
+        conn: u64,
+        generation: u64,
+        tx: mpsc::UnboundedSender<ServerToRunner>,
+        superseded: Arc<tokio::sync::Notify>,
+    ) -> Slot {
+        Slot {
+            key,
+            conn,
+            superseded,
+            generation,
+            tx,
+            finishing: false,
+            idle_since: None,
+            asks: HashMap::new(),
+            calls: HashMap::new(),
+        }
+    }
+
     fn state(&self) -> AgentState {
         if let Some(first) = self.asks.values().min() {
             return AgentState::Asking(*first);
@@ -136,17 +156,43 @@ impl AgentState {
     }
 }
 
+/// The connected runners.
+#[derive(Default)]
+struct Slots {
+    /// Runs' runners, by session (log).
+    runs: HashMap<LogId, Slot>,
+    /// Files runners (`runner files`: a stopped session's workspace, nothing else), by
+    /// session; asked only when the session has no run's runner.
+    files: HashMap<LogId, Slot>,
+}
+
+impl Slots {
+    /// Connection `conn` of the session's runner, whichever kind it is.
+    fn of(&mut self, session: LogId, conn: u64) -> Option<&mut Slot> {
+        match self.runs.get_mut(&session) {
+            Some(slot) if slot.conn == conn => Some(slot),
+            _ => self.files.get_mut(&session).filter(|s| s.conn == conn),
+        }
+    }
+}
+
 /// Connected runners, by session (log).
 #[derive(Clone, Default)]
 pub struct Runners {
-    slots: Arc<Mutex<HashMap<LogId, Slot>>>,
+    slots: Arc<Mutex<Slots>>,
     locks: Arc<Mutex<HashMap<LogId, Arc<tokio::sync::Mutex<()>>>>>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Runners {
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<LogId, Slot>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_conn(&self) -> u64 {
+        self.next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     /// Registers a runner connection; returns its id. A connection of an older generation
@@ -162,40 +208,61 @@ impl Runners {
     ) -> Option<u64> {
         let mut slots = self.slots();
         if slots
+            .runs
             .get(&session)
             .is_some_and(|s| s.generation == generation && !s.tx.is_closed())
         {
             return None;
         }
-        let conn = self
-            .next_conn
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        let old = slots.insert(
-            session,
-            Slot {
-                key,
-                conn,
-                superseded,
-                generation,
-                tx,
-                finishing: false,
-                idle_since: None,
-                asks: HashMap::new(),
-                calls: HashMap::new(),
-            },
-        );
+        let conn = self.next_conn();
+        let old = slots
+            .runs
+            .insert(session, Slot::new(key, conn, generation, tx, superseded));
         if let Some(old) = old {
             old.superseded.notify_one();
         }
+        // The run's runner serves the files from now on: a files runner finishes.
+        if let Some(files) = slots.files.remove(&session) {
+            let _ = files.tx.send(ServerToRunner::Finish);
+        }
+        Some(conn)
+    }
+
+    /// Registers a files runner (a stopped session's workspace); returns its connection id.
+    /// Refused while the session's run has its runner connected (that one serves the files)
+    /// and while another files runner is connected.
+    pub fn register_files(
+        &self,
+        key: SessionKey,
+        session: LogId,
+        tx: mpsc::UnboundedSender<ServerToRunner>,
+        superseded: Arc<tokio::sync::Notify>,
+    ) -> Option<u64> {
+        let mut slots = self.slots();
+        if slots.runs.get(&session).is_some_and(|s| !s.tx.is_closed())
+            || slots
+                .files
+                .get(&session)
+                .is_some_and(|s| !s.tx.is_closed())
+        {
+            return None;
+        }
+        let conn = self.next_conn();
+        slots
+            .files
+            .insert(session, Slot::new(key, conn, 0, tx, superseded));
         Some(conn)
     }
 
     /// Removes a connection if it is still the registered one.
     pub fn unregister(&self, session: LogId, conn: u64) {
         let mut slots = self.slots();
-        if slots.get(&session).is_some_and(|s| s.conn == conn) {
-            slots.remove(&session);
+        if slots.files.get(&session).is_some_and(|s| s.conn == conn) {
+            slots.files.remove(&session);
+            return;
+        }
+        if slots.runs.get(&session).is_some_and(|s| s.conn == conn) {
+            slots.runs.remove(&session);
             drop(slots);
             self.locks
                 .lock()
@@ -207,6 +274,7 @@ impl Runners {
     /// Whether the runner of `generation` is connected.
     pub fn is_connected(&self, session: LogId, generation: u64) -> bool {
         self.slots()
+            .runs
             .get(&session)
             .is_some_and(|s| s.generation == generation)
     }
@@ -214,7 +282,7 @@ impl Runners {
     /// Sends to the session's runner if it is connected and still takes work. A user
     /// message sets its agent working.
     pub fn send(&self, session: LogId, msg: ServerToRunner) -> bool {
-        match self.slots().get_mut(&session) {
+        match self.slots().runs.get_mut(&session) {
             Some(slot) if !slot.finishing => {
                 if matches!(msg, ServerToRunner::UserMessage(_)) {
                     slot.idle_since = None;
@@ -228,7 +296,12 @@ impl Runners {
     /// Notes that the agent of connection `conn` has answered every message: it waits for a
     /// person (the time it started waiting is kept across repeated reports).
     pub fn idle(&self, session: LogId, conn: u64) {
-        if let Some(slot) = self.slots().get_mut(&session).filter(|s| s.conn == conn) {
+        if let Some(slot) = self
+            .slots()
+            .runs
+            .get_mut(&session)
+            .filter(|s| s.conn == conn)
+        {
             slot.idle_since.get_or_insert_with(Timestamp::now);
         }
     }
@@ -236,7 +309,7 @@ impl Runners {
     /// Notes the asks of the session's agent that wait for an answer (`open`) and those
     /// answered (`answered`).
     pub fn asks(&self, session: LogId, open: &[String], answered: &[String]) {
-        if let Some(slot) = self.slots().get_mut(&session) {
+        if let Some(slot) = self.slots().runs.get_mut(&session) {
             for id in open {
                 slot.asks.entry(id.clone()).or_insert_with(Timestamp::now);
             }
@@ -249,6 +322,7 @@ impl Runners {
     /// What the agents of a project's connected runners do, by session name.
     pub fn agent_states(&self, project: &str) -> HashMap<String, AgentState> {
         self.slots()
+            .runs
             .values()
             .filter(|s| s.key.project == project && !s.finishing)
             .map(|s| (s.key.name.clone(), s.state()))
@@ -259,6 +333,7 @@ impl Runners {
     /// started waiting.
     pub fn idle_agents(&self) -> Vec<(SessionKey, Timestamp)> {
         self.slots()
+            .runs
             .values()
             .filter(|s| !s.finishing)
             .filter_map(|s| Some((s.key.clone(), s.idle_since?)))
@@ -267,14 +342,20 @@ impl Runners {
 
     /// Tells the runner to finish: it gets no more work.
     pub fn finish(&self, session: LogId, conn: u64) {
-        if let Some(slot) = self.slots().get_mut(&session).filter(|s| s.conn == conn) {
+        if let Some(slot) = self
+            .slots()
+            .runs
+            .get_mut(&session)
+            .filter(|s| s.conn == conn)
+        {
             slot.finishing = true;
             let _ = slot.tx.send(ServerToRunner::Finish);
         }
     }
 
     /// Sends a workspace request to the session's runner (even one told to finish: it still
-    /// has the files); `None` when none is connected. Its answers come through the call.
+    /// has the files), or else to its files runner; `None` when neither is connected. Its
+    /// answers come through the call.
     pub fn call_files(&self, session: LogId, op: FilesOp) -> Option<FilesCall> {
         // Random: a runner that outlived a restarted server may still hold an earlier
         // server's calls (an upload's partial file); a new call never takes their number.
@@ -282,7 +363,10 @@ impl Runners {
         // Room for every chunk the runner may send ahead, and its last word.
         let (tx, rx) = mpsc::channel(FILES_WINDOW as usize + 2);
         let mut slots = self.slots();
-        let slot = slots.get_mut(&session)?;
+        let slot = match slots.runs.get_mut(&session) {
+            Some(slot) => slot,
+            None => slots.files.get_mut(&session)?,
+        };
         slot.tx
             .send(ServerToRunner::Files(FilesRequest { id, op }))
             .ok()?;
@@ -302,7 +386,7 @@ impl Runners {
     /// window loses the call.
     pub fn files_reply(&self, session: LogId, conn: u64, reply: FilesReply) {
         let mut slots = self.slots();
-        let Some(slot) = slots.get_mut(&session).filter(|s| s.conn == conn) else {
+        let Some(slot) = slots.of(session, conn) else {
             return;
         };
         let last = reply.body.is_final();
@@ -317,8 +401,8 @@ impl Runners {
     /// Sends `op` on call `id` of connection `conn`, if it is still connected.
     fn send_on_call(&self, session: LogId, conn: u64, id: u64, op: FilesOp) -> bool {
         self.slots()
-            .get(&session)
-            .filter(|s| s.conn == conn && s.calls.contains_key(&id))
+            .of(session, conn)
+            .filter(|s| s.calls.contains_key(&id))
             .is_some_and(|s| {
                 s.tx.send(ServerToRunner::Files(FilesRequest { id, op }))
                     .is_ok()
@@ -328,7 +412,7 @@ impl Runners {
     /// Forgets call `id`; the runner is told to stop its work for it.
     fn end_call(&self, session: LogId, conn: u64, id: u64) {
         let mut slots = self.slots();
-        if let Some(slot) = slots.get_mut(&session).filter(|s| s.conn == conn)
+        if let Some(slot) = slots.of(session, conn)
             && slot.calls.remove(&id).is_some()
         {
             let _ = slot.tx.send(ServerToRunner::Files(FilesRequest {

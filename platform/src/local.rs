@@ -21,6 +21,11 @@ impl Driver for LocalDriver {
     fn deleted(&self, key: SessionKey) {
         self.delete(key);
     }
+
+    fn serve_files(&self, key: SessionKey) -> bool {
+        LocalDriver::serve_files(self, key);
+        true
+    }
 }
 
 /// The local driver's store: sessions from the records, what the server knows of their runs
@@ -139,6 +144,18 @@ impl SessionStore for LocalSessions {
                 .map_err(convert)?,
             project_mcp_servers: settings.mcp_servers,
         })
+    }
+
+    async fn begin_files(&self, loaded: &Loaded) -> Result<String, DriverError> {
+        let token = new_token();
+        self.records
+            .set_files_token_hash(
+                &SessionKey::of(&loaded.session),
+                operator::token::token_hash_hex(&token),
+            )
+            .await
+            .map_err(records)?;
+        Ok(token)
     }
 
     fn idle_agents(&self) -> Vec<(SessionKey, k8s_openapi::jiff::Timestamp)> {

@@ -73,6 +73,12 @@ pub trait Driver: Send + Sync + 'static {
     fn runs_with_the_owners_identity(&self) -> bool {
         true
     }
+    /// Someone wants the files of a session that has no run: start a files runner on its
+    /// workspace (`runner files`), which connects to the files-runner endpoint. Returns
+    /// whether one may come (a driver that cannot says no, and the request is refused).
+    fn serve_files(&self, _key: SessionKey) -> bool {
+        false
+    }
 }
 
 /// A driver that is told nothing (sessions are run elsewhere, or not at all).

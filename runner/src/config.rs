@@ -36,13 +36,13 @@ fn permission_mode(value: &str) -> Result<model::session::PermissionMode, String
     value.parse().map_err(|why| format!("{why}, not '{value}'"))
 }
 
-fn sandbox_mode(value: &str) -> Result<crate::sandbox::Mode, String> {
+pub(crate) fn sandbox_mode(value: &str) -> Result<crate::sandbox::Mode, String> {
     let value = value.trim();
     value.parse().map_err(|why| format!("{why}, not '{value}'"))
 }
 
 /// A positive whole number.
-fn positive(value: &str) -> Result<NonZeroU32, String> {
+pub(crate) fn positive(value: &str) -> Result<NonZeroU32, String> {
     value
         .trim()
         .parse()
@@ -50,11 +50,11 @@ fn positive(value: &str) -> Result<NonZeroU32, String> {
 }
 
 /// The URL of the server's API.
-fn api_url(value: &str) -> Result<url::Url, String> {
+pub(crate) fn api_url(value: &str) -> Result<url::Url, String> {
     url::Url::parse(value.trim()).map_err(|e| format!("'{value}' is not a URL: {e}"))
 }
 
-fn repos(value: &str) -> Result<Repos, String> {
+pub(crate) fn repos(value: &str) -> Result<Repos, String> {
     serde_json::from_str(value).map_err(|e| format!("is not a list of repositories: {e}"))
 }
 
@@ -436,6 +436,16 @@ impl RawConfig {
 
 /// The runner endpoint's WebSocket URL under the API's base URL.
 fn runner_endpoint(base: &url::Url, project: &str, session: &str) -> Result<String, Error> {
+    endpoint(base, project, session, "runner/ws")
+}
+
+/// The WebSocket URL of a session's endpoint `tail` under the API's base URL.
+pub(crate) fn endpoint(
+    base: &url::Url,
+    project: &str,
+    session: &str,
+    tail: &str,
+) -> Result<String, Error> {
     let scheme = match base.scheme() {
         "http" => "ws",
         "https" => "wss",
@@ -451,7 +461,7 @@ fn runner_endpoint(base: &url::Url, project: &str, session: &str) -> Result<Stri
         .ok_or_else(|| Error::Config(format!("{} has no host", env::BACKEND_API_URL)))?;
     let port = base.port().map(|p| format!(":{p}")).unwrap_or_default();
     Ok(format!(
-        "{scheme}://{host}{port}{}/projects/{project}/agentic-sessions/{session}/runner/ws",
+        "{scheme}://{host}{port}{}/projects/{project}/agentic-sessions/{session}/{tail}",
         base.path().trim_end_matches('/'),
     ))
 }

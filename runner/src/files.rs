@@ -45,6 +45,13 @@ const MAX_LISTING_BYTES: usize = 1024 * 1024;
 /// Most `git status` lines returned for a repository.
 const MAX_STATUS_LINES: usize = 1000;
 
+/// Where a files runner notes the uploads no agent was there to be told of, in
+/// `file-uploads/` (a name no upload can take: uploads never start with a dot); the next run
+/// tells its agent and removes it.
+pub const PENDING_NOTES: &str = ".uploaded-while-stopped";
+/// Most bytes of [`PENDING_NOTES`] read (what is beyond is not told).
+const MAX_PENDING_NOTES: usize = 64 * 1024;
+
 /// A failed request: its class and a sentence.
 pub(crate) type Failure = (FilesError, String);
 
@@ -59,6 +66,11 @@ pub struct Files {
     uploads: Mutex<HashMap<u64, Partial>>,
     /// Uploads finished since the agent was last told.
     notes: Arc<Mutex<Vec<String>>>,
+    /// No agent runs here (a files runner): finished uploads are noted in
+    /// [`PENDING_NOTES`] for the next run instead.
+    no_agent: bool,
+    /// When the last request ended (or the service began), for a files runner's idle exit.
+    last_used: Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Files {
@@ -109,7 +121,98 @@ impl Files {
             requests: Arc::new(Semaphore::new(MAX_REQUESTS)),
             uploads: Mutex::new(HashMap::new()),
             notes: Arc::new(Mutex::new(Vec::new())),
+            no_agent: false,
+            last_used: Mutex::new(std::time::Instant::now()),
         }
+    }
+
+    /// The service of a files runner: no agent runs, so finished uploads are kept in
+    /// [`PENDING_NOTES`] for the session's next run to tell its agent.
+    pub fn without_agent(mut self) -> Self {
+        self.no_agent = true;
+        self
+    }
+
+    /// How long no request has been worked on (zero while one is).
+    pub fn idle_for(&self) -> std::time::Duration {
+        let busy = self.requests.available_permits() < MAX_REQUESTS
+            || !self
+                .uploads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+        if busy {
+            return std::time::Duration::ZERO;
+        }
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Takes over what a files runner noted of uploads while the session was stopped (read
+    /// through no link, at most [`MAX_PENDING_NOTES`] bytes, then removed): the agent of
+    /// this run is told with its next message.
+    pub fn take_pending_notes(&self) {
+        let Ok(dir) = self.open_dir(&[UPLOADS_DIR]) else {
+            return;
+        };
+        let Ok(fd) = nix::fcntl::openat(
+            &dir,
+            PENDING_NOTES,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return;
+        };
+        let file = std::fs::File::from(fd);
+        let mut text = String::new();
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        if regular {
+            let _ = file
+                .take(MAX_PENDING_NOTES as u64)
+                .read_to_string(&mut text);
+        }
+        let _ = nix::unistd::unlinkat(
+            &dir,
+            PENDING_NOTES,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        let lines = text
+            .lines()
+            .filter(|l| l.starts_with("- ") && !l.chars().any(char::is_control))
+            .map(str::to_owned);
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(lines);
+    }
+
+    /// Appends a finished upload's note to [`PENDING_NOTES`] (through no link).
+    fn keep_note(&self, dir: &OwnedFd, note: &str) -> Result<(), Failure> {
+        let fd = nix::fcntl::openat(
+            dir,
+            PENDING_NOTES,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_APPEND
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| failed(&format!("{UPLOADS_DIR}/{PENDING_NOTES}"), e))?;
+        let mut file = std::fs::File::from(fd);
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(invalid(format!(
+                "{UPLOADS_DIR}/{PENDING_NOTES} is not a regular file"
+            )));
+        }
+        writeln!(file, "{note}").map_err(|e| io_failed(PENDING_NOTES, &e))
     }
 
     /// Takes the note for the agent about files uploaded since the last one, if any.
@@ -126,6 +229,8 @@ impl Files {
 
     /// Answers one request (its replies go to `reply`).
     pub async fn serve(self: Arc<Self>, req: FilesRequest, reply: Reply) {
+        self.touch();
+        let _touch = touch_when_done(&self);
         let Ok(_working) = self.requests.clone().try_acquire_owned() else {
             if let FilesOp::Upload { .. } = req.op {
                 self.abandon_blocking(reply.id).await;
@@ -439,14 +544,21 @@ impl Files {
             return Err(failed(&name, e));
         }
         let path = format!("{UPLOADS_DIR}/{name}");
-        self.notes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(format!(
-                "- {} ({} bytes, from {sender})",
-                self.root.join(&path).display(),
-                partial.size
-            ));
+        // The sender's name is a person's display name: no line breaks in the note.
+        let sender: String = sender.chars().filter(|c| !c.is_control()).collect();
+        let note = format!(
+            "- {} ({} bytes, from {sender})",
+            self.root.join(&path).display(),
+            partial.size
+        );
+        if self.no_agent {
+            self.keep_note(&dir, &note)?;
+        } else {
+            self.notes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(note);
+        }
         Ok(FilesBody::Uploaded {
             path,
             size: partial.size as u64,
@@ -502,6 +614,17 @@ impl Files {
             );
         }
     }
+}
+
+/// Marks the service used again when a request's work ends (however it ends).
+fn touch_when_done(files: &Arc<Files>) -> impl Drop + '_ {
+    struct Touch<'a>(&'a Files);
+    impl Drop for Touch<'_> {
+        fn drop(&mut self) {
+            self.0.touch();
+        }
+    }
+    Touch(files)
 }
 
 /// Runs blocking file work off the async threads.

@@ -12,7 +12,9 @@
 //! - [`claude`]: the `claude` CLI process, in the agent's [`sandbox`], its model calls
 //!   through the runner's [`proxy`] (the key never enters the sandbox), on a network of its
 //!   own ([`netns`]); [`translate`]: its output as session events;
-//! - [`session`]: the run itself, from first prompt to exit code.
+//! - [`session`]: the run itself, from first prompt to exit code;
+//! - [`serve_files`]: `runner files`, a stopped session's workspace served to the Files
+//!   panel by a runner that does nothing else.
 
 pub mod claude;
 pub mod config;
@@ -30,6 +32,7 @@ pub mod netns;
 pub mod proxy;
 pub mod reap;
 pub mod sandbox;
+pub mod serve_files;
 pub mod session;
 pub mod translate;
 pub mod workspace;

@@ -1,5 +1,6 @@
 //! `runner`: runs one session's agent; started by the operator with its configuration in
-//! the environment.
+//! the environment. `runner keeper` is a runner pod's credentials container; `runner files`
+//! serves a stopped session's workspace.
 
 use runner::config::Config;
 
@@ -35,6 +36,11 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == "keeper") {
         let code = runner::keeper::main(args.into_iter().skip(1)).await;
+        return std::process::ExitCode::from(code as u8);
+    }
+    // `runner files`: a stopped session's workspace, served to the Files panel.
+    if args.get(1).is_some_and(|a| a == "files") {
+        let code = runner::serve_files::main(args.into_iter().skip(1)).await;
         return std::process::ExitCode::from(code as u8);
     }
     let config = match Config::from_env() {

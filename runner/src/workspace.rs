@@ -200,6 +200,8 @@ impl Workspace {
             confinement.clone(),
             repos.iter().map(|r| r.name.clone()).collect(),
         ));
+        // What was uploaded while the session was stopped: this run's agent is told.
+        files.take_pending_notes();
         let workflow = match (&config.workflow, workflow_dir) {
             (Some(wf), Some(clone)) => Some(read_workflow(&files, &root, wf, &clone, &cwd)),
             _ => None,

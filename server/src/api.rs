@@ -75,6 +75,7 @@ pub fn routes(models: &[String]) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(permissions::revoke))
         .routes(routes!(viewer::viewer_ws))
         .routes(routes!(runner::runner_ws))
+        .routes(routes!(runner::files_runner_ws))
         .split_for_parts();
     let document = docs::finish(openapi, models);
     let served = document.clone();
@@ -97,6 +98,7 @@ pub fn runner_routes() -> Router<AppState> {
     let (router, _) = OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(runner::runner_ws))
+        .routes(routes!(runner::files_runner_ws))
         .split_for_parts();
     router
         .fallback(not_found_here)

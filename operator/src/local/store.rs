@@ -82,6 +82,13 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         resume: bool,
     ) -> impl Future<Output = Result<RunTicket, StoreError>> + Send;
 
+    /// Makes a new files-runner token for the session (only its hash is stored, in
+    /// `status.filesTokenHash`), replacing any earlier one.
+    fn begin_files(
+        &self,
+        loaded: &Loaded,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
     /// The running sessions whose agent has answered every message and waits for a person,
     /// with the time it started waiting (what the server's hub knows of its runners).
     fn idle_agents(&self) -> Vec<(SessionKey, Timestamp)> {

@@ -55,6 +55,11 @@ impl SqliteRecords {
     pub async fn set_run(&self, key: &SessionKey, run: Run) -> Result<()> {
         Ok(sessions::set_run(&self.db, key, run).await?)
     }
+
+    /// Records the hash (hex) of a session's files-runner token.
+    pub async fn set_files_token_hash(&self, key: &SessionKey, hash: String) -> Result<()> {
+        Ok(sessions::set_files_token_hash(&self.db, key, hash).await?)
+    }
 }
 
 /// Local mode has one user, who may do everything: the caller decides nothing here yet.

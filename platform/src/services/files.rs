@@ -1,6 +1,8 @@
 //! The session's workspace, through its runner: the runner has the files in both modes (a
 //! local directory, a pod's volume), so the server asks it ([`crate::hub::FilesCall`]) and
-//! never reads a workspace itself. Reading needs the view role, uploading the edit role;
+//! never reads a workspace itself. A session without a run has its files served by a files
+//! runner (`runner files`) that the driver starts on the same workspace when they are asked
+//! for, and that exits once no one asks for a while. Reading needs the view role, uploading the edit role;
 //! paths are checked here first and again by the runner, which opens them one component at
 //! a time without following links.
 
@@ -21,6 +23,9 @@ use crate::hub::FilesCall;
 
 /// How long a runner has for each answer (a listing, a chunk, a written piece).
 pub const FILES_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request for a stopped session's files waits for its files runner to connect
+/// (a process in local mode, a pod in Kubernetes mode).
+pub const FILES_RUNNER_START: Duration = Duration::from_secs(25);
 
 /// A file or an archive coming from the runner: its first piece is here (so a refusal is
 /// known before anything is sent), the rest arrive as [`Download::into_stream`] is read.
@@ -124,8 +129,9 @@ pub struct Uploaded {
 }
 
 impl Services {
-    /// Asks the session's runner `op` once the caller is found to hold `need`; 409 when the
-    /// session has no runner (its workspace is served while it runs).
+    /// Asks the session's runner `op` once the caller is found to hold `need`. A session
+    /// without a run's runner has its files served by a files runner, which the driver
+    /// starts on its workspace (the request waits for it, at most [`FILES_RUNNER_START`]).
     async fn workspace_call(
         &self,
         caller: &Caller,
@@ -135,12 +141,37 @@ impl Services {
     ) -> Result<FilesCall, ApiError> {
         self.require(caller, &key.project, need).await?;
         let live = self.live_session(caller, key).await?;
-        self.runners.call_files(live.log, op).ok_or_else(|| {
-            ApiError::Conflict(
-                "the session is not running: its workspace is served by its runner, while it runs"
-                    .into(),
-            )
-        })
+        if let Some(call) = self.runners.call_files(live.log, op.clone()) {
+            return Ok(call);
+        }
+        if live.record.run.generation == 0 {
+            return Err(ApiError::Conflict(
+                "the session has not run yet: it has no files".into(),
+            ));
+        }
+        if live.record.session.phase().is_active() {
+            return Err(ApiError::Conflict(
+                "the session is starting: its files are served once its runner runs; try again in a moment".into(),
+            ));
+        }
+        if !self.driver.serve_files(key.clone()) {
+            return Err(ApiError::Conflict(
+                "the session is not running, and this installation serves a workspace only while its session runs".into(),
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + FILES_RUNNER_START;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(call) = self.runners.call_files(live.log, op.clone()) {
+                return Ok(call);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "the session's files could not be opened within {} s; try again",
+                    FILES_RUNNER_START.as_secs()
+                )));
+            }
+        }
     }
 
     /// One directory of the session's workspace (`""`: its root), directories first.

@@ -75,6 +75,38 @@ impl Services {
         Ok(live)
     }
 
+    /// The session, if `token` is the token of its files runner (`status.filesTokenHash`)
+    /// and the session has no run (a run's runner serves its files).
+    pub async fn authenticate_files_runner(
+        &self,
+        key: &SessionKey,
+        token: &str,
+    ) -> Result<LiveSession, Refusal> {
+        let live = self.live_session(&Caller::system(), key).await?;
+        let presented = operator::token::token_hash_hex(token);
+        let expected = live
+            .record
+            .session
+            .status
+            .as_ref()
+            .and_then(|s| s.files_token_hash.as_deref());
+        match expected {
+            Some(expected) if bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) => {}
+            _ => {
+                return Err(Refusal::Unauthorized(
+                    "invalid files runner token for this session".into(),
+                ));
+            }
+        }
+        if live.record.session.phase().is_active() {
+            return Err(Refusal::Unauthorized(format!(
+                "the session is {}: its run's runner serves its files",
+                live.record.session.phase()
+            )));
+        }
+        Ok(live)
+    }
+
     /// Admits an authenticated runner that says it runs `generation`: only the current run,
     /// whose log is begun here if the server has not seen the run start yet.
     pub async fn admit_runner(

@@ -1,5 +1,7 @@
 //! The runner endpoint: `GET /api/projects/{p}/agentic-sessions/{s}/runner/ws` with
-//! `Authorization: Bearer <runner token>`.
+//! `Authorization: Bearer <runner token>`; and the files-runner endpoint
+//! (`…/files-runner/ws`, its own token) through which `runner files` serves a stopped
+//! session's workspace.
 //!
 //! Transport only: the rules (which token admits which run, what a runner may send, which
 //! links it may report) are `platform::services::runner`'s. Events are appended in batches
@@ -72,6 +74,42 @@ pub async fn runner_ws(
                     End::Close(close::UNAUTHORIZED, "invalid token".into())
                 }
             };
+            endpoint.conn.close(end).await;
+        })
+}
+
+/// Upgrades to the files-runner WebSocket: a stopped session's workspace served by
+/// `runner files` (the runner protocol's hello and workspace answers only; no events);
+/// `Authorization: Bearer <files runner token>`.
+#[utoipa::path(get, path = "/api/projects/{project}/agentic-sessions/{session}/files-runner/ws", tag = "realtime",
+    params(("project" = String, Path), ("session" = String, Path)),
+    responses((status = 101, description = "Switching to the runner protocol, workspace requests only (RunnerToServer / ServerToRunner frames)")))]
+pub async fn files_runner_ws(
+    State(services): State<Services>,
+    Path((project, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = match bearer(&headers) {
+        Ok(Some(token)) => token.to_owned(),
+        Ok(None) | Err(AuthError::RunnerToken) => {
+            return ApiError::Unauthorized(
+                "missing files runner token (Authorization: Bearer ...)".into(),
+            )
+            .into_response();
+        }
+        Err(AuthError::Invalid(why)) => return ApiError::Unauthorized(why).into_response(),
+    };
+    ws.max_message_size(MAX_RUNNER_FRAME + 1024)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(4 * 1024)
+        .on_upgrade(move |socket| async move {
+            let mut endpoint = RunnerEndpoint {
+                conn: Connection::new(socket),
+                services,
+                key: SessionKey::new(project, name),
+            };
+            let end = endpoint.serve_files(&token).await;
             endpoint.conn.close(end).await;
         })
 }
@@ -166,6 +204,88 @@ impl RunnerEndpoint {
         self.services.runners.unregister(reg.log, reg.conn);
         self.services.notify(&self.key);
         // Flush what is still queued (acknowledgements) before closing.
+        let mut queued = Vec::new();
+        while let Ok(msg) = out_rx.try_recv() {
+            queued.push(msg.encode().into());
+        }
+        let _ = self.conn.write_texts(queued).await;
+        end
+    }
+
+    /// A files runner: admitted by its own token while the session has no run; answers
+    /// workspace requests until it goes, is told to finish, or the server shuts down.
+    async fn serve_files(&mut self, token: &str) -> End {
+        let live = match self
+            .services
+            .authenticate_files_runner(&self.key, token)
+            .await
+        {
+            Ok(live) => live,
+            Err(refusal) => return refused(refusal),
+        };
+        if let Err(end) = self.hello().await {
+            return end;
+        }
+        let log = live.log;
+        let (out, mut out_rx) = mpsc::unbounded_channel();
+        let superseded = Arc::new(Notify::new());
+        let Some(conn) = self.services.runners.register_files(
+            self.key.clone(),
+            log,
+            out.clone(),
+            superseded.clone(),
+        ) else {
+            return End::Close(
+                close::ALREADY_CONNECTED,
+                "a runner of this session is connected already".into(),
+            );
+        };
+        let _ = out.send(ServerToRunner::Welcome(Welcome { acked_rseq: 0 }));
+        let mut shutdown = self.services.shutdown.clone();
+        let end = loop {
+            let step = tokio::select! {
+                msg = out_rx.recv() => match msg {
+                    Some(msg) => self.conn.write_frame(&msg).await,
+                    None => Err(End::Gone),
+                },
+                incoming = self.conn.next::<RunnerToServer>() => match incoming {
+                    Ok(Incoming::Frame(RunnerToServer::Files(reply))) => {
+                        self.services.runners.files_reply(log, conn, reply);
+                        Ok(())
+                    }
+                    Ok(Incoming::Frame(RunnerToServer::Ping)) => {
+                        let _ = out.send(ServerToRunner::Pong);
+                        Ok(())
+                    }
+                    Ok(Incoming::Frame(RunnerToServer::Pong)) => Ok(()),
+                    Ok(Incoming::Frame(other)) => Err(End::Close(
+                        close::BAD_FRAME,
+                        match other {
+                            RunnerToServer::Hello(_) => "hello was already received",
+                            _ => "a files runner sends workspace answers only",
+                        }
+                        .into(),
+                    )),
+                    Ok(Incoming::Beat) => {
+                        let _ = out.send(ServerToRunner::Ping);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                },
+                _ = superseded.notified() => Err(End::Close(
+                    close::SUPERSEDED,
+                    "another connection replaced this one".into(),
+                )),
+                _ = shutdown.changed() => Err(End::Close(
+                    close::GOING_AWAY,
+                    "the server is restarting; reconnect".into(),
+                )),
+            };
+            if let Err(end) = step {
+                break end;
+            }
+        };
+        self.services.runners.unregister(log, conn);
         let mut queued = Vec::new();
         while let Ok(msg) = out_rx.try_recv() {
             queued.push(msg.encode().into());

@@ -306,6 +306,24 @@ pub(super) async fn set_run(db: &Db, key: &SessionKey, run: Run) -> Result<(), S
     .await
 }
 
+/// Records the hash of the session's files-runner token in its status.
+pub(super) async fn set_files_token_hash(
+    db: &Db,
+    key: &SessionKey,
+    hash: String,
+) -> Result<(), StoreError> {
+    let key = key.clone();
+    db.write(move |tx, _| {
+        modify(tx, &key, None, |session| {
+            session
+                .status
+                .get_or_insert_with(Default::default)
+                .files_token_hash = Some(hash);
+        })
+    })
+    .await
+}
+
 /// Records the agent's conversation id in the session's status.
 pub(super) async fn set_sdk_session_id(
     db: &Db,
