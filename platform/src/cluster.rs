@@ -34,7 +34,15 @@ const ACTIVITY_WRITE_EVERY_MS: i64 = 30_000;
 /// left, a message sent) is looked at by the [`Follower`].
 pub struct ClusterLink {
     tx: mpsc::UnboundedSender<SessionKey>,
+    client: Client,
+    /// When each session's files were last asked of the operator (requests within
+    /// [`FILES_REQUEST_EVERY`] of it are the same request).
+    files_requested: std::sync::Mutex<HashMap<SessionKey, std::time::Instant>>,
 }
+
+/// How often the server asks the operator again for a session's files runner while none
+/// has connected.
+const FILES_REQUEST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Driver for ClusterLink {
     fn notify(&self, key: SessionKey) {
@@ -47,6 +55,37 @@ impl Driver for ClusterLink {
 
     fn runs_with_the_owners_identity(&self) -> bool {
         false
+    }
+
+    /// Asks the operator for a files runner: the session's [`FILES_REQUESTED_AT`]
+    /// annotation set to now (the operator starts one Job per request time).
+    ///
+    /// [`FILES_REQUESTED_AT`]: model::annotations::FILES_REQUESTED_AT
+    fn serve_files(&self, key: SessionKey) -> bool {
+        {
+            let mut asked = self
+                .files_requested
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            asked.retain(|_, at| at.elapsed() < FILES_REQUEST_EVERY);
+            if asked.contains_key(&key) {
+                return true;
+            }
+            asked.insert(key.clone(), std::time::Instant::now());
+        }
+        let api: Api<AgenticSession> = Api::namespaced(self.client.clone(), &key.project);
+        let patch = json!({"metadata": {"annotations": {
+            model::annotations::FILES_REQUESTED_AT: Timestamp::now().to_string(),
+        }}});
+        tokio::spawn(async move {
+            if let Err(e) = api
+                .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(session = %key, error = %e, "could not ask for a files runner");
+            }
+        });
+        true
     }
 }
 
@@ -89,7 +128,11 @@ pub fn open(
         log: crate::log::EventLog::new(db, Arc::new(fanout.clone())),
         fanout,
         runners: Default::default(),
-        driver: Arc::new(ClusterLink { tx }),
+        driver: Arc::new(ClusterLink {
+            tx,
+            client: client.clone(),
+            files_requested: Default::default(),
+        }),
         settings: Arc::new(settings),
         shutdown,
         people: identity,

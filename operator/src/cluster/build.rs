@@ -156,6 +156,21 @@ pub fn job_name(session: &str, generation: u64) -> String {
     object_name(session, &format!("-runner-{generation}"))
 }
 
+/// Label marking a files runner's Job and Pod (a stopped session's workspace, served; no
+/// run of the session).
+pub const FILES_LABEL: &str = "ambient-code.io/files-runner";
+
+/// The Job of a session's files runner for the request made at `requested` (Unix seconds):
+/// one Job per request.
+pub fn files_job_name(session: &str, requested: i64) -> String {
+    object_name(session, &format!("-files-{requested}"))
+}
+
+/// The Secret holding a session's files-runner token.
+pub fn files_token_secret_name(session: &str) -> String {
+    object_name(session, "-files-token")
+}
+
 /// The Secret holding a session's current runner token.
 pub fn token_secret_name(session: &str) -> String {
     object_name(session, "-runner-token")
@@ -435,6 +450,179 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     ])
 }
 
+/// The Secret with the token of the session's files runner (replaced by each one).
+pub fn files_token_secret(session: &AgenticSession, token: &str) -> Secret {
+    let mut meta = meta(session, files_token_secret_name(&name_of(session)));
+    meta.labels
+        .get_or_insert_default()
+        .insert(FILES_LABEL.into(), "true".into());
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.into(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// The claim of a session's workspace as a pod's volume `workspace` (`None` where
+/// workspaces are `emptyDir`s: nothing outlives a run).
+fn claim_volume(session: &str, config: &ClusterConfig) -> Option<Volume> {
+    match &config.workspace {
+        WorkspaceVolume::Pvc { .. } => Some(Volume {
+            name: "workspace".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: workspace_claim_name(session),
+                read_only: None,
+            }),
+            ..Volume::default()
+        }),
+        WorkspaceVolume::EmptyDir { .. } => None,
+    }
+}
+
+/// What no runner container may do: escalate, hold a capability, write its image.
+fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod security of every runner pod: non-root as the configured uid, the runtime's
+/// seccomp profile.
+fn pod_security(config: &ClusterConfig) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: config.runner_uid,
+        run_as_group: config.runner_uid,
+        fs_group: config.runner_uid,
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The Job of a files runner (`runner files`) on the session's workspace claim, for the
+/// request made at `requested` (its annotation's value as written): one container, no
+/// credential, no agent, the runners' lock-down; it exits once idle. `None` where
+/// workspaces are `emptyDir`s.
+pub fn files_job(
+    session: &AgenticSession,
+    requested: &str,
+    requested_secs: i64,
+    config: &ClusterConfig,
+) -> Option<Job> {
+    let name = name_of(session);
+    let workspace_volume = claim_volume(&name, config)?;
+    let mut meta = meta(session, files_job_name(&name, requested_secs));
+    meta.labels
+        .get_or_insert_default()
+        .insert(FILES_LABEL.into(), "true".into());
+    meta.annotations = Some(BTreeMap::from([(
+        model::annotations::FILES_REQUESTED_AT.into(),
+        requested.to_owned(),
+    )]));
+    let mut pod_labels = meta.labels.clone().unwrap_or_default();
+    pod_labels.insert("app.kubernetes.io/component".into(), "files".into());
+    let workspace = std::path::Path::new(WORKSPACE_MOUNT);
+    let mut vars: Vec<EnvVar> = crate::runner_env::files_env(
+        session,
+        workspace,
+        &config.server_api_url,
+        None,
+        model::runner_env::SandboxMode::Off,
+    )
+    .into_iter()
+    .map(|(k, v)| literal(&k, v))
+    .collect();
+    vars.push(literal("HOME", "/tmp".into()));
+    vars.push(from_secret(
+        env::RUNNER_TOKEN,
+        &files_token_secret_name(&name),
+        TOKEN_KEY,
+        false,
+    ));
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        args: Some(vec!["files".into()]),
+        env: Some(vars),
+        working_dir: Some(WORKSPACE_MOUNT.into()),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("50m", "64Mi")),
+            limits: Some(quantities("1", "1Gi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(locked_down()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "workspace".into(),
+                mount_path: WORKSPACE_MOUNT.into(),
+                sub_path: Some(WORKSPACE_SUBPATH.into()),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+    Some(Job {
+        metadata: meta,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            // A backstop: it exits by itself once idle.
+            active_deadline_seconds: Some(FILES_DEADLINE_SECONDS),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(config.runner_service_account.clone()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(5),
+                    security_context: Some(pod_security(config)),
+                    share_process_namespace: Some(false),
+                    containers: vec![container],
+                    volumes: Some(vec![
+                        workspace_volume,
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Volume::default()
+                        },
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    })
+}
+
+/// Longest a files runner's Job may run, whatever it does.
+pub const FILES_DEADLINE_SECONDS: i64 = 4 * 3600;
+
 /// The Job of one run: one pod of two containers (the runner with the agent, and the
 /// credentials keeper), never restarted, non-root, no privilege, no API token.
 pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConfig) -> Job {
@@ -446,14 +634,7 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
     let mut pod_labels = meta.labels.clone().unwrap_or_default();
     pod_labels.insert("app.kubernetes.io/component".into(), "runner".into());
     let workspace_volume = match &config.workspace {
-        WorkspaceVolume::Pvc { .. } => Volume {
-            name: "workspace".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: workspace_claim_name(&name),
-                read_only: None,
-            }),
-            ..Volume::default()
-        },
+        WorkspaceVolume::Pvc { .. } => claim_volume(&name, config).unwrap_or_default(),
         WorkspaceVolume::EmptyDir { size_limit } => Volume {
             name: "workspace".into(),
             empty_dir: Some(EmptyDirVolumeSource {
@@ -476,17 +657,6 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
     let folder = |name: &str, path: &str, sub: &str| VolumeMount {
         sub_path: Some(sub.into()),
         ..mount(name, path)
-    };
-    let locked_down = || SecurityContext {
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        ..SecurityContext::default()
     };
     // The credentials: a container of their own, which the agent's cannot see (no shared
     // process namespace) and reaches only through the keeper's interface on the pod's
@@ -555,17 +725,7 @@ pub fn desired_job(session: &AgenticSession, run: &Run<'_>, config: &ClusterConf
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(config.stop_grace_seconds),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: config.runner_uid,
-                        run_as_group: config.runner_uid,
-                        fs_group: config.runner_uid,
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security(config)),
                     share_process_namespace: Some(false),
                     containers: vec![container, keeper],
                     volumes: Some(vec![

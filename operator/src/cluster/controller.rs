@@ -41,6 +41,7 @@ use super::project::{self, MANAGED_LABEL, SETTINGS_NAME};
 use crate::lifecycle::{self, Context, Runner};
 use crate::token::{new_token, token_hash_hex};
 
+mod files;
 mod projects;
 mod sessions;
 
