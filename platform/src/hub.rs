@@ -240,10 +240,7 @@ impl Runners {
     ) -> Option<u64> {
         let mut slots = self.slots();
         if slots.runs.get(&session).is_some_and(|s| !s.tx.is_closed())
-            || slots
-                .files
-                .get(&session)
-                .is_some_and(|s| !s.tx.is_closed())
+            || slots.files.get(&session).is_some_and(|s| !s.tx.is_closed())
         {
             return None;
         }

@@ -177,11 +177,7 @@ impl Files {
                 .take(MAX_PENDING_NOTES as u64)
                 .read_to_string(&mut text);
         }
-        let _ = nix::unistd::unlinkat(
-            &dir,
-            PENDING_NOTES,
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
+        let _ = nix::unistd::unlinkat(&dir, PENDING_NOTES, nix::unistd::UnlinkatFlags::NoRemoveDir);
         let lines = text
             .lines()
             .filter(|l| l.starts_with("- ") && !l.chars().any(char::is_control))

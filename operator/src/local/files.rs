@@ -23,8 +23,7 @@ impl<S: SessionStore> DriverTask<S> {
         key: &SessionKey,
         loaded: &Loaded,
     ) -> Result<(), StoreError> {
-        if loaded.session.phase().is_active() || self.procs.get(key).is_some_and(Proc::is_running)
-        {
+        if loaded.session.phase().is_active() || self.procs.get(key).is_some_and(Proc::is_running) {
             return Ok(());
         }
         if let Some(f) = self.files.get(key) {

@@ -723,6 +723,10 @@ async fn openapi_describes_every_route() {
             "get",
             "/api/projects/{project}/agentic-sessions/{session}/runner/ws",
         ),
+        (
+            "get",
+            "/api/projects/{project}/agentic-sessions/{session}/files-runner/ws",
+        ),
         ("get", "/api/keys"),
         ("post", "/api/keys"),
         ("delete", "/api/keys/{id}"),

@@ -248,12 +248,16 @@ async fn nobody_gets_in_without_a_cookie_or_key() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    // Both WebSockets, before any upgrade.
+    // The WebSockets, before any upgrade.
     let runner_url = format!(
         "ws://{}/api/projects/default/agentic-sessions/{name}/runner/ws",
         s.addr
     );
-    for url in [ws_url(&s, &name), runner_url] {
+    let files_runner_url = format!(
+        "ws://{}/api/projects/default/agentic-sessions/{name}/files-runner/ws",
+        s.addr
+    );
+    for url in [ws_url(&s, &name), runner_url, files_runner_url] {
         match Connection::open(&url, None, 8192).await {
             Err(Closed::Dropped(why)) => assert!(why.contains("401"), "{url}: {why}"),
             Err(other) => panic!("{other:?}"),

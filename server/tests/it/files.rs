@@ -2,7 +2,8 @@
 //! `kubernetes::an_interactive_session_keeps_its_agent_warm_in_its_pod_between_turns`):
 //! listing, reading, each repository's diff, the archive, uploads the agent is told about;
 //! the agent's symbolic links are shown, never followed; viewers read, editors upload; a
-//! session that does not run has no one to serve its files (409).
+//! stopped session's files are served by a files runner started on demand, and what is
+//! uploaded meanwhile is told to the next run's agent.
 
 use std::io::Read;
 use std::time::Duration;
@@ -355,12 +356,79 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
         got.1
     );
 
-    // Stopped, no runner serves the files.
+    // Stopped: a files runner (no agent) serves the same workspace, started on demand.
     let (st, _) = call(&s, "POST", &format!("{at}/stop"), None).await;
     assert_eq!(st, 202);
     s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
         .await;
-    let got = call(&s, "GET", &format!("{at}/workspace"), None).await;
-    assert_error(&got, 409, "conflict", "not running");
+    let (st, root) = call(&s, "GET", &format!("{at}/workspace/repos/app"), None).await;
+    assert_eq!(st, 200, "a stopped session's files are served: {root}");
+    assert!(names(&root).contains(&"notes.md".to_owned()), "{root}");
+    let (st, _, bytes) = get_raw(&s, &format!("{at}/workspace/repos/app/notes.md")).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        bytes,
+        std::fs::read(s.workspace(&name).join("repos/app/notes.md")).unwrap()
+    );
+    let got = call(&s, "GET", &format!("{at}/workspace/repos/app/pw"), None).await;
+    assert_error(&got, 403, "forbidden", "link");
+    let (st, git) = call(&s, "GET", &format!("{at}/workspace/repos"), None).await;
+    assert_eq!(st, 200, "{git}");
+    assert!(git.to_string().contains("notes.md"), "{git}");
+    let (st, headers, gz) = get_raw(&s, &format!("{at}/workspace.tar.gz")).await;
+    assert_eq!(
+        (st, &headers["content-type"]),
+        (200, &"application/gzip".parse().unwrap())
+    );
+    assert!(!gz.is_empty());
+    // Viewers read it too; the phase does not move.
+    let (st, _) = call(&viewer, "GET", &format!("{at}/workspace"), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(s.session(&name).await["status"]["phase"], "Stopped");
+    // An upload while stopped: the next run's agent is told.
+    let (st, up) = put_raw(
+        &s,
+        &format!("{at}/workspace/file-uploads/later.txt"),
+        b"mango\n".to_vec(),
+    )
+    .await;
+    assert_eq!(st, 201, "{up}");
+    assert_eq!(
+        std::fs::read(s.workspace(&name).join("file-uploads/later.txt")).unwrap(),
+        b"mango\n"
+    );
+    let before = mock.requests().len();
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("{at}/messages"),
+        Some(json!({"text": "run: cat ../../file-uploads/later.txt"})),
+    )
+    .await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Running"], Duration::from_secs(30))
+        .await;
+    answered(&s, &name, 4).await;
+    let sent = serde_json::to_string(
+        &mock.requests()[before..]
+            .iter()
+            .map(|r| &r.body)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        sent.contains("file-uploads/later.txt (6 bytes"),
+        "the agent of the next run is told of the upload made while stopped"
+    );
+    assert!(sent.contains("mango"), "the agent read it");
+    assert!(
+        !s.workspace(&name)
+            .join("file-uploads/.uploaded-while-stopped")
+            .exists(),
+        "the note is taken once"
+    );
+    // The run's runner serves the files again; the files runner was ended.
+    let (st, _) = call(&s, "GET", &format!("{at}/workspace"), None).await;
+    assert_eq!(st, 200);
     drop(dir);
 }

@@ -248,6 +248,21 @@ async fn runner_tokens_are_scoped_to_one_session_and_never_accepted_elsewhere() 
         refused(FakeRunner::connect(&addr, &garbage, 0).await).0,
         close::UNAUTHORIZED
     );
+    // A run's token is not a files runner's: its endpoint refuses it after the upgrade.
+    let files_url = format!(
+        "ws://{addr}/api/projects/{}/agentic-sessions/{}/files-runner/ws",
+        a.project, a.name
+    );
+    let mut conn = Connection::open(&files_url, Some(&a.token), 8192)
+        .await
+        .unwrap();
+    match conn.read_frame::<ServerToRunner>().await {
+        Err(testkit::ReadError::Closed(Closed::Code(code, reason))) => {
+            assert_eq!(code, close::UNAUTHORIZED, "{reason}");
+            assert!(reason.contains("invalid files runner token"), "{reason}");
+        }
+        other => panic!("a run's token opened the files-runner endpoint: {other:?}"),
+    }
     // The right token but a stale generation.
     let stale = Seeded {
         generation: a.generation + 5,

@@ -1054,7 +1054,8 @@ async fn until_streaming(viewer: &mut crate::common::Viewer) -> Vec<model::proto
 }
 
 /// Scenario 2: stopped during a slow reply, the session is Stopped once no pod is left; its
-/// workspace claim stays.
+/// workspace claim stays, and its files are served by a files runner started on demand
+/// (one container, no credentials) until the session runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
     let mock = mock_anthropic::start(Default::default()).await.unwrap();
@@ -1092,6 +1093,86 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
         .unwrap()
         .count();
     assert!(kept > 0, "the workspace's files stay");
+
+    // Its files are still served: the request starts a files runner on the claim (a Job of
+    // one container, no credentials keeper), and waits for it.
+    let http = &c.server.http;
+    let resp = http
+        .get(c.path(&format!("/{name}/workspace")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let root: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        root["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|e| e["name"] == "artifacts")),
+        "{root}"
+    );
+    let files_pods: Vec<Pod> = c
+        .pods_of(&name)
+        .await
+        .into_iter()
+        .filter(|p| {
+            p.labels()
+                .contains_key(operator::cluster::build::FILES_LABEL)
+        })
+        .collect();
+    assert_eq!(files_pods.len(), 1, "one files runner");
+    let spec = files_pods[0].spec.clone().unwrap();
+    assert_eq!(spec.containers.len(), 1, "no credentials keeper");
+    assert_eq!(
+        spec.containers[0].args.as_deref(),
+        Some(&["files".to_owned()][..])
+    );
+    let env: Vec<String> = spec.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert!(
+        !env.iter()
+            .any(|n| n.contains("API_KEY") || n.contains("KEEPER") || n.contains("GITHUB")),
+        "{env:?}"
+    );
+    let resp = http
+        .put(c.path(&format!("/{name}/workspace/file-uploads/later.txt")))
+        .body("mango\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        std::fs::read(
+            c.kubelet
+                .workspace_dir(&claim)
+                .join("file-uploads/later.txt")
+        )
+        .unwrap(),
+        b"mango\n"
+    );
+    assert_eq!(c.session(&name).await.phase(), model::Phase::Stopped);
+    // Continued, the session's run serves its files: the files runner's Job goes.
+    let resp = http
+        .post(c.path(&format!("/{name}/messages")))
+        .json(&serde_json::json!({"text": "hello again"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    until("the files runner's Job gone", || async {
+        let jobs =
+            Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.project)
+                .list(
+                    &kube::api::ListParams::default().labels(operator::cluster::build::FILES_LABEL),
+                )
+                .await
+                .unwrap();
+        jobs.items.is_empty().then_some(())
+    })
+    .await;
     c.finish().await;
 }
 

@@ -65,9 +65,7 @@ pub(super) async fn reconcile_files(
         .duration_since(at)
         .unsigned_abs()
         .le(&FILES_REQUEST_TTL);
-    let served = jobs
-        .iter()
-        .any(|j| Some(j.name_any()) == current);
+    let served = jobs.iter().any(|j| Some(j.name_any()) == current);
     let never_ran = session
         .status
         .as_ref()
