@@ -113,9 +113,11 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/login" | "/logout" | "/favicon.svg") || path.starts_with("/pkg/")
 }
 
-/// The runner endpoint authenticates runners itself (runner tokens only).
+/// The runner endpoints (a run's, a files runner's) authenticate runners themselves
+/// (runner tokens only).
 fn is_runner_endpoint(path: &str) -> bool {
-    path.starts_with("/api/projects/") && path.ends_with("/runner/ws")
+    path.starts_with("/api/projects/")
+        && (path.ends_with("/runner/ws") || path.ends_with("/files-runner/ws"))
 }
 
 fn is_api(path: &str) -> bool {

@@ -361,8 +361,14 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     assert_eq!(st, 202);
     s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
         .await;
-    let (st, root) = call(&s, "GET", &format!("{at}/workspace/repos/app"), None).await;
-    assert_eq!(st, 200, "a stopped session's files are served: {root}");
+    let (st, root) = call(&s, "GET", &format!("{at}/workspace?path=repos/app"), None).await;
+    assert_eq!(
+        st,
+        200,
+        "a stopped session's files are served: {root}; the files runner said: {}",
+        std::fs::read_to_string(s.workspace(&name).join(".ambient/files-runner.log"))
+            .unwrap_or_else(|e| e.to_string())
+    );
     assert!(names(&root).contains(&"notes.md".to_owned()), "{root}");
     let (st, _, bytes) = get_raw(&s, &format!("{at}/workspace/repos/app/notes.md")).await;
     assert_eq!(st, 200);
@@ -372,7 +378,7 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     );
     let got = call(&s, "GET", &format!("{at}/workspace/repos/app/pw"), None).await;
     assert_error(&got, 403, "forbidden", "link");
-    let (st, git) = call(&s, "GET", &format!("{at}/workspace/repos"), None).await;
+    let (st, git) = call(&s, "GET", &format!("{at}/git/status"), None).await;
     assert_eq!(st, 200, "{git}");
     assert!(git.to_string().contains("notes.md"), "{git}");
     let (st, headers, gz) = get_raw(&s, &format!("{at}/workspace.tar.gz")).await;
