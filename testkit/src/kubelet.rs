@@ -191,6 +191,18 @@ impl Kubelet {
         self.config.root.join("claims").join(claim)
     }
 
+    /// What a container of a pod (by uid) wrote to its standard output and error.
+    pub fn log(&self, pod_uid: &str, container: &str) -> String {
+        std::fs::read_to_string(
+            self.config
+                .root
+                .join("pods")
+                .join(pod_uid)
+                .join(format!("{container}.log")),
+        )
+        .unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
     /// The workspace in a claim: the folder the runner's container mounts.
     pub fn workspace_dir(&self, claim: &str) -> PathBuf {
         self.claim_dir(claim)

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::build::{CONTAINER, RUN_LABEL, SESSION_LABEL};
+use super::build::{CONTAINER, FILES_LABEL, RUN_LABEL, SESSION_LABEL};
 use crate::lifecycle::{Exit, Runner};
 
 /// Container waiting reasons after which the runner will not start without a change.
@@ -213,13 +213,16 @@ pub fn slim_pod(pod: &mut RunPod) {
 }
 
 /// What of a run's Job is kept in the cache: its identity, its owner (the session it
-/// triggers) and its `Failed` conditions.
+/// triggers), its `Failed` conditions and (a files runner's Job ending) its counts of
+/// succeeded and failed pods.
 pub fn slim_job(job: &mut RunJob) {
     job.metadata = slim_meta(std::mem::take(&mut job.metadata), true);
     job.status = job.status.take().map(|st| JobStatus {
         conditions: st
             .conditions
             .map(|cs| cs.into_iter().filter(|c| c.type_ == "Failed").collect()),
+        succeeded: st.succeeded,
+        failed: st.failed,
         ..JobStatus::default()
     });
 }
@@ -233,7 +236,7 @@ fn slim_meta(m: ObjectMeta, owners: bool) -> ObjectMeta {
         creation_timestamp: m.creation_timestamp,
         deletion_timestamp: m.deletion_timestamp,
         labels: m.labels.map(|mut l| {
-            l.retain(|k, _| k == SESSION_LABEL || k == RUN_LABEL);
+            l.retain(|k, _| k == SESSION_LABEL || k == RUN_LABEL || k == FILES_LABEL);
             l
         }),
         owner_references: if owners { m.owner_references } else { None },

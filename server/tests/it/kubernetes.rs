@@ -1102,7 +1102,24 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    if resp.status() != 200 {
+        let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.project)
+            .list(&Default::default())
+            .await
+            .unwrap();
+        panic!(
+            "{}: {}; annotations {:?}, status {:?}, jobs {:?}",
+            resp.status(),
+            resp.text().await.unwrap(),
+            c.session(&name).await.metadata.annotations,
+            c.pods_of(&name)
+                .await
+                .iter()
+                .map(|p| c.kubelet.log(&p.uid().unwrap_or_default(), "runner"))
+                .collect::<Vec<_>>(),
+            jobs.items.iter().map(|j| (j.name_any(), j.status.clone())).collect::<Vec<_>>(),
+        );
+    }
     let root: serde_json::Value = resp.json().await.unwrap();
     assert!(
         root["items"]
@@ -1154,6 +1171,15 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
         b"mango\n"
     );
     assert_eq!(c.session(&name).await.phase(), model::Phase::Stopped);
+    let export: serde_json::Value = http
+        .get(c.path(&format!("/{name}/export")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen = export["events"].as_array().map_or(0, Vec::len) as u64;
     // Continued, the session's run serves its files: the files runner's Job goes.
     let resp = http
         .post(c.path(&format!("/{name}/messages")))
@@ -1162,6 +1188,20 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let mut viewer = c.viewer(&name, seen).await;
+    let events = viewer
+        .events_until(WAIT, |e| {
+            matches!(&e.event, model::protocol::SessionEvent::TurnResult(_))
+                || is_phase(e, &["Failed", "Completed"])
+        })
+        .await;
+    assert!(
+        matches!(
+            events.last().map(|e| &e.event),
+            Some(model::protocol::SessionEvent::TurnResult(_))
+        ),
+        "the continued run answers: {events:?}"
+    );
     until("the files runner's Job gone", || async {
         let jobs =
             Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.project)
@@ -1173,6 +1213,21 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
         jobs.items.is_empty().then_some(())
     })
     .await;
+    let files_uid = files_pods[0].uid().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while c
+        .kubelet
+        .running_pods()
+        .iter()
+        .any(|p| p.contains("-files-"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the files runner still runs: {}",
+            c.kubelet.log(&files_uid, "runner")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.finish().await;
 }
 

@@ -7,7 +7,7 @@
 //! goes into `status.filesTokenHash`. A request older than [`FILES_REQUEST_TTL`] is not
 //! served (the person's page gave up long ago). The Jobs of earlier requests go once they
 //! have ended, and every files Job goes as soon as the session runs again (its runner serves
-//! the files, and the claim is its).
+//! the files, and the claim is its), with the request itself.
 
 use super::*;
 use build::{FILES_LABEL, files_job, files_job_name, files_token_secret};
@@ -61,6 +61,19 @@ pub(super) async fn reconcile_files(
     let Some((raw, at)) = requested else {
         return Ok(());
     };
+    if active {
+        // The run's runner serves the files: the request is answered. Removed, so that it
+        // is not served again once the run has ended.
+        let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+        sessions
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"annotations": {FILES_REQUESTED_AT: null}}})),
+            )
+            .await?;
+        return Ok(());
+    }
     let fresh = Timestamp::now()
         .duration_since(at)
         .unsigned_abs()
@@ -79,6 +92,11 @@ pub(super) async fn reconcile_files(
         // Workspaces are emptyDirs: nothing outlived the run.
         return Ok(());
     };
+    // The cache may not show a Job made by the previous reconcile yet: ask, rather than give
+    // the request a second token (its pod would hold the first).
+    if api.get_opt(&job.name_any()).await?.is_some() {
+        return Ok(());
+    }
     let token = new_token();
     let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
     sessions
