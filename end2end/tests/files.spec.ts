@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { test, expect, api, hydrated, workspace } from './fixtures';
 import { PORT } from '../playwright.config';
 
-test('the Files panel browses the workspace, shows a file, and uploads one the agent is told about', async ({ page, consoleErrors }) => {
+test('the Files panel browses the workspace, shows a file, uploads one the agent is told about, and still browses once the session stopped', async ({ page, consoleErrors }) => {
   const created = await api(PORT, 'POST', '/api/projects/default/agentic-sessions', {
     initialPrompt: 'create notes.md',
   });
@@ -35,6 +35,17 @@ test('the Files panel browses the workspace, shows a file, and uploads one the a
   await panel.getByRole('tab', { name: 'Changes' }).click();
   await expect(panel).toContainText('The session has no repositories.');
 
+  // Stopped, the session's files are still there: a files runner serves them.
   await api(PORT, 'POST', `/api/projects/default/agentic-sessions/${session}/stop`);
+  await expect(page.locator('.session-header [data-phase]')).toHaveAttribute('data-phase', 'Stopped', { timeout: 30_000 });
+  await page.reload();
+  await hydrated(page);
+  await page.getByRole('button', { name: 'Files', exact: true }).first().click();
+  const stopped = page.getByRole('region', { name: 'Workspace files' });
+  await expect(stopped.locator('li.file.dir[data-path="artifacts"]')).toBeVisible({ timeout: 30_000 });
+  await stopped.getByRole('button', { name: 'artifacts/' }).click();
+  await stopped.getByRole('button', { name: 'notes.md' }).click();
+  await expect(stopped.locator('.file-text')).toContainText('Hello from the mock Anthropic API!');
+  await expect(page.locator('.session-header [data-phase]')).toHaveAttribute('data-phase', 'Stopped');
   expect(consoleErrors).toEqual([]);
 });
