@@ -161,22 +161,21 @@ impl Files {
         let Ok(dir) = self.open_dir(&[UPLOADS_DIR]) else {
             return;
         };
-        let Ok(fd) = nix::fcntl::openat(
+        let mut text = String::new();
+        if let Ok(fd) = nix::fcntl::openat(
             &dir,
             PENDING_NOTES,
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::empty(),
-        ) else {
-            return;
-        };
-        let file = std::fs::File::from(fd);
-        let mut text = String::new();
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
-        if regular {
-            let _ = file
-                .take(MAX_PENDING_NOTES as u64)
-                .read_to_string(&mut text);
+        ) {
+            let file = std::fs::File::from(fd);
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                let _ = file
+                    .take(MAX_PENDING_NOTES as u64)
+                    .read_to_string(&mut text);
+            }
         }
+        // Whatever is there goes (a link itself, not what it points to).
         let _ = nix::unistd::unlinkat(&dir, PENDING_NOTES, nix::unistd::UnlinkatFlags::NoRemoveDir);
         let lines = text
             .lines()
@@ -967,6 +966,97 @@ mod tests {
 
     fn files(root: &std::path::Path) -> Arc<Files> {
         files_with_repos(root, Vec::new())
+    }
+
+    /// A files runner (no agent) keeps its upload notes in the workspace; the next run takes
+    /// them once and tells its agent. A link or a FIFO planted at the notes' name is neither
+    /// followed nor read, and a note cannot smuggle a line of its own.
+    #[test]
+    fn uploads_while_stopped_are_told_to_the_next_runs_agent_once() {
+        let ws = workspace();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let stopped = Files::new(
+            ws.path().to_owned(),
+            Confinement {
+                isolation: Isolation::None(String::new()),
+                workspace: ws.path().to_owned(),
+            },
+            Vec::new(),
+        )
+        .without_agent();
+        stopped
+            .upload(1, "a.txt", &b64("ab"), true, "alice\n- forged")
+            .unwrap();
+        stopped.upload(2, "b.txt", &b64("c"), true, "bob").unwrap();
+        assert_eq!(stopped.take_note(), None, "no agent here to tell");
+        let next = files(ws.path());
+        next.take_pending_notes();
+        let note = next.take_note().unwrap();
+        assert!(
+            note.contains("file-uploads/a.txt (2 bytes, from alice- forged)")
+                && note.contains("file-uploads/b.txt (1 bytes, from bob)"),
+            "{note}"
+        );
+        assert_eq!(note.matches("\n- ").count(), 2, "{note}");
+        assert!(!ws.path().join("file-uploads").join(PENDING_NOTES).exists());
+        next.take_pending_notes();
+        assert_eq!(next.take_note(), None, "told once");
+
+        // Planted by the agent: a link out of the workspace, a FIFO.
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("host-file");
+        std::fs::write(&target, "- /etc/shadow (1 bytes, from root)\n").unwrap();
+        let pending = ws.path().join("file-uploads").join(PENDING_NOTES);
+        std::os::unix::fs::symlink(&target, &pending).unwrap();
+        assert!(
+            stopped
+                .upload(3, "c.txt", &b64("x"), true, "alice")
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "- /etc/shadow (1 bytes, from root)\n",
+            "nothing written through the link"
+        );
+        next.take_pending_notes();
+        assert_eq!(next.take_note(), None, "nothing read through the link");
+        assert!(
+            std::fs::symlink_metadata(&pending).is_err(),
+            "the link is removed"
+        );
+        nix::unistd::mkfifo(&pending, Mode::from_bits_truncate(0o600)).unwrap();
+        next.take_pending_notes();
+        assert_eq!(next.take_note(), None, "a FIFO is not read (nor waited on)");
+    }
+
+    /// A files runner is idle while no request is worked on, and busy while one is.
+    #[tokio::test]
+    async fn a_files_runner_counts_idle_time_from_its_last_request() {
+        let ws = workspace();
+        let f = files(ws.path());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(f.idle_for() >= std::time::Duration::from_millis(30));
+        let (send, mut got) = mpsc::unbounded_channel();
+        f.clone()
+            .serve(
+                FilesRequest {
+                    id: 1,
+                    op: FilesOp::List {
+                        path: String::new(),
+                    },
+                },
+                Reply {
+                    id: 1,
+                    send,
+                    credit: Arc::new(Semaphore::new(0)),
+                },
+            )
+            .await;
+        assert!(matches!(
+            got.recv().await.unwrap().body,
+            FilesBody::Listing(_)
+        ));
+        assert!(f.idle_for() < std::time::Duration::from_millis(30));
     }
 
     fn files_with_repos(root: &std::path::Path, repos: Vec<String>) -> Arc<Files> {

@@ -1103,10 +1103,11 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
         .await
         .unwrap();
     if resp.status() != 200 {
-        let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.project)
-            .list(&Default::default())
-            .await
-            .unwrap();
+        let jobs =
+            Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.project)
+                .list(&Default::default())
+                .await
+                .unwrap();
         panic!(
             "{}: {}; annotations {:?}, status {:?}, jobs {:?}",
             resp.status(),
@@ -1117,7 +1118,10 @@ async fn stop_during_a_slow_reply_ends_the_pod_and_keeps_the_workspace() {
                 .iter()
                 .map(|p| c.kubelet.log(&p.uid().unwrap_or_default(), "runner"))
                 .collect::<Vec<_>>(),
-            jobs.items.iter().map(|j| (j.name_any(), j.status.clone())).collect::<Vec<_>>(),
+            jobs.items
+                .iter()
+                .map(|j| (j.name_any(), j.status.clone()))
+                .collect::<Vec<_>>(),
         );
     }
     let root: serde_json::Value = resp.json().await.unwrap();

@@ -1,3 +1,4 @@
+use kube::ResourceExt;
 use model::AgenticSessionSpec;
 use model::session::UserContext;
 
@@ -362,4 +363,75 @@ fn the_keeper_alone_gets_the_mcp_credentials_the_projects_servers_use() {
                 .is_some_and(|e| e.value.is_some_and(|v| v.contains("mcp.example")))
         );
     }
+}
+
+/// A files runner's Job: one locked-down container running `runner files` on the
+/// workspace claim, its token from its own Secret, nothing of the session's credentials,
+/// prompt or variables; none where workspaces are `emptyDir`s.
+#[test]
+fn a_files_runners_job_serves_the_claim_and_holds_no_credential() {
+    let s = session();
+    let config = ClusterConfig::default();
+    let job = files_job(&s, "2026-12-07T22:00:00Z", 1_796_680_800, &config).unwrap();
+    assert_eq!(job.name_any(), "session-1-files-1796680800");
+    assert_eq!(
+        job.labels().get(FILES_LABEL).map(String::as_str),
+        Some("true")
+    );
+    assert!(!job.labels().contains_key(RUN_LABEL), "not a run");
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers.len(), 1, "no credentials keeper");
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let c = &pod.containers[0];
+    assert_eq!(c.args.as_deref(), Some(&["files".to_owned()][..]));
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let env: BTreeMap<String, Option<String>> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        env.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "AGENTIC_SESSION_NAME",
+            "AGENTIC_SESSION_NAMESPACE",
+            "AMBIENT_RUNNER_TOKEN",
+            "AMBIENT_SANDBOX",
+            "BACKEND_API_URL",
+            "HOME",
+            "REPOS_JSON",
+            "WORKSPACE_PATH",
+        ]
+    );
+    assert_eq!(env["WORKSPACE_PATH"].as_deref(), Some(WORKSPACE_MOUNT));
+    let token = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "AMBIENT_RUNNER_TOKEN")
+        .unwrap();
+    assert_eq!(
+        token
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .map(|r| r.name.as_str()),
+        Some("session-1-files-token")
+    );
+    let claim = pod.volumes.unwrap()[0]
+        .persistent_volume_claim
+        .clone()
+        .unwrap();
+    assert_eq!(claim.claim_name, workspace_claim_name("session-1"));
+    let empty = ClusterConfig {
+        workspace: WorkspaceVolume::EmptyDir { size_limit: None },
+        ..ClusterConfig::default()
+    };
+    assert!(
+        files_job(&s, "t", 1, &empty).is_none(),
+        "nothing outlived the run"
+    );
 }
