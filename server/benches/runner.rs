@@ -8,8 +8,10 @@
 //! transfer, push); then follow-ups to an interactive session: message → the agent's first
 //! text while its agent is warm, and with the session stopped before each message (the message
 //! starts a runner that resumes the conversation); then the workspace through the runner (a
-//! 10,000-file tree's first level, a flat folder of 10,000, the archive), and forks of it. `AMBIENT_BENCH_RUNNER` picks another
-//! runner binary (to compare builds).
+//! 10,000-file tree's first level, a flat folder of 10,000, the archive), and forks of it; then,
+//! the session stopped, its workspace through a files runner (the first request, which starts
+//! it, and the ones after). `AMBIENT_BENCH_RUNNER` picks another runner binary (to compare
+//! builds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -454,5 +456,23 @@ async fn main() {
     let resp = http.post(format!("{url}/stop")).send().await.unwrap();
     assert!(resp.status().is_success());
     until(stopped).await;
+    // The stopped session's workspace, served by a files runner: the first request starts
+    // it (request → whole answer, the runner's start included), the rest find it connected.
+    let t = std::time::Instant::now();
+    let resp = http
+        .get(format!("{url}/workspace?path=artifacts/big"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let _ = resp.bytes().await.unwrap();
+    let cold_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let (mut stopped_tree, _) = timed("workspace?path=artifacts/big".into()).await;
+    println!(
+        "a stopped session's workspace through a files runner: first request (starts it) {cold_ms:.1} ms; then the first level of the 10,000-file tree p50 {:.1} / p90 {:.1} ms ({} each)",
+        pct(&mut stopped_tree, 0.5) as f64 / 1000.0,
+        pct(&mut stopped_tree, 0.9) as f64 / 1000.0,
+        runs * 5
+    );
     let _ = stop.send(());
 }
