@@ -543,6 +543,7 @@ impl<S: SessionStore> DriverTask<S> {
             Some(Action::Start { resume }) => {
                 // The run's runner serves the files from now on, and owns the workspace.
                 self.end_files(key);
+                self.files_wanted.remove(key);
                 self.start(key, &loaded, *resume).await?
             }
             Some(Action::Stop { .. }) => self.stop(key),

@@ -102,6 +102,8 @@ struct Slot {
     asks: HashMap<String, Timestamp>,
     /// Workspace requests in flight: where each one's answers go.
     calls: HashMap<u64, mpsc::Sender<FilesBody>>,
+    /// A files runner's token (its hash): a runner with a newer token replaces it.
+    files_token: Option<String>,
 }
 
 impl Slot {
@@ -122,6 +124,7 @@ impl Slot {
             idle_since: None,
             asks: HashMap::new(),
             calls: HashMap::new(),
+            files_token: None,
         }
     }
 
@@ -180,6 +183,8 @@ impl Slots {
 #[derive(Clone, Default)]
 pub struct Runners {
     slots: Arc<Mutex<Slots>>,
+    /// Told whenever a runner registers (a request waiting for a files runner looks again).
+    registered: Arc<tokio::sync::Notify>,
     locks: Arc<Mutex<HashMap<LogId, Arc<tokio::sync::Mutex<()>>>>>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -225,30 +230,46 @@ impl Runners {
         if let Some(files) = slots.files.remove(&session) {
             let _ = files.tx.send(ServerToRunner::Finish);
         }
+        drop(slots);
+        self.registered.notify_waiters();
         Some(conn)
     }
 
-    /// Registers a files runner (a stopped session's workspace); returns its connection id.
-    /// Refused while the session's run has its runner connected (that one serves the files)
-    /// and while another files runner is connected.
+    /// Registers a files runner (a stopped session's workspace) admitted with the token
+    /// whose hash is `token`, the session's current one; returns its connection id. Refused
+    /// while the session's run has its runner connected (that one serves the files) and
+    /// while another runner of the same token is connected; one of an earlier token (a
+    /// leaked copy, an older runner) is replaced and told so.
     pub fn register_files(
         &self,
         key: SessionKey,
         session: LogId,
+        token: String,
         tx: mpsc::UnboundedSender<ServerToRunner>,
         superseded: Arc<tokio::sync::Notify>,
     ) -> Option<u64> {
         let mut slots = self.slots();
         if slots.runs.get(&session).is_some_and(|s| !s.tx.is_closed())
-            || slots.files.get(&session).is_some_and(|s| !s.tx.is_closed())
+            || slots.files.get(&session).is_some_and(|s| {
+                !s.tx.is_closed() && s.files_token.as_deref() == Some(token.as_str())
+            })
         {
             return None;
         }
         let conn = self.next_conn();
-        slots
-            .files
-            .insert(session, Slot::new(key, conn, 0, tx, superseded));
+        let mut slot = Slot::new(key, conn, 0, tx, superseded);
+        slot.files_token = Some(token);
+        if let Some(old) = slots.files.insert(session, slot) {
+            old.superseded.notify_one();
+        }
+        drop(slots);
+        self.registered.notify_waiters();
         Some(conn)
+    }
+
+    /// Waits until a runner registers (any session's; at most `timeout`).
+    pub async fn registration(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.registered.notified()).await;
     }
 
     /// Removes a connection if it is still the registered one.
@@ -473,5 +494,86 @@ impl Drop for FilesCall {
         if !self.done {
             self.runners.end_call(self.session, self.conn, self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel() -> (
+        mpsc::UnboundedSender<ServerToRunner>,
+        mpsc::UnboundedReceiver<ServerToRunner>,
+    ) {
+        mpsc::unbounded_channel()
+    }
+
+    /// A files runner serves workspace requests only while no run's runner is connected; it
+    /// counts as no runner of the session; a newer token replaces an older one (a leaked
+    /// copy cannot hold the slot), the same token is refused; a run's runner ends it.
+    #[test]
+    fn a_files_runner_serves_files_only_and_gives_way() {
+        let runners = Runners::default();
+        let (log, key) = (LogId::test(1), SessionKey::new("p", "s"));
+        let (old_tx, _old_rx) = channel();
+        let old_superseded = Arc::new(tokio::sync::Notify::new());
+        runners
+            .register_files(key.clone(), log, "a".into(), old_tx, old_superseded.clone())
+            .unwrap();
+        let (tx, _rx) = channel();
+        assert!(
+            runners
+                .register_files(key.clone(), log, "a".into(), tx, Default::default())
+                .is_none(),
+            "the same token twice"
+        );
+        let (files_tx, mut files_rx) = channel();
+        let files = runners
+            .register_files(key.clone(), log, "b".into(), files_tx, Default::default())
+            .expect("a newer token replaces the older one");
+        assert!(
+            futures::FutureExt::now_or_never(old_superseded.notified()).is_some(),
+            "the older connection is told"
+        );
+        assert!(!runners.is_connected(log, 0));
+        assert!(!runners.send(log, ServerToRunner::Ping));
+        assert!(runners.agent_states("p").is_empty());
+        assert!(runners.idle_agents().is_empty());
+        let call = runners
+            .call_files(
+                log,
+                FilesOp::List {
+                    path: String::new(),
+                },
+            )
+            .expect("served by the files runner");
+        assert!(matches!(files_rx.try_recv(), Ok(ServerToRunner::Files(_))));
+        drop(call);
+        let (run_tx, _run_rx) = channel();
+        let run = runners
+            .register(key.clone(), log, 1, run_tx, Default::default())
+            .unwrap();
+        let mut told: Vec<ServerToRunner> = Vec::new();
+        while let Ok(m) = files_rx.try_recv() {
+            told.push(m);
+        }
+        assert!(
+            told.iter().any(|m| matches!(m, ServerToRunner::Finish)),
+            "the files runner is told to finish: {told:?}"
+        );
+        let (tx, _rx) = channel();
+        assert!(
+            runners
+                .register_files(key, log, "c".into(), tx, Default::default())
+                .is_none(),
+            "no files runner while a run's runner is connected"
+        );
+        runners.unregister(log, files);
+        assert!(
+            runners.is_connected(log, 1),
+            "the run's slot is not the files one"
+        );
+        runners.unregister(log, run);
+        assert!(runners.call_files(log, FilesOp::Repos).is_none());
     }
 }

@@ -37,6 +37,14 @@ pub const TURN_ANSWER_CHARS: usize = 200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LogId(i64);
 
+#[cfg(test)]
+impl LogId {
+    /// A log id for tests of what keys by logs.
+    pub(crate) fn test(n: i64) -> LogId {
+        LogId(n)
+    }
+}
+
 /// An event as committed: its JSON is sent to viewers without being encoded again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {

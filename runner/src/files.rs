@@ -207,7 +207,9 @@ impl Files {
                 "{UPLOADS_DIR}/{PENDING_NOTES} is not a regular file"
             )));
         }
-        writeln!(file, "{note}").map_err(|e| io_failed(PENDING_NOTES, &e))
+        // One write of the whole line: two uploads' notes do not interleave.
+        file.write_all(format!("{note}\n").as_bytes())
+            .map_err(|e| io_failed(PENDING_NOTES, &e))
     }
 
     /// Takes the note for the agent about files uploaded since the last one, if any.
@@ -547,7 +549,11 @@ impl Files {
             partial.size
         );
         if self.no_agent {
-            self.keep_note(&dir, &note)?;
+            // The file is in place: a note that cannot be kept (something the agent planted
+            // at its name) fails only the note.
+            if let Err((_, why)) = self.keep_note(&dir, &note) {
+                tracing::warn!(%why, "an upload's note for the next run could not be kept");
+            }
         } else {
             self.notes
                 .lock()
@@ -1008,10 +1014,15 @@ mod tests {
         std::fs::write(&target, "- /etc/shadow (1 bytes, from root)\n").unwrap();
         let pending = ws.path().join("file-uploads").join(PENDING_NOTES);
         std::os::unix::fs::symlink(&target, &pending).unwrap();
-        assert!(
+        assert_eq!(
             stopped
                 .upload(3, "c.txt", &b64("x"), true, "alice")
-                .is_err()
+                .unwrap(),
+            FilesBody::Uploaded {
+                path: "file-uploads/c.txt".into(),
+                size: 1
+            },
+            "the upload stands; only its note is lost"
         );
         assert_eq!(
             std::fs::read_to_string(&target).unwrap(),

@@ -589,6 +589,9 @@ pub fn files_job(
             backoff_limit: Some(0),
             // A backstop: it exits by itself once idle.
             active_deadline_seconds: Some(FILES_DEADLINE_SECONDS),
+            // Gone a while after it ended, where the cluster's TTL controller runs (the
+            // operator removes it otherwise, with the next request or run).
+            ttl_seconds_after_finished: Some(300),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),

@@ -150,9 +150,10 @@ impl Services {
             ));
         }
         if live.record.session.phase().is_active() {
-            return Err(ApiError::Conflict(
-                "the session is starting: its files are served once its runner runs; try again in a moment".into(),
-            ));
+            return Err(ApiError::Conflict(format!(
+                "the session is {}: its files are served by its runner while it runs; try again in a moment",
+                live.record.session.phase()
+            )));
         }
         if !self.driver.serve_files(key.clone()) {
             return Err(ApiError::Conflict(
@@ -161,7 +162,9 @@ impl Services {
         }
         let deadline = tokio::time::Instant::now() + FILES_RUNNER_START;
         loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Woken when a runner registers; a second at most, in case the wake-up came
+            // between the look and the wait.
+            self.runners.registration(Duration::from_secs(1)).await;
             if let Some(call) = self.runners.call_files(live.log, op.clone()) {
                 return Ok(call);
             }

@@ -232,6 +232,7 @@ impl RunnerEndpoint {
         let Some(conn) = self.services.runners.register_files(
             self.key.clone(),
             log,
+            operator::token::token_hash_hex(token),
             out.clone(),
             superseded.clone(),
         ) else {

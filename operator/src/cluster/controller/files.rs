@@ -26,6 +26,15 @@ pub(super) async fn reconcile_files(
     starting: bool,
 ) -> Result<(), Error> {
     let name = session.name_any();
+    // Never asked for (most sessions): nothing to look for.
+    let asked = session.annotations().contains_key(FILES_REQUESTED_AT)
+        || session
+            .status
+            .as_ref()
+            .is_some_and(|s| s.files_token_hash.is_some());
+    if !asked {
+        return Ok(());
+    }
     let jobs: Vec<Arc<RunJob>> = ctx
         .jobs
         .state()

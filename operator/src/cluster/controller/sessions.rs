@@ -126,9 +126,15 @@ async fn reconcile_session(session: &AgenticSession, ctx: &Ctx) -> Result<Action
     let plan = decide(ctx, session, &ns, &observed).await?;
     let recorded = record(ctx, session, &ns, &plan, &observed).await?;
     let starting = matches!(plan.action, Some(lifecycle::Action::Start { .. }));
+    if starting {
+        // A files runner goes before the run's pod comes: one writer of the workspace.
+        super::files::reconcile_files(ctx, session, &ns, true).await?;
+    }
     act(ctx, session, &ns, &plan, &observed, recorded).await?;
-    // A stopped session's files, served while someone looks at them.
-    super::files::reconcile_files(ctx, session, &ns, starting).await?;
+    if !starting {
+        // A stopped session's files, served while someone looks at them.
+        super::files::reconcile_files(ctx, session, &ns, false).await?;
+    }
     // After the action: the Event is for people, the run's objects are on the critical path.
     if let Some(change) = &plan.event {
         publish(ctx, session, change).await;
