@@ -436,5 +436,10 @@ async fn a_running_sessions_workspace_is_listed_read_diffed_archived_and_uploade
     // The run's runner serves the files again; the files runner was ended.
     let (st, _) = call(&s, "GET", &format!("{at}/workspace"), None).await;
     assert_eq!(st, 200);
+    // Stopped again: no runner outlives the test (its workspace goes with it).
+    let (st, _) = call(&s, "POST", &format!("{at}/stop"), None).await;
+    assert_eq!(st, 202);
+    s.wait_phase(&name, &["Stopped"], Duration::from_secs(30))
+        .await;
     drop(dir);
 }
