@@ -316,6 +316,25 @@ async fn the_platform_deployed_from_its_manifests_runs_sessions_in_containers() 
         "{more:?}"
     );
 
+    // Completed, its files are still served: by a files runner, a Job of one container from
+    // the runner image on the session's claim, reaching the server by the runner Service
+    // with a token of its own.
+    let resp = alice
+        .get(url(&format!(
+            "/agentic-sessions/{first}/workspace?path=artifacts"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let listing: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        listing["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|e| e["name"] == "hello.txt")),
+        "{listing}"
+    );
+
     // A long answer stopped while it streams, then continued.
     let second = create("slow 80").await;
     let mut live2 = viewer(second.clone()).await;
