@@ -203,6 +203,15 @@ async fn beyond_the_cap_a_session_waits_in_pending_then_runs() {
     let message = waiting.1["message"].as_str().unwrap();
     assert!(message.contains("1 of 1 sessions are running"), "{message}");
     assert_eq!(server.phase(&first).await, "Running");
+    // Never run yet, it has no files to serve (and no files runner is started for it).
+    let got = crate::common::call(
+        &server,
+        "GET",
+        &format!("/api/projects/default/agentic-sessions/{second}/workspace"),
+        None,
+    )
+    .await;
+    crate::common::assert_error(&got, 409, "conflict", "has not run yet");
     // When the first ends, the second runs to its end.
     server
         .wait_phase(&first, &["Completed"], Duration::from_secs(60))
