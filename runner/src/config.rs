@@ -50,7 +50,7 @@ pub(crate) fn positive(value: &str) -> Result<NonZeroU32, String> {
 }
 
 /// The URL of the server's API.
-pub(crate) fn api_url(value: &str) -> Result<url::Url, String> {
+fn api_url(value: &str) -> Result<url::Url, String> {
     url::Url::parse(value.trim()).map_err(|e| format!("'{value}' is not a URL: {e}"))
 }
 
@@ -90,24 +90,12 @@ fn describe(e: &clap::Error) -> String {
     version
 )]
 pub struct RawConfig {
-    /// Session name.
-    #[arg(long, env = env::SESSION_NAME, value_name = env::SESSION_NAME)]
-    pub session_name: String,
-    /// Project (namespace).
-    #[arg(long, env = env::SESSION_NAMESPACE, value_name = env::SESSION_NAMESPACE)]
-    pub project: String,
-    /// Workspace directory (absolute).
-    #[arg(long, env = env::WORKSPACE_PATH, value_name = env::WORKSPACE_PATH)]
-    pub workspace: PathBuf,
+    /// The session, its workspace, and the server to connect to.
+    #[command(flatten)]
+    pub connect: Connect,
     /// Artifacts folder, relative to the workspace.
     #[arg(long, env = env::ARTIFACTS_DIR, value_name = env::ARTIFACTS_DIR, default_value = "artifacts")]
     pub artifacts_dir: String,
-    /// Base URL of the server's API (`http://host:port/api`).
-    #[arg(long, env = env::BACKEND_API_URL, value_name = env::BACKEND_API_URL, value_parser = api_url)]
-    pub backend_api_url: url::Url,
-    /// The runner token.
-    #[arg(long, env = env::RUNNER_TOKEN, value_name = env::RUNNER_TOKEN, hide_env_values = true)]
-    pub token: String,
     /// Runner generation.
     #[arg(long, env = env::RUNNER_GENERATION, value_name = env::RUNNER_GENERATION)]
     pub generation: u64,
@@ -171,6 +159,46 @@ pub struct RawConfig {
     /// What the agent may do without asking: `autonomous`, `ask` or `plan`.
     #[arg(long, env = env::PERMISSION_MODE, value_name = env::PERMISSION_MODE, default_value = "autonomous", value_parser = permission_mode)]
     pub permission_mode: model::session::PermissionMode,
+}
+
+/// What every runner (a run's, a files runner) is told of its session and its server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connect {
+    /// Session name.
+    #[arg(long, env = env::SESSION_NAME, value_name = env::SESSION_NAME)]
+    pub session_name: String,
+    /// Project (namespace).
+    #[arg(long, env = env::SESSION_NAMESPACE, value_name = env::SESSION_NAMESPACE)]
+    pub project: String,
+    /// Workspace directory (absolute).
+    #[arg(long, env = env::WORKSPACE_PATH, value_name = env::WORKSPACE_PATH)]
+    pub workspace: PathBuf,
+    /// Base URL of the server's API (`http://host:port/api`).
+    #[arg(long, env = env::BACKEND_API_URL, value_name = env::BACKEND_API_URL, value_parser = api_url)]
+    pub backend_api_url: url::Url,
+    /// The runner's token.
+    #[arg(long, env = env::RUNNER_TOKEN, value_name = env::RUNNER_TOKEN, hide_env_values = true)]
+    pub token: String,
+}
+
+impl Connect {
+    /// The WebSocket URL of the session's endpoint `tail` (`runner/ws`), once the workspace
+    /// is found absolute.
+    pub fn ws_url(&self, tail: &str) -> Result<String, Error> {
+        if !self.workspace.is_absolute() {
+            return Err(Error::Config(format!(
+                "{} must be absolute, not '{}'",
+                env::WORKSPACE_PATH,
+                self.workspace.display()
+            )));
+        }
+        endpoint(
+            &self.backend_api_url,
+            &self.project,
+            &self.session_name,
+            tail,
+        )
+    }
 }
 
 /// The session's repositories and active workflow (read by the runner and by the
@@ -379,14 +407,7 @@ fn set(v: Option<String>) -> Option<String> {
 impl RawConfig {
     /// Checks and resolves the configuration.
     pub fn validate(self) -> Result<Config, Error> {
-        if !self.workspace.is_absolute() {
-            return Err(Error::Config(format!(
-                "{} must be absolute, not '{}'",
-                env::WORKSPACE_PATH,
-                self.workspace.display()
-            )));
-        }
-        let ws_url = runner_endpoint(&self.backend_api_url, &self.project, &self.session_name)?;
+        let ws_url = self.connect.ws_url("runner/ws")?;
         let (repos, workflow) = self.sources.resolve();
         let (credentials, forges) = self.credentials.resolve();
         let keeper = match (set(self.keeper_url), set(self.keeper_token)) {
@@ -408,12 +429,12 @@ impl RawConfig {
             max_turns: self.max_turns,
             display_name: set(self.display_name),
             mcp_servers: self.mcp.servers(),
-            artifacts: self.workspace.join(&self.artifacts_dir),
-            session_name: self.session_name,
-            project: self.project,
-            workspace: self.workspace,
+            artifacts: self.connect.workspace.join(&self.artifacts_dir),
+            session_name: self.connect.session_name,
+            project: self.connect.project,
+            workspace: self.connect.workspace,
             ws_url,
-            token: self.token,
+            token: self.connect.token,
             generation: self.generation,
             handled_through: self.handled_through,
             initial_prompt: set(self.initial_prompt),
@@ -434,18 +455,8 @@ impl RawConfig {
     }
 }
 
-/// The runner endpoint's WebSocket URL under the API's base URL.
-fn runner_endpoint(base: &url::Url, project: &str, session: &str) -> Result<String, Error> {
-    endpoint(base, project, session, "runner/ws")
-}
-
 /// The WebSocket URL of a session's endpoint `tail` under the API's base URL.
-pub(crate) fn endpoint(
-    base: &url::Url,
-    project: &str,
-    session: &str,
-    tail: &str,
-) -> Result<String, Error> {
+fn endpoint(base: &url::Url, project: &str, session: &str, tail: &str) -> Result<String, Error> {
     let scheme = match base.scheme() {
         "http" => "ws",
         "https" => "wss",

@@ -12,7 +12,6 @@
 //! agent.
 
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use clap::Parser;
 use model::runner_env::{self as env, exit};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Repos;
+use crate::config::{Connect, Repos};
 use crate::files::Files;
 use crate::git::Confinement;
 use crate::link::{Down, Link, LinkConfig};
@@ -37,21 +36,9 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
     about = "Serves a stopped session's workspace to the platform's Files panel"
 )]
 pub struct FilesConfig {
-    /// Session name.
-    #[arg(long, env = env::SESSION_NAME, value_name = env::SESSION_NAME)]
-    pub session_name: String,
-    /// Project (namespace).
-    #[arg(long, env = env::SESSION_NAMESPACE, value_name = env::SESSION_NAMESPACE)]
-    pub project: String,
-    /// Workspace directory (absolute).
-    #[arg(long, env = env::WORKSPACE_PATH, value_name = env::WORKSPACE_PATH)]
-    pub workspace: PathBuf,
-    /// Base URL of the server's API (`http://host:port/api`).
-    #[arg(long, env = env::BACKEND_API_URL, value_name = env::BACKEND_API_URL, value_parser = crate::config::api_url)]
-    pub backend_api_url: url::Url,
-    /// The files runner's token.
-    #[arg(long, env = env::RUNNER_TOKEN, value_name = env::RUNNER_TOKEN, hide_env_values = true)]
-    pub token: String,
+    /// The session, its workspace, and the server to connect to (a files runner's token).
+    #[command(flatten)]
+    pub connect: Connect,
     /// The session's repositories, as JSON (their folders under `repos/`).
     #[arg(long, env = env::REPOS_JSON, value_name = env::REPOS_JSON, default_value = "[]", value_parser = crate::config::repos)]
     pub repos_json: Repos,
@@ -66,12 +53,7 @@ pub struct FilesConfig {
 impl FilesConfig {
     /// The files-runner endpoint's WebSocket URL.
     pub fn ws_url(&self) -> Result<String, crate::error::Error> {
-        crate::config::endpoint(
-            &self.backend_api_url,
-            &self.project,
-            &self.session_name,
-            "files-runner/ws",
-        )
+        self.connect.ws_url("files-runner/ws")
     }
 
     /// The folder names of the session's repositories under `repos/`, as a run names them.
@@ -115,19 +97,19 @@ pub async fn main(args: impl Iterator<Item = String>) -> i32 {
     };
     let files = Arc::new(
         Files::new(
-            config.workspace.clone(),
+            config.connect.workspace.clone(),
             Confinement {
                 isolation,
-                workspace: config.workspace.clone(),
+                workspace: config.connect.workspace.clone(),
             },
             config.repo_names(),
         )
         .without_agent(),
     );
-    tracing::info!(session = %config.session_name, "serving the workspace of a stopped session");
+    tracing::info!(session = %config.connect.session_name, "serving the workspace of a stopped session");
     let (link, down) = Link::start(LinkConfig {
         url,
-        token: config.token.clone(),
+        token: config.connect.token.clone(),
         generation: 0,
         handled_through: 0,
         give_up_after: GIVE_UP_AFTER,
@@ -218,5 +200,11 @@ mod tests {
         assert_eq!(c.repo_names(), ["app", "app-2"]);
         assert_eq!(c.idle_seconds.get(), 300);
         assert!(parse(&["--idle-seconds", "0"]).is_err());
+        let mut relative = parse(&[]).unwrap();
+        relative.connect.workspace = "w".into();
+        assert!(
+            relative.ws_url().is_err(),
+            "a relative workspace is refused, as a run's is"
+        );
     }
 }

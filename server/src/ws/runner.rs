@@ -54,28 +54,19 @@ pub async fn runner_ws(
         }
         other => other.map(|t| t.map(str::to_owned)),
     };
-    ws.max_message_size(MAX_RUNNER_FRAME + 1024)
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| async move {
-            let mut endpoint = RunnerEndpoint {
-                conn: Connection::new(socket),
-                services,
-                key: SessionKey::new(project, name),
-            };
-            let end = match token {
-                Ok(Some(token)) => endpoint.serve(&token).await,
-                Ok(None) => End::Close(
-                    close::UNAUTHORIZED,
-                    "missing runner token (Authorization: Bearer ...)".into(),
-                ),
-                Err(AuthError::Invalid(why)) => End::Close(close::UNAUTHORIZED, why),
-                Err(AuthError::RunnerToken) => {
-                    End::Close(close::UNAUTHORIZED, "invalid token".into())
-                }
-            };
-            endpoint.conn.close(end).await;
-        })
+    sized(ws).on_upgrade(move |socket| async move {
+        let mut endpoint = RunnerEndpoint::new(socket, services, project, name);
+        let end = match token {
+            Ok(Some(token)) => endpoint.serve(&token).await,
+            Ok(None) => End::Close(
+                close::UNAUTHORIZED,
+                "missing runner token (Authorization: Bearer ...)".into(),
+            ),
+            Err(AuthError::Invalid(why)) => End::Close(close::UNAUTHORIZED, why),
+            Err(AuthError::RunnerToken) => End::Close(close::UNAUTHORIZED, "invalid token".into()),
+        };
+        endpoint.conn.close(end).await;
+    })
 }
 
 /// Upgrades to the files-runner WebSocket: a stopped session's workspace served by
@@ -100,18 +91,19 @@ pub async fn files_runner_ws(
         }
         Err(AuthError::Invalid(why)) => return ApiError::Unauthorized(why).into_response(),
     };
+    sized(ws).on_upgrade(move |socket| async move {
+        let mut endpoint = RunnerEndpoint::new(socket, services, project, name);
+        let end = endpoint.serve_files(&token).await;
+        endpoint.conn.close(end).await;
+    })
+}
+
+/// A runner socket's limits: frames up to the protocol's largest, small buffers (a runner
+/// receives little).
+fn sized(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_RUNNER_FRAME + 1024)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| async move {
-            let mut endpoint = RunnerEndpoint {
-                conn: Connection::new(socket),
-                services,
-                key: SessionKey::new(project, name),
-            };
-            let end = endpoint.serve_files(&token).await;
-            endpoint.conn.close(end).await;
-        })
 }
 
 struct RunnerEndpoint {
@@ -132,6 +124,19 @@ struct Registered {
 }
 
 impl RunnerEndpoint {
+    fn new(
+        socket: axum::extract::ws::WebSocket,
+        services: Services,
+        project: String,
+        name: String,
+    ) -> RunnerEndpoint {
+        RunnerEndpoint {
+            conn: Connection::new(socket),
+            services,
+            key: SessionKey::new(project, name),
+        }
+    }
+
     async fn hello(&mut self) -> Result<RunnerHello, End> {
         match tokio::time::timeout(HELLO_TIMEOUT, self.conn.read_frame::<RunnerToServer>()).await {
             Ok(Ok(RunnerToServer::Hello(h))) if h.protocol == PROTOCOL_VERSION => Ok(h),
