@@ -1,6 +1,6 @@
 //! The error of server functions: the same `{error, message}` the REST API answers.
 
-use leptos::server_fn::codec::JsonEncoding;
+use crate::rpc::TextJson;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ impl std::fmt::Display for AppError {
 impl std::error::Error for AppError {}
 
 impl FromServerFnError for AppError {
-    type Encoder = JsonEncoding;
+    type Encoder = TextJson;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {

@@ -20,6 +20,7 @@ pub mod html;
 pub mod live;
 pub mod markdown;
 pub mod pages;
+pub mod rpc;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod time;

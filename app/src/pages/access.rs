@@ -2,13 +2,13 @@
 //! not offered (a note says why), rather than offered and then refused.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use model::api::Whoami;
 
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// Who the caller is, and (given a project) its role there.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn caller_access(project: Option<String>) -> Result<Whoami, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     ssr::whoami(&services, &caller, project)

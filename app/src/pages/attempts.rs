@@ -3,16 +3,16 @@
 //! one (its work is pushed and proposed) and the others stop. Its own lazy chunk.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_params_map;
 use model::Phase;
 use model::api::{AttemptGroup, AttemptSummary, Role};
 
 use super::widgets::{ErrorBanner, PhaseBadge, action_error};
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// A group of attempts.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn get_attempts(project: String, group: String) -> Result<AttemptGroup, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
@@ -22,7 +22,7 @@ pub async fn get_attempts(project: String, group: String) -> Result<AttemptGroup
 }
 
 /// Keeps one attempt of a group and stops the others.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn keep_attempt(
     project: String,
     group: String,

@@ -6,15 +6,15 @@
 //! the project (its RoleBindings) and gives and takes roles.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_params_map;
 use model::api::{AccessKey, CreatedAccessKey, Permission, PermissionSource, Role, SubjectType};
 
 use super::widgets::{ConfirmButton, ErrorBanner, action_error};
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// The access keys of `project` (none: the owner's).
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_keys(project: Option<String>) -> Result<Vec<AccessKey>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
@@ -25,7 +25,7 @@ pub async fn list_keys(project: Option<String>) -> Result<Vec<AccessKey>, AppErr
 
 /// Makes an access key (of `project`, with `role`, expiring after `expiration_days` when
 /// given); the answer holds it, this once.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn create_key(
     project: Option<String>,
     name: String,
@@ -46,7 +46,7 @@ pub async fn create_key(
 }
 
 /// Revokes an access key.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn revoke_key(project: Option<String>, id: i64) -> Result<(), AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
@@ -56,7 +56,7 @@ pub async fn revoke_key(project: Option<String>, id: i64) -> Result<(), AppError
 }
 
 /// Who `project` is shared with; `None` in local mode (no people but the owner).
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_people(project: String) -> Result<Option<Vec<Permission>>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     if !services.people.has_people() {
@@ -70,7 +70,7 @@ pub async fn list_people(project: String) -> Result<Option<Vec<Permission>>, App
 }
 
 /// Gives a user or group a role in `project`.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn share(
     project: String,
     subject_type: SubjectType,
@@ -90,7 +90,7 @@ pub async fn share(
 }
 
 /// Takes back the role given to a user or group in `project`.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn unshare(
     project: String,
     subject_type: SubjectType,

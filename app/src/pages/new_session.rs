@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use model::api::Role;
 use model::api::{CreateSessionRequest, CreateSessionResponse};
@@ -14,9 +13,10 @@ use model::validate;
 use super::Models;
 use super::widgets::{ErrorBanner, FieldError, action_error};
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// Starts a session.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn create_session(
     project: String,
     req: CreateSessionRequest,
@@ -29,7 +29,7 @@ pub async fn create_session(
 }
 
 /// Starts several sessions from one request ("run N"), to compare and keep one.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn create_attempts(
     project: String,
     req: model::api::CreateAttemptsRequest,
@@ -42,7 +42,7 @@ pub async fn create_attempts(
 }
 
 /// The models a session may use.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_models() -> Result<Models, AppError> {
     let (services, _caller) = crate::ssr::context().await?;
     Ok(Models {
@@ -52,7 +52,7 @@ pub async fn list_models() -> Result<Models, AppError> {
 }
 
 /// The workflow catalogue (`AMBIENT_WORKFLOW_CATALOGUE`).
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_workflows() -> Result<model::workflow::Catalogue, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     Ok(services.workflow_catalogue(&caller).await)

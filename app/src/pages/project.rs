@@ -1,7 +1,6 @@
 //! `/projects/:project`: the project's sessions, live.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use model::api::{Role, SessionSummaries, SessionSummary};
 use model::session::AgentStatus;
@@ -9,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, action_error, use_now};
 use crate::error::AppError;
+use crate::rpc::Json;
 use crate::time;
 
 /// Sessions per page.
@@ -28,7 +28,7 @@ pub enum SessionAction {
 }
 
 /// A page of the project's sessions.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_sessions(
     project: String,
     search: Option<String>,
@@ -43,7 +43,7 @@ pub async fn list_sessions(
 }
 
 /// The project's sessions waiting for a person, the one waiting longest first.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn waiting_sessions(project: String) -> Result<SessionSummaries, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let list = services
@@ -60,7 +60,7 @@ pub async fn waiting_sessions(project: String) -> Result<SessionSummaries, AppEr
 }
 
 /// Acts on a session; returns a clone's name.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn act_on_session(
     project: String,
     name: String,

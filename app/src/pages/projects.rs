@@ -1,19 +1,19 @@
 //! `/projects`: find, create and delete projects.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_navigate;
 use model::api::{CreateProjectRequest, Project, ProjectList, Role};
 use model::validate;
 
 use super::widgets::{ConfirmButton, ErrorBanner, FieldError, action_error, use_now};
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// Projects per page.
 pub const PAGE: u64 = 50;
 
 /// A page of projects.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_projects(search: Option<String>, offset: u64) -> Result<ProjectList, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
@@ -23,7 +23,7 @@ pub async fn list_projects(search: Option<String>, offset: u64) -> Result<Projec
 }
 
 /// Creates a project.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn create_project(req: CreateProjectRequest) -> Result<Project, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services
@@ -33,7 +33,7 @@ pub async fn create_project(req: CreateProjectRequest) -> Result<Project, AppErr
 }
 
 /// Deletes a project with its sessions.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn delete_project(name: String) -> Result<(), AppError> {
     let (services, caller) = crate::ssr::context().await?;
     services

@@ -14,7 +14,6 @@ mod workflow;
 
 use leptos::either::Either;
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use model::Phase;
 use model::api::SessionSummary;
@@ -24,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::project::{SessionAction, act_on_session};
 use super::widgets::{ConfirmButton, ErrorBanner, PhaseBadge, action_error, use_now};
 use crate::error::AppError;
+use crate::rpc::Json;
 use crate::time;
 use crate::transcript::Transcript;
 
@@ -64,7 +64,7 @@ pub struct EarlierEvents {
 }
 
 /// Loads a session and its latest events.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn load_session(project: String, session: String) -> Result<SessionView, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);
@@ -104,7 +104,7 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
 }
 
 /// Loads the events of a session before `before`.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn load_earlier(
     project: String,
     session: String,
@@ -123,7 +123,7 @@ pub async fn load_earlier(
 }
 
 /// Switches a session's model (a running agent at once); returns the model now set.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn switch_model(
     project: String,
     session: String,
@@ -140,7 +140,7 @@ pub async fn switch_model(
 
 /// Answers what the session's agent asks: a question (`answers`: question → answer; none
 /// declines), or a tool call or plan (allowed, for the session with `always`, or denied).
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn answer_ask(
     project: String,
     session: String,
@@ -156,7 +156,7 @@ pub async fn answer_ask(
 }
 
 /// Renames a session.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn rename_session(
     project: String,
     session: String,

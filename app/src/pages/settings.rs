@@ -2,15 +2,15 @@
 //! text once set) and the project's session defaults (inactivity, MCP servers).
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_params_map;
 use model::api::{ProjectSettingsBody, RunnerSecrets};
 
 use super::widgets::{ErrorBanner, FieldError, action_error};
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// The project's credentials (masked) and defaults.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn load_settings(
     project: String,
 ) -> Result<(RunnerSecrets, ProjectSettingsBody), AppError> {
@@ -24,7 +24,7 @@ pub async fn load_settings(
 }
 
 /// Sets (`Some`) or removes (`None`) one credential.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn save_secret(
     project: String,
     key: String,
@@ -39,7 +39,7 @@ pub async fn save_secret(
 }
 
 /// Replaces the session defaults.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn save_settings(
     project: String,
     body: ProjectSettingsBody,

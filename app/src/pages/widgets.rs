@@ -8,7 +8,7 @@ use model::Phase;
 pub fn PhaseBadge(#[prop(into)] phase: Signal<Phase>) -> impl IntoView {
     view! {
         <span
-            class=move || format!("badge phase-{}", phase.get().as_str().to_lowercase())
+            class=move || format!("badge phase-{}", phase.get().as_str().to_ascii_lowercase())
             data-phase=move || phase.get().as_str()
         >
             {move || phase.get().as_str()}
@@ -72,7 +72,7 @@ pub fn ConfirmButton(
             <span class="confirm" role="alertdialog" aria-label=question.clone()>
                 <span class="confirm-question">{question.clone()}</span>
                 <button type="button" class="btn danger" on:click=move |_| { asking.set(false); on_confirm.run(()); }>
-                    {format!("Yes, {}", label.to_lowercase())}
+                    {format!("Yes, {}", label.to_ascii_lowercase())}
                 </button>
                 <button type="button" class="btn" on:click=move |_| asking.set(false)>"Cancel"</button>
             </span>

@@ -8,6 +8,7 @@
 //! kind of entry. Every piece of text goes through [`html::escape_into`].
 
 use leptos::prelude::*;
+use model::protocol::LogLevel;
 use serde_json::Value;
 
 use crate::html::{self, escape_into};
@@ -105,7 +106,13 @@ pub fn render(entry: &Entry) -> Rendered {
             ..
         } => tool(name, input, result.as_ref()),
         EntryKind::Log(l) => {
-            Rendered::new(format!("entry log log-{:?}", l.level).to_lowercase()).text(&l.message)
+            let class = match l.level {
+                LogLevel::Debug => "entry log log-debug",
+                LogLevel::Info => "entry log log-info",
+                LogLevel::Warn => "entry log log-warn",
+                LogLevel::Error => "entry log log-error",
+            };
+            Rendered::new(class).text(&l.message)
         }
         EntryKind::Error(e) => Rendered {
             code: Some(e.code.clone().unwrap_or_default()),

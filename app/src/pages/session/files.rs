@@ -5,11 +5,11 @@
 //! chunk, fetched when a person first opens it.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use model::protocol::files::{FileEntry, Listing, RepoState, image_type, url_path};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::rpc::Json;
 
 /// Most bytes of a file shown in the panel (the rest is a download away).
 pub const MAX_SHOWN: usize = 512 * 1024;
@@ -26,7 +26,7 @@ pub struct FileText {
 }
 
 /// One directory of the session's workspace.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn list_files(
     project: String,
     session: String,
@@ -41,7 +41,7 @@ pub async fn list_files(
 }
 
 /// The beginning of a file of the session's workspace, as text if it is text.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn read_file_text(
     project: String,
     session: String,
@@ -75,7 +75,7 @@ pub async fn read_file_text(
 }
 
 /// Each repository's branch, changes and diff.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn repo_states(project: String, session: String) -> Result<Vec<RepoState>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);

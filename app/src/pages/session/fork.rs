@@ -4,15 +4,15 @@
 //! its own lazily loaded WASM chunk, fetched when a person first opens it.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use leptos_router::hooks::use_navigate;
 use model::api::SessionTurn;
 
 use crate::error::AppError;
 use crate::pages::widgets::{ErrorBanner, action_error};
+use crate::rpc::Json;
 
 /// The session's finished turns, with whether each can be forked.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn session_turns(project: String, session: String) -> Result<Vec<SessionTurn>, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);
@@ -23,7 +23,7 @@ pub async fn session_turns(project: String, session: String) -> Result<Vec<Sessi
 }
 
 /// Forks the session after `turn` with `prompt`; the fork's name.
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn fork_session(
     project: String,
     session: String,

@@ -4,15 +4,15 @@
 //! when a person first opens it.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::Json;
 use model::session::ActiveWorkflow;
 
 use crate::error::AppError;
 use crate::pages::new_session::{WorkflowFields, workflow_of};
 use crate::pages::widgets::{ErrorBanner, action_error};
+use crate::rpc::Json;
 
 /// Switches the session's workflow (none: leaves it).
-#[server(prefix = "/rpc", input = Json)]
+#[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn switch_workflow(
     project: String,
     session: String,
