@@ -31,8 +31,11 @@ help:
 
 setup: setup-rust setup-npm setup-sandbox
 
+# The browser's bundle is built with its own standard library (`-Zbuild-std`, see xtask):
+# the wasm target and the library's sources.
 setup-rust:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -qx rust-src || rustup component add rust-src
 
 # wasm-opt and esbuild for the UI's build; the pinned claude CLI for the runner.
 setup-npm: tools/web/node_modules/.installed tools/claude-code/node_modules/.installed

@@ -120,10 +120,9 @@ lazy_page!(AttemptsRoute, pages::attempts::AttemptsPage);
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    // A panic's message in the console (the default hook prints nowhere in a browser).
-    std::panic::set_hook(Box::new(|info| {
-        web_sys::console::error_1(&info.to_string().into());
-    }));
+    // No panic hook: the bundle is built with `-Cpanic=immediate-abort` (see xtask), so a
+    // panic traps at once, without a message or the formatting code one needs; the console
+    // shows the trap with the WASM stack.
     // Async hydration: a lazy route loads its module before its part of the page hydrates.
     // Once the whole page (route included) is hydrated, `#app-state` says so: tests wait on it.
     wasm_bindgen_futures::spawn_local(async {

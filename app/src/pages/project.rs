@@ -14,8 +14,10 @@ use crate::time;
 /// Sessions per page.
 pub const PAGE: u64 = 20;
 
-/// What can be done to a session from a list or its page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What can be done to a session from a list or its page: every change the pages make to
+/// one session goes through [`act_on_session`] (one server function, so the browser carries
+/// one client for them all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionAction {
     /// Stop it.
     Stop,
@@ -25,6 +27,10 @@ pub enum SessionAction {
     Delete,
     /// Copy it into a new session.
     Clone,
+    /// Give it this display name.
+    Rename(String),
+    /// Switch its model (a running agent's next request uses it).
+    Model(String),
 }
 
 /// A page of the project's sessions.
@@ -59,7 +65,8 @@ pub async fn waiting_sessions(project: String) -> Result<SessionSummaries, AppEr
     Ok(SessionSummaries::from(&list))
 }
 
-/// Acts on a session; returns a clone's name.
+/// Acts on a session; returns the clone's name for [`SessionAction::Clone`], the model now
+/// set for [`SessionAction::Model`], nothing otherwise.
 #[server(prefix = "/rpc", input = Json, output = Json)]
 pub async fn act_on_session(
     project: String,
@@ -81,7 +88,7 @@ mod ssr {
 
     use super::SessionAction;
 
-    /// Does `action`; a clone's name is returned.
+    /// Does `action`; a clone's name or the model now set is returned.
     pub async fn act(
         s: &Services,
         caller: &Caller,
@@ -96,6 +103,13 @@ mod ssr {
                 .clone_session(caller, key, CloneSessionRequest::default())
                 .await
                 .map(|c| Some(c.name)),
+            SessionAction::Rename(title) => {
+                s.set_display_name(caller, key, title).await.map(|_| None)
+            }
+            SessionAction::Model(model) => s
+                .set_model(caller, key, model)
+                .await
+                .map(|s| Some(s.model().unwrap_or_default().to_owned())),
         }
     }
 }
@@ -135,7 +149,7 @@ pub fn ProjectPage() -> impl IntoView {
         }
     }
     let act = Action::new(move |(name, action): &(String, SessionAction)| {
-        act_on_session(project.get_untracked(), name.clone(), *action)
+        act_on_session(project.get_untracked(), name.clone(), action.clone())
     });
     let navigate = use_navigate();
     Effect::new(move |_| match act.value().get() {
@@ -274,7 +288,7 @@ fn SessionRow(
     let run = move |a: SessionAction| {
         let name = name.clone();
         move |_| {
-            act.dispatch((name.clone(), a));
+            act.dispatch((name.clone(), a.clone()));
         }
     };
     let question = format!("Delete “{}” and its workspace?", s.display_name);

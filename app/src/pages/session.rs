@@ -122,22 +122,6 @@ pub async fn load_earlier(
     })
 }
 
-/// Switches a session's model (a running agent at once); returns the model now set.
-#[server(prefix = "/rpc", input = Json, output = Json)]
-pub async fn switch_model(
-    project: String,
-    session: String,
-    model: String,
-) -> Result<String, AppError> {
-    let (services, caller) = crate::ssr::context().await?;
-    let key = model::session::SessionKey::new(project, session);
-    services
-        .set_model(&caller, &key, model)
-        .await
-        .map(|s| s.model().unwrap_or_default().to_owned())
-        .map_err(crate::ssr::refusal)
-}
-
 /// Answers what the session's agent asks: a question (`answers`: question → answer; none
 /// declines), or a tool call or plan (allowed, for the session with `always`, or denied).
 #[server(prefix = "/rpc", input = Json, output = Json)]
@@ -152,22 +136,6 @@ pub async fn answer_ask(
         .answer(&caller, &key, req)
         .await
         .map(drop)
-        .map_err(crate::ssr::refusal)
-}
-
-/// Renames a session.
-#[server(prefix = "/rpc", input = Json, output = Json)]
-pub async fn rename_session(
-    project: String,
-    session: String,
-    display_name: String,
-) -> Result<(), AppError> {
-    let (services, caller) = crate::ssr::context().await?;
-    let key = model::session::SessionKey::new(project, session);
-    services
-        .set_display_name(&caller, &key, display_name)
-        .await
-        .map(|_| ())
         .map_err(crate::ssr::refusal)
 }
 
@@ -281,14 +249,16 @@ fn SessionBody(view: SessionView) -> impl IntoView {
 
     let act = {
         let (project, name) = (project.clone(), name.clone());
-        Action::new(move |a: &SessionAction| act_on_session(project.clone(), name.clone(), *a))
+        Action::new(move |a: &SessionAction| {
+            act_on_session(project.clone(), name.clone(), a.clone())
+        })
     };
     let navigate = use_navigate();
     {
         let project = project.clone();
         Effect::new(
             move |_| match (act.input().get_untracked(), act.value().get()) {
-                (_, Some(Ok(Some(clone)))) => navigate(
+                (Some(SessionAction::Clone), Some(Ok(Some(clone)))) => navigate(
                     &format!("/projects/{project}/sessions/{clone}"),
                     Default::default(),
                 ),
@@ -320,7 +290,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     view! {
         <section class="session-header">
             <a class="muted" href=format!("/projects/{project}")>{format!("← {project}")}</a>
-            <DisplayName title project=project.clone() name=name.clone() editable=can_edit/>
+            <DisplayName title act editable=can_edit/>
             <div class="meta">
                 <PhaseBadge phase/>
                 {move || agent.get().map(|a| view! {
@@ -328,7 +298,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
                         {match a { "working" => "Working", "asking" => "Waiting for your answer", _ => "Waiting for you" }}
                     </span>
                 })}
-                <ModelPicker project=project.clone() name=name.clone() current=summary.model.clone() models=view.models.clone()/>
+                <ModelPicker act current=summary.model.clone() models=view.models.clone()/>
                 <RunTimes started ended/>
                 <span class=move || format!("conn conn-{}", status.get().as_str()) data-conn=move || status.get().as_str() role="status">
                     {move || status.get().label()}
@@ -624,32 +594,24 @@ fn QuestionForm(
 /// once; the transcript records it), plain text for the others.
 #[component]
 fn ModelPicker(
-    project: String,
-    name: String,
+    /// The page's action on the session (its errors are shown in the page's header).
+    act: Action<SessionAction, Result<Option<String>, AppError>>,
     current: String,
     models: Vec<String>,
 ) -> impl IntoView {
     if models.is_empty() {
-        return view! { <span class="muted" title="Model">{current}</span> }.into_any();
+        return Either::Left(view! { <span class="muted" title="Model">{current}</span> });
     }
-    let switch = Action::new(move |model: &String| {
-        switch_model(project.clone(), name.clone(), model.clone())
-    });
-    let failed = action_error(switch);
-    view! {
+    Either::Right(view! {
         <select class="model-picker" aria-label="Model" title="Model"
-            disabled=move || switch.pending().get()
-            on:change=move |ev| { switch.dispatch(event_target_value(&ev)); }>
+            disabled=move || act.pending().get()
+            on:change=move |ev| { act.dispatch(SessionAction::Model(event_target_value(&ev))); }>
             {models.into_iter().map(|m| {
                 let selected = m == current;
                 view! { <option value=m.clone() selected=selected>{m.clone()}</option> }
             }).collect_view()}
         </select>
-        <Show when=move || failed.get().is_some()>
-            <span class="error" role="alert">{move || failed.get().unwrap_or_default()}</span>
-        </Show>
-    }
-    .into_any()
+    })
 }
 
 /// Where the reader is in the transcript, and what follows from it.
@@ -752,21 +714,18 @@ fn follow(
 #[component]
 fn DisplayName(
     title: RwSignal<String>,
-    project: String,
-    name: String,
+    /// The page's action on the session (its errors are shown in the page's header).
+    act: Action<SessionAction, Result<Option<String>, AppError>>,
     /// Whether the caller may rename it.
     editable: bool,
 ) -> impl IntoView {
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(String::new());
-    let rename =
-        Action::new(move |t: &String| rename_session(project.clone(), name.clone(), t.clone()));
-    let error = action_error(rename);
     let save = move || {
         let t = draft.get_untracked().trim().to_owned();
         if !t.is_empty() && t != title.get_untracked() {
             title.set(t.clone());
-            rename.dispatch(t);
+            act.dispatch(SessionAction::Rename(t));
         }
         editing.set(false);
     };
@@ -792,7 +751,6 @@ fn DisplayName(
                 }
                 on:blur=move |_| save()/>
         </Show>
-        <ErrorBanner error/>
     }
 }
 
