@@ -210,11 +210,24 @@ fn optimise(ws: &Workspace, pkg: &Path) -> Result<()> {
                 let wasm_opt = &wasm_opt;
                 scope.spawn(move || {
                     part.iter().try_for_each(|m| {
-                        run(Command::new(wasm_opt)
+                        let out = Command::new(wasm_opt)
                             .args(WASM_OPT_ARGS)
                             .arg(m)
                             .arg("-o")
-                            .arg(m))
+                            .arg(m)
+                            .output()
+                            .context("running wasm-opt")?;
+                        // rustc writes label names (name subsection 3) that binaryen does not
+                        // know; it drops them, as it drops every name here, and says so once
+                        // per function: those lines alone are not shown.
+                        String::from_utf8_lossy(&out.stderr)
+                            .lines()
+                            .filter(|l| !l.contains("unknown name subsection with id 3"))
+                            .for_each(|l| eprintln!("{l}"));
+                        if !out.status.success() {
+                            bail!("wasm-opt failed on {}: {}", m.display(), out.status);
+                        }
+                        Ok(())
                     })
                 })
             })

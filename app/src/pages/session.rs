@@ -54,42 +54,42 @@ pub struct SessionView {
     pub active_workflow: Option<model::session::ActiveWorkflow>,
 }
 
-/// Events before the ones a page has.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EarlierEvents {
-    /// The events, oldest first.
-    pub events: Vec<StoredEvent>,
-    /// Whether still earlier ones exist.
-    pub more_before: bool,
-}
-
-/// Loads a session and its latest events.
+/// Loads a session and its latest events, or (`before`) the events before those a page has.
+///
+/// One server function for both, so that the browser carries one client and one decoder of
+/// [`SessionView`]. A page of earlier events carries the session as it is now but no MCP or
+/// workflow state and no models: only its `events` and `more_before` are read.
 #[server(prefix = "/rpc", input = Json, output = Json)]
-pub async fn load_session(project: String, session: String) -> Result<SessionView, AppError> {
+pub async fn load_session(
+    project: String,
+    session: String,
+    before: Option<u64>,
+) -> Result<SessionView, AppError> {
     let (services, caller) = crate::ssr::context().await?;
     let key = model::session::SessionKey::new(project, session);
     let s = services.get_session(&caller, &key).await;
-    let window = services.event_window(&caller, &key, None, WINDOW).await;
+    let window = services.event_window(&caller, &key, before, WINDOW).await;
     let window = window.map_err(crate::ssr::refusal)?;
-    let mcp = services
-        .mcp_status(&caller, &key)
-        .await
-        .map_err(crate::ssr::refusal)?;
-    let workflow = services
-        .workflow_metadata(&caller, &key)
-        .await
-        .map_err(crate::ssr::refusal)?;
+    let s = s.map_err(crate::ssr::refusal)?;
     let view_only = services
         .require(&caller, &key.project, model::api::Role::Edit)
         .await
         .err()
         .map(|e| e.to_string());
-    let models = if view_only.is_none() {
-        services.settings.models.clone()
-    } else {
-        Vec::new()
-    };
-    let s = s.map_err(crate::ssr::refusal)?;
+    let (mut mcp, mut workflow, mut models) = (None, None, Vec::new());
+    if before.is_none() {
+        mcp = services
+            .mcp_status(&caller, &key)
+            .await
+            .map_err(crate::ssr::refusal)?;
+        workflow = services
+            .workflow_metadata(&caller, &key)
+            .await
+            .map_err(crate::ssr::refusal)?;
+        if view_only.is_none() {
+            models = services.settings.models.clone();
+        }
+    }
     Ok(SessionView {
         mcp,
         workflow,
@@ -100,25 +100,6 @@ pub async fn load_session(project: String, session: String) -> Result<SessionVie
         events: window.events,
         more_before: window.more_before,
         open_turns: window.open_turns,
-    })
-}
-
-/// Loads the events of a session before `before`.
-#[server(prefix = "/rpc", input = Json, output = Json)]
-pub async fn load_earlier(
-    project: String,
-    session: String,
-    before: u64,
-) -> Result<EarlierEvents, AppError> {
-    let (services, caller) = crate::ssr::context().await?;
-    let key = model::session::SessionKey::new(project, session);
-    let window = services
-        .event_window(&caller, &key, Some(before), WINDOW)
-        .await
-        .map_err(crate::ssr::refusal)?;
-    Ok(EarlierEvents {
-        events: window.events,
-        more_before: window.more_before,
     })
 }
 
@@ -150,7 +131,7 @@ pub fn SessionPage() -> impl IntoView {
             p.get("session").unwrap_or_default(),
         )
     };
-    let data = Resource::new(key, |(p, s)| load_session(p, s));
+    let data = Resource::new(key, |(p, s)| load_session(p, s, None));
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -200,7 +181,7 @@ fn SessionBody(view: SessionView) -> impl IntoView {
     let more_before = RwSignal::new(view.more_before);
     let earlier = {
         let (project, name) = (project.clone(), name.clone());
-        Action::new(move |before: &u64| load_earlier(project.clone(), name.clone(), *before))
+        Action::new(move |before: &u64| load_session(project.clone(), name.clone(), Some(*before)))
     };
     let scroll = follow(transcript, more_before, earlier);
     let initial_phase = summary.phase;
@@ -621,7 +602,7 @@ struct Scroll {
     at_bottom: RwSignal<bool>,
     more_before: RwSignal<bool>,
     transcript: RwSignal<Transcript>,
-    earlier: Action<u64, Result<EarlierEvents, AppError>>,
+    earlier: Action<u64, Result<SessionView, AppError>>,
 }
 
 impl Scroll {
@@ -658,7 +639,7 @@ fn page_height() -> f64 {
 fn follow(
     transcript: RwSignal<Transcript>,
     more_before: RwSignal<bool>,
-    earlier: Action<u64, Result<EarlierEvents, AppError>>,
+    earlier: Action<u64, Result<SessionView, AppError>>,
 ) -> Scroll {
     let scroll = Scroll {
         at_bottom: RwSignal::new(true),
