@@ -230,6 +230,20 @@ impl LinkTask {
         }
     }
 
+    /// Applies every message the runner has queued, without waiting.
+    fn take_queued(&mut self) {
+        loop {
+            match self.up.try_recv() {
+                Ok(up) => self.take(up),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Applies a message from the runner while disconnected.
     fn take(&mut self, up: Up) {
         match up {
@@ -266,6 +280,12 @@ impl LinkTask {
 
     /// One connection: hello, welcome, re-send, then live until it drops.
     async fn session(&mut self, mut conn: Connection, backoff: &mut Duration) -> Ended {
+        // What the runner queued before this connection (the workspace to serve, the turns
+        // handled) is applied before anything of the connection: the server may send a
+        // workspace request the moment it has registered this runner, and a files runner's
+        // first request was answered "still being prepared" when its workspace, queued
+        // before the connection opened, came after that request.
+        self.take_queued();
         let hello = RunnerToServer::Hello(RunnerHello {
             protocol: PROTOCOL_VERSION,
             generation: self.config.generation,
@@ -469,4 +489,77 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use model::protocol::files::{FilesBody, FilesOp, FilesRequest};
+    use model::protocol::{Frame, RunnerToServer, ServerToRunner, Welcome};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+    use crate::git::Confinement;
+    use crate::sandbox::Isolation;
+
+    /// A workspace handed to the link before it connects is served from the first request
+    /// of the connection: a server that asks the moment the runner is welcomed (as it does
+    /// for a files runner somebody waits for) is never told the workspace is being
+    /// prepared. Without the queue applied first, the request and the workspace raced
+    /// (about one connection in two lost); twenty connections leave no room for luck.
+    #[tokio::test]
+    async fn a_workspace_queued_before_connecting_serves_the_first_request() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("notes.md"), "hi").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/runner/ws", listener.local_addr().unwrap());
+        for attempt in 0..20 {
+            let files = Arc::new(
+                Files::new(
+                    root.path().to_owned(),
+                    Confinement {
+                        isolation: Isolation::None(String::new()),
+                        workspace: root.path().to_owned(),
+                    },
+                    Vec::new(),
+                )
+                .without_agent(),
+            );
+            let (link, _down) = Link::start(LinkConfig {
+                url: url.clone(),
+                token: "t".into(),
+                generation: 1,
+                handled_through: 0,
+                give_up_after: Duration::from_secs(10),
+            });
+            link.serve_files(files);
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let _hello = ws.next().await.unwrap().unwrap();
+            let welcome = ServerToRunner::Welcome(Welcome { acked_rseq: 0 });
+            ws.send(Message::text(welcome.encode())).await.unwrap();
+            let ask = ServerToRunner::Files(FilesRequest {
+                id: 7,
+                op: FilesOp::List {
+                    path: String::new(),
+                },
+            });
+            ws.send(Message::text(ask.encode())).await.unwrap();
+            let reply = loop {
+                let Message::Text(text) = ws.next().await.unwrap().unwrap() else {
+                    continue;
+                };
+                if let Ok(RunnerToServer::Files(r)) = RunnerToServer::decode(&text) {
+                    break r;
+                }
+            };
+            assert_eq!(reply.id, 7);
+            assert!(
+                matches!(reply.body, FilesBody::Listing(_)),
+                "connection {attempt}: {:?}",
+                reply.body
+            );
+            drop(link);
+        }
+    }
 }

@@ -174,6 +174,14 @@ impl RunnerEndpoint {
         };
         let (log, current) = (admitted.live.log, admitted.generation());
         let (out, mut out_rx) = mpsc::unbounded_channel();
+        // Welcome goes first: it is queued before the runner is registered, so nothing that
+        // the registration lets others send (a workspace request waiting for a runner) can
+        // come before it. A runner told more than it expects before its welcome reconnects.
+        let acked = match self.services.log.counters(log).await {
+            Ok(c) => c.runner_acked,
+            Err(e) => return End::internal(e),
+        };
+        let _ = out.send(ServerToRunner::Welcome(Welcome { acked_rseq: acked }));
         let superseded = Arc::new(Notify::new());
         let Some(conn) = self.services.runners.register(
             self.key.clone(),
@@ -195,17 +203,7 @@ impl RunnerEndpoint {
             superseded,
             run: admitted,
         };
-        // Welcome goes first: it is queued before anything else can be.
-        let welcome = self.services.log.counters(log).await;
-        let end = match welcome {
-            Ok(c) => {
-                let _ = reg.out.send(ServerToRunner::Welcome(Welcome {
-                    acked_rseq: c.runner_acked,
-                }));
-                self.run(&reg, &hello, &mut out_rx).await
-            }
-            Err(e) => End::internal(e),
-        };
+        let end = self.run(&reg, &hello, &mut out_rx).await;
         self.services.runners.unregister(reg.log, reg.conn);
         self.services.notify(&self.key);
         // Flush what is still queued (acknowledgements) before closing.
@@ -233,6 +231,9 @@ impl RunnerEndpoint {
         }
         let log = live.log;
         let (out, mut out_rx) = mpsc::unbounded_channel();
+        // Welcome first, queued before the registration wakes the requests waiting for this
+        // runner (see the run's endpoint).
+        let _ = out.send(ServerToRunner::Welcome(Welcome { acked_rseq: 0 }));
         let superseded = Arc::new(Notify::new());
         let Some(conn) = self.services.runners.register_files(
             self.key.clone(),
@@ -246,7 +247,6 @@ impl RunnerEndpoint {
                 "a runner of this session is connected already".into(),
             );
         };
-        let _ = out.send(ServerToRunner::Welcome(Welcome { acked_rseq: 0 }));
         let mut shutdown = self.services.shutdown.clone();
         let end = loop {
             let step = tokio::select! {
