@@ -176,7 +176,8 @@ enum Command {
         /// The session.
         session: String,
     },
-    /// A running session's workspace: list, read, diff, download, upload.
+    /// A session's workspace, running or stopped (then a files runner serves it): list, read,
+    /// diff, download, upload.
     #[command(subcommand)]
     Files(files::Files),
     /// Writes a session and its whole event log as JSON (the export).

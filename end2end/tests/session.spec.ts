@@ -119,17 +119,27 @@ test('the agent asks a question; the answer given on the page goes back and the 
   await hydrated(page);
   await expect(form).toBeVisible();
 
+  // Another viewer sees the same question, and sees it answered.
+  const other = await page.context().newPage();
+  await other.goto(`/projects/default/sessions/${session}`);
+  await hydrated(other);
+  const otherForm = other.getByRole('form', { name: 'The agent asks' });
+  await expect(otherForm).toBeVisible({ timeout: 30_000 });
+
   await form.getByLabel('Blue').check();
   await form.getByRole('button', { name: 'Answer' }).click();
   await expect(form).toHaveCount(0);
   await expect(page.locator('.entry.ask')).toContainText('answered: Blue');
+  await expect(otherForm).toHaveCount(0, { timeout: 30_000 });
+  await expect(other.locator('.entry.ask')).toContainText('answered: Blue');
+  await other.close();
   await expect(page.locator('.entry.agent').last()).toContainText('Got your answer', { timeout: 30_000 });
   await expect(page.locator('.entry.agent').last()).toContainText('Blue');
   await api(PORT, 'POST', `/api/projects/default/agentic-sessions/${session}/stop`);
   expect(consoleErrors).toEqual([]);
 });
 
-test('a session that asks before acting: deny one edit with a reason, allow the next', async ({ page, consoleErrors }) => {
+test('a session that asks before acting: deny one edit with a reason, allow the next; deny a Bash command, allow another', async ({ page, consoleErrors }) => {
   const created = await api(PORT, 'POST', '/api/projects/default/agentic-sessions', {
     initialPrompt: 'create page-denied.txt',
     permissionMode: 'ask',
@@ -161,6 +171,26 @@ test('a session that asks before acting: deny one edit with a reason, allow the 
   const dir = path.join(workspace(PORT, 'default', session), 'artifacts');
   expect(fs.existsSync(path.join(dir, 'page-allowed.txt'))).toBe(true);
   expect(fs.existsSync(path.join(dir, 'page-denied.txt'))).toBe(false);
+
+  // Commands too: the card names the tool and shows the command; denied, it never runs.
+  await composer.fill('run: touch bash-denied.txt');
+  await composer.press('Enter');
+  await expect(approval).toBeVisible({ timeout: 30_000 });
+  await expect(approval).toContainText('The agent asks to use Bash');
+  await expect(approval).toContainText('touch bash-denied.txt');
+  await approval.getByLabel('Reason').fill('no commands like that');
+  await approval.getByRole('button', { name: 'Deny' }).click();
+  await expect(page.locator('.entry.ask.approval').last()).toContainText('Denied by');
+  await expect(page.locator('.session-header [data-agent]')).toHaveAttribute('data-agent', 'waiting', { timeout: 30_000 });
+  await composer.fill('run: touch bash-allowed.txt');
+  await composer.press('Enter');
+  await expect(approval).toBeVisible({ timeout: 30_000 });
+  await expect(approval).toContainText('touch bash-allowed.txt');
+  await approval.getByRole('button', { name: 'Allow once' }).click();
+  await expect(page.locator('.entry.ask.approval').last()).toContainText('Allowed by');
+  await expect(page.locator('.session-header [data-agent]')).toHaveAttribute('data-agent', 'waiting', { timeout: 30_000 });
+  expect(fs.existsSync(path.join(dir, 'bash-allowed.txt'))).toBe(true);
+  expect(fs.existsSync(path.join(dir, 'bash-denied.txt'))).toBe(false);
   await api(PORT, 'POST', `/api/projects/default/agentic-sessions/${session}/stop`);
   expect(consoleErrors).toEqual([]);
 });

@@ -57,7 +57,9 @@ impl Download {
                 Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
             }
         });
-        first.chain(rest)
+        // Fused: a body may be polled again after its end (the compression of a response
+        // does), and `unfold` panics when it is (found by the browser's tarball download).
+        first.chain(rest).fuse()
     }
 }
 
