@@ -117,7 +117,8 @@ pub fn open(
         Some(secret) => crate::identity::Identities::with_secret(db.clone(), secret)?,
         None => crate::identity::Identities::open(db.clone(), data_dir)?,
     };
-    let fanout = crate::hub::Fanout::default();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let fanout = crate::hub::Fanout::counting(metrics.events_committed.clone());
     let (tx, rx) = mpsc::unbounded_channel();
     let services = Services {
         identities,
@@ -136,6 +137,7 @@ pub fn open(
         settings: Arc::new(settings),
         shutdown,
         people: identity,
+        metrics,
     };
     let follower = Follower {
         services: services.clone(),

@@ -49,9 +49,19 @@ impl EventFrame {
 #[derive(Clone, Default)]
 pub struct Fanout {
     channels: Arc<Mutex<HashMap<LogId, broadcast::Sender<EventFrame>>>>,
+    /// Every event committed, viewers or not.
+    committed: prometheus_client::metrics::counter::Counter,
 }
 
 impl Fanout {
+    /// A fanout that counts every committed event in `committed`.
+    pub fn counting(committed: prometheus_client::metrics::counter::Counter) -> Fanout {
+        Fanout {
+            channels: Default::default(),
+            committed,
+        }
+    }
+
     /// Subscribes to a session's future events.
     pub fn subscribe(&self, log: LogId) -> broadcast::Receiver<EventFrame> {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,6 +74,7 @@ impl Fanout {
 impl CommitListener for Fanout {
     /// Sends committed events to the session's viewers, if any.
     fn committed(&self, log: LogId, events: Vec<EventRow>) {
+        self.committed.inc_by(events.len() as u64);
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = map.get(&log) {
             if tx.receiver_count() == 0 {
@@ -287,6 +298,14 @@ impl Runners {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&session);
         }
+    }
+
+    /// How many runners are connected: runs' and files runners'.
+    pub fn connected(&self) -> usize {
+        let slots = self.slots();
+        let open = |s: &Slot| !s.tx.is_closed();
+        slots.runs.values().filter(|s| open(s)).count()
+            + slots.files.values().filter(|s| open(s)).count()
     }
 
     /// Whether the runner of `generation` is connected.

@@ -32,6 +32,7 @@ pub mod kube_identity;
 pub mod kube_keys;
 pub mod local;
 pub mod log;
+pub mod metrics;
 pub mod people;
 pub mod records;
 mod schema;

@@ -179,7 +179,8 @@ pub fn open(
 > {
     use std::sync::Arc;
     let db = crate::db::Db::open_in(data_dir)?;
-    let fanout = crate::hub::Fanout::default();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let fanout = crate::hub::Fanout::counting(metrics.events_committed.clone());
     let (handle, unstarted) = match driver {
         Some(config) => {
             // Workspaces hold code and transcripts: the owner's only.
@@ -201,6 +202,7 @@ pub fn open(
         settings: Arc::new(settings),
         shutdown,
         people: Arc::new(crate::people::OwnerOnly),
+        metrics,
     };
     let local = LocalSessions { services, records };
     let task = unstarted.map(|u| u.with_store(local.clone()));

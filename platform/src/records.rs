@@ -229,6 +229,10 @@ pub trait Records: Send + Sync + 'static {
     ) -> Result<SessionRecord>;
     /// A session.
     async fn get_session(&self, caller: &Caller, key: &SessionKey) -> Result<SessionRecord>;
+
+    /// How many sessions each project has in each phase: `(project, phase, count)`, over
+    /// the whole installation (the server's own view, for its metrics; no caller's).
+    async fn phase_counts(&self) -> Result<Vec<(String, String, u64)>>;
     /// A page of a project's sessions, newest first.
     async fn list_sessions(
         &self,

@@ -111,6 +111,8 @@ pub struct Services {
     /// Who comes in besides the owner and the server's keys, and what each may do: nobody
     /// in local mode, the cluster's users and groups in Kubernetes mode.
     pub people: Arc<dyn crate::people::People>,
+    /// The server's metrics (`/metrics` on the metrics address).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A session with its log and what the log says of it.

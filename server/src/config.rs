@@ -31,6 +31,11 @@ pub struct Config {
     /// by a NetworkPolicy). Nothing else is served on it.
     #[arg(long, env = "AMBIENT_RUNNER_ADDR")]
     pub runner_addr: Option<SocketAddr>,
+    /// An address serving the metrics (`GET /metrics`, Prometheus's text format) without
+    /// sign-in, and nothing else; none by default. Bind it where only the monitoring can
+    /// reach it (loopback, or a port no Service or Route exposes).
+    #[arg(long, env = "AMBIENT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// The runner executable. Default: `runner` next to this executable.
     #[arg(long, env = "AMBIENT_RUNNER_BIN")]
     pub runner_bin: Option<PathBuf>,
@@ -189,6 +194,8 @@ pub struct Resolved {
     pub public_url: Option<url::Url>,
     /// The runners' own address, if any.
     pub runner_addr: Option<SocketAddr>,
+    /// The metrics' own address, if any.
+    pub metrics_addr: Option<SocketAddr>,
     /// Print a login link when the server starts.
     pub print_login_link: bool,
     /// Local user name.
@@ -337,6 +344,13 @@ impl Config {
                 "AMBIENT_RUNNER_ADDR {runners} is AMBIENT_ADDR: the runners' address must be another port"
             ));
         }
+        if let Some(metrics) = self.metrics_addr
+            && (Some(metrics) == self.addr || Some(metrics) == self.runner_addr)
+        {
+            return Err(format!(
+                "AMBIENT_METRICS_ADDR {metrics} is the server's or the runners' address: the metrics need a port of their own"
+            ));
+        }
         let set = |v: &Option<String>| {
             v.as_ref()
                 .map(|s| s.trim().to_owned())
@@ -370,6 +384,7 @@ impl Config {
             },
             public_url: self.public_url.clone(),
             runner_addr: self.runner_addr,
+            metrics_addr: self.metrics_addr,
             print_login_link: true,
             user: self
                 .user

@@ -10,6 +10,7 @@
 //!   login links, browser sessions), JSON-only server functions;
 //! - [`headers`]: the security headers of every response (no framing, no sniffing, the
 //!   Content Security Policy with the nonce of each page's inline scripts);
+//! - [`metrics`]: `/metrics` on the metrics address, and every answer counted and timed;
 //! - [`assets`]: the UI's precompressed assets; [`state`]: the axum state.
 //!
 //! Test scaffolding (simulated peers, the load generator) is the `testkit` crate's.
@@ -19,6 +20,7 @@ pub mod assets;
 pub mod config;
 pub mod guard;
 pub mod headers;
+pub mod metrics;
 pub mod state;
 pub mod ws;
 
@@ -69,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         "/",
         axum::routing::get(|| async { axum::response::Redirect::to("/projects") }),
     )
+    // Every route's answers are counted and timed (see `metrics`).
+    .route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        metrics::track,
+    ))
     .fallback(leptos_axum::file_and_error_handler_with_context::<
         AppState,
         _,
@@ -87,6 +94,10 @@ pub fn router(state: AppState) -> Router {
 /// `/health` only, with the security headers.
 pub fn runner_router(state: AppState) -> Router {
     api::runner_routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(axum::middleware::map_response(headers::add))
         .with_state(state)
 }
@@ -265,6 +276,24 @@ pub async fn run(
         }
         None => None,
     };
+    let metrics = match config.metrics_addr {
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for metrics scrapes on {at}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics' address: GET /metrics only, without sign-in");
+            let app = metrics::router(state.clone());
+            let mut stop = shutdown_rx.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
     let app = router(state);
     let mut serve_shutdown = shutdown_rx;
     let signal = async move {
@@ -278,6 +307,9 @@ pub async fn run(
         })
         .await?;
     if let Some(handle) = runners {
+        handle.await??;
+    }
+    if let Some(handle) = metrics {
         handle.await??;
     }
     if let Some(handle) = background {

@@ -307,6 +307,7 @@ pub fn config(
         max_running: 64,
         public_url: None,
         runner_addr: None,
+        metrics_addr: None,
         print_login_link: false,
         user: "tester".into(),
         credentials: Default::default(),

@@ -318,6 +318,20 @@ impl Records for KubeRecords {
         sessions::get_session(self, caller, key).await
     }
 
+    async fn phase_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        // The server's own client (the follower watches every session with it too); the
+        // project of a session is its namespace.
+        let all: Api<AgenticSession> = Api::all(self.client.clone());
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for s in all.list(&ListParams::default()).await? {
+            let project = s.namespace().unwrap_or_default();
+            *counts
+                .entry((project, s.phase().as_str().to_owned()))
+                .or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((p, ph), n)| (p, ph, n)).collect())
+    }
+
     async fn list_sessions(
         &self,
         caller: &Caller,

@@ -125,6 +125,10 @@ impl Records for SqliteRecords {
         Ok(sessions::get(&self.db, key).await?)
     }
 
+    async fn phase_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        Ok(sessions::phase_counts(&self.db).await?)
+    }
+
     async fn list_sessions(&self, _: &Caller, project: &str, page: &Page) -> Result<SessionList> {
         Ok(sessions::list(&self.db, project, page.clone()).await?)
     }

@@ -61,6 +61,7 @@ pub async fn viewer_ws(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
+            let _open = platform::metrics::ViewerGuard::new(&services.metrics);
             let mut viewer = Viewer {
                 conn: Connection::new(socket),
                 services,
@@ -188,7 +189,9 @@ impl Viewer {
             self.cursor = f.seq;
             texts.push(f.text);
         }
+        let sent = texts.len() as u64;
         self.conn.write_texts(texts).await?;
+        self.services.metrics.events_delivered.inc_by(sent);
         if behind {
             self.catch_up(log).await?;
         }
@@ -209,7 +212,9 @@ impl Viewer {
                 self.cursor = last.seq;
             }
             let texts: Vec<Utf8Bytes> = page.iter().map(|row| EventFrame::of(row).text).collect();
+            let sent = texts.len() as u64;
             self.conn.write_texts(texts).await?;
+            self.services.metrics.events_delivered.inc_by(sent);
             if !full {
                 return Ok(());
             }

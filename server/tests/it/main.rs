@@ -22,6 +22,7 @@ mod hub;
 mod interactive;
 mod kubernetes;
 mod mcp;
+mod metrics;
 mod people;
 mod permissions;
 mod restart;

@@ -159,6 +159,24 @@ pub(super) async fn get(db: &Db, key: &SessionKey) -> Result<SessionRecord, Stor
     db.read(move |c| Ok(select_existing(c, &key)?.record)).await
 }
 
+/// How many sessions each project has in each phase.
+pub(super) async fn phase_counts(db: &Db) -> Result<Vec<(String, String, u64)>, StoreError> {
+    db.read(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT project, phase, COUNT(*) FROM sessions GROUP BY project, phase",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await
+}
+
 /// A page of a project's sessions, newest first, optionally filtered by a search over name,
 /// display name and initial prompt.
 pub(super) async fn list(db: &Db, project: &str, page: Page) -> Result<SessionList, StoreError> {

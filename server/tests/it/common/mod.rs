@@ -79,6 +79,7 @@ pub struct Options {
     pub public_url: Option<url::Url>,
     /// The runners' own address (`AMBIENT_RUNNER_ADDR`).
     pub runner_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     /// The workflow catalogue (`AMBIENT_WORKFLOW_CATALOGUE`).
     pub catalogue: Option<platform::catalogue::Source>,
 }
@@ -101,6 +102,7 @@ impl Options {
             trust_proxy_headers: false,
             public_url: None,
             runner_addr: None,
+            metrics_addr: None,
             catalogue: None,
         }
     }
@@ -140,6 +142,7 @@ impl TestServer {
         config.trust_proxy_headers = opts.trust_proxy_headers;
         config.public_url = opts.public_url;
         config.runner_addr = opts.runner_addr;
+        config.metrics_addr = opts.metrics_addr;
         config.workflow_catalogue = opts.catalogue;
         if let Some(kubeconfig) = &opts.kubeconfig {
             config.mode = server::config::Mode::Kubernetes {
