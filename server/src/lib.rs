@@ -259,39 +259,27 @@ pub async fn run(
         doors: std::sync::Arc::new(guard::Doors::new(config.public_url.as_ref(), addr.port())),
     };
     let runners = match config.runner_addr {
-        Some(at) => {
-            let listener = TcpListener::bind(at)
-                .await
-                .with_context(|| format!("listening for runners on {at}"))?;
-            tracing::info!(addr = %listener.local_addr()?, "runners' address: the runner endpoint only");
-            let app = runner_router(state.clone());
-            let mut stop = shutdown_rx.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(nodelay(listener), app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await
-            }))
-        }
+        Some(at) => Some(
+            serve_beside(
+                at,
+                runner_router(state.clone()),
+                "runners' address: the runner endpoint only",
+                &shutdown_rx,
+            )
+            .await?,
+        ),
         None => None,
     };
     let metrics = match config.metrics_addr {
-        Some(at) => {
-            let listener = TcpListener::bind(at)
-                .await
-                .with_context(|| format!("listening for metrics scrapes on {at}"))?;
-            tracing::info!(addr = %listener.local_addr()?, "metrics' address: GET /metrics only, without sign-in");
-            let app = metrics::router(state.clone());
-            let mut stop = shutdown_rx.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await
-            }))
-        }
+        Some(at) => Some(
+            serve_beside(
+                at,
+                metrics::router(state.clone()),
+                "metrics' address: GET /metrics only, without sign-in",
+                &shutdown_rx,
+            )
+            .await?,
+        ),
         None => None,
     };
     let app = router(state);
@@ -316,6 +304,27 @@ pub async fn run(
         let _ = handle.await;
     }
     Ok(())
+}
+
+/// Serves `app` on a second address `at` (the runners', the metrics') until shutdown.
+async fn serve_beside(
+    at: std::net::SocketAddr,
+    app: Router,
+    what: &str,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = TcpListener::bind(at)
+        .await
+        .with_context(|| format!("listening on {at} ({what})"))?;
+    tracing::info!(addr = %listener.local_addr()?, "{what}");
+    let mut stop = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        axum::serve(nodelay(listener), app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    }))
 }
 
 /// The project every installation starts with.

@@ -83,6 +83,8 @@ async fn a_session_runs_through_the_cluster_and_its_viewer_sees_every_event() {
     let mut opts = Options::new(dir.path());
     opts.local_driver = false;
     opts.kubeconfig = Some(kubeconfig());
+    let metrics = crate::metrics::free_port();
+    opts.metrics_addr = Some(metrics);
     let server = TestServer::start(opts).await;
     let project = format!("k8s-e2e-{}", std::process::id() % 100_000);
 
@@ -220,6 +222,19 @@ async fn a_session_runs_through_the_cluster_and_its_viewer_sees_every_event() {
     }
     assert!(seen.iter().any(|e| matches!(&e.event,
         SessionEvent::AgentMessage(m) if m.text == "Hello from the cluster")));
+
+    // The metrics count the session in its project and phase, as the cluster has it.
+    let mut counted = None;
+    for _ in 0..100 {
+        let s = crate::metrics::scrape(metrics).await;
+        let labels = [("project", project.as_str()), ("phase", "Completed")];
+        counted = crate::metrics::value(&s, "ambient_sessions", &labels);
+        if counted == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted, Some(1.0), "the completed session in its project");
 
     // The run has ended: its token opens nothing any more.
     let refused = FakeRunner::connect_once(&server.addr.to_string(), &seeded, 0).await;

@@ -1,28 +1,52 @@
-//! The metrics address: a scrape read with a Prometheus text parser, as Prometheus reads it.
+//! The metrics address: a scrape read with an OpenMetrics parser (by the format's grammar),
+//! as Prometheus reads it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+use openmetrics_parser::OpenMetricsValue as V;
 
 use crate::common::{Options, TestServer, is_phase};
 
-/// The value of the sample `name` (a counter may be written `name_total`) whose labels
-/// include `labels`.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let total = format!("{name}_total");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name || s.metric == total)
-        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .and_then(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(*v),
+pub(crate) type Exposition =
+    openmetrics_parser::MetricsExposition<openmetrics_parser::OpenMetricsType, V>;
+
+/// The samples of the family `name`, with their labels.
+fn samples(scrape: &Exposition, name: &str) -> Vec<(HashMap<String, String>, V)> {
+    let Some(family) = scrape.families.get(name) else {
+        return Vec::new();
+    };
+    family
+        .iter_samples()
+        .map(|s| {
+            let labels = s
+                .get_labelset()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (labels, s.value.clone())
+        })
+        .collect()
+}
+
+/// The value of the counter or gauge `name` whose labels include `labels`.
+pub(crate) fn value(scrape: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(scrape, name)
+        .into_iter()
+        .find(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .and_then(|(_, v)| match v {
+            V::Counter(c) => Some(c.value.as_f64()),
+            V::Gauge(g) | V::Unknown(g) => Some(g.as_f64()),
             _ => None,
         })
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+pub(crate) async fn scrape(addr: std::net::SocketAddr) -> Exposition {
     let resp = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap();
@@ -33,7 +57,14 @@ async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
         .to_owned();
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     let text = resp.text().await.unwrap();
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// An address on loopback nothing listens on (for a server's metrics address).
+pub(crate) fn free_port() -> std::net::SocketAddr {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    free.local_addr().unwrap()
 }
 
 /// A session run with a viewer watching: the scrape counts its HTTP requests by route
@@ -44,9 +75,7 @@ async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
 async fn the_metrics_address_serves_what_runs_in_prometheus_text() {
     let mock = mock_anthropic::start(Default::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics = free.local_addr().unwrap();
-    drop(free);
+    let metrics = free_port();
     let mut opts = Options::new(dir.path()).with_mock(&mock.url());
     opts.metrics_addr = Some(metrics);
     let server = TestServer::start(opts).await;
@@ -60,51 +89,47 @@ async fn the_metrics_address_serves_what_runs_in_prometheus_text() {
         .await;
     assert!(is_phase(events.last().unwrap(), &["Completed"]));
     for missing in ["nope-1", "nope-2"] {
-        let resp = server
-            .http
-            .get(server.url(&format!("/api/projects/default/agentic-sessions/{missing}")))
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/api/projects/default/agentic-sessions/{missing}");
+        let resp = server.http.get(server.url(&path)).send().await.unwrap();
         assert_eq!(resp.status(), 404);
     }
 
     let s = scrape(metrics).await;
-    let created = value(
-        &s,
-        "ambient_http_requests",
-        &[
-            ("method", "POST"),
-            ("route", "/api/projects/{project}/agentic-sessions"),
-            ("status", "201"),
-        ],
+    let created = [
+        ("method", "POST"),
+        ("route", "/api/projects/{project}/agentic-sessions"),
+        ("status", "201"),
+    ];
+    assert_eq!(value(&s, "ambient_http_requests", &created), Some(1.0));
+    let missing = [
+        ("method", "GET"),
+        (
+            "route",
+            "/api/projects/{project}/agentic-sessions/{session}",
+        ),
+        ("status", "404"),
+    ];
+    assert_eq!(
+        value(&s, "ambient_http_requests", &missing),
+        Some(2.0),
+        "one series for both paths"
     );
-    assert_eq!(created, Some(1.0));
-    let missing = value(
-        &s,
-        "ambient_http_requests",
-        &[
-            ("method", "GET"),
-            (
-                "route",
-                "/api/projects/{project}/agentic-sessions/{session}",
-            ),
-            ("status", "404"),
-        ],
-    );
-    assert_eq!(missing, Some(2.0), "one series for both paths");
-    assert!(
-        !s.samples
-            .iter()
-            .any(|x| x.labels.values().any(|v| v.contains("nope-"))),
-        "no path becomes a label"
-    );
-    let timed = s.samples.iter().find(|x| {
-        x.metric == "ambient_http_request_duration_seconds"
-            && x.labels.get("route") == Some("/api/projects/{project}/agentic-sessions")
+    let labelled_by_path = s.families.values().any(|f| {
+        f.iter_samples().any(|x| {
+            x.get_labelset()
+                .unwrap()
+                .iter()
+                .any(|(_, v)| v.contains("nope-"))
+        })
     });
+    assert!(!labelled_by_path, "no path becomes a label");
+    let timed = samples(&s, "ambient_http_request_duration_seconds")
+        .into_iter()
+        .find(|(l, _)| {
+            l.get("route").map(String::as_str) == Some("/api/projects/{project}/agentic-sessions")
+        });
     assert!(
-        matches!(timed.map(|x| &x.value), Some(prometheus_parse::Value::Histogram(b)) if !b.is_empty()),
+        matches!(&timed, Some((_, V::Histogram(h))) if h.count == Some(1)),
         "{timed:?}"
     );
     let n = events.len() as f64;
@@ -113,23 +138,15 @@ async fn the_metrics_address_serves_what_runs_in_prometheus_text() {
     let delivered = value(&s, "ambient_events_delivered", &[]).unwrap();
     assert!(delivered >= n, "{delivered} < {n}");
     assert_eq!(value(&s, "ambient_viewers", &[]), Some(1.0));
-    assert_eq!(
-        value(
-            &s,
-            "ambient_sessions",
-            &[("project", "default"), ("phase", "Completed")]
-        ),
-        Some(1.0)
-    );
-    let phases: HashSet<&str> = s
-        .samples
-        .iter()
-        .filter(|x| x.metric == "ambient_sessions")
-        .filter_map(|x| x.labels.get("phase"))
+    let completed = [("project", "default"), ("phase", "Completed")];
+    assert_eq!(value(&s, "ambient_sessions", &completed), Some(1.0));
+    let phases: HashSet<String> = samples(&s, "ambient_sessions")
+        .into_iter()
+        .filter_map(|(l, _)| l.get("phase").cloned())
         .collect();
     assert_eq!(
         phases,
-        HashSet::from(["Completed"]),
+        HashSet::from(["Completed".to_owned()]),
         "one session, one phase"
     );
 
