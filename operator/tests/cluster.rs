@@ -976,7 +976,11 @@ async fn group_access_becomes_role_bindings_and_removing_it_revokes() {
         may("dave", "team-x", "create").await.then_some(())
     })
     .await;
-    assert!(may("erin", "Auditors@Corp", "get").await, "view reads");
+    // Each group's binding is its own object: the second may come after the first.
+    wait_for("the auditors may read sessions (view reads)", || async {
+        may("erin", "Auditors@Corp", "get").await.then_some(())
+    })
+    .await;
     assert!(
         !may("erin", "Auditors@Corp", "create").await,
         "view does not create"
