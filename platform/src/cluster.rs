@@ -118,7 +118,7 @@ pub fn open(
         None => crate::identity::Identities::open(db.clone(), data_dir)?,
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let fanout = crate::hub::Fanout::counting(metrics.events_committed.clone());
+    let fanout = crate::hub::Fanout::counting(metrics.clone());
     let (tx, rx) = mpsc::unbounded_channel();
     let services = Services {
         identities,

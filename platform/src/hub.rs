@@ -49,16 +49,16 @@ impl EventFrame {
 #[derive(Clone, Default)]
 pub struct Fanout {
     channels: Arc<Mutex<HashMap<LogId, broadcast::Sender<EventFrame>>>>,
-    /// Every event committed, viewers or not.
-    committed: prometheus_client::metrics::counter::Counter,
+    /// Counts every event committed, viewers or not, and what they say.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Fanout {
-    /// A fanout that counts every committed event in `committed`.
-    pub fn counting(committed: prometheus_client::metrics::counter::Counter) -> Fanout {
+    /// A fanout that counts every committed event, and what it says, in `metrics`.
+    pub fn counting(metrics: Arc<crate::metrics::Metrics>) -> Fanout {
         Fanout {
             channels: Default::default(),
-            committed,
+            metrics,
         }
     }
 
@@ -74,7 +74,8 @@ impl Fanout {
 impl CommitListener for Fanout {
     /// Sends committed events to the session's viewers, if any.
     fn committed(&self, log: LogId, events: Vec<EventRow>) {
-        self.committed.inc_by(events.len() as u64);
+        self.metrics.events_committed.inc_by(events.len() as u64);
+        self.metrics.observe(events.iter().map(|e| e.body.as_str()));
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = map.get(&log) {
             if tx.receiver_count() == 0 {

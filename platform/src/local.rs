@@ -180,7 +180,7 @@ pub fn open(
     use std::sync::Arc;
     let db = crate::db::Db::open_in(data_dir)?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let fanout = crate::hub::Fanout::counting(metrics.events_committed.clone());
+    let fanout = crate::hub::Fanout::counting(metrics.clone());
     let (handle, unstarted) = match driver {
         Some(config) => {
             // Workspaces hold code and transcripts: the owner's only.

@@ -45,9 +45,30 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// A phase a session changed to, and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseChangeLabels {
+    /// The new phase.
+    pub phase: String,
+    /// The platform's reason (`inactivity`, `capacity`, a runner's exit ...), or "".
+    pub reason: String,
+}
+
+/// A kind of model tokens.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// `input`, `output`, `cache_read` or `cache_creation`.
+    pub kind: &'static str,
+}
+
 /// Latency buckets of HTTP answers: 1 ms to about 16 s.
 fn http_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Durations of agent turns: 100 ms to about 27 min.
+fn turn_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 15))
 }
 
 /// Every metric of the server, registered once.
@@ -67,6 +88,16 @@ pub struct Metrics {
     pub runners: Gauge,
     /// Sessions by project and phase (set when scraped).
     pub sessions: Family<PhaseLabels, Gauge>,
+    /// Phase changes, by phase and reason (from the logs' `phase` events).
+    pub phase_changes: Family<PhaseChangeLabels, Counter>,
+    /// Agent turns ended, and how long they took (from `turn_result` events).
+    pub turn_seconds: Histogram,
+    /// Turns that ended in an error.
+    pub turn_errors: Counter,
+    /// Model tokens by kind, as the agents' CLI reported them.
+    pub tokens: Family<TokenLabels, Counter>,
+    /// Model cost in US dollars at list price, as the agents' CLI reported it.
+    pub cost_usd: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -89,6 +120,36 @@ impl Metrics {
         let viewers = Gauge::default();
         let runners = Gauge::default();
         let sessions = Family::<PhaseLabels, Gauge>::default();
+        let phase_changes = Family::<PhaseChangeLabels, Counter>::default();
+        let turn_seconds = turn_buckets();
+        let turn_errors = Counter::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cost_usd = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "phase_changes",
+            "Sessions' phase changes, by phase and reason",
+            phase_changes.clone(),
+        );
+        registry.register(
+            "turn_duration_seconds",
+            "How long the agents' turns took",
+            turn_seconds.clone(),
+        );
+        registry.register(
+            "turn_errors",
+            "Agent turns that ended in an error",
+            turn_errors.clone(),
+        );
+        registry.register(
+            "model_tokens",
+            "Model tokens by kind, as the agents reported them",
+            tokens.clone(),
+        );
+        registry.register(
+            "model_cost_usd",
+            "Model cost in US dollars at list price, as the agents reported it",
+            cost_usd.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by method, route and status",
@@ -129,6 +190,55 @@ impl Metrics {
             viewers,
             runners,
             sessions,
+            phase_changes,
+            turn_seconds,
+            turn_errors,
+            tokens,
+            cost_usd,
+        }
+    }
+
+    /// Counts what committed events say: each of `events` (a log's encoded events) that is
+    /// a phase change or an ended turn is decoded (the others are only counted, by the
+    /// caller, never decoded here).
+    pub fn observe<'a>(&self, events: impl IntoIterator<Item = &'a str>) {
+        use model::protocol::SessionEvent;
+        for body in events {
+            // The tag is written first: most events are passed over without decoding.
+            let wanted = body.starts_with(r#"{"type":"phase""#)
+                || body.starts_with(r#"{"type":"turn_result""#);
+            if !wanted {
+                continue;
+            }
+            match serde_json::from_str::<SessionEvent>(body) {
+                Ok(SessionEvent::Phase(p)) => {
+                    self.phase_changes
+                        .get_or_create(&PhaseChangeLabels {
+                            phase: p.phase.as_str().to_owned(),
+                            reason: p.reason.unwrap_or_default(),
+                        })
+                        .inc();
+                }
+                Ok(SessionEvent::TurnResult(t)) => {
+                    self.turn_seconds.observe(t.duration_ms as f64 / 1000.0);
+                    if t.is_error {
+                        self.turn_errors.inc();
+                    }
+                    let u = &t.usage;
+                    for (kind, n) in [
+                        ("input", u.input_tokens),
+                        ("output", u.output_tokens),
+                        ("cache_read", u.cache_read_input_tokens),
+                        ("cache_creation", u.cache_creation_input_tokens),
+                    ] {
+                        self.tokens.get_or_create(&TokenLabels { kind }).inc_by(n);
+                    }
+                    if u.cost_usd.is_finite() && u.cost_usd > 0.0 {
+                        self.cost_usd.inc_by(u.cost_usd);
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -212,6 +322,47 @@ mod tests {
         assert!(text.contains("ambient_events_committed_total 3"), "{text}");
         assert!(
             text.contains(r#"ambient_sessions{project="default",phase="Running"} 2"#),
+            "{text}"
+        );
+        // What events say: a phase change with its reason, a turn's time, tokens and cost;
+        // other events are not decoded.
+        use model::protocol::{PhaseChange, SessionEvent, TurnResult, Usage, encode_event};
+        let phase = encode_event(&SessionEvent::Phase(PhaseChange {
+            phase: model::Phase::Stopped,
+            reason: Some("inactivity".into()),
+            message: None,
+        }));
+        let turn = encode_event(&SessionEvent::TurnResult(TurnResult {
+            is_error: false,
+            subtype: "success".into(),
+            num_turns: 2,
+            duration_ms: 1500,
+            usage: Usage {
+                input_tokens: 100,
+                output_tokens: 7,
+                cost_usd: 0.25,
+                ..Usage::default()
+            },
+            text: None,
+            resume_at: None,
+        }));
+        m.observe([
+            phase.as_str(),
+            turn.as_str(),
+            r#"{"type":"log","level":"info"}"#,
+        ]);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"ambient_phase_changes_total{phase="Stopped",reason="inactivity"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ambient_model_tokens_total{kind="input"} 100"#),
+            "{text}"
+        );
+        assert!(text.contains("ambient_model_cost_usd_total 0.25"), "{text}");
+        assert!(
+            text.contains("ambient_turn_duration_seconds_count 1"),
             "{text}"
         );
         // A phase no session has any more is dropped at the next scrape.

@@ -138,6 +138,16 @@ async fn the_metrics_address_serves_what_runs_in_prometheus_text() {
     let delivered = value(&s, "ambient_events_delivered", &[]).unwrap();
     assert!(delivered >= n, "{delivered} < {n}");
     assert_eq!(value(&s, "ambient_viewers", &[]), Some(1.0));
+    // What the log said: the run's phase changes, its turn, the tokens the CLI reported.
+    let completed = value(&s, "ambient_phase_changes", &[("phase", "Completed")]);
+    assert_eq!(completed, Some(1.0));
+    let input = value(&s, "ambient_model_tokens", &[("kind", "input")]).unwrap();
+    assert!(input > 0.0, "{input}");
+    let turns = samples(&s, "ambient_turn_duration_seconds");
+    assert!(
+        matches!(turns.first(), Some((_, V::Histogram(h))) if h.count == Some(1)),
+        "{turns:?}"
+    );
     let completed = [("project", "default"), ("phase", "Completed")];
     assert_eq!(value(&s, "ambient_sessions", &completed), Some(1.0));
     let phases: HashSet<String> = samples(&s, "ambient_sessions")
